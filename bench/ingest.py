@@ -1,0 +1,276 @@
+"""Ingest benchmark: N realistic enquiry emails through a real Dovecot, mailbridge and aiosmtpd.
+
+Prints mailbridge's emails/s (wall clock of `mailbridge run --once` in a fresh process,
+until every message is a case and every acknowledgement was accepted by the SMTP server)
+and its peak RSS; beside it, in the same run, the limit: fetching the same messages with
+imapclient and parsing them with mail-parser alone. Never pass/fail: it prints figures.
+
+    .venv/bin/python bench/ingest.py            # 1,000 emails, SQLite
+    .venv/bin/python bench/ingest.py -n 5000 --database postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import mailparser
+from aiosmtpd.controller import Controller
+from imapclient import IMAPClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers.dovecot import running_dovecot  # noqa: E402
+
+FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
+LAST = ["Smith", "Patel", "Owen", "Okafor", "Jones", "Baker", "Rahman", "Lewis", "Wood", "Chen"]
+TOPICS = [
+    (
+        "Pothole on {road}",
+        "A resident reports a deep pothole on {road} outside number {n}. "
+        "Two cars have had damaged tyres. Could Highways inspect the road?",
+    ),
+    (
+        "School transport for a pupil in {town}",
+        "A family in {town} has been refused home to "
+        "school transport after a house move. Could School Transport review the decision?",
+    ),
+    (
+        "Care package review in {town}",
+        "A constituent's carer visits were cut without an "
+        "assessment. Could Adult Social Care review the care package?",
+    ),
+    (
+        "Street light out on {road}",
+        "The street light on {road} near number {n} has been out "
+        "for two weeks and the pavement is dark at school pick-up time.",
+    ),
+    (
+        "Fly-tipping in {town}",
+        "Bags of rubbish have been dumped behind the shops in {town} "
+        "for a week. Could this be cleared?",
+    ),
+]
+ROADS = ["Mill Lane", "Church Street", "Station Road", "High Street", "London Road"]
+TOWNS = ["Market Harborough", "Lutterworth", "Oadby", "Loughborough", "Melton Mowbray"]
+
+
+class CountingHandler:
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+
+def members(n: int) -> list[tuple[str, str]]:
+    rng = random.Random(7)
+    out = []
+    for i in range(n):
+        name = f"Cllr {rng.choice(FIRST)} {rng.choice(LAST)}"
+        out.append((name, f"member{i:03d}@example.gov.uk"))
+    return out
+
+
+def enquiry(i: int, who: tuple[str, str], rng: random.Random, earlier: list[str]) -> bytes:
+    subject_t, body_t = rng.choice(TOPICS)
+    fill = {"road": rng.choice(ROADS), "town": rng.choice(TOWNS), "n": rng.randint(1, 120)}
+    msg = EmailMessage()
+    msg["From"] = f"{who[0]} <{who[1]}>"
+    msg["To"] = "Member Enquiries <enquiries@example.gov.uk>"
+    msg["Date"] = format_datetime(datetime(2026, 11, 24, 9, tzinfo=UTC) + timedelta(seconds=i))
+    message_id = f"<bench-{i}-{uuid.uuid4().hex[:8]}@mail.example.gov.uk>"
+    msg["Message-ID"] = message_id
+    subject = subject_t.format(**fill)
+    if earlier and i % 10 == 9:  # some replies to earlier threads
+        parent = rng.choice(earlier)
+        msg["In-Reply-To"] = parent
+        msg["References"] = parent
+        subject = f"RE: {subject}"
+    msg["Subject"] = subject
+    body = body_t.format(**fill)
+    text = f"Hello,\n\n{body}\n\nMany thanks,\n{who[0]}\nCounty Councillor\n"
+    msg.set_content(text * 3)
+    msg.add_alternative(
+        f"<html><body><p>Hello,</p><p>{body}</p>" * 3 + "</body></html>", subtype="html"
+    )
+    if i % 5 == 0:  # a fifth carry a ~100 KB attachment
+        msg.add_attachment(
+            rng.randbytes(100 * 1024),
+            maintype="application",
+            subtype="pdf",
+            filename=f"evidence-{i}.pdf",
+        )
+    earlier.append(message_id)
+    return msg.as_bytes()
+
+
+def measure_limit(host: str, port: int, user: str, password: str, batch: int) -> float:
+    """imapclient fetch + mail-parser parse of everything in INBOX, nothing else."""
+    start = time.perf_counter()
+    with IMAPClient(host, port, ssl=False) as client:
+        client.login(user, password)
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search("ALL")
+        for i in range(0, len(uids), batch):
+            chunk = uids[i : i + batch]
+            for data in client.fetch(chunk, ["BODY.PEEK[]", "INTERNALDATE"]).values():
+                mailparser.parse_from_bytes(data[b"BODY[]"])
+    return len(uids) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=1000, help="emails (default 1000)")
+    ap.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument(
+        "--pg",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server to create a scratch database on",
+    )
+    args = ap.parse_args()
+
+    rng = random.Random(42)
+    people = members(60)
+    work = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
+    handler = CountingHandler()
+    smtp = Controller(handler, hostname="127.0.0.1", port=0)
+    smtp.start()
+    smtp_port = smtp.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    pg_name = None
+    try:
+        with running_dovecot() as dv:
+            if args.database == "sqlite":
+                db_url = f"sqlite:///{work / 'mailbridge.db'}"
+            else:
+                import sqlalchemy
+
+                pg_name = f"mb_bench_{uuid.uuid4().hex[:8]}"
+                admin = sqlalchemy.create_engine(args.pg, isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
+                admin.dispose()
+                db_url = args.pg.rsplit("/", 1)[0] + "/" + pg_name
+            (work / "config.toml").write_text(
+                f"""
+[mailbox]
+url = "imap://{dv.user}@{dv.host}:{dv.port}/"
+password_env = "BENCH_IMAP_PASSWORD"
+[smtp]
+url = "smtp://127.0.0.1:{smtp_port}"
+from_address = "enquiries@example.gov.uk"
+[database]
+url = "{db_url}"
+[storage]
+data_dir = "{work / "data"}"
+[logging]
+level = "WARNING"
+[[service_areas]]
+name = "Highways"
+keywords = ["pothole", "road", "street light"]
+[[service_areas]]
+name = "School Transport"
+keywords = ["school transport"]
+"""
+            )
+            csv = work / "members.csv"
+            csv.write_text(
+                "name,email,extra_emails,division,district,party\n"
+                + "".join(
+                    f"{n},{e},,Division {i},District {i % 7},Independent\n"
+                    for i, (n, e) in enumerate(people)
+                )
+            )
+            env = {**os.environ, "BENCH_IMAP_PASSWORD": dv.password}
+            mb = [str(ROOT / ".venv/bin/mailbridge")]
+            subprocess.run(
+                [*mb, "members", "import", str(csv), "-c", str(work / "config.toml")],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
+
+            earlier: list[str] = []
+            raws = [enquiry(i, rng.choice(people), rng, earlier) for i in range(args.n)]
+            size = sum(map(len, raws))
+            with IMAPClient(dv.host, dv.port, ssl=False) as client:
+                client.login(dv.user, dv.password)
+                for raw in raws:
+                    client.append("INBOX", raw)
+
+            limit = measure_limit(dv.host, dv.port, dv.user, dv.password, 200)
+
+            start = time.perf_counter()
+            done = subprocess.run(
+                [*mb, "run", "--once", "-c", str(work / "config.toml")],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            elapsed = time.perf_counter() - start
+            if done.returncode != 0:
+                sys.exit(f"mailbridge failed:\n{done.stdout}\n{done.stderr}")
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if args.database == "sqlite":
+                cases = (
+                    sqlite3.connect(work / "mailbridge.db")
+                    .execute('select count(*) from "case"')
+                    .fetchone()[0]
+                )
+            else:
+                cases = -1
+                import sqlalchemy
+
+                eng = sqlalchemy.create_engine(db_url)
+                with eng.connect() as conn:
+                    cases = conn.exec_driver_sql('select count(*) from "case"').scalar_one()
+                eng.dispose()
+    finally:
+        smtp.stop()
+        if pg_name:
+            import sqlalchemy
+
+            admin = sqlalchemy.create_engine(args.pg, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            admin.dispose()
+
+    rate = args.n / elapsed
+    print(f"date            {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine         {platform.node()}: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}"
+    )
+    print(f"emails          {args.n} ({size / 1e6:.1f} MB; a fifth with a 100 KB attachment)")
+    print(f"database        {args.database}")
+    print(f"cases opened    {cases}")
+    print(f"acks accepted   {handler.count} by aiosmtpd")
+    print(
+        f"mailbridge      {rate:7.0f} emails/s  ({elapsed:.2f} s for `run --once`, "
+        "process start included)"
+    )
+    print(f"limit           {limit:7.0f} emails/s  (imapclient fetch + mail-parser only)")
+    print(f"ratio           {rate / limit:7.2f}")
+    print(f"peak RSS        {peak_kb / 1024:7.0f} MB  (mailbridge process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The `mailbridge` command line: thin Typer commands over functions in mailbridge/."""

@@ -1,0 +1,27 @@
+"""The `mailbridge` command: sub-commands are small modules beside this one."""
+
+from __future__ import annotations
+
+import typer
+from mailbridge.cli import cases, db, quarantine, run
+from mailbridge.cli.directory import delegates_app, members_app, officers_app
+
+app = typer.Typer(
+    name="mailbridge",
+    help="Email-first case management for council member enquiries.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(members_app, name="members")
+app.add_typer(officers_app, name="officers")
+app.add_typer(delegates_app, name="delegates")
+app.add_typer(cases.cases_app, name="cases")
+app.add_typer(cases.case_app, name="case")
+app.add_typer(quarantine.app, name="quarantine")
+run.register(app)
+
+
+def main() -> None:
+    app()

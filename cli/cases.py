@@ -1,0 +1,118 @@
+"""`mailbridge cases list` and `mailbridge case show`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from rich.table import Table
+from sqlmodel import Session
+
+from mailbridge import views
+from mailbridge.models import utcnow
+from mailbridge.sla import calendar_from_config
+
+cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
+case_app = typer.Typer(help="One case.", no_args_is_help=True)
+
+STATUS_LABEL = {"new": "New", "in_progress": "In progress", "completed": "Completed"}
+
+
+@cases_app.command("list")
+@friendly
+def list_cases(
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    status: Annotated[
+        str | None, typer.Option(help="Only cases with this status: new, in_progress, completed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many of the newest cases.")] = 50,
+) -> None:
+    """The newest cases first.
+
+    Example: mailbridge cases list --status new
+    """
+    if status and status not in STATUS_LABEL:
+        raise typer.BadParameter(f"use one of {', '.join(STATUS_LABEL)}", param_hint="--status")
+    with opened(config) as (_cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+        rows = views.list_cases(session, status=status, limit=limit)
+    table = Table(title=f"{len(rows)} cases" if rows else "No cases yet")
+    for heading in (
+        "Reference",
+        "Member",
+        "Subject",
+        "Service area",
+        "Status",
+        "Received",
+        "Reply due",
+    ):
+        table.add_column(heading)
+    for r in rows:
+        table.add_row(
+            r.reference,
+            r.member,
+            r.subject[:60],
+            r.service_area or "-",
+            STATUS_LABEL.get(r.status, r.status),
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.response_due:%a %d %b %Y}",
+        )
+    console.print(table)
+
+
+@case_app.command("show")
+@friendly
+def show(
+    reference: Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Everything about one case: fields, deadline, attachments and timeline.
+
+    Example: mailbridge case show MQ-2026-00042
+    """
+    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+        cal = calendar_from_config(cfg.council)
+        d = views.case_detail(session, reference, cal, cal.local_date(utcnow()))
+    c = d.case
+    left = d.working_days_left
+    deadline = (
+        f"{c.response_due:%a %d %b %Y} ("
+        + (f"{left} working days left" if left >= 0 else f"overdue by {-left} working days")
+        + ")"
+    )
+    console.print(f"[bold]{c.reference}[/]  {c.subject}", highlight=False)
+    fields = [
+        ("Status", STATUS_LABEL.get(c.status, c.status)),
+        ("Member", f"{d.member.name} <{d.member.email}>"),
+        ("Submitted by", f"{d.submitter.name} <{d.submitter.email}>"),
+        ("Service area", c.service_area or "-"),
+        ("Directorate", c.directorate or "-"),
+        ("District", c.district or "-"),
+        ("Lead officer", d.lead_officer.name if d.lead_officer else "not assigned"),
+        ("Received", f"{c.received_at:%Y-%m-%d %H:%M} UTC"),
+        ("Acknowledge by", f"{c.acknowledge_due:%a %d %b %Y}"),
+        ("Reply due", deadline),
+    ]
+    for label, value in fields:
+        console.print(f"  {label:<15} {value}", highlight=False)
+    if c.body_text:
+        console.print("\n[bold]Enquiry[/]")
+        console.print(c.body_text.strip()[:4000], highlight=False, markup=False)
+    if d.attachments:
+        table = Table(title="Attachments")
+        for h in ("File", "Type", "Size", "Note"):
+            table.add_column(h)
+        for a in d.attachments:
+            table.add_row(
+                a.filename,
+                a.content_type,
+                f"{a.size:,} B",
+                a.refused_reason or ("inline" if a.inline else ""),
+            )
+        console.print(table)
+    table = Table(title="Timeline")
+    for h in ("When (UTC)", "What", "Who", "Detail"):
+        table.add_column(h)
+    for t in d.timeline:
+        table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:80])
+    console.print(table)

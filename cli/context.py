@@ -1,0 +1,70 @@
+"""What every command needs: the loaded config, an upgraded database, clean error output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from mailbridge.config import Config, load_config
+from mailbridge.errors import MailbridgeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_CONFIG = "config.toml"
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="MAILBRIDGE_CONFIG",
+        help="Path to config.toml (or set MAILBRIDGE_CONFIG).",
+        show_default=True,
+    ),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def friendly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one clear line and the right exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except MailbridgeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def load(path: Path) -> Config:
+    return load_config(path)
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[tuple[Config, object]]:
+    """Config plus an engine on an upgraded database (created on first run)."""
+    from mailbridge.migrate import ensure_database
+
+    config = load(path)
+    engine = ensure_database(config.database.url)
+    try:
+        yield config, engine
+    finally:
+        engine.dispose()
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("MAILBRIDGE_DEBUG", "") not in ("", "0")

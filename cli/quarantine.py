@@ -1,0 +1,90 @@
+"""`mailbridge quarantine`: messages kept aside, with their reasons."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from rich.table import Table
+
+from mailbridge import quarantine as q
+from mailbridge.ingest import CaseOpened, Failed, Quarantined
+from mailbridge.services import Services
+
+app = typer.Typer(help="Messages that opened no case, and why.", no_args_is_help=True)
+
+
+@app.command("list")
+@friendly
+def list_items(
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    all_items: Annotated[bool, typer.Option("--all", help="Include retried ones.")] = False,
+) -> None:
+    """Quarantined messages waiting for a coordinator.
+
+    Example: mailbridge quarantine list
+    """
+    with opened(config) as (cfg, engine):
+        items = q.list_items(Services.build(cfg, engine), include_resolved=all_items)  # type: ignore[arg-type]
+    table = Table(title=f"{len(items)} quarantined" if items else "Quarantine is empty")
+    for h in ("Id", "Received", "From", "Subject", "Reason", "Status"):
+        table.add_column(h)
+    for i in items:
+        table.add_row(
+            str(i.id),
+            f"{i.created_at:%Y-%m-%d %H:%M}",
+            i.sender,
+            i.subject[:50],
+            i.reason,
+            i.status,
+        )
+    console.print(table)
+
+
+@app.command("show")
+@friendly
+def show(
+    item_id: Annotated[int, typer.Argument(help="Id from `mailbridge quarantine list`.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """One quarantined message: its reason and, for failures, the traceback.
+
+    Example: mailbridge quarantine show 3
+    """
+    with opened(config) as (cfg, engine):
+        i = q.get_item(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+    for label, value in (
+        ("Id", i.id),
+        ("From", i.sender),
+        ("Subject", i.subject),
+        ("Reason", i.reason),
+        ("Status", i.status),
+        ("Stored as", i.raw_sha256),
+    ):
+        console.print(f"  {label:<10} {value}", highlight=False, markup=False)
+    if i.traceback:
+        console.print(i.traceback, highlight=False, markup=False)
+
+
+@app.command("retry")
+@friendly
+def retry(
+    item_id: Annotated[int, typer.Argument(help="Id from `mailbridge quarantine list`.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Process a quarantined message again (for example after adding its sender).
+
+    Example: mailbridge quarantine retry 3
+    """
+    with opened(config) as (cfg, engine):
+        outcome = q.retry(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+    if isinstance(outcome, CaseOpened):
+        console.print(f"message {item_id} opened case {outcome.reference}")
+    elif isinstance(outcome, Quarantined):
+        console.print(f"message {item_id} is quarantined again: {outcome.reason}")
+    elif isinstance(outcome, Failed):
+        console.print(f"message {item_id} failed again: {outcome.error}")
+        raise typer.Exit(1)
+    else:
+        console.print(f"message {item_id} was already handled")

@@ -1,0 +1,57 @@
+"""`mailbridge run`: the service loop, or one pass with --once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.directory import sync_coordinators
+
+from mailbridge import daemon, logs
+from mailbridge.config import check_secrets
+from mailbridge.db import transaction
+from mailbridge.services import Services
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+@friendly
+def run(
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    once: Annotated[
+        bool, typer.Option("--once", help="Process what is waiting, deliver, and exit.")
+    ] = False,
+    no_deliver: Annotated[
+        bool, typer.Option("--no-deliver", help="Leave queued mail in the outbox.")
+    ] = False,
+) -> None:
+    """Watch the shared mailbox: turn each email into a case and send acknowledgements.
+
+    Runs until SIGTERM or Ctrl-C, finishing the current message first.
+    Example: mailbridge run --once --config config.toml
+    """
+    with opened(config) as (cfg, engine):
+        logs.setup(cfg.logging.level, cfg.logging.format)
+        check_secrets(cfg)
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        with transaction(services.engine) as session:
+            sync_coordinators(session, cfg.coordinators)
+        service = daemon.build(services)
+        service.deliver_enabled = not no_deliver
+        if not once:
+            service.run_forever()
+            return
+        service.source.open()
+        try:
+            report = service.run_pass(full_scan=True)
+        finally:
+            service.source.close()
+        console.print(
+            f"{report.cases} new cases, {report.quarantined} quarantined, "
+            f"{report.duplicates} already handled, {report.failed} failed (will retry); "
+            f"{report.sent} emails sent, {report.retried} to retry, "
+            f"{report.delivery_failed} failed"
+        )

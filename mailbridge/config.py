@@ -1,0 +1,362 @@
+"""Configuration: one TOML file, validated by typed models.
+
+Every error names the file and the key, because the person reading it is an operator
+editing that file. Secrets are never required inline: they come from an environment
+variable (`*_env`) or a file (`*_file`) named in the config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mailbridge.errors import ConfigError
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret(_Section):
+    """Where a secret lives: an environment variable or a file, never the config itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def resolve(self, key: str, source: Path | None) -> str:
+        where = f"{source or 'config'}: {key}"
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"{where}: environment variable {self.env} is not set")
+            return value
+        if self.file:
+            path = self.file if self.file.is_absolute() or not source else source.parent / self.file
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{where}: cannot read secret file {path}: {exc.strerror}"
+                ) from exc
+        raise ConfigError(f"{where}: set {key}_env or {key}_file")
+
+
+class OAuthConfig(_Section):
+    """XOAUTH2 for IMAP/SMTP: MSAL client credentials (Microsoft 365) or a token command."""
+
+    provider: Literal["msal", "command"] = "msal"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    scope: str = "https://outlook.office365.com/.default"
+    authority: str | None = None
+    command: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuthConfig:
+        if self.provider == "msal":
+            missing = [k for k in ("tenant_id", "client_id") if not getattr(self, k)]
+            if not (self.client_secret_env or self.client_secret_file):
+                missing.append("client_secret_env or client_secret_file")
+            if missing:
+                raise ValueError(f"provider 'msal' needs {', '.join(missing)}")
+        if self.provider == "command" and not self.command:
+            raise ValueError('provider \'command\' needs command = ["program", "arg", ...]')
+        return self
+
+    @property
+    def client_secret(self) -> Secret:
+        return Secret(env=self.client_secret_env, file=self.client_secret_file)
+
+
+MAILBOX_SCHEMES = ("maildir", "imap", "imaps", "imap+starttls")
+SMTP_SCHEMES = ("maildir", "smtp", "smtps", "smtp+starttls")
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme not in schemes:
+        raise ValueError(f"'{value}' must start with one of {', '.join(s + ':' for s in schemes)}")
+    if scheme != "maildir":
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError(f"'{value}' has no host name")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"'{value}' has a bad port") from exc
+    elif not value.split(":", 1)[1]:
+        raise ValueError("maildir: needs a path, for example maildir:./data/mailbox")
+    return value
+
+
+class MailboxConfig(_Section):
+    url: str = "maildir:./data/mailbox"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    oauth: OAuthConfig | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    poll_seconds: Annotated[float, Field(gt=0)] = 60.0
+    idle: bool = True
+    idle_renew_seconds: Annotated[float, Field(gt=0, le=600)] = 540.0
+    reconcile_seconds: Annotated[float, Field(gt=0)] = 600.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    tls_ca_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, MAILBOX_SCHEMES)
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def password(self) -> Secret:
+        return Secret(env=self.password_env, file=self.password_file)
+
+    @property
+    def login(self) -> str | None:
+        return self.username or (unquote(urlsplit(self.url).username or "") or None)
+
+
+class SmtpConfig(_Section):
+    url: str = "maildir:./data/outbox"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    oauth: OAuthConfig | None = None
+    from_address: Email = "enquiries@example.gov.uk"
+    from_name: str = "Member Enquiries"
+    rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    batch_size: Annotated[int, Field(ge=1)] = 100
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 60.0
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    give_up_after_hours: Annotated[float, Field(gt=0)] = 72.0
+    lease_seconds: Annotated[float, Field(gt=0)] = 300.0
+    tls_ca_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, SMTP_SCHEMES)
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def password(self) -> Secret:
+        return Secret(env=self.password_env, file=self.password_file)
+
+    @property
+    def login(self) -> str | None:
+        return self.username or (unquote(urlsplit(self.url).username or "") or None)
+
+    @property
+    def domain(self) -> str:
+        return str(self.from_address).rsplit("@", 1)[1]
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///./data/mailbridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or v.startswith("postgresql+psycopg://")):
+            raise ValueError(f"'{v}' must start with sqlite:/// or postgresql+psycopg://")
+        return v
+
+
+class StorageConfig(_Section):
+    data_dir: Path = Path("./data")
+    max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 1024 * 1024
+    max_filename_length: Annotated[int, Field(ge=16, le=255)] = 120
+
+
+class CasesConfig(_Section):
+    reference_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,8}$")] = "MQ"
+    acknowledge_working_days: Annotated[int, Field(ge=0, le=60)] = 1
+    response_working_days: Annotated[int, Field(ge=1, le=250)] = 10
+    max_processing_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+
+
+class CouncilConfig(_Section):
+    name: str = "Example County Council"
+    timezone: str = "Europe/London"
+    holidays_country: str = "GB"
+    holidays_subdivision: str = "ENG"
+    closure_days: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"'{v}' is not a known time zone (for example Europe/London)") from exc
+        return v
+
+    @field_validator("closure_days")
+    @classmethod
+    def _dates(cls, v: list[str]) -> list[str]:
+        from datetime import date
+
+        for item in v:
+            try:
+                date.fromisoformat(item)
+            except ValueError as exc:
+                raise ValueError(f"'{item}' is not a date like 2026-12-29") from exc
+        return v
+
+
+class ServiceArea(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    directorate: str | None = None
+    keywords: list[str] = []
+
+
+class Coordinator(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    email: Email
+
+
+class TemplatesConfig(_Section):
+    directory: Path | None = None
+
+
+class SecurityConfig(_Section):
+    signing_key_env: str | None = None
+    signing_key_file: Path | None = None
+
+    @property
+    def signing_key(self) -> Secret:
+        return Secret(env=self.signing_key_env, file=self.signing_key_file)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section):
+    council: CouncilConfig = CouncilConfig()
+    mailbox: MailboxConfig = MailboxConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    cases: CasesConfig = CasesConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    security: SecurityConfig = SecurityConfig()
+    logging: LoggingConfig = LoggingConfig()
+    service_areas: list[ServiceArea] = []
+    coordinators: list[Coordinator] = []
+    source: Path | None = Field(default=None, exclude=True)
+
+    def resolve_paths(self) -> Config:
+        """Make relative paths relative to the config file, so a service may start anywhere."""
+        base = self.source.parent if self.source else Path.cwd()
+
+        def fix_url(url: str) -> str:
+            scheme, _, rest = url.partition(":")
+            if scheme == "maildir" and not Path(rest).is_absolute():
+                return f"maildir:{(base / rest).resolve()}"
+            return url
+
+        def fix_db(url: str) -> str:
+            prefix = "sqlite:///"
+            path = url[len(prefix) :]
+            if url.startswith(prefix) and path and path != ":memory:" and not path.startswith("/"):
+                return prefix + str((base / path).resolve())
+            return url
+
+        data_dir = self.storage.data_dir
+        if not data_dir.is_absolute():
+            data_dir = (base / data_dir).resolve()
+        tdir = self.templates.directory
+        if tdir is not None and not tdir.is_absolute():
+            tdir = (base / tdir).resolve()
+        return self.model_copy(
+            update={
+                "mailbox": self.mailbox.model_copy(update={"url": fix_url(self.mailbox.url)}),
+                "smtp": self.smtp.model_copy(update={"url": fix_url(self.smtp.url)}),
+                "database": self.database.model_copy(update={"url": fix_db(self.database.url)}),
+                "storage": self.storage.model_copy(update={"data_dir": data_dir}),
+                "templates": self.templates.model_copy(update={"directory": tdir}),
+            }
+        )
+
+    def secret(self, section: str, secret: Secret) -> str:
+        return secret.resolve(section, self.source)
+
+
+def _describe(error: dict, source: Path) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against config.example.toml)"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{source}: {loc}: {msg}"
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file; raise ConfigError with one line for a person."""
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{source}: no such config file (copy config.example.toml and edit it, "
+            "or pass --config PATH)"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0], source)) from exc
+    return config.model_copy(update={"source": source.resolve()}).resolve_paths()
+
+
+def check_secrets(config: Config) -> None:
+    """Resolve every secret the chosen transports need, so a missing one fails at start-up."""
+    for name, section in (("mailbox", config.mailbox), ("smtp", config.smtp)):
+        if section.scheme == "maildir":
+            continue
+        if section.oauth is not None:
+            if section.oauth.provider == "msal":
+                config.secret(f"[{name}.oauth] client_secret", section.oauth.client_secret)
+        elif section.login:
+            config.secret(f"[{name}] password", section.password)
+    if config.security.signing_key_env or config.security.signing_key_file:
+        config.secret("[security] signing_key", config.security.signing_key)

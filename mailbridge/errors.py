@@ -1,0 +1,21 @@
+"""Errors a person reads: each carries a message written for them, never a traceback."""
+
+
+class MailbridgeError(Exception):
+    """Base for errors with a message meant for the person running mailbridge."""
+
+    exit_code = 1
+
+
+class ConfigError(MailbridgeError):
+    """The configuration is wrong: the message names the file and the key."""
+
+    exit_code = 2
+
+
+class UserError(MailbridgeError):
+    """Something a coordinator or operator asked for cannot be done as asked."""
+
+
+class TransportError(MailbridgeError):
+    """A mailbox or SMTP server could not be reached or refused us."""

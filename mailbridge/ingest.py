@@ -1,0 +1,309 @@
+"""The journey of one inbound email, as an ordered list of named steps (invariant 5).
+
+Each step fills in the work item or returns a typed outcome that ends the journey.
+Reorder or add steps in STEPS alone. Anything a step raises is caught by `Processor`:
+the message stays in the inbox, its traceback is kept, and after the configured number
+of failures it is quarantined with the reason while the loop goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import traceback as tb
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from mailbridge import cases, directory, hygiene, parsing, routing
+from mailbridge.db import transaction
+from mailbridge.directory import Identity
+from mailbridge.mailbox.base import Destination
+from mailbridge.models import (
+    Disposition,
+    Message,
+    ProcessingFailure,
+    QuarantineItem,
+    QuarantineStatus,
+    as_utc,
+    utcnow,
+)
+from mailbridge.parsing import ParsedEmail
+from mailbridge.routing import Decision, OpenCase, Quarantine
+from mailbridge.services import Services
+
+log = logging.getLogger(__name__)
+
+
+# --- typed outcomes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseOpened:
+    reference: str
+    destination: Destination | None = Destination.PROCESSED
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    quarantine_id: int
+    code: str
+    reason: str
+    destination: Destination | None = Destination.QUARANTINE
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyHandled:
+    """A re-delivery or re-fetch: its effect was committed before, so only move it."""
+
+    dedupe_key: str
+    destination: Destination | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Processing raised; the message stays in the inbox to be tried again."""
+
+    error: str
+    attempts: int
+    destination: Destination | None = None
+
+
+Outcome = CaseOpened | Quarantined | AlreadyHandled | Failed
+
+
+# --- the work item and the steps ------------------------------------------------------
+
+
+@dataclass
+class Work:
+    raw: bytes
+    server_received_at: datetime | None
+    retry_of: int | None = None
+    raw_sha256: str = ""
+    parsed: ParsedEmail | None = None
+    sender: Identity | None = None
+    decision: Decision | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        if self.parsed is not None:
+            return self.parsed.dedupe_key
+        return "sha256:" + (self.raw_sha256 or hashlib.sha256(self.raw).hexdigest())
+
+    @property
+    def received_at(self) -> datetime:
+        """Server time first (INTERNALDATE, then the first Received header), client Date last."""
+        p = self.parsed
+        for moment in (self.server_received_at, p and p.received_at, p and p.date):
+            if moment:
+                return as_utc(moment)
+        return utcnow()
+
+
+Step = Callable[[Work, Services], Outcome | None]
+
+
+def store_raw(work: Work, services: Services) -> None:
+    """Keep the exact bytes first, so any later failure can be retried from them."""
+    work.raw_sha256 = services.blobs.put(work.raw)
+
+
+def parse(work: Work, services: Services) -> None:
+    work.parsed = parsing.parse(
+        work.raw, max_filename_length=services.config.storage.max_filename_length
+    )
+
+
+def skip_handled(work: Work, services: Services) -> Outcome | None:
+    """Nothing doubled: a message whose effect is already committed is only moved."""
+    if work.retry_of is not None:
+        return None
+    key = work.dedupe_key
+    with Session(services.engine) as session:
+        disposition = session.exec(
+            select(Message.disposition).where(Message.dedupe_key == key)
+        ).first()
+        if disposition is None:
+            waiting = session.exec(
+                select(QuarantineItem.id).where(
+                    QuarantineItem.dedupe_key == key,
+                    QuarantineItem.status == QuarantineStatus.WAITING,
+                )
+            ).first()
+            if waiting is None:
+                return None
+            disposition = Disposition.QUARANTINED
+    return AlreadyHandled(key, _destination(disposition))
+
+
+def refuse_loops(work: Work, services: Services) -> None:
+    assert work.parsed is not None
+    rejection = hygiene.check(work.parsed, services.own_addresses)
+    if rejection:
+        work.decision = Quarantine(rejection.code, rejection.reason)
+
+
+def identify_sender(work: Work, services: Services) -> None:
+    assert work.parsed is not None
+    with Session(services.engine) as session:
+        work.sender = directory.identify(session, work.parsed.from_address)
+
+
+def route(work: Work, services: Services) -> None:
+    assert work.parsed is not None and work.sender is not None
+    if work.decision is None:
+        work.decision = routing.decide(work.parsed, work.sender, services.config.service_areas)
+
+
+def apply(work: Work, services: Services) -> Outcome:
+    """The whole effect of the message in one transaction (invariants 1 and 2)."""
+    assert work.parsed is not None and work.decision is not None
+    item = cases.Inbound(work.parsed, work.received_at, len(work.raw))
+    try:
+        with transaction(services.engine) as session:
+            if work.retry_of is not None:
+                _release_for_retry(session, work.retry_of, work.dedupe_key)
+            decision = work.decision
+            if isinstance(decision, OpenCase):
+                case = cases.open_case(session, services, item, decision)
+                outcome: Outcome = CaseOpened(case.reference)
+            else:
+                entry = cases.quarantine(
+                    session,
+                    item=item,
+                    dedupe_key=work.dedupe_key,
+                    raw_sha256=work.raw_sha256,
+                    code=decision.code,
+                    reason=decision.reason,
+                )
+                outcome = Quarantined(entry.id or 0, decision.code, decision.reason)
+    except IntegrityError:
+        # Another daemon committed the same message first: same single effect.
+        handled = skip_handled(Work(work.raw, None, parsed=work.parsed), services)
+        if handled is None:
+            raise
+        return handled
+    return outcome
+
+
+STEPS: Sequence[Step] = (
+    store_raw,
+    parse,
+    skip_handled,
+    refuse_loops,
+    identify_sender,
+    route,
+    apply,
+)
+
+
+def _destination(disposition: str) -> Destination:
+    if disposition == Disposition.QUARANTINED:
+        return Destination.QUARANTINE
+    return Destination.PROCESSED
+
+
+def _release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> None:
+    """A retried message replaces its quarantined record in the same transaction."""
+    entry = session.get(QuarantineItem, quarantine_id)
+    if entry is None:
+        return
+    old_message_id = entry.message_id
+    entry.status = QuarantineStatus.RETRIED
+    entry.resolved_at = utcnow()
+    entry.message_id = None
+    session.add(entry)
+    session.flush()
+    if old_message_id is not None:
+        old = session.get(Message, old_message_id)
+        if old is not None and old.dedupe_key == dedupe_key and old.case_id is None:
+            session.delete(old)
+            session.flush()
+
+
+# --- the processor --------------------------------------------------------------------
+
+
+class Processor:
+    """Runs the steps for one message and turns any exception into a kept failure."""
+
+    def __init__(self, services: Services, steps: Sequence[Step] = STEPS) -> None:
+        self.services = services
+        self.steps = steps
+
+    def process(
+        self, raw: bytes, received_at: datetime | None = None, *, retry_of: int | None = None
+    ) -> Outcome:
+        work = Work(raw, received_at, retry_of=retry_of)
+        try:
+            for step in self.steps:
+                outcome = step(work, self.services)
+                if outcome is not None:
+                    self._log(outcome)
+                    return outcome
+            raise RuntimeError("the processing steps ended without an outcome")
+        except Exception as exc:  # noqa: BLE001 - untrusted input must never stop the loop
+            return self._failed(work, exc)
+
+    def _log(self, outcome: Outcome) -> None:
+        if isinstance(outcome, CaseOpened):
+            log.info("message processed", extra={"case": outcome.reference, "outcome": "case"})
+        elif isinstance(outcome, Quarantined):
+            log.info(
+                "message processed",
+                extra={"outcome": "quarantined", "reason_code": outcome.code},
+            )
+        else:
+            log.debug("message already handled", extra={"outcome": "duplicate"})
+
+    def _failed(self, work: Work, exc: Exception) -> Outcome:
+        key = work.dedupe_key
+        trace = "".join(tb.format_exception(exc))
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        limit = self.services.config.cases.max_processing_attempts
+        log.warning("message processing failed", extra={"error": error})
+        log.debug("failure traceback\n%s", trace)
+        try:
+            with transaction(self.services.engine) as session:
+                failure = session.get(ProcessingFailure, key) or ProcessingFailure(
+                    dedupe_key=key,
+                    raw_sha256=work.raw_sha256 or hashlib.sha256(work.raw).hexdigest(),
+                )
+                failure.attempts += 1
+                failure.last_error = error
+                failure.traceback = trace
+                failure.last_failed_at = utcnow()
+                session.add(failure)
+                attempts = failure.attempts
+                if attempts < limit:
+                    return Failed(error, attempts)
+                p = work.parsed
+                entry = cases.quarantine(
+                    session,
+                    item=None,
+                    dedupe_key=key,
+                    raw_sha256=failure.raw_sha256,
+                    code="processing_failed",
+                    reason=f"processing failed {attempts} times; last error: {error}",
+                    traceback=trace,
+                    sender=(p.from_address or "") if p else "",
+                    subject=p.subject if p else "",
+                )
+                return Quarantined(entry.id or 0, entry.reason_code, entry.reason)
+        except Exception as record_exc:  # noqa: BLE001 - e.g. the database is down
+            log.error("could not record a processing failure", extra={"error": str(record_exc)})
+            return Failed(error, 0)
+
+
+def pending_failures(services: Services) -> int:
+    """Failures still to retry: the mailbox must be scanned in full to find them again."""
+    limit = services.config.cases.max_processing_attempts
+    with Session(services.engine) as session:
+        rows = session.exec(
+            select(ProcessingFailure.dedupe_key).where(ProcessingFailure.attempts < limit)
+        ).all()
+    return len(rows)

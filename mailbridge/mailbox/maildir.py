@@ -1,0 +1,129 @@
+"""Maildir source: the embedded default, laid out as Dovecot does (Maildir++ folders).
+
+A message is one file; moving it is one rename, so a handled message leaves the inbox
+atomically and keeps its exact bytes. Another process may move the same file first: that
+is not an error.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailbridge.mailbox.base import Destination, InboundMail
+
+_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    key: str
+    path: Path
+    mtime: float
+
+
+def maildir_drop(path: Path, raw: bytes) -> str:
+    """Deliver raw bytes into the root's new/ (tmp/ then rename), returning the key."""
+    return mailbox.Maildir(path, factory=None, create=True).add(raw)
+
+
+class MaildirSource:
+    """The root's new/ and cur/ are the inbox; `.Processed`, `.Quarantine` the folders."""
+
+    def __init__(
+        self,
+        path: Path,
+        processed_folder: str = "Processed",
+        quarantine_folder: str = "Quarantine",
+        batch_size: int = 200,
+    ) -> None:
+        self.path = Path(path)
+        self.folders = {
+            Destination.PROCESSED: processed_folder,
+            Destination.QUARANTINE: quarantine_folder,
+        }
+        self.batch_size = batch_size
+        self.name = f"maildir:{self.path}"
+        self._box: mailbox.Maildir | None = None
+        self._seen_new: set[str] = set()
+
+    def open(self) -> None:
+        self._maildir()
+
+    def close(self) -> None:
+        self._box = None
+
+    def _maildir(self) -> mailbox.Maildir:
+        if self._box is None:
+            self._box = mailbox.Maildir(self.path, factory=None, create=True)
+        return self._box
+
+    def _entries(self) -> list[_Entry]:
+        self._maildir()
+        entries: list[_Entry] = []
+        for sub in ("new", "cur"):
+            with os.scandir(self.path / sub) as it:
+                for item in it:
+                    if item.name.startswith("."):
+                        continue
+                    try:
+                        mtime = item.stat().st_mtime
+                    except FileNotFoundError:  # moved away by another process meanwhile
+                        continue
+                    key = item.name.split(":", 1)[0]
+                    entries.append(_Entry(key, Path(item.path), mtime))
+        entries.sort(key=lambda e: (e.mtime, e.key))
+        return entries
+
+    def fetch(self, full_scan: bool = False) -> Iterator[list[InboundMail]]:
+        """Every message waiting in the inbox, oldest first (a Maildir has no UID mark)."""
+        entries = self._entries()
+        self._seen_new = {e.path.name for e in entries if e.path.parent.name == "new"}
+        for start in range(0, len(entries), self.batch_size):
+            batch: list[InboundMail] = []
+            for entry in entries[start : start + self.batch_size]:
+                try:
+                    raw = entry.path.read_bytes()
+                except FileNotFoundError:
+                    continue
+                received = datetime.fromtimestamp(int(entry.mtime), UTC).replace(tzinfo=None)
+                batch.append(InboundMail(key=entry.key, raw=raw, received_at=received))
+            if batch:
+                yield batch
+
+    def move(self, keys: Sequence[str], destination: Destination) -> None:
+        """Rename each file into the folder's cur/ (created when missing)."""
+        box = self._maildir()
+        folder = self.folders[destination]
+        if folder not in box.list_folders():
+            box.add_folder(folder)
+        target = self.path / f".{folder}" / "cur"
+        wanted = set(keys)
+        for entry in self._entries():
+            if entry.key not in wanted:
+                continue
+            name = entry.path.name
+            if entry.path.parent.name == "new" and ":" not in name:
+                name += ":2,"  # a message in cur/ carries an info part
+            try:
+                os.rename(entry.path, target / name)
+            except FileNotFoundError:
+                continue  # another process moved it first
+
+    def wait(self, timeout: float) -> bool:
+        """Poll new/ until a file the last fetch did not see appears, or timeout."""
+        new = self.path / "new"
+        self._maildir()
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(not n.startswith(".") and n not in self._seen_new for n in os.listdir(new)):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(_POLL_SECONDS, remaining))

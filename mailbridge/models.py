@@ -1,0 +1,238 @@
+"""Tables. Times are timezone-aware UTC (invariant 6); deadlines are local calendar dates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC now: SQLModel stores aware datetimes and returns them in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC from a naive-UTC or aware datetime (parsers and servers give either)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class PersonKind(StrEnum):
+    MEMBER = "member"
+    OFFICER = "officer"
+    COORDINATOR = "coordinator"
+    DELEGATE = "delegate"
+
+
+class CaseStatus(StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Disposition(StrEnum):
+    """What became of an inbound message."""
+
+    CASE = "case"
+    QUARANTINED = "quarantined"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class QuarantineStatus(StrEnum):
+    WAITING = "waiting"
+    RETRIED = "retried"
+    RELEASED = "released"
+
+
+class Person(SQLModel, table=True):
+    """A member, officer, coordinator or delegate; addresses live in PersonAddress."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=16)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=254, unique=True)
+    division: str | None = Field(default=None, max_length=200)
+    district: str | None = Field(default=None, max_length=200, index=True)
+    party: str | None = Field(default=None, max_length=200)
+    service_area: str | None = Field(default=None, max_length=200)
+    directorate: str | None = Field(default=None, max_length=200)
+    delegate_for_id: int | None = Field(default=None, foreign_key="person.id")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PersonAddress(SQLModel, table=True):
+    """Every address that counts as a person's, the primary one included (lowercased)."""
+
+    __tablename__ = "person_address"
+
+    email: str = Field(primary_key=True, max_length=254)
+    person_id: int = Field(foreign_key="person.id", index=True)
+
+
+class ReferenceCounter(SQLModel, table=True):
+    """One row per prefix and year; incremented inside the case transaction."""
+
+    __tablename__ = "reference_counter"
+
+    prefix: str = Field(primary_key=True, max_length=8)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Case(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("prefix", "year", "seq", name="uq_case_prefix_year_seq"),
+        Index("ix_case_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=32, unique=True)
+    prefix: str = Field(max_length=8)
+    year: int
+    seq: int
+    subject: str = Field(max_length=998)
+    body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    status: str = Field(default=CaseStatus.NEW, max_length=16, index=True)
+    member_id: int = Field(foreign_key="person.id", index=True)
+    submitter_id: int = Field(foreign_key="person.id")
+    lead_officer_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    service_area: str | None = Field(default=None, max_length=200, index=True)
+    directorate: str | None = Field(default=None, max_length=200, index=True)
+    enquiry_type: str | None = Field(default=None, max_length=100)
+    district: str | None = Field(default=None, max_length=200)
+    received_at: datetime
+    acknowledge_due: date
+    response_due: date = Field(index=True)
+    acknowledged_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """A message in (every one we processed) or out (mirrors an outbox row)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=3)
+    dedupe_key: str | None = Field(default=None, max_length=998, unique=True)
+    message_id: str | None = Field(default=None, max_length=998, index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    disposition: str | None = Field(default=None, max_length=16)
+    sender: str = Field(default="", max_length=998)
+    sender_name: str | None = Field(default=None, max_length=998)
+    recipients: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    subject: str = Field(default="", max_length=998)
+    date_header: datetime | None = None
+    received_at: datetime
+    raw_sha256: str | None = Field(default=None, max_length=64)
+    raw_size: int = 0
+    body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    in_reply_to: str | None = Field(default=None, max_length=998)
+    references: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    defects: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str | None = Field(default=None, max_length=64)
+    inline: bool = False
+    refused_reason: str | None = Field(default=None, max_length=500)
+
+
+class Event(SQLModel, table=True):
+    """Every change to a case (invariant 3): the audit trail and the timeline."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(max_length=64, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    actor: str = Field(default="system", max_length=254)
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An email to send, rendered in full when queued so its Message-ID is fixed then."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=998, unique=True)
+    idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    kind: str = Field(max_length=64)
+    sender: str = Field(max_length=254)
+    recipients: str = Field(sa_column=Column(Text, nullable=False))
+    subject: str = Field(max_length=998)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class ProcessingFailure(SQLModel, table=True):
+    """A message whose processing raised; kept with its traceback and retried."""
+
+    __tablename__ = "processing_failure"
+
+    dedupe_key: str = Field(primary_key=True, max_length=998)
+    raw_sha256: str = Field(max_length=64)
+    attempts: int = 0
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    traceback: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    first_failed_at: datetime = Field(default_factory=utcnow)
+    last_failed_at: datetime = Field(default_factory=utcnow)
+
+
+class QuarantineItem(SQLModel, table=True):
+    __tablename__ = "quarantine"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    dedupe_key: str = Field(max_length=998, index=True)
+    raw_sha256: str = Field(max_length=64)
+    reason_code: str = Field(max_length=64, index=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    sender: str = Field(default="", max_length=998)
+    subject: str = Field(default="", max_length=998)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    status: str = Field(default=QuarantineStatus.WAITING, max_length=16, index=True)
+    traceback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+
+
+class MailboxState(SQLModel, table=True):
+    """Where a mailbox source got to: UIDVALIDITY and the highest UID seen."""
+
+    __tablename__ = "mailbox_state"
+
+    source: str = Field(primary_key=True, max_length=500)
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)

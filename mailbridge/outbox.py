@@ -1,0 +1,270 @@
+"""The transactional outbox (invariant 2): queue in the caller's transaction, deliver later.
+
+Delivery claims due rows with a lease in one short transaction, talks SMTP with no
+transaction open, then records each result in its own short transaction. A sender that
+dies leaves its claimed rows to become due again when the lease expires; they are sent
+again with the same Message-ID, so a repeat is recognisable as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select, update
+from sqlmodel import Session
+
+from mailbridge.db import transaction
+from mailbridge.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
+from mailbridge.senders import PermanentDeliveryError, Sender, TemporaryDeliveryError
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    sender: str,
+    recipients: Sequence[str],
+    subject: str,
+    raw: bytes,
+    message_id: str,
+    case_id: int | None = None,
+    idempotency_key: str | None = None,
+    body_text: str = "",
+    in_reply_to: str | None = None,
+    now: datetime | None = None,
+) -> OutboxMessage:
+    """Add the email to the caller's transaction; it is sent only if that commits."""
+    moment = now or utcnow()
+    row = OutboxMessage(
+        message_id=message_id,
+        idempotency_key=idempotency_key,
+        case_id=case_id,
+        kind=kind,
+        sender=sender,
+        recipients=", ".join(recipients),
+        subject=subject[:998],
+        raw=raw,
+        next_attempt_at=moment,
+        created_at=moment,
+    )
+    session.add(row)
+    session.add(
+        Message(
+            direction=Direction.OUT,
+            message_id=message_id,
+            case_id=case_id,
+            sender=sender,
+            recipients=row.recipients,
+            subject=row.subject,
+            received_at=moment,
+            body_text=body_text,
+            in_reply_to=in_reply_to,
+            raw_size=len(raw),
+        )
+    )
+    return row
+
+
+class RateLimiter:
+    """At most `per_minute` sends in any 60 seconds (0 = no limit); waits rather than drops."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.sleep = sleep
+        self.sent: deque[float] = deque()
+
+    def acquire(self) -> None:
+        if self.per_minute <= 0:
+            return
+        while True:
+            now = self.clock()
+            while self.sent and now - self.sent[0] >= 60.0:
+                self.sent.popleft()
+            if len(self.sent) < self.per_minute:
+                self.sent.append(now)
+                return
+            self.sleep(60.0 - (now - self.sent[0]))
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.sent + self.retried + self.failed
+
+
+def claim(engine: Engine, *, batch_size: int, lease_seconds: float, now: datetime) -> list[int]:
+    """Take due rows for this sender: no other sender gets them until the lease ends."""
+    with transaction(engine) as session:
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+            .limit(batch_size)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list(session.execute(due).scalars().all())
+        if not ids:
+            return []
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id.in_(ids),  # type: ignore[union-attr]
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .values(
+                next_attempt_at=now + timedelta(seconds=lease_seconds),
+                attempts=OutboxMessage.attempts + 1,
+            )
+            .returning(OutboxMessage.id)
+        )
+        return sorted(claimed.scalars().all())
+
+
+def deliver_due(
+    engine: Engine,
+    sender: Sender,
+    *,
+    batch_size: int = 100,
+    lease_seconds: float = 300.0,
+    retry_base_seconds: float = 60.0,
+    retry_max_seconds: float = 3600.0,
+    give_up_after_hours: float = 72.0,
+    rate_limit: RateLimiter | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> DeliveryReport:
+    """Send one batch of due mail over one connection; never inside a case transaction."""
+    report = DeliveryReport()
+    ids = claim(engine, batch_size=batch_size, lease_seconds=lease_seconds, now=now())
+    if not ids:
+        return report
+    try:
+        sender.open()
+    except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
+        # The server is unreachable or refused our login: nothing is wrong with the mail.
+        log.error("cannot open the mail transport", extra={"error": str(exc)})
+        for row_id in ids:
+            with Session(engine) as session:
+                row = session.get(OutboxMessage, row_id)
+            if row is not None:
+                _retry_later(
+                    engine, row, str(exc), now(), retry_base_seconds, retry_max_seconds,
+                    give_up_after_hours,
+                )  # fmt: skip
+                report.retried += 1
+        return report
+    for row_id in ids:
+        with Session(engine) as session:
+            row = session.get(OutboxMessage, row_id)
+        if row is None:
+            continue
+        if rate_limit is not None:
+            rate_limit.acquire()
+        recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
+        try:
+            result = sender.send(row.raw, row.sender, recipients)
+        except PermanentDeliveryError as exc:
+            _failed(engine, row, str(exc), now())
+            report.failed += 1
+            continue
+        except TemporaryDeliveryError as exc:
+            gave_up = _retry_later(
+                engine, row, str(exc), now(), retry_base_seconds, retry_max_seconds,
+                give_up_after_hours,
+            )  # fmt: skip
+            if gave_up:
+                report.failed += 1
+            else:
+                report.retried += 1
+            continue
+        _sent(engine, row, result.refused, now())
+        report.sent += 1
+    return report
+
+
+def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datetime) -> None:
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
+            .values(status=OutboxStatus.SENT, sent_at=at, last_error=None)
+        )
+        if refused:
+            words = "; ".join(f"{rcpt}: {why}" for rcpt, why in refused.items())
+            session.add(
+                Event(
+                    case_id=row.case_id,
+                    kind="delivery_partially_failed",
+                    detail=f"{row.kind} {row.message_id} refused for {words}",
+                )
+            )
+    log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case_id": row.case_id})
+
+
+def _failed(engine: Engine, row: OutboxMessage, error: str, at: datetime) -> None:
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
+            .values(status=OutboxStatus.FAILED, last_error=error[:2000])
+        )
+        session.add(
+            Event(
+                case_id=row.case_id,
+                at=at,
+                kind="delivery_failed",
+                detail=f"{row.kind} to {row.recipients} could not be delivered: {error[:500]}",
+            )
+        )
+    log.warning(
+        "mail delivery failed", extra={"outbox_id": row.id, "kind": row.kind, "error": error}
+    )
+
+
+def _retry_later(
+    engine: Engine,
+    row: OutboxMessage,
+    error: str,
+    at: datetime,
+    base: float,
+    cap: float,
+    give_up_after_hours: float,
+) -> bool:
+    created = row.created_at
+    if at - created > timedelta(hours=give_up_after_hours):
+        _failed(engine, row, f"gave up after {give_up_after_hours:g} hours: {error}", at)
+        return True
+    delay = min(cap, base * 2 ** max(0, row.attempts - 1))
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
+            .values(next_attempt_at=at + timedelta(seconds=delay), last_error=error[:2000])
+        )
+    log.info(
+        "mail delivery deferred",
+        extra={"outbox_id": row.id, "retry_in_seconds": delay, "error": error},
+    )
+    return False

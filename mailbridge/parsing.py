@@ -1,0 +1,368 @@
+"""Raw bytes -> ParsedEmail with mail-parser. Never raises: defects are recorded instead.
+
+mail-parser gives the decoded headers, addresses, dates and defects. Bodies and
+attachments are read from the MIME tree it parsed (`mail.message`) part by part with
+`get_payload(decode=True)`, so attachment bytes are exactly what the sender attached and
+an attached email stays one `.eml` file instead of being flattened into the body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from pathlib import PurePath
+
+import html2text
+import mailparser
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAttachment:
+    filename: str  # sanitised: no separators or control characters, capped, unique in message
+    content_type: str
+    payload: bytes  # decoded bytes, exactly as the sender attached them
+    inline: bool = False
+    content_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEmail:
+    raw_sha256: str
+    dedupe_key: str  # normalised Message-ID, or "sha256:<hex>" of the raw bytes without one
+    message_id: str | None  # normalised: no angle brackets, surrounding space removed
+    from_address: str | None  # lowercased addr-spec, None when unparsable
+    from_name: str | None
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
+    subject: str = ""
+    date: datetime | None = None  # naive UTC, from the Date header
+    received_at: datetime | None = None  # naive UTC, from the first (topmost) Received header
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    body_text: str = ""
+    body_html: str | None = None
+    attachments: tuple[ParsedAttachment, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case name -> first value
+    defects: tuple[str, ...] = ()
+
+
+_ID = re.compile(r"<([^<>\s]+)>")
+_WS = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r'[/\\:*?"<>|]')
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                     *(f"lpt{i}" for i in range(1, 10))}  # fmt: skip
+
+
+# --- small pure helpers ------------------------------------------------------------------
+
+
+def normalise_message_id(value: str | None) -> str | None:
+    """`<abc@host>` -> `abc@host`; None for empty or space-only values."""
+    if not value:
+        return None
+    value = str(value).strip()
+    match = _ID.search(value)
+    if match:
+        return match.group(1)
+    value = value.strip("<> \t\r\n")
+    if not value or _WS.search(value):
+        return None
+    return value
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Text in its declared charset; undeclared or wrong: UTF-8, else windows-1252.
+
+    NUL characters are dropped: they carry no meaning in mail text and PostgreSQL
+    refuses them in text columns.
+    """
+    for candidate in (charset, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return data.decode(candidate.strip().strip('"').lower()).replace("\x00", "")
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue
+    return data.decode("windows-1252", errors="replace").replace("\x00", "")
+
+
+def _header_text(value: object) -> str:
+    """A header as readable text: encoded words decoded, raw 8-bit read as UTF-8/1252."""
+    if value is None:
+        return ""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit bytes (RFC 6532 or worse)
+        text = decode_bytes(text.encode("utf-8", "surrogateescape"), None)
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (LookupError, UnicodeError, ValueError, AssertionError):
+            parts = []
+            try:
+                for chunk, cs in decode_header(text):
+                    parts.append(decode_bytes(chunk, cs) if isinstance(chunk, bytes) else chunk)
+                text = "".join(parts)
+            except (LookupError, UnicodeError, ValueError, AssertionError):
+                pass
+    return _WS.sub(" ", text.replace("\x00", "")).strip()
+
+
+def sanitise_filename(name: str | None, *, fallback: str, max_length: int = 120) -> str:
+    """A name safe on any disk: no separators, control characters or leading dots; capped."""
+    text = unicodedata.normalize("NFC", _header_text(name) if name else "")
+    text = PurePath(text.replace("\\", "/")).name if text else ""  # drop any directory part
+    text = _CONTROL.sub("", _UNSAFE.sub("_", text)).strip().lstrip(".").strip()
+    if not text or set(text) <= {"_", " ", "."}:
+        text = fallback
+    stem, dot, ext = text.rpartition(".")
+    if not dot:
+        stem, ext = text, ""
+    if stem.lower() in _WINDOWS_RESERVED:
+        stem = f"_{stem}"
+    ext = ext[:16]
+    room = max(1, max_length - (len(ext) + 1 if ext else 0))
+    stem = stem[:room].rstrip(" .") or "attachment"
+    return f"{stem}.{ext}" if ext else stem
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name.lower() not in taken:
+        taken.add(name.lower())
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    n = 2
+    while True:
+        candidate = f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
+        if candidate.lower() not in taken:
+            taken.add(candidate.lower())
+            return candidate
+        n += 1
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from an HTML body (links kept, images and markup noise dropped)."""
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    converter.ignore_tables = True
+    converter.single_line_break = False
+    converter.unicode_snob = True
+    return re.sub(r"\n{3,}", "\n\n", converter.handle(html)).strip()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _utc(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    try:
+        pairs = getaddresses([_header_text(v) for v in values])
+    except (TypeError, ValueError, IndexError):
+        return ()
+    for _name, addr in pairs:
+        addr = addr.strip().lower()
+        if "@" in addr and addr not in out:
+            out.append(addr)
+    return tuple(out)
+
+
+# --- the MIME walk -----------------------------------------------------------------------
+
+
+@dataclass
+class _Walk:
+    max_filename_length: int
+    texts: list[str] = field(default_factory=list)
+    htmls: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    taken: set[str] = field(default_factory=set)
+    defects: list[str] = field(default_factory=list)
+
+    def attach(
+        self,
+        part: Message,
+        payload: bytes,
+        ctype: str,
+        name: str | None,
+        fallback_stem: str,
+        inline: bool,
+    ) -> None:
+        ext = ".eml" if ctype == "message/rfc822" else (mimetypes.guess_extension(ctype) or ".bin")
+        fallback = f"{fallback_stem}-{len(self.attachments) + 1}{ext}"
+        filename = sanitise_filename(name, fallback=fallback, max_length=self.max_filename_length)
+        if ctype == "message/rfc822" and not filename.lower().endswith(".eml"):
+            filename = sanitise_filename(
+                f"{filename}.eml", fallback=fallback, max_length=self.max_filename_length
+            )
+        cid = normalise_message_id(part.get("Content-ID"))
+        self.attachments.append(ParsedAttachment(
+            filename=_unique(filename, self.taken), content_type=ctype, payload=payload,
+            inline=inline, content_id=cid,
+        ))  # fmt: skip
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except (LookupError, UnicodeError, ValueError, TypeError, IndexError):
+        name = None
+    return _header_text(name) if name else None
+
+
+def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
+    if depth > 40:
+        walk.defects.append("MIME nesting deeper than 40 levels: the rest was not read")
+        return
+    ctype = part.get_content_type()
+    disposition = (part.get_content_disposition() or "").lower()
+    name = _filename(part)
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        inner_msg = inner[0] if isinstance(inner, list) and inner else None
+        if isinstance(inner_msg, Message):
+            try:
+                data = inner_msg.as_bytes()
+            except (LookupError, UnicodeError, ValueError, TypeError, KeyError):
+                data = inner_msg.as_string().encode("utf-8", "surrogateescape")
+            subject = _header_text(inner_msg.get("Subject")) or "attached-message"
+            walk.attach(part, data, ctype, name or f"{subject}.eml", "message", inline=False)
+        else:
+            payload = part.get_payload(decode=True) or b""
+            walk.attach(part, payload, ctype, name, "message", inline=False)
+        return
+    if part.is_multipart():
+        for sub in part.get_payload():  # type: ignore[union-attr]
+            if isinstance(sub, Message):
+                _walk(sub, walk, depth + 1)
+        return
+    try:
+        payload = part.get_payload(decode=True)
+    except (ValueError, TypeError, AssertionError) as exc:
+        walk.defects.append(f"undecodable part {ctype}: {exc}")
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    is_body = ctype in ("text/plain", "text/html") or ctype.startswith("multipart/")
+    if is_body and disposition != "attachment" and not name:
+        text = decode_bytes(payload, part.get_content_charset())
+        (walk.htmls if ctype == "text/html" else walk.texts).append(text)
+        return
+    inline = disposition == "inline" or (
+        disposition != "attachment" and bool(part.get("Content-ID"))
+    )
+    walk.attach(part, payload, ctype, name, "attachment", inline=inline)
+
+
+# --- parse -------------------------------------------------------------------------------
+
+
+def _first_received(values: list[str]) -> datetime | None:
+    if not values:
+        return None
+    top = _header_text(values[0])
+    if ";" not in top:
+        return None
+    return _date(top.rsplit(";", 1)[1].strip())
+
+
+def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
+    """Everything routing and storage need from the raw bytes, with defects noted."""
+    digest = hashlib.sha256(raw).hexdigest()
+    defects: list[str] = []
+    mail = None
+    try:
+        mail = mailparser.parse_from_bytes(raw)
+        message = mail.message
+    except Exception as exc:  # noqa: BLE001 - mail-parser on hostile input: fall back
+        defects.append(f"mail-parser could not parse the message: {type(exc).__name__}: {exc}")
+        message = message_from_bytes(raw, policy=compat32)
+    if mail is not None:
+        try:
+            defects.extend(str(d) for d in (mail.defects_categories or []))
+        except Exception as exc:  # noqa: BLE001
+            defects.append(f"defects unreadable: {exc}")
+
+    headers: dict[str, str] = {}
+    for key, value in message.items():
+        k = key.lower()
+        if k not in headers:
+            headers[k] = _header_text(value)
+
+    def all_of(name: str) -> list[str]:
+        return [str(v) for v in (message.get_all(name) or [])]
+
+    from_name, from_address = None, None
+    try:
+        name, addr = parseaddr(_header_text((all_of("From") or [""])[0]))
+        if "@" in addr:
+            from_address = addr.strip().lower()
+            from_name = name.strip() or None
+    except (TypeError, ValueError, IndexError):
+        defects.append("unparsable From header")
+
+    walk = _Walk(max_filename_length=max_filename_length)
+    try:
+        _walk(message, walk)
+    except Exception as exc:  # noqa: BLE001 - keep what was read so far
+        walk.defects.append(f"MIME structure unreadable: {type(exc).__name__}: {exc}")
+    defects.extend(walk.defects)
+    body_html = "\n".join(walk.htmls) if walk.htmls else None
+    body_text = "\n".join(t.strip("\n") for t in walk.texts).strip()
+    if not body_text and body_html:
+        try:
+            body_text = html_to_text(body_html)
+        except Exception as exc:  # noqa: BLE001 - html2text on hostile HTML
+            defects.append(f"HTML body could not be converted: {exc}")
+
+    message_id = normalise_message_id(headers.get("message-id"))
+    refs = tuple(dict.fromkeys(_ID.findall(headers.get("references", ""))))
+    return ParsedEmail(
+        raw_sha256=digest,
+        dedupe_key=message_id or f"sha256:{digest}",
+        message_id=message_id,
+        from_address=from_address,
+        from_name=from_name,
+        to=_addresses(all_of("To")),
+        cc=_addresses(all_of("Cc")),
+        reply_to=_addresses(all_of("Reply-To")),
+        subject=headers.get("subject", ""),
+        date=_date(headers.get("date")),
+        received_at=_first_received(all_of("Received")),
+        in_reply_to=normalise_message_id(headers.get("in-reply-to")),
+        references=refs,
+        body_text=body_text,
+        body_html=body_html,
+        attachments=tuple(walk.attachments),
+        headers=headers,
+        defects=tuple(defects),
+    )

@@ -1,0 +1,266 @@
+"""Transports for outgoing mail: SMTP (aiosmtplib) or a local Maildir. Delivery only.
+
+Callers stay synchronous: the SMTP sender owns an asyncio loop and one connection that it
+reuses for a whole batch. Errors carry the server's own words, sorted into temporary
+(retry later) and permanent (give up and tell a person).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mailbox
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Protocol, Self
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from mailbridge.config import Config
+from mailbridge.errors import ConfigError
+
+Security = Literal["ssl", "starttls", "plain"]
+
+
+class TemporaryDeliveryError(Exception):
+    """Try again later: a 4xx reply, a timeout or a lost connection."""
+
+
+class PermanentDeliveryError(Exception):
+    """Do not try again: a 5xx reply. The message holds the server's words."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> server's words
+
+
+class Sender(Protocol):
+    def open(self) -> None: ...
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class _Lifecycle:
+    """Context-manager plumbing shared by the senders."""
+
+    def open(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class MaildirSender(_Lifecycle):
+    """The embedded default: each message is written, byte for byte, into a Maildir."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._box: mailbox.Maildir | None = None
+
+    def open(self) -> None:
+        if self._box is None:
+            self._box = mailbox.Maildir(self.path, create=True)
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult:
+        self.open()
+        assert self._box is not None
+        try:
+            self._box.add(raw)
+        except OSError as exc:
+            raise TemporaryDeliveryError(f"cannot write to {self.path}: {exc.strerror}") from exc
+        return SendResult()
+
+    def close(self) -> None:
+        self._box = None
+
+
+def _words(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}".strip()
+
+
+class SmtpSender(_Lifecycle):
+    """SMTP submission with one reused connection; password or XOAUTH2 login."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: Security = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        token_provider: Callable[[], str] | None = None,
+        timeout: float = 60.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.token_provider = token_provider
+        self.timeout = timeout
+        self.tls_context = tls_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: aiosmtplib.SMTP | None = None
+        self.connections = 0  # how many times we connected: one per batch is the aim
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _run(self, coro):  # type: ignore[no-untyped-def]
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coro)
+
+    async def _token(self) -> str:
+        assert self.token_provider is not None
+        return await asyncio.to_thread(self.token_provider)
+
+    def open(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            return
+        kwargs: dict[str, object] = {}
+        if self.username and self.token_provider is not None:
+            kwargs = {"username": self.username, "oauth_token_generator": self._token}
+        elif self.username:
+            kwargs = {"username": self.username, "password": self.password}
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.security == "ssl",
+            start_tls=self.security == "starttls",
+            timeout=self.timeout,
+            tls_context=self.tls_context,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        try:
+            self._run(client.connect())
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise PermanentDeliveryError(
+                f"SMTP login to {self.where} as {self.username} failed: {_words(exc)}; "
+                "check [smtp] username and password_env (or oauth)"
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise TemporaryDeliveryError(f"SMTP server {self.where} said {_words(exc)}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TemporaryDeliveryError(
+                f"cannot reach SMTP server {self.where}: {exc or type(exc).__name__}"
+            ) from exc
+        self._client = client
+        self.connections += 1
+
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult:
+        for attempt in (1, 2):
+            self.open()
+            assert self._client is not None
+            try:
+                errors, _ = self._run(self._client.sendmail(sender, list(recipients), raw))
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                self._client = None
+                if attempt == 2:
+                    raise TemporaryDeliveryError(f"SMTP server {self.where} hung up") from exc
+                continue  # reconnect once: the server may have closed an idle connection
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                words = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+                if all(r.code >= 500 for r in exc.recipients):
+                    raise PermanentDeliveryError(words) from exc
+                raise TemporaryDeliveryError(words) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                self._reset()
+                if exc.code >= 500:
+                    raise PermanentDeliveryError(_words(exc)) from exc
+                raise TemporaryDeliveryError(_words(exc)) from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                self._client = None
+                raise TemporaryDeliveryError(
+                    f"SMTP to {self.where} failed: {exc or type(exc).__name__}"
+                ) from exc
+            refused = {rcpt: f"{resp.code} {resp.message}" for rcpt, resp in errors.items()}
+            return SendResult(refused=refused)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reset(self) -> None:
+        """After a refused transaction, RSET so the connection can carry the next message."""
+        if self._client is None:
+            return
+        try:
+            self._run(self._client.rset())
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self._client = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                self._run(self._client.quit())
+            self._client = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+
+_SMTP_SECURITY: dict[str, tuple[Security, int]] = {
+    "smtp": ("plain", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("ssl", 465),
+}
+
+
+def open_sender(config: Config, token_provider: Callable[[], str] | None = None) -> Sender:
+    """The configured transport; secrets are resolved now so a missing one fails early."""
+    smtp = config.smtp
+    if smtp.scheme == "maildir":
+        return MaildirSender(Path(smtp.url.split(":", 1)[1]))
+    security, default_port = _SMTP_SECURITY[smtp.scheme]
+    parts = urlsplit(smtp.url)
+    username = smtp.login
+    password = None
+    if username and smtp.oauth is not None and token_provider is None:
+        from mailbridge.oauth import token_provider as make_token_provider
+
+        secret = None
+        if smtp.oauth.provider == "msal":
+            secret = config.secret("[smtp.oauth] client_secret", smtp.oauth.client_secret)
+        token_provider = make_token_provider(smtp.oauth, secret, config.source)
+    if username and token_provider is None:
+        password = config.secret("[smtp] password", smtp.password)
+    context = None
+    if smtp.tls_ca_file is not None:
+        try:
+            context = ssl.create_default_context(cafile=str(smtp.tls_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{config.source or 'config'}: [smtp] tls_ca_file {smtp.tls_ca_file}: {exc}"
+            ) from exc
+    return SmtpSender(
+        parts.hostname or "",
+        parts.port or default_port,
+        security=security,
+        username=username,
+        password=password,
+        token_provider=token_provider,
+        timeout=smtp.timeout_seconds,
+        tls_context=context,
+    )

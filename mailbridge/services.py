@@ -1,0 +1,39 @@
+"""The things every part needs, built once from the config and passed around explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from mailbridge.blobs import BlobStore
+from mailbridge.config import Config
+from mailbridge.sla import WorkingCalendar, calendar_from_config
+from mailbridge.templating import Templates
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    calendar: WorkingCalendar
+    blobs: BlobStore
+    templates: Templates
+    signing_key: bytes | None = None
+    own_addresses: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def build(cls, config: Config, engine: Engine) -> Services:
+        key = None
+        sec = config.security
+        if sec.signing_key_env or sec.signing_key_file:
+            key = config.secret("[security] signing_key", sec.signing_key).encode()
+        return cls(
+            config=config,
+            engine=engine,
+            calendar=calendar_from_config(config.council),
+            blobs=BlobStore(config.storage.data_dir),
+            templates=Templates(config.templates.directory),
+            signing_key=key,
+            own_addresses=frozenset({str(config.smtp.from_address).lower()}),
+        )

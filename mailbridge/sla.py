@@ -1,0 +1,80 @@
+"""Working days: weekends, England and Wales bank holidays, and configured closure days."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+
+class WorkingCalendar:
+    """Counts working days in the council's time zone (invariant 6)."""
+
+    def __init__(
+        self,
+        timezone: str = "Europe/London",
+        country: str = "GB",
+        subdivision: str | None = "ENG",
+        closure_days: Iterable[date | str] = (),
+    ) -> None:
+        self.zone = ZoneInfo(timezone)
+        self.country = country
+        self.subdivision = subdivision
+        self.closures = frozenset(
+            d if isinstance(d, date) else date.fromisoformat(d) for d in closure_days
+        )
+
+    @lru_cache(maxsize=64)  # noqa: B019 - one calendar per process, a handful of years
+    def _holidays(self, year: int) -> holidays.HolidayBase:
+        # Without subdiv, Easter Monday and the August bank holiday are missing for England.
+        return holidays.country_holidays(self.country, subdiv=self.subdivision, years=year)
+
+    def is_working_day(self, day: date) -> bool:
+        if day.weekday() >= 5 or day in self.closures:
+            return False
+        return day not in self._holidays(day.year)
+
+    def local_date(self, moment: datetime) -> date:
+        """The council's calendar date of a naive-UTC moment."""
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware.astimezone(self.zone).date()
+
+    def add_working_days(self, start: date, days: int) -> date:
+        """The date `days` working days after `start`; the start day itself is not counted."""
+        current = start
+        remaining = days
+        while remaining > 0:
+            current += timedelta(days=1)
+            if self.is_working_day(current):
+                remaining -= 1
+        return current
+
+    def due_date(self, received_at: datetime, working_days: int) -> date:
+        return self.add_working_days(self.local_date(received_at), working_days)
+
+    def working_days_between(self, start: date, end: date) -> int:
+        """Working days after `start` up to and including `end` (negative when end < start)."""
+        if end == start:
+            return 0
+        sign = 1 if end > start else -1
+        lo, hi = (start, end) if sign > 0 else (end, start)
+        count = 0
+        day = lo
+        while day < hi:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return sign * count
+
+
+def calendar_from_config(council: object) -> WorkingCalendar:
+    """Build the calendar from a CouncilConfig (kept loose to avoid an import cycle)."""
+    return WorkingCalendar(
+        timezone=council.timezone,  # type: ignore[attr-defined]
+        country=council.holidays_country,  # type: ignore[attr-defined]
+        subdivision=council.holidays_subdivision or None,  # type: ignore[attr-defined]
+        closure_days=council.closure_days,  # type: ignore[attr-defined]
+    )

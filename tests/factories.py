@@ -1,0 +1,117 @@
+"""Building blocks for tests: a config in a temp dir, services, and a seeded directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from mailbridge.config import Config
+from mailbridge.db import transaction
+from mailbridge.models import Person, PersonAddress
+from mailbridge.services import Services
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MAIL = FIXTURES / "mail"
+
+AREAS = [
+    {
+        "name": "Highways",
+        "directorate": "Environment and Transport",
+        "keywords": ["pothole", "road", "pavement"],
+    },
+    {
+        "name": "School Transport",
+        "directorate": "Children's Services",
+        "keywords": ["school transport", "school bus"],
+    },
+    {
+        "name": "Adult Social Care",
+        "directorate": "Adults and Health",
+        "keywords": ["care package", "carer", "assessment"],
+    },
+]
+
+
+def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "council": {"name": "Example County Council"},
+        "mailbox": {"url": f"maildir:{tmp_path / 'mailbox'}"},
+        "smtp": {
+            "url": f"maildir:{tmp_path / 'outbox'}",
+            "from_address": "enquiries@example.gov.uk",
+        },
+        "database": {"url": db_url},
+        "storage": {"data_dir": str(tmp_path / "data")},
+        "service_areas": AREAS,
+        "coordinators": [{"name": "Member Support", "email": "member.support@example.gov.uk"}],
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return Config.model_validate(data)
+
+
+def make_services(tmp_path: Path, engine: Engine, **sections: dict[str, Any]) -> Services:
+    url = engine.url.render_as_string(hide_password=False)
+    return Services.build(make_config(tmp_path, url, **sections), engine)
+
+
+def add_person(
+    engine: Engine,
+    kind: str,
+    name: str,
+    email: str,
+    *extra: str,
+    delegate_for: int | None = None,
+    **fields: Any,
+) -> int:
+    with transaction(engine) as session:
+        person = Person(
+            kind=kind, name=name, email=email.lower(), delegate_for_id=delegate_for, **fields
+        )
+        session.add(person)
+        session.flush()
+        for address in (email, *extra):
+            session.add(PersonAddress(email=address.lower(), person_id=person.id))
+        return person.id  # type: ignore[return-value]
+
+
+def seed_directory(engine: Engine) -> dict[str, int]:
+    """Two councillors, a delegate for one of them, an officer and a coordinator."""
+    jane = add_person(
+        engine,
+        "member",
+        "Cllr Jane Smith",
+        "cllr.jane.smith@example.gov.uk",
+        "jane.smith@home.example.org",
+        division="Bowden",
+        district="Harborough",
+        party="Independent",
+    )
+    raj = add_person(
+        engine,
+        "member",
+        "Cllr Raj Patel",
+        "raj.patel@example.gov.uk",
+        division="Oadby",
+        district="Oadby and Wigston",
+        party="Labour",
+    )
+    tom = add_person(engine, "delegate", "Tom Baker", "tom.baker@example.gov.uk", delegate_for=jane)
+    officer = add_person(
+        engine,
+        "officer",
+        "Priya Shah",
+        "priya.shah@example.gov.uk",
+        service_area="Highways",
+        directorate="Environment and Transport",
+    )
+    coordinator = add_person(
+        engine, "coordinator", "Member Support", "member.support@example.gov.uk"
+    )
+    return {"jane": jane, "raj": raj, "tom": tom, "officer": officer, "coordinator": coordinator}
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (MAIL / name).read_bytes()

@@ -1,0 +1,122 @@
+"""A real aiosmtpd SMTP server per test, recording what arrives; replies can be scripted."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.servers import unavailable
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+
+@dataclass
+class Handler:
+    messages: list[Received] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)  # next DATA replies
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refused:
+            return self.refused[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            if self.failures:
+                code, text = self.failures.pop(0)
+                return f"{code} {text}"
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+            )
+        return "250 Message accepted"
+
+
+USERS = {"mailbridge": "smtp-secret"}
+TOKENS = {"mailbridge": "token-123"}
+
+
+def _authenticate(server, session, envelope, mechanism, auth_data):
+    if isinstance(auth_data, LoginPassword):
+        ok = USERS.get(auth_data.login.decode()) == auth_data.password.decode()
+        return AuthResult(success=ok)
+    return AuthResult(success=False)
+
+
+class XOAuthHandler(Handler):
+    """Adds the XOAUTH2 mechanism, checking the bearer token our sender presents."""
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        blob = base64.b64decode(args[1]).decode()
+        fields = dict(p.split("=", 1) for p in blob.split("\x01") if "=" in p)
+        user, token = fields.get("user"), fields.get("auth", "").removeprefix("Bearer ")
+        return AuthResult(success=TOKENS.get(user or "") == token, auth_data=user)
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: Handler
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    def fail_next(self, code: int, text: str, times: int = 1) -> None:
+        self.handler.failures.extend([(code, text)] * times)
+
+    def refuse_recipient(self, address: str, code: int, text: str) -> None:
+        self.handler.refused[address.lower()] = f"{code} {text}"
+
+
+def _start(handler: Handler, **kwargs: object) -> Iterator[SmtpServer]:
+    controller = Controller(handler, hostname="127.0.0.1", port=0, **kwargs)  # type: ignore[arg-type]
+    try:
+        controller.start()
+    except Exception as exc:  # noqa: BLE001 - any start failure means "no server"
+        unavailable("aiosmtpd", str(exc))
+    port = controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server that accepts everything (unless told otherwise)."""
+    yield from _start(Handler())
+
+
+@pytest.fixture
+def smtp_auth_server() -> Iterator[SmtpServer]:
+    """An SMTP server that requires AUTH (PLAIN/LOGIN or XOAUTH2) before MAIL."""
+    yield from _start(
+        XOAuthHandler(),
+        authenticator=_authenticate,
+        auth_require_tls=False,
+        auth_required=True,
+    )

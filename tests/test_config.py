@@ -1,0 +1,104 @@
+"""Config errors name the file and the key, in one line, with exit code 2 from the CLI."""
+
+from pathlib import Path
+
+import pytest
+
+from mailbridge.config import check_secrets, load_config
+from mailbridge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_is_valid_and_documents_every_section() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert config.cases.reference_prefix == "MQ"
+    assert [a.name for a in config.service_areas][:1] == ["Highways"]
+    assert config.mailbox.url.startswith("maildir:/")  # made absolute beside the file
+    text = (ROOT / "config.example.toml").read_text()
+    for section in (
+        "[council]",
+        "[mailbox]",
+        "[smtp]",
+        "[database]",
+        "[storage]",
+        "[cases]",
+        "[templates]",
+        "[security]",
+        "[logging]",
+        "[[service_areas]]",
+        "[[coordinators]]",
+        "[mailbox.oauth]",
+    ):
+        assert section in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[mailbox]\nurll = 'x'\n", "mailbox.urll: unknown key"),
+        ("[mailbox]\nurl = 'ftp://host'\n", "mailbox.url: 'ftp://host' must start with"),
+        ("[smtp]\nurl = 'smtp://:25'\n", "smtp.url: 'smtp://:25' has no host name"),
+        ("[cases]\nresponse_working_days = 'ten'\n", "cases.response_working_days"),
+        ("[council]\ntimezone = 'Europe/Londres'\n", "not a known time zone"),
+        ("[council]\nclosure_days = ['2026-13-01']\n", "not a date like"),
+        ("[database]\nurl = 'mysql://x'\n", "database.url"),
+        ("[mailbox\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    assert expected in message
+    assert "\n" not in message
+    assert err.value.exit_code == 2
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"copy config\.example\.toml"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_missing_secret_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MB_TEST_IMAP_PW", raising=False)
+    path = write(
+        tmp_path,
+        "[mailbox]\nurl = 'imaps://enquiries@imap.example.org/'\n"
+        "password_env = 'MB_TEST_IMAP_PW'\n",
+    )
+    config = load_config(path)
+    with pytest.raises(ConfigError, match=r"MB_TEST_IMAP_PW is not set"):
+        check_secrets(config)
+    monkeypatch.setenv("MB_TEST_IMAP_PW", "s3cret")
+    check_secrets(config)
+
+
+def test_secret_from_file_relative_to_config(tmp_path: Path) -> None:
+    (tmp_path / "smtp.secret").write_text("pw-from-file\n")
+    path = write(
+        tmp_path,
+        "[smtp]\nurl = 'smtp+starttls://me@smtp.example.org:587'\npassword_file = 'smtp.secret'\n",
+    )
+    config = load_config(path)
+    assert config.secret("[smtp] password", config.smtp.password) == "pw-from-file"
+
+
+def test_oauth_msal_requires_its_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[mailbox]\nurl = 'imaps://shared@outlook.office365.com/'\n"
+        "[mailbox.oauth]\nprovider = 'msal'\nclient_id = 'abc'\n",
+    )
+    with pytest.raises(ConfigError, match=r"mailbox\.oauth: provider 'msal' needs tenant_id"):
+        load_config(path)

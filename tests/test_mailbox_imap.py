@@ -1,0 +1,402 @@
+"""ImapSource against a real Dovecot: fetch by UID, move after commit, IDLE, reconnect."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from mailbridge.config import Config, MailboxConfig
+from mailbridge.errors import TransportError
+from mailbridge.mailbox.base import Destination, InboundMail
+from mailbridge.mailbox.factory import open_source
+from mailbridge.mailbox.imap import ImapSource
+from mailbridge.mailbox.maildir import MaildirSource
+from mailbridge.mailbox.state import DbStateStore, MemoryStateStore
+from tests.servers.dovecot import DovecotServer
+
+pytestmark = pytest.mark.imap
+
+
+def message(n: int) -> bytes:
+    # CRLF, a non-ASCII 8-bit body and no trailing newline: bytes must come back exactly.
+    return (
+        f"From: Cllr Test <cllr{n}@council.example>\r\n"
+        f"To: enquiries@council.example\r\n"
+        f"Subject: Enquiry {n}\r\n"
+        f"Message-ID: <m{n}@council.example>\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: 8bit\r\n\r\n"
+        f"Pothole on Mill Lane, caf\u00e9 corner, number {n}."
+    ).encode()
+
+
+def make_source(server: DovecotServer, state: MemoryStateStore, **kw: object) -> ImapSource:
+    options: dict = {"security": "plain", "timeout": 15, "reconnect_attempts": 2} | kw
+    return ImapSource(
+        server.host,
+        server.port,
+        username=server.user,
+        password=server.password,
+        state=state,
+        **options,
+    )
+
+
+def fetch_all(source: ImapSource | MaildirSource, full_scan: bool = False) -> list[InboundMail]:
+    return [mail for batch in source.fetch(full_scan=full_scan) for mail in batch]
+
+
+def wait_until_idling(source: ImapSource) -> None:
+    for _ in range(250):
+        if source._idling:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the source never entered IDLE")
+
+
+@pytest.fixture
+def state() -> MemoryStateStore:
+    return MemoryStateStore()
+
+
+@pytest.fixture
+def source(imap_mailbox: DovecotServer, state: MemoryStateStore) -> Iterator[ImapSource]:
+    src = make_source(imap_mailbox, state, batch_size=2)
+    src.open()
+    yield src
+    src.close()
+
+
+def test_fetch_returns_exact_bytes_and_internaldate_without_marking_seen(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    when = datetime(2026, 3, 2, 9, 15, 0, tzinfo=timezone(timedelta(hours=-5)))
+    uids = [imap_mailbox.append(message(n), msg_time=when + timedelta(minutes=n)) for n in range(3)]
+
+    batches = list(source.fetch())
+
+    assert [len(b) for b in batches] == [2, 1]  # batch_size=2
+    mails = [m for b in batches for m in b]
+    assert [m.key for m in mails] == [str(u) for u in uids]
+    assert [m.raw for m in mails] == [message(n) for n in range(3)]
+    assert [m.received_at for m in mails] == [
+        datetime(2026, 3, 2, 14, 15 + n, 0)
+        for n in range(3)  # naive UTC
+    ]
+    with imap_mailbox.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        assert client.search("SEEN") == []
+
+
+def test_move_to_processed_and_quarantine_creates_folders_and_empties_inbox(
+    imap_mailbox: DovecotServer, source: ImapSource, state: MemoryStateStore
+) -> None:
+    for n in range(3):
+        imap_mailbox.append(message(n))
+    mails = fetch_all(source)
+
+    source.move([mails[0].key, mails[1].key], Destination.PROCESSED)
+    source.move([mails[2].key], Destination.QUARANTINE)
+
+    assert imap_mailbox.uids("INBOX") == []
+    with imap_mailbox.client() as client:
+        assert {"Processed", "Quarantine"} <= {f[2] for f in client.list_sub_folders()}
+        client.select_folder("Processed", readonly=True)
+        held = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+        assert sorted(v[b"BODY[]"] for v in held.values()) == [message(0), message(1)]
+        client.select_folder("Quarantine", readonly=True)
+        held = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+        assert [v[b"BODY[]"] for v in held.values()] == [message(2)]
+    assert state.load(source.name)[1] == int(mails[2].key)
+
+
+def test_moving_a_uid_already_gone_is_not_an_error(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    imap_mailbox.append(message(1))
+    (mail,) = fetch_all(source)
+    source.move([mail.key], Destination.PROCESSED)
+    source.move([mail.key], Destination.PROCESSED)  # e.g. a second daemon moved it already
+    assert imap_mailbox.uids("Processed") and imap_mailbox.uids("INBOX") == []
+
+
+def test_copy_expunge_fallback_moves_only_the_given_uids(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    uids = [imap_mailbox.append(message(n)) for n in range(3)]
+    fetch_all(source)
+    client = source._client
+    assert client is not None
+    source._ensure_folder(client, "Processed")
+
+    source._copy_and_expunge(client, uids[:2], "Processed")
+
+    assert imap_mailbox.uids("INBOX") == uids[2:]
+    assert len(imap_mailbox.uids("Processed")) == 2
+
+
+def test_incremental_fetch_returns_only_uids_above_the_mark_and_full_scan_all(
+    imap_mailbox: DovecotServer, source: ImapSource, state: MemoryStateStore
+) -> None:
+    first, second, third = (imap_mailbox.append(message(n)) for n in range(3))
+    fetch_all(source)
+    source.move([str(second), str(third)], Destination.PROCESSED)  # `first` failed: stays
+    assert [m.key for m in fetch_all(source)] == []  # "UID 4:*" still answers UID 3: filtered
+
+    fourth = imap_mailbox.append(message(4))
+
+    assert [m.key for m in fetch_all(source)] == [str(fourth)]
+    assert [m.key for m in fetch_all(source, full_scan=True)] == [str(first), str(fourth)]
+
+
+def test_changed_uidvalidity_forces_a_full_scan(
+    imap_mailbox: DovecotServer, source: ImapSource, state: MemoryStateStore
+) -> None:
+    first, second = (imap_mailbox.append(message(n)) for n in range(2))
+    fetch_all(source)
+    source.move([str(second)], Destination.PROCESSED)
+    real_validity, last = state.load(source.name)
+    assert last == second
+    state.save(source.name, 12345, last)  # as if the server had rebuilt the folder
+
+    assert [m.key for m in fetch_all(source)] == [str(first)]
+    assert state.load(source.name) == (real_validity, 0)
+
+
+def test_implicit_tls_login_with_the_servers_certificate(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    imap_mailbox.append(message(1))
+    source = make_source(
+        imap_mailbox,
+        state,
+        security="ssl",
+        ssl_context=imap_mailbox.ssl_context(),
+    )
+    source.port = imap_mailbox.tls_port
+    source.open()
+    try:
+        assert source._client is not None and source._client.ssl
+        assert [m.raw for m in fetch_all(source)] == [message(1)]
+    finally:
+        source.close()
+
+
+def test_starttls_login_with_the_servers_certificate(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    imap_mailbox.append(message(1))
+    source = make_source(
+        imap_mailbox, state, security="starttls", ssl_context=imap_mailbox.ssl_context()
+    )
+    try:
+        assert [m.raw for m in fetch_all(source)] == [message(1)]
+        assert source._client is not None and source._client._starttls_done
+    finally:
+        source.close()
+
+
+def test_untrusted_certificate_is_refused_with_a_clear_message(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    source = make_source(imap_mailbox, state, security="ssl")  # system CAs only
+    source.port = imap_mailbox.tls_port
+    with pytest.raises(TransportError, match=r"certificate we do not trust.*tls_ca_file"):
+        source.open()
+
+
+def test_xoauth2_login_uses_the_token_provider(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    # The test Dovecot checks an XOAUTH2 token like a password: proves the SASL exchange.
+    calls: list[int] = []
+
+    def token() -> str:
+        calls.append(1)
+        return imap_mailbox.password
+
+    source = ImapSource(
+        imap_mailbox.host,
+        imap_mailbox.port,
+        security="plain",
+        username=imap_mailbox.user,
+        token_provider=token,
+        state=state,
+        timeout=15,
+    )
+    imap_mailbox.append(message(1))
+    try:
+        assert len(fetch_all(source)) == 1
+        assert calls == [1]
+    finally:
+        source.close()
+
+
+def test_wrong_password_gives_one_clear_line(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    source = ImapSource(
+        imap_mailbox.host,
+        imap_mailbox.port,
+        security="plain",
+        username=imap_mailbox.user,
+        password="wrong",
+        state=state,
+        timeout=15,
+    )
+    with pytest.raises(TransportError) as caught:
+        source.open()
+    text = str(caught.value)
+    assert text.startswith(
+        f"IMAP login to {imap_mailbox.host}:{imap_mailbox.port} as {imap_mailbox.user} failed: "
+    )
+    assert "Authentication failed. Check" in text
+    assert text.endswith("Check [mailbox] username and password_env")
+    assert "\n" not in text and "b'" not in text
+
+
+def test_connection_refused_names_host_and_port(state: MemoryStateStore) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: refused
+        source = ImapSource(
+            "127.0.0.1", port, security="plain", username="x", password="y", state=state
+        )
+        with pytest.raises(TransportError, match=rf"127\.0\.0\.1:{port}.*refused"):
+            source.open()
+
+
+def test_idle_wakes_when_mail_arrives(imap_mailbox: DovecotServer, source: ImapSource) -> None:
+    imap_mailbox.append(message(1))
+    (old,) = fetch_all(source)
+    source.move([old.key], Destination.PROCESSED)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(source.wait(10)))
+    waiter.start()
+    wait_until_idling(source)
+
+    imap_mailbox.append(message(2))
+    waiter.join(timeout=8)
+
+    assert not waiter.is_alive() and woke == [True]
+    assert [m.raw for m in fetch_all(source)] == [message(2)]
+
+
+def test_wait_times_out_without_new_mail(imap_mailbox: DovecotServer, source: ImapSource) -> None:
+    imap_mailbox.append(message(1))
+    fetch_all(source)
+    assert source.wait(0.5) is False
+    assert source._idling is False
+
+
+def test_wait_returns_at_once_for_mail_that_arrived_before_it(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    fetch_all(source)
+    imap_mailbox.append(message(1))
+    assert source.wait(30) is True
+
+
+def test_without_idle_wait_polls_with_noop(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    source = make_source(imap_mailbox, state, idle=False)
+    try:
+        fetch_all(source)
+        assert source.wait(0.3) is False
+        imap_mailbox.append(message(1))
+        assert source.wait(30) is True
+        assert source._idling is False
+    finally:
+        source.close()
+
+
+def test_fetch_and_move_survive_a_dropped_connection(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    imap_mailbox.append(message(1))
+    assert source._client is not None
+    source._client.socket().shutdown(socket.SHUT_RDWR)
+
+    (mail,) = fetch_all(source)
+
+    assert source._client is not None
+    source._client.socket().shutdown(socket.SHUT_RDWR)
+    source.move([mail.key], Destination.PROCESSED)
+    assert imap_mailbox.uids("INBOX") == []
+
+
+def test_wait_reconnects_after_the_server_kicks_us(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    fetch_all(source)
+    before = source._client
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(source.wait(10)))
+    waiter.start()
+    wait_until_idling(source)
+    imap_mailbox.kick()  # the server drops us (restart, failover)
+    waiter.join(timeout=8)
+
+    assert woke == [True]  # woken to look again, on a new connection
+    assert source._client is not None and source._client is not before
+    imap_mailbox.append(message(3))
+    assert [m.raw for m in fetch_all(source)] == [message(3)]
+
+
+def test_wait_gives_up_with_a_clear_message_when_the_server_stays_away(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    fetch_all(source)
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        source.port = dead.getsockname()[1]
+        imap_mailbox.kick()
+        with pytest.raises(TransportError, match=r"refused.*\(gave up after 2 attempts\)$"):
+            source.wait(10)  # reconnect_attempts=2: one immediate try, one after 1 s
+
+
+def test_factory_builds_an_imap_source_from_config(
+    imap_mailbox: DovecotServer, state: MemoryStateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MB_TEST_IMAP_PASSWORD", imap_mailbox.password)
+    config = Config(
+        mailbox=MailboxConfig(
+            url=f"imaps://{imap_mailbox.user}@localhost:{imap_mailbox.tls_port}/",
+            password_env="MB_TEST_IMAP_PASSWORD",
+            tls_ca_file=imap_mailbox.cafile,
+        )
+    )
+    source = open_source(config, state)
+    assert isinstance(source, ImapSource)
+    assert source.name == f"imaps://{imap_mailbox.user}@localhost:{imap_mailbox.tls_port}/INBOX"
+    imap_mailbox.append(message(1))
+    try:
+        source.open()
+        assert [m.raw for m in fetch_all(source)] == [message(1)]
+    finally:
+        source.close()
+
+
+def test_factory_builds_a_maildir_source(tmp_path: Path, state: MemoryStateStore) -> None:
+    config = Config(mailbox=MailboxConfig(url=f"maildir:{tmp_path / 'box'}", batch_size=7))
+    source = open_source(config, state)
+    assert isinstance(source, MaildirSource)
+    assert (source.path, source.batch_size) == (tmp_path / "box", 7)
+
+
+def test_db_state_store_keeps_the_mark(engine: Engine) -> None:
+    store = DbStateStore(engine)
+    assert store.load("imaps://a@h:993/INBOX") == (None, 0)
+    store.save("imaps://a@h:993/INBOX", 17, 40)
+    store.save("imaps://a@h:993/INBOX", 17, 42)
+    store.save("imap://b@h:143/INBOX", None, 0)
+    assert store.load("imaps://a@h:993/INBOX") == (17, 42)
+    assert DbStateStore(engine).load("imap://b@h:143/INBOX") == (None, 0)

@@ -1,0 +1,135 @@
+"""MaildirSource on a real Maildir++ tree: exact bytes, file times, atomic moves, waiting."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailbridge.mailbox.base import Destination, InboundMail
+from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
+
+
+def message(n: int) -> bytes:
+    # CRLF, 8-bit text, a body line starting "From " and no final newline: kept as is.
+    return (
+        f"From: cllr{n}@council.example\r\nSubject: Enquiry {n}\r\n"
+        f"Message-ID: <m{n}@council.example>\r\n\r\n"
+        f"From the ward: caf\u00e9 {n}"
+    ).encode()
+
+
+def fetch_all(source: MaildirSource) -> list[InboundMail]:
+    return [m for batch in source.fetch() for m in batch]
+
+
+def set_mtime(root: Path, key: str, when: datetime) -> None:
+    (path,) = [p for sub in ("new", "cur") for p in (root / sub).glob(f"{key}*")]
+    stamp = when.timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "mailbox"
+
+
+def test_a_missing_maildir_is_created_with_cur_new_tmp(root: Path) -> None:
+    source = MaildirSource(root)
+    assert fetch_all(source) == []
+    assert all((root / sub).is_dir() for sub in ("cur", "new", "tmp"))
+
+
+def test_fetch_returns_exact_bytes_oldest_first_with_file_time_as_utc(root: Path) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(3)]
+    # Out of drop order on purpose: the order is by file time, then name.
+    set_mtime(root, keys[0], datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC))
+    set_mtime(root, keys[1], datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC))
+    set_mtime(root, keys[2], datetime(2026, 3, 2, 11, 0, 0, tzinfo=UTC))
+    # A message a mail client already saw lives in cur/ with an info suffix.
+    box = mailbox.Maildir(root)
+    seen = box.get_message(keys[2])
+    seen.set_subdir("cur")
+    seen.set_flags("S")
+    box[keys[2]] = seen
+    set_mtime(root, keys[2], datetime(2026, 3, 2, 11, 0, 0, tzinfo=UTC))
+
+    source = MaildirSource(root, batch_size=2)
+    batches = list(source.fetch())
+
+    assert [len(b) for b in batches] == [2, 1]
+    mails = [m for b in batches for m in b]
+    assert [m.key for m in mails] == [keys[1], keys[0], keys[2]]
+    assert mails[0].raw == message(1) and mails[1].raw == message(0)
+    assert [m.received_at for m in mails] == [datetime(2026, 3, 2, h) for h in (9, 10, 11)]
+
+
+def test_move_renames_into_dovecot_style_folders_keeping_bytes(root: Path) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(3)]
+    source = MaildirSource(root)
+    fetch_all(source)
+
+    source.move(keys[:2], Destination.PROCESSED)
+    source.move(keys[2:], Destination.QUARANTINE)
+
+    box = mailbox.Maildir(root, create=False)
+    assert len(box) == 0
+    assert sorted(box.list_folders()) == ["Processed", "Quarantine"]
+    assert (root / ".Processed" / "maildirfolder").exists()  # what Dovecot looks for
+    processed = sorted(p.read_bytes() for p in (root / ".Processed" / "cur").iterdir())
+    assert processed == sorted([message(0), message(1)])
+    (quarantined,) = (root / ".Quarantine" / "cur").iterdir()
+    assert quarantined.read_bytes() == message(2)
+    assert quarantined.name.startswith(keys[2]) and quarantined.name.endswith(":2,")
+
+
+def test_moving_a_message_another_process_took_is_ignored(root: Path) -> None:
+    key = maildir_drop(root, message(1))
+    source = MaildirSource(root)
+    (mail,) = fetch_all(source)
+    (path,) = (root / "new").iterdir()
+    path.unlink()  # as if a second daemon moved it first
+
+    source.move([mail.key, "no-such-key"], Destination.PROCESSED)
+
+    assert list((root / ".Processed" / "cur").iterdir()) == []
+    assert key == mail.key
+
+
+def test_fetch_again_returns_what_was_not_moved(root: Path) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(2)]
+    source = MaildirSource(root)
+    fetch_all(source)
+    source.move(keys[:1], Destination.PROCESSED)
+    assert [m.key for m in fetch_all(source)] == keys[1:]
+
+
+def test_wait_times_out_when_nothing_new_arrives(root: Path) -> None:
+    maildir_drop(root, message(1))
+    source = MaildirSource(root)
+    fetch_all(source)  # the waiting message is known: not a reason to wake
+    assert source.wait(0.6) is False
+
+
+def test_wait_wakes_when_a_message_is_dropped(root: Path) -> None:
+    source = MaildirSource(root)
+    fetch_all(source)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(source.wait(10)))
+    waiter.start()
+    time.sleep(0.2)
+    maildir_drop(root, message(1))
+    waiter.join(timeout=8)
+    assert not waiter.is_alive() and woke == [True]
+
+
+def test_wait_returns_at_once_for_mail_dropped_after_the_last_fetch(root: Path) -> None:
+    source = MaildirSource(root)
+    fetch_all(source)
+    maildir_drop(root, message(1))
+    assert source.wait(30) is True
