@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -92,13 +93,20 @@ class SmtpServer:
         self.handler.refused[address.lower()] = f"{code} {text}"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _start(handler: Handler, **kwargs: object) -> Iterator[SmtpServer]:
-    controller = Controller(handler, hostname="127.0.0.1", port=0, **kwargs)  # type: ignore[arg-type]
+    # Controller.start() connects to its own port to check it is up: give it a real one.
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)  # type: ignore[arg-type]
     try:
         controller.start()
     except Exception as exc:  # noqa: BLE001 - any start failure means "no server"
         unavailable("aiosmtpd", str(exc))
-    port = controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         yield SmtpServer("127.0.0.1", port, handler)
     finally:

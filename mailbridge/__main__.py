@@ -1,0 +1,5 @@
+"""`python -m mailbridge` runs the command line, like the `mailbridge` script."""
+
+from mailbridge.cli.app import main
+
+main()

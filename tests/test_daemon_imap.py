@@ -1,0 +1,246 @@
+"""End to end on real servers: Dovecot in, `mailbridge run` in its own process, aiosmtpd out.
+
+These are the stories an operator cares about: one pass, a long-running daemon woken by
+IDLE and stopped by SIGTERM, and a daemon killed (SIGKILL) in the middle of a batch that,
+once restarted, leaves every message exactly once as a case and every acknowledgement
+delivered, any repeat carrying the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import pytest
+
+from mailbridge.db import transaction
+from mailbridge.directory import import_members
+from mailbridge.migrate import ensure_database
+from tests.factories import fixture_bytes
+from tests.servers.dovecot import DovecotServer
+from tests.servers.smtp import SmtpServer
+
+pytestmark = [pytest.mark.imap, pytest.mark.smtp]
+
+MEMBERS = [
+    {"name": "Cllr Jane Smith", "email": "cllr.jane.smith@example.gov.uk",
+     "extra_emails": "", "division": "Bowden", "district": "Harborough", "party": ""},
+    {"name": "Cllr Raj Patel", "email": "raj.patel@example.gov.uk",
+     "extra_emails": "", "division": "Oadby", "district": "Oadby and Wigston", "party": ""},
+]  # fmt: skip
+
+
+def write_config(
+    tmp_path: Path,
+    imap: DovecotServer,
+    smtp: SmtpServer,
+    mailbox_extra: str = "",
+    smtp_extra: str = "",
+) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[mailbox]
+url = "imap://{imap.user}@{imap.host}:{imap.port}/"
+password_env = "MB_TEST_IMAP_PASSWORD"
+{mailbox_extra}
+[smtp]
+url = "smtp://{smtp.host}:{smtp.port}"
+from_address = "enquiries@example.gov.uk"
+{smtp_extra}
+[database]
+url = "sqlite:///./mailbridge.db"
+[storage]
+data_dir = "./data"
+[[service_areas]]
+name = "Highways"
+keywords = ["pothole", "road"]
+""",
+        encoding="utf-8",
+    )
+    engine = ensure_database(f"sqlite:///{tmp_path / 'mailbridge.db'}")
+    with transaction(engine) as session:
+        import_members(session, MEMBERS)
+    engine.dispose()
+    return config
+
+
+def env(imap: DovecotServer) -> dict[str, str]:
+    return {**os.environ, "MB_TEST_IMAP_PASSWORD": imap.password, "COLUMNS": "200"}
+
+
+def mailbridge(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mailbridge", *args]
+
+
+def count_cases(tmp_path: Path) -> int:
+    try:
+        with sqlite3.connect(tmp_path / "mailbridge.db", timeout=5) as db:
+            return db.execute('select count(*) from "case"').fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def enquiry(n: int, sender: str = "raj.patel@example.gov.uk") -> tuple[str, bytes]:
+    msg = EmailMessage()
+    msg["From"] = f"Cllr Raj Patel <{sender}>"
+    msg["To"] = "enquiries@example.gov.uk"
+    msg["Subject"] = f"Pothole number {n} on London Road"
+    msg["Date"] = format_datetime(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
+    msg["Message-ID"] = mid = make_msgid(f"e{n}", "mail.example.gov.uk")
+    msg.set_content(f"Resident report {n}: a pothole on London Road near number {n}.\n")
+    return mid.strip("<>"), msg.as_bytes()
+
+
+def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    config = write_config(tmp_path, imap_mailbox, smtp_server)
+    imap_mailbox.append(fixture_bytes("member_new_enquiry_pothole.eml"))
+    imap_mailbox.append(fixture_bytes("unknown_sender_enquiry.eml"))
+
+    done = subprocess.run(
+        mailbridge("run", "--once", "--config", str(config)),
+        env=env(imap_mailbox), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 new cases, 1 quarantined" in done.stdout
+    assert "1 emails sent" in done.stdout
+
+    [ack] = smtp_server.messages
+    assert ack.rcpt_tos == ["cllr.jane.smith@example.gov.uk"]
+    msg = message_from_bytes(ack.content, policy=policy.default)
+    assert msg["Subject"] == "[MQ-2026-00001] Enquiry received: Pothole on Mill Lane, Little Bowden"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["In-Reply-To"] == "<CAF1234567.pothole@mail.example.gov.uk>"
+    assert msg["Message-ID"].startswith("<mb.MQ-2026-00001.")
+    body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # Received by the server today (INTERNALDATE): the deadline is 10 working days on.
+    assert "working days" in body and "Reply due by" in body
+
+    assert imap_mailbox.uids("INBOX") == []
+    assert len(imap_mailbox.uids("Processed")) == 1
+    assert len(imap_mailbox.uids("Quarantine")) == 1
+
+    again = subprocess.run(
+        mailbridge("run", "--once", "--config", str(config)),
+        env=env(imap_mailbox), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0 and "0 new cases" in again.stdout
+    assert len(smtp_server.messages) == 1
+
+
+def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    config = write_config(tmp_path, imap_mailbox, smtp_server, "poll_seconds = 300")
+    proc = subprocess.Popen(
+        mailbridge("run", "--config", str(config)), env=env(imap_mailbox),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2.0)  # let it connect, scan the empty inbox and enter IDLE
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        _, raw = enquiry(1)
+        imap_mailbox.append(raw)
+        deadline = time.monotonic() + 20  # IDLE wake-up is ~0.5 s on Dovecot; allow plenty
+        while not smtp_server.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # With poll_seconds = 300, only IDLE can have woken it this soon.
+        assert len(smtp_server.messages) == 1
+        assert count_cases(tmp_path) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    config = write_config(
+        tmp_path, imap_mailbox, smtp_server,
+        mailbox_extra="batch_size = 25", smtp_extra="lease_seconds = 1\nbatch_size = 10",
+    )  # fmt: skip
+    total = 200
+    ids = []
+    with imap_mailbox.client() as client:
+        for n in range(total):
+            mid, raw = enquiry(n)
+            ids.append(mid)
+            client.append("INBOX", raw)
+
+    kills = 0
+    # Kill when the case count passes these marks, and once during delivery.
+    for mark in (20, 75, 130):
+        proc = subprocess.Popen(
+            mailbridge("run", "--once", "--config", str(config)), env=env(imap_mailbox),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while count_cases(tmp_path) < mark and proc.poll() is None:
+            assert time.monotonic() < deadline, "the daemon made no progress"
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    proc = subprocess.Popen(
+        mailbridge("run", "--once", "--config", str(config)), env=env(imap_mailbox),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sent_before = len(smtp_server.messages)
+    deadline = time.monotonic() + 60
+    while len(smtp_server.messages) < sent_before + 5 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        kills += 1
+    proc.wait()
+
+    assert kills >= 3, "the daemon finished before it could be killed: nothing was proven"
+    time.sleep(1.2)  # let the leases of the killed senders expire
+    done = subprocess.run(
+        mailbridge("run", "--once", "--config", str(config)),
+        env=env(imap_mailbox), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    with sqlite3.connect(tmp_path / "mailbridge.db") as db:
+        inbound = Counter(
+            r[0] for r in db.execute("select message_id from message where direction = 'in'")
+        )
+        outbox = {r[0]: r[1] for r in db.execute("select message_id, status from outbox")}
+        cases = db.execute('select count(*) from "case"').fetchone()[0]
+    assert cases == total
+    assert sorted(inbound) == sorted(ids)  # every message exactly once
+    assert set(inbound.values()) == {1}
+    assert len(outbox) == total and set(outbox.values()) == {"sent"}
+
+    received = Counter(
+        message_from_bytes(m.content, policy=policy.default)["Message-ID"].strip("<>")
+        for m in smtp_server.messages
+    )
+    assert set(received) == set(outbox)  # every acknowledgement delivered at least once
+    repeats = sum(received.values()) - len(received)
+    print(f"{kills} kills, {repeats} repeated acknowledgements")
+    assert repeats <= kills, f"{repeats} repeats for {kills} kills"
+
+    assert imap_mailbox.uids("INBOX") == []
+    assert len(imap_mailbox.uids("Processed")) == total
