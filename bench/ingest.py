@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import resource
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=1000, help="emails (default 1000)")
     ap.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--profile", metavar="FILE", help="run mailbridge under cProfile into FILE")
     ap.add_argument(
         "--pg",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
@@ -152,9 +154,11 @@ def main() -> None:
     people = members(60)
     work = Path(tempfile.mkdtemp(prefix="mailbridge-bench-"))
     handler = CountingHandler()
-    smtp = Controller(handler, hostname="127.0.0.1", port=0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        smtp_port = probe.getsockname()[1]
+    smtp = Controller(handler, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    smtp_port = smtp.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     pg_name = None
     try:
         with running_dovecot() as dv:
@@ -219,8 +223,12 @@ keywords = ["school transport"]
             limit = measure_limit(dv.host, dv.port, dv.user, dv.password, 200)
 
             start = time.perf_counter()
+            cmd = [*mb, "run", "--once", "-c", str(work / "config.toml")]
+            if args.profile:
+                cmd = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "mailbridge",
+                       *cmd[1:]]  # fmt: skip
             done = subprocess.run(
-                [*mb, "run", "--once", "-c", str(work / "config.toml")],
+                cmd,
                 env=env,
                 capture_output=True,
                 text=True,

@@ -48,14 +48,16 @@ class Inbound:
 
 def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, int]:
     """Next reference for the year; the counter row lock makes it gap-free and unique."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
+    # Core statements on the session's connection: the ORM's bulk-update bookkeeping
+    # costs more than the statements themselves here.
+    conn = session.connection()
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
         insert(ReferenceCounter)
         .values(prefix=prefix, year=year, last=0)
         .on_conflict_do_nothing(index_elements=["prefix", "year"])
     )
-    seq = session.execute(
+    seq = conn.execute(
         update(ReferenceCounter)
         .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)  # type: ignore[arg-type]
         .values(last=ReferenceCounter.last + 1)
@@ -172,11 +174,7 @@ def open_case(session: Session, services: Services, item: Inbound, decision: Ope
     )
     kept, refused = _store_attachments(session, services, item, message, case)
     queue_acknowledgement(session, services, case, member, submitter, p, kept, refused)
-    session.execute(
-        ProcessingFailure.__table__.delete().where(  # type: ignore[attr-defined]
-            ProcessingFailure.dedupe_key == p.dedupe_key
-        )
-    )
+    _forget_failure(session, p.dedupe_key)
     log.info("case opened", extra={"case": reference, "attachments": len(p.attachments)})
     return case
 
@@ -274,14 +272,16 @@ def quarantine(
         traceback=traceback,
     )
     session.add(entry)
-    session.execute(
-        ProcessingFailure.__table__.delete().where(  # type: ignore[attr-defined]
-            ProcessingFailure.dedupe_key == dedupe_key
-        )
-    )
+    _forget_failure(session, dedupe_key)
     session.flush()
     log.info("message quarantined", extra={"quarantine_id": entry.id, "reason_code": code})
     return entry
+
+
+def _forget_failure(session: Session, dedupe_key: str) -> None:
+    """A message that finally got an outcome no longer waits for a retry."""
+    table = ProcessingFailure.__table__  # type: ignore[attr-defined]
+    session.connection().execute(table.delete().where(table.c.dedupe_key == dedupe_key))
 
 
 def find_case(session: Session, reference: str) -> Case | None:

@@ -8,10 +8,14 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr
 
 from mailbridge.models import utcnow
 
@@ -43,9 +47,19 @@ def verify_message_id(message_id: str, key: bytes) -> str | None:
     return match["ref"] if hmac.compare_digest(expected, match["sig"]) else None
 
 
-def _address(email: str, name: str | None = None) -> Address:
-    local, _, domain = email.partition("@")
-    return Address(display_name=name or "", username=local, domain=domain)
+_QP = Charset("utf-8")
+_QP.header_encoding = QP
+_QP.body_encoding = QP
+_CRLF = compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+def _header(value: str) -> str | Header:
+    """ASCII stays as it is; anything else becomes RFC 2047 encoded words."""
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _addresses(addresses: Sequence[str]) -> str:
+    return ", ".join(addresses)
 
 
 def compose(
@@ -65,13 +79,34 @@ def compose(
     date: datetime | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> bytes:
-    """A complete RFC 5322 message (CRLF line ends), text plus an HTML alternative."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = _address(sender, sender_name)
-    msg["To"] = [_address(a) for a in to]
+    """A complete RFC 5322 message (CRLF line ends), text plus an HTML alternative.
+
+    Built with the compat32 MIME classes: they format headers without re-parsing them,
+    several times faster than EmailMessage on the acknowledgement path.
+    """
+    body: Message = MIMEText(text, "plain", _QP)
+    if html is not None:
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(body)
+        alternative.attach(MIMEText(html, "html", _QP))
+        body = alternative
+    if attachments:
+        mixed = MIMEMultipart("mixed")
+        mixed.attach(body)
+        for filename, content_type, payload in attachments:
+            maintype, _, subtype = content_type.partition("/")
+            part = MIMEApplication(payload, _subtype=subtype or "octet-stream")
+            if maintype != "application":
+                part.replace_header("Content-Type", f"{maintype}/{subtype or 'octet-stream'}")
+            part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+            mixed.attach(part)
+        body = mixed
+    msg = body
+    msg["From"] = formataddr((sender_name, sender), charset="utf-8")
+    msg["To"] = _addresses(to)
     if cc:
-        msg["Cc"] = [_address(a) for a in cc]
-    msg["Subject"] = subject
+        msg["Cc"] = _addresses(cc)
+    msg["Subject"] = _header(subject)
     msg["Date"] = format_datetime(date or utcnow())
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
@@ -84,13 +119,6 @@ def compose(
         msg["X-Auto-Response-Suppress"] = "All"
     msg[LOOP_HEADER] = sender.rpartition("@")[2]
     for name, value in (extra_headers or {}).items():
-        msg[name] = value
-    msg.set_content(text, charset="utf-8", cte="quoted-printable")
-    if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    for filename, content_type, payload in attachments:
-        maintype, _, subtype = content_type.partition("/")
-        msg.add_attachment(
-            payload, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
-        )
-    return msg.as_bytes()
+        msg[name] = _header(value)
+    # MIME-Version first among the MIME headers, as mail clients expect it.
+    return msg.as_bytes(policy=_CRLF)

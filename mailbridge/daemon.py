@@ -93,10 +93,8 @@ class Daemon:
             self._last_full_scan = time.monotonic()
         for batch in self.source.fetch(full_scan=full_scan):
             moves: dict[Destination, list[str]] = {d: [] for d in Destination}
-            for mail in batch:
-                if self.stopping:
-                    break
-                outcome = self.processor.process(mail.raw, mail.received_at)
+            outcomes = self.processor.process_batch([(m.raw, m.received_at) for m in batch])
+            for mail, outcome in zip(batch, outcomes, strict=True):
                 report.count(outcome)
                 if outcome.destination is not None:
                     moves[outcome.destination].append(mail.key)

@@ -38,7 +38,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front; readers start deferred and never wait on it.
+            write = conn.get_execution_options().get("mailbridge_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     if url.startswith("postgresql"):
@@ -49,7 +51,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(
+        engine.execution_options(mailbridge_write=True), expire_on_commit=False
+    ) as session:
         try:
             yield session
             session.commit()

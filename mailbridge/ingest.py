@@ -82,6 +82,7 @@ Outcome = CaseOpened | Quarantined | AlreadyHandled | Failed
 class Work:
     raw: bytes
     server_received_at: datetime | None
+    session: Session
     retry_of: int | None = None
     raw_sha256: str = ""
     parsed: ParsedEmail | None = None
@@ -122,21 +123,21 @@ def skip_handled(work: Work, services: Services) -> Outcome | None:
     """Nothing doubled: a message whose effect is already committed is only moved."""
     if work.retry_of is not None:
         return None
-    key = work.dedupe_key
-    with Session(services.engine) as session:
-        disposition = session.exec(
-            select(Message.disposition).where(Message.dedupe_key == key)
+    return _handled(work.session, work.dedupe_key)
+
+
+def _handled(session: Session, key: str) -> AlreadyHandled | None:
+    disposition = session.exec(select(Message.disposition).where(Message.dedupe_key == key)).first()
+    if disposition is None:
+        waiting = session.exec(
+            select(QuarantineItem.id).where(
+                QuarantineItem.dedupe_key == key,
+                QuarantineItem.status == QuarantineStatus.WAITING,
+            )
         ).first()
-        if disposition is None:
-            waiting = session.exec(
-                select(QuarantineItem.id).where(
-                    QuarantineItem.dedupe_key == key,
-                    QuarantineItem.status == QuarantineStatus.WAITING,
-                )
-            ).first()
-            if waiting is None:
-                return None
-            disposition = Disposition.QUARANTINED
+        if waiting is None:
+            return None
+        disposition = Disposition.QUARANTINED
     return AlreadyHandled(key, _destination(disposition))
 
 
@@ -149,8 +150,7 @@ def refuse_loops(work: Work, services: Services) -> None:
 
 def identify_sender(work: Work, services: Services) -> None:
     assert work.parsed is not None
-    with Session(services.engine) as session:
-        work.sender = directory.identify(session, work.parsed.from_address)
+    work.sender = directory.identify(work.session, work.parsed.from_address)
 
 
 def route(work: Work, services: Services) -> None:
@@ -160,34 +160,25 @@ def route(work: Work, services: Services) -> None:
 
 
 def apply(work: Work, services: Services) -> Outcome:
-    """The whole effect of the message in one transaction (invariants 1 and 2)."""
+    """The whole effect of the message, inside its own savepoint (invariants 1 and 2)."""
     assert work.parsed is not None and work.decision is not None
+    session = work.session
     item = cases.Inbound(work.parsed, work.received_at, len(work.raw))
-    try:
-        with transaction(services.engine) as session:
-            if work.retry_of is not None:
-                _release_for_retry(session, work.retry_of, work.dedupe_key)
-            decision = work.decision
-            if isinstance(decision, OpenCase):
-                case = cases.open_case(session, services, item, decision)
-                outcome: Outcome = CaseOpened(case.reference)
-            else:
-                entry = cases.quarantine(
-                    session,
-                    item=item,
-                    dedupe_key=work.dedupe_key,
-                    raw_sha256=work.raw_sha256,
-                    code=decision.code,
-                    reason=decision.reason,
-                )
-                outcome = Quarantined(entry.id or 0, decision.code, decision.reason)
-    except IntegrityError:
-        # Another daemon committed the same message first: same single effect.
-        handled = skip_handled(Work(work.raw, None, parsed=work.parsed), services)
-        if handled is None:
-            raise
-        return handled
-    return outcome
+    if work.retry_of is not None:
+        _release_for_retry(session, work.retry_of, work.dedupe_key)
+    decision = work.decision
+    if isinstance(decision, OpenCase):
+        case = cases.open_case(session, services, item, decision)
+        return CaseOpened(case.reference)
+    entry = cases.quarantine(
+        session,
+        item=item,
+        dedupe_key=work.dedupe_key,
+        raw_sha256=work.raw_sha256,
+        code=decision.code,
+        reason=decision.reason,
+    )
+    return Quarantined(entry.id or 0, decision.code, decision.reason)
 
 
 STEPS: Sequence[Step] = (
@@ -229,7 +220,12 @@ def _release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) ->
 
 
 class Processor:
-    """Runs the steps for one message and turns any exception into a kept failure."""
+    """Runs the steps for each message and turns any exception into a kept failure.
+
+    A batch shares one database transaction, each message inside its own savepoint: a
+    message's effect is all or nothing, one commit serves the batch, and the caller moves
+    the batch's mail only after `process_batch` returns (after that commit).
+    """
 
     def __init__(self, services: Services, steps: Sequence[Step] = STEPS) -> None:
         self.services = services
@@ -238,16 +234,48 @@ class Processor:
     def process(
         self, raw: bytes, received_at: datetime | None = None, *, retry_of: int | None = None
     ) -> Outcome:
-        work = Work(raw, received_at, retry_of=retry_of)
+        return self.process_batch([(raw, received_at)], retry_of=retry_of)[0]
+
+    def process_batch(
+        self,
+        items: Sequence[tuple[bytes, datetime | None]],
+        *,
+        retry_of: int | None = None,
+    ) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(items)
+        failures: list[tuple[int, Work, Exception]] = []
         try:
-            for step in self.steps:
-                outcome = step(work, self.services)
-                if outcome is not None:
-                    self._log(outcome)
-                    return outcome
-            raise RuntimeError("the processing steps ended without an outcome")
-        except Exception as exc:  # noqa: BLE001 - untrusted input must never stop the loop
-            return self._failed(work, exc)
+            with transaction(self.services.engine) as session:
+                for index, (raw, received_at) in enumerate(items):
+                    work = Work(raw, received_at, session, retry_of=retry_of)
+                    try:
+                        with session.begin_nested():
+                            outcomes[index] = self._run(work)
+                    except IntegrityError as exc:
+                        # Another daemon committed the same message first: one effect.
+                        handled = _handled(session, work.dedupe_key)
+                        if handled is None:
+                            failures.append((index, work, exc))
+                        outcomes[index] = handled
+                    except Exception as exc:  # noqa: BLE001 - untrusted input never stops us
+                        failures.append((index, work, exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. the database went away mid-batch
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            log.error("batch not committed; its mail stays in the inbox", extra={"error": error})
+            return [Failed(error, 0) for _ in items]
+        for index, work, exc in failures:
+            outcomes[index] = self._failed(work, exc)
+        for outcome in outcomes:
+            assert outcome is not None
+            self._log(outcome)
+        return outcomes  # type: ignore[return-value]
+
+    def _run(self, work: Work) -> Outcome:
+        for step in self.steps:
+            outcome = step(work, self.services)
+            if outcome is not None:
+                return outcome
+        raise RuntimeError("the processing steps ended without an outcome")
 
     def _log(self, outcome: Outcome) -> None:
         if isinstance(outcome, CaseOpened):
@@ -269,24 +297,25 @@ class Processor:
         log.debug("failure traceback\n%s", trace)
         try:
             with transaction(self.services.engine) as session:
-                failure = session.get(ProcessingFailure, key) or ProcessingFailure(
-                    dedupe_key=key,
-                    raw_sha256=work.raw_sha256 or hashlib.sha256(work.raw).hexdigest(),
-                )
-                failure.attempts += 1
-                failure.last_error = error
-                failure.traceback = trace
-                failure.last_failed_at = utcnow()
-                session.add(failure)
-                attempts = failure.attempts
+                failure = session.get(ProcessingFailure, key)
+                attempts = (failure.attempts if failure else 0) + 1
+                raw_sha256 = work.raw_sha256 or hashlib.sha256(work.raw).hexdigest()
                 if attempts < limit:
+                    failure = failure or ProcessingFailure(dedupe_key=key, raw_sha256=raw_sha256)
+                    failure.attempts = attempts
+                    failure.last_error = error
+                    failure.traceback = trace
+                    failure.last_failed_at = utcnow()
+                    session.add(failure)
                     return Failed(error, attempts)
+                if failure is not None:
+                    session.expunge(failure)  # quarantine() deletes its row
                 p = work.parsed
                 entry = cases.quarantine(
                     session,
                     item=None,
                     dedupe_key=key,
-                    raw_sha256=failure.raw_sha256,
+                    raw_sha256=raw_sha256,
                     code="processing_failed",
                     reason=f"processing failed {attempts} times; last error: {error}",
                     traceback=trace,
