@@ -48,14 +48,21 @@ def _msal_provider(oauth: OAuthConfig, client_secret: str) -> TokenProvider:
 
     def get() -> str:
         with lock:
-            if not app:
-                app.append(
-                    msal.ConfidentialClientApplication(
-                        oauth.client_id, client_credential=client_secret, authority=authority
+            try:
+                if not app:
+                    app.append(
+                        msal.ConfidentialClientApplication(
+                            oauth.client_id, client_credential=client_secret, authority=authority
+                        )
                     )
-                )
-            # MSAL keeps an in-memory token cache and only calls the network when expired.
-            result = app[0].acquire_token_for_client(scopes=[oauth.scope])
+                # MSAL keeps an in-memory token cache and calls the network only when expired.
+                result = app[0].acquire_token_for_client(scopes=[oauth.scope])
+            except Exception as exc:
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise TransportError(
+                    f"cannot get an OAuth token from {authority}: {reason} "
+                    "(check [*.oauth] tenant_id, client_id and the network)"
+                ) from exc
         if "access_token" not in result:
             raise TransportError(
                 "Microsoft 365 refused the OAuth client credentials: "
