@@ -1,0 +1,84 @@
+"""Every email in the real-world corpus ends as a case or a quarantine with a reason.
+
+The corpus (../shared/corpus, or MAILBRIDGE_CORPUS) holds ~190 emails from two MIME
+libraries' test suites: bad boundaries, unknown charsets, broken base64, bounces, ...
+No file may make the pipeline fail or raise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from mailbridge.ingest import AlreadyHandled, CaseOpened, Processor, Quarantined
+from mailbridge.parsing import parse
+from tests.factories import add_person, make_services, seed_directory
+from tests.servers import unavailable
+
+
+def corpus_dir() -> Path:
+    configured = os.environ.get("MAILBRIDGE_CORPUS")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def corpus_files() -> list[Path]:
+    root = corpus_dir()
+    if not root.is_dir():
+        unavailable("the real-world email corpus", f"{root} not found; set MAILBRIDGE_CORPUS")
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not p.name.upper().startswith(("README", "LICENSE"))
+    )  # fmt: skip
+    if len(files) < 100:
+        unavailable("the real-world email corpus", f"only {len(files)} files under {root}")
+    return files
+
+
+def test_every_corpus_file_parses_without_raising() -> None:
+    for path in corpus_files():
+        parsed = parse(path.read_bytes())
+        assert parsed.dedupe_key and len(parsed.raw_sha256) == 64, path
+
+
+def test_every_corpus_file_becomes_a_case_or_a_quarantine(tmp_path: Path, engine: Engine) -> None:
+    files = corpus_files()
+    seed_directory(engine)
+    services = make_services(tmp_path, engine)
+    # Make half the senders members, so the corpus exercises case creation (attachments,
+    # odd charsets) as well as quarantine.
+    senders = sorted({p.from_address for f in files if (p := parse(f.read_bytes())).from_address})
+    known = {"cllr.jane.smith@example.gov.uk", "raj.patel@example.gov.uk", "tom.baker@example.gov.uk",
+             "priya.shah@example.gov.uk", "member.support@example.gov.uk"}  # fmt: skip
+    for i, address in enumerate(senders):
+        if i % 2 == 0 and address not in known and len(address) <= 254:
+            add_person(engine, "member", f"Member {i}", address)
+
+    outcomes: dict[str, object] = {}
+    processor = Processor(services)
+    batch = [(f.read_bytes(), None) for f in files]
+    for f, outcome in zip(files, processor.process_batch(batch), strict=True):
+        outcomes[str(f.relative_to(corpus_dir()))] = outcome
+
+    bad = {name: o for name, o in outcomes.items()
+           if not isinstance(o, CaseOpened | Quarantined | AlreadyHandled)}  # fmt: skip
+    assert bad == {}
+    for name, o in outcomes.items():
+        if isinstance(o, Quarantined):
+            assert o.reason and o.code, name
+    kinds = {type(o).__name__ for o in outcomes.values()}
+    assert {"CaseOpened", "Quarantined"} <= kinds
+    cases = sum(isinstance(o, CaseOpened) for o in outcomes.values())
+    assert cases >= 30, f"only {cases} corpus emails opened cases"
+
+
+def test_one_corpus_file_at_a_time_never_fails(tmp_path: Path, engine: Engine) -> None:
+    """Without the batch: each file alone, as `quarantine retry` would run it."""
+    services = make_services(tmp_path, engine)
+    processor = Processor(services)
+    for path in corpus_files():
+        outcome = processor.process(path.read_bytes())
+        assert isinstance(outcome, Quarantined | AlreadyHandled), (path, outcome)
