@@ -51,8 +51,10 @@ def test_every_corpus_file_becomes_a_case_or_a_quarantine(tmp_path: Path, engine
     # Make half the senders members, so the corpus exercises case creation (attachments,
     # odd charsets) as well as quarantine.
     senders = sorted({p.from_address for f in files if (p := parse(f.read_bytes())).from_address})
-    known = {"cllr.jane.smith@example.gov.uk", "raj.patel@example.gov.uk", "tom.baker@example.gov.uk",
-             "priya.shah@example.gov.uk", "member.support@example.gov.uk"}  # fmt: skip
+    known = {
+        "cllr.jane.smith@example.gov.uk", "raj.patel@example.gov.uk", "tom.baker@example.gov.uk",
+        "priya.shah@example.gov.uk", "member.support@example.gov.uk",
+    }  # fmt: skip
     for i, address in enumerate(senders):
         if i % 2 == 0 and address not in known and len(address) <= 254:
             add_person(engine, "member", f"Member {i}", address)
