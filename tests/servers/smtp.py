@@ -60,8 +60,8 @@ TOKENS = {"mailbridge": "token-123"}
 def _authenticate(server, session, envelope, mechanism, auth_data):
     if isinstance(auth_data, LoginPassword):
         ok = USERS.get(auth_data.login.decode()) == auth_data.password.decode()
-        return AuthResult(success=ok)
-    return AuthResult(success=False)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+    return AuthResult(success=False, handled=False)
 
 
 class XOAuthHandler(Handler):
@@ -73,7 +73,8 @@ class XOAuthHandler(Handler):
         blob = base64.b64decode(args[1]).decode()
         fields = dict(p.split("=", 1) for p in blob.split("\x01") if "=" in p)
         user, token = fields.get("user"), fields.get("auth", "").removeprefix("Bearer ")
-        return AuthResult(success=TOKENS.get(user or "") == token, auth_data=user)
+        ok = TOKENS.get(user or "") == token
+        return AuthResult(success=ok, handled=False, auth_data=user)
 
 
 @dataclass
