@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
-from sqlmodel import Session
+from sqlalchemy import Engine, update
+from sqlmodel import Session, select
 
 from mailbridge.db import transaction
 from mailbridge.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
@@ -165,9 +165,7 @@ def deliver_due(
     except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
         # The server is unreachable or refused our login: nothing is wrong with the mail.
         log.error("cannot open the mail transport", extra={"error": str(exc)})
-        for row_id in ids:
-            with Session(engine) as session:
-                row = session.get(OutboxMessage, row_id)
+        for row in _load(engine, ids):
             if row is not None:
                 _retry_later(
                     engine, row, str(exc), now(), retry_base_seconds, retry_max_seconds,
@@ -175,11 +173,7 @@ def deliver_due(
                 )  # fmt: skip
                 report.retried += 1
         return report
-    for row_id in ids:
-        with Session(engine) as session:
-            row = session.get(OutboxMessage, row_id)
-        if row is None:
-            continue
+    for row in _load(engine, ids):
         if rate_limit is not None:
             rate_limit.acquire()
         recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
@@ -204,7 +198,28 @@ def deliver_due(
     return report
 
 
+def _load(engine: Engine, ids: list[int]) -> list[OutboxMessage]:
+    """The claimed rows in one query, in the order they were queued."""
+    with Session(engine, expire_on_commit=False) as session:
+        rows = session.exec(
+            select(OutboxMessage).where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+        ).all()
+        session.expunge_all()
+    return sorted(rows, key=lambda r: r.id or 0)
+
+
 def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datetime) -> None:
+    # Marked one by one, right after the server accepted it: a crash can repeat at most
+    # the one message in flight (with the same Message-ID).
+    if not refused:
+        with engine.execution_options(mailbridge_write=True).begin() as conn:
+            conn.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
+                .values(status=OutboxStatus.SENT, sent_at=at, last_error=None)
+            )
+        log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case_id": row.case_id})
+        return
     with transaction(engine) as session:
         session.execute(
             update(OutboxMessage)
