@@ -175,7 +175,7 @@ def open_case(session: Session, services: Services, item: Inbound, decision: Ope
     kept, refused = _store_attachments(session, services, item, message, case)
     queue_acknowledgement(session, services, case, member, submitter, p, kept, refused)
     _forget_failure(session, p.dedupe_key)
-    log.info("case opened", extra={"case": reference, "attachments": len(p.attachments)})
+    log.debug("case opened", extra={"case": reference, "attachments": len(p.attachments)})
     return case
 
 
@@ -237,6 +237,7 @@ def queue_acknowledgement(
         raw=raw,
         message_id=message_id,
         case_id=case.id,
+        case_reference=case.reference,
         idempotency_key=f"ack:{case.reference}",
         body_text=rendered.text,
         in_reply_to=parsed.message_id,
@@ -274,7 +275,7 @@ def quarantine(
     session.add(entry)
     _forget_failure(session, dedupe_key)
     session.flush()
-    log.info("message quarantined", extra={"quarantine_id": entry.id, "reason_code": code})
+    log.debug("message quarantined", extra={"quarantine_id": entry.id, "reason_code": code})
     return entry
 
 

@@ -182,6 +182,7 @@ class OutboxMessage(SQLModel, table=True):
     message_id: str = Field(max_length=998, unique=True)
     idempotency_key: str | None = Field(default=None, max_length=300, unique=True)
     case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    case_reference: str | None = Field(default=None, max_length=32)  # for logs and people
     kind: str = Field(max_length=64)
     sender: str = Field(max_length=254)
     recipients: str = Field(sa_column=Column(Text, nullable=False))

@@ -35,6 +35,7 @@ def enqueue(
     raw: bytes,
     message_id: str,
     case_id: int | None = None,
+    case_reference: str | None = None,
     idempotency_key: str | None = None,
     body_text: str = "",
     in_reply_to: str | None = None,
@@ -46,6 +47,7 @@ def enqueue(
         message_id=message_id,
         idempotency_key=idempotency_key,
         case_id=case_id,
+        case_reference=case_reference,
         kind=kind,
         sender=sender,
         recipients=", ".join(recipients),
@@ -218,7 +220,9 @@ def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datet
                 .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
                 .values(status=OutboxStatus.SENT, sent_at=at, last_error=None)
             )
-        log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case_id": row.case_id})
+        log.info(
+            "mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case": row.case_reference}
+        )
         return
     with transaction(engine) as session:
         session.execute(
@@ -235,7 +239,7 @@ def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datet
                     detail=f"{row.kind} {row.message_id} refused for {words}",
                 )
             )
-    log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case_id": row.case_id})
+    log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case": row.case_reference})
 
 
 def _failed(engine: Engine, row: OutboxMessage, error: str, at: datetime) -> None:
@@ -254,7 +258,8 @@ def _failed(engine: Engine, row: OutboxMessage, error: str, at: datetime) -> Non
             )
         )
     log.warning(
-        "mail delivery failed", extra={"outbox_id": row.id, "kind": row.kind, "error": error}
+        "mail delivery failed",
+        extra={"outbox_id": row.id, "kind": row.kind, "case": row.case_reference, "error": error},
     )
 
 
@@ -280,6 +285,11 @@ def _retry_later(
         )
     log.info(
         "mail delivery deferred",
-        extra={"outbox_id": row.id, "retry_in_seconds": delay, "error": error},
+        extra={
+            "outbox_id": row.id,
+            "case": row.case_reference,
+            "retry_in_seconds": delay,
+            "error": error,
+        },
     )
     return False

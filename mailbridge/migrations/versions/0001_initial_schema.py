@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 02:23:02.169175
+Create Date: 2026-11-24 02:40:34.546611
 """
 
 from collections.abc import Sequence
@@ -176,6 +176,7 @@ def upgrade() -> None:
         sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=998), nullable=False),
         sa.Column("idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
         sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("case_reference", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("sender", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False),
         sa.Column("recipients", sa.Text(), nullable=False),
