@@ -6,6 +6,7 @@ and delivers with `outbox.deliver_due` over a real SMTP connection.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -301,3 +302,28 @@ def test_compose_headers_round_trip() -> None:
     )
     parsed = message_from_bytes(manual, policy=policy.default)
     assert parsed["Auto-Submitted"] is None and parsed["X-Mailbridge-Loop"] == "example.gov.uk"
+
+
+def test_implicit_tls_smtps(engine: Engine, smtps_server: SmtpServer) -> None:
+    [mid] = queue(engine)
+    context = ssl.create_default_context(cafile=str(smtps_server.cafile))
+    with SmtpSender(smtps_server.host, smtps_server.port, security="ssl",
+                    tls_context=context, timeout=10) as sender:  # fmt: skip
+        assert outbox.deliver_due(engine, sender).sent == 1
+    assert received_ids(smtps_server) == Counter({mid: 1})
+
+
+def test_starttls_and_an_untrusted_certificate(engine: Engine, starttls_server: SmtpServer) -> None:
+    [mid] = queue(engine)
+    context = ssl.create_default_context(cafile=str(starttls_server.cafile))
+    with SmtpSender(starttls_server.host, starttls_server.port, security="starttls",
+                    tls_context=context, timeout=10) as sender:  # fmt: skip
+        assert outbox.deliver_due(engine, sender).sent == 1
+    assert received_ids(starttls_server) == Counter({mid: 1})
+    # Without trusting the test CA, the certificate is refused and the mail waits.
+    queue(engine)
+    with SmtpSender(starttls_server.host, starttls_server.port, security="starttls",
+                    timeout=10) as sender:  # fmt: skip
+        report = outbox.deliver_due(engine, sender)
+    assert report.retried == 1
+    assert any("CERTIFICATE_VERIFY_FAILED" in (r.last_error or "") for r in rows(engine))

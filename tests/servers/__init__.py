@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +19,19 @@ def unavailable(what: str, why: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
     pytest.skip(message)
+
+
+def make_self_signed_cert(root: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for localhost/127.0.0.1: (cert.pem, key.pem) in root."""
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

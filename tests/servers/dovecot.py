@@ -28,7 +28,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.servers import unavailable
+from tests.servers import make_self_signed_cert, unavailable
 
 DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot")
 PASSWORD = "secret"
@@ -213,19 +213,6 @@ service anvil {{
 """
 
 
-def _make_cert(root: Path) -> None:
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout", str(root / "key.pem"), "-out", str(root / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-
-
 class DovecotUnavailable(RuntimeError):
     """Dovecot could not be started here; the message says why."""
 
@@ -247,7 +234,7 @@ def running_dovecot() -> Iterator[DovecotServer]:
             (root / sub).mkdir()
         if os.geteuid() == 0:
             os.chown(root / "mail", NOBODY, NOBODY)
-        _make_cert(root)
+        make_self_signed_cert(root)
         users = ["enquiries", *SPARE_USERS]
         (root / "passwd").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}::::::\n" for u in users))
         (root / "passwd").chmod(0o644)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import socket
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.servers import unavailable
+from tests.servers import make_self_signed_cert, unavailable
 
 
 @dataclass
@@ -82,6 +86,7 @@ class SmtpServer:
     host: str
     port: int
     handler: Handler
+    cafile: Path | None = None
 
     @property
     def messages(self) -> list[Received]:
@@ -100,7 +105,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(handler: Handler, **kwargs: object) -> Iterator[SmtpServer]:
+def _start(handler: Handler, cafile: Path | None = None, **kwargs: object) -> Iterator[SmtpServer]:
     # Controller.start() connects to its own port to check it is up: give it a real one.
     port = _free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)  # type: ignore[arg-type]
@@ -109,7 +114,7 @@ def _start(handler: Handler, **kwargs: object) -> Iterator[SmtpServer]:
     except Exception as exc:  # noqa: BLE001 - any start failure means "no server"
         unavailable("aiosmtpd", str(exc))
     try:
-        yield SmtpServer("127.0.0.1", port, handler)
+        yield SmtpServer("127.0.0.1", port, handler, cafile)
     finally:
         controller.stop()
 
@@ -128,4 +133,37 @@ def smtp_auth_server() -> Iterator[SmtpServer]:
         authenticator=_authenticate,
         auth_require_tls=False,
         auth_required=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def smtp_certificate() -> Iterator[tuple[Path, Path]]:
+    if shutil.which("openssl") is None:
+        unavailable("aiosmtpd with TLS", "no openssl binary to make a test certificate")
+    root = Path(tempfile.mkdtemp(prefix="mailbridge-smtp-tls-"))
+    try:
+        yield make_self_signed_cert(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+@pytest.fixture
+def smtps_server(smtp_certificate: tuple[Path, Path]) -> Iterator[SmtpServer]:
+    """SMTP over implicit TLS (smtps://), trusting the returned cafile."""
+    cert, key = smtp_certificate
+    yield from _start(Handler(), cert, ssl_context=_server_context(cert, key))
+
+
+@pytest.fixture
+def starttls_server(smtp_certificate: tuple[Path, Path]) -> Iterator[SmtpServer]:
+    """SMTP that requires STARTTLS before MAIL (smtp+starttls://)."""
+    cert, key = smtp_certificate
+    yield from _start(
+        Handler(), cert, tls_context=_server_context(cert, key), require_starttls=True
     )
