@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from mailbridge.cli import cases, db, quarantine, run
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 

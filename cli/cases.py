@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import Session
 
 from mailbridge import views
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.models import utcnow
 from mailbridge.sla import calendar_from_config
 
@@ -80,7 +81,7 @@ def show(
         + (f"{left} working days left" if left >= 0 else f"overdue by {-left} working days")
         + ")"
     )
-    console.print(f"[bold]{c.reference}[/]  {c.subject}", highlight=False)
+    console.print(Text.assemble((c.reference, "bold"), "  ", c.subject), highlight=False)
     fields = [
         ("Status", STATUS_LABEL.get(c.status, c.status)),
         ("Member", f"{d.member.name} <{d.member.email}>"),
@@ -96,8 +97,9 @@ def show(
     for label, value in fields:
         console.print(f"  {label:<15} {value}", highlight=False)
     if c.body_text:
-        console.print("\n[bold]Enquiry[/]")
-        console.print(c.body_text.strip()[:4000], highlight=False, markup=False)
+        console.print()
+        console.print("Enquiry", style="bold")
+        console.print(c.body_text.strip()[:4000], highlight=False)
     if d.attachments:
         table = Table(title="Attachments")
         for h in ("File", "Type", "Size", "Note"):

@@ -11,12 +11,15 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from mailbridge.config import Config, load_config
 from mailbridge.errors import MailbridgeError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: subjects, names and reasons come from email and CSV files, and a "[urgent]" or
+# "[/x]" in them must print as written (with markup on, one is dropped, the other crashes).
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -43,7 +46,11 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except MailbridgeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                Text.assemble(("error:", "bold red"), " ", str(exc)),
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import typer
-from mailbridge.cli.context import ConfigOption, console, friendly, load
+from sqlalchemy.exc import SQLAlchemyError
 
+from mailbridge.cli.context import ConfigOption, console, friendly, load
 from mailbridge.db import make_engine
+from mailbridge.errors import MailbridgeError
 from mailbridge.migrate import upgrade as run_upgrade
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -22,6 +24,11 @@ def upgrade(config: ConfigOption = "config.toml") -> None:  # type: ignore[assig
     engine = make_engine(cfg.database.url)
     try:
         before, after = run_upgrade(engine)
+    except SQLAlchemyError as exc:  # e.g. the server is down: upgrade() reads the revision first
+        where = cfg.database.url.split("@")[-1]
+        raise MailbridgeError(
+            f"cannot open the database {where}: {str(exc).splitlines()[0]}"
+        ) from exc
     finally:
         engine.dispose()
     if before == after:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from rich.table import Table
 
 from mailbridge import quarantine as q
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.ingest import CaseOpened, Failed, Quarantined
 from mailbridge.services import Services
 
@@ -62,9 +62,9 @@ def show(
         ("Status", i.status),
         ("Stored as", i.raw_sha256),
     ):
-        console.print(f"  {label:<10} {value}", highlight=False, markup=False)
+        console.print(f"  {label:<10} {value}", highlight=False)
     if i.traceback:
-        console.print(i.traceback, highlight=False, markup=False)
+        console.print(i.traceback, highlight=False)
 
 
 @app.command("retry")
@@ -80,9 +80,18 @@ def retry(
     with opened(config) as (cfg, engine):
         outcome = q.retry(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
     if isinstance(outcome, CaseOpened):
-        console.print(f"message {item_id} opened case {outcome.reference}")
+        console.print(
+            f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
+            "queued and goes out with the next pass of `mailbridge run`",
+            highlight=False,
+        )
     elif isinstance(outcome, Quarantined):
-        console.print(f"message {item_id} is quarantined again: {outcome.reason}")
+        # The retry is recorded under a new id; the old one is closed as "retried".
+        console.print(
+            f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
+            f"{outcome.reason}",
+            highlight=False,
+        )
     elif isinstance(outcome, Failed):
         console.print(f"message {item_id} failed again: {outcome.error}")
         raise typer.Exit(1)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.directory import sync_coordinators
 
 from mailbridge import daemon, logs
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.config import check_secrets
 from mailbridge.db import transaction
+from mailbridge.directory import sync_coordinators
 from mailbridge.services import Services
 
 

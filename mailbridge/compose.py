@@ -21,8 +21,11 @@ from mailbridge.models import utcnow
 
 LOOP_HEADER = "X-Mailbridge-Loop"
 _ID = re.compile(
-    r"^mb\.(?P<ref>[A-Z]{1,8}-\d{4}-\d{5})\.(?P<rand>[0-9a-f]{16})\.(?P<sig>[0-9a-f]{10})@"
+    # Five or more digits: the sequence is zero-padded to five but keeps counting past 99999.
+    r"^mb\.(?P<ref>[A-Z]{1,8}-\d{4}-\d{5,})\.(?P<rand>[0-9a-f]{16})\.(?P<sig>[0-9a-f]{10})@"
 )
+# CR, LF and other controls would end a header early (or make the stdlib refuse it).
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
 
 
 def _signature(reference: str, rand: str, key: bytes) -> str:
@@ -53,13 +56,24 @@ _QP.body_encoding = QP
 _CRLF = compat32.clone(linesep="\r\n", max_line_length=78)
 
 
+def _clean(value: str) -> str:
+    """One line: a subject taken from incoming mail may carry encoded CR/LF."""
+    return _CONTROLS.sub(" ", value).strip()
+
+
 def _header(value: str) -> str | Header:
     """ASCII stays as it is; anything else becomes RFC 2047 encoded words."""
+    value = _clean(value)
     return value if value.isascii() else Header(value, "utf-8")
 
 
 def _addresses(addresses: Sequence[str]) -> str:
-    return ", ".join(addresses)
+    return ", ".join(_clean(a) for a in addresses)
+
+
+def _msgid(value: str) -> str:
+    """Callers may pass an id with or without its angle brackets; write it with one pair."""
+    return f"<{_clean(value).strip('<>')}>"
 
 
 def compose(
@@ -95,25 +109,27 @@ def compose(
         mixed.attach(body)
         for filename, content_type, payload in attachments:
             maintype, _, subtype = content_type.partition("/")
-            part = MIMEApplication(payload, _subtype=subtype or "octet-stream")
+            if not (maintype and subtype):  # not a MIME type: send it as opaque bytes
+                maintype, subtype = "application", "octet-stream"
+            part = MIMEApplication(payload, _subtype=subtype)
             if maintype != "application":
-                part.replace_header("Content-Type", f"{maintype}/{subtype or 'octet-stream'}")
+                part.replace_header("Content-Type", f"{maintype}/{subtype}")
             part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
             mixed.attach(part)
         body = mixed
     msg = body
-    msg["From"] = formataddr((sender_name, sender), charset="utf-8")
+    msg["From"] = formataddr((_clean(sender_name), _clean(sender)), charset="utf-8")
     msg["To"] = _addresses(to)
     if cc:
         msg["Cc"] = _addresses(cc)
     msg["Subject"] = _header(subject)
     msg["Date"] = format_datetime(date or utcnow())
-    msg["Message-ID"] = f"<{message_id}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-    refs = [r for r in dict.fromkeys(references) if r]
+    msg["Message-ID"] = _msgid(message_id)
+    if in_reply_to and in_reply_to.strip("<> "):
+        msg["In-Reply-To"] = _msgid(in_reply_to)
+    refs = [r for r in dict.fromkeys(_msgid(r) for r in references) if r != "<>"]
     if refs:
-        msg["References"] = " ".join(f"<{r}>" for r in refs)
+        msg["References"] = " ".join(refs)
     if auto_submitted:
         msg["Auto-Submitted"] = auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"

@@ -235,6 +235,7 @@ def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datet
             session.add(
                 Event(
                     case_id=row.case_id,
+                    at=at,
                     kind="delivery_partially_failed",
                     detail=f"{row.kind} {row.message_id} refused for {words}",
                 )

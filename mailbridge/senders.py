@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from mailbridge.config import Config
-from mailbridge.errors import ConfigError
+from mailbridge.errors import ConfigError, MailbridgeError
 
 Security = Literal["ssl", "starttls", "plain"]
 
@@ -79,8 +79,16 @@ class MaildirSender(_Lifecycle):
         self._box: mailbox.Maildir | None = None
 
     def open(self) -> None:
-        if self._box is None:
+        if self._box is not None:
+            return
+        try:
+            # Maildir() makes only the last folder; a fresh data dir lacks its parents too.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._box = mailbox.Maildir(self.path, create=True)
+        except OSError as exc:
+            raise TemporaryDeliveryError(
+                f"cannot open the outgoing Maildir {self.path}: {exc.strerror}; check [smtp] url"
+            ) from exc
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult:
         self.open()
@@ -159,13 +167,31 @@ class SmtpSender(_Lifecycle):
         try:
             self._run(client.connect())
         except aiosmtplib.SMTPAuthenticationError as exc:
+            keys = (
+                "[smtp] username and [smtp.oauth]"
+                if self.token_provider is not None
+                else "[smtp] username and password_env / password_file"
+            )
             raise PermanentDeliveryError(
-                f"SMTP login to {self.where} as {self.username} failed: {_words(exc)}; "
-                "check [smtp] username and password_env (or oauth)"
+                f"SMTP login to {self.where} as {self.username} failed: {_words(exc)}; check {keys}"
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise TemporaryDeliveryError(f"SMTP server {self.where} said {_words(exc)}") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except MailbridgeError as exc:
+            # The token provider could not get a token (network, identity provider).
+            raise TemporaryDeliveryError(
+                f"no OAuth token for SMTP login to {self.where}: {exc}"
+            ) from exc
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            raise TemporaryDeliveryError(
+                f"cannot reach SMTP server {self.where}: {exc or type(exc).__name__}"
+            ) from exc
+        except aiosmtplib.SMTPException as exc:
+            # aiosmtplib's own checks: no AUTH, no XOAUTH2 or no STARTTLS on this server.
+            raise PermanentDeliveryError(
+                f"SMTP server {self.where}: {exc}; check [smtp] url and login settings"
+            ) from exc
+        except TimeoutError as exc:
             raise TemporaryDeliveryError(
                 f"cannot reach SMTP server {self.where}: {exc or type(exc).__name__}"
             ) from exc
@@ -173,11 +199,17 @@ class SmtpSender(_Lifecycle):
         self.connections += 1
 
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult:
+        rcpts = list(recipients)
+        # A non-ASCII address needs SMTPUTF8; without it aiosmtplib cannot even encode it.
+        ascii_only = sender.isascii() and all(r.isascii() for r in rcpts)
+        options = [] if ascii_only else ["SMTPUTF8"]
         for attempt in (1, 2):
             self.open()
             assert self._client is not None
             try:
-                errors, _ = self._run(self._client.sendmail(sender, list(recipients), raw))
+                errors, _ = self._run(
+                    self._client.sendmail(sender, rcpts, raw, mail_options=options)
+                )
             except aiosmtplib.SMTPServerDisconnected as exc:
                 self._client = None
                 if attempt == 2:
@@ -193,6 +225,13 @@ class SmtpSender(_Lifecycle):
                 if exc.code >= 500:
                     raise PermanentDeliveryError(_words(exc)) from exc
                 raise TemporaryDeliveryError(_words(exc)) from exc
+            except aiosmtplib.SMTPNotSupported as exc:
+                # e.g. a non-ASCII address and no SMTPUTF8: trying again cannot help.
+                self._reset()
+                raise PermanentDeliveryError(f"SMTP server {self.where}: {exc}") from exc
+            except UnicodeError as exc:
+                self._reset()
+                raise PermanentDeliveryError(f"cannot encode an address for SMTP: {exc}") from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 self._client = None
                 raise TemporaryDeliveryError(

@@ -28,6 +28,7 @@ from mailbridge.models import (
     ProcessingFailure,
     QuarantineItem,
 )
+from mailbridge.parsing import parse
 from mailbridge.senders import open_sender
 from mailbridge.services import Services
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
@@ -51,7 +52,9 @@ def daemon_for(services: Services, steps: list | None = None) -> Daemon:
 def drop(services: Services, *names: str) -> None:
     root = Path(services.config.mailbox.url.split(":", 1)[1])
     for name in names:
-        maildir_drop(root, fixture_bytes(name))
+        raw = fixture_bytes(name)
+        # As if the MTA delivered it when its Received header says, so deadlines are fixed.
+        maildir_drop(root, raw, parse(raw).received_at)
 
 
 def folder_count(services: Services, folder: str | None) -> int:

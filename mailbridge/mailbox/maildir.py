@@ -27,9 +27,18 @@ class _Entry:
     mtime: float
 
 
-def maildir_drop(path: Path, raw: bytes) -> str:
-    """Deliver raw bytes into the root's new/ (tmp/ then rename), returning the key."""
-    return mailbox.Maildir(path, factory=None, create=True).add(raw)
+def maildir_drop(path: Path, raw: bytes, received_at: datetime | None = None) -> str:
+    """Deliver raw bytes into the root's new/ (tmp/ then rename), returning the key.
+
+    The file's mtime is the receipt time the source reports, so a caller replaying old mail
+    (a test, an import) can say when it arrived.
+    """
+    box = mailbox.Maildir(path, factory=None, create=True)
+    key = box.add(raw)
+    if received_at is not None:
+        stamp = received_at.timestamp()
+        os.utime(path / "new" / key, (stamp, stamp))
+    return key
 
 
 class MaildirSource:

@@ -126,6 +126,18 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
+def smtp_idle_server() -> Iterator[SmtpServer]:
+    """Hangs up a connection idle for 0.3 s, as real servers do between batches."""
+    yield from _start(Handler(), timeout=0.3)
+
+
+@pytest.fixture
+def smtp_ascii_server() -> Iterator[SmtpServer]:
+    """A server without SMTPUTF8: it cannot take a non-ASCII address."""
+    yield from _start(Handler(), enable_SMTPUTF8=False)
+
+
+@pytest.fixture
 def smtp_auth_server() -> Iterator[SmtpServer]:
     """An SMTP server that requires AUTH (PLAIN/LOGIN or XOAUTH2) before MAIL."""
     yield from _start(
