@@ -38,8 +38,10 @@ def list_cases(
     with opened(config) as (_cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
         rows = views.list_cases(session, status=status, limit=limit)
     table = Table(title=f"{len(rows)} cases" if rows else "No cases yet")
+    # The reference is what a person types next (`case show REF`): never cut or wrapped.
+    widest = max((len(r.reference) for r in rows), default=len("Reference"))
+    table.add_column("Reference", no_wrap=True, min_width=widest)
     for heading in (
-        "Reference",
         "Member",
         "Subject",
         "Service area",

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mailbridge import daemon, logs
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, console, friendly, load, opened
 from mailbridge.config import check_secrets
 from mailbridge.db import transaction
 from mailbridge.directory import sync_coordinators
@@ -33,9 +33,9 @@ def run(
     Runs until SIGTERM or Ctrl-C, finishing the current message first.
     Example: mailbridge run --once --config config.toml
     """
+    check_secrets(load(config))  # a missing secret stops us before the database is touched
     with opened(config) as (cfg, engine):
         logs.setup(cfg.logging.level, cfg.logging.format)
-        check_secrets(cfg)
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
         with transaction(services.engine) as session:
             sync_coordinators(session, cfg.coordinators)

@@ -5,14 +5,25 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+
+SYNC_THREADS = 8
 
 
 class BlobStore:
-    """Files named by their sha256 under data_dir/blobs/ab/cd/<sha256>; writes are atomic."""
+    """Files named by their sha256 under data_dir/blobs/ab/cd/<sha256>; writes are atomic.
+
+    A blob is written to a temporary file, fsynced, then renamed into place, so a name
+    always holds its whole content. Inside `batch()` the fsyncs wait until the batch ends
+    and then run together: the file system commits them in one go instead of one by one.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "blobs"
+        self._pending: dict[str, Path] | None = None  # digest -> temporary file, in a batch
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -21,23 +32,74 @@ class BlobStore:
         """Store bytes once; return their sha256. Safe to call again with the same bytes."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if target.exists():
+        if (self._pending is not None and digest in self._pending) or target.exists():
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+                if self._pending is None:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self._pending is None:
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        else:
+            self._pending[digest] = Path(tmp)
         return digest
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer fsyncs to the end of the block; leave it before committing what refers to them.
+
+        On an exception the batch's temporary files are removed: nothing committed names them.
+        """
+        if self._pending is not None:  # already in a batch: the outer one syncs
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+            self._sync(self._pending)
+        except BaseException:
+            for tmp in self._pending.values():
+                tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            self._pending = None
+
+    def _sync(self, pending: dict[str, Path]) -> None:
+        if not pending:
+            return
+        with ThreadPoolExecutor(min(SYNC_THREADS, len(pending))) as pool:
+            list(pool.map(_fsync_file, pending.values()))
+            for digest, tmp in pending.items():
+                os.replace(tmp, self.path(digest))
+            list(pool.map(_fsync_dir, {tmp.parent for tmp in pending.values()}))
+
     def get(self, sha256: str) -> bytes:
+        if self._pending is not None and sha256 in self._pending:
+            return self._pending[sha256].read_bytes()
         return self.path(sha256).read_bytes()
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+        return (self._pending is not None and sha256 in self._pending) or self.path(
+            sha256
+        ).exists()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """The rename itself must reach the disk too."""
+    _fsync_file(path)

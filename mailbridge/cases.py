@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from mailbridge import compose, outbox
+from mailbridge.db import insert_row
 from mailbridge.models import (
     Attachment,
     Case,
@@ -46,31 +49,37 @@ class Inbound:
     raw_size: int
 
 
+_COUNTER = ReferenceCounter.__table__  # type: ignore[attr-defined]
+_NEXT = (
+    update(_COUNTER)
+    .where(_COUNTER.c.prefix == bindparam("p"), _COUNTER.c.year == bindparam("y"))
+    .values(last=_COUNTER.c.last + 1)
+    .returning(_COUNTER.c.last)
+)
+_CREATE = {
+    name: dialect_insert(_COUNTER).on_conflict_do_nothing(index_elements=["prefix", "year"])
+    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
 def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, int]:
     """Next reference for the year; the counter row lock makes it gap-free and unique."""
-    # Core statements on the session's connection: the ORM's bulk-update bookkeeping
-    # costs more than the statements themselves here.
     conn = session.connection()
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(
-        insert(ReferenceCounter)
-        .values(prefix=prefix, year=year, last=0)
-        .on_conflict_do_nothing(index_elements=["prefix", "year"])
-    )
-    seq = conn.execute(
-        update(ReferenceCounter)
-        .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)  # type: ignore[arg-type]
-        .values(last=ReferenceCounter.last + 1)
-        .returning(ReferenceCounter.last)
-    ).scalar_one()
+    seq = conn.execute(_NEXT, {"p": prefix, "y": year}).scalar()
+    if seq is None:  # the year's first case: create its counter (another writer may race)
+        conn.execute(_CREATE[conn.dialect.name], {"prefix": prefix, "year": year, "last": 0})
+        seq = conn.execute(_NEXT, {"p": prefix, "y": year}).scalar_one()
     return f"{prefix}-{year}-{seq:05d}", seq
 
 
 def record_inbound(
     session: Session, item: Inbound, disposition: Disposition, case_id: int | None
-) -> Message:
+) -> int:
+    """The inbound message's row (dedupe key unique: a second copy fails the savepoint)."""
     p = item.parsed
-    message = Message(
+    return insert_row(
+        session,
+        Message,
         direction=Direction.IN,
         dedupe_key=p.dedupe_key,
         message_id=p.message_id,
@@ -89,13 +98,33 @@ def record_inbound(
         references=" ".join(p.references) or None,
         defects=json.dumps(list(p.defects)) if p.defects else None,
     )
-    session.add(message)
-    session.flush()
-    return message
+
+
+def add_event(
+    session: Session,
+    case_id: int | None,
+    kind: str,
+    detail: str = "",
+    *,
+    actor_id: int | None = None,
+    actor: str = "system",
+    message_id: int | None = None,
+) -> None:
+    insert_row(
+        session,
+        Event,
+        case_id=case_id,
+        kind=kind,
+        detail=detail,
+        actor_id=actor_id,
+        actor=actor,
+        message_id=message_id,
+        at=utcnow(),
+    )
 
 
 def _store_attachments(
-    session: Session, services: Services, item: Inbound, message: Message, case: Case
+    session: Session, services: Services, item: Inbound, message_id: int, case_id: int
 ) -> tuple[list[str], list[str]]:
     """Keep attachments within the size cap; note the refused ones on the case."""
     cap = services.config.storage.max_attachment_bytes
@@ -103,80 +132,118 @@ def _store_attachments(
     refused: list[str] = []
     for att in item.parsed.attachments:
         size = len(att.payload)
-        row = Attachment(
-            message_id=message.id,  # type: ignore[arg-type]
-            case_id=case.id,
+        sha256 = None
+        refused_reason = None
+        if cap and size > cap:
+            refused_reason = f"{size} bytes is over the {cap}-byte limit"
+            refused.append(att.filename)
+            add_event(
+                session,
+                case_id,
+                "attachment_refused",
+                f"{att.filename}: {refused_reason}",
+                message_id=message_id,
+            )
+        else:
+            sha256 = services.blobs.put(att.payload)
+            if not att.inline:
+                kept.append(att.filename)
+        insert_row(
+            session,
+            Attachment,
+            message_id=message_id,
+            case_id=case_id,
             filename=att.filename,
             content_type=att.content_type[:255],
             size=size,
             inline=att.inline,
+            sha256=sha256,
+            refused_reason=refused_reason,
         )
-        if cap and size > cap:
-            row.refused_reason = f"{size} bytes is over the {cap}-byte limit"
-            refused.append(att.filename)
-            session.add(
-                Event(
-                    case_id=case.id,
-                    kind="attachment_refused",
-                    message_id=message.id,
-                    detail=f"{att.filename}: {row.refused_reason}",
-                )
-            )
-        else:
-            row.sha256 = services.blobs.put(att.payload)
-            if not att.inline:
-                kept.append(att.filename)
-        session.add(row)
     return kept, refused
 
 
-def open_case(session: Session, services: Services, item: Inbound, decision: OpenCase) -> Case:
+@dataclass(frozen=True, slots=True)
+class Party:
+    """The few facts about a person that opening a case needs."""
+
+    id: int
+    name: str
+    email: str
+    district: str | None
+
+
+_PARTY = select(Person.id, Person.name, Person.email, Person.district).where(
+    Person.id == bindparam("person_id")  # type: ignore[arg-type]
+)
+
+
+def _party(session: Session, person_id: int) -> Party:
+    row = session.connection().execute(_PARTY, {"person_id": person_id}).one()
+    return Party(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCase:
+    id: int
+    reference: str
+
+
+def open_case(
+    session: Session, services: Services, item: Inbound, decision: OpenCase
+) -> OpenedCase:
     """A new case, its message, attachments, events and acknowledgement: one transaction."""
     cfg = services.config
     cal = services.calendar
     p = item.parsed
     local_day = cal.local_date(item.received_at)
     reference, seq = allocate_reference(session, cfg.cases.reference_prefix, local_day.year)
-    member = session.get(Person, decision.member_id)
-    submitter = session.get(Person, decision.submitter_id)
-    assert member is not None and submitter is not None  # the directory lookup just found them
-    case = Case(
-        reference=reference,
-        prefix=cfg.cases.reference_prefix,
-        year=local_day.year,
-        seq=seq,
-        subject=(p.subject or "(no subject)")[:998],
-        body_text=p.body_text,
-        status=CaseStatus.NEW,
-        member_id=member.id,  # type: ignore[arg-type]
-        submitter_id=submitter.id,  # type: ignore[arg-type]
-        service_area=decision.service_area,
-        directorate=decision.directorate,
-        district=member.district,
-        received_at=item.received_at,
-        acknowledge_due=cal.add_working_days(local_day, cfg.cases.acknowledge_working_days),
-        response_due=cal.add_working_days(local_day, cfg.cases.response_working_days),
-    )
-    session.add(case)
-    session.flush()
-    message = record_inbound(session, item, Disposition.CASE, case.id)
+    member = _party(session, decision.member_id)
+    submitter = member
+    if decision.submitter_id != decision.member_id:
+        submitter = _party(session, decision.submitter_id)
+    now = utcnow()
+    case = {
+        "reference": reference,
+        "prefix": cfg.cases.reference_prefix,
+        "year": local_day.year,
+        "seq": seq,
+        "subject": (p.subject or "(no subject)")[:998],
+        "body_text": p.body_text,
+        "status": CaseStatus.NEW,
+        "member_id": member.id,
+        "submitter_id": submitter.id,
+        "service_area": decision.service_area,
+        "directorate": decision.directorate,
+        "district": member.district,
+        "received_at": item.received_at,
+        "acknowledge_due": cal.add_working_days(local_day, cfg.cases.acknowledge_working_days),
+        "response_due": cal.add_working_days(local_day, cfg.cases.response_working_days),
+        # The acknowledgement is queued below, in this same transaction.
+        "acknowledged_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    case_id = insert_row(session, Case, **case)
+    message_id = record_inbound(session, item, Disposition.CASE, case_id)
     via = f" via delegate {submitter.name}" if submitter.id != member.id else ""
-    session.add(
-        Event(
-            case_id=case.id,
-            kind="case_opened",
-            actor_id=submitter.id,
-            actor=submitter.email,
-            message_id=message.id,
-            detail=f"opened from an email by {member.name}{via}; service area "
-            + (f"guessed as {case.service_area}" if case.service_area else "not guessed"),
-        )
+    area = case["service_area"]
+    add_event(
+        session,
+        case_id,
+        "case_opened",
+        f"opened from an email by {member.name}{via}; service area "
+        + (f"guessed as {area}" if area else "not guessed"),
+        actor_id=submitter.id,
+        actor=submitter.email,
+        message_id=message_id,
     )
-    kept, refused = _store_attachments(session, services, item, message, case)
-    queue_acknowledgement(session, services, case, member, submitter, p, kept, refused)
-    _forget_failure(session, p.dedupe_key)
+    kept, refused = _store_attachments(session, services, item, message_id, case_id)
+    queue_acknowledgement(
+        session, services, case_id, case, member, submitter, p, kept, refused
+    )
     log.debug("case opened", extra={"case": reference, "attachments": len(p.attachments)})
-    return case
+    return OpenedCase(case_id, reference)
 
 
 def _summary(text: str) -> str:
@@ -190,14 +257,17 @@ def _summary(text: str) -> str:
 def queue_acknowledgement(
     session: Session,
     services: Services,
-    case: Case,
-    member: Person,
-    submitter: Person,
+    case_id: int,
+    case: Mapping[str, Any],
+    member: Party,
+    submitter: Party,
     parsed: ParsedEmail,
     attachments: list[str],
     refused: list[str],
 ) -> None:
+    """Render, compose and queue the acknowledgement; templates see `case` by field name."""
     cfg = services.config
+    reference = case["reference"]
     rendered = services.templates.render(
         "acknowledgement",
         case=case,
@@ -206,14 +276,14 @@ def queue_acknowledgement(
         summary=_summary(parsed.body_text),
         attachments=attachments,
         refused=refused,
-        received_local=as_utc(case.received_at).astimezone(services.calendar.zone),
+        received_local=as_utc(case["received_at"]).astimezone(services.calendar.zone),
         response_days=cfg.cases.response_working_days,
         mailbox=str(cfg.smtp.from_address),
         council=cfg.council.name,
     )
     to = [member.email]
     cc = [submitter.email] if submitter.id != member.id else []
-    message_id = compose.new_message_id(cfg.smtp.domain, case.reference, services.signing_key)
+    message_id = compose.new_message_id(cfg.smtp.domain, reference, services.signing_key)
     references = [*parsed.references, parsed.message_id] if parsed.message_id else []
     raw = compose.compose(
         sender=str(cfg.smtp.from_address),
@@ -236,16 +306,13 @@ def queue_acknowledgement(
         subject=rendered.subject,
         raw=raw,
         message_id=message_id,
-        case_id=case.id,
-        case_reference=case.reference,
-        idempotency_key=f"ack:{case.reference}",
+        case_id=case_id,
+        case_reference=reference,
+        idempotency_key=f"ack:{reference}",
         body_text=rendered.text,
         in_reply_to=parsed.message_id,
     )
-    case.acknowledged_at = utcnow()
-    session.add(
-        Event(case_id=case.id, kind="acknowledgement_queued", detail=f"to {', '.join(to + cc)}")
-    )
+    add_event(session, case_id, "acknowledgement_queued", f"to {', '.join(to + cc)}")
 
 
 def quarantine(
@@ -261,9 +328,9 @@ def quarantine(
     subject: str = "",
 ) -> QuarantineItem:
     """Keep a message aside with its reason; a coordinator can retry or release it."""
-    message = record_inbound(session, item, Disposition.QUARANTINED, None) if item else None
+    message_id = record_inbound(session, item, Disposition.QUARANTINED, None) if item else None
     entry = QuarantineItem(
-        message_id=message.id if message else None,
+        message_id=message_id,
         dedupe_key=dedupe_key,
         raw_sha256=raw_sha256,
         reason_code=code,
@@ -273,13 +340,13 @@ def quarantine(
         traceback=traceback,
     )
     session.add(entry)
-    _forget_failure(session, dedupe_key)
+    forget_failure(session, dedupe_key)
     session.flush()
     log.debug("message quarantined", extra={"quarantine_id": entry.id, "reason_code": code})
     return entry
 
 
-def _forget_failure(session: Session, dedupe_key: str) -> None:
+def forget_failure(session: Session, dedupe_key: str) -> None:
     """A message that finally got an outcome no longer waits for a retry."""
     table = ProcessingFailure.__table__  # type: ignore[attr-defined]
     session.connection().execute(table.delete().where(table.c.dedupe_key == dedupe_key))

@@ -76,6 +76,12 @@ def _msgid(value: str) -> str:
     return f"<{_clean(value).strip('<>')}>"
 
 
+def _boundary() -> str:
+    """"=_" never occurs in quoted-printable or base64 text, so no part can contain it and
+    the generator need not search the body for a collision (a regex per message)."""
+    return "=_mb_" + secrets.token_hex(12)
+
+
 def compose(
     *,
     sender: str,
@@ -100,12 +106,12 @@ def compose(
     """
     body: Message = MIMEText(text, "plain", _QP)
     if html is not None:
-        alternative = MIMEMultipart("alternative")
+        alternative = MIMEMultipart("alternative", boundary=_boundary())
         alternative.attach(body)
         alternative.attach(MIMEText(html, "html", _QP))
         body = alternative
     if attachments:
-        mixed = MIMEMultipart("mixed")
+        mixed = MIMEMultipart("mixed", boundary=_boundary())
         mixed.attach(body)
         for filename, content_type, payload in attachments:
             maintype, _, subtype = content_type.partition("/")

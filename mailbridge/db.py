@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session
+from sqlalchemy import Engine, Insert, Table, create_engine, event
+from sqlmodel import Session, SQLModel
 
 from mailbridge.errors import MailbridgeError
 
@@ -60,6 +62,24 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@cache
+def _insert_statement(table: Table) -> Insert:
+    return table.insert()
+
+
+def insert_row(session: Session, model: type[SQLModel], **values: Any) -> int:
+    """Insert one row through Core in the session's transaction and return its id.
+
+    The hot path (a case per email) writes rows it never reads back: building ORM objects
+    and flushing them cost several times more than the INSERT itself. Column defaults
+    (timestamps, status) still apply, as they are Core defaults.
+    """
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    result = session.connection().execute(_insert_statement(table), values)
+    key = result.inserted_primary_key
+    return int(key[0]) if key and key[0] is not None else 0
 
 
 def create_schema(engine: Engine) -> None:

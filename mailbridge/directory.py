@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, delete
+from sqlalchemy import Select, and_, bindparam, delete
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
@@ -39,13 +39,9 @@ class Identity:
     member_id: int | None  # the member's own id, or the member a delegate writes for
 
 
-def identify(session: Session, address: str | None) -> Identity:
-    """The person an address belongs to; kind None when nobody (active) has it."""
-    addr = (address or "").strip().lower()
-    if not addr:
-        return Identity(None, None, None, addr, None)
+def _identify_statement() -> Select:
     member = aliased(Person)
-    row = session.exec(
+    return (
         select(Person.id, Person.kind, Person.name, member.id)
         .select_from(PersonAddress)
         .join(Person, Person.id == PersonAddress.person_id)  # type: ignore[arg-type]
@@ -57,8 +53,20 @@ def identify(session: Session, address: str | None) -> Identity:
                 member.active == True,  # noqa: E712
             ),
         )
-        .where(PersonAddress.email == addr, Person.active == True)  # noqa: E712
-    ).first()
+        .where(PersonAddress.email == bindparam("address"), Person.active == True)  # noqa: E712
+    )
+
+
+# Built once: constructing the statement costs more than running it, once per message.
+_IDENTIFY = _identify_statement()
+
+
+def identify(session: Session, address: str | None) -> Identity:
+    """The person an address belongs to; kind None when nobody (active) has it."""
+    addr = (address or "").strip().lower()
+    if not addr:
+        return Identity(None, None, None, addr, None)
+    row = session.connection().execute(_IDENTIFY, {"address": addr}).first()
     if row is None:
         return Identity(None, None, None, addr, None)
     person_id, kind, name, delegate_for = row

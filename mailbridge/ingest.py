@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -88,6 +89,7 @@ class Work:
     parsed: ParsedEmail | None = None
     sender: Identity | None = None
     decision: Decision | None = None
+    facts: BatchFacts | None = None  # read once for the whole batch; None: ask per message
 
     @property
     def dedupe_key(self) -> str:
@@ -114,28 +116,37 @@ def store_raw(work: Work, services: Services) -> None:
 
 
 def parse(work: Work, services: Services) -> None:
-    work.parsed = parsing.parse(
-        work.raw, max_filename_length=services.config.storage.max_filename_length
-    )
+    if work.parsed is None:  # the batch may have parsed it ahead
+        work.parsed = parse_raw(work.raw, services.config.storage.max_filename_length)
+
+
+def parse_raw(raw: bytes, max_filename_length: int) -> ParsedEmail:
+    return parsing.parse(raw, max_filename_length=max_filename_length)
 
 
 def skip_handled(work: Work, services: Services) -> Outcome | None:
     """Nothing doubled: a message whose effect is already committed is only moved."""
     if work.retry_of is not None:
         return None
+    if work.facts is not None:
+        disposition = work.facts.dispositions.get(work.dedupe_key)
+        return AlreadyHandled(work.dedupe_key, _destination(disposition)) if disposition else None
     return _handled(work.session, work.dedupe_key)
 
 
+# Built once: constructing a statement costs more than running it, once per message.
+_DISPOSITION = select(Message.disposition).where(Message.dedupe_key == bindparam("key"))
+_WAITING = select(QuarantineItem.id).where(
+    QuarantineItem.dedupe_key == bindparam("key"),
+    QuarantineItem.status == QuarantineStatus.WAITING,
+)
+
+
 def _handled(session: Session, key: str) -> AlreadyHandled | None:
-    disposition = session.exec(select(Message.disposition).where(Message.dedupe_key == key)).first()
+    conn = session.connection()
+    disposition = conn.execute(_DISPOSITION, {"key": key}).scalar()
     if disposition is None:
-        waiting = session.exec(
-            select(QuarantineItem.id).where(
-                QuarantineItem.dedupe_key == key,
-                QuarantineItem.status == QuarantineStatus.WAITING,
-            )
-        ).first()
-        if waiting is None:
+        if conn.execute(_WAITING, {"key": key}).first() is None:
             return None
         disposition = Disposition.QUARANTINED
     return AlreadyHandled(key, _destination(disposition))
@@ -169,6 +180,8 @@ def apply(work: Work, services: Services) -> Outcome:
     decision = work.decision
     if isinstance(decision, OpenCase):
         case = cases.open_case(session, services, item, decision)
+        if work.facts is None or work.dedupe_key in work.facts.failing:
+            cases.forget_failure(session, work.dedupe_key)
         return CaseOpened(case.reference)
     entry = cases.quarantine(
         session,
@@ -216,6 +229,44 @@ def _release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) ->
             session.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class BatchFacts:
+    """What the database already knows of a batch's messages, read with one query each.
+
+    Per message these lookups cost more than the rest of the bookkeeping together.
+    """
+
+    dispositions: dict[str, str]  # dedupe key -> where a committed or quarantined copy went
+    failing: frozenset[str]  # dedupe keys with a failure waiting to be retried
+
+    @classmethod
+    def load(cls, session: Session, keys: Sequence[str]) -> BatchFacts:
+        wanted = sorted(set(keys))
+        dispositions: dict[str, str] = {}
+        failing: set[str] = set()
+        conn = session.connection()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for key in conn.execute(_WAITING_IN, {"keys": chunk}).scalars():
+                dispositions[key] = Disposition.QUARANTINED
+            for key, disposition in conn.execute(_DISPOSITIONS_IN, {"keys": chunk}):
+                dispositions[key] = disposition
+            failing.update(conn.execute(_FAILING_IN, {"keys": chunk}).scalars())
+        return cls(dispositions, frozenset(failing))
+
+
+_DISPOSITIONS_IN = select(Message.dedupe_key, Message.disposition).where(
+    Message.dedupe_key.in_(bindparam("keys", expanding=True))  # type: ignore[union-attr]
+)
+_WAITING_IN = select(QuarantineItem.dedupe_key).where(
+    QuarantineItem.dedupe_key.in_(bindparam("keys", expanding=True)),  # type: ignore[attr-defined]
+    QuarantineItem.status == QuarantineStatus.WAITING,
+)
+_FAILING_IN = select(ProcessingFailure.dedupe_key).where(
+    ProcessingFailure.dedupe_key.in_(bindparam("keys", expanding=True))  # type: ignore[attr-defined]
+)
+
+
 # --- the processor --------------------------------------------------------------------
 
 
@@ -241,13 +292,22 @@ class Processor:
         items: Sequence[tuple[bytes, datetime | None]],
         *,
         retry_of: int | None = None,
+        parsed: Sequence[ParsedEmail | None] | None = None,
     ) -> list[Outcome]:
+        """Outcomes in the order of `items`; `parsed`, when given, was parsed ahead."""
         outcomes: list[Outcome | None] = [None] * len(items)
+        parsed_ahead = list(parsed) if parsed is not None else self.parse_ahead(items)
         failures: list[tuple[int, Work, Exception]] = []
         try:
-            with transaction(self.services.engine) as session:
+            # Blobs are synced to disk as the batch ends, before its one commit.
+            with transaction(self.services.engine) as session, self.services.blobs.batch():
+                facts = BatchFacts.load(
+                    session, [p.dedupe_key for p in parsed_ahead if p is not None]
+                )
                 for index, (raw, received_at) in enumerate(items):
                     work = Work(raw, received_at, session, retry_of=retry_of)
+                    work.parsed = parsed_ahead[index]
+                    work.facts = facts if work.parsed is not None else None
                     try:
                         with session.begin_nested():
                             outcomes[index] = self._run(work)
@@ -269,6 +329,14 @@ class Processor:
             assert outcome is not None
             self._log(outcome)
         return outcomes  # type: ignore[return-value]
+
+    def parse_ahead(
+        self, items: Sequence[tuple[bytes, datetime | None]]
+    ) -> list[ParsedEmail | None]:
+        """Parse the batch before its transaction; None where parsing raised (the parse step
+        then raises again inside the pipeline, where the failure is recorded)."""
+        limit = self.services.config.storage.max_filename_length
+        return [_parse_or_none(raw, limit) for raw, _ in items]
 
     def _run(self, work: Work) -> Outcome:
         for step in self.steps:
@@ -326,6 +394,13 @@ class Processor:
         except Exception as record_exc:  # noqa: BLE001 - e.g. the database is down
             log.error("could not record a processing failure", extra={"error": str(record_exc)})
             return Failed(error, 0)
+
+
+def _parse_or_none(raw: bytes, max_filename_length: int) -> ParsedEmail | None:
+    try:
+        return parse_raw(raw, max_filename_length)
+    except Exception:  # noqa: BLE001 - recorded when the parse step runs again
+        return None
 
 
 def pending_failures(services: Services) -> int:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
-from mailbridge.db import transaction
+from mailbridge.db import insert_row, transaction
 from mailbridge.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
 from mailbridge.senders import PermanentDeliveryError, Sender, TemporaryDeliveryError
 
@@ -40,38 +40,43 @@ def enqueue(
     body_text: str = "",
     in_reply_to: str | None = None,
     now: datetime | None = None,
-) -> OutboxMessage:
+) -> int:
     """Add the email to the caller's transaction; it is sent only if that commits."""
     moment = now or utcnow()
-    row = OutboxMessage(
+    to = ", ".join(recipients)
+    row_id = insert_row(
+        session,
+        OutboxMessage,
         message_id=message_id,
         idempotency_key=idempotency_key,
         case_id=case_id,
         case_reference=case_reference,
         kind=kind,
         sender=sender,
-        recipients=", ".join(recipients),
+        recipients=to,
         subject=subject[:998],
         raw=raw,
+        status=OutboxStatus.PENDING,
+        attempts=0,
         next_attempt_at=moment,
         created_at=moment,
     )
-    session.add(row)
-    session.add(
-        Message(
-            direction=Direction.OUT,
-            message_id=message_id,
-            case_id=case_id,
-            sender=sender,
-            recipients=row.recipients,
-            subject=row.subject,
-            received_at=moment,
-            body_text=body_text,
-            in_reply_to=in_reply_to,
-            raw_size=len(raw),
-        )
+    insert_row(
+        session,
+        Message,
+        direction=Direction.OUT,
+        message_id=message_id,
+        case_id=case_id,
+        sender=sender,
+        recipients=to,
+        subject=subject[:998],
+        received_at=moment,
+        body_text=body_text,
+        in_reply_to=in_reply_to,
+        raw_size=len(raw),
+        created_at=moment,
     )
-    return row
+    return row_id
 
 
 class RateLimiter:

@@ -1,0 +1,555 @@
+"""The `mailbridge` command as a person uses it, on the embedded default.
+
+Each home is a temp folder with a config.toml (relative paths, as in scripts/demo), a
+SQLite database, a Maildir mailbox and a Maildir outbox. Commands run in-process through
+Typer's CliRunner; one check runs `python -m mailbridge` in a real process. We assert the
+exit code and the text a person reads: tables, one-line errors, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from mailbridge.cli import context
+from mailbridge.cli.app import app
+from mailbridge.mailbox.maildir import maildir_drop
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SAMPLE_MAIL = sorted((SAMPLES / "mail").glob("*.eml"))
+REFERENCE = re.compile(r"\bMQ-(\d{4})-(\d{5})\b")
+NOT_REGISTERED = "is not a registered member, delegate, officer or coordinator"
+
+CONFIG = """\
+[council]
+name = "Example County Council"
+
+[mailbox]
+url = "maildir:./mailbox"
+
+[smtp]
+url = "maildir:./outbox"
+from_address = "enquiries@example.gov.uk"
+
+[database]
+url = "sqlite:///./mailbridge.db"
+
+[storage]
+data_dir = "./data"
+
+[[service_areas]]
+name = "Highways"
+directorate = "Environment and Transport"
+keywords = ["pothole", "road", "pavement", "street light", "gully"]
+
+[[service_areas]]
+name = "Adult Social Care"
+directorate = "Adults and Health"
+keywords = ["care package", "carer", "assessment"]
+
+[[coordinators]]
+name = "Member Support Team"
+email = "member.support@example.gov.uk"
+"""
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_handlers() -> Iterator[None]:
+    """Every test leaves the root logger as it found it (the helper restores after `run`)."""
+    before = logging.getLogger().handlers[:]
+    yield
+    assert logging.getLogger().handlers == before
+
+
+def invoke(*args: str, width: int = 300, env: dict[str, str | None] | None = None) -> Result:
+    """Run one command in-process, at a known terminal width, leaving logging as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    saved = context.console._width
+    context.console._width = width  # no tty here: pin the width rich would guess (and help's)
+    try:
+        return runner.invoke(app, list(args), env={"COLUMNS": str(width), **(env or {})})
+    finally:
+        context.console._width = saved
+        root.handlers[:] = handlers  # `run` points a handler at the runner's stderr
+        root.setLevel(level)
+
+
+def one_line_error(result: Result, exit_code: int, *fragments: str) -> str:
+    """The command failed as designed: the exit code, one `error:` line, no traceback."""
+    assert result.exit_code == exit_code, result.output
+    # typer.Exit ends as SystemExit; a crash would leave the real exception here.
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    assert result.exception is None, result.exception
+    return result.stdout
+
+
+@dataclass
+class Home:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def mailbox(self) -> Path:
+        return self.root / "mailbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    def cli(self, *args: str, width: int = 300) -> Result:
+        return invoke(*args, "--config", str(self.config), width=width)
+
+    def drop(self, *raws: bytes) -> None:
+        for raw in raws:
+            maildir_drop(self.mailbox, raw)
+
+    def folder(self, name: str | None) -> int:
+        """Messages in the inbox (None) or in a folder such as Processed."""
+        box = mailbox.Maildir(self.mailbox, create=False)
+        if name is None:
+            return len(box)
+        return len(box.get_folder(name)) if name in box.list_folders() else 0
+
+    def sent(self) -> list[EmailMessage]:
+        if not self.outbox.exists():
+            return []
+        box = mailbox.Maildir(self.outbox, create=False)
+        return [
+            message_from_bytes(box.get_bytes(key), policy=policy.default)  # type: ignore[misc]
+            for key in box.iterkeys()
+        ]
+
+
+def new_home(root: Path) -> Home:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.toml").write_text(CONFIG, encoding="utf-8")
+    return Home(root)
+
+
+def rows(table: str) -> dict[str, list[str]]:
+    """Rows of a printed table keyed by their first cell (one line per row at our width)."""
+    found: dict[str, list[str]] = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) > 1 and cells[0] and cells[0] not in ("Id", "Reference"):
+            found[cells[0]] = cells[1:]
+    return found
+
+
+BRACKETED_SUBJECT = "[urgent] Flooded gully, Station Road [/photos]"
+
+
+def bracketed_enquiry() -> bytes:
+    """A member's subject with text rich would read as markup: it must print as written."""
+    msg = EmailMessage()
+    msg["From"] = "Cllr David Okafor <david.okafor@example.gov.uk>"
+    msg["To"] = "enquiries@example.gov.uk"
+    msg["Subject"] = BRACKETED_SUBJECT
+    msg["Date"] = "Wed, 25 Nov 2026 08:10:00 +0000"
+    msg["Message-ID"] = "<okafor-gully@mail.example.gov.uk>"
+    msg.set_content("The gully outside the station is blocked again. [b]Photos[/b] to follow.")
+    return msg.as_bytes()
+
+
+# --- the day's work: import, one pass, look at the result ----------------------------
+
+
+@dataclass
+class Journey:
+    home: Home
+    upgrade: Result
+    upgrade_again: Result
+    members: Result
+    run: Result
+    cases: dict[str, list[str]]  # reference -> Member, Subject, Service area, ...
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory: pytest.TempPathFactory) -> Journey:
+    """scripts/demo in miniature: db upgrade, import members, drop the sample mail, run once."""
+    home = new_home(tmp_path_factory.mktemp("journey"))
+    upgrade = home.cli("db", "upgrade")
+    upgrade_again = home.cli("db", "upgrade")
+    members = home.cli("members", "import", str(SAMPLES / "members.csv"))
+    home.drop(*(p.read_bytes() for p in SAMPLE_MAIL), bracketed_enquiry())
+    run = home.cli("run", "--once")
+    listing = home.cli("cases", "list")
+    assert listing.exit_code == 0, f"cases list failed: {listing.exception!r}"
+    return Journey(home, upgrade, upgrade_again, members, run, rows(listing.stdout))
+
+
+def ref_for(journey: Journey, subject: str) -> str:
+    [ref] = [ref for ref, cells in journey.cases.items() if cells[1] == subject]
+    return ref
+
+
+def test_db_upgrade_creates_the_database_and_a_second_run_changes_nothing(
+    journey: Journey,
+) -> None:
+    first = ok(journey.upgrade)
+    match = re.fullmatch(r"database upgraded from empty to (\w+)\n", first)
+    assert match, first
+    assert (journey.home.root / "mailbridge.db").is_file()
+    assert ok(journey.upgrade_again) == f"database already at revision {match[1]}\n"
+
+
+def test_run_once_turns_member_mail_into_cases_and_reports_the_pass(journey: Journey) -> None:
+    assert "4 members imported: 4 created" in ok(journey.members)
+    out = ok(journey.run)
+    assert out.startswith(
+        "4 new cases, 2 quarantined, 0 already handled, 0 failed (will retry); "
+        "4 emails sent, 0 to retry, 0 failed"
+    ), out
+    assert "Traceback" not in journey.run.output
+
+
+def test_cases_list_shows_references_members_and_subjects(journey: Journey) -> None:
+    cases = journey.cases
+    years = {REFERENCE.fullmatch(ref)[1] for ref in cases}  # type: ignore[index]
+    assert len(years) == 1
+    [year] = years
+    assert sorted(cases) == [f"MQ-{year}-0000{n}" for n in (1, 2, 3, 4)]
+    by_subject = {cells[1]: cells for cells in cases.values()}
+    assert set(by_subject) == {
+        "Pothole on Mill Lane, Little Bowden",
+        "Care package review – Mr Evans",  # RFC 2047 encoded-word, decoded
+        "Street light out on Church Street, Lutterworth",
+        BRACKETED_SUBJECT,
+    }
+    pothole = by_subject["Pothole on Mill Lane, Little Bowden"]
+    assert pothole[0] == "Cllr Jane Smith"
+    assert pothole[2] == "Highways"
+    assert pothole[3] == "New"
+    # Written from her other address, the enquiry is filed under the member herself.
+    assert by_subject["Street light out on Church Street, Lutterworth"][0] == "Cllr Margaret Owen"
+
+
+def test_a_subject_that_looks_like_markup_prints_as_written(journey: Journey) -> None:
+    """A "[/photos]" in a subject once crashed `cases list` for every case; "[urgent]" vanished."""
+    ref = ref_for(journey, BRACKETED_SUBJECT)
+    out = ok(journey.home.cli("case", "show", ref))
+    assert out.splitlines()[0] == f"{ref}  {BRACKETED_SUBJECT}"
+    assert "[b]Photos[/b] to follow." in out
+    assert f"[{ref}] " in out  # the acknowledgement's subject tag, in the timeline
+
+
+def test_cases_list_keeps_references_whole_on_an_80_column_terminal(journey: Journey) -> None:
+    out = ok(journey.home.cli("cases", "list", width=80))
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert sorted(REFERENCE.findall(out)) == sorted(
+        tuple(ref[3:].split("-")) for ref in journey.cases
+    )
+    assert "…" not in "".join(line.split("│")[1] for line in out.splitlines() if "MQ-" in line)
+
+
+def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journey) -> None:
+    ref = ref_for(journey, "Care package review – Mr Evans")
+    out = ok(journey.home.cli("case", "show", ref))
+    assert out.splitlines()[0] == f"{ref}  Care package review – Mr Evans"
+    fields = dict(
+        re.findall(r"^  (\w[\w ]*?)\s{2,}(\S.*)$", out.split("\nEnquiry\n")[0], re.MULTILINE)
+    )
+    assert fields["Member"] == "Cllr Raj Patel <raj.patel@example.gov.uk>"
+    assert fields["Submitted by"] == "Cllr Raj Patel <raj.patel@example.gov.uk>"
+    assert fields["Service area"] == "Adult Social Care"
+    assert fields["District"] == "Oadby and Wigston"
+    assert fields["Status"] == "New"
+    # Received today: ten working days to reply, the same date `cases list` shows.
+    due = journey.cases[ref][5]
+    assert fields["Reply due"] == f"{due} (10 working days left)"
+    assert re.fullmatch(r"\w{3} \d{2} \w{3} \d{4}", fields["Acknowledge by"])
+    assert "Mr Evans’ carer visits were cut" in out  # windows-1252 body, decoded
+    attachments = out.split("Attachments", 1)[1].split("Timeline", 1)[0]
+    [row] = [r for r in attachments.splitlines() if "letter-from-daughter.pdf" in r]
+    assert "application/pdf" in row
+    assert re.search(r"│ \d[\d,]* B\s+│", row), row
+    assert "case_opened" in out and "acknowledgement_queued" in out
+
+
+def test_each_case_is_acknowledged_into_the_outbox_with_its_reference(journey: Journey) -> None:
+    sent = journey.home.sent()
+    assert len(sent) == 4
+    by_ref = {}
+    for ack in sent:
+        match = re.match(r"\[(MQ-\d{4}-\d{5})\] ", ack["Subject"])
+        assert match, ack["Subject"]
+        by_ref[match[1]] = ack
+    assert set(by_ref) == set(journey.cases)
+    for ref, cells in journey.cases.items():
+        assert cells[1] in by_ref[ref]["Subject"]
+    pothole = by_ref[ref_for(journey, "Pothole on Mill Lane, Little Bowden")]
+    assert pothole["To"] == "cllr.jane.smith@example.gov.uk"
+    assert pothole["In-Reply-To"] == "<demo-01@mail.example.gov.uk>"
+    assert by_ref[ref_for(journey, BRACKETED_SUBJECT)]["To"] == "david.okafor@example.gov.uk"
+
+
+def test_handled_mail_leaves_the_inbox_for_processed_and_quarantine(journey: Journey) -> None:
+    home = journey.home
+    assert home.folder(None) == 0
+    assert home.folder("Processed") == 4
+    assert home.folder("Quarantine") == 2
+    # Relative paths in config.toml are relative to the file, not to where we ran.
+    # The raw mail of all six messages is kept under [storage] data_dir, beside config.toml.
+    assert sum(1 for p in (home.root / "data" / "blobs").rglob("*") if p.is_file()) >= 6
+
+
+def test_case_show_for_an_unknown_reference_is_one_friendly_line(journey: Journey) -> None:
+    result = journey.home.cli("case", "show", "MQ-2026-99999")
+    line = one_line_error(result, 1, "MQ-2026-99999")
+    assert line == "error: no case has reference MQ-2026-99999 (see `mailbridge cases list`)"
+    assert result.stdout == ""
+
+
+def test_quarantine_list_and_show_give_the_reason(journey: Journey) -> None:
+    listed = rows(ok(journey.home.cli("quarantine", "list")))
+    assert len(listed) == 2
+    by_sender = {cells[1]: (item_id, cells) for item_id, cells in listed.items()}
+    assert set(by_sender) == {"bob@example.org", "tom.baker@example.gov.uk"}
+    bob_id, bob = by_sender["bob@example.org"]
+    assert bob[2] == "Bins not collected"
+    assert bob[3] == f"bob@example.org {NOT_REGISTERED}"
+    assert bob[4] == "waiting"
+
+    out = ok(journey.home.cli("quarantine", "show", bob_id))
+    shown = dict(re.findall(r"^  (\w[\w ]*?)\s{2,}(\S.*)$", out, re.MULTILINE))
+    assert shown["Id"] == bob_id
+    assert shown["From"] == "bob@example.org"
+    assert shown["Subject"] == "Bins not collected"
+    assert shown["Reason"] == f"bob@example.org {NOT_REGISTERED}"
+    assert shown["Status"] == "waiting"
+    assert re.fullmatch(r"[0-9a-f]{64}", shown["Stored as"])
+
+
+def test_quarantine_show_for_an_unknown_id_is_one_friendly_line(journey: Journey) -> None:
+    result = journey.home.cli("quarantine", "show", "999")
+    one_line_error(result, 1, "no quarantined message has id 999", "mailbridge quarantine list")
+
+
+# --- a stranger's mail: quarantined, retried, then a case once they are a member ------
+
+
+def test_quarantine_retry_after_importing_the_sender_opens_a_case(tmp_path: Path) -> None:
+    home = new_home(tmp_path / "home")
+    home.drop((SAMPLES / "mail" / "05-from-a-stranger.eml").read_bytes())
+    # No `db upgrade` first: any command creates the database on first use.
+    assert ok(home.cli("run", "--once")).startswith("0 new cases, 1 quarantined")
+    assert list(rows(ok(home.cli("quarantine", "list")))) == ["1"]
+
+    # Retried too early: quarantined again, and told under which id to find it now.
+    out = ok(home.cli("quarantine", "retry", "1"))
+    assert out == (
+        f"message 1 is quarantined again as message 2: bob@example.org {NOT_REGISTERED}\n"
+    )
+    waiting = rows(ok(home.cli("quarantine", "list")))
+    assert list(waiting) == ["2"] and waiting["2"][4] == "waiting"
+
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "name,email,extra_emails,division,district,party\n"
+        "Cllr Bob Reid,bob@example.org,,Market Harborough,Harborough,Independent\n",
+        encoding="utf-8",
+    )
+    assert "1 member imported: 1 created" in ok(home.cli("members", "import", str(members)))
+
+    out = ok(home.cli("quarantine", "retry", "2"))
+    match = re.fullmatch(r"message 2 opened case (MQ-\d{4}-00001); (.*)\n", out)
+    assert match, out
+    ref = match[1]
+    assert "acknowledgement is queued" in match[2]
+    assert "Quarantine is empty" in ok(home.cli("quarantine", "list"))
+    everything = rows(ok(home.cli("quarantine", "list", "--all")))
+    assert {k: v[4] for k, v in everything.items()} == {"1": "retried", "2": "retried"}
+
+    cases = rows(ok(home.cli("cases", "list")))
+    assert cases[ref][:2] == ["Cllr Bob Reid", "Bins not collected"]
+    shown = ok(home.cli("case", "show", ref))
+    assert "Member          Cllr Bob Reid <bob@example.org>" in shown
+
+    again = home.cli("quarantine", "retry", "2")
+    one_line_error(again, 1, "quarantined message 2 was already retried")
+
+    # The acknowledgement waits in the queue until the service's next pass sends it.
+    assert home.sent() == []
+    assert "0 new cases, 0 quarantined" in ok(home.cli("run", "--once"))
+    [ack] = home.sent()
+    assert ack["To"] == "bob@example.org"
+    assert ack["Subject"].startswith(f"[{ref}] ")
+
+
+# --- configuration errors: exit 2, one line naming the file and the key ---------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "command", "fragments"),
+    [
+        pytest.param(
+            '[mailbox]\nurll = "maildir:./mailbox"\n',
+            ("cases", "list"),
+            ("mailbox.urll", "unknown key"),
+            id="unknown-key",
+        ),
+        pytest.param(
+            '[mailboxes]\nurl = "maildir:./mailbox"\n',
+            ("run", "--once"),
+            ("mailboxes", "unknown key"),
+            id="unknown-section",
+        ),
+        pytest.param(
+            '[mailbox]\nbatch_size = "lots"\n',
+            ("quarantine", "list"),
+            ("mailbox.batch_size", "valid integer"),
+            id="wrong-type",
+        ),
+        pytest.param(
+            '[mailbox]\nurl = "pop3://mail.example.gov.uk/"\n',
+            ("run", "--once"),
+            ("mailbox.url", "'pop3://mail.example.gov.uk/' must start with one of maildir:"),
+            id="mailbox-url-scheme",
+        ),
+        pytest.param(
+            '[database]\nurl = "mysql://db.example.gov.uk/mailbridge"\n',
+            ("db", "upgrade"),
+            ("database.url", "must start with sqlite:/// or postgresql+psycopg://"),
+            id="database-url-scheme",
+        ),
+        pytest.param(
+            '[mailbox\nurl = "maildir:./mailbox"\n',
+            ("cases", "list"),
+            ("not valid TOML", "line 1"),
+            id="toml-syntax",
+        ),
+        pytest.param(
+            '[mailbox]\nurl = "imaps://enquiries@imap.example.gov.uk:993/"\n'
+            'password_env = "MAILBRIDGE_TEST_UNSET_PASSWORD"\n'
+            '[database]\nurl = "sqlite:///./mailbridge.db"\n',
+            ("run", "--once"),
+            ("[mailbox] password", "environment variable MAILBRIDGE_TEST_UNSET_PASSWORD"),
+            id="missing-secret-env",
+        ),
+    ],
+)
+def test_config_error_is_one_line_naming_file_and_key(
+    tmp_path: Path, toml: str, command: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(toml, encoding="utf-8")
+    result = invoke(*command, "--config", str(config), env={"MAILBRIDGE_TEST_UNSET_PASSWORD": None})
+    one_line_error(result, 2, f"{config}: ", *fragments)
+    assert result.stdout == ""
+    # Stopped before anything was made: no database, no data folder, no mailbox.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+def test_missing_config_file_says_which_file_and_what_to_do(tmp_path: Path) -> None:
+    missing = tmp_path / "etc" / "config.toml"
+    result = invoke("cases", "list", "--config", str(missing))
+    one_line_error(result, 2, str(missing), "no such config file", "config.example.toml")
+    assert not missing.parent.exists()  # nothing was created on the way out
+
+
+def test_config_path_from_the_environment_is_named_in_the_error(tmp_path: Path) -> None:
+    missing = tmp_path / "from-env.toml"
+    result = invoke("quarantine", "list", env={"MAILBRIDGE_CONFIG": str(missing)})
+    one_line_error(result, 2, f"{missing}: no such config file")
+
+
+def test_bad_status_filter_is_a_usage_error_naming_the_choices(journey: Journey) -> None:
+    result = journey.home.cli("cases", "list", "--status", "open")
+    assert result.exit_code == 2
+    assert "new, in_progress, completed" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# --- an unreachable PostgreSQL --------------------------------------------------------
+
+UNREACHABLE_PG = "postgresql+psycopg://mailbridge:s3cret@127.0.0.1:1/mailbridge"
+
+
+@pytest.fixture
+def pg_down_config(tmp_path: Path) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.replace("sqlite:///./mailbridge.db", UNREACHABLE_PG), encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("db", "upgrade"), ("cases", "list"), ("run", "--once"), ("quarantine", "list")],
+    ids=" ".join,
+)
+def test_unreachable_postgres_is_one_friendly_line(
+    pg_down_config: Path, command: tuple[str, ...]
+) -> None:
+    result = invoke(*command, "--config", str(pg_down_config))
+    line = one_line_error(result, 1, "cannot open the database 127.0.0.1:1/mailbridge")
+    assert "refused" in line.lower()
+    assert "s3cret" not in result.output
+
+
+def test_unreachable_postgres_in_a_real_process(pg_down_config: Path) -> None:
+    """`python -m mailbridge`, as an operator runs it: nothing but the one line on stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mailbridge", "db", "upgrade", "--config", str(pg_down_config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=pg_down_config.parent,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("error: cannot open the database 127.0.0.1:1/mailbridge: ")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
+
+
+# --- help -----------------------------------------------------------------------------
+
+
+def test_help_lists_every_command() -> None:
+    out = ok(invoke("--help"))
+    assert "Email-first case management for council member enquiries." in out
+    commands = re.findall(r"^│ (\w+)\s{2,}", out, re.MULTILINE)
+    assert commands == [
+        "run",
+        "db",
+        "members",
+        "officers",
+        "delegates",
+        "cases",
+        "case",
+        "quarantine",
+    ]
+
+
+def test_command_help_carries_an_example() -> None:
+    out = ok(invoke("case", "show", "--help"))
+    assert "Example: mailbridge case show MQ-2026-00042" in out
