@@ -222,6 +222,7 @@ keywords = ["school transport"]
 
             limit = measure_limit(dv.host, dv.port, dv.user, dv.password, 200)
 
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             cmd = [*mb, "run", "--once", "-c", str(work / "config.toml")]
             if args.profile:
@@ -236,7 +237,9 @@ keywords = ["school transport"]
             elapsed = time.perf_counter() - start
             if done.returncode != 0:
                 sys.exit(f"mailbridge failed:\n{done.stdout}\n{done.stderr}")
-            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            peak_kb = usage.ru_maxrss
+            cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
             if args.database == "sqlite":
                 cases = (
                     sqlite3.connect(work / "mailbridge.db")
@@ -278,6 +281,7 @@ keywords = ["school transport"]
     print(f"limit           {limit:7.0f} emails/s  (imapclient fetch + mail-parser only)")
     print(f"ratio           {rate / limit:7.2f}")
     print(f"peak RSS        {peak_kb / 1024:7.0f} MB  (mailbridge process)")
+    print(f"CPU             {cpu / args.n * 1000:7.2f} ms per email  (mailbridge and its workers)")
 
 
 if __name__ == "__main__":

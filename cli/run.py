@@ -44,11 +44,7 @@ def run(
         if not once:
             service.run_forever()
             return
-        service.source.open()
-        try:
-            report = service.run_pass(full_scan=True)
-        finally:
-            service.source.close()
+        report = service.run_once()
         console.print(
             f"{report.cases} new cases, {report.quarantined} quarantined, "
             f"{report.duplicates} already handled, {report.failed} failed (will retry); "

@@ -116,6 +116,7 @@ class MailboxConfig(_Section):
     processed_folder: str = "Processed"
     quarantine_folder: str = "Quarantine"
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    parse_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     poll_seconds: Annotated[float, Field(gt=0)] = 60.0
     idle: bool = True
     idle_renew_seconds: Annotated[float, Field(gt=0, le=600)] = 540.0

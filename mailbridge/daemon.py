@@ -9,11 +9,13 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 
 from mailbridge import outbox
+from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
 from mailbridge.ingest import (
     AlreadyHandled,
     CaseOpened,
@@ -23,7 +25,8 @@ from mailbridge.ingest import (
     Quarantined,
     pending_failures,
 )
-from mailbridge.mailbox.base import Destination, MailboxSource
+from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
+from mailbridge.parsepool import Parsed, ParsePool, workers_for
 from mailbridge.senders import Sender
 from mailbridge.services import Services
 
@@ -56,6 +59,11 @@ class PassReport:
         elif isinstance(outcome, Failed):
             self.failed += 1
 
+    def add_delivery(self, totals: CourierTotals) -> None:
+        self.sent += totals.sent
+        self.retried += totals.retried
+        self.delivery_failed += totals.failed
+
     @property
     def handled(self) -> int:
         return self.cases + self.quarantined + self.duplicates + self.failed
@@ -69,11 +77,15 @@ class Daemon:
         sender_factory: Callable[[], Sender],
         *,
         deliver: bool = True,
+        courier: Courier | None = None,
+        parse_pool: ParsePool | None = None,
     ) -> None:
         self.services = services
         self.source = source
         self.sender_factory = sender_factory
         self.deliver_enabled = deliver
+        self.courier = courier  # None: deliver in this process, between batches
+        self.parse_pool = parse_pool  # None: parse in this process
         self.processor = Processor(services)
         self.stopping = False
         self._waiting = False
@@ -91,9 +103,11 @@ class Daemon:
             full_scan = True
         if full_scan:
             self._last_full_scan = time.monotonic()
-        for batch in self.source.fetch(full_scan=full_scan):
+        for batch, parsed in self._parsed_ahead(self.source.fetch(full_scan=full_scan)):
             moves: dict[Destination, list[str]] = {d: [] for d in Destination}
-            outcomes = self.processor.process_batch([(m.raw, m.received_at) for m in batch])
+            outcomes = self.processor.process_batch(
+                [(m.raw, m.received_at) for m in batch], parsed=parsed
+            )
             for mail, outcome in zip(batch, outcomes, strict=True):
                 report.count(outcome)
                 if outcome.destination is not None:
@@ -119,49 +133,100 @@ class Daemon:
             )
         return report
 
+    def _parsed_ahead(
+        self, batches: Iterator[list[InboundMail]]
+    ) -> Iterator[tuple[list[InboundMail], Parsed | None]]:
+        """Each batch with its parse, the next batch already fetched and parsing meanwhile."""
+        pool = self.parse_pool
+        ahead: tuple[list[InboundMail], list[Future[Parsed]] | None] | None = None
+        for batch in batches:
+            futures = pool.submit([m.raw for m in batch]) if pool is not None else None
+            if ahead is not None:
+                yield ahead[0], ParsePool.result(ahead[1])
+                if self.stopping:
+                    return  # the batch fetched meanwhile stays in the inbox
+            ahead = (batch, futures)
+        if ahead is not None:
+            yield ahead[0], ParsePool.result(ahead[1])
+
     def deliver(self, report: PassReport) -> None:
         if not self.deliver_enabled or self.stopping:
             return
-        smtp = self.services.config.smtp
-        while True:
-            with self.sender_factory() as sender:
-                result = outbox.deliver_due(
-                    self.services.engine,
-                    sender,
-                    batch_size=smtp.batch_size,
-                    lease_seconds=smtp.lease_seconds,
-                    retry_base_seconds=smtp.retry_base_seconds,
-                    retry_max_seconds=smtp.retry_max_seconds,
-                    give_up_after_hours=smtp.give_up_after_hours,
-                    rate_limit=self.rate_limit,
-                )
-            report.sent += result.sent
-            report.retried += result.retried
-            report.delivery_failed += result.failed
-            if result.sent + result.retried + result.failed < smtp.batch_size or self.stopping:
-                return
+        if self.courier is not None:
+            self.courier.wake()
+            return
+        totals = CourierTotals()
+        deliver_until_idle(
+            self.services.engine,
+            self.services.config,
+            self.sender_factory,
+            self.rate_limit,
+            totals,
+            lambda: self.stopping,
+        )
+        report.add_delivery(totals)
+
+    def _start_workers(self) -> None:
+        # No pooled connection may cross into a child process: fork before any is open.
+        self.services.engine.dispose()
+        if self.parse_pool is not None:
+            self.parse_pool.start()
+        if self.courier is not None and self.deliver_enabled:
+            self.courier.start()
+
+    def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
+        if self.parse_pool is not None:
+            self.parse_pool.close()
+        if self.courier is None or not self.deliver_enabled:
+            return
+        totals = self.courier.finish() if drain else self.courier.stop()
+        if report is not None:
+            report.add_delivery(totals)
+
+    # -- once -------------------------------------------------------------------------
+
+    def run_once(self) -> PassReport:
+        """Process what waits, deliver what is due, and return (`mailbridge run --once`)."""
+        report: PassReport | None = None
+        self._start_workers()
+        try:
+            self.source.open()
+            try:
+                report = self.run_pass(full_scan=True)
+            finally:
+                self.source.close()
+        finally:
+            self._stop_workers(report, drain=report is not None)
+        return report
 
     # -- forever ----------------------------------------------------------------------
 
     def run_forever(self) -> None:
         poll = self.services.config.mailbox.poll_seconds
         with self._signals():
-            self.source.open()
+            self._start_workers()
             try:
-                self.run_pass(full_scan=True)
-                while not self.stopping:
-                    try:
-                        self._waiting = True
-                        self.source.wait(poll)
-                    except StopRequested:
-                        break
-                    finally:
-                        self._waiting = False
-                    if not self.stopping:
-                        self.run_pass()
+                self._serve(poll)
             finally:
-                self.source.close()
+                self._stop_workers(None, drain=False)
         log.info("stopped")
+
+    def _serve(self, poll: float) -> None:
+        self.source.open()
+        try:
+            self.run_pass(full_scan=True)
+            while not self.stopping:
+                try:
+                    self._waiting = True
+                    self.source.wait(poll)
+                except StopRequested:
+                    break
+                finally:
+                    self._waiting = False
+                if not self.stopping:
+                    self.run_pass()
+        finally:
+            self.source.close()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})
@@ -179,12 +244,21 @@ class Daemon:
                 signal.signal(sig, handler)
 
 
-def build(services: Services) -> Daemon:
-    """Wire the configured mailbox and sender to the pipeline."""
+def build(services: Services, *, courier: bool = True) -> Daemon:
+    """Wire the configured mailbox and sender to the pipeline, with delivery and parsing in
+    processes of their own."""
     from mailbridge.mailbox.factory import open_source
     from mailbridge.mailbox.state import DbStateStore
     from mailbridge.senders import open_sender
 
     config = services.config
     source = open_source(config, DbStateStore(services.engine))
-    return Daemon(services, source, lambda: open_sender(config))
+    return Daemon(
+        services,
+        source,
+        lambda: open_sender(config),
+        courier=Courier(config) if courier else None,
+        parse_pool=ParsePool(
+            workers_for(config.mailbox.parse_workers), config.storage.max_filename_length
+        ),
+    )

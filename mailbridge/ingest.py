@@ -336,7 +336,7 @@ class Processor:
         """Parse the batch before its transaction; None where parsing raised (the parse step
         then raises again inside the pipeline, where the failure is recorded)."""
         limit = self.services.config.storage.max_filename_length
-        return [_parse_or_none(raw, limit) for raw, _ in items]
+        return [parse_or_none(raw, limit) for raw, _ in items]
 
     def _run(self, work: Work) -> Outcome:
         for step in self.steps:
@@ -396,7 +396,7 @@ class Processor:
             return Failed(error, 0)
 
 
-def _parse_or_none(raw: bytes, max_filename_length: int) -> ParsedEmail | None:
+def parse_or_none(raw: bytes, max_filename_length: int) -> ParsedEmail | None:
     try:
         return parse_raw(raw, max_filename_length)
     except Exception:  # noqa: BLE001 - recorded when the parse step runs again

@@ -93,10 +93,13 @@ class RateLimiter:
         self.sleep = sleep
         self.sent: deque[float] = deque()
 
-    def acquire(self) -> None:
+    def acquire(self, stopping: Callable[[], bool] | None = None) -> None:
+        """Wait for a free slot, or until `stopping()` (the caller then checks it)."""
         if self.per_minute <= 0:
             return
         while True:
+            if stopping is not None and stopping():
+                return
             now = self.clock()
             while self.sent and now - self.sent[0] >= 60.0:
                 self.sent.popleft()
@@ -161,8 +164,13 @@ def deliver_due(
     give_up_after_hours: float = 72.0,
     rate_limit: RateLimiter | None = None,
     now: Callable[[], datetime] = utcnow,
+    stopping: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
-    """Send one batch of due mail over one connection; never inside a case transaction."""
+    """Send one batch of due mail over one connection; never inside a case transaction.
+
+    When `stopping()` turns true the message in flight is finished and the rest of the
+    batch is handed back at once, not left to its lease.
+    """
     report = DeliveryReport()
     ids = claim(engine, batch_size=batch_size, lease_seconds=lease_seconds, now=now())
     if not ids:
@@ -180,9 +188,13 @@ def deliver_due(
                 )  # fmt: skip
                 report.retried += 1
         return report
-    for row in _load(engine, ids):
+    rows = _load(engine, ids)
+    for index, row in enumerate(rows):
         if rate_limit is not None:
-            rate_limit.acquire()
+            rate_limit.acquire(stopping)
+        if stopping is not None and stopping():
+            _release(engine, [r.id for r in rows[index:] if r.id is not None])
+            break
         recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
         try:
             result = sender.send(row.raw, row.sender, recipients)
@@ -203,6 +215,18 @@ def deliver_due(
         _sent(engine, row, result.refused, now())
         report.sent += 1
     return report
+
+
+def _release(engine: Engine, ids: list[int]) -> None:
+    """Claimed but not tried: due again now, and this claim does not count as an attempt."""
+    if not ids:
+        return
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .values(next_attempt_at=utcnow(), attempts=OutboxMessage.attempts - 1)
+        )
 
 
 def _load(engine: Engine, ids: list[int]) -> list[OutboxMessage]:

@@ -8,7 +8,10 @@ an attached email stays one `.eml` file instead of being flattened into the body
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import hashlib
+import io
 import mimetypes
 import re
 import unicodedata
@@ -16,9 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.errors import InvalidBase64LengthDefect
+from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import Message
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import PurePath
 
@@ -59,10 +64,40 @@ class ParsedEmail:
 
 _ID = re.compile(r"<([^<>\s]+)>")
 _WS = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (0x9B is a terminal CSI)
 _UNSAFE = re.compile(r'[/\\:*?"<>|]')
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                      *(f"lpt{i}" for i in range(1, 10))}  # fmt: skip
+
+
+# html2text escapes line starts that Markdown would read as a list: "1\.", "\-", "\+".
+_MD_LIST_ESCAPE = re.compile(r"^([ \t]*\d*)\\([.+-])", re.MULTILINE)
+_TRAILING_SPACE = re.compile(r"[ \t\xa0]+$", re.MULTILINE)
+
+
+class _Raw8bitPolicy(Compat32):
+    """compat32, but a header with raw 8-bit bytes is fetched as a surrogate-escaped str.
+
+    compat32 wraps such a value in a `Header` whose str() is U+FFFD per byte, so a raw
+    UTF-8 Subject, From or filename (RFC 6532, or a careless portal) lost its text.
+    `_header_text` decodes the surrogate-escaped bytes as UTF-8, else windows-1252.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_RAW_8BIT = _Raw8bitPolicy()
+
+
+class _VerbatimPolicy(Compat32):
+    """compat32 that writes each header as it was read: its folding, spacing and 8-bit bytes.
+
+    For re-serialising an attached email; compat32 would refold long headers.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return f"{name}: {value}{self.linesep}".encode("ascii", "surrogateescape")
 
 
 # --- small pure helpers ------------------------------------------------------------------
@@ -82,6 +117,19 @@ def normalise_message_id(value: str | None) -> str | None:
     return value
 
 
+def _codec(charset: str) -> str:
+    """The codec to read a declared charset with: ISO-8859-1 is read as windows-1252.
+
+    Like browsers and mail clients: Outlook labels text with smart quotes, en dashes and
+    the euro sign (bytes 0x80-0x9F) as ISO-8859-1, where those bytes are C1 controls.
+    """
+    name = charset.strip().strip('"').lower()
+    try:
+        return "windows-1252" if codecs.lookup(name).name == "iso8859-1" else name
+    except LookupError:
+        return name
+
+
 def decode_bytes(data: bytes, charset: str | None) -> str:
     """Text in its declared charset; undeclared or wrong: UTF-8, else windows-1252.
 
@@ -92,7 +140,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         if not candidate:
             continue
         try:
-            return data.decode(candidate.strip().strip('"').lower()).replace("\x00", "")
+            return data.decode(_codec(candidate)).replace("\x00", "")
         except (LookupError, UnicodeDecodeError, ValueError):
             continue
     return data.decode("windows-1252", errors="replace").replace("\x00", "")
@@ -107,7 +155,8 @@ def _header_text(value: object) -> str:
         text = decode_bytes(text.encode("utf-8", "surrogateescape"), None)
     if "=?" in text:
         try:
-            text = str(make_header(decode_header(text)))
+            words = decode_header(text)
+            text = str(make_header([(w, _codec(cs) if cs else cs) for w, cs in words]))
         except (LookupError, UnicodeError, ValueError, AssertionError):
             parts = []
             try:
@@ -119,6 +168,15 @@ def _header_text(value: object) -> str:
     return _WS.sub(" ", text.replace("\x00", "")).strip()
 
 
+def _split_extension(name: str) -> tuple[str, str]:
+    """`report.pdf` -> (`report`, `pdf`); ("name", "") when what follows the last dot is no
+    plausible extension (`Minutes 12.11.2026 meeting`), so such a name is not cut short."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 16 or _WS.search(ext):
+        return name, ""
+    return stem, ext
+
+
 def sanitise_filename(name: str | None, *, fallback: str, max_length: int = 120) -> str:
     """A name safe on any disk: no separators, control characters or leading dots; capped."""
     text = unicodedata.normalize("NFC", _header_text(name) if name else "")
@@ -126,43 +184,58 @@ def sanitise_filename(name: str | None, *, fallback: str, max_length: int = 120)
     text = _CONTROL.sub("", _UNSAFE.sub("_", text)).strip().lstrip(".").strip()
     if not text or set(text) <= {"_", " ", "."}:
         text = fallback
-    stem, dot, ext = text.rpartition(".")
-    if not dot:
-        stem, ext = text, ""
-    if stem.lower() in _WINDOWS_RESERVED:
+    stem, ext = _split_extension(text)
+    if stem.split(".", 1)[0].strip().lower() in _WINDOWS_RESERVED:  # NUL.tar.gz is NUL too
         stem = f"_{stem}"
-    ext = ext[:16]
     room = max(1, max_length - (len(ext) + 1 if ext else 0))
     stem = stem[:room].rstrip(" .") or "attachment"
     return f"{stem}.{ext}" if ext else stem
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def _unique(name: str, taken: set[str], max_length: int) -> str:
+    """`name`, else `name (2)`, `name (3)`... not yet taken (case-insensitively).
+
+    The stem is shortened to make room for the counter, so the name stays within
+    `max_length` (the attachment.filename column is 255 characters).
+    """
     if name.lower() not in taken:
         taken.add(name.lower())
         return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = name, ""
+    stem, ext = _split_extension(name)
     n = 2
     while True:
-        candidate = f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
+        tail = f" ({n}).{ext}" if ext else f" ({n})"
+        candidate = stem[: max(1, max_length - len(tail))].rstrip(" .") + tail
         if candidate.lower() not in taken:
             taken.add(candidate.lower())
             return candidate
         n += 1
 
 
+class _HTML2Text(html2text.HTML2Text):
+    """html2text that keeps table cells apart ("Mrs Hughes AB123", not "Mrs HughesAB123")."""
+
+    def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
+        super().handle_tag(tag, attrs, start)
+        if tag in ("td", "th") and not start:
+            self.o(" ")
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body (links kept, images and markup noise dropped)."""
-    converter = html2text.HTML2Text()
+    """Readable plain text from an HTML body (links kept, images and markup noise dropped).
+
+    Markdown artefacts are undone: list-like line starts stay unescaped ("1." not "1\\.")
+    and trailing spaces (hard-break markers, Outlook's &nbsp;-only paragraphs) go.
+    """
+    converter = _HTML2Text()
     converter.body_width = 0
     converter.ignore_images = True
     converter.ignore_emphasis = True
     converter.ignore_tables = True
     converter.single_line_break = False
     converter.unicode_snob = True
-    return re.sub(r"\n{3,}", "\n\n", converter.handle(html)).strip()
+    text = _TRAILING_SPACE.sub("", _MD_LIST_ESCAPE.sub(r"\1\2", converter.handle(html)))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -201,6 +274,7 @@ def _addresses(values: list[str]) -> tuple[str, ...]:
 @dataclass
 class _Walk:
     max_filename_length: int
+    linesep: str = "\r\n"  # the source's line ending, for attached emails
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
@@ -225,9 +299,29 @@ class _Walk:
             )
         cid = normalise_message_id(part.get("Content-ID"))
         self.attachments.append(ParsedAttachment(
-            filename=_unique(filename, self.taken), content_type=ctype, payload=payload,
+            filename=_unique(filename, self.taken, self.max_filename_length),
+            content_type=ctype, payload=payload,
             inline=inline, content_id=cid,
         ))  # fmt: skip
+
+
+def _message_bytes(message: Message, linesep: str) -> bytes:
+    """An attached email as it was sent: headers not refolded, the source's line endings.
+
+    `Message.as_bytes()` refolds headers longer than 78 characters (which breaks the
+    attached email's DKIM signature) and writes "\\n" line endings.
+    """
+    out = io.BytesIO()
+    policy = _VerbatimPolicy(linesep=linesep)
+    BytesGenerator(out, mangle_from_=False, policy=policy).flatten(message)
+    return out.getvalue()
+
+
+def _truncated_base64(text: object) -> bytes:
+    """Base64 cut off one character into a group of four, which the email package returns
+    undecoded: the complete groups decoded (the stray character holds no whole byte)."""
+    chars = re.sub(r"[^A-Za-z0-9+/]", "", text if isinstance(text, str) else "")
+    return binascii.a2b_base64(chars[: len(chars) - len(chars) % 4])
 
 
 def _filename(part: Message) -> str | None:
@@ -242,6 +336,7 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     if depth > 40:
         walk.defects.append("MIME nesting deeper than 40 levels: the rest was not read")
         return
+    part.policy = _RAW_8BIT
     ctype = part.get_content_type()
     disposition = (part.get_content_disposition() or "").lower()
     name = _filename(part)
@@ -249,8 +344,9 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
         inner = part.get_payload()
         inner_msg = inner[0] if isinstance(inner, list) and inner else None
         if isinstance(inner_msg, Message):
+            inner_msg.policy = _RAW_8BIT
             try:
-                data = inner_msg.as_bytes()
+                data = _message_bytes(inner_msg, walk.linesep)
             except (LookupError, UnicodeError, ValueError, TypeError, KeyError):
                 data = inner_msg.as_string().encode("utf-8", "surrogateescape")
             subject = _header_text(inner_msg.get("Subject")) or "attached-message"
@@ -269,12 +365,18 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     except (ValueError, TypeError, AssertionError) as exc:
         walk.defects.append(f"undecodable part {ctype}: {exc}")
         payload = None
+    if payload is not None and any(
+        isinstance(d, InvalidBase64LengthDefect) for d in part.defects
+    ):
+        payload = _truncated_base64(part.get_payload())
     if payload is None:
         raw = part.get_payload()
         payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
     is_body = ctype in ("text/plain", "text/html") or ctype.startswith("multipart/")
     if is_body and disposition != "attachment" and not name:
+        # One line ending ("\n") whatever the transport and transfer encoding used.
         text = decode_bytes(payload, part.get_content_charset())
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         (walk.htmls if ctype == "text/html" else walk.texts).append(text)
         return
     inline = disposition == "inline" or (
@@ -305,12 +407,14 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         message = mail.message
     except Exception as exc:  # noqa: BLE001 - mail-parser on hostile input: fall back
         defects.append(f"mail-parser could not parse the message: {type(exc).__name__}: {exc}")
-        message = message_from_bytes(raw, policy=compat32)
+        message = message_from_bytes(raw, policy=_RAW_8BIT)
     if mail is not None:
         try:
             defects.extend(str(d) for d in (mail.defects_categories or []))
         except Exception as exc:  # noqa: BLE001
             defects.append(f"defects unreadable: {exc}")
+
+    message.policy = _RAW_8BIT  # mail-parser parsed with compat32; _walk sets the parts'
 
     headers: dict[str, str] = {}
     for key, value in message.items():
@@ -330,7 +434,8 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     except (TypeError, ValueError, IndexError):
         defects.append("unparsable From header")
 
-    walk = _Walk(max_filename_length=max_filename_length)
+    linesep = "\r\n" if b"\r\n" in raw else "\n"
+    walk = _Walk(max_filename_length=max_filename_length, linesep=linesep)
     try:
         _walk(message, walk)
     except Exception as exc:  # noqa: BLE001 - keep what was read so far

@@ -1,0 +1,82 @@
+"""Parsing off the main process, one batch ahead of the database work.
+
+Parsing MIME is the largest piece of CPU work per message and needs nothing but the bytes,
+so worker processes parse batch N+1 while the main process stores batch N. Anything that
+goes wrong here only means the main process parses the batch itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from mailbridge.ingest import parse_or_none
+from mailbridge.parsing import ParsedEmail
+
+log = logging.getLogger(__name__)
+
+Parsed = list[ParsedEmail | None]
+
+
+def workers_for(setting: int | str) -> int:
+    """"auto": one per core beyond the two the main process and the courier use (at most 4).
+
+    Measured on 2 cores: a parse worker competing with them lowers throughput (bench/).
+    """
+    if setting == "auto":
+        return max(0, min(4, (os.cpu_count() or 1) - 2))
+    return int(setting)
+
+
+def _parse_all(raws: Sequence[bytes], max_filename_length: int) -> Parsed:
+    return [parse_or_none(raw, max_filename_length) for raw in raws]
+
+
+class ParsePool:
+    def __init__(self, workers: int, max_filename_length: int) -> None:
+        self.workers = workers
+        self.max_filename_length = max_filename_length
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Fork the workers now, while no database or mailbox connection is open."""
+        if self.workers <= 0 or self._pool is not None:
+            return
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context(method)
+        )
+        self._pool.submit(int).result()  # with fork, every worker starts on first use
+
+    def submit(self, raws: Sequence[bytes]) -> list[Future[Parsed]] | None:
+        if self._pool is None:
+            return None
+        size = -(-len(raws) // self.workers)  # one slice per worker
+        try:
+            return [
+                self._pool.submit(_parse_all, raws[i : i + size], self.max_filename_length)
+                for i in range(0, len(raws), size)
+            ]
+        except RuntimeError as exc:  # the pool broke (a worker was killed): parse inline
+            log.warning("parse workers unavailable", extra={"error": str(exc)})
+            self.close()
+            return None
+
+    @staticmethod
+    def result(futures: list[Future[Parsed]] | None) -> Parsed | None:
+        """The batch's parses in order, or None to parse in the main process."""
+        if futures is None:
+            return None
+        try:
+            return [parsed for future in futures for parsed in future.result()]
+        except Exception as exc:  # noqa: BLE001 - e.g. a worker died; the batch is not lost
+            log.warning("parse worker failed; parsing here", extra={"error": str(exc)})
+            return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
