@@ -1,7 +1,9 @@
-"""`mailbridge cases list` and `mailbridge case show`."""
+"""`mailbridge cases list`, `mailbridge case show` and assigning officers to a case."""
 
 from __future__ import annotations
 
+import getpass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,9 +11,11 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
-from mailbridge import views
+from mailbridge import assignment, views
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.db import transaction
 from mailbridge.models import utcnow
+from mailbridge.services import Services
 from mailbridge.sla import calendar_from_config
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
@@ -120,3 +124,66 @@ def show(
     for t in d.timeline:
         table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:80])
     console.print(table)
+
+
+def _actor() -> str:
+    """Who ran the command, for the case's log."""
+    return f"coordinator ({getpass.getuser()} via the command line)"
+
+
+AlsoOption = Annotated[
+    list[str] | None,
+    typer.Option("--also", help="An additional officer's email; repeat for more."),
+]
+LeadOption = Annotated[str, typer.Option("--lead", help="The lead officer's email.")]
+
+
+def _assign(
+    reference: str, lead: str, also: list[str] | None, config: Path, reassign: bool
+) -> None:
+    with opened(config) as (cfg, engine):
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        with transaction(services.engine) as session:
+            done = assignment.assign(
+                session, services, reference, lead, also or [], actor=_actor(), reassign=reassign
+            )
+    console.print(
+        f"{done.reference}: lead officer {done.lead}"
+        + (f", also {', '.join(done.additional)}" if done.additional else ""),
+        highlight=False,
+    )
+    if done.emailed:
+        console.print(f"  the enquiry is queued for {', '.join(done.emailed)}", highlight=False)
+    if done.member_told:
+        console.print("  the member is told who the lead officer is", highlight=False)
+    console.print("  emails go out with the next pass of `mailbridge run`", highlight=False)
+
+
+@case_app.command("assign")
+@friendly
+def assign(
+    reference: Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")],
+    lead: LeadOption,
+    also: AlsoOption = None,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Give a new case its lead officer (and any additional officers); they get the enquiry.
+
+    Example: mailbridge case assign MQ-2026-00042 --lead j.bloggs@example.gov.uk
+    """
+    _assign(reference, lead, also, config, reassign=False)
+
+
+@case_app.command("reassign")
+@friendly
+def reassign(
+    reference: Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")],
+    lead: LeadOption,
+    also: AlsoOption = None,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Replace a case's officers; only officers new to the case are sent the enquiry.
+
+    Example: mailbridge case reassign MQ-2026-00042 --lead a.khan@example.gov.uk
+    """
+    _assign(reference, lead, also, config, reassign=True)

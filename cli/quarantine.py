@@ -97,3 +97,25 @@ def retry(
         raise typer.Exit(1)
     else:
         console.print(f"message {item_id} was already handled")
+
+
+@app.command("accept")
+@friendly
+def accept(
+    item_id: Annotated[int, typer.Argument(help="Id from `mailbridge quarantine list`.")],
+    as_: Annotated[
+        str, typer.Option("--as", help="What the message is on its case: contribution.")
+    ] = "contribution",
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Attach a quarantined message to the case it points at, after checking who wrote it.
+
+    Example: mailbridge quarantine accept 7 --as contribution
+    """
+    with opened(config) as (cfg, engine):
+        reference = q.accept(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
+    console.print(
+        f"message {item_id} is now a {as_} on {reference}; the lead officer and coordinators "
+        "get it with the next pass of `mailbridge run`",
+        highlight=False,
+    )

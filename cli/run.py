@@ -46,7 +46,8 @@ def run(
             return
         report = service.run_once()
         console.print(
-            f"{report.cases} new cases, {report.quarantined} quarantined, "
+            f"{report.cases} new cases, {report.updates} updates, "
+            f"{report.quarantined} quarantined, "
             f"{report.duplicates} already handled, {report.failed} failed (will retry); "
             f"{report.sent} emails sent, {report.retried} to retry, "
             f"{report.delivery_failed} failed"

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailbridge import compose, outbox
+from mailbridge import notify
 from mailbridge.db import insert_row
 from mailbridge.models import (
     Attachment,
@@ -47,6 +47,7 @@ class Inbound:
     parsed: ParsedEmail
     received_at: datetime
     raw_size: int
+    reply_text: str | None = None  # the new text of a reply, without quotes and signature
 
 
 _COUNTER = ReferenceCounter.__table__  # type: ignore[attr-defined]
@@ -73,7 +74,13 @@ def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, i
 
 
 def record_inbound(
-    session: Session, item: Inbound, disposition: Disposition, case_id: int | None
+    session: Session,
+    item: Inbound,
+    disposition: Disposition,
+    case_id: int | None,
+    *,
+    role: str | None = None,
+    reply_text: str | None = None,
 ) -> int:
     """The inbound message's row (dedupe key unique: a second copy fails the savepoint)."""
     p = item.parsed
@@ -94,6 +101,8 @@ def record_inbound(
         raw_sha256=p.raw_sha256,
         raw_size=item.raw_size,
         body_text=p.body_text,
+        role=role,
+        reply_text=reply_text,
         in_reply_to=p.in_reply_to,
         references=" ".join(p.references) or None,
         defects=json.dumps(list(p.defects)) if p.defects else None,
@@ -224,8 +233,10 @@ def open_case(
         "created_at": now,
         "updated_at": now,
     }
+    if decision.linked_case_id is not None:
+        case["linked_case_id"] = decision.linked_case_id
     case_id = insert_row(session, Case, **case)
-    message_id = record_inbound(session, item, Disposition.CASE, case_id)
+    message_id = record_inbound(session, item, Disposition.CASE, case_id, role="enquiry")
     via = f" via delegate {submitter.name}" if submitter.id != member.id else ""
     area = case["service_area"]
     add_event(
@@ -233,7 +244,12 @@ def open_case(
         case_id,
         "case_opened",
         f"opened from an email by {member.name}{via}; service area "
-        + (f"guessed as {area}" if area else "not guessed"),
+        + (f"guessed as {area}" if area else "not guessed")
+        + (
+            f"; follows up case id {decision.linked_case_id}, completed too long ago to reopen"
+            if decision.linked_case_id
+            else ""
+        ),
         actor_id=submitter.id,
         actor=submitter.email,
         message_id=message_id,
@@ -265,54 +281,44 @@ def queue_acknowledgement(
     attachments: list[str],
     refused: list[str],
 ) -> None:
-    """Render, compose and queue the acknowledgement; templates see `case` by field name."""
+    """Render and queue the acknowledgement; templates see `case` by field name."""
     cfg = services.config
     reference = case["reference"]
-    rendered = services.templates.render(
-        "acknowledgement",
-        case=case,
-        member=member,
-        submitter=submitter,
-        summary=_summary(parsed.body_text),
-        attachments=attachments,
-        refused=refused,
-        received_local=as_utc(case["received_at"]).astimezone(services.calendar.zone),
-        response_days=cfg.cases.response_working_days,
-        mailbox=str(cfg.smtp.from_address),
-        council=cfg.council.name,
-    )
-    to = [member.email]
-    cc = [submitter.email] if submitter.id != member.id else []
-    message_id = compose.new_message_id(cfg.smtp.domain, reference, services.signing_key)
-    references = [*parsed.references, parsed.message_id] if parsed.message_id else []
-    raw = compose.compose(
-        sender=str(cfg.smtp.from_address),
-        sender_name=cfg.smtp.from_name,
-        to=to,
-        cc=cc,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        message_id=message_id,
-        in_reply_to=parsed.message_id,
-        references=references,
-        auto_submitted="auto-replied",
-    )
-    outbox.enqueue(
-        session,
-        kind="acknowledgement",
-        sender=str(cfg.smtp.from_address),
-        recipients=to + cc,
-        subject=rendered.subject,
-        raw=raw,
-        message_id=message_id,
+    thread = notify.Thread(
         case_id=case_id,
-        case_reference=reference,
-        idempotency_key=f"ack:{reference}",
-        body_text=rendered.text,
-        in_reply_to=parsed.message_id,
+        reference=reference,
+        subject=case["subject"],
+        started=case["created_at"],
+        root_message_id=parsed.message_id,
+        answering=parsed.message_id,
+        answering_references=parsed.references,
     )
-    add_event(session, case_id, "acknowledgement_queued", f"to {', '.join(to + cc)}")
+    queued = notify.queue_mail(
+        session,
+        services,
+        kind="acknowledgement",
+        template="acknowledgement",
+        to=[member.email],
+        cc=[submitter.email] if submitter.id != member.id else [],
+        thread=thread,
+        context={
+            "case": case,
+            "member": member,
+            "submitter": submitter,
+            "summary": _summary(parsed.body_text),
+            "attachments": attachments,
+            "refused": refused,
+            "received_local": as_utc(case["received_at"]).astimezone(services.calendar.zone),
+            "response_days": cfg.cases.response_working_days,
+        },
+        automatic=True,
+        rate_limited=False,
+        idempotency_key=f"ack:{reference}",
+    )
+    if queued is not None:
+        add_event(
+            session, case_id, "acknowledgement_queued", f"to {', '.join(queued.recipients)}"
+        )
 
 
 def quarantine(
@@ -326,8 +332,9 @@ def quarantine(
     traceback: str | None = None,
     sender: str = "",
     subject: str = "",
+    case_id: int | None = None,
 ) -> QuarantineItem:
-    """Keep a message aside with its reason; a coordinator can retry or release it."""
+    """Keep a message aside with its reason; a coordinator can retry, accept or release it."""
     message_id = record_inbound(session, item, Disposition.QUARANTINED, None) if item else None
     entry = QuarantineItem(
         message_id=message_id,
@@ -338,6 +345,7 @@ def quarantine(
         sender=(item.parsed.from_address or "") if item else sender,
         subject=item.parsed.subject[:998] if item else subject[:998],
         traceback=traceback,
+        case_id=case_id,
     )
     session.add(entry)
     forget_failure(session, dedupe_key)

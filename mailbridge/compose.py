@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
@@ -48,6 +49,56 @@ def verify_message_id(message_id: str, key: bytes) -> str | None:
         return None
     expected = _signature(match["ref"], match["rand"], key)
     return match["ref"] if hmac.compare_digest(expected, match["sig"]) else None
+
+
+_REPLY_TAG = re.compile(r"^(?P<ref>[A-Z]{1,8}-\d{4}-\d{5,})\.(?P<sig>[0-9a-f]{10})$", re.I)
+
+
+def reply_address(mailbox: str, reference: str, key: bytes) -> str:
+    """`enquiries+MQ-2026-00042.<signature>@domain`: plus addressing that names and proves a
+    case, for a Reply-To that survives providers which rewrite Message-IDs."""
+    local, _, domain = mailbox.partition("@")
+    return f"{local}+{reference}.{_signature(reference, 'reply', key)}@{domain}"
+
+
+def verify_reply_address(address: str, key: bytes) -> str | None:
+    """The case reference a signed reply address of ours names, if its signature is valid."""
+    local = address.strip().strip("<>").partition("@")[0]
+    tag = local.partition("+")[2]
+    match = _REPLY_TAG.match(tag)
+    if not match:
+        return None
+    reference = match["ref"].upper()
+    expected = _signature(reference, "reply", key)
+    return reference if hmac.compare_digest(expected, match["sig"].lower()) else None
+
+
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+def _filetime(moment: datetime) -> int:
+    """100-nanosecond intervals since 1601, as Windows counts time."""
+    delta = moment.astimezone(UTC) - _FILETIME_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+
+
+def thread_index(thread_seed: str, started: datetime, now: datetime) -> str:
+    """An Outlook Thread-Index ([MS-OXOMSG] 2.2.1.3) so Outlook groups a case's mail.
+
+    The 22-byte header is the same for every email of the case: the start time's top 40
+    bits and a GUID derived from `thread_seed` (the reference). One 5-byte response level
+    follows, carrying the time since the start.
+    """
+    start = _filetime(started) >> 24 << 24
+    guid = hashlib.md5(thread_seed.encode(), usedforsecurity=False).digest()
+    header = b"\x01" + (start >> 24).to_bytes(5, "big") + guid
+    delta = max(0, _filetime(now) - start)
+    if delta < 1 << 49:
+        code, bits = 0, (delta >> 18) & 0x7FFFFFFF
+    else:
+        code, bits = 1, (delta >> 23) & 0x7FFFFFFF
+    level = ((code << 31 | bits) << 8 | secrets.randbits(8)).to_bytes(5, "big")
+    return base64.b64encode(header + level).decode()
 
 
 _QP = Charset("utf-8")

@@ -203,6 +203,17 @@ class CasesConfig(_Section):
     acknowledge_working_days: Annotated[int, Field(ge=0, le=60)] = 1
     response_working_days: Annotated[int, Field(ge=1, le=250)] = 10
     max_processing_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    reopen_working_days: Annotated[int, Field(ge=0, le=60)] = 5
+    tell_member_on_assignment: bool = True
+    officer_attachments_max_bytes: Annotated[int, Field(ge=0)] = 10_000_000
+
+
+class AutomaticMailConfig(_Section):
+    """Limits on mail sent without a person writing it: the guard against mail loops."""
+
+    per_address_per_hour: Annotated[int, Field(ge=1)] = 5
+    per_address_per_day: Annotated[int, Field(ge=1)] = 20
+    stranger_replies_per_day: Annotated[int, Field(ge=0)] = 1
 
 
 class CouncilConfig(_Section):
@@ -252,6 +263,7 @@ class TemplatesConfig(_Section):
 class SecurityConfig(_Section):
     signing_key_env: str | None = None
     signing_key_file: Path | None = None
+    signed_reply_address: bool = False
 
     @property
     def signing_key(self) -> Secret:
@@ -270,6 +282,7 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     cases: CasesConfig = CasesConfig()
+    automatic_mail: AutomaticMailConfig = AutomaticMailConfig()
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
@@ -119,6 +120,22 @@ class Courier:
         return self._process.exitcode
 
 
+def _set_from_signal_handler(*events: EventType) -> None:
+    """Set `events` from another thread: never inside the signal handler itself.
+
+    The handler runs in the main thread, which may be waiting in `stop.wait()` (a
+    rate-limit pause). A multiprocessing Event's `set()` waits for its sleepers to wake,
+    so setting it from that same thread deadlocks the courier, and the parent's `stop()`
+    then blocks on the Event's lock for ever.
+    """
+
+    def set_all() -> None:
+        for event in events:
+            event.set()
+
+    threading.Thread(target=set_all, name="courier-sigterm", daemon=True).start()
+
+
 def _courier_main(
     config: Config,
     wake: EventType,
@@ -130,7 +147,8 @@ def _courier_main(
     """The delivery process: deliver, sleep until woken, repeat; leave when told or orphaned."""
     # Ctrl-C reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # As stop() does, wake too: the request must not wait out an idle pause.
+    signal.signal(signal.SIGTERM, lambda *_: _set_from_signal_handler(stop, wake))
     logs.setup(config.logging.level, config.logging.format)
     engine = make_engine(config.database.url)
     # A stop request cuts a rate-limit pause short.

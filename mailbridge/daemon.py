@@ -19,7 +19,9 @@ from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
 from mailbridge.ingest import (
     AlreadyHandled,
     CaseOpened,
+    CaseUpdated,
     Failed,
+    Handled,
     Outcome,
     Processor,
     Quarantined,
@@ -40,6 +42,7 @@ class StopRequested(Exception):
 @dataclass
 class PassReport:
     cases: int = 0
+    updates: int = 0  # replies, chasers, notes, status requests, auto-replies, bounces
     quarantined: int = 0
     duplicates: int = 0
     failed: int = 0
@@ -52,6 +55,8 @@ class PassReport:
         if isinstance(outcome, CaseOpened):
             self.cases += 1
             self.references.append(outcome.reference)
+        elif isinstance(outcome, CaseUpdated | Handled):
+            self.updates += 1
         elif isinstance(outcome, Quarantined):
             self.quarantined += 1
         elif isinstance(outcome, AlreadyHandled):
@@ -66,7 +71,7 @@ class PassReport:
 
     @property
     def handled(self) -> int:
-        return self.cases + self.quarantined + self.duplicates + self.failed
+        return self.cases + self.updates + self.quarantined + self.duplicates + self.failed
 
 
 class Daemon:
@@ -125,6 +130,7 @@ class Daemon:
                 "pass done",
                 extra={
                     "cases": report.cases,
+                    "updates": report.updates,
                     "quarantined": report.quarantined,
                     "duplicates": report.duplicates,
                     "failed": report.failed,

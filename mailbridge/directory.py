@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from mailbridge.config import Coordinator
 from mailbridge.errors import ConfigError, UserError
-from mailbridge.models import Person, PersonAddress, PersonKind, utcnow
+from mailbridge.models import AddressFlag, Person, PersonAddress, PersonKind, utcnow
 
 # One @, a dot in the domain, no spaces (nor the separators people paste by mistake).
 _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\".]+$")
@@ -352,3 +352,21 @@ def _valid(address: str) -> bool:
 
 def _a(kind: str) -> str:
     return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
+# --- addresses that bounced --------------------------------------------------------------
+
+
+def flagged_addresses(session: Session) -> list[AddressFlag]:
+    """Addresses that bounced permanently: mailbridge sends them nothing until cleared."""
+    return list(session.exec(select(AddressFlag).order_by(AddressFlag.flagged_at)).all())
+
+
+def clear_flag(session: Session, email: str) -> AddressFlag:
+    """A person checked the address: mail to it may go out again."""
+    flag = session.get(AddressFlag, email.strip().lower())
+    if flag is None:
+        raise UserError(f"{email.strip()} is not flagged (see `mailbridge addresses list`)")
+    session.delete(flag)
+    session.flush()
+    return flag

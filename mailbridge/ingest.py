@@ -19,9 +19,20 @@ from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from mailbridge import cases, directory, hygiene, parsing, routing
+from mailbridge import (
+    casefacts,
+    cases,
+    conversation,
+    directory,
+    hygiene,
+    matching,
+    parsing,
+    replies,
+    routing,
+)
 from mailbridge.db import transaction
 from mailbridge.directory import Identity
+from mailbridge.hygiene import Verdict
 from mailbridge.mailbox.base import Destination
 from mailbridge.models import (
     Disposition,
@@ -65,6 +76,23 @@ class AlreadyHandled:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseUpdated:
+    """The message belongs to a case and moved it along (a reply, chaser, note, ...)."""
+
+    reference: str
+    action: str
+    destination: Destination | None = Destination.PROCESSED
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """Dealt with, no case concerned: a status request, an auto-reply to nothing of ours."""
+
+    action: str
+    destination: Destination | None = Destination.PROCESSED
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """Processing raised; the message stays in the inbox to be tried again."""
 
@@ -73,7 +101,7 @@ class Failed:
     destination: Destination | None = None
 
 
-Outcome = CaseOpened | Quarantined | AlreadyHandled | Failed
+Outcome = CaseOpened | CaseUpdated | Handled | Quarantined | AlreadyHandled | Failed
 
 
 # --- the work item and the steps ------------------------------------------------------
@@ -88,6 +116,11 @@ class Work:
     raw_sha256: str = ""
     parsed: ParsedEmail | None = None
     sender: Identity | None = None
+    verdict: Verdict | None = None
+    match: matching.Match | None = None
+    reply_text: str | None = None
+    keywords: replies.Keywords | None = None
+    status_request: bool = False
     decision: Decision | None = None
     facts: BatchFacts | None = None  # read once for the whole batch; None: ask per message
 
@@ -152,11 +185,10 @@ def _handled(session: Session, key: str) -> AlreadyHandled | None:
     return AlreadyHandled(key, _destination(disposition))
 
 
-def refuse_loops(work: Work, services: Services) -> None:
+def classify(work: Work, services: Services) -> None:
+    """Loops, bounces and auto-replies are recognised before anything else is decided."""
     assert work.parsed is not None
-    rejection = hygiene.check(work.parsed, services.own_addresses)
-    if rejection:
-        work.decision = Quarantine(rejection.code, rejection.reason)
+    work.verdict = hygiene.classify(work.parsed, services.own_addresses)
 
 
 def identify_sender(work: Work, services: Services) -> None:
@@ -164,42 +196,127 @@ def identify_sender(work: Work, services: Services) -> None:
     work.sender = directory.identify(work.session, work.parsed.from_address)
 
 
+def find_case(work: Work, services: Services) -> None:
+    """The case the message points at, by the threading rules (matching.py), if any."""
+    assert work.parsed is not None
+    cfg = services.config
+    found = matching.candidates(work.parsed, services.signing_key, cfg.cases.reference_prefix)
+    if not (found.message_ids or found.references):
+        work.match = matching.Match(None)
+        return
+    by_message_id = casefacts.case_ids_for_message_ids(work.session, found.message_ids)
+    today = services.calendar.local_date(utcnow())
+    facts = casefacts.load_cases(
+        work.session,
+        ids=by_message_id.values(),
+        references=found.references,
+        calendar=services.calendar,
+        today=today,
+    )
+    work.match = matching.choose(
+        found,
+        {f.id: f for f in facts},
+        by_message_id,
+        {f.reference: f for f in facts},
+    )
+
+
+def read_reply(work: Work, services: Services) -> None:
+    """A reply's new text (no quoted history or signature) and the keywords in it."""
+    assert work.parsed is not None and work.match is not None
+    body = work.parsed.body_text
+    if work.match.case is not None and work.verdict is None:
+        work.reply_text = replies.extract_reply(body)
+    text = work.reply_text if work.reply_text is not None else body
+    work.keywords = replies.find_keywords(text)
+    work.status_request = replies.is_status_request(work.parsed.subject, text)
+
+
 def route(work: Work, services: Services) -> None:
-    assert work.parsed is not None and work.sender is not None
-    if work.decision is None:
-        work.decision = routing.decide(work.parsed, work.sender, services.config.service_areas)
+    assert work.parsed is not None and work.sender is not None and work.match is not None
+    work.decision = routing.decide(
+        work.parsed,
+        work.sender,
+        work.verdict,
+        work.match,
+        work.keywords or replies.Keywords(),
+        work.status_request,
+        routing.Policy(
+            areas=services.config.service_areas,
+            reopen_working_days=services.config.cases.reopen_working_days,
+        ),
+    )
 
 
 def apply(work: Work, services: Services) -> Outcome:
     """The whole effect of the message, inside its own savepoint (invariants 1 and 2)."""
     assert work.parsed is not None and work.decision is not None
     session = work.session
-    item = cases.Inbound(work.parsed, work.received_at, len(work.raw))
+    item = cases.Inbound(work.parsed, work.received_at, len(work.raw), work.reply_text)
     if work.retry_of is not None:
         _release_for_retry(session, work.retry_of, work.dedupe_key)
+    if work.facts is None or work.dedupe_key in work.facts.failing:
+        cases.forget_failure(session, work.dedupe_key)
     decision = work.decision
     if isinstance(decision, OpenCase):
         case = cases.open_case(session, services, item, decision)
-        if work.facts is None or work.dedupe_key in work.facts.failing:
-            cases.forget_failure(session, work.dedupe_key)
         return CaseOpened(case.reference)
+    if isinstance(decision, Quarantine):
+        return _quarantine(work, services, item, decision)
+    if isinstance(decision, routing.NoteBounce):
+        applied = conversation.note_bounce(session, services, item, decision)
+        if applied is None:
+            return _quarantine(
+                work,
+                services,
+                item,
+                Quarantine(
+                    "bounce_unmatched",
+                    "a delivery failure report for a message mailbridge did not send "
+                    f"({decision.bounce.reason})",
+                ),
+            )
+    else:
+        applied = _APPLY[type(decision)](session, services, item, decision)
+    if applied.reference is None:
+        return Handled(applied.action)
+    return CaseUpdated(applied.reference, applied.action)
+
+
+def _quarantine(work: Work, services: Services, item: cases.Inbound, q: Quarantine) -> Outcome:
     entry = cases.quarantine(
-        session,
+        work.session,
         item=item,
         dedupe_key=work.dedupe_key,
         raw_sha256=work.raw_sha256,
-        code=decision.code,
-        reason=decision.reason,
+        code=q.code,
+        reason=q.reason,
+        case_id=q.case_id,
     )
-    return Quarantined(entry.id or 0, decision.code, decision.reason)
+    if q.answer_stranger:
+        conversation.answer_stranger(work.session, services, item)
+    return Quarantined(entry.id or 0, q.code, q.reason)
+
+
+_APPLY: dict[type, Callable[..., conversation.Applied]] = {
+    routing.StatusRequest: conversation.status_request,
+    routing.Chase: conversation.chase,
+    routing.Reopen: conversation.reopen,
+    routing.OfficerReply: conversation.officer_reply,
+    routing.Contribution: conversation.contribution,
+    routing.CoordinatorNote: conversation.coordinator_note,
+    routing.NoteAutoReply: conversation.note_auto_reply,
+}
 
 
 STEPS: Sequence[Step] = (
     store_raw,
     parse,
     skip_handled,
-    refuse_loops,
+    classify,
     identify_sender,
+    find_case,
+    read_reply,
     route,
     apply,
 )
@@ -348,6 +465,13 @@ class Processor:
     def _log(self, outcome: Outcome) -> None:
         if isinstance(outcome, CaseOpened):
             log.info("message processed", extra={"case": outcome.reference, "outcome": "case"})
+        elif isinstance(outcome, CaseUpdated):
+            log.info(
+                "message processed",
+                extra={"case": outcome.reference, "outcome": outcome.action},
+            )
+        elif isinstance(outcome, Handled):
+            log.info("message processed", extra={"outcome": outcome.action})
         elif isinstance(outcome, Quarantined):
             log.info(
                 "message processed",

@@ -40,8 +40,9 @@ class Direction(StrEnum):
 class Disposition(StrEnum):
     """What became of an inbound message."""
 
-    CASE = "case"
+    CASE = "case"  # it opened a case or belongs to one
     QUARANTINED = "quarantined"
+    HANDLED = "handled"  # no case: a status request, an auto-reply or bounce with no case
 
 
 class OutboxStatus(StrEnum):
@@ -54,6 +55,7 @@ class QuarantineStatus(StrEnum):
     WAITING = "waiting"
     RETRIED = "retried"
     RELEASED = "released"
+    ACCEPTED = "accepted"  # a coordinator attached it to the case it pointed at
 
 
 class Person(SQLModel, table=True):
@@ -119,8 +121,59 @@ class Case(SQLModel, table=True):
     response_due: date = Field(index=True)
     acknowledged_at: datetime | None = None
     completed_at: datetime | None = None
+    # `#extend N`: the deadline the officer set, and why. response_due stays the original,
+    # which is the one the scrutiny reports count against.
+    extended_due: date | None = None
+    extension_reason: str | None = Field(default=None, max_length=500)
+    assigned_at: datetime | None = None
+    first_response_at: datetime | None = None
+    last_response_at: datetime | None = None
+    chase_count: int = 0
+    reopened_count: int = 0
+    # A member writing on a case completed too long ago opens a new case linked to it.
+    linked_case_id: int | None = Field(default=None, foreign_key="case.id")
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OfficerRole(StrEnum):
+    LEAD = "lead"
+    ADDITIONAL = "additional"
+
+
+class CaseOfficer(SQLModel, table=True):
+    """An officer on a case: one lead and any number of additional officers."""
+
+    __tablename__ = "case_officer"
+
+    case_id: int = Field(foreign_key="case.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True, index=True)
+    role: str = Field(max_length=16)
+    assigned_at: datetime = Field(default_factory=utcnow)
+
+
+class AddressFlag(SQLModel, table=True):
+    """An address that bounced permanently: no automatic mail to it until a person clears it."""
+
+    __tablename__ = "address_flag"
+
+    email: str = Field(primary_key=True, max_length=254)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    flagged_at: datetime = Field(default_factory=utcnow)
+
+
+class AutoMail(SQLModel, table=True):
+    """Each automatic email per address, for the hourly and daily limits (loop protection)."""
+
+    __tablename__ = "auto_mail"
+    __table_args__ = (Index("ix_auto_mail_address_at", "address", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=254)
+    kind: str = Field(max_length=64)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Message(SQLModel, table=True):
@@ -141,6 +194,10 @@ class Message(SQLModel, table=True):
     raw_sha256: str | None = Field(default=None, max_length=64)
     raw_size: int = 0
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    # What the message was on its case (enquiry, response, chaser, ...) and, for replies,
+    # the new text without the quoted history and signature.
+    role: str | None = Field(default=None, max_length=32)
+    reply_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     in_reply_to: str | None = Field(default=None, max_length=998)
     references: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     defects: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

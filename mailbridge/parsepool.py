@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -19,6 +21,9 @@ from mailbridge.parsing import ParsedEmail
 log = logging.getLogger(__name__)
 
 Parsed = list[ParsedEmail | None]
+
+# How often a parse worker checks that the process that started it is still there.
+ORPHAN_CHECK_SECONDS = 1.0
 
 
 def workers_for(setting: int | str) -> int:
@@ -35,6 +40,21 @@ def _parse_all(raws: Sequence[bytes], max_filename_length: int) -> Parsed:
     return [parse_or_none(raw, max_filename_length) for raw in raws]
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: leave once the daemon is gone (e.g. killed with SIGKILL).
+
+    An idle worker waits on its task pipe, whose write end it holds itself after the
+    fork, so without this it would wait for ever, orphaned.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parse-orphan-check", daemon=True).start()
+
+
 class ParsePool:
     def __init__(self, workers: int, max_filename_length: int) -> None:
         self.workers = workers
@@ -47,7 +67,10 @@ class ParsePool:
             return
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context(method)
+            self.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
         )
         self._pool.submit(int).result()  # with fork, every worker starts on first use
 

@@ -23,6 +23,7 @@ from email.errors import InvalidBase64LengthDefect
 from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import HeaderParser
 from email.policy import Compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import PurePath
@@ -60,6 +61,13 @@ class ParsedEmail:
     attachments: tuple[ParsedAttachment, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case name -> first value
     defects: tuple[str, ...] = ()
+    # The topmost Return-Path (the envelope sender our server saw), lower-case, no angle
+    # brackets; "" for the null path `<>` that bounces and auto-replies use; None if absent.
+    return_path: str | None = None
+    # The fields of any message/delivery-status (RFC 3464) or message/global-delivery-status
+    # part outside attached emails: one mapping per block (the per-message block, then one
+    # per recipient), lower-case name -> first value, unfolded.
+    delivery_status: tuple[Mapping[str, str], ...] = ()
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -280,6 +288,7 @@ class _Walk:
     attachments: list[ParsedAttachment] = field(default_factory=list)
     taken: set[str] = field(default_factory=set)
     defects: list[str] = field(default_factory=list)
+    delivery_status: list[dict[str, str]] = field(default_factory=list)
 
     def attach(
         self,
@@ -332,6 +341,39 @@ def _filename(part: Message) -> str | None:
     return _header_text(name) if name else None
 
 
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
+
+
+def _fields(items: list[tuple[str, object]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in items:
+        out.setdefault(str(name).strip().lower(), _header_text(value))
+    return out
+
+
+def _dsn_blocks(part: Message) -> list[dict[str, str]]:
+    """The field blocks of a delivery-status part, as RFC 3464 lays them out.
+
+    The email package splits message/delivery-status into one header-only Message per
+    block; message/global-delivery-status (RFC 6533) comes as one Message whose body holds
+    the blocks after the first, so those are read from its text.
+    """
+    blocks: list[dict[str, str]] = []
+    payload = part.get_payload()
+    for block in payload if isinstance(payload, list) else []:
+        if not isinstance(block, Message):
+            continue
+        block.policy = _RAW_8BIT
+        blocks.append(_fields(list(block.items())))
+        rest = block.get_payload()
+        if isinstance(rest, str) and rest.strip():
+            for chunk in _BLANK_LINE.split(rest.strip()):
+                parsed = HeaderParser(policy=_RAW_8BIT).parsestr(chunk.strip() + "\n")
+                blocks.append(_fields(list(parsed.items())))
+    return [b for b in blocks if b]
+
+
 def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     if depth > 40:
         walk.defects.append("MIME nesting deeper than 40 levels: the rest was not read")
@@ -340,6 +382,11 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     ctype = part.get_content_type()
     disposition = (part.get_content_disposition() or "").lower()
     name = _filename(part)
+    if ctype in _DSN_TYPES:
+        try:
+            walk.delivery_status.extend(_dsn_blocks(part))
+        except Exception as exc:  # noqa: BLE001 - a broken report must not lose the message
+            walk.defects.append(f"delivery-status part unreadable: {type(exc).__name__}: {exc}")
     if ctype == "message/rfc822":
         inner = part.get_payload()
         inner_msg = inner[0] if isinstance(inner, list) and inner else None
@@ -395,6 +442,18 @@ def _first_received(values: list[str]) -> datetime | None:
     if ";" not in top:
         return None
     return _date(top.rsplit(";", 1)[1].strip())
+
+
+def _return_path(value: str | None) -> str | None:
+    """`<Bounces+x@Host>` -> `bounces+x@host`; `<>` -> "" (the null reverse-path)."""
+    if value is None:
+        return None
+    match = re.search(r"<([^<>]*)>", value)
+    path = (match.group(1) if match else value).strip()
+    if not path:
+        return "" if match else None
+    path = path.rsplit(":", 1)[-1] if path.startswith("@") else path  # drop a source route
+    return path.strip().lower()
 
 
 def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
@@ -470,4 +529,6 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         attachments=tuple(walk.attachments),
         headers=headers,
         defects=tuple(defects),
+        return_path=_return_path(headers.get("return-path")),
+        delivery_status=tuple(walk.delivery_status),
     )

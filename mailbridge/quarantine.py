@@ -1,12 +1,17 @@
-"""Messages kept aside: list them, and retry one from its stored raw bytes."""
+"""Messages kept aside: list them, retry one from its stored raw bytes, or accept it onto
+the case it points at."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from mailbridge import casefacts, conversation, replies
+from mailbridge.cases import Inbound, add_event
+from mailbridge.db import transaction
 from mailbridge.errors import UserError
-from mailbridge.ingest import Outcome, Processor
-from mailbridge.models import Message, QuarantineItem, QuarantineStatus
+from mailbridge.ingest import Outcome, Processor, parse_raw
+from mailbridge.models import Message, QuarantineItem, QuarantineStatus, utcnow
+from mailbridge.routing import Contribution
 from mailbridge.services import Services
 
 
@@ -46,3 +51,62 @@ def retry(services: Services, item_id: int) -> Outcome:
     return Processor(services).process(
         services.blobs.get(item.raw_sha256), received_at, retry_of=item.id
     )
+
+
+ACCEPT_AS = ("contribution",)
+
+
+def accept(services: Services, item_id: int, as_: str = "contribution") -> str:
+    """Attach a quarantined message to the case it points at, after a coordinator checked it.
+
+    For a colleague an officer forwarded the enquiry to, say: never done automatically, as a
+    guessed reference must not let a stranger write into a case. Returns the case reference.
+    """
+    if as_ not in ACCEPT_AS:
+        raise UserError(f"--as must be one of: {', '.join(ACCEPT_AS)}")
+    item = get_item(services, item_id)
+    if item.status != QuarantineStatus.WAITING:
+        raise UserError(f"quarantined message {item_id} was already {item.status}")
+    if item.case_id is None:
+        raise UserError(
+            f"quarantined message {item_id} does not point at a case; "
+            "`mailbridge quarantine retry` it after adding its sender instead"
+        )
+    if not services.blobs.exists(item.raw_sha256):
+        raise UserError(
+            f"the stored copy of quarantined message {item_id} is missing from "
+            f"{services.blobs.root}; it cannot be accepted"
+        )
+    raw = services.blobs.get(item.raw_sha256)
+    parsed = parse_raw(raw, services.config.storage.max_filename_length)
+    with transaction(services.engine) as session:
+        entry = session.get(QuarantineItem, item_id)
+        assert entry is not None
+        received_at = utcnow()
+        if entry.message_id is not None:
+            old = session.get(Message, entry.message_id)
+            if old is not None:
+                received_at = old.received_at
+                entry.message_id = None
+                session.add(entry)
+                session.flush()
+                session.delete(old)
+                session.flush()
+        entry.status = QuarantineStatus.ACCEPTED
+        entry.resolved_at = utcnow()
+        session.add(entry)
+        [facts] = casefacts.load_cases(
+            session,
+            ids=[item.case_id],
+            calendar=services.calendar,
+            today=services.calendar.local_date(utcnow()),
+        )
+        item_in = Inbound(parsed, received_at, len(raw), replies.extract_reply(parsed.body_text))
+        applied = conversation.contribution(session, services, item_in, Contribution(facts))
+        add_event(
+            session, facts.id, "quarantine_accepted",
+            f"quarantined message {item_id} from {parsed.from_address} accepted as a "
+            f"{as_} by a coordinator",
+        )  # fmt: skip
+    assert applied.reference is not None
+    return applied.reference

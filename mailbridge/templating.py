@@ -7,14 +7,21 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
     subject: str
     text: str
-    html: str
+    html: str | None
 
 
 def shipped_templates() -> Path:
@@ -38,9 +45,17 @@ class Templates:
         self.env.filters["longdate"] = lambda d: f"{d:%A} {d.day} {d:%B %Y}"
 
     def render(self, name: str, **context: Any) -> RenderedEmail:
+        """Subject and text always; HTML when the template has an HTML part (staff notices
+        are plain text)."""
         subject = self.env.get_template(f"{name}.subject.j2").render(**context)
+        try:
+            html_template = self.env.get_template(f"{name}.html.j2")
+        except TemplateNotFound:
+            html = None
+        else:
+            html = html_template.render(**context)
         return RenderedEmail(
             subject=" ".join(subject.split()),
             text=self.env.get_template(f"{name}.txt.j2").render(**context),
-            html=self.env.get_template(f"{name}.html.j2").render(**context),
+            html=html,
         )

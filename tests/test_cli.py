@@ -226,8 +226,9 @@ def test_run_once_turns_member_mail_into_cases_and_reports_the_pass(journey: Jou
     assert "4 members imported: 4 created" in ok(journey.members)
     out = ok(journey.run)
     assert out.startswith(
-        "4 new cases, 2 quarantined, 0 already handled, 0 failed (will retry); "
-        "4 emails sent, 0 to retry, 0 failed"
+        "4 new cases, 0 updates, 2 quarantined, 0 already handled, 0 failed (will retry); "
+        # Four acknowledgements, and one polite reply to each of the two unknown senders.
+        "6 emails sent, 0 to retry, 0 failed"
     ), out
     assert "Traceback" not in journey.run.output
 
@@ -296,8 +297,12 @@ def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journe
 
 
 def test_each_case_is_acknowledged_into_the_outbox_with_its_reference(journey: Journey) -> None:
-    sent = journey.home.sent()
+    everything = journey.home.sent()
+    sent = [m for m in everything if m["Subject"].startswith("[MQ-")]
     assert len(sent) == 4
+    strangers = [m for m in everything if m not in sent]
+    assert len(strangers) == 2
+    assert all(m["Subject"].startswith("This address is for county councillors") for m in strangers)
     by_ref = {}
     for ack in sent:
         match = re.match(r"\[(MQ-\d{4}-\d{5})\] ", ack["Subject"])
@@ -361,7 +366,7 @@ def test_quarantine_retry_after_importing_the_sender_opens_a_case(tmp_path: Path
     home = new_home(tmp_path / "home")
     home.drop((SAMPLES / "mail" / "05-from-a-stranger.eml").read_bytes())
     # No `db upgrade` first: any command creates the database on first use.
-    assert ok(home.cli("run", "--once")).startswith("0 new cases, 1 quarantined")
+    assert ok(home.cli("run", "--once")).startswith("0 new cases, 0 updates, 1 quarantined")
     assert list(rows(ok(home.cli("quarantine", "list")))) == ["1"]
 
     # Retried too early: quarantined again, and told under which id to find it now.
@@ -398,9 +403,10 @@ def test_quarantine_retry_after_importing_the_sender_opens_a_case(tmp_path: Path
     one_line_error(again, 1, "quarantined message 2 was already retried")
 
     # The acknowledgement waits in the queue until the service's next pass sends it.
-    assert home.sent() == []
-    assert "0 new cases, 0 quarantined" in ok(home.cli("run", "--once"))
-    [ack] = home.sent()
+    before = home.sent()  # the one polite reply bob got while still unknown
+    assert [m["Subject"][:38] for m in before] == ["This address is for county councillors"]
+    assert "0 new cases, 0 updates, 0 quarantined" in ok(home.cli("run", "--once"))
+    [ack] = [m for m in home.sent() if m["Subject"].startswith("[")]
     assert ack["To"] == "bob@example.org"
     assert ack["Subject"].startswith(f"[{ref}] ")
 
@@ -547,6 +553,7 @@ def test_help_lists_every_command() -> None:
         "cases",
         "case",
         "quarantine",
+        "addresses",
     ]
 
 

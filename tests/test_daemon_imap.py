@@ -114,10 +114,10 @@ def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
         env=env(imap_mailbox), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "1 new cases, 1 quarantined" in done.stdout
-    assert "1 emails sent" in done.stdout
+    assert "1 new cases, 0 updates, 1 quarantined" in done.stdout
+    assert "2 emails sent" in done.stdout  # the acknowledgement, and one reply to the stranger
 
-    [ack] = smtp_server.messages
+    [ack] = [m for m in smtp_server.messages if m.rcpt_tos != ["resident@example.org"]]
     assert ack.rcpt_tos == ["cllr.jane.smith@example.gov.uk"]
     msg = message_from_bytes(ack.content, policy=policy.default)
     assert msg["Subject"] == "[MQ-2026-00001] Enquiry received: Pothole on Mill Lane, Little Bowden"
@@ -137,7 +137,7 @@ def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
         env=env(imap_mailbox), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert again.returncode == 0 and "0 new cases" in again.stdout
-    assert len(smtp_server.messages) == 1
+    assert len(smtp_server.messages) == 2  # nothing new: the acknowledgement and the reply
 
 
 def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(

@@ -137,13 +137,17 @@ def test_unknown_sender_and_our_own_loop_are_quarantined_with_reasons(
 ) -> None:
     drop(services, "unknown_sender_enquiry.eml", "our_own_acknowledgement_looped_back.eml")
     report = daemon_for(services).run_pass(full_scan=True)
-    assert (report.cases, report.quarantined, report.sent) == (0, 2, 0)
+    # The stranger gets one polite reply; our own mail coming back gets nothing.
+    assert (report.cases, report.quarantined, report.sent) == (0, 2, 1)
     items = {i.reason_code: i for i in quarantine.list_items(services)}
     assert set(items) == {"unknown_sender", "loop"}
     assert "resident@example.org is not a registered member" in items["unknown_sender"].reason
     assert folder_count(services, "Quarantine") == 2
     assert folder_count(services, None) == 0
-    assert sent_messages(services) == []
+    [reply] = sent_messages(services)
+    assert reply["To"] == "resident@example.org"
+    assert reply["Subject"].startswith("This address is for county councillors")
+    assert reply["Auto-Submitted"] == "auto-replied"
 
 
 def test_redelivered_message_opens_one_case(services: Services) -> None:
@@ -250,7 +254,9 @@ def test_quarantined_stranger_can_be_retried_after_being_registered(
     outcome = quarantine.retry(services, item2.id or 0)
     assert isinstance(outcome, CaseOpened)
     with Session(services.engine) as session:
-        assert session.exec(select(func.count()).select_from(Message)).one() == 2  # in + ack
+        # The enquiry, its acknowledgement, and one reply to the stranger: the retry while
+        # still unknown got none (one a day at most).
+        assert session.exec(select(func.count()).select_from(Message)).one() == 3
         statuses = session.exec(select(QuarantineItem.status)).all()
     assert sorted(statuses) == ["retried", "retried"]
 

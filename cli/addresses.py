@@ -1,0 +1,47 @@
+"""`mailbridge addresses`: addresses that bounced, and clearing them after a check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from mailbridge import directory
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.db import transaction
+
+app = typer.Typer(help="Addresses that bounced permanently.", no_args_is_help=True)
+
+
+@app.command("list")
+@friendly
+def list_flags(config: ConfigOption = "config.toml") -> None:  # type: ignore[assignment]
+    """Addresses mailbridge sends nothing to, after a permanent delivery failure.
+
+    Example: mailbridge addresses list
+    """
+    with opened(config) as (_cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+        flags = directory.flagged_addresses(session)
+    table = Table(title=f"{len(flags)} flagged" if flags else "No flagged addresses")
+    for heading in ("Address", "Since", "Why"):
+        table.add_column(heading)
+    for f in flags:
+        table.add_row(f.email, f"{f.flagged_at:%Y-%m-%d %H:%M}", f.reason)
+    console.print(table)
+
+
+@app.command("clear")
+@friendly
+def clear(
+    email: Annotated[str, typer.Argument(help="The address, after checking it with the person.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Allow mail to a flagged address again.
+
+    Example: mailbridge addresses clear cllr.jones@example.gov.uk
+    """
+    with opened(config) as (_cfg, engine), transaction(engine) as session:  # type: ignore[arg-type]
+        flag = directory.clear_flag(session, email)
+    console.print(f"{flag.email} is cleared; mailbridge will mail it again", highlight=False)

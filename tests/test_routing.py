@@ -1,0 +1,299 @@
+"""The routing table of the conversations issue, on real `.eml` fixtures (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+
+from mailbridge import hygiene, matching, replies, routing
+from mailbridge.directory import Identity
+from mailbridge.matching import CaseFacts, Match
+from mailbridge.parsing import parse
+from tests.factories import fixture_bytes
+
+OWN = frozenset({"enquiries@example.gov.uk"})
+MEMBER, DELEGATE, LEAD, HELPER, COORDINATOR, OTHER_MEMBER, STRANGER_OFFICER = range(1, 8)
+
+CASE = CaseFacts(
+    id=42,
+    reference="MQ-2026-00042",
+    status="in_progress",
+    member_id=MEMBER,
+    submitter_id=MEMBER,
+    lead_officer_id=LEAD,
+    additional_officer_ids=frozenset({HELPER}),
+)
+COMPLETED_RECENTLY = replace(CASE, status="completed", working_days_since_completed=3)
+COMPLETED_LONG_AGO = replace(CASE, status="completed", working_days_since_completed=9)
+
+PEOPLE = {
+    "member": Identity(MEMBER, "member", "Cllr Jane Smith", "jane@x", MEMBER),
+    "delegate": Identity(DELEGATE, "delegate", "Sam Aide", "sam@x", MEMBER),
+    "lead": Identity(LEAD, "officer", "Priya Shah", "priya@x", None),
+    "helper": Identity(HELPER, "officer", "Tom Baker", "tom@x", None),
+    "coordinator": Identity(COORDINATOR, "coordinator", "Member Support", "ms@x", None),
+    "other member": Identity(OTHER_MEMBER, "member", "Cllr Raj Patel", "raj@x", OTHER_MEMBER),
+    "other officer": Identity(STRANGER_OFFICER, "officer", "Ann Other", "ann@x", None),
+    "stranger": Identity(None, None, None, "someone@x", None),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    fixture: str
+    sender: str
+    case: CaseFacts | None
+    expected: type
+    detail: dict[str, object] | None = None
+
+
+ROWS = [
+    # Members and delegates.
+    Row("member_new_enquiry_pothole.eml", "member", None, routing.OpenCase),
+    Row("delegate_writes_for_member.eml", "delegate", None, routing.OpenCase),
+    Row("member_reply_gmail_chaser.eml", "member", CASE, routing.Chase),
+    Row("member_reply_gmail_chaser.eml", "delegate", CASE, routing.Chase),
+    Row("member_reply_gmail_chaser.eml", "member", COMPLETED_RECENTLY, routing.Reopen),
+    Row(
+        "member_reply_gmail_chaser.eml",
+        "member",
+        COMPLETED_LONG_AGO,
+        routing.OpenCase,
+        {"linked_case_id": 42},
+    ),
+    Row(
+        "member_reply_gmail_chaser.eml",
+        "other member",
+        CASE,
+        routing.Quarantine,
+        {"code": "not_party_to_case", "case_id": 42},
+    ),
+    Row(
+        "reply_status_request_subject_only_empty_body.eml",
+        "member",
+        None,
+        routing.StatusRequest,
+        {"member_id": MEMBER},
+    ),
+    Row(
+        "reply_status_request_subject_only_empty_body.eml",
+        "delegate",
+        None,
+        routing.StatusRequest,
+        {"member_id": MEMBER, "requester_id": DELEGATE},
+    ),
+    Row(
+        "reply_status_request_subject_status_question_mark.eml",
+        "member",
+        None,
+        routing.StatusRequest,
+    ),
+    # Officers.
+    Row(
+        "officer_reply_outlook_desktop_top_posted.eml",
+        "lead",
+        CASE,
+        routing.OfficerReply,
+        {"kind": "response"},
+    ),
+    Row(
+        "officer_reply_holding_and_extend_keywords.eml",
+        "lead",
+        CASE,
+        routing.OfficerReply,
+        {"kind": "holding", "extend_days": 5},
+    ),
+    Row(
+        "officer_reply_holding_keyword_only_in_quoted_text.eml",
+        "lead",
+        CASE,
+        routing.OfficerReply,
+        {"kind": "response"},
+    ),
+    Row(
+        "officer_reply_internal_note_html_only.eml",
+        "lead",
+        CASE,
+        routing.OfficerReply,
+        {"kind": "internal"},
+    ),
+    Row("officer_reply_outlook_desktop_top_posted.eml", "helper", CASE, routing.Contribution),
+    Row(
+        "officer_reply_outlook_desktop_top_posted.eml",
+        "other officer",
+        CASE,
+        routing.Quarantine,
+        {"code": "not_party_to_case"},
+    ),
+    Row(
+        "officer_reply_outlook_desktop_top_posted.eml",
+        "coordinator",
+        CASE,
+        routing.CoordinatorNote,
+        {"to_member": False},
+    ),
+    Row(
+        "officer_reply_outlook_desktop_top_posted.eml",
+        "lead",
+        None,
+        routing.Quarantine,
+        {"code": "not_linked_to_case"},
+    ),
+    # Strangers.
+    Row(
+        "unknown_sender_enquiry.eml",
+        "stranger",
+        None,
+        routing.Quarantine,
+        {"code": "unknown_sender", "answer_stranger": True},
+    ),
+    Row(
+        "member_reply_gmail_chaser.eml",
+        "stranger",
+        CASE,
+        routing.Quarantine,
+        {"code": "not_party_to_case", "answer_stranger": False, "case_id": 42},
+    ),
+    # Hygiene first: never a case, never a reopen, never a response.
+    Row(
+        "our_own_acknowledgement_looped_back.eml",
+        "member",
+        None,
+        routing.Quarantine,
+        {"code": "loop"},
+    ),
+    Row(
+        "exchange_out_of_office_automatic_reply.eml",
+        "lead",
+        CASE,
+        routing.NoteAutoReply,
+        {"officer_away": True},
+    ),
+    Row(
+        "exchange_out_of_office_automatic_reply.eml",
+        "member",
+        COMPLETED_RECENTLY,
+        routing.NoteAutoReply,
+        {"officer_away": False},
+    ),
+    Row(
+        "gmail_vacation_responder_reply.eml",
+        "stranger",
+        None,
+        routing.Quarantine,
+        {"code": "auto_reply", "answer_stranger": False},
+    ),
+    Row(
+        "mailing_list_message_list_id.eml",
+        "stranger",
+        None,
+        routing.Quarantine,
+        {"code": "list", "answer_stranger": False},
+    ),
+    Row("postfix_bounce_returns_our_notification.eml", "stranger", None, routing.NoteBounce),
+]
+
+
+def _decide(row: Row) -> routing.Decision:
+    parsed = parse(fixture_bytes(row.fixture))
+    sender = PEOPLE[row.sender]
+    verdict = hygiene.classify(parsed, OWN)
+    text = replies.extract_reply(parsed.body_text) if row.case else parsed.body_text
+    return routing.decide(
+        parsed,
+        sender,
+        verdict,
+        Match(row.case, "signed" if row.case else None),
+        replies.find_keywords(text),
+        replies.is_status_request(parsed.subject, text),
+        routing.Policy(reopen_working_days=5),
+    )
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.sender}:{r.fixture}:{r.expected.__name__}")
+def test_routing_table(row: Row) -> None:
+    decision = _decide(row)
+    assert type(decision) is row.expected, decision
+    for field, value in (row.detail or {}).items():
+        assert getattr(decision, field) == value, (field, decision)
+
+
+def test_a_reference_that_names_no_case_is_quarantined() -> None:
+    parsed = parse(fixture_bytes("member_reply_gmail_chaser.eml"))
+    decision = routing.decide(
+        parsed, PEOPLE["member"], None, Match(None, missing_reference="MQ-2026-00042"),
+        replies.Keywords(), False, routing.Policy(),
+    )  # fmt: skip
+    assert isinstance(decision, routing.Quarantine)
+    assert decision.code == "unknown_reference" and "MQ-2026-00042" in decision.reason
+
+
+# --- matching ---------------------------------------------------------------------------
+
+KEY = b"test-signing-key"
+
+
+def test_candidates_read_ids_markers_and_tags_in_order() -> None:
+    parsed = parse(fixture_bytes("member_reply_gmail_chaser.eml"))
+    found = matching.candidates(parsed, None, "MQ")
+    assert found.message_ids[0] == parsed.in_reply_to
+    assert set(found.message_ids) == {parsed.in_reply_to, *parsed.references}
+    assert found.tagged == ("MQ-2026-00042",)
+    assert found.signed == ()  # no key: signatures are not checked at all
+
+
+def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
+    from mailbridge import compose
+
+    real = compose.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
+    forged = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"someone else")
+    for message_id, expected in ((real, ("MQ-2026-00042",)), (forged, ())):
+        raw = (
+            f"From: a@example.org\r\nTo: enquiries@example.gov.uk\r\nSubject: hello\r\n"
+            f"In-Reply-To: <{message_id}>\r\nMessage-ID: <x@example.org>\r\n\r\nbody\r\n"
+        ).encode()
+        assert matching.candidates(parse(raw), KEY, "MQ").signed == expected
+
+
+def test_signed_reply_address_counts_as_a_signature() -> None:
+    from mailbridge import compose
+
+    address = compose.reply_address("enquiries@example.gov.uk", "MQ-2026-00042", KEY)
+    raw = (
+        f"From: a@example.org\r\nTo: {address}\r\nSubject: hello\r\n"
+        "Message-ID: <y@example.org>\r\n\r\nbody\r\n"
+    ).encode()
+    assert matching.candidates(parse(raw), KEY, "MQ").signed == ("MQ-2026-00042",)
+    assert compose.verify_reply_address(address.replace("00042", "00043"), KEY) is None
+
+
+OTHER = replace(CASE, id=43, reference="MQ-2026-00043")
+
+
+@pytest.mark.parametrize(
+    ("found", "by_id", "expected_ref", "how", "missing"),
+    [
+        (matching.Candidates(signed=("MQ-2026-00043",), tagged=("MQ-2026-00042",)), {},
+         "MQ-2026-00043", "signed", None),
+        (matching.Candidates(message_ids=("m1", "m2"), tagged=("MQ-2026-00042",)),
+         {"m2": 43}, "MQ-2026-00043", "message_id", None),
+        (matching.Candidates(marker="MQ-2026-00043", tagged=("MQ-2026-00042",)), {},
+         "MQ-2026-00043", "marker", None),
+        (matching.Candidates(tagged=("MQ-2026-00099", "MQ-2026-00042")), {},
+         "MQ-2026-00042", "subject", None),
+        (matching.Candidates(tagged=("MQ-2026-00099",)), {}, None, None, "MQ-2026-00099"),
+        (matching.Candidates(message_ids=("unknown",)), {}, None, None, None),
+    ],
+)  # fmt: skip
+def test_choose_applies_the_rules_in_order(
+    found: matching.Candidates,
+    by_id: dict[str, int],
+    expected_ref: str | None,
+    how: str | None,
+    missing: str | None,
+) -> None:
+    cases = {c.reference: c for c in (CASE, OTHER)}
+    match = matching.choose(found, {c.id: c for c in (CASE, OTHER)}, by_id, cases)
+    assert (match.case.reference if match.case else None) == expected_ref
+    assert match.how == how and match.missing_reference == missing
