@@ -82,11 +82,13 @@ def show(
         d = views.case_detail(session, reference, cal, cal.local_date(utcnow()))
     c = d.case
     left = d.working_days_left
-    deadline = (
-        f"{c.response_due:%a %d %b %Y} ("
-        + (f"{left} working days left" if left >= 0 else f"overdue by {-left} working days")
-        + ")"
-    )
+    if c.completed_at:
+        state = f"completed {c.completed_at:%a %d %b %Y}"
+    elif left >= 0:
+        state = f"{left} working days left"
+    else:
+        state = f"overdue by {-left} working days"
+    deadline = f"{c.response_due:%a %d %b %Y} ({'the original' if c.extended_due else state})"
     console.print(Text.assemble((c.reference, "bold"), "  ", c.subject), highlight=False)
     fields = [
         ("Status", STATUS_LABEL.get(c.status, c.status)),
@@ -100,6 +102,11 @@ def show(
         ("Acknowledge by", f"{c.acknowledge_due:%a %d %b %Y}"),
         ("Reply due", deadline),
     ]
+    if c.extended_due:
+        reason = f" ({c.extension_reason})" if c.extension_reason else ""
+        fields.append(("Extended to", f"{c.extended_due:%a %d %b %Y} ({state}){reason}"))
+    if c.chase_count:
+        fields.append(("Chased", f"{c.chase_count} times"))
     for label, value in fields:
         console.print(f"  {label:<15} {value}", highlight=False)
     if c.body_text:
@@ -122,7 +129,7 @@ def show(
     for h in ("When (UTC)", "What", "Who", "Detail"):
         table.add_column(h)
     for t in d.timeline:
-        table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:80])
+        table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:300])
     console.print(table)
 
 

@@ -132,10 +132,14 @@ def add_event(
     )
 
 
-def _store_attachments(
+def store_attachments(
     session: Session, services: Services, item: Inbound, message_id: int, case_id: int
 ) -> tuple[list[str], list[str]]:
-    """Keep attachments within the size cap; note the refused ones on the case."""
+    """Keep attachments within the size cap; note the refused ones on the case.
+
+    For every message that joins a case (the enquiry, replies, chasers, notes), so an
+    officer's attached survey is on the case and can be sent on with the reply.
+    """
     cap = services.config.storage.max_attachment_bytes
     kept: list[str] = []
     refused: list[str] = []
@@ -254,7 +258,7 @@ def open_case(
         actor=submitter.email,
         message_id=message_id,
     )
-    kept, refused = _store_attachments(session, services, item, message_id, case_id)
+    kept, refused = store_attachments(session, services, item, message_id, case_id)
     queue_acknowledgement(
         session, services, case_id, case, member, submitter, p, kept, refused
     )

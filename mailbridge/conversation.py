@@ -10,10 +10,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from mailbridge import casefacts, hygiene, notify
-from mailbridge.cases import Inbound, add_event, record_inbound
+from mailbridge.cases import Inbound, add_event, record_inbound, store_attachments
 from mailbridge.db import insert_row
 from mailbridge.hygiene import Bounce
 from mailbridge.matching import CaseFacts
@@ -115,11 +116,22 @@ def attachments_of(
     return sent, listed
 
 
-def history(session: Session, case_id: int, limit: int = 10) -> list[dict[str, object]]:
-    """The case's last messages, oldest first, for notices that carry the history."""
+HISTORY_CHARS = 1200
+
+
+def history(session: Session, case_id: int, limit: int = 6) -> list[dict[str, object]]:
+    """What people wrote on the case, oldest first, for notices that carry the history.
+
+    Only the emails people sent in (the enquiry, replies, chasers, notes), each as its new
+    text: our own mail repeats them, and auto-replies and bounces say nothing new.
+    """
     rows = session.exec(
         select(Message)
-        .where(Message.case_id == case_id)
+        .where(
+            Message.case_id == case_id,
+            Message.direction == Direction.IN,
+            or_(col(Message.role).is_(None), col(Message.role).not_in(("auto_reply", "bounce"))),
+        )
         .order_by(col(Message.id).desc())
         .limit(limit)
     ).all()
@@ -128,11 +140,17 @@ def history(session: Session, case_id: int, limit: int = 10) -> list[dict[str, o
             "at": m.received_at,
             "direction": m.direction,
             "sender": m.sender,
-            "role": m.role or ("enquiry" if m.direction == Direction.IN else "sent"),
-            "text": (m.reply_text or m.body_text or "").strip()[:2000],
+            "role": (m.role or "enquiry").replace("_", " "),
+            "text": _shorten((m.reply_text or m.body_text or "").strip(), HISTORY_CHARS),
         }
         for m in reversed(rows)
     ]
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _tell_staff(
@@ -155,6 +173,27 @@ def _touch(case: Case, now: datetime) -> None:
     case.updated_at = now
 
 
+def _record_on_case(
+    session: Session,
+    services: Services,
+    item: Inbound,
+    case: Case,
+    role: str,
+    reply_text: str | None,
+) -> int:
+    """The message's row on the case, and its attachments kept with it.
+
+    Without the attachments an officer's attached report never reached the member:
+    `attachments_of` found nothing to send on.
+    """
+    assert case.id is not None
+    message_id = record_inbound(
+        session, item, Disposition.CASE, case.id, role=role, reply_text=reply_text
+    )
+    store_attachments(session, services, item, message_id, case.id)
+    return message_id
+
+
 # --- decisions ------------------------------------------------------------------------
 
 
@@ -162,9 +201,7 @@ def chase(session: Session, services: Services, item: Inbound, decision: Chase) 
     """The member asks for an update: counted, and the lead officer and coordinators told."""
     case = _case(session, decision.case)
     now = utcnow()
-    message_id = record_inbound(
-        session, item, Disposition.CASE, case.id, role="chaser", reply_text=item.reply_text
-    )
+    message_id = _record_on_case(session, services, item, case, "chaser", item.reply_text)
     case.chase_count += 1
     _touch(case, now)
     session.add(case)
@@ -193,9 +230,7 @@ def reopen(session: Session, services: Services, item: Inbound, decision: Reopen
     """A member writes on a recently completed case: it is open again."""
     case = _case(session, decision.case)
     now = utcnow()
-    message_id = record_inbound(
-        session, item, Disposition.CASE, case.id, role="reopened", reply_text=item.reply_text
-    )
+    message_id = _record_on_case(session, services, item, case, "reopened", item.reply_text)
     case.status = CaseStatus.IN_PROGRESS if case.lead_officer_id else CaseStatus.NEW
     case.completed_at = None
     case.reopened_count += 1
@@ -220,9 +255,7 @@ def officer_reply(
     case = _case(session, decision.case)
     now = utcnow()
     text = strip_keywords(item.reply_text or "").strip()
-    message_id = record_inbound(
-        session, item, Disposition.CASE, case.id, role=decision.kind, reply_text=text
-    )
+    message_id = _record_on_case(session, services, item, case, decision.kind, text)
     officer = item.parsed.from_address or ""
     if decision.kind == "internal":
         add_event(
@@ -237,8 +270,9 @@ def officer_reply(
         session.add(case)
         return Applied("internal_note", case.reference)
     if decision.kind == "holding" and decision.extend_days:
-        today = services.calendar.local_date(item.received_at)
-        case.extended_due = services.calendar.add_working_days(today, decision.extend_days)
+        # An extension adds working days to the deadline in force: it never brings it forward.
+        current = case.extended_due or case.response_due
+        case.extended_due = services.calendar.add_working_days(current, decision.extend_days)
         case.extension_reason = (decision.extend_reason or "")[:500] or None
         add_event(
             session,
@@ -298,9 +332,7 @@ def contribution(
     """An additional officer's input: kept, and forwarded to the lead and coordinators only."""
     case = _case(session, decision.case)
     text = (item.reply_text or "").strip()
-    message_id = record_inbound(
-        session, item, Disposition.CASE, case.id, role="contribution", reply_text=text
-    )
+    message_id = _record_on_case(session, services, item, case, "contribution", text)
     add_event(
         session,
         case.id,
@@ -338,9 +370,7 @@ def coordinator_note(
     """A coordinator's note; with #member it goes to the member too."""
     case = _case(session, decision.case)
     text = strip_keywords(item.reply_text or "").strip()
-    message_id = record_inbound(
-        session, item, Disposition.CASE, case.id, role="note", reply_text=text
-    )
+    message_id = _record_on_case(session, services, item, case, "note", text)
     add_event(
         session,
         case.id,

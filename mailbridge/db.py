@@ -74,12 +74,14 @@ def insert_row(session: Session, model: type[SQLModel], **values: Any) -> int:
 
     The hot path (a case per email) writes rows it never reads back: building ORM objects
     and flushing them cost several times more than the INSERT itself. Column defaults
-    (timestamps, status) still apply, as they are Core defaults.
+    (timestamps, status) still apply, as they are Core defaults. Tables keyed by text
+    (address_flag: the email address) have no id to return: 0, rather than int("a@b")
+    raising and failing the whole message (every permanent bounce did).
     """
     table: Table = model.__table__  # type: ignore[attr-defined]
     result = session.connection().execute(_insert_statement(table), values)
     key = result.inserted_primary_key
-    return int(key[0]) if key and key[0] is not None else 0
+    return key[0] if key and isinstance(key[0], int) else 0
 
 
 def create_schema(engine: Engine) -> None:

@@ -65,21 +65,22 @@ class FailedRecipient:
 
     @property
     def permanent(self) -> bool:
-        """True when this message will not reach this address without someone acting.
+        """The address itself is refused: what gets an address flagged (no more mail to it).
 
-        Action "failed" is final even with a 4.x.x status (Exchange's "4.4.7 message
-        expired": the server has stopped trying). "delayed" is never final. Otherwise a
-        5.x.x status, or with no status a 5xx reply in the diagnostic ("550 ...").
+        A 5.x.x status; with no status, a 5xx reply in the diagnostic ("550 ..."), else
+        Action "failed". "delayed" is never permanent, and neither is a 4.x.x status even
+        with Action "failed" (Exchange's "4.4.7 message expired": this message was given
+        up on, but the address may well be fine; `action` still says it did not arrive).
         """
         if self.action in _STILL_TRYING:
             return False
-        if self.action == "failed":
-            return True
         if self.status:
             return self.status.startswith("5")
-        text = self.diagnostic or ""
-        code = _SMTP_REPLY.match(text.lstrip()) or _ENHANCED.search(text)
-        return code is not None and code.group(1) == "5"
+        text = (self.diagnostic or "").lstrip()
+        code = _SMTP_REPLY.match(text) or _ENHANCED.search(text)
+        if code is not None:
+            return code.group(1) == "5"
+        return self.action == "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +97,8 @@ class Bounce:
 
     @property
     def permanent(self) -> bool:
-        """A recipient failed for good. With no recipient readable, any report but a
-        "delivery delayed" one is taken as final: the mail did not arrive."""
+        """A recipient's address was refused (FailedRecipient.permanent). With no recipient
+        readable, any report but a "delivery delayed" one is taken as final."""
         if self.failures:
             return any(f.permanent for f in self.failures)
         return not self.delayed

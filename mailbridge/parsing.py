@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.errors import InvalidBase64LengthDefect
+from email.errors import InvalidBase64LengthDefect, MessageError
 from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import Message
@@ -165,13 +165,13 @@ def _header_text(value: object) -> str:
         try:
             words = decode_header(text)
             text = str(make_header([(w, _codec(cs) if cs else cs) for w, cs in words]))
-        except (LookupError, UnicodeError, ValueError, AssertionError):
+        except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
             parts = []
             try:
                 for chunk, cs in decode_header(text):
                     parts.append(decode_bytes(chunk, cs) if isinstance(chunk, bytes) else chunk)
                 text = "".join(parts)
-            except (LookupError, UnicodeError, ValueError, AssertionError):
+            except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
                 pass
     return _WS.sub(" ", text.replace("\x00", "")).strip()
 

@@ -93,7 +93,9 @@ def case_detail(
         member=member,
         submitter=submitter,
         lead_officer=lead,
-        working_days_left=calendar.working_days_between(today, case.response_due),
+        working_days_left=calendar.working_days_between(
+            today, case.extended_due or case.response_due
+        ),
         attachments=attachments,
         timeline=timeline,
     )

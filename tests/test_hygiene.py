@@ -332,8 +332,10 @@ def test_a_diagnostic_is_one_line_and_capped() -> None:
         ("4.4.7", None, None, False),
         ("4.4.7", "400 4.4.7 Message delayed", "delayed", False),
         ("5.2.2", None, "delayed", False),  # still being tried: not final, whatever the code
-        # The server gave up (Exchange "message expired"): final, though the code is 4.x.x.
-        ("4.4.7", "500 4.4.7 Message expired", "failed", True),
+        # Given up after retrying (Exchange "message expired"): the message did not arrive,
+        # but nothing says the address is bad, so it is not flagged.
+        ("4.4.7", "500 4.4.7 Message expired", "failed", False),
+        (None, "451 4.4.0 DNS query failed", "failed", False),
         (None, "550 5.1.1 User unknown", None, True),
         (None, "550 User unknown in local recipient table", None, True),
         (None, "452 4.2.2 Mailbox full", None, False),

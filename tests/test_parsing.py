@@ -941,3 +941,14 @@ def test_html_to_text(html: str, text: str) -> None:
 )
 def test_decode_bytes(data: bytes, charset: str | None, text: str) -> None:
     assert decode_bytes(data, charset) == text
+
+
+def test_a_damaged_encoded_word_never_makes_parse_raise() -> None:
+    # "_" is not base64: the stdlib raises HeaderParseError (a MessageError) on this subject.
+    raw = (
+        b"From: a@b.example\r\nSubject: =?UTF-8?B?UG90aG9sZ_BvbiBNaWxsIExhbmU=?= "
+        b"=?iso-8859-1?Q?caf=\t9?=\r\nMessage-ID: <x@y.example>\r\n\r\nhi\r\n"
+    )
+    parsed = parse(raw)
+    assert parsed.subject  # kept as readable as it can be, never an exception
+    assert parsed.body_text.strip() == "hi"

@@ -155,6 +155,28 @@ ROWS = [
         routing.Quarantine,
         {"code": "not_party_to_case", "answer_stranger": False, "case_id": 42},
     ),
+    Row(
+        "outlook_reply_tag_lost_references_kept.eml",
+        "lead",
+        CASE,
+        routing.OfficerReply,
+        {"kind": "response"},
+    ),
+    Row("subject_only_reply_behind_external_banner.eml", "member", CASE, routing.Chase),
+    Row(
+        "officer_forwards_chain_to_colleague_who_replies.eml",
+        "other officer",
+        CASE,
+        routing.Quarantine,
+        {"code": "not_party_to_case", "case_id": 42},
+    ),
+    Row(
+        "stranger_quotes_a_real_reference.eml",
+        "stranger",
+        CASE,
+        routing.Quarantine,
+        {"code": "not_party_to_case", "case_id": 42, "answer_stranger": False},
+    ),
     # Hygiene first: never a case, never a reopen, never a response.
     Row(
         "our_own_acknowledgement_looped_back.eml",
@@ -297,3 +319,41 @@ def test_choose_applies_the_rules_in_order(
     match = matching.choose(found, {c.id: c for c in (CASE, OTHER)}, by_id, cases)
     assert (match.case.reference if match.case else None) == expected_ref
     assert match.how == how and match.missing_reference == missing
+
+
+OUR_ID = "mb.MQ-2026-00042.4c7e19a05b3d2f86.9a1f3c7e52@example.gov.uk"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "message_ids", "marker", "tagged"),
+    [
+        # Outlook dropped the tag; the headers and the quoted footer still name the case.
+        ("outlook_reply_tag_lost_references_kept.eml", {OUR_ID}, "MQ-2026-00042", ()),
+        # Only the subject: behind an external-sender banner and a chain of prefixes.
+        ("subject_only_reply_behind_external_banner.eml", set(), None, ("MQ-2026-00042",)),
+        # A forwarded chain replied to by a colleague: our id is still in References.
+        (
+            "officer_forwards_chain_to_colleague_who_replies.eml",
+            {OUR_ID},
+            "MQ-2026-00042",
+            ("MQ-2026-00042",),
+        ),
+        # Brackets lost: the bare reference still counts (routing decides who may use it).
+        ("stranger_quotes_a_real_reference.eml", set(), None, ("MQ-2026-00042",)),
+    ],
+)
+def test_candidates_on_real_reply_shapes(
+    fixture: str, message_ids: set[str], marker: str | None, tagged: tuple[str, ...]
+) -> None:
+    found = matching.candidates(parse(fixture_bytes(fixture)), None, "MQ")
+    assert message_ids <= set(found.message_ids)
+    assert found.marker == marker
+    assert found.tagged == tagged
+
+
+def test_a_forwarded_chain_threads_by_the_stored_id_even_without_a_tag() -> None:
+    found = matching.candidates(
+        parse(fixture_bytes("outlook_reply_tag_lost_references_kept.eml")), None, "MQ"
+    )
+    match = matching.choose(found, {CASE.id: CASE}, {OUR_ID: CASE.id}, {})
+    assert match.case == CASE and match.how == "message_id"
