@@ -17,7 +17,6 @@ import platform
 import random
 import resource
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import mailparser
+import sqlalchemy
 from aiosmtpd.controller import Controller
 from imapclient import IMAPClient
 
@@ -91,7 +91,9 @@ def members(n: int) -> list[tuple[str, str]]:
     return out
 
 
-def enquiry(i: int, who: tuple[str, str], rng: random.Random, earlier: list[str]) -> bytes:
+def enquiry(
+    i: int, who: tuple[str, str], rng: random.Random, earlier: dict[str, list[str]]
+) -> bytes:
     subject_t, body_t = rng.choice(TOPICS)
     fill = {"road": rng.choice(ROADS), "town": rng.choice(TOWNS), "n": rng.randint(1, 120)}
     msg = EmailMessage()
@@ -101,8 +103,9 @@ def enquiry(i: int, who: tuple[str, str], rng: random.Random, earlier: list[str]
     message_id = f"<bench-{i}-{uuid.uuid4().hex[:8]}@mail.example.gov.uk>"
     msg["Message-ID"] = message_id
     subject = subject_t.format(**fill)
-    if earlier and i % 10 == 9:  # some replies to earlier threads
-        parent = rng.choice(earlier)
+    mine = earlier.setdefault(who[1], [])
+    if mine and i % 10 == 9:  # a tenth are the member chasing an earlier enquiry of theirs
+        parent = rng.choice(mine)
         msg["In-Reply-To"] = parent
         msg["References"] = parent
         subject = f"RE: {subject}"
@@ -120,7 +123,7 @@ def enquiry(i: int, who: tuple[str, str], rng: random.Random, earlier: list[str]
             subtype="pdf",
             filename=f"evidence-{i}.pdf",
         )
-    earlier.append(message_id)
+    mine.append(message_id)
     return msg.as_bytes()
 
 
@@ -165,8 +168,6 @@ def main() -> None:
             if args.database == "sqlite":
                 db_url = f"sqlite:///{work / 'mailbridge.db'}"
             else:
-                import sqlalchemy
-
                 pg_name = f"mb_bench_{uuid.uuid4().hex[:8]}"
                 admin = sqlalchemy.create_engine(args.pg, isolation_level="AUTOCOMMIT")
                 with admin.connect() as conn:
@@ -212,7 +213,7 @@ keywords = ["school transport"]
                 capture_output=True,
             )
 
-            earlier: list[str] = []
+            earlier: dict[str, list[str]] = {}
             raws = [enquiry(i, rng.choice(people), rng, earlier) for i in range(args.n)]
             size = sum(map(len, raws))
             with IMAPClient(dv.host, dv.port, ssl=False) as client:
@@ -240,25 +241,14 @@ keywords = ["school transport"]
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             peak_kb = usage.ru_maxrss
             cpu = (usage.ru_utime + usage.ru_stime) - (before.ru_utime + before.ru_stime)
-            if args.database == "sqlite":
-                cases = (
-                    sqlite3.connect(work / "mailbridge.db")
-                    .execute('select count(*) from "case"')
-                    .fetchone()[0]
-                )
-            else:
-                cases = -1
-                import sqlalchemy
-
-                eng = sqlalchemy.create_engine(db_url)
-                with eng.connect() as conn:
-                    cases = conn.exec_driver_sql('select count(*) from "case"').scalar_one()
-                eng.dispose()
+            eng = sqlalchemy.create_engine(db_url)
+            with eng.connect() as conn:
+                cases = conn.exec_driver_sql('select count(*) from "case"').scalar_one()
+            eng.dispose()
+            summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     finally:
         smtp.stop()
         if pg_name:
-            import sqlalchemy
-
             admin = sqlalchemy.create_engine(args.pg, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
@@ -272,7 +262,8 @@ keywords = ["school transport"]
     )
     print(f"emails          {args.n} ({size / 1e6:.1f} MB; a fifth with a 100 KB attachment)")
     print(f"database        {args.database}")
-    print(f"cases opened    {cases}")
+    print(f"cases opened    {cases} (a tenth of the emails are members chasing their own)")
+    print(f"run --once      {summary}")
     print(f"acks accepted   {handler.count} by aiosmtpd")
     print(
         f"mailbridge      {rate:7.0f} emails/s  ({elapsed:.2f} s for `run --once`, "

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailbridge import notify
+from mailbridge import notify, subjects
 from mailbridge.db import insert_row
 from mailbridge.models import (
     Attachment,
@@ -221,7 +221,8 @@ def open_case(
         "prefix": cfg.cases.reference_prefix,
         "year": local_day.year,
         "seq": seq,
-        "subject": (p.subject or "(no subject)")[:998],
+        # Without "RE: FW: [EXTERNAL]" chains and case tags: the subject people will read.
+        "subject": (subjects.without_tags(p.subject) or "(no subject)")[:998],
         "body_text": p.body_text,
         "status": CaseStatus.NEW,
         "member_id": member.id,

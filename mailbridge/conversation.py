@@ -166,6 +166,8 @@ def _tell_staff(
         thread=thread_for(session, case),
         context={"case": case, "history": history(session, case.id or 0), **context},
         automatic=True,
+        # Staff are told of every chaser: the per-address limits guard outside addresses.
+        rate_limited=False,
     )
 
 
@@ -257,6 +259,16 @@ def officer_reply(
     text = strip_keywords(item.reply_text or "").strip()
     message_id = _record_on_case(session, services, item, case, decision.kind, text)
     officer = item.parsed.from_address or ""
+    for line in decision.malformed:
+        add_event(
+            session,
+            case.id,
+            "keyword_not_understood",
+            f"{line!r} was not understood (use e.g. #extend 5 waiting for the contractor); "
+            "the deadline is unchanged",
+            actor=officer,
+            message_id=message_id,
+        )
     if decision.kind == "internal":
         add_event(
             session,
@@ -284,11 +296,13 @@ def officer_reply(
             actor=officer,
             message_id=message_id,
         )
-    case.first_response_at = case.first_response_at or now
-    case.last_response_at = now
+    # Service-level figures count from when the reply reached us, not when we processed it.
+    answered = item.received_at
+    case.first_response_at = case.first_response_at or answered
+    case.last_response_at = answered
     if decision.kind == "response":
         case.status = CaseStatus.COMPLETED
-        case.completed_at = now
+        case.completed_at = answered
     _touch(case, now)
     session.add(case)
     add_event(
@@ -479,13 +493,17 @@ def note_bounce(
                 flagged_at=now,
             )
     case = session.get(Case, case_id) if case_id else None
+    if case is None:
+        # Mail on no case (a reply to a stranger, whose address may well be forged): the
+        # message log is enough; telling coordinators would only spend their mail allowance.
+        return Applied("bounce")
     notify.queue_mail(
         session,
         services,
         kind="bounce_notice",
         template="bounce_notice",
         to=notify.coordinator_addresses(services),
-        thread=thread_for(session, case) if case else None,
+        thread=thread_for(session, case),
         context={
             "case": case,
             "failures": bounce.failures,
@@ -494,7 +512,7 @@ def note_bounce(
         },
         automatic=True,
     )
-    return Applied("bounce", case.reference if case else None)
+    return Applied("bounce", case.reference)
 
 
 def _ours(session: Session, message_id: str) -> bool:

@@ -63,6 +63,7 @@ class OfficerReply:
     kind: str  # "response", "holding" or "internal"
     extend_days: int | None = None
     extend_reason: str | None = None
+    malformed: tuple[str, ...] = ()  # keyword lines that could not be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +202,14 @@ def _on_case(
         )
     person = sender.person_id
     if person is not None and person == case.lead_officer_id:
+        bad = keywords.malformed
         if keywords.internal:
-            return OfficerReply(case, "internal")
+            return OfficerReply(case, "internal", malformed=bad)
         if keywords.holding:
-            return OfficerReply(case, "holding", keywords.extend_days, keywords.extend_reason)
-        return OfficerReply(case, "response")
+            return OfficerReply(
+                case, "holding", keywords.extend_days, keywords.extend_reason, malformed=bad
+            )
+        return OfficerReply(case, "response", malformed=bad)
     if person is not None and person in case.additional_officer_ids:
         return Contribution(case)
     if sender.kind == PersonKind.COORDINATOR:
