@@ -245,7 +245,7 @@ keywords = ["school transport"]
             with eng.connect() as conn:
                 cases = conn.exec_driver_sql('select count(*) from "case"').scalar_one()
             eng.dispose()
-            summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+            summary = " ".join(done.stdout.split())
     finally:
         smtp.stop()
         if pg_name:

@@ -224,12 +224,15 @@ def find_case(work: Work, services: Services) -> None:
 def read_reply(work: Work, services: Services) -> None:
     """A reply's new text (no quoted history or signature) and the keywords in it."""
     assert work.parsed is not None and work.match is not None
-    body = work.parsed.body_text
-    if work.match.case is not None and work.verdict is None:
-        work.reply_text = replies.extract_reply(body)
-    text = work.reply_text if work.reply_text is not None else body
-    work.keywords = replies.find_keywords(text)
-    work.status_request = replies.is_status_request(work.parsed.subject, text)
+    parsed = work.parsed
+    if work.match.case is None or work.verdict is not None:
+        # Keywords only mean something on a case; a fresh email's first line is its own.
+        work.keywords = replies.Keywords()
+        work.status_request = replies.asks_for_status(parsed.subject, parsed.body_text)
+        return
+    work.reply_text = replies.extract_reply(parsed.body_text)
+    work.keywords = replies.find_keywords(work.reply_text)
+    work.status_request = replies.asks_for_status(parsed.subject, work.reply_text)
 
 
 def route(work: Work, services: Services) -> None:

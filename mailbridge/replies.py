@@ -397,6 +397,13 @@ def is_status_request(
     non-empty line of the new text of the body is."""
     if _STATUS.match(without_tags(subject)):
         return True
-    reply = extract_reply(text, languages=languages)
-    first = next((line.strip() for line in reply.split("\n") if line.strip()), "")
+    return asks_for_status(subject, extract_reply(text, languages=languages))
+
+
+def asks_for_status(subject: str, new_text: str) -> bool:
+    """`is_status_request` for text that is already only the new part (or that no earlier
+    message can precede, such as a fresh email): no reply parsing, which is the slow part."""
+    if _STATUS.match(without_tags(subject)):
+        return True
+    first = next((line.strip() for line in new_text.split("\n") if line.strip()), "")
     return bool(_STATUS.match(first))
