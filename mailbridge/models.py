@@ -30,6 +30,7 @@ class CaseStatus(StrEnum):
     NEW = "new"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
+    CLOSED = "closed"  # converted to a complaint or service request, or merged into another
 
 
 class Direction(StrEnum):
@@ -99,6 +100,11 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("prefix", "year", "seq", name="uq_case_prefix_year_seq"),
         Index("ix_case_status_created", "status", "created_at"),
+        # The console's filters and counts (dashboard, cases list, reports).
+        Index("ix_case_status_due", "status", "response_due"),
+        Index("ix_case_district", "district"),
+        Index("ix_case_enquiry_type", "enquiry_type"),
+        Index("ix_case_received", "received_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -132,6 +138,13 @@ class Case(SQLModel, table=True):
     reopened_count: int = 0
     # A member writing on a case completed too long ago opens a new case linked to it.
     linked_case_id: int | None = Field(default=None, foreign_key="case.id")
+    # Set by coordinators.
+    preferred_contact: str | None = Field(default=None, max_length=32)  # email, phone, letter
+    sensitive: bool = False
+    # Closed here: converted to a complaint or service request, or merged into another case.
+    converted_to: str | None = Field(default=None, max_length=32)
+    closed_reason: str | None = Field(default=None, max_length=500)
+    merged_into_id: int | None = Field(default=None, foreign_key="case.id")
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -139,6 +152,17 @@ class Case(SQLModel, table=True):
 class OfficerRole(StrEnum):
     LEAD = "lead"
     ADDITIONAL = "additional"
+
+
+class CaseMember(SQLModel, table=True):
+    """Another member on a case (two councillors raising the same resident's issue): every
+    response is copied to them too."""
+
+    __tablename__ = "case_member"
+
+    case_id: int = Field(foreign_key="case.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True, index=True)
+    added_at: datetime = Field(default_factory=utcnow)
 
 
 class CaseOfficer(SQLModel, table=True):
