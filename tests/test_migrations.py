@@ -39,3 +39,39 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_upgrading_a_database_with_cases_keeps_them_and_fills_the_new_columns(
+    db_url: str,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from mailbridge.db import make_engine
+    from mailbridge.migrate import alembic_config
+
+    engine = make_engine(db_url)
+    try:
+        command.upgrade(alembic_config(engine), "0001")  # the schema of the first release
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO person (id, kind, name, email, active, created_at, updated_at) "
+                "VALUES (1, 'member', 'Cllr Jane Smith', 'jane@example.gov.uk', true, "
+                ":t, :t)"
+            ), {"t": "2026-11-24 09:00:00+00:00"})  # fmt: skip
+            conn.execute(text(
+                'INSERT INTO "case" (id, reference, prefix, year, seq, subject, body_text, '
+                "status, member_id, submitter_id, received_at, acknowledge_due, response_due, "
+                "created_at, updated_at) VALUES (1, 'MQ-2026-00001', 'MQ', 2026, 1, "
+                "'Pothole', 'text', 'new', 1, 1, :t, '2026-11-25', '2026-12-08', :t, :t)"
+            ), {"t": "2026-11-24 09:00:00+00:00"})  # fmt: skip
+        upgrade(engine)
+        assert current_revision(engine) == head_revision(engine)
+        with engine.connect() as conn:
+            row = conn.execute(text(
+                'SELECT reference, chase_count, reopened_count, sensitive, extended_due '
+                'FROM "case"'
+            )).one()  # fmt: skip
+        assert tuple(row) == ("MQ-2026-00001", 0, 0, False, None)
+    finally:
+        engine.dispose()
