@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailbridge.cli import addresses, cases, db, quarantine, run
+from mailbridge.cli import addresses, cases, casework, console, db, quarantine, report, run
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 
 app = typer.Typer(
@@ -20,9 +20,12 @@ app.add_typer(officers_app, name="officers")
 app.add_typer(delegates_app, name="delegates")
 app.add_typer(cases.cases_app, name="cases")
 app.add_typer(cases.case_app, name="case")
+casework.register(cases.case_app)
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(addresses.app, name="addresses")
 run.register(app)
+console.register(app)  # dashboard, export
+report.register(app)
 
 
 def main() -> None:

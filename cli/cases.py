@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +13,30 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
-from mailbridge import assignment, views
+from mailbridge import assignment, export, filters, views
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.filters import (
+    CreatedFromOption,
+    CreatedToOption,
+    DescOption,
+    DirectorateOption,
+    DistrictOption,
+    DueWithinOption,
+    EmailOption,
+    MemberOption,
+    OfficerOption,
+    OverdueOption,
+    RefOption,
+    SearchOption,
+    ServiceAreaOption,
+    SortOption,
+    StatusOption,
+    SurnameOption,
+    TypeOption,
+    case_filter,
+)
 from mailbridge.db import transaction
+from mailbridge.filters import CaseListRow
 from mailbridge.models import utcnow
 from mailbridge.services import Services
 from mailbridge.sla import calendar_from_config
@@ -21,39 +44,88 @@ from mailbridge.sla import calendar_from_config
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)
 
-STATUS_LABEL = {"new": "New", "in_progress": "In progress", "completed": "Completed"}
+STATUS_LABEL = export.STATUS_LABELS
+
+
+class ListFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+def deadline_text(row: CaseListRow) -> Text:
+    """The deadline as a person reads it: red when the case is overdue."""
+    return Text(f"{row.deadline:%a %d %b %Y}", style="red" if row.overdue else "")
 
 
 @cases_app.command("list")
 @friendly
 def list_cases(
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
-    status: Annotated[
-        str | None, typer.Option(help="Only cases with this status: new, in_progress, completed.")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many of the newest cases.")] = 50,
+    type: TypeOption = None,
+    ref: RefOption = None,
+    service_area: ServiceAreaOption = None,
+    surname: SurnameOption = None,
+    directorate: DirectorateOption = None,
+    email: EmailOption = None,
+    district: DistrictOption = None,
+    status: StatusOption = None,
+    officer: OfficerOption = None,
+    member: MemberOption = None,
+    overdue: OverdueOption = False,
+    due_within: DueWithinOption = None,
+    created_from: CreatedFromOption = None,
+    created_to: CreatedToOption = None,
+    search: SearchOption = None,
+    sort: SortOption = "created",
+    desc: DescOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many cases per page.")] = 50,
+    page: Annotated[int, typer.Option(min=1, help="Which page of cases.")] = 1,
+    format: Annotated[
+        ListFormat, typer.Option("--format", help="table for people; csv or json for tools.")
+    ] = ListFormat.TABLE,
 ) -> None:
-    """The newest cases first.
+    """Cases, newest first; the filters combine (every one given must hold).
 
-    Example: mailbridge cases list --status new
+    Examples: mailbridge cases list --status new;
+    mailbridge cases list --service-area Highways --overdue --sort due;
+    mailbridge cases list --member "Jane Smith" --created-from 2026-01-01 --format csv
     """
-    if status and status not in STATUS_LABEL:
-        raise typer.BadParameter(f"use one of {', '.join(STATUS_LABEL)}", param_hint="--status")
-    with opened(config) as (_cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        rows = views.list_cases(session, status=status, limit=limit)
-    table = Table(title=f"{len(rows)} cases" if rows else "No cases yet")
+    wanted = case_filter(locals())
+    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+        cal = calendar_from_config(cfg.council)
+        today = cal.local_date(utcnow())
+        rows = filters.list_cases(session, wanted, cal, today)
+        total = (
+            len(rows) + wanted.offset
+            if len(rows) < limit and (rows or page == 1)
+            else filters.count_cases(session, wanted, cal, today)
+        )
+    if format is ListFormat.CSV:
+        export.write_csv(rows, sys.stdout, cal)
+        return
+    if format is ListFormat.JSON:
+        export.write_json(rows, sys.stdout)
+        return
+    if rows:
+        first = wanted.offset + 1
+        pages = -(-total // limit)
+        title = (
+            f"{total} cases"
+            if pages == 1
+            else (f"Cases {first}–{first + len(rows) - 1} of {total} (page {page} of {pages})")
+        )
+    elif total:
+        title = f"No cases on page {page}: {total} cases make {-(-total // limit)} pages"
+    else:
+        title = "No cases match" if wanted.filtering else "No cases yet"
+    table = Table(title=title)
     # The reference is what a person types next (`case show REF`): never cut or wrapped.
     widest = max((len(r.reference) for r in rows), default=len("Reference"))
     table.add_column("Reference", no_wrap=True, min_width=widest)
-    for heading in (
-        "Member",
-        "Subject",
-        "Service area",
-        "Status",
-        "Received",
-        "Reply due",
-    ):
+    for heading in ("Member", "Subject", "Service area", "Status", "Created", "Deadline"):
         table.add_column(heading)
+    table.add_column("Lead officer")
     for r in rows:
         table.add_row(
             r.reference,
@@ -61,8 +133,9 @@ def list_cases(
             r.subject[:60],
             r.service_area or "-",
             STATUS_LABEL.get(r.status, r.status),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            f"{r.response_due:%a %d %b %Y}",
+            f"{r.created_at.astimezone(cal.zone):%Y-%m-%d %H:%M}",
+            deadline_text(r),
+            r.lead_officer or "-",
         )
     console.print(table)
 

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from mailbridge.matching import CaseFacts
-from mailbridge.models import Case, CaseOfficer, Direction, Message, OfficerRole
+from mailbridge.models import Case, CaseMember, CaseOfficer, Direction, Message, OfficerRole
 from mailbridge.sla import WorkingCalendar
 
 
@@ -55,6 +55,13 @@ def load_cases(
     ).all():
         if role == OfficerRole.ADDITIONAL:
             officers.setdefault(case_id, set()).add(person_id)
+    members: dict[int, set[int]] = {}
+    for case_id, person_id in session.exec(
+        select(CaseMember.case_id, CaseMember.person_id).where(
+            col(CaseMember.case_id).in_([c.id for c in cases])
+        )
+    ).all():
+        members.setdefault(case_id, set()).add(person_id)
     facts = []
     for case in cases:
         assert case.id is not None
@@ -72,6 +79,9 @@ def load_cases(
                 working_days_since_completed=(
                     calendar.working_days_between(completed_on, today) if completed_on else None
                 ),
+                other_member_ids=frozenset(members.get(case.id, ())),
+                merged_into_id=case.merged_into_id,
+                converted_to=case.converted_to,
             )
         )
     return facts

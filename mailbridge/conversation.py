@@ -22,6 +22,7 @@ from mailbridge.models import (
     AddressFlag,
     Attachment,
     Case,
+    CaseMember,
     CaseStatus,
     Direction,
     Disposition,
@@ -80,12 +81,20 @@ def thread_for(session: Session, case: Case, item: Inbound | None = None) -> not
 
 
 def member_recipients(session: Session, case: Case) -> tuple[list[str], list[str]]:
-    """To the member; a copy to the delegate who wrote the enquiry for them."""
+    """To the member and every other member on the case (`case link`, `case merge`), in
+    the order they joined; a copy to the delegate who wrote the enquiry for them."""
     member = _person(session, case.member_id)
     submitter = _person(session, case.submitter_id)
     assert member is not None
-    cc = [submitter.email] if submitter is not None and submitter.id != member.id else []
-    return [member.email], cc
+    others = session.exec(
+        select(Person.email)
+        .join(CaseMember, col(CaseMember.person_id) == col(Person.id))
+        .where(CaseMember.case_id == case.id, CaseMember.person_id != member.id)
+        .order_by(col(CaseMember.added_at), col(CaseMember.person_id))
+    ).all()
+    to = list(dict.fromkeys([member.email, *others]))
+    cc = [submitter.email] if submitter is not None and submitter.email not in to else []
+    return to, cc
 
 
 def _lead_and_coordinators(session: Session, services: Services, case: Case) -> list[str]:

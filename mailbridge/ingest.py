@@ -213,12 +213,23 @@ def find_case(work: Work, services: Services) -> None:
         calendar=services.calendar,
         today=today,
     )
-    work.match = matching.choose(
+    match = matching.choose(
         found,
         {f.id: f for f in facts},
         by_message_id,
         {f.reference: f for f in facts},
     )
+    # Mail on a case merged into another belongs to the case it was merged into.
+    for _ in range(5):
+        if match.case is None or match.case.merged_into_id is None:
+            break
+        merged = casefacts.load_cases(
+            work.session, ids=[match.case.merged_into_id], calendar=services.calendar, today=today
+        )
+        if not merged:
+            break
+        match = matching.Match(merged[0], match.how)
+    work.match = match
 
 
 def read_reply(work: Work, services: Services) -> None:

@@ -50,6 +50,9 @@ class CaseFacts:
     additional_officer_ids: frozenset[int] = field(default_factory=frozenset)
     completed_on: date | None = None
     working_days_since_completed: int | None = None
+    other_member_ids: frozenset[int] = field(default_factory=frozenset)  # linked members
+    merged_into_id: int | None = None  # closed by merging: mail on it belongs to that case
+    converted_to: str | None = None  # closed by conversion (complaint, service request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +106,10 @@ def choose(
     if missing is None and found.marker and found.marker not in cases_by_reference:
         missing = found.marker
     return Match(None, missing_reference=missing)
+
+
+def is_member_of(case: CaseFacts, member_id: int | None) -> bool:
+    """The case's own member, or another member linked to it (`case link`, `case merge`)."""
+    return member_id is not None and (
+        member_id == case.member_id or member_id in case.other_member_ids
+    )

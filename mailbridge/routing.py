@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from mailbridge.config import ServiceArea
 from mailbridge.directory import Identity
 from mailbridge.hygiene import AutoReply, Bounce, Loop, Verdict
-from mailbridge.matching import CaseFacts, Match
+from mailbridge.matching import CaseFacts, Match, is_member_of
 from mailbridge.models import CaseStatus, PersonKind
 from mailbridge.parsing import ParsedEmail
 from mailbridge.replies import Keywords
@@ -185,7 +185,15 @@ def _on_case(
     policy: Policy,
     is_member: bool,
 ) -> Decision:
-    if is_member and sender.member_id == case.member_id:
+    if case.status == CaseStatus.CLOSED and _is_party(sender, case):
+        what = case.converted_to.replace("_", " ") if case.converted_to else "closed"
+        return Quarantine(
+            "case_closed",
+            f"{parsed.from_address} wrote on {case.reference}, which was closed here "
+            f"({what}); a coordinator should pass it on",
+            case_id=case.id,
+        )
+    if is_member and is_member_of(case, sender.member_id):
         if case.status != CaseStatus.COMPLETED:
             return Chase(case)
         since = case.working_days_since_completed
@@ -234,7 +242,7 @@ def _is_party(sender: Identity, case: CaseFacts) -> bool:
     if sender.person_id is None:
         return False
     return (
-        sender.member_id == case.member_id
+        is_member_of(case, sender.member_id)
         or sender.person_id in _officers(case)
         or sender.kind == PersonKind.COORDINATOR
     )

@@ -1,45 +1,25 @@
-"""Read-only views of cases for people: lists and a case's whole story."""
+"""Read-only views of cases for people: a case's whole story (lists are in filters.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy.orm import aliased
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from mailbridge.errors import UserError
-from mailbridge.models import Attachment, Case, Event, Message, OutboxMessage, Person
+from mailbridge.models import (
+    Attachment,
+    Case,
+    CaseMember,
+    CaseOfficer,
+    Event,
+    Message,
+    OutboxMessage,
+    Person,
+)
 from mailbridge.sla import WorkingCalendar
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRow:
-    reference: str
-    member: str
-    subject: str
-    service_area: str | None
-    status: str
-    created_at: object
-    response_due: date
-
-
-def list_cases(session: Session, *, status: str | None = None, limit: int = 50) -> list[CaseRow]:
-    member = aliased(Person)
-    query = (
-        select(Case, member.name)
-        .join(member, member.id == Case.member_id)  # type: ignore[arg-type]
-        .order_by(col(Case.created_at).desc(), col(Case.id).desc())
-        .limit(limit)
-    )
-    if status:
-        query = query.where(Case.status == status)
-    return [
-        CaseRow(
-            c.reference, name, c.subject, c.service_area, c.status, c.created_at, c.response_due
-        )
-        for c, name in session.exec(query).all()
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +39,15 @@ class CaseDetail:
     working_days_left: int
     attachments: list[Attachment]
     timeline: list[TimelineEntry]
+    # Added for `case show` (the console issue); defaults keep older callers working.
+    officers: list[tuple[Person, str]] = field(default_factory=list)  # (officer, lead/additional)
+    other_members: list[Person] = field(default_factory=list)  # CaseMember, in joining order
+    chasers: int = 0  # chaser emails on the case (Message role "chaser")
+    merged_into: str | None = None  # the reference this case was merged into
+    merged_from: list[str] = field(default_factory=list)  # references merged into this one
+    linked_case: str | None = None  # the earlier case this one follows on from
+    converted_to: str | None = None  # "complaint" or "service_request"
+    closed_reason: str | None = None
 
 
 def case_detail(
@@ -88,6 +77,33 @@ def case_detail(
             TimelineEntry(o.sent_at or o.created_at, f"delivery {state}", o.recipients, o.subject)
         )
     timeline.sort(key=lambda t: t.at)  # type: ignore[arg-type, return-value]
+    officers = [
+        (person, role)
+        for person, role in session.exec(
+            select(Person, CaseOfficer.role)
+            .join(CaseOfficer, col(CaseOfficer.person_id) == col(Person.id))
+            .where(CaseOfficer.case_id == case.id)
+            .order_by(col(CaseOfficer.role) != "lead", col(CaseOfficer.assigned_at))
+        ).all()
+    ]
+    others = list(
+        session.exec(
+            select(Person)
+            .join(CaseMember, col(CaseMember.person_id) == col(Person.id))
+            .where(CaseMember.case_id == case.id)
+            .order_by(col(CaseMember.added_at), col(CaseMember.person_id))
+        ).all()
+    )
+    chasers = session.exec(
+        select(func.count()).where(Message.case_id == case.id, Message.role == "chaser")
+    ).one()
+    merged_into = session.get(Case, case.merged_into_id) if case.merged_into_id else None
+    linked = session.get(Case, case.linked_case_id) if case.linked_case_id else None
+    merged_from = list(
+        session.exec(
+            select(Case.reference).where(Case.merged_into_id == case.id).order_by(col(Case.id))
+        ).all()
+    )
     return CaseDetail(
         case=case,
         member=member,
@@ -98,4 +114,12 @@ def case_detail(
         ),
         attachments=attachments,
         timeline=timeline,
+        officers=officers,
+        other_members=others,
+        chasers=chasers,
+        merged_into=merged_into.reference if merged_into else None,
+        merged_from=merged_from,
+        linked_case=linked.reference if linked else None,
+        converted_to=case.converted_to,
+        closed_reason=case.closed_reason,
     )

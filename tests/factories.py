@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from typer.testing import Result
 
 from mailbridge.config import Config
 from mailbridge.db import transaction
@@ -115,3 +116,21 @@ def seed_directory(engine: Engine) -> dict[str, int]:
 
 def fixture_bytes(name: str) -> bytes:
     return (MAIL / name).read_bytes()
+
+
+# --- command-line results (typer.testing.CliRunner) ---------------------------------------
+
+
+def ok_lines(result: Result) -> list[str]:
+    """A command that succeeded: its standard output, line by line."""
+    assert result.exit_code == 0, result.output
+    assert result.exception is None, result.exception
+    return result.stdout.splitlines()
+
+
+def one_error(result: Result, text: str) -> None:
+    """A person's mistake: exit 1 and exactly one `error:` line, never a traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.stderr.splitlines() == [f"error: {text}"], result.stderr

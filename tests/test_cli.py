@@ -546,6 +546,9 @@ def test_help_lists_every_command() -> None:
     commands = re.findall(r"^│ (\w+)\s{2,}", out, re.MULTILINE)
     assert commands == [
         "run",
+        "dashboard",
+        "export",
+        "report",
         "db",
         "members",
         "officers",

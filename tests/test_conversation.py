@@ -50,7 +50,14 @@ from mailbridge.models import (
 )
 from mailbridge.parsing import parse
 from mailbridge.services import Services
-from tests.factories import add_person, fixture_bytes, make_services, seed_directory
+from tests.factories import (
+    add_person,
+    fixture_bytes,
+    make_services,
+    ok_lines,
+    one_error,
+    seed_directory,
+)
 from tests.test_pipeline import daemon_for
 
 MAILBOX = "enquiries@example.gov.uk"
@@ -1338,19 +1345,6 @@ email = "{SUPPORT}"
     council.open_pothole_case()
     yield Home(config, council)
     engine.dispose()
-
-
-def ok_lines(result: Result) -> list[str]:
-    assert result.exit_code == 0, result.output
-    assert result.exception is None, result.exception
-    return result.stdout.splitlines()
-
-
-def one_error(result: Result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    assert result.stderr.splitlines() == [f"error: {text}"], result.stderr
 
 
 def test_cli_case_assign_and_reassign(home: Home) -> None:

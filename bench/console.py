@@ -1,0 +1,356 @@
+"""Console benchmark: the coordinator's queries on N realistic cases (100,000 by default).
+
+Generates two years of cases (about 300 members, 200 officers, 12 service areas in five
+directorates, eight districts; statuses by age, extensions, additional officers) with bulk
+Core inserts, then times, warm, the median of several runs of:
+
+* the dashboard's data (counts by status, overdue, due within 2 working days, newest 15);
+* `cases list` with three filters (service area + status + overdue), page and total;
+* `cases list` unfiltered, first page, and a `--search` over subjects and enquiry text;
+* the scrutiny report over a year, when mailbridge/reports.py is there.
+
+Never pass/fail: it prints figures (the issue's target is 300 ms each).
+
+    .venv/bin/python bench/console.py                  # 100,000 cases, SQLite
+    .venv/bin/python bench/console.py --database postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert, select
+from sqlmodel import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mailbridge import dashboard, filters  # noqa: E402
+from mailbridge.migrate import ensure_database  # noqa: E402
+from mailbridge.models import Case, CaseOfficer, Person, PersonAddress  # noqa: E402
+from mailbridge.sla import WorkingCalendar  # noqa: E402
+
+FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
+LAST = ["Smith", "Patel", "Owen", "Okafor", "Jones", "Baker", "Rahman", "Lewis", "Wood", "Chen"]
+DIRECTORATES = {
+    "Environment and Transport": [
+        ("Highways", ["Pothole", "Street lighting", "Drainage", "Pavement"]),
+        ("Waste", ["Missed collection", "Fly-tipping"]),
+        ("Transport", ["Bus service", "Parking"]),
+    ],
+    "Children's Services": [
+        ("School Transport", ["Eligibility", "Route"]),
+        ("Admissions", ["School place"]),
+        ("SEND", ["EHCP", "Assessment"]),
+    ],
+    "Adults and Health": [
+        ("Adult Social Care", ["Care review", "Carer support"]),
+        ("Public Health", ["Health concern"]),
+    ],
+    "Corporate Resources": [("Council Tax", ["Bill query"]), ("Libraries", ["Opening hours"])],
+    "Chief Executive's": [("Planning", ["Application"]), ("Trading Standards", ["Scam"])],
+}
+AREAS = [(area, d, types) for d, areas in DIRECTORATES.items() for area, types in areas]
+DISTRICTS = [
+    "Blaby",
+    "Charnwood",
+    "Harborough",
+    "Hinckley and Bosworth",
+    "Melton",
+    "North West Leicestershire",
+    "Oadby and Wigston",
+    "Rutland",
+]
+ROADS = ["Mill Lane", "Church Street", "Station Road", "High Street", "London Road"]
+WORDS = [
+    "resident",
+    "asked",
+    "again",
+    "about",
+    "the",
+    "problem",
+    "near",
+    "the",
+    "school",
+    "and",
+    "the",
+    "shops",
+]
+CHUNK = 5000
+
+
+def people(conn: Any, rng: random.Random, members: int, officers: int) -> tuple[list, list]:
+    """Insert members and officers (with their addresses); return their ids and areas."""
+    rows = []
+    for i in range(members):
+        name = f"Cllr {rng.choice(FIRST)} {rng.choice(LAST)}"
+        rows.append(
+            {
+                "kind": "member",
+                "name": name,
+                "email": f"member{i:03d}@example.gov.uk",
+                "district": DISTRICTS[i % len(DISTRICTS)],
+                "active": True,
+            }
+        )
+    for i in range(officers):
+        area, directorate, _ = AREAS[i % len(AREAS)]
+        rows.append(
+            {
+                "kind": "officer",
+                "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                "email": f"officer{i:03d}@example.gov.uk",
+                "service_area": area,
+                "directorate": directorate,
+                "active": True,
+            }
+        )
+    now = datetime.now(UTC)
+    blank = {"district": None, "service_area": None, "directorate": None}
+    rows = [{**blank, **r, "created_at": now, "updated_at": now} for r in rows]
+    conn.execute(insert(Person), rows)
+    found = conn.execute(select(Person.id, Person.kind, Person.email)).all()
+    conn.execute(
+        insert(PersonAddress), [{"email": email, "person_id": pid} for pid, _, email in found]
+    )
+    member_ids = [pid for pid, kind, _ in found if kind == "member"]
+    officer_ids = [pid for pid, kind, _ in found if kind == "officer"]
+    return member_ids, officer_ids
+
+
+def generate(url: str, n: int) -> None:
+    rng = random.Random(11)
+    cal = WorkingCalendar()
+    today = cal.local_date(datetime.now(UTC))
+    engine = ensure_database(url)
+    due_cache: dict[tuple[date, int], date] = {}
+
+    def due(day: date, days: int) -> date:
+        key = (day, days)
+        if key not in due_cache:
+            due_cache[key] = cal.add_working_days(day, days)
+        return due_cache[key]
+
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        members, officers = people(conn, rng, 300, 200)
+        officers_by_area: dict[str, list[int]] = {}
+        for k, oid in enumerate(officers):
+            officers_by_area.setdefault(AREAS[k % len(AREAS)][0], []).append(oid)
+        span = 730 * 24 * 3600
+        moments = sorted(rng.randrange(span) for _ in range(n))
+        start = datetime.now(UTC) - timedelta(seconds=span)
+        seqs: dict[int, int] = {}
+        cases: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        case_id = conn.execute(select(Case.id).order_by(Case.id.desc())).scalar() or 0
+
+        def flush() -> None:
+            if cases:
+                conn.execute(insert(Case), cases)
+                cases.clear()
+            if links:
+                conn.execute(insert(CaseOfficer), links)
+                links.clear()
+
+        for offset in moments:
+            created = start + timedelta(seconds=offset)
+            local = cal.local_date(created)
+            age = (today - local).days
+            area, directorate, types = rng.choice(AREAS)
+            member = rng.choice(members)
+            roll = rng.random()
+            if age > 40:
+                status = "completed" if roll < 0.93 else "closed" if roll < 0.96 else "in_progress"
+            elif age > 10:
+                status = "completed" if roll < 0.6 else "in_progress" if roll < 0.95 else "new"
+            else:
+                status = "new" if roll < 0.5 else "in_progress" if roll < 0.85 else "completed"
+            response_due = due(local, 10)
+            extended = due(response_due, 5) if rng.random() < 0.05 else None
+            lead = rng.choice(officers_by_area[area]) if status != "new" else None
+            case_id += 1
+            seqs[local.year] = seqs.get(local.year, 0) + 1
+            road = rng.choice(ROADS)
+            etype = rng.choice(types)
+            done = (
+                created + timedelta(days=rng.randint(1, 20))
+                if status in ("completed", "closed")
+                else None
+            )
+            cases.append(
+                {
+                    "id": case_id,
+                    "reference": f"MQ-{local.year}-{seqs[local.year]:05d}",
+                    "prefix": "MQ",
+                    "year": local.year,
+                    "seq": seqs[local.year],
+                    "subject": f"{etype} on {road}",
+                    "body_text": " ".join(rng.choices(WORDS, k=40)) + f" {road}.",
+                    "status": status,
+                    "member_id": member,
+                    "submitter_id": member,
+                    "lead_officer_id": lead,
+                    "service_area": area,
+                    "directorate": directorate,
+                    "enquiry_type": etype,
+                    "district": rng.choice(DISTRICTS),
+                    "received_at": created,
+                    "acknowledge_due": due(local, 2),
+                    "response_due": response_due,
+                    "acknowledged_at": created + timedelta(hours=2),
+                    "completed_at": done,
+                    "first_response_at": done,
+                    "extended_due": extended,
+                    "chase_count": rng.choice((0, 0, 0, 1, 2)),
+                    "reopened_count": 0,
+                    "preferred_contact": rng.choice(("email", "email", "phone", "letter")),
+                    "sensitive": False,
+                    "created_at": created,
+                    "updated_at": done or created,
+                }
+            )
+            if lead:
+                links.append({"case_id": case_id, "person_id": lead, "role": "lead"})
+                if rng.random() < 0.1:
+                    other = rng.choice(officers)
+                    if other != lead:
+                        links.append({"case_id": case_id, "person_id": other, "role": "additional"})
+            if len(cases) >= CHUNK:
+                flush()
+        flush()
+    if url.startswith("postgresql"):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    print(f"generated {n:,} cases in {time.perf_counter() - started:.1f} s")
+
+
+def timed(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm: caches, prepared plans, the calendar's holidays
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
+
+def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
+    from mailbridge.db import make_engine
+
+    engine = make_engine(url)
+    cal = WorkingCalendar()
+    today = cal.local_date(datetime.now(UTC))
+    out: list[tuple[str, float | None, str]] = []
+    with Session(engine) as session:
+
+        def board() -> None:
+            dashboard.dashboard(session, cal, today)
+
+        def three() -> None:
+            f = filters.CaseFilter(service_area="Highways", status="in_progress", overdue=True)
+            filters.list_cases(session, f, cal, today)
+            filters.count_cases(session, f, cal, today)
+
+        def first_page() -> None:
+            f = filters.CaseFilter()
+            filters.list_cases(session, f, cal, today)
+            filters.count_cases(session, f, cal, today)
+
+        def search() -> None:
+            f = filters.CaseFilter(search="mill lane", district="Melton")
+            filters.list_cases(session, f, cal, today)
+
+        out.append(("dashboard (counts + newest 15)", timed(board, runs), ""))
+        out.append(
+            (
+                "cases list: Highways + in_progress + overdue (page + total)",
+                timed(three, runs),
+                "",
+            )
+        )
+        out.append(("cases list: no filter (page + total)", timed(first_page, runs), ""))
+        out.append(("cases list: --search 'mill lane' --district Melton", timed(search, runs), ""))
+        if importlib.util.find_spec("mailbridge.reports") is None:
+            out.append(("report over a year", None, "skipped: no mailbridge/reports.py"))
+        else:
+            from mailbridge import reports
+
+            build = getattr(reports, "build_report", None) or getattr(reports, "build", None)
+            if build is None:
+                out.append(("report over a year", None, "skipped: no build_report()"))
+            else:
+
+                def report() -> None:
+                    build(session, cal, today - timedelta(days=365), today, today=today)
+
+                try:
+                    out.append(("report over a year", timed(report, runs), ""))
+                except Exception as exc:  # noqa: BLE001 - report what broke, keep the figures
+                    out.append(("report over a year", None, f"failed: {exc!r}"[:200]))
+    engine.dispose()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=100_000, help="cases (default 100,000)")
+    ap.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per query (median)")
+    ap.add_argument(
+        "--pg-admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server to create a scratch database on",
+    )
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="mailbridge-console-bench-") as tmp:
+        pg_name = None
+        admin = None
+        if args.database == "postgres":
+            pg_name = f"mb_bench_{uuid.uuid4().hex[:10]}"
+            admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
+            url = args.pg_admin_url.rpartition("/")[0] + f"/{pg_name}"
+        else:
+            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        try:
+            generate(url, args.n)
+            figures = measure(url, args.runs)
+        finally:
+            if admin is not None:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                admin.dispose()
+
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {cpu}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {args.database}, {args.n:,} cases, "
+        f"median of {args.runs} warm runs"
+    )
+    for label, ms, note in figures:
+        shown = f"{ms:8.1f} ms" if ms is not None else "       -   "
+        print(f"  {label:<62} {shown}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
+merge|convert|attachments`. The rules live in mailbridge/casework.py; this only prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from mailbridge import casework
+from mailbridge.cli.cases import _actor
+from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.db import transaction
+from mailbridge.services import Services
+
+Reference = Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")]
+QUEUED = "  emails go out with the next pass of `mailbridge run`"
+
+
+@contextmanager
+def _work(config: Path) -> Iterator[tuple[Services, Session]]:
+    """Services and one transaction: committed when the command's change succeeds."""
+    with opened(config) as (cfg, engine):
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        with transaction(services.engine) as session:
+            yield services, session
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def set_(
+    reference: Reference,
+    service_area: Annotated[
+        str | None, typer.Option(help="Service area (one of the service areas in the config).")
+    ] = None,
+    enquiry_type: Annotated[str | None, typer.Option(help="Enquiry type.")] = None,
+    directorate: Annotated[str | None, typer.Option(help="Directorate.")] = None,
+    district: Annotated[str | None, typer.Option(help="District.")] = None,
+    contact: Annotated[
+        str | None,
+        typer.Option("--contact", help="The preferred contact method: email, phone or letter."),
+    ] = None,
+    sensitive: Annotated[
+        bool | None,
+        typer.Option("--sensitive/--not-sensitive", help="Mark or unmark the case sensitive."),
+    ] = None,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Change a case's classification, preferred contact method or sensitive flag.
+
+    Only the options given change; an empty value ("") clears one. Each change is logged
+    with its old and new value.
+
+    Example: mailbridge case set MQ-2026-00042 --service-area Highways --contact phone
+    """
+    with _work(config) as (services, session):
+        done = casework.set_fields(
+            session,
+            services,
+            reference,
+            actor=_actor(),
+            service_area=service_area,
+            enquiry_type=enquiry_type,
+            directorate=directorate,
+            district=district,
+            preferred_contact=contact,
+            sensitive=sensitive,
+        )
+    if not done.changes:
+        _say(f"{done.reference}: nothing changed (the values were already so)")
+        return
+    _say(f"{done.reference}:")
+    for change in done.changes:
+        _say(f"  {change}")
+
+
+def status(
+    reference: Reference,
+    new_status: Annotated[
+        str, typer.Argument(metavar="STATUS", help="new, in_progress or completed.")
+    ],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Move a case to new, in_progress or completed.
+
+    Completing sets the completion time. A completed case comes back with `case reopen`;
+    a closed (merged or converted) case never changes; a case with a lead officer cannot
+    be new again.
+
+    Example: mailbridge case status MQ-2026-00042 completed
+    """
+    with _work(config) as (services, session):
+        done = casework.set_status(session, services, reference, new_status, actor=_actor())
+    _say(f"{done.reference}: {_word(done.old)} → {_word(done.new)}")
+
+
+def _word(status: str) -> str:
+    return casework.STATUS_WORDS.get(status, status)  # type: ignore[call-overload, no-any-return]
+
+
+def note(
+    reference: Reference,
+    text: Annotated[str, typer.Argument(help="The note (quote it).")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Add an internal note to a case; nobody is emailed.
+
+    Officers see it in the case history that their notices carry.
+
+    Example: mailbridge case note MQ-2026-00042 "Spoke to the contractor: repair booked"
+    """
+    with _work(config) as (services, session):
+        ref = casework.add_note(session, services, reference, text, actor=_actor())
+    _say(f"{ref}: note added (not sent to anyone)")
+
+
+def reply(
+    reference: Reference,
+    text: Annotated[str, typer.Argument(help="What to tell the member (quote it).")],
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option("--attach", help="A file to attach; repeat for more."),
+    ] = None,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Email the member — and every other member on the case — with the case tag.
+
+    The reply is kept on the case and counts as a response; it does not complete the case.
+
+    Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
+    """
+    with _work(config) as (services, session):
+        done = casework.reply(session, services, reference, text, attach or [], actor=_actor())
+    _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
+    if done.attached:
+        _say(f"  attached: {', '.join(done.attached)}")
+    for address, why in done.withheld:
+        _say(f"  not sent to {address}: {why}")
+    _say(QUEUED)
+
+
+def reopen(
+    reference: Reference,
+    reason: Annotated[str | None, typer.Option(help="Why it is reopened (for the log).")] = None,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Open a completed case again: in progress if it has a lead officer, else new.
+
+    Example: mailbridge case reopen MQ-2026-00042 --reason "the repair failed"
+    """
+    with _work(config) as (services, session):
+        done = casework.reopen(session, services, reference, reason, actor=_actor())
+    _say(f"{done.reference}: reopened, now {_word(done.new)}")
+
+
+def link(
+    reference: Reference,
+    member: Annotated[str, typer.Option("--member", help="The other member's email.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Put another member on a case; responses and replies go to every member on it.
+
+    For two councillors, or a councillor and an MP, raising the same issue.
+
+    Example: mailbridge case link MQ-2026-00042 --member raj.patel@example.gov.uk
+    """
+    with _work(config) as (services, session):
+        done = casework.link(session, services, reference, member, actor=_actor())
+    _say(f"{done.reference}: {done.member} added")
+    _say(f"  responses now go to {', '.join(done.members)}")
+
+
+def merge(
+    reference: Reference,
+    into: Annotated[str, typer.Option("--into", help="The case that carries on.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Close a case into another raising the same issue; its member joins the other case.
+
+    The merged case keeps its history; mail on its thread still finds it.
+
+    Example: mailbridge case merge MQ-2026-00043 --into MQ-2026-00042
+    """
+    with _work(config) as (services, session):
+        done = casework.merge(session, services, reference, into, actor=_actor())
+    _say(f"{done.reference}: merged into {done.into} and closed")
+    if done.members_added:
+        _say(f"  now on {done.into}: {', '.join(done.members_added)}")
+
+
+def convert(
+    reference: Reference,
+    to: Annotated[str, typer.Option("--to", help="complaint or service-request.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the case).")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Close a case here: it carries on as a complaint or service request.
+
+    The reason is kept on the case, and so is its history.
+
+    Example: mailbridge case convert MQ-2026-00042 --to complaint --reason "resident complaint"
+    """
+    with _work(config) as (services, session):
+        done = casework.convert(session, services, reference, to, reason, actor=_actor())
+    _say(f"{done.reference}: converted to a {done.converted_to.replace('_', ' ')} and closed")
+
+
+def attachments(
+    reference: Reference,
+    save: Annotated[Path, typer.Option("--save", help="The folder to write them into.")],
+    force: Annotated[bool, typer.Option(help="Overwrite files already in the folder.")] = False,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Save a case's kept attachments into a folder, under safe, unique file names.
+
+    Nothing is written if a file of the same name is there, unless --force.
+
+    Example: mailbridge case attachments MQ-2026-00042 --save ./MQ-2026-00042
+    """
+    with _work(config) as (services, session):
+        saved = casework.save_attachments(
+            session, services, reference, save, force=force, actor=_actor()
+        )
+    _say(f"{len(saved)} saved to {save}:")
+    for item in saved:
+        _say(f"  {item.path.name}  ({item.size:,} B)")
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "set": set_,
+    "status": status,
+    "note": note,
+    "reply": reply,
+    "reopen": reopen,
+    "link": link,
+    "merge": merge,
+    "convert": convert,
+    "attachments": attachments,
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to `mailbridge case`."""
+    for name, command in COMMANDS.items():
+        app.command(name)(friendly(command))

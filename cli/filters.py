@@ -1,0 +1,97 @@
+"""The case filter options `cases list` and `export` share, and the filter they build."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Annotated, Any
+
+import typer
+
+from mailbridge.errors import UserError
+from mailbridge.filters import SORTS, STATUSES, CaseFilter, normalise_status
+
+
+def _status(value: str | None) -> str | None:
+    try:
+        return normalise_status(value)
+    except UserError:
+        raise typer.BadParameter(f"use one of {', '.join(STATUSES)}") from None
+
+
+TypeOption = Annotated[
+    str | None, typer.Option("--type", help="Enquiry type, e.g. 'Pothole' (any case).")
+]
+RefOption = Annotated[
+    str | None, typer.Option("--ref", help="Part of a reference, e.g. 2026-0004 or MQ-2026-00042.")
+]
+ServiceAreaOption = Annotated[
+    str | None, typer.Option("--service-area", help="Service area, e.g. Highways.")
+]
+SurnameOption = Annotated[
+    str | None, typer.Option("--surname", help="The member's surname, e.g. Patel.")
+]
+DirectorateOption = Annotated[
+    str | None, typer.Option("--directorate", help="Directorate, e.g. 'Adults and Health'.")
+]
+EmailOption = Annotated[
+    str | None,
+    typer.Option("--email", help="Any address of the member or of whoever sent the enquiry."),
+]
+DistrictOption = Annotated[
+    str | None, typer.Option("--district", help="District, e.g. Harborough.")
+]
+StatusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--status",
+        callback=_status,
+        help=f"Only cases with this status: {', '.join(STATUSES)}.",
+    ),
+]
+OfficerOption = Annotated[
+    str | None,
+    typer.Option("--officer", help="An officer's email: cases they lead or help on."),
+]
+MemberOption = Annotated[
+    str | None,
+    typer.Option("--member", help="A member's email or part of their name: cases they are on."),
+]
+OverdueOption = Annotated[
+    bool, typer.Option("--overdue", help="Only open cases past their deadline.")
+]
+DueWithinOption = Annotated[
+    int | None,
+    typer.Option(
+        "--due-within",
+        min=0,
+        metavar="N",
+        help="Only open cases due from today to N working days ahead.",
+    ),
+]
+CreatedFromOption = Annotated[
+    str | None,
+    typer.Option("--created-from", metavar="YYYY-MM-DD", help="Created on or after this day."),
+]
+CreatedToOption = Annotated[
+    str | None,
+    typer.Option("--created-to", metavar="YYYY-MM-DD", help="Created on or before this day."),
+]
+SearchOption = Annotated[
+    str | None,
+    typer.Option("--search", metavar="TEXT", help="Text in the subject or the enquiry (any case)."),
+]
+SortOption = Annotated[str, typer.Option("--sort", help=f"Order by one of: {', '.join(SORTS)}.")]
+DescOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--desc/--asc",
+        help="Descending or ascending (by default newest first for created, else ascending).",
+        show_default=False,
+    ),
+]
+
+
+def case_filter(options: dict[str, Any], **overrides: Any) -> CaseFilter:
+    """The CaseFilter a command's options describe: every option named like a filter field."""
+    names = {f.name for f in fields(CaseFilter)}
+    return CaseFilter(**{k: v for k, v in {**options, **overrides}.items() if k in names})
