@@ -19,10 +19,17 @@ from tests.servers import unavailable
 
 
 def corpus_dir() -> Path:
+    """MAILBRIDGE_CORPUS, else the nearest `shared/corpus` beside the checkout or above it
+    (`../shared/corpus` for a checkout next to it, as on the development machines)."""
     configured = os.environ.get("MAILBRIDGE_CORPUS")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    checkout = Path(__file__).resolve().parents[1]
+    for folder in checkout.parents:
+        candidate = folder / "shared" / "corpus"
+        if candidate.is_dir():
+            return candidate
+    return checkout.parent / "shared" / "corpus"
 
 
 def corpus_files() -> list[Path]:
