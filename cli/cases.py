@@ -180,6 +180,25 @@ def show(
         fields.append(("Extended to", f"{c.extended_due:%a %d %b %Y} ({state}){reason}"))
     if c.chase_count:
         fields.append(("Chased", f"{c.chase_count} times"))
+    extra_officers = [f"{p.name} <{p.email}>" for p, role in d.officers if role != "lead"]
+    if extra_officers:
+        fields.append(("Also officers", ", ".join(extra_officers)))
+    if d.other_members:
+        fields.append(("Also members", ", ".join(f"{p.name} <{p.email}>" for p in d.other_members)))
+    if d.linked_case:
+        fields.append(("Follows on from", d.linked_case))
+    if d.merged_from:
+        fields.append(("Merged in", ", ".join(d.merged_from)))
+    if d.merged_into:
+        fields.append(("Merged into", d.merged_into))
+    if d.converted_to:
+        fields.append(("Converted to", d.converted_to.replace("_", " ")))
+    if d.closed_reason and not d.merged_into:
+        fields.append(("Closed because", d.closed_reason))
+    if c.preferred_contact:
+        fields.append(("Contact by", c.preferred_contact))
+    if c.sensitive:
+        fields.append(("Sensitive", "yes"))
     for label, value in fields:
         console.print(f"  {label:<15} {value}", highlight=False)
     if c.body_text:

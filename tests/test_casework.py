@@ -583,3 +583,29 @@ def test_mail_on_a_merged_case_goes_to_the_case_it_was_merged_into(desk: Desk) -
     assert desk.council.case(REF).chase_count == 1
     assert desk.council.case(other).status == "closed"
     assert desk.council.case(other).chase_count == 0
+
+
+def show_fields(desk: Desk, reference: str) -> dict[str, str]:
+    """`case show`'s field block as label -> value."""
+    fields = {}
+    for line in ok_lines(desk.cli("case", "show", reference)):
+        if line.startswith("  ") and len(line) > 18 and line[17] == " " and line[2] != " ":
+            fields[line[2:17].strip()] = line[18:].strip()
+    return fields
+
+
+def test_case_show_names_other_members_merges_and_conversions(desk: Desk) -> None:
+    other = raj_case(desk)
+    ok_lines(desk.cli("case", "merge", other, "--into", REF))
+    kept = show_fields(desk, REF)
+    assert kept["Also members"] == f"Cllr Raj Patel <{RAJ}>"
+    assert kept["Merged in"] == other
+    merged = show_fields(desk, other)
+    assert (merged["Status"], merged["Merged into"]) == ("Closed", REF)
+    assert "Closed because" not in merged  # the merge line says it all
+    ok_lines(desk.cli("case", "convert", REF, "--to", "complaint", "--reason", "Formal complaint"))
+    converted = show_fields(desk, REF)
+    assert (converted["Converted to"], converted["Closed because"]) == (
+        "complaint",
+        "Formal complaint",
+    )
