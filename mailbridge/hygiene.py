@@ -507,18 +507,3 @@ def may_answer_automatically(address: str | None, parsed: ParsedEmail | None = N
         if classify(parsed, ()) is not None:
             return False
     return True
-
-
-# --- the former API, kept while ingest still calls it --------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    code: str
-    reason: str
-
-
-def check(parsed: ParsedEmail, own_addresses: Collection[str]) -> Rejection | None:
-    """Loops only, as a Rejection: what ingest's `refuse_loops` step used before `classify`."""
-    loop = _loop(parsed, own_addresses)
-    return Rejection("loop", loop.reason) if loop else None

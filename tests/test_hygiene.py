@@ -24,8 +24,6 @@ from mailbridge.hygiene import (
     Bounce,
     FailedRecipient,
     Loop,
-    Rejection,
-    check,
     classify,
     may_answer_automatically,
 )
@@ -172,17 +170,6 @@ def test_our_address_in_from_is_a_loop_without_the_loop_header() -> None:
     assert verdict == Loop("the message is from our own address enquiries@example.gov.uk")
     # Nothing else marks it as a loop: without our address it is an ordinary auto-reply.
     assert isinstance(classify(parse(raw), ["someone.else@example.gov.uk"]), AutoReply)
-
-
-def test_check_still_gives_the_old_rejection_for_loops_only() -> None:
-    """ingest's refuse_loops step calls check(); it must keep quarantining loops only."""
-    looped = check(parsed("our_own_acknowledgement_looped_back.eml"), OWN)
-    assert looped == Rejection(
-        "loop", "the message carries our own loop header: it is mail we sent"
-    )
-    assert check(parsed("postfix_bounce_returns_our_notification.eml"), OWN) is None
-    assert check(parsed("exchange_out_of_office_automatic_reply.eml"), OWN) is None
-    assert check(parsed("member_new_enquiry_pothole.eml"), OWN) is None
 
 
 # --- bounces ------------------------------------------------------------------------------
