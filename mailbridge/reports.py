@@ -24,25 +24,29 @@ council, per directorate and service area, and per member:
 * holding replies and extensions: events of those kinds on the period's cases; reopened:
   times the cases were reopened; chasers: update requests from members (``chase_count``).
 
-Counts are aggregated by the database (GROUP BY the directorate, service area and member of
-the case, rolled up here); durations need per-case dates, so only the local dates and the
-group keys of the period's cases are fetched, never whole rows. Local dates are computed in
-SQL: PostgreSQL converts with the zone itself; SQLite gets the zone's UTC offsets over the
-years concerned as a CASE expression.
+One query fetches, for each of the period's cases, only its group keys (directorate, service
+area, member), its moments and deadlines, its status and its two tallies — never whole rows —
+and one pass here counts everything by group key, rolled up to service areas, directorates,
+members and the whole council; a second query counts the holding replies and extensions.
+Dates travel as day numbers: PostgreSQL converts moments to local dates with the zone itself
+and sends days since the period's eve; SQLite sends its stored text, whose local date is
+looked up by the UTC hour in a table built from the zone's UTC offsets (see _Days). Working
+days are then a difference of precomputed ranks.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, String, and_, case, cast, func, literal, or_, select, type_coerce
+from sqlalchemy import Date, Integer, String, and_, cast, func, literal, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -277,16 +281,6 @@ class _Counts:
     holding: int = 0
     extensions: int = 0
 
-    def add(self, other: _Counts) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-_AGGREGATES = (
-    "received", "ack_on_time", "ack_assessed", "responded", "on_time", "assessed",
-    "on_time_ext", "assessed_ext", "overdue", "chasers", "reopened",
-)
-
 
 def build_period(
     session: Session, calendar: WorkingCalendar, start: date, end: date, today: date
@@ -297,41 +291,53 @@ def build_period(
     dialect = conn.dialect.name
     c = Case.__table__.c  # type: ignore[attr-defined]
     last_day = max(today, end)
-
-    def local_date(column: Any) -> ColumnElement[Any]:
-        return _local_date_sql(column, calendar.zone, dialect, start, last_day)
-
     in_period = and_(c.received_at >= lo, c.received_at < hi)
     keys = (c.directorate, c.service_area, c.member_id)
 
-    def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    # One pass over the period's cases: the group keys, the moments and deadlines as day
+    # numbers (see _Days), the status and the two tallies; every figure is rolled up here.
+    days = _Days(calendar, start - timedelta(days=1), last_day + timedelta(days=90),
+                 raw=dialect != "postgresql")
+    if days.raw:
+        def moment(column: Any) -> ColumnElement[Any]:
+            return type_coerce(column, String)
 
-    due_in_force = func.coalesce(c.extended_due, c.response_due)
-    today_ = literal(today, Date)
-    not_closed = c.status != CaseStatus.CLOSED.value
-    answered = c.first_response_at.is_not(None)
-    answered_by = local_date(c.first_response_at)
-    aggregates = select(
+        def deadline(column: Any) -> ColumnElement[Any]:
+            return type_coerce(column, String)
+    else:
+        base = literal(days.first, Date)
+
+        def moment(column: Any) -> ColumnElement[Any]:
+            return type_coerce(cast(func.timezone(calendar.zone.key, column), Date) - base,
+                               Integer)
+
+        def deadline(column: Any) -> ColumnElement[Any]:
+            return type_coerce(column - base, Integer)
+
+    rows = select(
         *keys,
-        func.count(),
-        count(and_(c.acknowledged_at.is_not(None),
-                   local_date(c.acknowledged_at) <= c.acknowledge_due)),
-        count(or_(c.acknowledged_at.is_not(None),
-                  and_(c.acknowledge_due < today_, not_closed))),
-        count(answered),
-        count(and_(answered, answered_by <= c.response_due)),
-        count(or_(answered, and_(c.response_due < today_, not_closed))),
-        count(and_(answered, answered_by <= due_in_force)),
-        count(or_(answered, and_(due_in_force < today_, not_closed))),
-        count(and_(c.status.in_(OPEN_STATUSES), due_in_force < today_)),
-        func.coalesce(func.sum(c.chase_count), 0),
-        func.coalesce(func.sum(c.reopened_count), 0),
-    ).where(in_period).group_by(*keys)
+        moment(c.received_at),
+        moment(c.acknowledged_at),
+        deadline(c.acknowledge_due),
+        moment(c.first_response_at),
+        deadline(c.response_due),
+        deadline(c.extended_due),
+        moment(c.completed_at),
+        c.status,
+        c.chase_count,
+        c.reopened_count,
+    ).where(in_period)
 
-    counts: dict[tuple[Any, ...], _Counts] = {}
-    for row in conn.execute(aggregates):
-        counts[tuple(row[:3])] = _Counts(**dict(zip(_AGGREGATES, map(int, row[3:]), strict=True)))
+    # Per group key: the 13 _Counts figures in field order, then the working days to first
+    # response and to completion of its cases, then the day numbers they were received.
+    groups: dict[tuple[Any, Any, Any], list[Any]] = {}
+    result = conn.execute(rows)
+    try:
+        # The DBAPI's own tuples: none of these columns has a result processor, and a Row per
+        # case would cost more than everything done with it below.
+        _tally(result.cursor, groups, days, today)
+    finally:
+        result.close()
 
     e = Event.__table__.c  # type: ignore[attr-defined]
     events = (
@@ -341,67 +347,96 @@ def build_period(
         .group_by(*keys, e.kind)
     )
     for *key, kind, n in conn.execute(events):
-        entry = counts.setdefault(tuple(key), _Counts())
-        if kind == HOLDING_REPLY:
-            entry.holding += int(n)
-        else:
-            entry.extensions += int(n)
+        group = groups.get(tuple(key))  # type: ignore[arg-type]
+        if group is None:
+            group = groups[tuple(key)] = _new_group()  # type: ignore[index]
+        group[11 if kind == HOLDING_REPLY else 12] += int(n)
 
-    # Per-case dates for the durations and the weekly volumes: the group keys and three
-    # moments. PostgreSQL sends local dates; SQLite sends its stored UTC text, turned into
-    # local dates here by the UTC hour (cheaper than SQLite's date functions, see _Stamps).
-    stamps = _Stamps(calendar, start - timedelta(days=1), last_day + timedelta(days=90),
-                     raw=dialect != "postgresql")
-    moment = (lambda col: type_coerce(col, String)) if stamps.raw else local_date
-    dates = select(
-        c.directorate,
-        c.service_area,
-        c.member_id,
-        moment(c.received_at),
-        moment(c.first_response_at),
-        moment(c.completed_at),
-    ).where(in_period)
-    rank = stamps.rank
-    ranks = stamps.ranks  # looked up inline: this loop runs once per case
-    cut = stamps.cut
-    first_by_area: dict[tuple[Any, Any], list[int]] = defaultdict(list)
-    done_by_area: dict[tuple[Any, Any], list[int]] = defaultdict(list)
-    first_by_member: dict[Any, list[int]] = defaultdict(list)
-    done_by_member: dict[Any, list[int]] = defaultdict(list)
-    per_day: Counter[tuple[Any, Any]] = Counter()
-    for directorate, area, member, received, first, done in conn.execute(dates):
-        key = received[:cut] if cut else received
-        per_day[directorate, key] += 1
-        if first is None and done is None:
-            continue
-        start_rank = ranks.get(key)
-        if start_rank is None:
-            start_rank = rank(received)
-        if first is not None:
-            found = ranks.get(first[:cut] if cut else first)
-            days = (rank(first) if found is None else found) - start_rank
-            first_by_area[directorate, area].append(days)
-            first_by_member[member].append(days)
-        if done is not None:
-            found = ranks.get(done[:cut] if cut else done)
-            days = (rank(done) if found is None else found) - start_rank
-            done_by_area[directorate, area].append(days)
-            done_by_member[member].append(days)
-
+    per_day: dict[str | None, Counter[int]] = defaultdict(Counter)
+    for (directorate, _area, _member), group in groups.items():
+        per_day[directorate].update(group[15])
     weekly: dict[str | None, dict[date, int]] = defaultdict(lambda: defaultdict(int))
-    for (directorate, received), n in per_day.items():
-        day = stamps.day(received)
-        weekly[directorate][day - timedelta(days=day.weekday())] += n
+    for directorate, received in per_day.items():
+        for number, n in received.items():
+            day = days.day(number)
+            weekly[directorate][day - timedelta(days=day.weekday())] += n
 
-    names = _member_names(session, {key[2] for key in counts})
+    names = _member_names(session, {key[2] for key in groups})
     return PeriodReport(
         start=start,
         end=end,
-        total=_roll_total(counts, first_by_area, done_by_area),
-        areas=_roll_areas(counts, first_by_area, done_by_area),
-        members=_roll_members(counts, first_by_member, done_by_member, names),
+        members=_roll_members(groups, names),
         weekly={k: dict(sorted(v.items())) for k, v in weekly.items()},
+        **_roll_areas(groups),
     )
+
+
+def _tally(
+    rows: Iterable[Sequence[Any]],
+    groups: dict[tuple[Any, Any, Any], list[Any]],
+    days: _Days,
+    today: date,
+) -> None:
+    """Adds each case of `rows` (the columns of build_period's query) to its group."""
+    raw = days.raw
+    cut = days.cut
+    number = days.number  # local text -> day number (SQLite only)
+    rank = days.rank  # day number -> working-day rank
+    now = days.index(today)
+    closed = CaseStatus.CLOSED.value
+    open_ = OPEN_STATUSES
+    for (directorate, area, member, received, acked, ack_due, first, due, extended, done,
+         status, chasers, reopened) in rows:
+        if raw:
+            received = number[received[:cut]]
+            ack_due = number[ack_due]
+            due = number[due]
+            if acked is not None:
+                acked = number[acked[:cut]]
+            if first is not None:
+                first = number[first[:cut]]
+            if extended is not None:
+                extended = number[extended]
+            if done is not None:
+                done = number[done[:cut]]
+        key = (directorate, area, member)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _new_group()
+        group[15].append(received)
+        if acked is not None:
+            group[2] += 1
+            if acked <= ack_due:
+                group[1] += 1
+        elif ack_due < now and status != closed:
+            group[2] += 1
+        in_force = due if extended is None else extended
+        if first is not None:
+            if first <= due:
+                group[4] += 1
+            if first <= in_force:
+                group[6] += 1
+            group[13].append(rank[first] - rank[received])
+        elif status != closed:
+            if due < now:
+                group[5] += 1
+            if in_force < now:
+                group[7] += 1
+        if in_force < now and status in open_:
+            group[8] += 1
+        group[9] += chasers
+        group[10] += reopened
+        if done is not None:
+            group[14].append(rank[done] - rank[received])
+    for group in groups.values():  # what the loop left out: received, responded (assessed)
+        group[0] = len(group[15])
+        group[3] = len(group[13])
+        group[5] += group[3]
+        group[7] += group[3]
+
+
+def _new_group() -> list[Any]:
+    return [0] * 13 + [[], [], []]
 
 
 def _stats(
@@ -440,60 +475,73 @@ def _order(value: str | None) -> tuple[bool, str]:
     return (value is None, (value or "").casefold())
 
 
-def _roll_total(
-    counts: dict[tuple[Any, ...], _Counts],
-    first: dict[tuple[Any, Any], list[int]],
-    done: dict[tuple[Any, Any], list[int]],
-) -> GroupStats:
-    total = _Counts()
-    for n in counts.values():
-        total.add(n)
-    return _stats("total", None, None, None, None, total,
-                  (d for v in first.values() for d in v), (d for v in done.values() for d in v))
+# A rolled-up group: its 13 counts in _Counts field order, and the working days to first
+# response and to completion of its cases (sorted once the roll-up is done).
+_Rolled = tuple[list[int], list[int], list[int]]
 
 
-def _roll_areas(
-    counts: dict[tuple[Any, ...], _Counts],
-    first: dict[tuple[Any, Any], list[int]],
-    done: dict[tuple[Any, Any], list[int]],
-) -> list[GroupStats]:
-    by_area: dict[tuple[Any, Any], _Counts] = defaultdict(_Counts)
-    for (directorate, area, _member), n in counts.items():
-        by_area[directorate, area].add(n)
+def _roll(rolled: dict[Any, _Rolled], key: Any, group: list[Any]) -> None:
+    found = rolled.get(key)
+    if found is None:
+        rolled[key] = (group[:13], list(group[13]), list(group[14]))
+        return
+    counts, first, done = found
+    counts[:] = map(add, counts, group)  # stops after the 13 counts
+    first.extend(group[13])
+    done.extend(group[14])
+
+
+def _combine(parts: Iterable[_Rolled]) -> _Rolled:
+    counts = [0] * 13
+    first: list[int] = []
+    done: list[int] = []
+    for part_counts, part_first, part_done in parts:
+        counts[:] = map(add, counts, part_counts)
+        first += part_first
+        done += part_done
+    first.sort()  # sorted runs: cheap
+    done.sort()
+    return counts, first, done
+
+
+def _roll_areas(groups: dict[tuple[Any, Any, Any], list[Any]]) -> dict[str, Any]:
+    """The total row, and each directorate's row followed by its service areas' rows."""
+    by_area: dict[tuple[Any, Any], _Rolled] = {}
+    for (directorate, area, _member), group in groups.items():
+        _roll(by_area, (directorate, area), group)
     rows: list[GroupStats] = []
+    subtotals: list[_Rolled] = []
     for directorate in sorted({d for d, _ in by_area}, key=_order):
         areas = sorted((a for d, a in by_area if d == directorate), key=_order)
-        subtotal = _Counts()
         for area in areas:
-            subtotal.add(by_area[directorate, area])
-        rows.append(_stats(
-            "directorate", directorate, None, None, None, subtotal,
-            (d for a in areas for d in first.get((directorate, a), ())),
-            (d for a in areas for d in done.get((directorate, a), ())),
-        ))
+            by_area[directorate, area][1].sort()
+            by_area[directorate, area][2].sort()
+        counts, first, done = _combine(by_area[directorate, a] for a in areas)
+        subtotals.append((counts, first, done))
+        rows.append(_stats("directorate", directorate, None, None, None, _Counts(*counts),
+                           first, done))
         for area in areas:
-            rows.append(_stats(
-                "service_area", directorate, area, None, None, by_area[directorate, area],
-                first.get((directorate, area), ()), done.get((directorate, area), ()),
-            ))
-    return rows
+            counts, first, done = by_area[directorate, area]
+            rows.append(_stats("service_area", directorate, area, None, None, _Counts(*counts),
+                               first, done))
+    counts, first, done = _combine(subtotals)
+    total = _stats("total", None, None, None, None, _Counts(*counts), first, done)
+    return {"total": total, "areas": rows}
 
 
 def _roll_members(
-    counts: dict[tuple[Any, ...], _Counts],
-    first: dict[Any, list[int]],
-    done: dict[Any, list[int]],
-    names: dict[int, str],
+    groups: dict[tuple[Any, Any, Any], list[Any]], names: dict[int, str]
 ) -> list[GroupStats]:
-    by_member: dict[int, _Counts] = defaultdict(_Counts)
-    for (_directorate, _area, member), n in counts.items():
-        by_member[member].add(n)
+    by_member: dict[int, _Rolled] = {}
+    for (_directorate, _area, member), group in groups.items():
+        _roll(by_member, member, group)
     ordered = sorted(by_member, key=lambda m: (names.get(m, "").casefold(), m))
-    return [
-        _stats("member", None, None, m, names.get(m), by_member[m],
-               first.get(m, ()), done.get(m, ()))
-        for m in ordered
-    ]
+    rows = []
+    for m in ordered:
+        counts, first, done = by_member[m]
+        rows.append(_stats("member", None, None, m, names.get(m), _Counts(*counts),
+                           first, done))
+    return rows
 
 
 def _member_names(session: Session, ids: set[int]) -> dict[int, str]:
@@ -510,32 +558,6 @@ def _member_names(session: Session, ids: set[int]) -> dict[int, str]:
 
 def _local_midnight(zone: ZoneInfo, day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-
-def _local_date_sql(
-    column: Any, zone: ZoneInfo, dialect: str, first: date, last: date
-) -> ColumnElement[Any]:
-    """SQL for the council-local calendar date of a UTC timestamp column (NULL stays NULL).
-
-    PostgreSQL converts with the zone (timestamptz AT TIME ZONE). SQLite has no zones: the
-    zone's UTC offset is piecewise constant, so the offsets from just before `first` to just
-    after `last` (today: no reply is later) become a CASE on the stored UTC text, added with
-    date(col, '+N minutes'). The result is 'YYYY-MM-DD' text on SQLite, which compares with
-    its stored dates.
-    """
-    if dialect == "postgresql":
-        return cast(func.timezone(zone.key, column), Date)
-    pieces = _utc_offsets(zone.key, first - timedelta(days=2), last + timedelta(days=2))
-    stamp_type = Case.__table__.c.received_at.type  # type: ignore[attr-defined]
-    if len(pieces) == 1:
-        shift: Any = literal(f"{pieces[0][1]:+d} minutes")
-    else:
-        whens = [
-            (column < literal(pieces[i + 1][0], stamp_type), f"{pieces[i][1]:+d} minutes")
-            for i in range(len(pieces) - 1)
-        ]
-        shift = case(*whens, else_=f"{pieces[-1][1]:+d} minutes")
-    return type_coerce(func.date(column, shift), String)
 
 
 @lru_cache(maxsize=32)
@@ -567,60 +589,82 @@ def _utc_offsets(zone_key: str, first: date, last: date) -> tuple[tuple[datetime
     return tuple(pieces)
 
 
-class _Stamps:
-    """Working-day ranks of local dates, so that working days between two dates are a
-    subtraction (the same as WorkingCalendar.working_days_between).
+class _Lookup(dict[Any, int]):
+    """A dict that computes (and remembers) what it does not hold yet."""
 
-    Takes dates (PostgreSQL gives local dates) or, with `raw`, SQLite's stored UTC text
-    ('YYYY-MM-DD HH:MM:SS.ffffff'), whose local date is looked up by its UTC hour (or minute,
-    for zones with offsets or changes that are not whole hours) and remembered. Days outside
-    first..last fall back to the calendar."""
+    def __init__(self, compute: Callable[[Any], int]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: Any) -> int:
+        value = self[key] = self.compute(key)
+        return value
+
+
+_HOURS = tuple(f" {h:02d}" for h in range(24))
+
+
+class _Days:
+    """Local dates as day numbers (days after `first`) and their working-day ranks, so that
+    working days between two dates are a subtraction (the same as
+    WorkingCalendar.working_days_between) and dates compare as integers.
+
+    PostgreSQL sends day numbers. With `raw`, SQLite sends its stored text: dates
+    ('YYYY-MM-DD') and UTC moments ('YYYY-MM-DD HH:MM:SS.ffffff'), whose local date is looked
+    up by their UTC hour (or minute, for zones with offsets or changes that are not whole
+    hours): `number` maps that text to a day number. The dates and UTC hours from `first` to
+    `last` are prepared; anything else is computed with the calendar when met."""
 
     def __init__(self, calendar: WorkingCalendar, first: date, last: date, *, raw: bool) -> None:
         self.calendar = calendar
         self.first = first
         self.raw = raw
-        self.ranks: dict[Any, int] = {first: 0}
+        span = (last - first).days
+        self.rank = _Lookup(self._rank)
         n = 0
-        day = first + timedelta(days=1)
-        while day <= last:
-            if calendar.is_working_day(day):
+        self.rank[0] = 0
+        for i in range(1, span + 91):  # ranks run on 90 days, for late completions
+            if calendar.is_working_day(first + timedelta(days=i)):
                 n += 1
-            self.ranks[day] = n
-            day += timedelta(days=1)
-        pieces = _utc_offsets(calendar.zone.key, first, last)
+            self.rank[i] = n
+        self.number = _Lookup(self._number)
+        self.cut = 0
+        if not raw:
+            return
+        pieces = _utc_offsets(calendar.zone.key, first - timedelta(days=2),
+                              last + timedelta(days=2))
         whole_hours = all(
             off % 60 == 0 and (at.minute, at.second) == (0, 0) for at, off in pieces
         )
-        self.cut = (13 if whole_hours else 16) if raw else 0
-        self.local: dict[str, date] = {}
+        self.cut = 13 if whole_hours else 16
+        origin = datetime.combine(first, time(), tzinfo=UTC)
+        # (from this hour after `first` 00:00 UTC, the offset in minutes)
+        changes = [(int((at - origin).total_seconds()) // 3600, off) for at, off in pieces]
+        k = 0
+        for i in range(span + 1):
+            iso = (first + timedelta(days=i)).isoformat()
+            self.number[iso] = i
+            if not whole_hours:
+                continue
+            for h, suffix in enumerate(_HOURS):
+                hour = i * 24 + h
+                while k + 1 < len(changes) and changes[k + 1][0] <= hour:
+                    k += 1
+                self.number[iso + suffix] = i + (h * 60 + changes[k][1]) // 1440
 
-    def day(self, value: date | str) -> date:
-        if isinstance(value, date):
-            return value
-        key = value[: self.cut]
-        found = self.local.get(key)
-        if found is None:
-            minute = key[14:16] if len(key) >= 16 else "00"
-            utc_moment = datetime.fromisoformat(f"{key[:10]}T{key[11:13]}:{minute}+00:00")
-            found = self.calendar.local_date(utc_moment)
-            self.local[key] = found
-            if self.cut:
-                self.ranks[key] = self._rank(found)
-        return found
+    def index(self, day: date) -> int:
+        return (day - self.first).days
 
-    def rank(self, value: date | str) -> int:
-        found = self.ranks.get(value[: self.cut] if self.cut else value)  # type: ignore[index]
-        if found is None:
-            if isinstance(value, date):
-                return self._rank(value)
-            self.day(value)
-            return self.ranks[value[: self.cut]]
-        return found
+    def day(self, number: int) -> date:
+        return self.first + timedelta(days=number)
 
-    def _rank(self, day: date) -> int:
-        known = self.ranks.get(day)
-        if known is not None:
-            return known
+    def _number(self, text: str) -> int:
+        if len(text) == 10:
+            return self.index(date.fromisoformat(text))
+        minute = text[14:16] if len(text) >= 16 else "00"
+        utc_moment = datetime.fromisoformat(f"{text[:10]}T{text[11:13]}:{minute}+00:00")
+        return self.index(self.calendar.local_date(utc_moment))
+
+    def _rank(self, number: int) -> int:
         # Outside the prepared range: count from its first day.
-        return self.calendar.working_days_between(self.first, day)
+        return self.calendar.working_days_between(self.first, self.day(number))
