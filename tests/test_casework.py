@@ -33,12 +33,10 @@ from tests.factories import add_person, fixture_bytes, ok_lines, one_error
 from tests.test_conversation import (
     GARETH,
     JANE,
-    MAILBOX,
     PRIYA,
     RAJ,
     REF,
     SAM,
-    SUPPORT,
     TOM,
     Council,
     attachment_names,
@@ -48,6 +46,7 @@ from tests.test_conversation import (
     recipients,
     reply,
     text_of,
+    write_council_config,
 )
 
 runner = CliRunner()
@@ -74,23 +73,10 @@ class Desk:
 def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
     engine = ensure_database(db_url)
     council = build_council(tmp_path, engine)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""\
-[council]
-name = "Example County Council"
-[mailbox]
-url = "maildir:{tmp_path / "mailbox"}"
-[smtp]
-url = "maildir:{tmp_path / "outbox"}"
-from_address = "{MAILBOX}"
-[database]
-url = "{db_url}"
-[storage]
-data_dir = "{tmp_path / "data"}"
-[[coordinators]]
-name = "Member Support"
-email = "{SUPPORT}"
+    config = write_council_config(
+        tmp_path,
+        db_url,
+        """\
 [[service_areas]]
 name = "Highways"
 directorate = "Environment and Transport"
@@ -100,7 +86,6 @@ name = "School Transport"
 directorate = "Children's Services"
 keywords = ["school transport", "school bus"]
 """,
-        encoding="utf-8",
     )
     council.open_pothole_case()
     yield Desk(config, council, tmp_path)

@@ -189,6 +189,29 @@ class Council:
             return session.exec(select(Person.id).where(Person.email == email)).one()  # type: ignore[return-value]
 
 
+def write_council_config(tmp_path: Path, db_url: str, extra: str = "") -> Path:
+    """The config.toml of the council the tests build, for driving the CLI against it."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""\
+[mailbox]
+url = "maildir:{tmp_path / "mailbox"}"
+[smtp]
+url = "maildir:{tmp_path / "outbox"}"
+from_address = "{MAILBOX}"
+[database]
+url = "{db_url}"
+[storage]
+data_dir = "{tmp_path / "data"}"
+[[coordinators]]
+name = "Member Support"
+email = "{SUPPORT}"
+{extra}""",
+        encoding="utf-8",
+    )
+    return config
+
+
 def build_council(tmp_path: Path, engine: Engine, **sections: dict[str, Any]) -> Council:
     seed_directory(engine)
     add_person(engine, "officer", "Sam Whitaker", SAM, service_area="Highways")
@@ -1324,24 +1347,7 @@ def home(tmp_path: Path, db_url: str) -> Iterator[Home]:
     """A config.toml on a migrated database of each kind, with the pothole case assigned-ready."""
     engine = ensure_database(db_url)
     council = build_council(tmp_path, engine)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""\
-[mailbox]
-url = "maildir:{tmp_path / "mailbox"}"
-[smtp]
-url = "maildir:{tmp_path / "outbox"}"
-from_address = "{MAILBOX}"
-[database]
-url = "{db_url}"
-[storage]
-data_dir = "{tmp_path / "data"}"
-[[coordinators]]
-name = "Member Support"
-email = "{SUPPORT}"
-""",
-        encoding="utf-8",
-    )
+    config = write_council_config(tmp_path, db_url)
     council.open_pothole_case()
     yield Home(config, council)
     engine.dispose()
