@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from mailbridge import notify, subjects
+from mailbridge import deadlines, notify, subjects
 from mailbridge.db import insert_row
 from mailbridge.models import (
     Attachment,
@@ -216,6 +216,8 @@ def open_case(
     if decision.submitter_id != decision.member_id:
         submitter = _party(session, decision.submitter_id)
     now = utcnow()
+    sla = deadlines.sla_for(cfg, decision.service_area, None)
+    due = deadlines.deadlines(cal, item.received_at, sla)
     case = {
         "reference": reference,
         "prefix": cfg.cases.reference_prefix,
@@ -231,8 +233,8 @@ def open_case(
         "directorate": decision.directorate,
         "district": member.district,
         "received_at": item.received_at,
-        "acknowledge_due": cal.add_working_days(local_day, cfg.cases.acknowledge_working_days),
-        "response_due": cal.add_working_days(local_day, cfg.cases.response_working_days),
+        "acknowledge_due": due.acknowledge_due,
+        "response_due": due.response_due,
         # The acknowledgement is queued below, in this same transaction.
         "acknowledged_at": now,
         "created_at": now,
@@ -314,7 +316,7 @@ def queue_acknowledgement(
             "attachments": attachments,
             "refused": refused,
             "received_local": as_utc(case["received_at"]).astimezone(services.calendar.zone),
-            "response_days": cfg.cases.response_working_days,
+            "response_days": deadlines.sla_for(cfg, case["service_area"], None).response_days,
         },
         automatic=True,
         rate_limited=False,

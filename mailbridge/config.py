@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -200,12 +201,97 @@ class StorageConfig(_Section):
 
 class CasesConfig(_Section):
     reference_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,8}$")] = "MQ"
-    acknowledge_working_days: Annotated[int, Field(ge=0, le=60)] = 1
-    response_working_days: Annotated[int, Field(ge=1, le=250)] = 10
     max_processing_attempts: Annotated[int, Field(ge=1, le=20)] = 3
     reopen_working_days: Annotated[int, Field(ge=0, le=60)] = 5
     tell_member_on_assignment: bool = True
     officer_attachments_max_bytes: Annotated[int, Field(ge=0)] = 10_000_000
+
+
+def _clock(value: str) -> str:
+    """A time of day written HH:MM (24-hour)."""
+    from datetime import time
+
+    try:
+        time.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a time of day like 17:00") from exc
+    if len(value) != 5:
+        raise ValueError(f"'{value}' is not a time of day like 17:00")
+    return value
+
+
+Clock = Annotated[str, AfterValidator(_clock)]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+EscalationTarget = Literal["lead", "additional", "escalation_contact", "directorate_head"]
+
+
+class EscalationStep(_Section):
+    """Who is written to once a case is this many working days past its deadline."""
+
+    after_working_days: Annotated[int, Field(ge=0, le=250)]
+    notify: list[EscalationTarget] = ["lead"]
+
+
+class SlaRule(_Section):
+    """Deadlines for one service area, one enquiry type, or one enquiry type in one area."""
+
+    service_area: str | None = None
+    enquiry_type: str | None = None
+    acknowledge_working_days: Annotated[int, Field(ge=0, le=60)] | None = None
+    response_working_days: Annotated[int, Field(ge=1, le=250)] | None = None
+    reminder_working_days_before: list[Annotated[int, Field(ge=0, le=60)]] | None = None
+
+    @model_validator(mode="after")
+    def _names_something(self) -> SlaRule:
+        if not (self.service_area or self.enquiry_type):
+            raise ValueError("a rule needs service_area, enquiry_type or both")
+        return self
+
+
+class SlaConfig(_Section):
+    """Service levels: the defaults, and rules per service area and enquiry type."""
+
+    # Counted after the day of receipt (see council.office_hours_end), which is not counted.
+    acknowledge_working_days: Annotated[int, Field(ge=0, le=60)] = 1
+    response_working_days: Annotated[int, Field(ge=1, le=250)] = 10
+    # Reminders to the lead officer this many working days before the deadline (0 = the day).
+    reminder_working_days_before: list[Annotated[int, Field(ge=0, le=60)]] = [2, 0]
+    # After a breach; coordinators are always told as well.
+    escalation: list[EscalationStep] = [
+        EscalationStep(after_working_days=1, notify=["lead", "escalation_contact"]),
+        EscalationStep(after_working_days=5, notify=["directorate_head"]),
+    ]
+    rules: list[SlaRule] = []
+
+
+class ScheduleConfig(_Section):
+    """When scheduled mail goes out. Times are the council's (council.timezone)."""
+
+    # Reminders and escalations: on working days, from send_at until send_until.
+    send_at: Clock = "09:00"
+    send_until: Clock = "17:00"
+    # Daily coordinator digest, on working days ("" turns it off).
+    coordinator_digest_at: Clock | Literal[""] = "08:30"
+    # Weekly digest to each member of their own open enquiries ("" turns it off); on the
+    # first working day from member_digest_day.
+    member_digest_day: Weekday = "monday"
+    member_digest_at: Clock | Literal[""] = "08:00"
+    # Weekly summary per directorate to its head and the coordinators ("" turns it off).
+    management_summary_day: Weekday = "monday"
+    management_summary_at: Clock | Literal[""] = "08:00"
+    # How often `mailbridge run` looks for scheduled mail that is due (seconds).
+    tick_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+
+class SatisfactionConfig(_Section):
+    # Ask the member to rate the response (reply 1-5) when a case is completed.
+    ask: bool = False
+
+
+class Directorate(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    head_name: str | None = None
+    head_email: Email | None = None
 
 
 class AutomaticMailConfig(_Section):
@@ -222,6 +308,9 @@ class CouncilConfig(_Section):
     holidays_country: str = "GB"
     holidays_subdivision: str = "ENG"
     closure_days: list[str] = []
+    # Mail received after this time (or on a day that is not a working day) counts as
+    # received on the next working day. "" counts every email on the day it arrived.
+    office_hours_end: Clock | Literal[""] = "17:00"
 
     @field_validator("timezone")
     @classmethod
@@ -249,6 +338,8 @@ class ServiceArea(_Section):
     name: Annotated[str, Field(min_length=1)]
     directorate: str | None = None
     keywords: list[str] = []
+    # Told when a case of this area breaches its deadline (see [[sla.escalation]]).
+    escalation_contact: Email | None = None
 
 
 class Coordinator(_Section):
@@ -282,11 +373,15 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     cases: CasesConfig = CasesConfig()
+    sla: SlaConfig = SlaConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    satisfaction: SatisfactionConfig = SatisfactionConfig()
     automatic_mail: AutomaticMailConfig = AutomaticMailConfig()
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
+    directorates: list[Directorate] = []
     coordinators: list[Coordinator] = []
     source: Path | None = Field(default=None, exclude=True)
 

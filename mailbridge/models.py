@@ -145,6 +145,14 @@ class Case(SQLModel, table=True):
     converted_to: str | None = Field(default=None, max_length=32)
     closed_reason: str | None = Field(default=None, max_length=500)
     merged_into_id: int | None = Field(default=None, foreign_key="case.id")
+    # `case pause`: the clock stopped since then, and why; resuming adds the paused working
+    # days to response_due (and to extended_due). paused_working_days is the running total.
+    paused_at: datetime | None = None
+    pause_reason: str | None = Field(default=None, max_length=500)
+    paused_working_days: int = 0
+    # The member's answer (1-5) to the satisfaction question sent on completion.
+    satisfaction: int | None = None
+    satisfaction_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -275,6 +283,20 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class ScheduledSend(SQLModel, table=True):
+    """A reminder, escalation or digest that was due: one row per idempotency key, written in
+    the transaction that queued its mail (or found nobody to send it to), so no restart, missed
+    tick or second daemon sends it twice."""
+
+    __tablename__ = "scheduled_send"
+
+    key: str = Field(primary_key=True, max_length=300)
+    kind: str = Field(max_length=64, index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    outcome: str = Field(default="queued", max_length=32)  # queued, withheld, nothing_to_send
+    done_at: datetime = Field(default_factory=utcnow)
 
 
 class ProcessingFailure(SQLModel, table=True):

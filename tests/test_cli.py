@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,6 +26,7 @@ from typer.testing import CliRunner, Result
 from mailbridge.cli import context
 from mailbridge.cli.app import app
 from mailbridge.mailbox.maildir import maildir_drop
+from mailbridge.sla import WorkingCalendar
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -284,9 +286,13 @@ def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journe
     assert fields["Service area"] == "Adult Social Care"
     assert fields["District"] == "Oadby and Wigston"
     assert fields["Status"] == "New"
-    # Received today: ten working days to reply, the same date `cases list` shows.
+    # Received today: ten working days to reply from the day it counts as received (today, or
+    # the next working day after 17:00), the same date `cases list` shows.
     due = journey.cases[ref][5]
-    assert fields["Reply due"] == f"{due} (10 working days left)"
+    cal = WorkingCalendar(office_hours_end="17:00")
+    now = datetime.now(UTC)
+    left = 10 + cal.working_days_between(cal.local_date(now), cal.received_day(now))
+    assert fields["Reply due"] == f"{due} ({left} working days left)"
     assert re.fullmatch(r"\w{3} \d{2} \w{3} \d{4}", fields["Acknowledge by"])
     assert "Mr Evans’ carer visits were cut" in out  # windows-1252 body, decoded
     attachments = out.split("Attachments", 1)[1].split("Timeline", 1)[0]

@@ -45,7 +45,7 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         ("[mailbox]\nurll = 'x'\n", "mailbox.urll: unknown key"),
         ("[mailbox]\nurl = 'ftp://host'\n", "mailbox.url: 'ftp://host' must start with"),
         ("[smtp]\nurl = 'smtp://:25'\n", "smtp.url: 'smtp://:25' has no host name"),
-        ("[cases]\nresponse_working_days = 'ten'\n", "cases.response_working_days"),
+        ("[sla]\nresponse_working_days = 'ten'\n", "sla.response_working_days"),
         ("[council]\ntimezone = 'Europe/Londres'\n", "not a known time zone"),
         ("[council]\nclosure_days = ['2026-13-01']\n", "not a date like"),
         ("[database]\nurl = 'mysql://x'\n", "database.url"),
