@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import mailbridge.models  # noqa: F401 - registers the tables
-from mailbridge.migrate import current_revision, ensure_database, head_revision, upgrade
+from mailbridge.migrate import (
+    SCHEMA_HEAD,
+    alembic_config,
+    current_revision,
+    ensure_database,
+    head_revision,
+    upgrade,
+)
 
 
 def test_upgrade_from_empty_matches_the_models(db_url: str) -> None:
@@ -20,6 +28,30 @@ def test_upgrade_from_empty_matches_the_models(db_url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         assert diff == [], f"models changed without a migration: {diff}"
         assert upgrade(engine)[0] == upgrade(engine)[1]  # a second upgrade changes nothing
+    finally:
+        engine.dispose()
+
+
+def test_schema_head_names_the_newest_migration(tmp_path: Path) -> None:
+    # ensure_database trusts SCHEMA_HEAD to skip loading Alembic when nothing is behind.
+    engine = ensure_database(f"sqlite:///{tmp_path / 'mb.db'}")
+    try:
+        assert head_revision(engine) == SCHEMA_HEAD == current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_database_behind_is_upgraded_when_opened(db_url: str) -> None:
+    engine = ensure_database(db_url)
+    command.downgrade(alembic_config(engine), "0003")
+    assert current_revision(engine) == "0003"
+    engine.dispose()
+    engine = ensure_database(db_url)
+    try:
+        assert current_revision(engine) == SCHEMA_HEAD
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql('SELECT satisfaction_at FROM "case"').all() == []
+            assert conn.exec_driver_sql("SELECT key FROM scheduled_send").all() == []
     finally:
         engine.dispose()
 
