@@ -104,7 +104,30 @@ def thread_index(thread_seed: str, started: datetime, now: datetime) -> str:
 _QP = Charset("utf-8")
 _QP.header_encoding = QP
 _QP.body_encoding = QP
-_CRLF = compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+class _ShortHeadersAsIs(type(compat32)):  # type: ignore[misc]
+    """compat32, but a header that already fits on one line is written as it is.
+
+    compat32 runs every header through the email.header.Header folding machinery, which is
+    most of the cost of composing a message; for a short ASCII value it returns the value
+    unchanged, so skipping it there gives the same bytes. Anything longer, non-ASCII or a
+    Header object (encoded words) is folded by compat32 as before.
+    """
+
+    def _fold(self, name: str, value: object, sanitize: bool) -> str:
+        if (
+            type(value) is str
+            and value.isascii()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and "\r" not in value
+            and "\n" not in value
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_CRLF = _ShortHeadersAsIs(linesep="\r\n", max_line_length=78)
 
 
 def _clean(value: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.mime.text import MIMEText
+from email.policy import compat32
 
 import pytest
 
@@ -208,3 +210,29 @@ def test_without_a_key_the_id_is_unsigned() -> None:
     bare = compose.new_message_id("example.gov.uk")
     assert bare.startswith("mb.") and bare.endswith("@example.gov.uk")
     assert compose.verify_message_id(bare, KEY) is None
+
+
+HEADER_VALUES = [
+    "Pothole on Mill Lane",
+    "[MQ-2026-00042] RE: School transport for a pupil in Market Harborough",
+    "x" * 70,  # just fits beside a short name
+    "x" * 71,
+    "word " * 30,  # long: folded
+    "two  spaces   inside",
+    " leading and trailing ",
+    "tab\tinside",
+    "<a@b> <c@d> <e@f>",
+    "Café in Oadby",  # non-ASCII: encoded words
+    "",
+]
+
+
+@pytest.mark.parametrize("value", HEADER_VALUES)
+def test_short_headers_are_written_exactly_as_compat32_folds_them(value: str) -> None:
+    # The fast path for one-line headers must give compat32's own bytes.
+    msg = MIMEText("body", "plain", "utf-8")
+    msg["Subject"] = value
+    msg["X-Long-Header-Name-For-The-Edge"] = value
+    msg["References"] = value
+    reference = compat32.clone(linesep="\r\n", max_line_length=78)
+    assert msg.as_bytes(policy=compose._CRLF) == msg.as_bytes(policy=reference)
