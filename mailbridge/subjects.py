@@ -149,6 +149,9 @@ def find_body_marker(text: str, prefix: str = "MQ") -> str | None:
     return _canonical(prefix, match) if match else None
 
 
+_BRACKETED = re.compile(r"\[[ \t]*([^\[\]\s]+)[ \t]*\]")
+
+
 def tag(subject: str, reference: str) -> str:
     """Our outgoing subject: `[MQ-2026-00042] <normalised subject>`.
 
@@ -157,6 +160,10 @@ def tag(subject: str, reference: str) -> str:
     stay. An empty subject gives just the tag.
     """
     ref = reference.strip()
-    rest = re.sub(rf"\[[ \t]*{re.escape(ref)}[ \t]*\]", " ", normalise(subject), flags=re.I)
+    key = ref.casefold()
+    # One pattern for every reference (a pattern per reference would be compiled per email).
+    rest = _BRACKETED.sub(
+        lambda m: " " if m.group(1).casefold() == key else m.group(0), normalise(subject)
+    )
     rest = _WS.sub(" ", rest).strip()
     return f"[{ref}] {rest}" if rest else f"[{ref}]"
