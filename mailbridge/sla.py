@@ -30,6 +30,7 @@ class WorkingCalendar:
         if isinstance(office_hours_end, str):
             office_hours_end = time.fromisoformat(office_hours_end) if office_hours_end else None
         self.office_hours_end = office_hours_end
+        self._working: dict[date, bool] = {}
 
     @lru_cache(maxsize=64)  # noqa: B019 - one calendar per process, a handful of years
     def _holidays(self, year: int) -> holidays.HolidayBase:
@@ -37,9 +38,15 @@ class WorkingCalendar:
         return holidays.country_holidays(self.country, subdiv=self.subdivision, years=year)
 
     def is_working_day(self, day: date) -> bool:
-        if day.weekday() >= 5 or day in self.closures:
-            return False
-        return day not in self._holidays(day.year)
+        # Cached per day: a HolidayBase lookup converts its key each time, and deadlines,
+        # reports and the scheduler ask about the same few hundred days again and again.
+        known = self._working.get(day)
+        if known is None:
+            known = not (
+                day.weekday() >= 5 or day in self.closures or day in self._holidays(day.year)
+            )
+            self._working[day] = known
+        return known
 
     def local_date(self, moment: datetime) -> date:
         """The council's calendar date of a naive-UTC moment."""
