@@ -426,3 +426,20 @@ def test_reports_count_on_time_against_the_original_and_the_extended_deadline(
     total = built.current.total
     assert (total.on_time.hit, total.on_time.of) == (0, 1)
     assert (total.on_time_extended.hit, total.on_time_extended.of) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        (["case", "pause"], "Example: mailbridge case pause MQ-2026-00042 --reason"),
+        (["case", "resume"], "Example: mailbridge case resume MQ-2026-00042"),
+        (["case", "reassign"], "--reset-deadline"),
+        (["calendar", "show"], "Example: mailbridge calendar show 2026"),
+        (["calendar", "recompute"], "Example: mailbridge calendar recompute --dry-run"),
+    ],
+)
+def test_every_clock_command_explains_itself(command: list[str], example: str) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert example in result.stdout
+    assert "--now" not in result.stdout  # for tests, hidden
