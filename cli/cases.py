@@ -54,8 +54,9 @@ class ListFormat(StrEnum):
 
 
 def deadline_text(row: CaseListRow) -> Text:
-    """The deadline as a person reads it: red when the case is overdue."""
-    return Text(f"{row.deadline:%a %d %b %Y}", style="red" if row.overdue else "")
+    """The deadline as a person reads it: red when the case is overdue, marked when paused."""
+    paused = " (paused)" if row.paused else ""
+    return Text(f"{row.deadline:%a %d %b %Y}{paused}", style="red" if row.overdue else "")
 
 
 @cases_app.command("list")

@@ -264,6 +264,8 @@ def test_a_paused_case_is_neither_overdue_nor_due_soon(desk: Desk) -> None:
     with Session(desk.council.engine) as session:
         [row] = list_cases(session, CaseFilter(), CAL, late)
     assert row.paused
+    listed = "\n".join(ok_lines(desk.cli("cases", "list")))
+    assert "Tue 08 Dec 2026 (paused)" in listed
 
 
 # --- recompute ------------------------------------------------------------------------
