@@ -14,7 +14,7 @@ from rich.text import Text
 from sqlmodel import Session
 
 from mailbridge import assignment, export, filters, views
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
 from mailbridge.cli.filters import (
     CreatedFromOption,
     CreatedToOption,
@@ -54,8 +54,9 @@ class ListFormat(StrEnum):
 
 
 def deadline_text(row: CaseListRow) -> Text:
-    """The deadline as a person reads it: red when the case is overdue."""
-    return Text(f"{row.deadline:%a %d %b %Y}", style="red" if row.overdue else "")
+    """The deadline as a person reads it: red when the case is overdue, marked when paused."""
+    paused = " (paused)" if row.paused else ""
+    return Text(f"{row.deadline:%a %d %b %Y}{paused}", style="red" if row.overdue else "")
 
 
 @cases_app.command("list")
@@ -157,6 +158,8 @@ def show(
     left = d.working_days_left
     if c.completed_at:
         state = f"completed {c.completed_at:%a %d %b %Y}"
+    elif c.paused_at:
+        state = "paused: the deadline moves on when the case resumes"
     elif left >= 0:
         state = f"{left} working days left"
     else:
@@ -178,6 +181,12 @@ def show(
     if c.extended_due:
         reason = f" ({c.extension_reason})" if c.extension_reason else ""
         fields.append(("Extended to", f"{c.extended_due:%a %d %b %Y} ({state}){reason}"))
+    if c.paused_at:
+        since = f"{cal.local_date(c.paused_at):%a %d %b %Y}"
+        fields.append(("Paused", f"since {since} ({c.pause_reason or 'no reason given'})"))
+    if c.paused_working_days:
+        added = f"{c.paused_working_days} working days added to the deadline"
+        fields.append(("Paused days", added))
     if c.chase_count:
         fields.append(("Chased", f"{c.chase_count} times"))
     extra_officers = [f"{p.name} <{p.email}>" for p, role in d.officers if role != "lead"]
@@ -238,19 +247,35 @@ LeadOption = Annotated[str, typer.Option("--lead", help="The lead officer's emai
 
 
 def _assign(
-    reference: str, lead: str, also: list[str] | None, config: Path, reassign: bool
+    reference: str,
+    lead: str,
+    also: list[str] | None,
+    config: Path,
+    reassign: bool,
+    reset_deadline: bool = False,
+    now: str | None = None,
 ) -> None:
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
         with transaction(services.engine) as session:
             done = assignment.assign(
-                session, services, reference, lead, also or [], actor=_actor(), reassign=reassign
+                session,
+                services,
+                reference,
+                lead,
+                also or [],
+                actor=_actor(),
+                reassign=reassign,
+                reset_deadline=reset_deadline,
+                now=now_from(now),
             )
     console.print(
         f"{done.reference}: lead officer {done.lead}"
         + (f", also {', '.join(done.additional)}" if done.additional else ""),
         highlight=False,
     )
+    if done.deadline_reset:
+        console.print(f"  {done.deadline_reset}", highlight=False)
     if done.emailed:
         console.print(f"  the enquiry is queued for {', '.join(done.emailed)}", highlight=False)
     if done.member_told:
@@ -279,10 +304,21 @@ def reassign(
     reference: Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")],
     lead: LeadOption,
     also: AlsoOption = None,
+    reset_deadline: Annotated[
+        bool,
+        typer.Option(
+            "--reset-deadline",
+            help="Count the reply deadline afresh from today (and clear any extension); "
+            "without it the case keeps its deadline.",
+        ),
+    ] = False,
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    now: NowOption = None,
 ) -> None:
     """Replace a case's officers; only officers new to the case are sent the enquiry.
 
+    The case keeps its deadline unless --reset-deadline.
+
     Example: mailbridge case reassign MQ-2026-00042 --lead a.khan@example.gov.uk
     """
-    _assign(reference, lead, also, config, reassign=True)
+    _assign(reference, lead, also, config, reassign=True, reset_deadline=reset_deadline, now=now)

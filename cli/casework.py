@@ -1,5 +1,6 @@
 """A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
-merge|convert|attachments`. The rules live in mailbridge/casework.py; this only prints."""
+merge|convert|attachments|pause|resume`. The rules live in mailbridge/casework.py and
+mailbridge/clock.py; this only prints."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from mailbridge import casework
+from mailbridge import casework, clock
 from mailbridge.cli.cases import _actor
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
 from mailbridge.db import transaction
 from mailbridge.services import Services
 
@@ -232,6 +233,50 @@ def attachments(
         _say(f"  {item.path.name}  ({item.size:,} B)")
 
 
+def pause(
+    reference: Reference,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the clock stops (kept on the case).")
+    ],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    now: NowOption = None,
+) -> None:
+    """Stop a case's clock: no reminders, never overdue, until `case resume`.
+
+    Resuming moves the deadline on by the working days the case was paused.
+
+    Example: mailbridge case pause MQ-2026-00042 --reason "awaiting information from the councillor"
+    """
+    with _work(config) as (services, session):
+        case = casework.find_case(session, reference)
+        done = clock.pause(session, services, case, reason, actor=_actor(), now=now_from(now))
+    _say(f"{done.reference}: paused since {done.since:%a %d %b %Y} ({done.reason})")
+    _say(f"  `mailbridge case resume {done.reference}` restarts the clock")
+
+
+def resume(
+    reference: Reference,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    now: NowOption = None,
+) -> None:
+    """Restart a paused case's clock; its deadline moves on by the working days it was paused.
+
+    Example: mailbridge case resume MQ-2026-00042
+    """
+    with _work(config) as (services, session):
+        case = casework.find_case(session, reference)
+        done = clock.resume(session, services, case, actor=_actor(), now=now_from(now))
+    old, new = done.response_due
+    _say(
+        f"{done.reference}: resumed after {done.paused_days} working days paused "
+        f"({done.total_paused_days} in all)"
+    )
+    _say(f"  reply due {old:%a %d %b %Y} → {new:%a %d %b %Y}")
+    if done.extended_due:
+        old, new = done.extended_due
+        _say(f"  extended to {old:%a %d %b %Y} → {new:%a %d %b %Y}")
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
     "set": set_,
     "status": status,
@@ -242,6 +287,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "merge": merge,
     "convert": convert,
     "attachments": attachments,
+    "pause": pause,
+    "resume": resume,
 }
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, col, delete, select
 
-from mailbridge import directory, notify
+from mailbridge import clock, directory, notify
 from mailbridge.cases import add_event
 from mailbridge.conversation import attachments_of, history, member_recipients, thread_for
 from mailbridge.errors import UserError
@@ -40,6 +41,7 @@ class Assigned:
     additional: tuple[str, ...]
     emailed: tuple[str, ...]  # officers sent the enquiry now
     member_told: bool
+    deadline_reset: str | None = None  # the reset's event detail (--reset-deadline)
 
 
 def _officer(session: Session, email: str, option: str) -> Person:
@@ -65,7 +67,11 @@ def assign(
     *,
     actor: str,
     reassign: bool = False,
+    reset_deadline: bool = False,
+    now: datetime | None = None,
 ) -> Assigned:
+    """Assign (or reassign) the officers. Reassignment keeps the deadline unless
+    `reset_deadline`: then the SLA's response days count afresh from today (clock.py)."""
     case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
     if case is None:
         raise UserError(f"no case has reference {reference.strip()} (see `mailbridge cases list`)")
@@ -91,7 +97,7 @@ def assign(
         if person.id != lead.id:
             extra[person.id or 0] = person
     wanted = {lead.id: OfficerRole.LEAD, **{pid: OfficerRole.ADDITIONAL for pid in extra}}
-    now = utcnow()
+    now = now or utcnow()
     session.exec(  # type: ignore[call-overload]
         delete(CaseOfficer).where(
             col(CaseOfficer.case_id) == case.id,
@@ -123,6 +129,10 @@ def assign(
         f"lead officer {lead.name}" + (f"; also {names}" if names else ""),
         actor=actor,
     )
+    reset = None
+    if reset_deadline:
+        # Before the officers' and member's notices, so they carry the new deadline.
+        reset = clock.reset_deadline(session, services, case, actor=actor, now=now)
     newcomers = [p for p in (lead, *extra.values()) if p.id not in current]
     emailed = _send_enquiry(session, services, case, newcomers, lead)
     told = False
@@ -153,6 +163,7 @@ def assign(
         tuple(p.email for p in extra.values()),
         tuple(emailed),
         told,
+        reset,
     )
 
 

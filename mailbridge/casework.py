@@ -16,6 +16,8 @@ Decisions recorded here:
   new or in_progress -> completed (sets completed_at). A completed case comes back with
   `reopen`; a closed case (merged or converted) never changes.
 - `convert` stores converted_to as "complaint" or "service_request".
+- A new service area or enquiry type moves an open case's deadlines to its new SLA
+  (`clock.follow_sla`); the change is listed with the others and logged as its own event.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailbridge import directory, notify
+from mailbridge import clock, directory, notify
 from mailbridge.cases import add_event
 from mailbridge.conversation import member_recipients, thread_for
 from mailbridge.db import insert_row
@@ -181,16 +183,22 @@ def set_fields(
         if isinstance(value, str) and len(value) > limit:
             raise UserError(f"--{name.replace('_', '-')} is longer than {limit} characters")
     changes: list[str] = []
+    changed: set[str] = set()
     for name, value in given.items():
         old = getattr(case, name)
         if old == value:
             continue
         setattr(case, name, value)
+        changed.add(name)
         changes.append(f"{FIELD_LABELS[name]}: {_shown(old)} → {_shown(value)}")
     if changes:
         _touch(session, case)
         session.flush()
         add_event(session, case.id, "fields_changed", "; ".join(changes), actor=actor)
+        if {"service_area", "enquiry_type"} & changed:
+            # The deadlines follow the new SLA (clock.follow_sla says when they do not).
+            moved = clock.follow_sla(session, services, case, actor=actor, now=utcnow())
+            changes.extend(moved.changes if moved else ())
     return Changed(case.reference, tuple(changes))
 
 

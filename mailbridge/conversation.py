@@ -559,6 +559,7 @@ def status_request(
             "lead": leads.get(c.lead_officer_id) if c.lead_officer_id else None,
             "due": c.extended_due or c.response_due,
             "overdue": c.status != CaseStatus.COMPLETED
+            and c.paused_at is None
             and (c.extended_due or c.response_due) < today,
             "last_response": notify.local(services, c.last_response_at),
         }

@@ -149,7 +149,8 @@ class CaseListRow:
     created_at: datetime  # aware UTC
     deadline: date  # the extended deadline when there is one, else the original
     lead_officer: str | None
-    overdue: bool
+    overdue: bool  # open, not paused and past its deadline
+    paused: bool = False
 
 
 def effective_due() -> ColumnElement[date]:
@@ -161,13 +162,18 @@ def _is_open() -> ColumnElement[bool]:
     return col(Case.status).in_(OPEN)
 
 
+def _running() -> ColumnElement[bool]:
+    """Open and not paused (`case pause`): a paused case is neither overdue nor due soon."""
+    return and_(_is_open(), col(Case.paused_at).is_(None))
+
+
 def overdue_clause(today: date) -> ColumnElement[bool]:
-    return and_(_is_open(), effective_due() < today)
+    return and_(_running(), effective_due() < today)
 
 
 def due_within_clause(today: date, calendar: WorkingCalendar, days: int) -> ColumnElement[bool]:
     last = calendar.add_working_days(today, days)
-    return and_(_is_open(), effective_due() >= today, effective_due() <= last)
+    return and_(_running(), effective_due() >= today, effective_due() <= last)
 
 
 def _escape(text: str) -> str:
@@ -291,6 +297,7 @@ def case_query(f: CaseFilter, calendar: WorkingCalendar, today: date) -> Select[
             Case.created_at,
             effective_due().label("deadline"),
             _LEAD.name.label("lead_officer"),
+            Case.paused_at,
         )
         .join(_MEMBER, _MEMBER.id == Case.member_id)
         .outerjoin(_LEAD, _LEAD.id == Case.lead_officer_id)
@@ -303,8 +310,10 @@ def case_query(f: CaseFilter, calendar: WorkingCalendar, today: date) -> Select[
 
 
 def _row(values: Any, today: date) -> CaseListRow:
-    status, due = values[8], values[10]
-    return CaseListRow(*values, overdue=status in OPEN and due < today)
+    status, due, paused = values[8], values[10], values[12] is not None
+    return CaseListRow(
+        *values[:12], overdue=status in OPEN and not paused and due < today, paused=paused
+    )
 
 
 def list_cases(

@@ -563,6 +563,7 @@ def test_help_lists_every_command() -> None:
         "case",
         "quarantine",
         "addresses",
+        "calendar",
     ]
 
 
