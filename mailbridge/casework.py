@@ -240,6 +240,8 @@ def set_status(
             "use `mailbridge case reassign` to change its officers"
         )
     now = utcnow()
+    if wanted == CaseStatus.COMPLETED:
+        clock.settle_pause(session, services, case, actor=actor, now=now)
     case.status = wanted
     if wanted == CaseStatus.COMPLETED:
         case.completed_at = now
@@ -505,6 +507,7 @@ def merge(session: Session, services: Services, reference: str, into: str, *, ac
             assert person is not None
             added.append(f"{person.name} <{person.email}>")
     old = case.status
+    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
     case.status = CaseStatus.CLOSED
     case.merged_into_id = other.id
     case.closed_reason = f"merged into {other.reference}"
@@ -555,6 +558,7 @@ def convert(
     case = find_case(session, reference)
     _refuse_closed(session, case)
     old = case.status
+    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
     case.status = CaseStatus.CLOSED
     case.converted_to = kind
     case.closed_reason = why

@@ -17,17 +17,17 @@ Decisions recorded here:
   is dropped, with its reason, and the event says so.
 - `--reset-deadline` on reassignment counts the SLA's response days from the reassignment day
   (that day not counted), clears the extension and restarts the pause count (a paused case
-  stays paused, counted from the reset). The reset's event is its record: its detail carries
-  "(N working days from YYYY-MM-DD)", which `plan` counts from ever after, so a later change
-  of service area or enquiry type no longer moves that deadline, while a calendar change does.
+  stays paused, counted from the reset). The case records the reset (`deadline_reset_on`,
+  `deadline_reset_days`), which `plan` counts from ever after, so a later change of service
+  area or enquiry type no longer moves that deadline, while a calendar change does.
+- Completing or closing a paused case ends its pause first (`settle_pause`), as a resume
+  would: the deadline it is measured against includes the paused days.
 - Completed and closed cases are never recomputed: their deadlines are history.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 from mailbridge.cases import add_event
 from mailbridge.deadlines import Sla, deadlines, sla_for
 from mailbridge.errors import UserError
-from mailbridge.models import Case, CaseStatus, Event
+from mailbridge.models import Case, CaseStatus
 from mailbridge.services import Services
 from mailbridge.sla import WorkingCalendar
 
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 OPEN = (CaseStatus.NEW, CaseStatus.IN_PROGRESS)
 RESET_KIND = "deadline_reset"
 RECOMPUTED_KIND = "deadline_recomputed"
-_RESET_MARK = re.compile(r"\((\d+) working days from (\d{4}-\d{2}-\d{2})\)")
 LABELS = {
     "acknowledge_due": "acknowledge by",
     "response_due": "reply due",
@@ -69,12 +68,11 @@ class Reset:
         return f"({self.response_days} working days from {self.day.isoformat()})"
 
 
-def reset_from(detail: str) -> Reset | None:
-    """The reset a `deadline_reset` event records (None when its detail carries none)."""
-    found = _RESET_MARK.search(detail)
-    if found is None:
+def reset_of(case: Case) -> Reset | None:
+    """The reset the case records, if its deadline was ever reset."""
+    if case.deadline_reset_on is None or case.deadline_reset_days is None:
         return None
-    return Reset(date.fromisoformat(found.group(2)), int(found.group(1)))
+    return Reset(case.deadline_reset_on, case.deadline_reset_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,31 +119,14 @@ class Change:
     changes: tuple[str, ...]
 
 
-def _resets(session: Session, case_ids: Iterable[int]) -> dict[int, Reset]:
-    """The latest reset of each case that has one."""
-    ids = list(case_ids)
-    found: dict[int, Reset] = {}
-    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-        rows = session.exec(
-            select(Event.case_id, Event.detail)
-            .where(Event.kind == RESET_KIND, col(Event.case_id).in_(chunk))
-            .order_by(col(Event.id))
-        ).all()
-        for case_id, detail in rows:
-            reset = reset_from(detail)
-            if case_id is not None and reset is not None:
-                found[case_id] = reset
-    return found
-
-
-def _planned_for(services: Services, case: Case, reset: Reset | None) -> Planned:
+def _planned_for(services: Services, case: Case) -> Planned:
     return plan(
         services.calendar,
         sla_for(services.config, case.service_area, case.enquiry_type),
         case.received_at,
         paused_working_days=case.paused_working_days,
         extended_due=case.extended_due,
-        reset=reset,
+        reset=reset_of(case),
     )
 
 
@@ -180,7 +161,7 @@ def follow_sla(
     if case.status not in OPEN:
         return None
     assert case.id is not None
-    planned = _planned_for(services, case, _resets(session, [case.id]).get(case.id))
+    planned = _planned_for(services, case)
     return _apply(
         session, case, planned, why="service area or enquiry type changed", actor=actor, now=now
     )
@@ -194,10 +175,9 @@ def recompute(
     cases = session.exec(
         select(Case).where(col(Case.status).in_(OPEN)).order_by(col(Case.id))
     ).all()
-    resets = _resets(session, [c.id for c in cases if c.id is not None])
     changed: list[Change] = []
     for case in cases:
-        planned = _planned_for(services, case, resets.get(case.id or 0))
+        planned = _planned_for(services, case)
         if dry_run:
             diff = differences(case, planned)
             if diff:
@@ -284,6 +264,25 @@ def resume(
             f"{case.reference} is not paused (`mailbridge case pause {case.reference} "
             '--reason "..."` stops its clock)'
         )
+    return _end_pause(session, services, case, actor=actor, now=now, why="clock resumed")
+
+
+def settle_pause(
+    session: Session, services: Services, case: Case, *, actor: str, now: datetime
+) -> Resumed | None:
+    """A case completed or closed while paused: end the pause as a resume would, so its
+    deadline (and the reports' on-time count) includes the paused days. None if not paused."""
+    if case.paused_at is None:
+        return None
+    return _end_pause(
+        session, services, case, actor=actor, now=now, why="pause ended as the case closed"
+    )
+
+
+def _end_pause(
+    session: Session, services: Services, case: Case, *, actor: str, now: datetime, why: str
+) -> Resumed:
+    assert case.paused_at is not None
     cal = services.calendar
     days = max(0, cal.working_days_between(cal.local_date(case.paused_at), cal.local_date(now)))
     old_response, old_extended = case.response_due, case.extended_due
@@ -303,8 +302,7 @@ def resume(
         session,
         case.id,
         "resumed",
-        f"clock resumed after {days} working days paused ({case.paused_working_days} in all): "
-        + moved,
+        f"{why} after {days} working days paused ({case.paused_working_days} in all): " + moved,
         actor=actor,
     )
     log.info("case resumed", extra={"case": case.reference, "paused_days": days})
@@ -333,6 +331,8 @@ def reset_deadline(
     case.extended_due = None
     case.extension_reason = None
     case.paused_working_days = 0
+    case.deadline_reset_on = reset.day
+    case.deadline_reset_days = reset.response_days
     if case.paused_at is not None:
         case.paused_at = now
     case.updated_at = now

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from mailbridge import casefacts, hygiene, notify
+from mailbridge import casefacts, clock, hygiene, notify
 from mailbridge.cases import Inbound, add_event, record_inbound, store_attachments
 from mailbridge.db import insert_row
 from mailbridge.hygiene import Bounce
@@ -310,6 +310,7 @@ def officer_reply(
     case.first_response_at = case.first_response_at or answered
     case.last_response_at = answered
     if decision.kind == "response":
+        clock.settle_pause(session, services, case, actor=officer, now=now)
         case.status = CaseStatus.COMPLETED
         case.completed_at = answered
     _touch(case, now)

@@ -150,6 +150,10 @@ class Case(SQLModel, table=True):
     paused_at: datetime | None = None
     pause_reason: str | None = Field(default=None, max_length=500)
     paused_working_days: int = 0
+    # `case reassign --reset-deadline`: the response days were counted afresh from this day
+    # (then a change of service area no longer moves the deadline; a calendar change does).
+    deadline_reset_on: date | None = None
+    deadline_reset_days: int | None = None
     # The member's answer (1-5) to the satisfaction question sent on completion.
     satisfaction: int | None = None
     satisfaction_at: datetime | None = None

@@ -379,6 +379,7 @@ def test_reassignment_with_reset_deadline_counts_afresh_from_today(desk: Desk) -
     case = desk.case()
     assert dates(case) == ("2026-11-25", "2026-12-17", None)
     assert (case.extension_reason, case.paused_working_days) == (None, 0)
+    assert (case.deadline_reset_on, case.deadline_reset_days) == (date(2026, 12, 3), 10)
     [event] = desk.events("deadline_reset")
     assert event.detail == detail
     # Sam's notice carries the new deadline.
@@ -410,6 +411,21 @@ def test_reset_while_paused_counts_the_pause_from_the_reset(desk: Desk) -> None:
     case = desk.case()
     assert (case.paused_working_days, case.response_due) == (1, date(2026, 12, 18))
     assert ok_lines(desk.cli("calendar", "recompute")) == ["0 open cases changed"]
+
+
+def test_completing_a_paused_case_ends_its_pause_as_a_resume_would(desk: Desk) -> None:
+    desk.council.assign(PRIYA)
+    ok_lines(desk.cli("case", "pause", REF, "--reason", "waiting", "--now", "2026-11-24T16:00Z"))
+    ok_lines(desk.cli("case", "status", REF, "completed"))
+    case = desk.case()
+    assert case.status == "completed" and case.paused_at is None and case.pause_reason is None
+    # Paused from 24 November until today: the deadline moved on by those working days.
+    today = CAL.local_date(datetime.now(UTC))
+    days = CAL.working_days_between(date(2026, 11, 24), today)
+    assert case.paused_working_days == days
+    assert case.response_due == CAL.add_working_days(date(2026, 12, 8), days)
+    [resumed] = desk.events("resumed")
+    assert resumed.detail.startswith(f"pause ended as the case closed after {days} working days")
 
 
 # --- reports --------------------------------------------------------------------------

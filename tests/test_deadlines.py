@@ -13,9 +13,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from mailbridge.clock import Planned, Reset, plan, reset_from
+from mailbridge.clock import Planned, Reset, plan, reset_of
 from mailbridge.config import Config
 from mailbridge.deadlines import Deadlines, Sla, deadlines, sla_for
+from mailbridge.models import Case
 from mailbridge.sla import WorkingCalendar
 
 CLOSURES = ["2026-12-29", "2026-12-30", "2026-12-31"]
@@ -245,8 +246,7 @@ def test_plan(
     assert got == expected, why
 
 
-def test_a_reset_is_read_back_from_its_event() -> None:
-    reset = Reset(date(2026, 12, 3), 10)
-    detail = f"deadline reset: reply due 2026-12-08 → 2026-12-17 {reset.mark()}"
-    assert reset_from(detail) == reset
-    assert reset_from("deadline extended by 5 working days to 2026-12-15") is None
+def test_a_reset_is_read_from_the_case() -> None:
+    case = Case(deadline_reset_on=date(2026, 12, 3), deadline_reset_days=10)
+    assert reset_of(case) == Reset(date(2026, 12, 3), 10)
+    assert reset_of(Case()) is None

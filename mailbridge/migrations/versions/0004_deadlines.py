@@ -45,6 +45,8 @@ def upgrade() -> None:
                 "paused_working_days", sa.Integer(), nullable=False, server_default=sa.text("0")
             )
         )
+        batch.add_column(sa.Column("deadline_reset_on", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("deadline_reset_days", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("satisfaction", sa.Integer(), nullable=True))
         batch.add_column(
             sa.Column("satisfaction_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
@@ -54,7 +56,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("case") as batch:
         for name in (
-            "satisfaction_at", "satisfaction", "paused_working_days", "pause_reason", "paused_at",
+            "satisfaction_at", "satisfaction", "deadline_reset_days", "deadline_reset_on",
+            "paused_working_days", "pause_reason", "paused_at",
         ):  # fmt: skip
             batch.drop_column(name)
     op.drop_index(op.f("ix_scheduled_send_kind"), table_name="scheduled_send")
