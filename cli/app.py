@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from mailbridge.cli import addresses, cases, casework, console, db, quarantine, report, run
+from mailbridge.cli import (
+    addresses,
+    cases,
+    casework,
+    console,
+    db,
+    quarantine,
+    report,
+    run,
+    schedule,
+)
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 
 app = typer.Typer(
@@ -23,6 +33,7 @@ app.add_typer(cases.case_app, name="case")
 casework.register(cases.case_app)
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(addresses.app, name="addresses")
+app.add_typer(schedule.app, name="schedule")
 run.register(app)
 console.register(app)  # dashboard, export
 report.register(app)
