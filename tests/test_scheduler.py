@@ -20,10 +20,13 @@ from typer.testing import CliRunner
 
 from mailbridge import digests, scheduler
 from mailbridge.cli.app import app
+from mailbridge.daemon import Daemon
 from mailbridge.db import make_engine, transaction
 from mailbridge.digests import DigestMail
+from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.migrate import ensure_database
 from mailbridge.models import Case, OutboxMessage, ScheduledSend
+from mailbridge.senders import open_sender
 from mailbridge.services import Services
 from tests.factories import AREAS, ok_lines
 from tests.test_conversation import (
@@ -37,6 +40,7 @@ from tests.test_conversation import (
     text_of,
     write_council_config,
 )
+from tests.test_pipeline import daemon_for
 
 LONDON = ZoneInfo("Europe/London")
 DEADLINE = date(2026, 12, 8)
@@ -278,3 +282,55 @@ def test_cli_bad_now_is_one_line(tmp_path: Path, db_url: str) -> None:
     assert result.stderr.splitlines() == [
         "error: --now 'Friday morning' is not a moment: use e.g. 2026-12-04T09:05"
     ]
+
+
+# --- in the daemon ----------------------------------------------------------------------
+
+
+def test_run_once_sends_the_due_reminder_after_ingest(tmp_path: Path, engine: Engine) -> None:
+    council = assigned_council(tmp_path, engine)
+    daemon = daemon_for(council.services)
+    daemon.clock = lambda: FRIDAY
+    report = daemon.run_once()
+    assert report.scheduled == 1 and report.sent == 1
+    [mail] = council.new_mail()
+    assert recipients(mail) == [PRIYA] and f"[{REF}]" in str(mail["Subject"])
+    daemon.run_once()
+    assert council.new_mail() == [], "the next run finds the key done"
+
+
+class IdleSource(MaildirSource):
+    """A quiet mailbox that records how long the daemon waited on it, and stops it."""
+
+    def __init__(self, root: Path, daemon: list[Daemon], waits: list[float]) -> None:
+        super().__init__(root)
+        self.daemon, self.waits = daemon, waits
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        if len(self.waits) == 3:
+            self.daemon[0].stopping = True
+        return False
+
+
+def test_service_waits_for_mail_at_most_until_the_next_tick(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    council = build_council(
+        tmp_path, engine, schedule={"tick_seconds": 5}, mailbox={"poll_seconds": 600}
+    )
+    ticks: list[datetime] = []
+    monkeypatch.setattr(
+        scheduler, "run_due", lambda _services, now: ticks.append(now) or scheduler.RunReport()
+    )
+    holder: list[Daemon] = []
+    waits: list[float] = []
+    daemon = Daemon(
+        council.services,
+        IdleSource(council.inbox, holder, waits),
+        lambda: open_sender(council.services.config),
+    )
+    holder.append(daemon)
+    daemon._serve(council.services.config.mailbox.poll_seconds)
+    assert len(waits) == 3 and all(0 <= w <= 5 for w in waits), waits
+    assert len(ticks) == 1, "a tick at start-up; the next only once tick_seconds have passed"
