@@ -114,7 +114,8 @@ def run_due(
     console.print(
         f"{outcomes.count('queued')} queued, {outcomes.count('withheld')} withheld, "
         f"{outcomes.count('nothing_to_send')} with nothing to send, "
-        f"{len(report.skipped)} skipped, {len(report.taken)} done elsewhere; "
+        f"{len(report.skipped)} skipped, {len(report.taken)} done elsewhere, "
+        f"{len(report.moved)} left as their case changed; "
         f"{totals.sent} emails sent, {totals.retried} to retry, {totals.failed} failed",
         highlight=False,
     )

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 
 from mailbridge.config import Config, EscalationStep, EscalationTarget
-from mailbridge.deadlines import sla_for
+from mailbridge.deadlines import Sla, sla_for
 from mailbridge.models import CaseStatus
 from mailbridge.sla import WorkingCalendar
 
@@ -155,28 +156,38 @@ def _recipients(
     return list(dict.fromkeys(found)), missing
 
 
+@lru_cache(maxsize=4096)
+def _reached(
+    calendar: WorkingCalendar, today: date, deadline: date, reminders: tuple[int, ...]
+) -> tuple[tuple[int, ...], int, int]:
+    """For a deadline on `today`: the reminder offsets reached, the working days left, and
+    the working days over. Cached: thousands of open cases share a few dozen deadlines."""
+    offsets = tuple(o for o in reminders if today >= working_days_before(calendar, deadline, o))
+    left = calendar.working_days_between(today, deadline) if today <= deadline else 0
+    over = calendar.working_days_between(deadline, today) if today > deadline else 0
+    return offsets, left, over
+
+
 def case_due(
-    config: Config, calendar: WorkingCalendar, today: date, case: CaseClock
+    config: Config, calendar: WorkingCalendar, today: date, case: CaseClock, sla: Sla | None = None
 ) -> list[Reminder | Escalation | Stale]:
     """One case's due stages on `today` (a working day, in sending hours): the latest stage
     reached, and the earlier reached ones as stale. Keys already done are the runner's to
     filter; this does not know them."""
     if case.status not in OPEN or case.paused or not case.lead_officer:
         return []
-    sla = sla_for(config, case.service_area, case.enquiry_type)
+    sla = sla or sla_for(config, case.service_area, case.enquiry_type)
     deadline = case.deadline
     coordinators = tuple(dict.fromkeys(c.email.strip().lower() for c in config.coordinators))
+    offsets, days_left, days_over = _reached(calendar, today, deadline, sla.reminders)
     # Stages reached by today, oldest first: (key, the mail or None when it can only be stale).
     reached: list[tuple[str, Reminder | Escalation | None]] = []
-    for offset in sla.reminders:  # largest first
-        if today >= working_days_before(calendar, deadline, offset):
-            key = reminder_key(case.reference, offset, deadline)
-            days_left = calendar.working_days_between(today, deadline)
-            live = today <= deadline
-            mail = Reminder(key, case, offset, days_left, (case.lead_officer,)) if live else None
-            reached.append((key, mail))
+    for offset in offsets:  # largest first
+        key = reminder_key(case.reference, offset, deadline)
+        live = today <= deadline
+        mail = Reminder(key, case, offset, days_left, (case.lead_officer,)) if live else None
+        reached.append((key, mail))
     if today > deadline:
-        days_over = calendar.working_days_between(deadline, today)
         for step in sla.escalation:  # smallest first
             if days_over >= step.after_working_days:
                 key = escalation_key(case.reference, step.after_working_days, deadline)
@@ -209,15 +220,12 @@ def iso_week(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def weekly_send_day(calendar: WorkingCalendar, day: date, weekday: str) -> date | None:
-    """The first working day on or after `weekday` in `day`'s ISO week (None: none left)."""
-    monday = day - timedelta(days=day.weekday())
-    current = monday + timedelta(days=WEEKDAYS.index(weekday))
-    while current.isocalendar()[:2] == monday.isocalendar()[:2]:
-        if calendar.is_working_day(current):
-            return current
-        current += timedelta(days=1)
-    return None
+def weekly_send_day(calendar: WorkingCalendar, day: date, weekday: str) -> tuple[date, date]:
+    """The latest `weekday` on or before `day` (the period), and the day its digest goes
+    out: that day, or the first working day after it."""
+    anchor = day - timedelta(days=(day.weekday() - WEEKDAYS.index(weekday)) % 7)
+    send = anchor if calendar.is_working_day(anchor) else calendar.next_working_day(anchor)
+    return anchor, send
 
 
 def digests_due(config: Config, calendar: WorkingCalendar, now: datetime) -> list[DigestDue]:
@@ -232,7 +240,6 @@ def digests_due(config: Config, calendar: WorkingCalendar, now: datetime) -> lis
         out.append(
             DigestDue(f"digest:coordinators:{today.isoformat()}", "coordinator_digest", today)
         )
-    monday = today - timedelta(days=today.weekday())
     weekly = (
         ("member_digest", "digest:members", sched.member_digest_day, sched.member_digest_at),
         (
@@ -244,10 +251,10 @@ def digests_due(config: Config, calendar: WorkingCalendar, now: datetime) -> lis
     )
     for kind, prefix, weekday, at in weekly:
         start = _at(at)
-        if start is None or weekly_send_day(calendar, today, weekday) != today:
-            continue
-        if clock >= start:
-            out.append(DigestDue(f"{prefix}:{iso_week(today)}", kind, monday))
+        anchor, send = weekly_send_day(calendar, today, weekday)
+        if start is not None and send == today and clock >= start:
+            monday = anchor - timedelta(days=anchor.weekday())
+            out.append(DigestDue(f"{prefix}:{iso_week(anchor)}", kind, monday))
     return out
 
 
@@ -258,6 +265,10 @@ def due(
     out: list[Due] = list(digests_due(config, calendar, now))
     if in_sending_hours(config, calendar, now):
         today = _local(calendar, now).date()
+        slas: dict[tuple[str | None, str | None], Sla] = {}
         for case in cases:
-            out.extend(case_due(config, calendar, today, case))
+            kind = (case.service_area, case.enquiry_type)
+            if kind not in slas:
+                slas[kind] = sla_for(config, *kind)
+            out.extend(case_due(config, calendar, today, case, slas[kind]))
     return out

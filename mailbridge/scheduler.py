@@ -46,6 +46,7 @@ class RunReport:
     done: list[tuple[str, str]] = field(default_factory=list)  # queued / withheld / nothing...
     skipped: list[str] = field(default_factory=list)  # stale stages recorded, not mailed
     taken: list[str] = field(default_factory=list)  # another daemon did them first
+    moved: list[str] = field(default_factory=list)  # the case changed since; next tick decides
     failed: list[str] = field(default_factory=list)  # rolled back; tried again next tick
 
     @property
@@ -59,7 +60,18 @@ class RunReport:
 def case_clocks(session: Session, case_ids: Sequence[int] | None = None) -> list[CaseClock]:
     """The schedule's facts of every open case with a lead officer (or of `case_ids`)."""
     query = (
-        select(Case, Person.email)
+        select(  # columns, not Case: a tick must not load every open case's text
+            Case.id,
+            Case.reference,
+            Case.status,
+            Person.email,
+            Case.service_area,
+            Case.directorate,
+            Case.enquiry_type,
+            Case.extended_due,
+            Case.response_due,
+            Case.paused_at,
+        )
         .join(Person, col(Person.id) == col(Case.lead_officer_id))
         .where(col(Case.status).in_(schedule.OPEN))
     )
@@ -67,7 +79,7 @@ def case_clocks(session: Session, case_ids: Sequence[int] | None = None) -> list
         query = query.where(col(Case.id).in_(case_ids))
     rows = session.exec(query.order_by(col(Case.id))).all()
     additional: dict[int, list[str]] = {}
-    ids = [c.id for c, _ in rows if c.id is not None]
+    ids = [r.id for r in rows]
     for start in range(0, len(ids), CHUNK):
         for case_id, email in session.exec(
             select(CaseOfficer.case_id, Person.email)
@@ -81,18 +93,18 @@ def case_clocks(session: Session, case_ids: Sequence[int] | None = None) -> list
             additional.setdefault(case_id, []).append(email)
     return [
         CaseClock(
-            case_id=c.id or 0,
-            reference=c.reference,
-            status=c.status,
-            lead_officer=lead,
-            additional_officers=tuple(additional.get(c.id or 0, ())),
-            service_area=c.service_area,
-            directorate=c.directorate,
-            enquiry_type=c.enquiry_type,
-            deadline=c.extended_due or c.response_due,
-            paused=c.paused_at is not None,
+            case_id=r.id,
+            reference=r.reference,
+            status=r.status,
+            lead_officer=r.email,
+            additional_officers=tuple(additional.get(r.id, ())),
+            service_area=r.service_area,
+            directorate=r.directorate,
+            enquiry_type=r.enquiry_type,
+            deadline=r.extended_due or r.response_due,
+            paused=r.paused_at is not None,
         )
-        for c, lead in rows
+        for r in rows
     ]
 
 
@@ -246,10 +258,10 @@ def _digest(session: Session, services: Services, item: DigestDue) -> str:
 
 
 def _do(services: Services, item: Due, now: datetime) -> str | None:
-    """One item in one transaction; None when it is not ours to do (done, or moved on)."""
+    """One item in one transaction; None when another daemon did it first."""
     with transaction(services.engine) as session:
         if isinstance(item, Reminder | Escalation) and not _still_due(session, item):
-            return None
+            return "moved"
         if not _claim(session.connection(), item, now):
             return None
         if isinstance(item, Stale):
@@ -279,6 +291,8 @@ def run_due(services: Services, now: datetime) -> RunReport:
             report.taken.append(item.key)
         elif outcome == "skipped":
             report.skipped.append(item.key)
+        elif outcome == "moved":
+            report.moved.append(item.key)
         else:
             report.done.append((item.key, outcome))
             log.info(

@@ -351,9 +351,27 @@ def test_empty_time_turns_a_digest_off() -> None:
     assert digests(at(MON, "12:00"), off) == []
 
 
-def test_weekly_day_with_no_working_day_left_in_the_week_is_skipped() -> None:
-    friday = Config.model_validate({"schedule": {"member_digest_day": "friday"}})
-    # Good Friday 2026: Saturday and Sunday follow, so no member digest in week 14.
-    assert schedule.weekly_send_day(CAL, date(2026, 4, 3), "friday") is None
-    keys = [d.key for d in schedule.digests_due(friday, CAL, at(date(2026, 4, 6), "12:00"))]
-    assert not any(k.startswith("digest:members") for k in keys)
+@pytest.mark.parametrize(
+    ("weekday", "now", "expected"),
+    [
+        ("friday", at(date(2026, 4, 3), "12:00"), []),
+        ("friday", at(date(2026, 4, 6), "12:00"), []),
+        # Good Friday, then the weekend and Easter Monday: the Tuesday, for week 14.
+        ("friday", at(date(2026, 4, 7), "12:00"), [("digest:members:2026-W14", date(2026, 3, 30))]),
+        ("friday", at(date(2026, 4, 8), "12:00"), []),
+        (
+            "sunday",
+            at(date(2026, 11, 23), "12:00"),
+            [("digest:members:2026-W47", date(2026, 11, 16))],
+        ),
+        ("wednesday", at(date(2026, 11, 25), "08:00"), [("digest:members:2026-W48", MON)]),
+    ],
+)
+def test_weekly_digest_on_the_first_working_day_from_its_weekday(
+    weekday: str, now: datetime, expected: list[tuple[str, date]]
+) -> None:
+    config = Config.model_validate({"schedule": {"member_digest_day": weekday}})
+    found = [
+        (d.key, d.day) for d in schedule.digests_due(config, CAL, now) if d.kind == "member_digest"
+    ]
+    assert found == expected

@@ -149,6 +149,21 @@ def test_escalation_tells_the_ladder_and_the_coordinators(tmp_path: Path, engine
     assert [e.kind for e in council.events(kind="escalated")] == ["escalated", "escalated"]
 
 
+def test_a_case_extended_since_planning_is_left_to_the_next_tick(
+    tmp_path: Path, engine: Engine
+) -> None:
+    council = assigned_council(tmp_path, engine)
+    [digest, reminder] = scheduler.pending(council.services, FRIDAY)
+    assert reminder.key == REMINDER_KEY
+    with transaction(engine) as session:
+        case = session.exec(select(Case).where(Case.reference == REF)).one()
+        case.extended_due = date(2026, 12, 15)
+        session.add(case)
+    assert scheduler._do(council.services, reminder, FRIDAY) == "moved"
+    assert REMINDER_KEY not in sends(engine) and outbox_kinds(engine) == []
+    assert scheduler.pending(council.services, FRIDAY) == [digest], "nothing due on the new date"
+
+
 def test_one_failing_item_rolls_back_alone(
     tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
