@@ -109,7 +109,9 @@ def run_due(
     for key, outcome in report.done:
         console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
     for key in report.skipped:
-        console.print(f"{'skipped':<16}{key} (its time passed unsent)", highlight=False)
+        console.print(
+            f"{'skipped':<16}{key} (its time passed unsent)", highlight=False, soft_wrap=True
+        )
     outcomes = [o for _, o in report.done]
     console.print(
         f"{outcomes.count('queued')} queued, {outcomes.count('withheld')} withheld, "
@@ -118,6 +120,7 @@ def run_due(
         f"{len(report.moved)} left as their case changed; "
         f"{totals.sent} emails sent, {totals.retried} to retry, {totals.failed} failed",
         highlight=False,
+        soft_wrap=True,
     )
     if report.failed:
         err_console.print(
