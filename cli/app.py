@@ -14,6 +14,7 @@ from mailbridge.cli import (
     quarantine,
     report,
     run,
+    schedule,
 )
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 
@@ -34,6 +35,7 @@ casework.register(cases.case_app)
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
+app.add_typer(schedule.app, name="schedule")
 run.register(app)
 console.register(app)  # dashboard, export
 report.register(app)

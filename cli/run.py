@@ -49,6 +49,7 @@ def run(
             f"{report.cases} new cases, {report.updates} updates, "
             f"{report.quarantined} quarantined, "
             f"{report.duplicates} already handled, {report.failed} failed (will retry); "
+            f"{report.scheduled} reminders, escalations and digests queued; "
             f"{report.sent} emails sent, {report.retried} to retry, "
             f"{report.delivery_failed} failed"
         )

@@ -1,6 +1,7 @@
 """The service loop: fetch, process, move after commit, deliver the outbox; stop cleanly.
 
-Holds no business rule: decisions live in the pipeline (ingest.py), delivery in outbox.py.
+Holds no business rule: decisions live in the pipeline (ingest.py), delivery in outbox.py,
+what scheduled mail is due in schedule.py (run every [schedule] tick_seconds by scheduler.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 
-from mailbridge import outbox
+from mailbridge import outbox, scheduler
 from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
 from mailbridge.ingest import (
     AlreadyHandled,
@@ -28,6 +30,7 @@ from mailbridge.ingest import (
     pending_failures,
 )
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
+from mailbridge.models import utcnow
 from mailbridge.parsepool import Parsed, ParsePool, workers_for
 from mailbridge.senders import Sender
 from mailbridge.services import Services
@@ -53,6 +56,7 @@ class PassReport:
     sent: int = 0
     retried: int = 0
     delivery_failed: int = 0
+    scheduled: int = 0  # reminders, escalations and digests queued by the schedule tick
     references: list[str] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
@@ -99,6 +103,8 @@ class Daemon:
         self.stopping = False
         self._waiting = False
         self._last_full_scan = 0.0
+        self._next_tick = 0.0  # monotonic time of the next schedule tick
+        self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
 
@@ -172,6 +178,27 @@ class Daemon:
         if self.courier is not None and self.deliver_enabled and not self.stopping:
             self.courier.wake()
 
+    # -- the schedule tick ------------------------------------------------------------
+
+    def schedule_tick(self, report: PassReport, *, force: bool = False) -> None:
+        """Send the reminders, escalations and digests due now, at most once a tick; a failure
+        here is logged and tried again next tick, never the end of the service."""
+        if not force and time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.services.config.schedule.tick_seconds
+        try:
+            done = scheduler.run_due(self.services, self.clock())
+        except Exception:  # the database may be away for a moment: the next tick retries
+            log.exception("schedule tick failed")
+            return
+        report.scheduled += done.queued
+        if done.queued:
+            self.deliver(report)
+
+    def _wait_seconds(self, poll: float) -> float:
+        """Wait for mail at most until the next schedule tick."""
+        return max(0.0, min(poll, self._next_tick - time.monotonic()))
+
     def deliver(self, report: PassReport) -> None:
         if not self.deliver_enabled or self.stopping:
             return
@@ -216,6 +243,7 @@ class Daemon:
             self.source.open()
             try:
                 report = self.run_pass(full_scan=True)
+                self.schedule_tick(report, force=True)
             finally:
                 self.source.close()
         finally:
@@ -237,17 +265,17 @@ class Daemon:
     def _serve(self, poll: float) -> None:
         self.source.open()
         try:
-            self.run_pass(full_scan=True)
+            self.schedule_tick(self.run_pass(full_scan=True), force=True)
             while not self.stopping:
                 try:
                     self._waiting = True
-                    self.source.wait(poll)
+                    self.source.wait(self._wait_seconds(poll))
                 except StopRequested:
                     break
                 finally:
                     self._waiting = False
                 if not self.stopping:
-                    self.run_pass()
+                    self.schedule_tick(self.run_pass())
         finally:
             self.source.close()
 

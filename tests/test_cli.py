@@ -51,6 +51,12 @@ url = "sqlite:///./mailbridge.db"
 [storage]
 data_dir = "./data"
 
+[schedule]
+# The journey runs on the wall clock: no digest may join the counts it checks.
+coordinator_digest_at = ""
+member_digest_at = ""
+management_summary_at = ""
+
 [[service_areas]]
 name = "Highways"
 directorate = "Environment and Transport"
@@ -229,6 +235,7 @@ def test_run_once_turns_member_mail_into_cases_and_reports_the_pass(journey: Jou
     out = ok(journey.run)
     assert out.startswith(
         "4 new cases, 0 updates, 2 quarantined, 0 already handled, 0 failed (will retry); "
+        "0 reminders, escalations and digests queued; "
         # Four acknowledgements, and one polite reply to each of the two unknown senders.
         "6 emails sent, 0 to retry, 0 failed"
     ), out
@@ -564,6 +571,7 @@ def test_help_lists_every_command() -> None:
         "quarantine",
         "addresses",
         "calendar",
+        "schedule",
     ]
 
 

@@ -1,0 +1,132 @@
+"""`mailbridge schedule run-due|show`: scheduled mail from cron, or a look at what is due.
+
+The rules live in mailbridge/schedule.py and the sending in mailbridge/scheduler.py; this
+only parses the options and prints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from mailbridge import outbox, scheduler
+from mailbridge.cli.context import ConfigOption, console, err_console, friendly, opened
+from mailbridge.courier import CourierTotals, deliver_until_idle
+from mailbridge.errors import UserError
+from mailbridge.schedule import DigestDue, Due, Escalation, Reminder
+from mailbridge.senders import open_sender
+from mailbridge.services import Services
+
+app = typer.Typer(
+    help="Reminders, escalations and digests: send what is due, or list it.",
+    no_args_is_help=True,
+)
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        hidden=True,
+        help="Pretend it is this moment (ISO 8601; council time unless it has an offset).",
+    ),
+]
+
+
+def _now(value: str | None, services: Services) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"--now {value!r} is not a moment: use e.g. 2026-12-04T09:05") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=services.calendar.zone)
+
+
+def _describe(item: Due) -> str:
+    if isinstance(item, Reminder):
+        when = "due today" if item.days_left == 0 else f"{item.days_left} working days left"
+        return f"reminder    {item.case.reference}  {when}  to {', '.join(item.to)}"
+    if isinstance(item, Escalation):
+        told = ", ".join(item.to + item.cc) or "nobody"
+        return f"escalation  {item.case.reference}  {item.days_over} working days over  to {told}"
+    if isinstance(item, DigestDue):
+        return f"digest      {item.kind} for {item.day.isoformat()}"
+    return f"skip        {item.case.reference}  {item.key} (missed: {item.superseded_by})"
+
+
+@app.command("show")
+@friendly
+def show(
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    now: NowOption = None,
+) -> None:
+    """List what is due now and not yet done, without sending anything.
+
+    Reminders and escalations are due only on working days in sending hours
+    ([schedule] send_at to send_until); digests from their configured times.
+    Example: mailbridge schedule show
+    """
+    with opened(config) as (cfg, engine):
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        items = scheduler.pending(services, _now(now, services))
+    if not items:
+        console.print("nothing is due now", highlight=False)
+        return
+    for item in items:
+        console.print(_describe(item), highlight=False, soft_wrap=True)
+
+
+@app.command("run-due")
+@friendly
+def run_due(
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    no_deliver: Annotated[
+        bool, typer.Option("--no-deliver", help="Leave the queued mail in the outbox.")
+    ] = False,
+    now: NowOption = None,
+) -> None:
+    """Send the reminders, escalations and digests due now, each once, then deliver them.
+
+    For those who run `mailbridge run --once` from cron instead of the service (the service
+    does this by itself every [schedule] tick_seconds). Running it twice sends nothing twice.
+    Example: mailbridge schedule run-due
+    """
+    with opened(config) as (cfg, engine):
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        report = scheduler.run_due(services, _now(now, services))
+        totals = CourierTotals()
+        if not no_deliver and report.done:
+            deliver_until_idle(
+                engine,
+                cfg,
+                lambda: open_sender(cfg),
+                outbox.RateLimiter(cfg.smtp.rate_limit_per_minute),
+                totals,
+                lambda: False,
+            )
+    for key, outcome in report.done:
+        console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
+    for key in report.skipped:
+        console.print(
+            f"{'skipped':<16}{key} (its time passed unsent)", highlight=False, soft_wrap=True
+        )
+    outcomes = [o for _, o in report.done]
+    console.print(
+        f"{outcomes.count('queued')} queued, {outcomes.count('withheld')} withheld, "
+        f"{outcomes.count('nothing_to_send')} with nothing to send, "
+        f"{len(report.skipped)} skipped, {len(report.taken)} done elsewhere, "
+        f"{len(report.moved)} left as their case changed; "
+        f"{totals.sent} emails sent, {totals.retried} to retry, {totals.failed} failed",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if report.failed:
+        err_console.print(
+            f"error: {len(report.failed)} scheduled item(s) failed and will be tried again "
+            f"(see the log): {', '.join(report.failed)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
