@@ -252,6 +252,28 @@ def timed(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(samples)
 
 
+def schedule_tick(
+    engine: Any, cal: WorkingCalendar, today: date, runs: int
+) -> tuple[str, float | None, str]:
+    """The daemon's schedule tick in its steady state: plan reminders and escalations over
+    every open case with a lead officer and look up which are done (what each tick costs)."""
+    from mailbridge import scheduler
+    from mailbridge.config import Config
+    from mailbridge.services import Services
+
+    services = Services.build(Config(), engine)
+    day = cal.add_working_days(today, 1)
+    now = datetime(day.year, day.month, day.day, 10, 0, tzinfo=cal.zone).astimezone(UTC)
+    due = len(scheduler.pending(services, now))
+    with Session(engine) as session:
+        clocks = len(scheduler.case_clocks(session))
+    return (
+        "schedule tick: plan + done keys (reminders, escalations)",
+        timed(lambda: scheduler.pending(services, now), runs),
+        f"{clocks:,} open cases with a lead, {due:,} due",
+    )
+
+
 def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
     from mailbridge.db import make_engine
 
@@ -288,6 +310,7 @@ def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
         )
         out.append(("cases list: no filter (page + total)", timed(first_page, runs), ""))
         out.append(("cases list: --search 'mill lane' --district Melton", timed(search, runs), ""))
+        out.append(schedule_tick(engine, cal, today, runs))
         if importlib.util.find_spec("mailbridge.reports") is None:
             out.append(("report over a year", None, "skipped: no mailbridge/reports.py"))
         else:
