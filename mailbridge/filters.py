@@ -161,13 +161,18 @@ def _is_open() -> ColumnElement[bool]:
     return col(Case.status).in_(OPEN)
 
 
+def _running() -> ColumnElement[bool]:
+    """The case's clock is running: a paused case (`case pause`) is neither late nor due."""
+    return col(Case.paused_at).is_(None)
+
+
 def overdue_clause(today: date) -> ColumnElement[bool]:
-    return and_(_is_open(), effective_due() < today)
+    return and_(_is_open(), _running(), effective_due() < today)
 
 
 def due_within_clause(today: date, calendar: WorkingCalendar, days: int) -> ColumnElement[bool]:
     last = calendar.add_working_days(today, days)
-    return and_(_is_open(), effective_due() >= today, effective_due() <= last)
+    return and_(_is_open(), _running(), effective_due() >= today, effective_due() <= last)
 
 
 def _escape(text: str) -> str:
