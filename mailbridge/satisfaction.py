@@ -38,7 +38,9 @@ _RATING_LINE = re.compile(
         (?P<rest>.*)$""",
     re.IGNORECASE | re.VERBOSE,
 )
-_COMMENT = re.compile(r"^(?:[-\u2013\u2014,.!:;)]|\s+(?=thank|many thanks|cheers))", re.IGNORECASE)
+_COMMENT = re.compile(
+    r"^(?:\s*[-\u2013\u2014,.!:;)]|\s+(?=thank|many thanks|cheers))", re.IGNORECASE
+)
 SHORT = 40  # characters: a comment or a sign-off line, never a message
 SIGN_OFF_LINES = 3
 
