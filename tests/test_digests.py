@@ -378,3 +378,31 @@ def test_iso_week_names_the_iso_year() -> None:
     assert digests.iso_week(date(2026, 11, 30)) == "2026-W49"
     assert digests.iso_week(date(2026, 12, 28)) == "2026-W53"
     assert digests.iso_week(date(2027, 1, 4)) == "2027-W01"
+
+
+def test_every_digest_queues_into_the_outbox_under_its_key(desk: Desk) -> None:
+    seed_cases(desk)
+    seed_week(desk)
+    with Session(desk.engine) as session:
+        mails = [
+            digests.coordinator_digest(session, desk.services, TODAY),
+            *digests.member_digests(session, desk.services, MONDAY),
+            *digests.management_summaries(session, desk.services, MONDAY),
+        ]
+    # Two summaries: E&T's week, and AH for C3, overdue though received weeks ago.
+    assert [m.kind for m in mails if m] == [
+        "coordinator_digest", *["member_digest"] * 2, *["management_summary"] * 2
+    ]  # fmt: skip
+    with transaction(desk.engine) as session:
+        for mail in mails:
+            assert mail is not None
+            queued = notify.queue_mail(
+                session, desk.services, kind=mail.kind, template=mail.template, to=mail.to,
+                context=mail.context, automatic=True, rate_limited=False,
+                idempotency_key=mail.key,
+            )  # fmt: skip
+            assert queued is not None and set(queued.recipients) == set(mail.to)
+    with Session(desk.engine) as session:
+        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()  # type: ignore[arg-type]
+    assert [(r.idempotency_key, r.kind) for r in rows] == [(m.key, m.kind) for m in mails if m]
+    assert all(r.raw.count(b"Content-Type: text/html") == 1 for r in rows)
