@@ -15,7 +15,7 @@ a digest never disagrees with what `cases list`, `status` or `report` would show
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -24,7 +24,14 @@ from sqlmodel import Session, col, select
 from mailbridge import notify
 from mailbridge.config import Directorate
 from mailbridge.directory import flagged_addresses
-from mailbridge.filters import OPEN, CaseFilter, CaseListRow, count_cases, iter_cases
+from mailbridge.filters import (
+    OPEN,
+    CaseFilter,
+    CaseListRow,
+    count_cases,
+    iter_cases,
+    list_cases,
+)
 from mailbridge.member_dashboard import member_dashboard
 from mailbridge.models import (
     Case,
@@ -40,6 +47,7 @@ from mailbridge.services import Services
 from mailbridge.sla import WorkingCalendar
 
 DUE_SOON_WORKING_DAYS = 2
+LISTED = 50  # cases listed per section of the coordinators' digest; the counts say how many
 OFFICER_AWAY = "officer_away"  # the event conversation.note_auto_reply records
 
 
@@ -61,7 +69,8 @@ def iso_week(week_start: date) -> str:
 
 
 def _local_midnight(day: date, calendar: WorkingCalendar) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=calendar.zone)
+    """The first moment of a council day, in UTC as the database stores moments."""
+    return datetime.combine(day, time(0), tzinfo=calendar.zone).astimezone(UTC)
 
 
 def previous_working_day(calendar: WorkingCalendar, day: date) -> date:
@@ -87,8 +96,11 @@ class AwayNotice:
 
 def _listed(
     session: Session, services: Services, day: date, case_filter: CaseFilter
-) -> list[CaseListRow]:
-    return list(iter_cases(session, case_filter, services.calendar, day))
+) -> tuple[list[CaseListRow], int]:
+    """The filter's first LISTED cases, and how many there are in all."""
+    rows = list_cases(session, case_filter, services.calendar, day)
+    total = count_cases(session, case_filter, services.calendar, day)
+    return rows, total
 
 
 def _officers_away(session: Session, services: Services, day: date) -> list[AwayNotice]:
@@ -135,18 +147,22 @@ def coordinator_digest(session: Session, services: Services, day: date) -> Diges
     to = tuple(notify.coordinator_addresses(services))
     if not to:
         return None
-    unassigned = [
-        row
-        for row in _listed(
-            session, services, day, CaseFilter(status="new", sort="created", desc=False, limit=None)
-        )
-        if row.lead_officer is None
-    ]
-    # A paused case (its clock stopped) is neither due soon nor overdue: filters.py.
-    due_soon = _listed(
-        session, services, day, CaseFilter(due_within=DUE_SOON_WORKING_DAYS, sort="due", limit=None)
+    calendar = services.calendar
+    # New cases are few: the unassigned ones are picked out here, oldest first.
+    new = iter_cases(
+        session, CaseFilter(status="new", sort="created", desc=False, limit=None), calendar, day
     )
-    overdue = _listed(session, services, day, CaseFilter(overdue=True, sort="due", limit=None))
+    unassigned = [row for row in new if row.lead_officer is None]
+    # A paused case (its clock stopped) is neither due soon nor overdue: filters.py.
+    due_soon, due_soon_total = _listed(
+        session,
+        services,
+        day,
+        CaseFilter(due_within=DUE_SOON_WORKING_DAYS, sort="due", limit=LISTED),
+    )
+    overdue, overdue_total = _listed(
+        session, services, day, CaseFilter(overdue=True, sort="due", limit=LISTED)
+    )
     away = _officers_away(session, services, day)
     flags = flagged_addresses(session)
     flagged_cases = {
@@ -178,8 +194,8 @@ def coordinator_digest(session: Session, services: Services, day: date) -> Diges
     ]
     counts = {
         "unassigned": len(unassigned),
-        "due_soon": len(due_soon),
-        "overdue": len(overdue),
+        "due_soon": due_soon_total,
+        "overdue": overdue_total,
         "away": len(away),
         "bounced": len(bounced),
         "quarantined": len(quarantined),
@@ -195,8 +211,8 @@ def coordinator_digest(session: Session, services: Services, day: date) -> Diges
             "day": day,
             "counts": counts,
             "due_soon_days": DUE_SOON_WORKING_DAYS,
-            "due_soon_until": services.calendar.add_working_days(day, DUE_SOON_WORKING_DAYS),
-            "unassigned": unassigned,
+            "due_soon_until": calendar.add_working_days(day, DUE_SOON_WORKING_DAYS),
+            "unassigned": unassigned[:LISTED],
             "due_soon": due_soon,
             "overdue": overdue,
             "away": away,

@@ -406,3 +406,45 @@ def test_every_digest_queues_into_the_outbox_under_its_key(desk: Desk) -> None:
         rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()  # type: ignore[arg-type]
     assert [(r.idempotency_key, r.kind) for r in rows] == [(m.key, m.kind) for m in mails if m]
     assert all(r.raw.count(b"Content-Type: text/html") == 1 for r in rows)
+
+
+def test_officers_away_since_the_previous_working_day_began_in_council_time(desk: Desk) -> None:
+    """Tue 16 Jun 2026 (BST): from Mon 15 Jun 00:00 BST, which is Sun 14 Jun 23:00 UTC."""
+    reference = desk.case("jane", "Pothole on Mill Lane", status="in_progress", lead="priya",
+                          response_due=date(2026, 6, 26))  # fmt: skip
+    case_id = desk.id_of(reference)
+
+    def away(at: datetime, who: str) -> Event:
+        return Event(case_id=case_id, kind="officer_away", actor=who, at=at,
+                     detail=f"{who} is away: consider reassigning")  # fmt: skip
+
+    desk.add(
+        away(utc(2026, 6, 14, 22, 30), "sunday.late@example.gov.uk"),  # 23:30 BST Sunday
+        away(utc(2026, 6, 14, 23, 30), "priya.shah@example.gov.uk"),  # 00:30 BST Monday
+        away(utc(2026, 6, 16, 22, 59), "ann.other@example.gov.uk"),  # 23:59 BST Tuesday
+        away(utc(2026, 6, 16, 23, 0), "wednesday@example.gov.uk"),  # 00:00 BST Wednesday
+    )
+    with Session(desk.engine) as session:
+        mail = digests.coordinator_digest(session, desk.services, date(2026, 6, 16))
+    assert mail is not None
+    notices = mail.context["away"]
+    assert [a.address for a in notices] == ["priya.shah@example.gov.uk", "ann.other@example.gov.uk"]
+    assert [a.officer for a in notices] == ["Priya Shah", "ann.other@example.gov.uk"]
+    assert notices[0].at.hour == 0 and notices[0].at.minute == 30  # shown in council time
+
+
+def test_long_lists_stop_at_fifty_and_say_how_many_more(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digests, "LISTED", 2)
+    for n in range(3):
+        desk.case("raj", f"Late {n}", status="in_progress", lead="priya",
+                  response_due=date(2026, 11, 16 + n))  # fmt: skip
+    with Session(desk.engine) as session:
+        mail = digests.coordinator_digest(session, desk.services, TODAY)
+    assert mail is not None
+    assert mail.context["counts"]["overdue"] == 3
+    assert [r.subject for r in mail.context["overdue"]] == ["Late 0", "Late 1"]  # soonest due
+    rendered = desk.render(mail)
+    assert "... and 1 more: mailbridge cases list --overdue" in rendered.text
+    assert "and 1 more: <code>mailbridge cases list --overdue</code>" in (rendered.html or "")
