@@ -208,6 +208,9 @@ def show(
         fields.append(("Contact by", c.preferred_contact))
     if c.sensitive:
         fields.append(("Sensitive", "yes"))
+    if c.satisfaction is not None:
+        answered = f", answered {c.satisfaction_at:%Y-%m-%d}" if c.satisfaction_at else ""
+        fields.append(("Satisfaction", f"{c.satisfaction} of 5{answered}"))
     for label, value in fields:
         console.print(f"  {label:<15} {value}", highlight=False)
     if c.body_text:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailbridge import clock, directory, notify
+from mailbridge import clock, directory, notify, satisfaction
 from mailbridge.cases import add_event
 from mailbridge.conversation import member_recipients, thread_for
 from mailbridge.db import insert_row
@@ -249,6 +249,8 @@ def set_status(
     session.flush()
     detail = f"status {STATUS_WORDS[CaseStatus(old)]} → {STATUS_WORDS[CaseStatus(wanted)]}"
     add_event(session, case.id, "status_changed", detail, actor=actor)
+    if wanted == CaseStatus.COMPLETED:
+        satisfaction.ask(session, services, case, thread_for(session, case))
     return StatusChanged(case.reference, old, wanted)
 
 

@@ -13,11 +13,12 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from mailbridge import casefacts, clock, hygiene, notify
+from mailbridge import casefacts, clock, hygiene, notify, satisfaction
 from mailbridge.cases import Inbound, add_event, record_inbound, store_attachments
 from mailbridge.db import insert_row
 from mailbridge.hygiene import Bounce
 from mailbridge.matching import CaseFacts
+from mailbridge.member_dashboard import member_dashboard
 from mailbridge.models import (
     AddressFlag,
     Attachment,
@@ -38,6 +39,7 @@ from mailbridge.routing import (
     NoteAutoReply,
     NoteBounce,
     OfficerReply,
+    RecordSatisfaction,
     Reopen,
     StatusRequest,
 )
@@ -259,6 +261,24 @@ def reopen(session: Session, services: Services, item: Inbound, decision: Reopen
     return Applied("reopened", case.reference)
 
 
+def record_satisfaction(
+    session: Session, services: Services, item: Inbound, decision: RecordSatisfaction
+) -> Applied:
+    """The member's rating of a completed case: kept on the case; it stays completed and
+    nobody is mailed."""
+    case = _case(session, decision.case)
+    message_id = _record_on_case(session, services, item, case, "satisfaction", item.reply_text)
+    satisfaction.record(
+        session,
+        case,
+        decision.rating,
+        at=item.received_at,
+        actor=item.parsed.from_address or "",
+        message_id=message_id,
+    )
+    return Applied("satisfaction_recorded", case.reference)
+
+
 def officer_reply(
     session: Session, services: Services, item: Inbound, decision: OfficerReply
 ) -> Applied:
@@ -347,6 +367,8 @@ def officer_reply(
         },
         attachments=attachments,
     )
+    if decision.kind == "response":
+        satisfaction.ask(session, services, case, thread_for(session, case))
     return Applied(decision.kind, case.reference)
 
 
@@ -439,6 +461,7 @@ def note_auto_reply(
             case.id,
             "officer_away",
             f"{item.parsed.from_address} is away: consider reassigning",
+            actor=item.parsed.from_address or "",
         )
         notify.queue_mail(
             session,
@@ -544,45 +567,15 @@ def status_request(
     member = _person(session, decision.member_id)
     requester = _person(session, decision.requester_id)
     assert member is not None and requester is not None
-    rows = session.exec(
-        select(Case)
-        .where(Case.member_id == decision.member_id)
-        .order_by(col(Case.created_at).desc(), col(Case.id).desc())
-    ).all()
-    lead_ids = {c.lead_officer_id for c in rows if c.lead_officer_id}
-    leads = {
-        p.id: p for p in session.exec(select(Person).where(col(Person.id).in_(lead_ids))).all()
-    }
     today = services.calendar.local_date(utcnow())
-    entries = [
-        {
-            "case": c,
-            "lead": leads.get(c.lead_officer_id) if c.lead_officer_id else None,
-            "due": c.extended_due or c.response_due,
-            "overdue": c.status != CaseStatus.COMPLETED
-            and c.paused_at is None
-            and (c.extended_due or c.response_due) < today,
-            "last_response": notify.local(services, c.last_response_at),
-        }
-        for c in rows
-    ]
-    counts = {
-        status: sum(1 for c in rows if c.status == status)
-        for status in (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.COMPLETED)
-    }
+    board = member_dashboard(session, services, decision.member_id, today)
     notify.queue_mail(
         session,
         services,
         kind="status",
         template="status",
         to=[requester.email],
-        context={
-            "member": member,
-            "requester": requester,
-            "entries": entries,
-            "counts": counts,
-            "today": today,
-        },
+        context=board.context(member, requester, today),
         automatic=True,
     )
     return Applied("status_sent")

@@ -29,6 +29,7 @@ from mailbridge import (
     parsing,
     replies,
     routing,
+    satisfaction,
 )
 from mailbridge.db import transaction
 from mailbridge.directory import Identity
@@ -258,7 +259,9 @@ def route(work: Work, services: Services) -> None:
         routing.Policy(
             areas=services.config.service_areas,
             reopen_working_days=services.config.cases.reopen_working_days,
+            satisfaction=services.config.satisfaction.ask,
         ),
+        rating=satisfaction.rating_of(work.reply_text) if work.reply_text else None,
     )
 
 
@@ -316,6 +319,7 @@ _APPLY: dict[type, Callable[..., conversation.Applied]] = {
     routing.StatusRequest: conversation.status_request,
     routing.Chase: conversation.chase,
     routing.Reopen: conversation.reopen,
+    routing.RecordSatisfaction: conversation.record_satisfaction,
     routing.OfficerReply: conversation.officer_reply,
     routing.Contribution: conversation.contribution,
     routing.CoordinatorNote: conversation.coordinator_note,

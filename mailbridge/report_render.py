@@ -30,6 +30,8 @@ NOTES = (
     "Working days exclude weekends, bank holidays and closure days. Medians and 90th "
     "percentiles: linear interpolation between closest ranks (Excel PERCENTILE.INC).",
     "Overdue now: still open and past the deadline in force.",
+    "Satisfaction: the average of the members' answers (1 to 5) to the question sent when a "
+    "case is completed, and how many answered.",
 )
 
 
@@ -37,7 +39,8 @@ NOTES = (
 class Metric:
     heading: str
     value: Callable[[GroupStats], Any]  # an int, a float or None, or a Ratio
-    kind: str = "count"  # "count", "ratio" (three columns in CSV and XLSX) or "days"
+    # "count", "ratio" (three columns in CSV and XLSX), "days" or "average" (None: no value)
+    kind: str = "count"
 
 
 METRICS = (
@@ -58,6 +61,8 @@ METRICS = (
     Metric("Extensions", lambda g: g.extensions),
     Metric("Reopened", lambda g: g.reopened),
     Metric("Chasers", lambda g: g.chasers),
+    Metric("Average satisfaction (1-5)", lambda g: g.satisfaction, "average"),
+    Metric("Satisfaction answers", lambda g: g.satisfaction_answers),
 )
 SHORT = {
     "Acknowledged within target": "Acknowledged in target",
@@ -67,6 +72,7 @@ SHORT = {
     "90th percentile working days to first response": "90th pct days to 1st response",
     "Median working days to completion": "Median days to completion",
     "90th percentile working days to completion": "90th pct days to completion",
+    "Average satisfaction (1-5)": "Satisfaction (1-5)",
 }
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from operator import add
@@ -146,6 +146,8 @@ class GroupStats:
     extensions: int
     reopened: int
     chasers: int
+    satisfaction: float | None = None  # the members' average answer (1-5), None without any
+    satisfaction_answers: int = 0  # how many cases have an answer
 
     @property
     def key(self) -> tuple[str, str | None, str | None, int | None]:
@@ -280,6 +282,8 @@ class _Counts:
     reopened: int = 0
     holding: int = 0
     extensions: int = 0
+    satisfaction_sum: int = 0
+    satisfaction_answers: int = 0
 
 
 def build_period(
@@ -326,9 +330,10 @@ def build_period(
         c.status,
         c.chase_count,
         c.reopened_count,
+        c.satisfaction,
     ).where(in_period)
 
-    # Per group key: the 13 _Counts figures in field order, then the working days to first
+    # Per group key: the 15 _Counts figures in field order, then the working days to first
     # response and to completion of its cases, then the day numbers they were received.
     groups: dict[tuple[Any, Any, Any], list[Any]] = {}
     result = conn.execute(rows)
@@ -354,7 +359,7 @@ def build_period(
 
     per_day: dict[str | None, Counter[int]] = defaultdict(Counter)
     for (directorate, _area, _member), group in groups.items():
-        per_day[directorate].update(group[15])
+        per_day[directorate].update(group[17])
     weekly: dict[str | None, dict[date, int]] = defaultdict(lambda: defaultdict(int))
     for directorate, received in per_day.items():
         for number, n in received.items():
@@ -386,7 +391,7 @@ def _tally(
     closed = CaseStatus.CLOSED.value
     open_ = OPEN_STATUSES
     for (directorate, area, member, received, acked, ack_due, first, due, extended, done,
-         status, chasers, reopened) in rows:
+         status, chasers, reopened, satisfaction) in rows:
         if raw:
             received = number[received[:cut]]
             ack_due = number[ack_due]
@@ -403,7 +408,7 @@ def _tally(
         group = groups.get(key)
         if group is None:
             group = groups[key] = _new_group()
-        group[15].append(received)
+        group[17].append(received)
         if acked is not None:
             group[2] += 1
             if acked <= ack_due:
@@ -416,7 +421,7 @@ def _tally(
                 group[4] += 1
             if first <= in_force:
                 group[6] += 1
-            group[13].append(rank[first] - rank[received])
+            group[15].append(rank[first] - rank[received])
         elif status != closed:
             if due < now:
                 group[5] += 1
@@ -426,17 +431,23 @@ def _tally(
             group[8] += 1
         group[9] += chasers
         group[10] += reopened
+        if satisfaction is not None:
+            group[13] += satisfaction
+            group[14] += 1
         if done is not None:
-            group[14].append(rank[done] - rank[received])
+            group[16].append(rank[done] - rank[received])
     for group in groups.values():  # what the loop left out: received, responded (assessed)
-        group[0] = len(group[15])
-        group[3] = len(group[13])
+        group[0] = len(group[17])
+        group[3] = len(group[15])
         group[5] += group[3]
         group[7] += group[3]
 
 
+_COUNTS = len(fields(_Counts))  # 15: then first-response days, completion days, received days
+
+
 def _new_group() -> list[Any]:
-    return [0] * 13 + [[], [], []]
+    return [0] * _COUNTS + [[], [], []]
 
 
 def _stats(
@@ -467,6 +478,10 @@ def _stats(
         extensions=n.extensions,
         reopened=n.reopened,
         chasers=n.chasers,
+        satisfaction=round(n.satisfaction_sum / n.satisfaction_answers, 2)
+        if n.satisfaction_answers
+        else None,
+        satisfaction_answers=n.satisfaction_answers,
     )
 
 
@@ -475,7 +490,7 @@ def _order(value: str | None) -> tuple[bool, str]:
     return (value is None, (value or "").casefold())
 
 
-# A rolled-up group: its 13 counts in _Counts field order, and the working days to first
+# A rolled-up group: its _COUNTS counts in _Counts field order, and the working days to first
 # response and to completion of its cases (sorted once the roll-up is done).
 _Rolled = tuple[list[int], list[int], list[int]]
 
@@ -483,16 +498,16 @@ _Rolled = tuple[list[int], list[int], list[int]]
 def _roll(rolled: dict[Any, _Rolled], key: Any, group: list[Any]) -> None:
     found = rolled.get(key)
     if found is None:
-        rolled[key] = (group[:13], list(group[13]), list(group[14]))
+        rolled[key] = (group[:_COUNTS], list(group[_COUNTS]), list(group[_COUNTS + 1]))
         return
     counts, first, done = found
-    counts[:] = map(add, counts, group)  # stops after the 13 counts
-    first.extend(group[13])
-    done.extend(group[14])
+    counts[:] = map(add, counts, group[:_COUNTS])
+    first.extend(group[_COUNTS])
+    done.extend(group[_COUNTS + 1])
 
 
 def _combine(parts: Iterable[_Rolled]) -> _Rolled:
-    counts = [0] * 13
+    counts = [0] * _COUNTS
     first: list[int] = []
     done: list[int] = []
     for part_counts, part_first, part_done in parts:

@@ -56,6 +56,15 @@ class Reopen:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordSatisfaction:
+    """The member's answer (1-5) to the satisfaction question: recorded, nothing reopened,
+    nothing sent."""
+
+    case: CaseFacts
+    rating: int
+
+
+@dataclass(frozen=True, slots=True)
 class OfficerReply:
     """The lead officer's reply: a response (completes), a holding reply, or internal."""
 
@@ -97,6 +106,7 @@ Decision = (
     | StatusRequest
     | Chase
     | Reopen
+    | RecordSatisfaction
     | OfficerReply
     | Contribution
     | CoordinatorNote
@@ -111,6 +121,7 @@ class Policy:
 
     areas: Sequence[ServiceArea] = ()
     reopen_working_days: int = 5
+    satisfaction: bool = False  # [satisfaction].ask: a bare rating on a completed case counts
 
 
 # --- the rules ------------------------------------------------------------------------
@@ -124,7 +135,9 @@ def decide(
     keywords: Keywords,
     status_request: bool,
     policy: Policy,
+    rating: int | None = None,
 ) -> Decision:
+    """`rating`: the reply's new text is only a rating (satisfaction.rating_of), else None."""
     if isinstance(verdict, Loop):
         return Quarantine("loop", verdict.reason)
     if isinstance(verdict, Bounce):
@@ -174,7 +187,7 @@ def decide(
             f"{parsed.from_address} is not a registered member, delegate, officer or coordinator",
             answer_stranger=True,
         )
-    return _on_case(parsed, sender, case, keywords, policy, is_member)
+    return _on_case(parsed, sender, case, keywords, policy, is_member, rating)
 
 
 def _on_case(
@@ -184,6 +197,7 @@ def _on_case(
     keywords: Keywords,
     policy: Policy,
     is_member: bool,
+    rating: int | None = None,
 ) -> Decision:
     if case.status == CaseStatus.CLOSED and _is_party(sender, case):
         what = case.converted_to.replace("_", " ") if case.converted_to else "closed"
@@ -196,6 +210,9 @@ def _on_case(
     if is_member and is_member_of(case, sender.member_id):
         if case.status != CaseStatus.COMPLETED:
             return Chase(case)
+        if policy.satisfaction and rating is not None:
+            # However long ago it was completed: an answer is never a new enquiry.
+            return RecordSatisfaction(case, rating)
         since = case.working_days_since_completed
         if since is not None and since <= policy.reopen_working_days:
             return Reopen(case)

@@ -58,7 +58,13 @@ def at(day: date, clock: str = "09:05") -> datetime:
 FRIDAY = at(date(2026, 12, 4))  # two working days before the deadline, 09:05
 
 
+NO_DIGESTS = {"coordinator_digest_at": "", "member_digest_at": "", "management_summary_at": ""}
+
+
 def assigned_council(tmp_path: Path, engine: Engine, **sections: Any) -> Council:
+    """Jane's case assigned to Priya; the digests off unless a test sets [schedule] (these
+    tests follow reminders and escalations; digests' contents are tests/test_digests.py's)."""
+    sections.setdefault("schedule", NO_DIGESTS)
     council = build_council(tmp_path, engine, **sections)
     council.assigned_pothole()
     assert council.case().response_due == DEADLINE
@@ -83,8 +89,7 @@ def sends(engine: Engine) -> dict[str, str]:
 def test_reminder_sent_once_across_a_restart(tmp_path: Path, engine: Engine, db_url: str) -> None:
     council = assigned_council(tmp_path, engine)
     first = scheduler.run_due(council.services, FRIDAY)
-    assert first.done == [("digest:coordinators:2026-12-04", "nothing_to_send"),
-                          (REMINDER_KEY, "queued")]  # fmt: skip
+    assert first.done == [(REMINDER_KEY, "queued")]
     # A restart: new engine, new services, a later tick the same morning.
     fresh = make_engine(db_url)
     try:
@@ -152,7 +157,7 @@ def test_escalation_tells_the_ladder_and_the_coordinators(tmp_path: Path, engine
 def test_a_case_extended_since_planning_is_left_to_the_next_tick(
     tmp_path: Path, engine: Engine
 ) -> None:
-    council = assigned_council(tmp_path, engine)
+    council = assigned_council(tmp_path, engine, schedule={})
     [digest, reminder] = scheduler.pending(council.services, FRIDAY)
     assert reminder.key == REMINDER_KEY
     with transaction(engine) as session:
@@ -167,7 +172,7 @@ def test_a_case_extended_since_planning_is_left_to_the_next_tick(
 def test_one_failing_item_rolls_back_alone(
     tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    council = assigned_council(tmp_path, engine)
+    council = assigned_council(tmp_path, engine, schedule={})
 
     def broken(*_: object) -> None:
         raise RuntimeError("digest builder broke")
@@ -179,7 +184,7 @@ def test_one_failing_item_rolls_back_alone(
     assert "digest:coordinators:2026-12-04" not in sends(engine), "free to try again"
     monkeypatch.undo()
     retry = scheduler.run_due(council.services, FRIDAY)
-    assert retry.done == [("digest:coordinators:2026-12-04", "nothing_to_send")]
+    assert retry.done == [("digest:coordinators:2026-12-04", "queued")]
 
 
 def test_digest_mail_queued_once_per_period(
@@ -272,9 +277,11 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> 
         ]
         first = cli("run-due")
         assert f"queued          {REMINDER_KEY}" in first
-        assert first[-1].endswith("1 emails sent, 0 to retry, 0 failed")
-        [mail] = council.new_mail()
-        assert recipients(mail) == [PRIYA]
+        assert "queued          digest:coordinators:2026-12-04" in first
+        assert first[-1].endswith("2 emails sent, 0 to retry, 0 failed")
+        [mail, digest] = sorted(council.new_mail(), key=lambda m: PRIYA not in recipients(m))
+        assert recipients(mail) == [PRIYA] and recipients(digest) == [SUPPORT]
+        assert REF in text_of(digest)  # due within 2 working days
         assert f"[{REF}]" in str(mail["Subject"])
         assert cli("run-due")[-1].startswith("0 queued, 0 withheld, 0 with nothing to send")
         assert council.new_mail() == []
