@@ -162,6 +162,12 @@ data_dir = "./data"
 [security]
 signing_key_env = "MB_TEST_SIGNING_KEY"
 
+[schedule]
+# The conversation runs on the wall clock: no digest may join the mail it counts.
+coordinator_digest_at = ""
+member_digest_at = ""
+management_summary_at = ""
+
 [[service_areas]]
 name = "Highways"
 directorate = "Environment and Transport"
