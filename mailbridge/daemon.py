@@ -38,10 +38,6 @@ from mailbridge.services import Services
 log = logging.getLogger(__name__)
 
 
-# Messages per transaction within a fetched batch (IMAP fetches and moves stay per batch).
-COMMIT_EVERY = 50
-
-
 class StopRequested(Exception):
     """Raised out of a blocking wait when SIGTERM/SIGINT arrives."""
 
@@ -120,21 +116,13 @@ class Daemon:
             self._last_full_scan = time.monotonic()
         for batch, parsed in self._parsed_ahead(self.source.fetch(full_scan=full_scan)):
             moves: dict[Destination, list[str]] = {d: [] for d in Destination}
-            # A fetched batch is committed in slices, the courier woken after each, so the
-            # acknowledgements of a slice leave while the next one is stored.
-            for start in range(0, len(batch), COMMIT_EVERY):
-                part = batch[start : start + COMMIT_EVERY]
-                outcomes = self.processor.process_batch(
-                    [(m.raw, m.received_at) for m in part],
-                    parsed=parsed[start : start + COMMIT_EVERY] if parsed is not None else None,
-                )
-                for mail, outcome in zip(part, outcomes, strict=True):
-                    report.count(outcome)
-                    if outcome.destination is not None:
-                        moves[outcome.destination].append(mail.key)
-                self.wake_courier()
-                if self.stopping:
-                    break  # the rest of the batch stays in the inbox
+            outcomes = self.processor.process_batch(
+                [(m.raw, m.received_at) for m in batch], parsed=parsed
+            )
+            for mail, outcome in zip(batch, outcomes, strict=True):
+                report.count(outcome)
+                if outcome.destination is not None:
+                    moves[outcome.destination].append(mail.key)
             # Only now, after each message's transaction committed, does mail leave the inbox.
             for destination, keys in moves.items():
                 if keys:
@@ -172,11 +160,6 @@ class Daemon:
             ahead = (batch, futures)
         if ahead is not None:
             yield ahead[0], ParsePool.result(ahead[1])
-
-    def wake_courier(self) -> None:
-        """Tell the delivery process new mail was committed (no-op when delivering here)."""
-        if self.courier is not None and self.deliver_enabled and not self.stopping:
-            self.courier.wake()
 
     # -- the schedule tick ------------------------------------------------------------
 
