@@ -2,6 +2,10 @@
 
 SQLite runs in WAL mode with foreign keys on, and every transaction starts with
 BEGIN IMMEDIATE so two writers queue on the lock instead of failing mid-transaction.
+Commits are synced to disk (synchronous=FULL) before they return: mail leaves the inbox
+once its case is committed, so the commit must survive a power cut too. Only the delivery
+process, whose commits merely mark mail sent, skips the sync (`durable=False`): losing such a
+mark to a power cut means one email sent again with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from sqlmodel import Session, SQLModel
 from mailbridge.errors import MailbridgeError
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine:
     """Create an engine; for SQLite make the folder and set the pragmas we rely on."""
+    synchronous = "FULL" if durable else "NORMAL"
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
@@ -34,7 +39,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 

@@ -10,6 +10,7 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import mailbridge.models  # noqa: F401 - registers the tables
+from mailbridge.db import make_engine
 from mailbridge.migrate import (
     SCHEMA_HEAD,
     alembic_config,
@@ -69,6 +70,18 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            # A case's commit is on disk before its mail may leave the inbox: FULL (2).
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        engine.dispose()
+
+
+def test_the_delivery_process_marks_mail_sent_without_a_sync_per_email(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'mb.db'}", durable=False)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
 
