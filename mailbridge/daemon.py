@@ -38,6 +38,11 @@ from mailbridge.services import Services
 log = logging.getLogger(__name__)
 
 
+# Scheduled mails queued per tick at most; a backlog (the first morning after an upgrade, a
+# long outage) goes out over the next ticks instead of holding up incoming mail.
+TICK_LIMIT = 500
+
+
 class StopRequested(Exception):
     """Raised out of a blocking wait when SIGTERM/SIGINT arrives."""
 
@@ -170,7 +175,7 @@ class Daemon:
             return
         self._next_tick = time.monotonic() + self.services.config.schedule.tick_seconds
         try:
-            done = scheduler.run_due(self.services, self.clock())
+            done = scheduler.run_due(self.services, self.clock(), limit=TICK_LIMIT)
         except Exception:  # the database may be away for a moment: the next tick retries
             log.exception("schedule tick failed")
             return

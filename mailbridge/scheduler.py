@@ -48,6 +48,7 @@ class RunReport:
     taken: list[str] = field(default_factory=list)  # another daemon did them first
     moved: list[str] = field(default_factory=list)  # the case changed since; next tick decides
     failed: list[str] = field(default_factory=list)  # rolled back; tried again next tick
+    left: int = 0  # due but over the call's limit: the next call takes them
 
     @property
     def queued(self) -> int:
@@ -127,8 +128,18 @@ def pending(services: Services, now: datetime) -> list[Due]:
     with Session(services.engine) as session:
         clocks = case_clocks(session) if schedule.in_sending_hours(cfg, calendar, now) else []
         items = schedule.due(cfg, calendar, now, clocks)
-        done = _done_keys(session, [i.key for i in items])
-    return [i for i in items if i.key not in done]
+        live = [i for i in items if not isinstance(i, Stale)]
+        done = _done_keys(session, [i.key for i in live])
+        # A case whose latest stage is done has nothing stale left to record: look up the
+        # stale keys only of the others (in the steady state, none), not every tick for all.
+        settled = {i.case.case_id for i in live if i.key in done and not isinstance(i, DigestDue)}
+        stale = [i for i in items if isinstance(i, Stale) and i.case.case_id not in settled]
+        done |= _done_keys(session, [i.key for i in stale])
+    return [i for i in items if i.key not in done and not _settled(i, settled)]
+
+
+def _settled(item: Due, settled: set[int]) -> bool:
+    return isinstance(item, Stale) and item.case.case_id in settled
 
 
 # --- doing one item ------------------------------------------------------------------------
@@ -296,12 +307,21 @@ def _skip_stale(services: Services, stale: list[Stale], now: datetime, report: R
         report.taken.extend(taken)
 
 
-def run_due(services: Services, now: datetime) -> RunReport:
-    """Send what is due at `now` (aware), once; one item's failure stops only that item."""
+def run_due(services: Services, now: datetime, *, limit: int | None = None) -> RunReport:
+    """Send what is due at `now` (aware), once; one item's failure stops only that item.
+
+    `limit` caps the mails one call queues (the daemon's tick, so a first morning after an
+    upgrade or a long outage never holds up incoming mail for long); the rest stay due and
+    the next call takes them. Stale stages are recorded whatever the limit: they send nothing.
+    """
     report = RunReport()
     items = pending(services, now)
     _skip_stale(services, [i for i in items if isinstance(i, Stale)], now, report)
-    for item in (i for i in items if not isinstance(i, Stale)):
+    live = [i for i in items if not isinstance(i, Stale)]
+    if limit is not None and len(live) > limit:
+        report.left = len(live) - limit
+        live = live[:limit]
+    for item in live:
         reference = None if isinstance(item, DigestDue) else item.case.reference
         try:
             outcome = _do(services, item, now)

@@ -154,6 +154,30 @@ def test_escalation_tells_the_ladder_and_the_coordinators(tmp_path: Path, engine
     assert [e.kind for e in council.events(kind="escalated")] == ["escalated", "escalated"]
 
 
+def test_a_case_whose_latest_stage_is_done_has_nothing_stale_left(
+    tmp_path: Path, engine: Engine
+) -> None:
+    council = assigned_council(tmp_path, engine)
+    morning = at(date(2026, 12, 9), "10:00")
+    report = scheduler.run_due(council.services, morning)
+    assert (f"escalation:{REF}:1:{DEADLINE}", "queued") in report.done
+    # Even were the skipped reminders' records gone, the sent escalation settles them: a
+    # steady-state tick looks up one key per case, not every stage it ever had.
+    with transaction(engine) as session:
+        for key in report.skipped:
+            session.delete(session.get(ScheduledSend, key))
+    assert scheduler.pending(council.services, at(date(2026, 12, 9), "11:00")) == []
+
+
+def test_a_limit_leaves_the_rest_for_the_next_call(tmp_path: Path, engine: Engine) -> None:
+    council = assigned_council(tmp_path, engine, schedule={})
+    first = scheduler.run_due(council.services, FRIDAY, limit=1)
+    assert (first.done, first.left) == ([("digest:coordinators:2026-12-04", "queued")], 1)
+    second = scheduler.run_due(council.services, FRIDAY, limit=1)
+    assert (second.done, second.left) == ([(REMINDER_KEY, "queued")], 0)
+    assert scheduler.run_due(council.services, FRIDAY, limit=1).done == []
+
+
 def test_a_case_extended_since_planning_is_left_to_the_next_tick(
     tmp_path: Path, engine: Engine
 ) -> None:
@@ -343,7 +367,9 @@ def test_service_waits_for_mail_at_most_until_the_next_tick(
     )
     ticks: list[datetime] = []
     monkeypatch.setattr(
-        scheduler, "run_due", lambda _services, now: ticks.append(now) or scheduler.RunReport()
+        scheduler,
+        "run_due",
+        lambda _services, now, limit=None: ticks.append(now) or scheduler.RunReport(),
     )
     holder: list[Daemon] = []
     waits: list[float] = []
