@@ -281,6 +281,51 @@ def test_two_daemons_racing_on_one_key_send_once(
     assert outbox_kinds(engine) == [(REMINDER_KEY, "reminder")]
 
 
+def test_real_digests_and_an_escalation_once_with_two_daemons_and_a_restart(
+    tmp_path: Path, engine: Engine, db_url: str
+) -> None:
+    """Monday 14 December, 09:05: the coordinators' digest, Jane's weekly digest, the
+    management summary (her case is overdue) and the +1 escalation are all due. Two daemons
+    start at once on their own engines, then one restarts later that morning: each email is
+    in the outbox once."""
+    council = assigned_council(
+        tmp_path,
+        engine,
+        schedule={},
+        directorates=[{"name": "Environment and Transport", "head_email": HEAD}],  # type: ignore[arg-type]
+    )
+    config = council.services.config
+    monday = at(date(2026, 12, 14))
+    start = threading.Barrier(2)
+    reports: list[scheduler.RunReport] = []
+
+    def daemon(now: datetime, wait: bool) -> None:
+        eng = make_engine(db_url)
+        try:
+            if wait:
+                start.wait(30)
+            reports.append(scheduler.run_due(Services.build(config, eng), now))
+        finally:
+            eng.dispose()
+
+    racers = [threading.Thread(target=daemon, args=(monday, True)) for _ in range(2)]
+    for thread in racers:
+        thread.start()
+    for thread in racers:
+        thread.join(60)
+    daemon(at(date(2026, 12, 14), "11:30"), False)  # a restart, later the same morning
+    assert all(not r.failed for r in reports), [r.failed for r in reports]
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage.idempotency_key, OutboxMessage.kind)).all()
+    scheduled = [(key, kind) for key, kind in rows if kind != "acknowledgement" and key]
+    keys = [key for key, _ in scheduled]
+    assert len(keys) == len(set(keys)), "no email queued twice"
+    assert sorted({kind for _, kind in scheduled} - {"assignment", "assigned"}) == [
+        "coordinator_digest", "escalation", "management_summary", "member_digest",
+    ]  # fmt: skip
+    assert sum(r.queued for r in reports) == 4 and reports[-1].queued == 0
+
+
 def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> None:
     engine = ensure_database(db_url)
     try:
