@@ -184,8 +184,8 @@ def test_coordinator_digest_lists_what_needs_a_coordinator_today(desk: Desk) -> 
         "Member enquiries digest Wednesday 25 November 2026: 1 overdue, 1 due soon, 1 unassigned"
     )
     text = rendered.text
-    assert "  Overdue:                 1\n" in text
-    assert "  Due within 2 working days: 1 (by Friday 27 November 2026)" in text
+    assert "  Overdue:                     1\n" in text
+    assert "  Due within 2 working days:   1 (by Friday 27 November 2026)" in text
     overdue = text.split("\nOverdue\n", 1)[1].split("\n\n", 1)[0]
     assert f"{c['C3']}  Care package for Mr Evans" in overdue
     assert "Member:         Cllr Raj Patel" in overdue
