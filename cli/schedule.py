@@ -15,7 +15,7 @@ from mailbridge import outbox, scheduler
 from mailbridge.cli.context import ConfigOption, console, err_console, friendly, opened
 from mailbridge.courier import CourierTotals, deliver_until_idle
 from mailbridge.errors import UserError
-from mailbridge.schedule import DigestDue, Due, Escalation, Reminder
+from mailbridge.schedule import DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.senders import open_sender
 from mailbridge.services import Services
 
@@ -60,12 +60,17 @@ def _describe(item: Due) -> str:
 @friendly
 def show(
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    all_stages: Annotated[
+        bool,
+        typer.Option("--all", help="Also list each missed stage that will be recorded unsent."),
+    ] = False,
     now: NowOption = None,
 ) -> None:
     """List what is due now and not yet done, without sending anything.
 
     Reminders and escalations are due only on working days in sending hours
-    ([schedule] send_at to send_until); digests from their configured times.
+    ([schedule] send_at to send_until); digests from their configured times. Stages that
+    passed while nothing ran are counted (listed with --all): they are recorded, never sent.
     Example: mailbridge schedule show
     """
     with opened(config) as (cfg, engine):
@@ -74,8 +79,17 @@ def show(
     if not items:
         console.print("nothing is due now", highlight=False)
         return
+    stale = [i for i in items if isinstance(i, Stale)]
     for item in items:
-        console.print(_describe(item), highlight=False, soft_wrap=True)
+        if all_stages or not isinstance(item, Stale):
+            console.print(_describe(item), highlight=False, soft_wrap=True)
+    if stale and not all_stages:
+        console.print(
+            f"and {len(stale)} earlier stage(s) whose time passed unsent: recorded as skipped, "
+            "never mailed (--all lists them)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("run-due")
@@ -108,10 +122,6 @@ def run_due(
             )
     for key, outcome in report.done:
         console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
-    for key in report.skipped:
-        console.print(
-            f"{'skipped':<16}{key} (its time passed unsent)", highlight=False, soft_wrap=True
-        )
     outcomes = [o for _, o in report.done]
     console.print(
         f"{outcomes.count('queued')} queued, {outcomes.count('withheld')} withheld, "

@@ -364,6 +364,38 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> 
         engine.dispose()
 
 
+def test_cli_counts_missed_stages_and_lists_them_only_when_asked(
+    tmp_path: Path, db_url: str
+) -> None:
+    engine = ensure_database(db_url)
+    try:
+        assigned_council(tmp_path, engine)
+        config = write_council_config(tmp_path, db_url)
+
+        def cli(*args: str) -> list[str]:
+            result = runner.invoke(
+                app,
+                ["schedule", *args, "--config", str(config), "--now", "2026-12-09T10:00"],
+                env={"COLUMNS": "300"},
+            )
+            return ok_lines(result)
+
+        # Down from before the reminders until the day after the deadline.
+        shown = cli("show")
+        assert f"escalation  {REF}  1 working days over  to {PRIYA}, {SUPPORT}" in shown
+        assert shown[-1] == (
+            "and 2 earlier stage(s) whose time passed unsent: recorded as skipped, never "
+            "mailed (--all lists them)"
+        )
+        every = cli("show", "--all")
+        assert sum(line.startswith("skip        ") for line in every) == 2
+        done = cli("run-due", "--no-deliver")
+        assert not any(line.startswith("skipped") for line in done)
+        assert ", 2 skipped, " in done[-1]
+    finally:
+        engine.dispose()
+
+
 def test_cli_bad_now_is_one_line(tmp_path: Path, db_url: str) -> None:
     config = write_council_config(tmp_path, db_url)
     result = runner.invoke(
