@@ -326,6 +326,14 @@ def test_real_digests_and_an_escalation_once_with_two_daemons_and_a_restart(
     assert sum(r.queued for r in reports) == 4 and reports[-1].queued == 0
 
 
+def schedule_cli(config: Path, now: str, *args: str) -> list[str]:
+    """`mailbridge schedule ARGS` at a set moment, its output lines (exit 0 asserted)."""
+    result = runner.invoke(
+        app, ["schedule", *args, "--config", str(config), "--now", now], env={"COLUMNS": "300"}
+    )
+    return ok_lines(result)
+
+
 def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> None:
     engine = ensure_database(db_url)
     try:
@@ -333,12 +341,7 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> 
         config = write_council_config(tmp_path, db_url)
 
         def cli(*args: str) -> list[str]:
-            result = runner.invoke(
-                app,
-                ["schedule", *args, "--config", str(config), "--now", "2026-12-04T09:05"],
-                env={"COLUMNS": "300"},
-            )
-            return ok_lines(result)
+            return schedule_cli(config, "2026-12-04T09:05", *args)
 
         assert cli("show") == [
             "digest      coordinator_digest for 2026-12-04",
@@ -373,12 +376,7 @@ def test_cli_counts_missed_stages_and_lists_them_only_when_asked(
         config = write_council_config(tmp_path, db_url)
 
         def cli(*args: str) -> list[str]:
-            result = runner.invoke(
-                app,
-                ["schedule", *args, "--config", str(config), "--now", "2026-12-09T10:00"],
-                env={"COLUMNS": "300"},
-            )
-            return ok_lines(result)
+            return schedule_cli(config, "2026-12-09T10:00", *args)
 
         # Down from before the reminders until the day after the deadline.
         shown = cli("show")
