@@ -317,6 +317,8 @@ def queue_acknowledgement(
             "refused": refused,
             "received_local": as_utc(case["received_at"]).astimezone(services.calendar.zone),
             "response_days": deadlines.sla_for(cfg, case["service_area"], None).response_days,
+            # After the office-hours cut-off or on a closed day the count starts later: say so.
+            "counted_from": services.calendar.received_day(case["received_at"]),
         },
         automatic=True,
         rate_limited=False,

@@ -102,12 +102,38 @@ def test_member_email_becomes_case_with_acknowledgement(services: Services) -> N
     assert ack["Message-ID"] == f"<{outgoing.message_id}>"
     text = ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Tuesday 8 December 2026" in text
+    assert "counted from" not in text  # received in office hours: counted from that day
     assert "MQ-2026-00001" in text and "status" in text
     html = ack.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "<strong>Tuesday 8 December 2026</strong>" in html
 
     assert folder_count(services, None) == 0
     assert folder_count(services, "Processed") == 1
+
+
+def test_an_email_after_the_cut_off_is_counted_from_the_next_working_day(
+    services: Services,
+) -> None:
+    # Friday 27 November 2026, 17:40: after the 17:00 cut-off, so Monday 30 November counts
+    # as the day of receipt (not counted) and the reply is due ten working days later.
+    raw = (
+        fixture_bytes("member_new_enquiry_pothole.eml")
+        .replace(b"Tue, 24 Nov 2026 09:15", b"Fri, 27 Nov 2026 17:40")
+        .replace(b"Tue, 24 Nov 2026 09:14:55", b"Fri, 27 Nov 2026 17:39:55")
+    )
+    root = Path(services.config.mailbox.url.split(":", 1)[1])
+    maildir_drop(root, raw, parse(raw).received_at)
+    daemon_for(services).run_pass(full_scan=True)
+    with Session(services.engine) as session:
+        case = session.exec(select(Case)).one()
+    assert (str(case.acknowledge_due), str(case.response_due)) == ("2026-12-01", "2026-12-14")
+    [ack] = sent_messages(services)
+    text = " ".join(ack.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+    assert "Received: Friday 27 November 2026" in text
+    assert (
+        "Reply due by: Monday 14 December 2026 (10 working days) counted from Monday 30 "
+        "November 2026, the next working day, as your email arrived outside office hours"
+    ) in text
 
 
 def test_delegate_opens_case_for_their_member_and_both_are_acknowledged(
