@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -151,7 +152,11 @@ def main() -> None:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="PostgreSQL server to create a scratch database on",
     )
+    ap.add_argument(
+        "--parse-workers", metavar="N", help="[mailbox] parse_workers (default: the config's)"
+    )
     args = ap.parse_args()
+    workers = f"parse_workers = {int(args.parse_workers)}\n" if args.parse_workers else ""
 
     rng = random.Random(42)
     people = members(60)
@@ -179,7 +184,7 @@ def main() -> None:
 [mailbox]
 url = "imap://{dv.user}@{dv.host}:{dv.port}/"
 password_env = "BENCH_IMAP_PASSWORD"
-[smtp]
+{workers}[smtp]
 url = "smtp://127.0.0.1:{smtp_port}"
 from_address = "enquiries@example.gov.uk"
 [database]
@@ -248,6 +253,7 @@ keywords = ["school transport"]
             summary = " ".join(done.stdout.split())
     finally:
         smtp.stop()
+        shutil.rmtree(work, ignore_errors=True)
         if pg_name:
             admin = sqlalchemy.create_engine(args.pg, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:

@@ -116,7 +116,7 @@ class MailboxConfig(_Section):
     folder: str = "INBOX"
     processed_folder: str = "Processed"
     quarantine_folder: str = "Quarantine"
-    batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = 100
     parse_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     poll_seconds: Annotated[float, Field(gt=0)] = 60.0
     idle: bool = True
@@ -152,7 +152,7 @@ class SmtpConfig(_Section):
     from_address: Email = "enquiries@example.gov.uk"
     from_name: str = "Member Enquiries"
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
-    batch_size: Annotated[int, Field(ge=1)] = 100
+    batch_size: Annotated[int, Field(ge=1)] = 500
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     retry_base_seconds: Annotated[float, Field(gt=0)] = 60.0
     retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0

@@ -21,6 +21,7 @@ from typing import Any
 from mailbridge import logs, outbox
 from mailbridge.config import Config
 from mailbridge.db import make_engine
+from mailbridge.receipts import Receipts
 from mailbridge.senders import Sender, open_sender
 
 log = logging.getLogger(__name__)
@@ -43,26 +44,29 @@ def deliver_until_idle(
     rate_limit: outbox.RateLimiter,
     totals: CourierTotals,
     stopping: Callable[[], bool],
+    receipts: Receipts | None = None,
 ) -> None:
     """Deliver batch after batch until a batch comes back short (nothing more is due)."""
     smtp = config.smtp
+    size = outbox.claim_size(smtp.batch_size, smtp.rate_limit_per_minute, smtp.lease_seconds)
     while not stopping():
         with sender_factory() as sender:
             result = outbox.deliver_due(
                 engine,
                 sender,
-                batch_size=smtp.batch_size,
+                batch_size=size,
                 lease_seconds=smtp.lease_seconds,
                 retry_base_seconds=smtp.retry_base_seconds,
                 retry_max_seconds=smtp.retry_max_seconds,
                 give_up_after_hours=smtp.give_up_after_hours,
                 rate_limit=rate_limit,
                 stopping=stopping,
+                receipts=receipts,
             )
         totals.sent += result.sent
         totals.retried += result.retried
         totals.failed += result.failed
-        if result.claimed < smtp.batch_size:
+        if result.claimed < size:
             return
 
 
@@ -152,6 +156,7 @@ def _courier_main(
     logs.setup(config.logging.level, config.logging.format)
     # Its commits only mark mail sent: no sync to disk per email (see db.py).
     engine = make_engine(config.database.url, durable=False)
+    receipts = receipts_for(config)
     # A stop request cuts a rate-limit pause short.
     rate_limit = outbox.RateLimiter(config.smtp.rate_limit_per_minute, sleep=stop.wait)
     totals = CourierTotals()
@@ -164,7 +169,7 @@ def _courier_main(
             draining = drain.is_set()  # read first: rows committed before it are visible now
             wake.clear()
             deliver_until_idle(
-                engine, config, lambda: open_sender(config), rate_limit, totals, stopping
+                engine, config, lambda: open_sender(config), rate_limit, totals, stopping, receipts
             )
             counts[:] = [totals.sent, totals.retried, totals.failed]
             if draining:
@@ -175,4 +180,14 @@ def _courier_main(
         raise SystemExit(1) from None
     finally:
         counts[:] = [totals.sent, totals.retried, totals.failed]
+        if receipts is not None:
+            receipts.close()
         engine.dispose()
+
+
+def receipts_for(config: Config) -> Receipts | None:
+    """SQLite has a single writer, which ingest holds for a batch at a time: there the
+    courier keeps receipts and marks mail sent in bulk. PostgreSQL marks each at once."""
+    if not config.database.url.startswith("sqlite"):
+        return None
+    return Receipts(config.storage.data_dir / "receipts")

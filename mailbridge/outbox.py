@@ -1,9 +1,10 @@
 """The transactional outbox (invariant 2): queue in the caller's transaction, deliver later.
 
 Delivery claims due rows with a lease in one short transaction, talks SMTP with no
-transaction open, then records each result in its own short transaction. A sender that
-dies leaves its claimed rows to become due again when the lease expires; they are sent
-again with the same Message-ID, so a repeat is recognisable as one.
+transaction open, then records each result in its own short transaction (the courier on
+SQLite writes accepted mail to a receipts file and marks it in bulk: receipts.py). A
+sender that dies leaves its claimed rows to become due again when the lease expires;
+they are sent again with the same Message-ID, so a repeat is recognisable as one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 
 from mailbridge.db import insert_row, transaction
 from mailbridge.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
+from mailbridge.receipts import Receipts
 from mailbridge.senders import PermanentDeliveryError, Sender, TemporaryDeliveryError
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,13 @@ class RateLimiter:
         self.sleep = sleep
         self.sent: deque[float] = deque()
 
+    def would_wait(self) -> bool:
+        """True when the next `acquire` has to wait for a slot."""
+        if self.per_minute <= 0:
+            return False
+        self._forget(self.clock())
+        return len(self.sent) >= self.per_minute
+
     def acquire(self, stopping: Callable[[], bool] | None = None) -> None:
         """Wait for a free slot, or until `stopping()` (the caller then checks it)."""
         if self.per_minute <= 0:
@@ -101,12 +110,15 @@ class RateLimiter:
             if stopping is not None and stopping():
                 return
             now = self.clock()
-            while self.sent and now - self.sent[0] >= 60.0:
-                self.sent.popleft()
+            self._forget(now)
             if len(self.sent) < self.per_minute:
                 self.sent.append(now)
                 return
             self.sleep(60.0 - (now - self.sent[0]))
+
+    def _forget(self, now: float) -> None:
+        while self.sent and now - self.sent[0] >= 60.0:
+            self.sent.popleft()
 
 
 @dataclass
@@ -165,13 +177,17 @@ def deliver_due(
     rate_limit: RateLimiter | None = None,
     now: Callable[[], datetime] = utcnow,
     stopping: Callable[[], bool] | None = None,
+    receipts: Receipts | None = None,
 ) -> DeliveryReport:
     """Send one batch of due mail over one connection; never inside a case transaction.
 
     When `stopping()` turns true the message in flight is finished and the rest of the
-    batch is handed back at once, not left to its lease.
+    batch is handed back at once, not left to its lease. With `receipts` (the courier on
+    SQLite) accepted mail is marked sent in bulk instead of one transaction per email.
     """
     report = DeliveryReport()
+    if receipts is not None:
+        receipts.fold(engine)  # ours from an interrupted round, and any dead courier's
     ids = claim(engine, batch_size=batch_size, lease_seconds=lease_seconds, now=now())
     if not ids:
         return report
@@ -191,6 +207,8 @@ def deliver_due(
     rows = _load(engine, ids)
     for index, row in enumerate(rows):
         if rate_limit is not None:
+            if receipts is not None and receipts.pending and rate_limit.would_wait():
+                receipts.fold(engine)  # what was sent shows as sent during the pause
             rate_limit.acquire(stopping)
         if stopping is not None and stopping():
             _release(engine, [r.id for r in rows[index:] if r.id is not None])
@@ -212,9 +230,25 @@ def deliver_due(
             else:
                 report.retried += 1
             continue
-        _sent(engine, row, result.refused, now())
+        if receipts is not None and not result.refused and row.id is not None:
+            receipts.record(row.id, now())
+            _log_sent(row)
+            if receipts.due():
+                receipts.fold(engine)
+        else:
+            _sent(engine, row, result.refused, now())
         report.sent += 1
+    if receipts is not None:
+        receipts.fold(engine)
     return report
+
+
+def claim_size(batch_size: int, rate_limit_per_minute: int, lease_seconds: float) -> int:
+    """Rows to claim at once: no more than can be sent in half the lease at the rate limit,
+    or another sender would take the rest for abandoned and send them again."""
+    if rate_limit_per_minute <= 0:
+        return batch_size
+    return max(1, min(batch_size, int(rate_limit_per_minute * lease_seconds / 120)))
 
 
 def _release(engine: Engine, ids: list[int]) -> None:
@@ -249,9 +283,7 @@ def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datet
                 .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
                 .values(status=OutboxStatus.SENT, sent_at=at, last_error=None)
             )
-        log.info(
-            "mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case": row.case_reference}
-        )
+        _log_sent(row)
         return
     with transaction(engine) as session:
         session.execute(
@@ -269,6 +301,10 @@ def _sent(engine: Engine, row: OutboxMessage, refused: dict[str, str], at: datet
                     detail=f"{row.kind} {row.message_id} refused for {words}",
                 )
             )
+    _log_sent(row)
+
+
+def _log_sent(row: OutboxMessage) -> None:
     log.info("mail sent", extra={"outbox_id": row.id, "kind": row.kind, "case": row.case_reference})
 
 

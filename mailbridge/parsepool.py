@@ -27,12 +27,14 @@ ORPHAN_CHECK_SECONDS = 1.0
 
 
 def workers_for(setting: int | str) -> int:
-    """"auto": one per core beyond the two the main process and the courier use (at most 4).
+    """ "auto": one per core but one (at most 4).
 
-    Measured on 2 cores: a parse worker competing with them lowers throughput (bench/).
+    Measured on 2 cores (bench/ingest.py): one worker beside the main process and the
+    courier raises throughput by a sixth, now that the courier no longer waits on every
+    batch's transaction; on one core it would only compete.
     """
     if setting == "auto":
-        return max(0, min(4, (os.cpu_count() or 1) - 2))
+        return max(0, min(4, (os.cpu_count() or 1) - 1))
     return int(setting)
 
 

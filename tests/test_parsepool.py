@@ -121,8 +121,8 @@ def test_a_killed_worker_falls_back_to_none_without_raising(pool: ParsePool) -> 
     assert ParsePool.result(None) is None
 
 
-def test_auto_uses_the_cores_beyond_main_and_courier(monkeypatch: pytest.MonkeyPatch) -> None:
-    for cores, workers in [(None, 0), (1, 0), (2, 0), (3, 1), (4, 2), (6, 4), (64, 4)]:
+def test_auto_uses_every_core_but_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, workers in [(None, 0), (1, 0), (2, 1), (3, 2), (4, 3), (6, 4), (64, 4)]:
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert workers_for("auto") == workers, cores
 

@@ -1,0 +1,178 @@
+"""Delivery receipts: accepted mail is marked sent in bulk, and a dead courier's receipts
+are marked before anything it had claimed can be sent again (real database, real aiosmtpd).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event
+
+from mailbridge import outbox
+from mailbridge.models import utcnow
+from mailbridge.receipts import Receipts, parse
+from tests.servers.smtp import SmtpServer
+from tests.test_outbox import queue, received, rows, smtp
+
+pytestmark = pytest.mark.smtp
+
+
+def row_ids(engine: Engine) -> list[int]:
+    return [r.id for r in rows(engine) if r.id is not None]
+
+
+def outbox_updates(engine: Engine) -> list[str]:
+    """Every UPDATE of the outbox the engine runs from now on (an executemany counts once)."""
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
+            seen.append(statement)
+
+    return seen
+
+
+def test_fold_marks_rows_sent_at_the_moment_the_server_took_them(
+    engine: Engine, tmp_path: Path
+) -> None:
+    queue(engine, 3)
+    first, second, third = row_ids(engine)
+    receipts = Receipts(tmp_path / "receipts")
+    took = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    receipts.record(first, took)
+    receipts.record(second, took + timedelta(seconds=1))
+    assert [r.status for r in rows(engine)] == ["pending"] * 3  # only written to the file
+
+    assert receipts.fold(engine) == 2
+    marked = rows(engine)
+    assert [r.status for r in marked] == ["sent", "sent", "pending"]
+    assert [r.sent_at for r in marked[:2]] == [took, took + timedelta(seconds=1)]
+    [file] = (tmp_path / "receipts").glob("*.receipts")
+    assert file.read_bytes() == b""  # emptied after the commit
+    assert receipts.fold(engine) == 0  # nothing left: no transaction at all
+
+    receipts.record(third, took)  # the file starts again from its beginning
+    assert parse(file.read_bytes()) == [(third, took)]
+    receipts.fold(engine)
+    receipts.close()
+    assert list((tmp_path / "receipts").iterdir()) == []  # an empty file goes with its courier
+
+
+def test_with_receipts_a_round_writes_twice_however_many_emails_it_sends(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    queue(engine, 6)
+    updates = outbox_updates(engine)
+    report = outbox.deliver_due(engine, smtp(smtp_server), receipts=Receipts(tmp_path))
+    assert report.sent == 6
+    assert [r.status for r in rows(engine)] == ["sent"] * 6
+    assert all(r.sent_at is not None for r in rows(engine))
+    assert len(updates) == 2  # the claim and one bulk mark, not one per email
+
+    queue(engine, 2)
+    updates.clear()
+    assert outbox.deliver_due(engine, smtp(smtp_server)).sent == 2
+    assert len(updates) == 3  # without receipts: the claim and a mark per email
+
+
+def test_a_dead_couriers_receipts_are_marked_before_its_rows_can_go_again(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    mids = queue(engine, 3)
+    first, second, _ = row_ids(engine)
+    start = utcnow()
+    assert outbox.claim(engine, batch_size=10, lease_seconds=300, now=start) == row_ids(engine)
+    dead = Receipts(tmp_path / "receipts")
+    dead.record(first, start)
+    dead.record(second, start)
+    assert dead._fd is not None
+    os.close(dead._fd)  # killed: its lock is gone, its file stays
+
+    after_lease = start + timedelta(seconds=301)
+    live = Receipts(tmp_path / "receipts")
+    report = outbox.deliver_due(engine, smtp(smtp_server), receipts=live, now=lambda: after_lease)
+    assert report.sent == 1  # only the row the dead courier never sent
+    assert received(smtp_server) == {mids[2]: 1}
+    assert [r.status for r in rows(engine)] == ["sent"] * 3
+    assert [r.sent_at for r in rows(engine)][:2] == [start, start]
+    assert list((tmp_path / "receipts").glob("*.receipts")) == [live._path]  # taken, removed
+
+
+def test_a_living_couriers_receipts_are_left_to_it(engine: Engine, tmp_path: Path) -> None:
+    queue(engine, 1)
+    [row_id] = row_ids(engine)
+    alive = Receipts(tmp_path)
+    alive.record(row_id, utcnow())
+    other = Receipts(tmp_path)
+    assert other.fold(engine) == 0  # its flock says its courier still runs
+    assert rows(engine)[0].status == "pending"
+    assert alive.fold(engine) == 1
+    assert rows(engine)[0].status == "sent"
+
+
+def test_marking_the_same_receipts_twice_changes_nothing(engine: Engine, tmp_path: Path) -> None:
+    """A crash after the commit but before the file is emptied folds the file again."""
+    queue(engine, 1)
+    [row_id] = row_ids(engine)
+    took = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    line = f"{row_id} {took.isoformat()}\n".encode()
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.receipts").write_bytes(line)
+    assert Receipts(tmp_path).fold(engine) == 2
+    [row] = rows(engine)
+    assert (row.status, row.sent_at) == ("sent", took)
+
+
+def test_receipts_are_marked_while_the_courier_waits_out_a_rate_limit(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    queue(engine, 2)
+    limiter = outbox.RateLimiter(1, sleep=lambda _seconds: None)
+    statuses: list[list[str]] = []
+    original = limiter.acquire
+
+    def acquire(stopping=None) -> None:  # type: ignore[no-untyped-def]
+        statuses.append([r.status for r in rows(engine)])
+        original(lambda: len(statuses) > 1)  # stop instead of waiting a minute
+
+    limiter.acquire = acquire  # type: ignore[method-assign]
+    outbox.deliver_due(
+        engine, smtp(smtp_server), rate_limit=limiter, receipts=Receipts(tmp_path),
+        stopping=lambda: len(statuses) > 1,
+    )  # fmt: skip
+    # Before the pause for the second email, the first already shows as sent.
+    assert statuses == [["pending", "pending"], ["sent", "pending"]]
+
+
+TEN = datetime(2026, 11, 25, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"5 2026-11-25T10:00:00+00:00\n", [(5, TEN)]),
+        (b"5 2026-11-25T10:00:00+00:00\n6 20", [(5, TEN)]),  # the last line cut by a kill
+        (b"5 2026-11-25T10:00:00+00:00\n7", [(5, TEN)]),
+        (b"x 2026-11-25T10:00:00+00:00\n\n", []),
+        (b"", []),
+    ],
+)
+def test_a_line_cut_short_is_skipped(data: bytes, expected: list[tuple[int, datetime]]) -> None:
+    assert parse(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("batch", "per_minute", "lease", "expected"),
+    [
+        (500, 0, 300, 500),  # no limit: the whole batch
+        (500, 30, 300, 75),  # Exchange Online: what goes out in half the lease
+        (10, 30, 300, 10),
+        (500, 1, 60, 1),  # always at least one
+    ],
+)
+def test_claim_size(batch: int, per_minute: int, lease: float, expected: int) -> None:
+    assert outbox.claim_size(batch, per_minute, lease) == expected
