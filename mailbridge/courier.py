@@ -174,15 +174,26 @@ def _courier_main(
             counts[:] = [totals.sent, totals.retried, totals.failed]
             if draining:
                 break
-            wake.wait(IDLE_SECONDS)
+            # With receipts waiting, wake in time to mark them: the next round's claim does.
+            wake.wait(receipts.wait_seconds(IDLE_SECONDS) if receipts else IDLE_SECONDS)
     except Exception as exc:  # noqa: BLE001 - one line for a person; the rows stay queued
         log.error("delivery stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
         raise SystemExit(1) from None
     finally:
         counts[:] = [totals.sent, totals.retried, totals.failed]
         if receipts is not None:
-            receipts.close()
+            _leave(receipts, engine)
         engine.dispose()
+
+
+def _leave(receipts: Receipts, engine: Any) -> None:
+    """Mark what was sent before leaving; if the database is away, the file stays behind
+    for the next courier, which marks it before it claims anything."""
+    try:
+        receipts.fold(engine)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("receipts left for the next courier", extra={"error": str(exc)})
+    receipts.close()
 
 
 def receipts_for(config: Config) -> Receipts | None:

@@ -124,6 +124,8 @@ class Daemon:
             outcomes = self.processor.process_batch(
                 [(m.raw, m.received_at) for m in batch], parsed=parsed
             )
+            if self.courier is not None and self.deliver_enabled:
+                self.courier.wake()  # committed: its mail can go while the batch is moved
             for mail, outcome in zip(batch, outcomes, strict=True):
                 report.count(outcome)
                 if outcome.destination is not None:

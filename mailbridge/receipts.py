@@ -4,8 +4,8 @@ SQLite lets one transaction write at a time, and ingest holds that lock for a wh
 (about a second for 200 emails). When the courier marked each email sent in a transaction
 of its own, every mark waited for the batch to end: the courier spent most of a run
 waiting and ingest then waited for it to drain (bench/ingest.py). So on SQLite the courier
-appends each accepted outbox id to a file of its own and marks the ids in one transaction
-every few seconds, at the end of a round, and before it claims more.
+appends each accepted outbox id to a file of its own and marks the ids in the transaction
+that claims the next mail, or on their own once the oldest has waited two seconds.
 
 A receipt is one write(2) to a file opened with O_APPEND: once the call returns it survives
 the process being killed, as a commit at synchronous=NORMAL does, so a kill still repeats at
@@ -22,11 +22,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, update
+from sqlmodel import Session
 
 from mailbridge.db import transaction
 from mailbridge.models import OutboxMessage, OutboxStatus
@@ -42,6 +44,19 @@ _MARK_SENT = (
     .where(OutboxMessage.id == bindparam("row_id"))  # type: ignore[arg-type]
     .values(status=OutboxStatus.SENT, sent_at=bindparam("at"), last_error=None)
 )
+
+
+class Taken:
+    """Receipts taken to be marked sent in a transaction of the caller's."""
+
+    def __init__(self, rows: list[dict[str, object]]) -> None:
+        self.rows = rows
+        self.marked = False
+
+    def mark(self, session: Session) -> None:
+        if self.rows:
+            session.connection().execute(_MARK_SENT, self.rows)
+        self.marked = True
 
 
 class Receipts:
@@ -81,18 +96,29 @@ class Receipts:
     def fold(self, engine: Engine) -> int:
         """Mark every receipt (this courier's and any dead courier's) sent in one transaction.
 
-        Returns how many rows were marked. Files are emptied or removed only after the
-        commit: a crash in between marks the same rows again later, which changes nothing.
+        Returns how many rows were marked; no transaction at all when there are none.
         """
+        with self.taken() as taken:
+            if taken.rows:
+                with transaction(engine) as session:
+                    taken.mark(session)
+            return len(taken.rows)
+
+    @contextmanager
+    def taken(self) -> Iterator[Taken]:
+        """The receipts to mark in the caller's transaction, which must commit inside the
+        block: files are emptied or removed only after it, so a crash in between marks the
+        same rows again later, which changes nothing."""
         orphans = self._orphans()
         rows = [
             {"row_id": row_id, "at": at}
-            for row_id, at in [*self._pending, *(r for _, _, rs in orphans for r in rs)]
+            for row_id, at in [*self._pending, *(r for _, _, found in orphans for r in found)]
         ]
+        taken = Taken(rows)
         try:
-            if rows:
-                with transaction(engine) as session:
-                    session.connection().execute(_MARK_SENT, rows)
+            yield taken
+            if not taken.marked:
+                return
             if self._pending and self._fd is not None:
                 os.ftruncate(self._fd, 0)  # O_APPEND: the next receipt starts the file again
             self._pending = []
@@ -106,7 +132,12 @@ class Receipts:
         finally:
             for _, fd, _ in orphans:
                 os.close(fd)  # releases its lock
-        return len(rows)
+
+    def wait_seconds(self, idle: float) -> float:
+        """How long the courier may sleep before its receipts are due to be marked."""
+        if not self._pending:
+            return idle
+        return max(0.0, min(idle, self._oldest + self.fold_seconds - self.clock()))
 
     def close(self) -> None:
         """Leave: only an empty file is removed; one still holding receipts waits for a fold."""

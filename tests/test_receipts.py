@@ -62,21 +62,41 @@ def test_fold_marks_rows_sent_at_the_moment_the_server_took_them(
     assert list((tmp_path / "receipts").iterdir()) == []  # an empty file goes with its courier
 
 
-def test_with_receipts_a_round_writes_twice_however_many_emails_it_sends(
+def test_with_receipts_a_round_writes_once_however_many_emails_it_sends(
     engine: Engine, tmp_path: Path, smtp_server: SmtpServer
 ) -> None:
     queue(engine, 6)
+    receipts = Receipts(tmp_path / "receipts")
     updates = outbox_updates(engine)
-    report = outbox.deliver_due(engine, smtp(smtp_server), receipts=Receipts(tmp_path))
-    assert report.sent == 6
+    assert outbox.deliver_due(engine, smtp(smtp_server), receipts=receipts).sent == 6
+    assert len(received(smtp_server)) == 6
+    assert len(updates) == 1  # the claim: nothing was written per email
+    assert receipts.pending == 6
+    assert [r.status for r in rows(engine)] == ["pending"] * 6  # leased, noted in the file
+
+    # The next round's claim marks them, in its own transaction: no second wait for the lock.
+    assert outbox.deliver_due(engine, smtp(smtp_server), receipts=receipts).claimed == 0
     assert [r.status for r in rows(engine)] == ["sent"] * 6
     assert all(r.sent_at is not None for r in rows(engine))
-    assert len(updates) == 2  # the claim and one bulk mark, not one per email
+    assert len(updates) == 2 and receipts.pending == 0
 
     queue(engine, 2)
     updates.clear()
     assert outbox.deliver_due(engine, smtp(smtp_server)).sent == 2
     assert len(updates) == 3  # without receipts: the claim and a mark per email
+
+
+def test_receipts_are_due_after_two_seconds(tmp_path: Path) -> None:
+    moment = [100.0]
+    receipts = Receipts(tmp_path, clock=lambda: moment[0])
+    assert not receipts.due() and receipts.wait_seconds(5.0) == 5.0
+    receipts.record(1, utcnow())
+    moment[0] += 0.5
+    receipts.record(2, utcnow())
+    assert not receipts.due() and receipts.wait_seconds(5.0) == 1.5  # the oldest counts
+    moment[0] += 1.5
+    assert receipts.due() and receipts.wait_seconds(5.0) == 0.0
+    receipts.close()
 
 
 def test_a_dead_couriers_receipts_are_marked_before_its_rows_can_go_again(
@@ -97,9 +117,11 @@ def test_a_dead_couriers_receipts_are_marked_before_its_rows_can_go_again(
     report = outbox.deliver_due(engine, smtp(smtp_server), receipts=live, now=lambda: after_lease)
     assert report.sent == 1  # only the row the dead courier never sent
     assert received(smtp_server) == {mids[2]: 1}
-    assert [r.status for r in rows(engine)] == ["sent"] * 3
+    assert [r.status for r in rows(engine)] == ["sent", "sent", "pending"]
     assert [r.sent_at for r in rows(engine)][:2] == [start, start]
     assert list((tmp_path / "receipts").glob("*.receipts")) == [live._path]  # taken, removed
+    assert live.fold(engine) == 1
+    assert [r.status for r in rows(engine)] == ["sent"] * 3
 
 
 def test_a_living_couriers_receipts_are_left_to_it(engine: Engine, tmp_path: Path) -> None:
