@@ -124,8 +124,11 @@ class Daemon:
             outcomes = self.processor.process_batch(
                 [(m.raw, m.received_at) for m in batch], parsed=parsed
             )
-            if self.courier is not None and self.deliver_enabled:
-                self.courier.wake()  # committed: its mail can go while the batch is moved
+            # Committed: the courier claims this batch's mail while we move it, before our
+            # next batch takes SQLite's write lock again (in-process delivery waits for the
+            # move: a slow SMTP server must not hold mail in the inbox).
+            if self.courier is not None:
+                self.deliver(report)
             for mail, outcome in zip(batch, outcomes, strict=True):
                 report.count(outcome)
                 if outcome.destination is not None:
@@ -134,7 +137,8 @@ class Daemon:
             for destination, keys in moves.items():
                 if keys:
                     self.source.move(keys, destination)
-            self.deliver(report)
+            if self.courier is None:
+                self.deliver(report)
             if self.stopping:
                 break
         self.deliver(report)

@@ -31,7 +31,7 @@ def test_put_then_get_round_trips_under_the_sha256_name(tmp_path: Path) -> None:
     data = b"Dear Council,\r\nThe pothole on Mill Lane is back.\r\n" + bytes(range(256))
     digest = store.put(data)
     assert digest == hashlib.sha256(data).hexdigest()
-    assert store.path(digest) == tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+    assert store.path(digest) == tmp_path / "blobs" / digest[:2] / digest
     assert store.path(digest).is_file()
     assert store.get(digest) == data
     assert store.exists(digest)
@@ -127,3 +127,17 @@ def test_an_exception_in_a_nested_batch_discards_the_whole_outer_batch(tmp_path:
             raise ValueError("inner failure")
     assert temp_files(store) == []
     assert not store.path(first).exists() and not store.path(second).exists()
+
+
+def test_blobs_of_the_earlier_two_level_layout_are_still_found(tmp_path: Path) -> None:
+    """Data directories written before the one-level layout keep working, untouched."""
+    store = BlobStore(tmp_path)
+    data = b"an attachment stored by an earlier version"
+    digest = hashlib.sha256(data).hexdigest()
+    legacy = tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(data)
+    assert store.exists(digest)
+    assert store.get(digest) == data
+    assert store.put(data) == digest  # already there: not written a second time
+    assert stored_files(store) == [legacy]
