@@ -192,8 +192,13 @@ _PARTY = select(Person.id, Person.name, Person.email, Person.district).where(
 
 
 def _party(session: Session, person_id: int) -> Party:
-    row = session.connection().execute(_PARTY, {"person_id": person_id}).one()
-    return Party(*row)
+    """Asked once per person in a transaction: ingest changes nobody's name or address,
+    and a batch of a hundred emails often comes from a dozen members."""
+    known: dict[int, Party] = session.info.setdefault("mailbridge.parties", {})
+    if person_id not in known:
+        row = session.connection().execute(_PARTY, {"person_id": person_id}).one()
+        known[person_id] = Party(*row)
+    return known[person_id]
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,6 +186,48 @@ def test_a_failure_known_to_the_batch_is_forgotten_when_the_message_succeeds(
     assert count(services.engine, ProcessingFailure) == 0
 
 
+def explode_on_stranger(work: ingest.Work, services: Services) -> None:
+    if work.parsed is not None and work.parsed.dedupe_key == key_of(STRANGER):
+        raise RuntimeError("simulated bug for one message")
+
+
+def statements_of(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement.lstrip().upper())
+
+    return seen
+
+
+def test_a_batch_without_errors_is_stored_without_a_savepoint_per_message(
+    services: Services,
+) -> None:
+    statements = statements_of(services.engine)
+    outcomes = Processor(services).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    assert [type(o) for o in outcomes] == [CaseOpened, Quarantined, CaseOpened]
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    assert references(services.engine) == ["MQ-2026-00001", "MQ-2026-00002"]
+
+
+def test_one_failing_message_sends_the_batch_message_by_message(services: Services) -> None:
+    """The first attempt rolls back whole; the second keeps the others' effects and records
+    the failure, with references as if the first attempt had never been."""
+    steps = list(ingest.STEPS)
+    steps.insert(steps.index(ingest.route), explode_on_stranger)
+    statements = statements_of(services.engine)
+    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
+    assert [s for s in statements if s.startswith("SAVEPOINT")]  # the careful path ran
+    assert references(services.engine) == ["MQ-2026-00001", "MQ-2026-00002"]
+    assert count(services.engine, Case) == 2
+    assert count(services.engine, OutboxMessage) == 2
+    assert count(services.engine, ProcessingFailure) == 1
+    blobs = services.blobs.root
+    assert not [p for p in blobs.rglob(".tmp-*")]  # the first attempt left no files behind
+
+
 # --- parses done ahead ----------------------------------------------------------------
 
 
