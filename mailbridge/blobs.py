@@ -44,9 +44,12 @@ class BlobStore:
         legacy = self._legacy_path(sha256)
         return legacy if legacy.exists() else path
 
-    def put(self, data: bytes) -> str:
-        """Store bytes once; return their sha256. Safe to call again with the same bytes."""
-        digest = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, *, sha256: str | None = None) -> str:
+        """Store bytes once; return their sha256. Safe to call again with the same bytes.
+
+        `sha256`: the digest of exactly these bytes, when the caller computed it already.
+        """
+        digest = sha256 or hashlib.sha256(data).hexdigest()
         if (self._pending is not None and digest in self._pending) or self.exists(digest):
             return digest
         target = self.path(digest)

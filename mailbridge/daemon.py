@@ -304,6 +304,8 @@ def build(services: Services, *, courier: bool = True) -> Daemon:
         lambda: open_sender(config),
         courier=Courier(config) if courier else None,
         parse_pool=ParsePool(
-            workers_for(config.mailbox.parse_workers), config.storage.max_filename_length
+            workers_for(config.mailbox.parse_workers),
+            config.storage.max_filename_length,
+            config.storage.data_dir,
         ),
     )

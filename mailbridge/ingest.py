@@ -146,7 +146,8 @@ Step = Callable[[Work, Services], Outcome | None]
 
 def store_raw(work: Work, services: Services) -> None:
     """Keep the exact bytes first, so any later failure can be retried from them."""
-    work.raw_sha256 = services.blobs.put(work.raw)
+    known = work.parsed.raw_sha256 if work.parsed is not None else None  # parsed ahead
+    work.raw_sha256 = services.blobs.put(work.raw, sha256=known)
 
 
 def parse(work: Work, services: Services) -> None:

@@ -1,7 +1,8 @@
 """Parsing off the main process, one batch ahead of the database work.
 
 Parsing MIME is the largest piece of CPU work per message and needs nothing but the bytes,
-so worker processes parse batch N+1 while the main process stores batch N. Anything that
+so worker processes parse batch N+1 (and write its raw messages to the blob store) while
+the main process stores batch N. Anything that
 goes wrong here only means the main process parses the batch itself.
 """
 
@@ -14,7 +15,9 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 
+from mailbridge.blobs import BlobStore
 from mailbridge.ingest import parse_or_none
 from mailbridge.parsing import ParsedEmail
 
@@ -38,8 +41,17 @@ def workers_for(setting: int | str) -> int:
     return int(setting)
 
 
-def _parse_all(raws: Sequence[bytes], max_filename_length: int) -> Parsed:
-    return [parse_or_none(raw, max_filename_length) for raw in raws]
+def _parse_all(raws: Sequence[bytes], max_filename_length: int, data_dir: Path | None) -> Parsed:
+    """Parse the slice, and store its raw messages on the way: the main process, the busier
+    one, then finds each blob already on disk (synced and named) and only has to refer to it.
+    A blob whose message is never committed is harmless: it is named by its content."""
+    parsed = [parse_or_none(raw, max_filename_length) for raw in raws]
+    if data_dir is not None:
+        store = BlobStore(data_dir)
+        with store.batch():
+            for raw in raws:
+                store.put(raw)
+    return parsed
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -58,9 +70,12 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 class ParsePool:
-    def __init__(self, workers: int, max_filename_length: int) -> None:
+    def __init__(
+        self, workers: int, max_filename_length: int, data_dir: Path | None = None
+    ) -> None:
         self.workers = workers
         self.max_filename_length = max_filename_length
+        self.data_dir = data_dir  # where the workers store raw messages; None: they do not
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -82,7 +97,9 @@ class ParsePool:
         size = -(-len(raws) // self.workers)  # one slice per worker
         try:
             return [
-                self._pool.submit(_parse_all, raws[i : i + size], self.max_filename_length)
+                self._pool.submit(
+                    _parse_all, raws[i : i + size], self.max_filename_length, self.data_dir
+                )
                 for i in range(0, len(raws), size)
             ]
         except RuntimeError as exc:  # the pool broke (a worker was killed): parse inline

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mailbridge.blobs import BlobStore
 from mailbridge.ingest import parse_or_none
 from mailbridge.parsepool import ParsePool, workers_for
 from tests.factories import MAIL
@@ -69,6 +70,30 @@ def test_order_is_kept_across_slices(pool: ParsePool, size: int) -> None:
         hashlib.sha256(raw).hexdigest() for raw in batch
     ]
     assert parsed == [parse_or_none(raw, LIMIT) for raw in batch]
+
+
+def test_workers_store_the_raw_messages_before_the_parse_comes_back(tmp_path: Path) -> None:
+    """The main process then finds each raw message on disk under its final name."""
+    batch = raws(EML[:5])
+    storing = ParsePool(2, LIMIT, tmp_path)
+    storing.start()
+    try:
+        parsed = ParsePool.result(storing.submit(batch))
+    finally:
+        storing.close()
+    assert parsed is not None
+    store = BlobStore(tmp_path)
+    for raw in batch:
+        digest = hashlib.sha256(raw).hexdigest()
+        assert store.path(digest).read_bytes() == raw
+    assert not list(store.root.rglob(".tmp-*"))  # synced and renamed, nothing half-done
+    # Storing the same bytes again in the main process writes nothing new.
+    mtimes = {p: p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()}
+    with store.batch():
+        for raw, one in zip(batch, parsed, strict=True):
+            assert one is not None
+            assert store.put(raw, sha256=one.raw_sha256) == one.raw_sha256
+    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()} == mtimes
 
 
 def test_the_filename_limit_reaches_the_workers() -> None:
