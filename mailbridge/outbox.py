@@ -248,8 +248,7 @@ def deliver_due(
             else:
                 report.retried += 1
             continue
-        if receipts is not None and not result.refused and row.id is not None:
-            receipts.record(row.id, now())
+        if receipts is not None and not result.refused and _noted(receipts, row, now()):
             _log_sent(row)
             if receipts.due():
                 receipts.fold(engine)
@@ -257,6 +256,21 @@ def deliver_due(
             _sent(engine, row, result.refused, now())
         report.sent += 1
     return report
+
+
+def _noted(receipts: Receipts, row: OutboxMessage, at: datetime) -> bool:
+    """Note the accepted email in the receipts file; False (mark it in the database at once)
+    when the file cannot be written, e.g. the data folder is full or read-only."""
+    if row.id is None:
+        return False
+    try:
+        receipts.record(row.id, at)
+    except OSError as exc:
+        log.warning(
+            "cannot write delivery receipts; marking sent one by one", extra={"error": str(exc)}
+        )
+        return False
+    return True
 
 
 def claim_size(batch_size: int, rate_limit_per_minute: int, lease_seconds: float) -> int:

@@ -165,10 +165,13 @@ class Receipts:
 
     def _orphans(self) -> list[tuple[Path, int, list[tuple[int, datetime]]]]:
         """Files of couriers that died, each opened and locked, with their receipts."""
-        if not self.directory.is_dir():
+        try:
+            paths = list(self.directory.glob(f"*{SUFFIX}")) if self.directory.is_dir() else []
+        except OSError as exc:  # unreadable: nothing to take over now, delivery goes on
+            log.warning("cannot read the receipts folder", extra={"error": str(exc)})
             return []
         found = []
-        for path in self.directory.glob(f"*{SUFFIX}"):
+        for path in paths:
             if path == self._path:
                 continue
             try:

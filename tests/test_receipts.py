@@ -170,6 +170,18 @@ def test_receipts_are_marked_while_the_courier_waits_out_a_rate_limit(
     assert statuses == [["pending", "pending"], ["sent", "pending"]]
 
 
+def test_without_a_writable_receipts_folder_mail_is_marked_one_by_one(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    blocked = tmp_path / "receipts"
+    blocked.write_text("a file where the folder should be")
+    queue(engine, 2)
+    report = outbox.deliver_due(engine, smtp(smtp_server), receipts=Receipts(blocked))
+    assert report.sent == 2
+    assert [r.status for r in rows(engine)] == ["sent", "sent"]  # nothing waits on a file
+    assert len(received(smtp_server)) == 2
+
+
 TEN = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
 
