@@ -21,7 +21,7 @@ from typing import Any
 from mailbridge import logs, outbox
 from mailbridge.config import Config
 from mailbridge.db import make_engine
-from mailbridge.receipts import Receipts
+from mailbridge.receipts import FOLD_SECONDS, Receipts
 from mailbridge.senders import Sender, open_sender
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,12 @@ def _leave(receipts: Receipts, engine: Any) -> None:
 
 def receipts_for(config: Config) -> Receipts | None:
     """SQLite has a single writer, which ingest holds for a batch at a time: there the
-    courier keeps receipts and marks mail sent in bulk. PostgreSQL marks each at once."""
+    courier keeps receipts and marks mail sent in bulk. PostgreSQL marks each at once.
+
+    A receipt is marked well within the lease of its row (a quarter of it at most): once
+    the lease ends, another sender may take the row for abandoned and send it again.
+    """
     if not config.database.url.startswith("sqlite"):
         return None
-    return Receipts(config.storage.data_dir / "receipts")
+    fold = min(FOLD_SECONDS, config.smtp.lease_seconds / 4)
+    return Receipts(config.storage.data_dir / "receipts", fold_seconds=fold)

@@ -5,13 +5,15 @@ SQLite lets one transaction write at a time, and ingest holds that lock for a wh
 of its own, every mark waited for the batch to end: the courier spent most of a run
 waiting and ingest then waited for it to drain (bench/ingest.py). So on SQLite the courier
 appends each accepted outbox id to a file of its own and marks the ids in the transaction
-that claims the next mail, or on their own once the oldest has waited two seconds.
+that claims the next mail, or on their own once the oldest has waited two seconds (a
+quarter of the lease at most).
 
 A receipt is one write(2) to a file opened with O_APPEND: once the call returns it survives
 the process being killed, as a commit at synchronous=NORMAL does, so a kill still repeats at
-most the one email in flight. Each courier holds an exclusive flock on its file for as long
-as it lives; a file whose lock can be taken belongs to a courier that died, and the next
-courier to look marks its ids and removes it, before it claims mail that could be theirs.
+most the one email in flight. Before it claims mail, a courier marks every receipt in the
+folder: its own, those of living couriers (read as they stand) and those of dead ones.
+Each courier holds an exclusive flock on its file for as long as it lives; a file whose
+lock can be taken belongs to a courier that died, and is removed once its ids are marked.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class Receipts:
         return bool(self._pending) and self.clock() - self._oldest >= self.fold_seconds
 
     def fold(self, engine: Engine) -> int:
-        """Mark every receipt (this courier's and any dead courier's) sent in one transaction.
+        """Mark every receipt (ours and other couriers') sent in one transaction.
 
         Returns how many rows were marked; no transaction at all when there are none.
         """
@@ -109,10 +111,14 @@ class Receipts:
         """The receipts to mark in the caller's transaction, which must commit inside the
         block: files are emptied or removed only after it, so a crash in between marks the
         same rows again later, which changes nothing."""
-        orphans = self._orphans()
+        orphans, living = self._scan()
         rows = [
             {"row_id": row_id, "at": at}
-            for row_id, at in [*self._pending, *(r for _, _, found in orphans for r in found)]
+            for row_id, at in [
+                *self._pending,
+                *(r for _, _, found in orphans for r in found),
+                *living,
+            ]
         ]
         taken = Taken(rows)
         try:
@@ -163,14 +169,23 @@ class Receipts:
         self._fd = fd
         return fd
 
-    def _orphans(self) -> list[tuple[Path, int, list[tuple[int, datetime]]]]:
-        """Files of couriers that died, each opened and locked, with their receipts."""
+    def _scan(
+        self,
+    ) -> tuple[list[tuple[Path, int, list[tuple[int, datetime]]]], list[tuple[int, datetime]]]:
+        """Other couriers' files: those of couriers that died, each opened and locked with
+        its receipts; and the receipts of living ones, read as they stand.
+
+        A living courier's receipts are marked too (never removed: that is its own job):
+        one that lost its parent may take a while to mark them itself, and meanwhile the
+        leases of its rows can run out, and they must not go a second time.
+        """
         try:
             paths = list(self.directory.glob(f"*{SUFFIX}")) if self.directory.is_dir() else []
         except OSError as exc:  # unreadable: nothing to take over now, delivery goes on
             log.warning("cannot read the receipts folder", extra={"error": str(exc)})
-            return []
-        found = []
+            return [], []
+        orphans = []
+        living: list[tuple[int, datetime]] = []
         for path in paths:
             if path == self._path:
                 continue
@@ -178,17 +193,21 @@ class Receipts:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:  # another courier took it first
                 continue
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                found = parse(fh.read())
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # its courier is alive
                 os.close(fd)
+                living.extend(found)
                 continue
             if not path.exists():  # taken and removed while we waited for the lock
                 os.close(fd)
                 continue
+            os.lseek(fd, 0, os.SEEK_SET)
             with os.fdopen(os.dup(fd), "rb") as fh:
-                found.append((path, fd, parse(fh.read())))
-        return found
+                orphans.append((path, fd, parse(fh.read())))  # all of it, now it is ours
+        return orphans, living
 
 
 def parse(data: bytes) -> list[tuple[int, datetime]]:

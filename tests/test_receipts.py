@@ -124,16 +124,29 @@ def test_a_dead_couriers_receipts_are_marked_before_its_rows_can_go_again(
     assert [r.status for r in rows(engine)] == ["sent"] * 3
 
 
-def test_a_living_couriers_receipts_are_left_to_it(engine: Engine, tmp_path: Path) -> None:
-    queue(engine, 1)
-    [row_id] = row_ids(engine)
-    alive = Receipts(tmp_path)
-    alive.record(row_id, utcnow())
-    other = Receipts(tmp_path)
-    assert other.fold(engine) == 0  # its flock says its courier still runs
-    assert rows(engine)[0].status == "pending"
-    assert alive.fold(engine) == 1
+def test_a_living_couriers_receipts_are_marked_but_its_file_is_left_to_it(
+    engine: Engine, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """A courier whose daemon was killed may take a while to mark its receipts; the rows'
+    leases can run out meanwhile, and another courier must not send them again."""
+    queue(engine, 2)
+    first, second = row_ids(engine)
+    start = utcnow()
+    assert outbox.claim(engine, batch_size=10, lease_seconds=1, now=start) == [first, second]
+    alive = Receipts(tmp_path / "receipts")
+    alive.record(first, start)  # sent; its courier has not marked it yet, and lives on
+
+    other = Receipts(tmp_path / "receipts")
+    later = start + timedelta(seconds=2)  # both leases have run out
+    report = outbox.deliver_due(engine, smtp(smtp_server), receipts=other, now=lambda: later)
+    assert report.sent == 1  # only the row nobody had sent
     assert rows(engine)[0].status == "sent"
+    assert alive._path is not None and alive._path.exists()  # still its courier's
+    # Its own receipt and the other courier's (still in that one's file): marking them
+    # again changes nothing.
+    assert alive.fold(engine) == 2
+    assert [r.status for r in rows(engine)] == ["sent", "sent"]
+    assert rows(engine)[0].sent_at == start
 
 
 def test_marking_the_same_receipts_twice_changes_nothing(engine: Engine, tmp_path: Path) -> None:
