@@ -149,6 +149,14 @@ def test_a_living_couriers_receipts_are_marked_but_its_file_is_left_to_it(
     assert rows(engine)[0].sent_at == start
 
 
+def test_a_dead_couriers_empty_file_is_removed(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "receipts"
+    folder.mkdir()
+    (folder / "gone.receipts").write_bytes(b"")
+    assert Receipts(folder).fold(engine) == 0
+    assert list(folder.iterdir()) == []
+
+
 def test_marking_the_same_receipts_twice_changes_nothing(engine: Engine, tmp_path: Path) -> None:
     """A crash after the commit but before the file is emptied folds the file again."""
     queue(engine, 1)
