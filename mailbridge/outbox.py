@@ -143,8 +143,9 @@ def claim(
 ) -> list[int]:
     """Take due rows for this sender: no other sender gets them until the lease ends.
 
-    With `receipts`, what they hold (ours, and any dead courier's) is marked sent in the
-    same transaction, before anything is claimed: one wait for SQLite's lock, not two.
+    With `receipts`, every receipt in their folder (ours and other couriers') is marked
+    sent in the same transaction, before anything is claimed: one wait for SQLite's lock,
+    not two, and no row that was sent can be claimed again.
     """
     with (
         receipts.taken() if receipts is not None else nullcontext(None) as taken,
