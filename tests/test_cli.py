@@ -550,6 +550,29 @@ def test_unreachable_postgres_in_a_real_process(pg_down_config: Path) -> None:
     assert "Traceback" not in proc.stderr and "s3cret" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("code", "returncode", "stderr"),
+    [(None, 0, ""), (0, 0, ""), (2, 2, ""), ("error: no such case", 1, "error: no such case\n")],
+)
+def test_the_process_ends_with_the_commands_code_and_all_its_output(
+    code: int | str | None, returncode: int, stderr: str
+) -> None:
+    """`leave` skips the interpreter's teardown: the exit code and the output must not
+    suffer for it, even output still sitting in a buffer."""
+    program = (
+        "import sys\n"
+        "from mailbridge.cli.app import leave\n"
+        "sys.stdout.write('x' * 100_000)\n"  # more than a pipe's buffer: flushed at the end
+        f"leave({code!r})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == returncode
+    assert proc.stdout == "x" * 100_000
+    assert proc.stderr == stderr
+
+
 # --- help -----------------------------------------------------------------------------
 
 
