@@ -459,9 +459,7 @@ class Processor:
                     session, [p.dedupe_key for p in parsed_ahead if p is not None]
                 )
                 for index, (raw, received_at) in enumerate(items):
-                    work = Work(raw, received_at, session, retry_of=retry_of)
-                    work.parsed = parsed_ahead[index]
-                    work.facts = facts if work.parsed is not None else None
+                    work = _work(raw, received_at, session, retry_of, parsed_ahead[index], facts)
                     try:
                         with session.begin_nested():
                             outcomes[index] = self._run(work)
@@ -502,9 +500,7 @@ class Processor:
                 facts = BatchFacts.load(session, [p.dedupe_key for p in parsed if p is not None])
                 outcomes = []
                 for (raw, received_at), ahead in zip(items, parsed, strict=True):
-                    work = Work(raw, received_at, session, retry_of=retry_of)
-                    work.parsed = ahead
-                    work.facts = facts if ahead is not None else None
+                    work = _work(raw, received_at, session, retry_of, ahead, facts)
                     outcomes.append(self._run(work))
         except Exception as exc:  # noqa: BLE001 - the careful path below decides
             log.debug("batch goes message by message", extra={"error": type(exc).__name__})
@@ -582,6 +578,21 @@ class Processor:
         except Exception as record_exc:  # noqa: BLE001 - e.g. the database is down
             log.error("could not record a processing failure", extra={"error": str(record_exc)})
             return Failed(error, 0)
+
+
+def _work(
+    raw: bytes,
+    received_at: datetime | None,
+    session: Session,
+    retry_of: int | None,
+    parsed: ParsedEmail | None,
+    facts: BatchFacts,
+) -> Work:
+    """One message of a batch, with its parse done ahead and the batch's facts."""
+    work = Work(raw, received_at, session, retry_of=retry_of)
+    work.parsed = parsed
+    work.facts = facts if parsed is not None else None
+    return work
 
 
 def parse_or_none(raw: bytes, max_filename_length: int) -> ParsedEmail | None:
