@@ -573,6 +573,22 @@ def test_the_process_ends_with_the_commands_code_and_all_its_output(
     assert proc.stderr == stderr
 
 
+def test_a_profiled_command_still_writes_its_profile(tmp_path: Path) -> None:
+    """Under cProfile (`bench/ingest.py --profile`) the interpreter exits normally: the
+    profile is written when it does, which skipping the teardown would lose."""
+    script = tmp_path / "command.py"
+    script.write_text("from mailbridge.cli.app import leave\nleave(3)\n")
+    out = tmp_path / "run.prof"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr  # cProfile itself swallows the SystemExit
+    assert out.stat().st_size > 0
+
+
 # --- help -----------------------------------------------------------------------------
 
 
