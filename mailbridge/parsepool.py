@@ -43,15 +43,23 @@ def workers_for(setting: int | str) -> int:
 
 def _parse_all(raws: Sequence[bytes], max_filename_length: int, data_dir: Path | None) -> Parsed:
     """Parse the slice, and store its raw messages on the way: the main process, the busier
-    one, then finds each blob already on disk (synced and named) and only has to refer to it.
+    one, then finds each blob already committed and only has to refer to it.
     A blob whose message is never committed is harmless: it is named by its content."""
     parsed = [parse_or_none(raw, max_filename_length) for raw in raws]
     if data_dir is not None:
-        store = BlobStore(data_dir)
-        with store.batch():
-            for raw in raws:
-                store.put(raw)
+        _store(data_dir).put_many(list(raws))
     return parsed
+
+
+_STORES: dict[Path, BlobStore] = {}
+
+
+def _store(data_dir: Path) -> BlobStore:
+    """One store (one database connection) per worker process, kept between batches."""
+    store = _STORES.get(data_dir)
+    if store is None:
+        store = _STORES[data_dir] = BlobStore(data_dir)
+    return store
 
 
 def _exit_with_parent(parent_pid: int) -> None:

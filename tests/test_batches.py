@@ -224,8 +224,7 @@ def test_one_failing_message_sends_the_batch_message_by_message(services: Servic
     assert count(services.engine, Case) == 2
     assert count(services.engine, OutboxMessage) == 2
     assert count(services.engine, ProcessingFailure) == 1
-    blobs = services.blobs.root
-    assert not [p for p in blobs.rglob(".tmp-*")]  # the first attempt left no files behind
+    assert services.blobs._pending is None  # the first attempt's blobs were not kept aside
 
 
 # --- parses done ahead ----------------------------------------------------------------

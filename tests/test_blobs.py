@@ -1,42 +1,49 @@
-"""The content-addressed blob store: atomic writes, and batches whose fsyncs wait to the end.
+"""The content-addressed blob store: one row per sha256, batches written whole when they end.
 
-Inside `batch()` a blob lives in a `.tmp-*` file until the batch ends; the store must still
-find it, and an exception must leave neither the temporary file nor a final one behind.
+Inside `batch()` a blob is held in memory until the batch ends; the store must still find
+it, another process must not (it is not durable yet), and an exception must leave nothing
+behind. Files written by earlier versions are still read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mailbridge import blobs
 from mailbridge.blobs import BlobStore
 
 
-def temp_files(store: BlobStore) -> list[Path]:
-    if not store.root.exists():
-        return []
-    return sorted(store.root.rglob(".tmp-*"))
+def rows(store: BlobStore) -> dict[str, bytes]:
+    """What is committed, read over a connection of its own, as another process would."""
+    if not store.file.exists():
+        return {}
+    with sqlite3.connect(store.file) as db:
+        return {d: bytes(b) for d, b in db.execute("SELECT sha256, data FROM blob")}
 
 
-def stored_files(store: BlobStore) -> list[Path]:
-    if not store.root.exists():
-        return []
-    return sorted(p for p in store.root.rglob("*") if p.is_file())
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def test_put_then_get_round_trips_under_the_sha256_name(tmp_path: Path) -> None:
+def test_put_then_get_round_trips_under_the_sha256(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     data = b"Dear Council,\r\nThe pothole on Mill Lane is back.\r\n" + bytes(range(256))
     digest = store.put(data)
-    assert digest == hashlib.sha256(data).hexdigest()
-    assert store.path(digest) == tmp_path / "blobs" / digest[:2] / digest
-    assert store.path(digest).is_file()
+    assert digest == sha(data)
+    assert store.file == tmp_path / "blobs" / "blobs.sqlite"
+    assert rows(store) == {digest: data}  # committed when put returns
     assert store.get(digest) == data
     assert store.exists(digest)
-    assert not store.exists(hashlib.sha256(b"never stored").hexdigest())
-    assert temp_files(store) == []
+    assert not store.exists(sha(b"never stored"))
+    with pytest.raises(FileNotFoundError, match=f"blob {sha(b'never stored')} is not in"):
+        store.get(sha(b"never stored"))
 
 
 def test_the_same_bytes_are_stored_once(tmp_path: Path) -> None:
@@ -45,36 +52,44 @@ def test_the_same_bytes_are_stored_once(tmp_path: Path) -> None:
     second = store.put(b"same bytes")
     other = store.put(b"other bytes")
     assert first == second != other
-    assert stored_files(store) == sorted([store.path(first), store.path(other)])
+    assert rows(store) == {first: b"same bytes", other: b"other bytes"}
 
 
-def test_a_batch_renames_into_place_only_when_it_ends(tmp_path: Path) -> None:
+def test_a_caller_may_pass_the_digest_it_computed(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    data = b"raw message"
+    assert store.put(data, sha256=sha(data)) == sha(data)
+    assert store.get(sha(data)) == data
+
+
+def test_a_batch_is_committed_only_when_it_ends(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     data = b"attachment bytes"
     with store.batch():
         digest = store.put(data)
-        assert not store.path(digest).exists()  # not yet durable under its name
-        [tmp] = temp_files(store)
-        assert tmp.parent == store.path(digest).parent
-        assert store.exists(digest)  # but the store already sees it
+        assert rows(store) == {}  # not yet durable: no other process sees it
+        assert store.exists(digest)  # but the store already does
         assert store.get(digest) == data
         assert store.put(data) == digest  # a second put in the batch adds nothing
-        assert len(temp_files(store)) == 1
-    assert store.path(digest).read_bytes() == data
-    assert temp_files(store) == []
+    assert rows(store) == {digest: data}
     assert store.get(digest) == data and store.exists(digest)
 
 
 def test_a_batch_stores_many_blobs_each_once(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
-    blobs = [f"message {i}".encode() for i in range(20)]
+    many = [f"message {i}".encode() for i in range(20)]
     with store.batch():
-        digests = [store.put(b) for b in blobs + blobs]
-        assert stored_files(store) == temp_files(store)  # nothing final yet
+        digests = [store.put(b) for b in many + many]
     assert len(set(digests)) == 20
-    assert [store.get(d) for d in digests[:20]] == blobs
-    assert temp_files(store) == []
-    assert len(stored_files(store)) == 20
+    assert [store.get(d) for d in digests[:20]] == many
+    assert rows(store) == {sha(b): b for b in many}
+
+
+def test_put_many_is_durable_when_it_returns(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    many = [b"one", b"two", b"one"]
+    assert store.put_many(many) == [sha(b) for b in many]
+    assert rows(store) == {sha(b"one"): b"one", sha(b"two"): b"two"}
 
 
 def test_a_blob_stored_before_the_batch_is_not_written_again(tmp_path: Path) -> None:
@@ -82,40 +97,35 @@ def test_a_blob_stored_before_the_batch_is_not_written_again(tmp_path: Path) -> 
     digest = store.put(b"already here")
     with store.batch():
         assert store.put(b"already here") == digest
-        assert temp_files(store) == []
+        assert store._pending == {}
         assert store.get(digest) == b"already here"
 
 
-def test_an_exception_in_a_batch_removes_its_temporary_files(tmp_path: Path) -> None:
+def test_an_exception_in_a_batch_writes_none_of_its_blobs(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     kept = store.put(b"stored before the batch")
     with pytest.raises(RuntimeError, match="transaction failed"), store.batch():
         digests = [store.put(b"one"), store.put(b"two")]
-        assert len(temp_files(store)) == 2
         raise RuntimeError("transaction failed")
-    assert temp_files(store) == []
     for digest in digests:
-        assert not store.path(digest).exists()
         assert not store.exists(digest)
-    assert stored_files(store) == [store.path(kept)]
+    assert rows(store) == {kept: b"stored before the batch"}
     # The store works normally afterwards, outside and inside a batch.
     assert store.get(store.put(b"one")) == b"one"
     with store.batch():
         two = store.put(b"two")
-    assert store.path(two).read_bytes() == b"two"
+    assert rows(store)[two] == b"two"
 
 
-def test_a_nested_batch_leaves_the_sync_to_the_outer_one(tmp_path: Path) -> None:
+def test_a_nested_batch_leaves_the_write_to_the_outer_one(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     with store.batch():
         with store.batch():
             inner = store.put(b"inner")
-        assert not store.path(inner).exists()  # the inner end renamed nothing
+        assert inner not in rows(store)  # the inner end wrote nothing
         assert store.exists(inner) and store.get(inner) == b"inner"
         outer = store.put(b"outer")
-    assert store.path(inner).read_bytes() == b"inner"
-    assert store.path(outer).read_bytes() == b"outer"
-    assert temp_files(store) == []
+    assert rows(store) == {inner: b"inner", outer: b"outer"}
 
 
 def test_an_exception_in_a_nested_batch_discards_the_whole_outer_batch(tmp_path: Path) -> None:
@@ -125,19 +135,97 @@ def test_an_exception_in_a_nested_batch_discards_the_whole_outer_batch(tmp_path:
         with store.batch():
             second = store.put(b"second")
             raise ValueError("inner failure")
-    assert temp_files(store) == []
-    assert not store.path(first).exists() and not store.path(second).exists()
+    assert not store.exists(first) and not store.exists(second)
+    assert rows(store) == {}
 
 
-def test_blobs_of_the_earlier_two_level_layout_are_still_found(tmp_path: Path) -> None:
-    """Data directories written before the one-level layout keep working, untouched."""
+def test_a_large_batch_is_written_out_before_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of large attachments never sits in memory whole."""
+    monkeypatch.setattr(blobs, "FLUSH_BYTES", 1000)
+    store = BlobStore(tmp_path)
+    with store.batch():
+        first = store.put(b"a" * 600)
+        assert rows(store) == {}
+        second = store.put(b"b" * 600)  # past the limit: both written now
+        assert set(rows(store)) == {first, second}
+        third = store.put(b"c" * 10)
+        assert third not in rows(store)
+        assert store.get(first) == b"a" * 600  # read back from the database mid-batch
+    assert set(rows(store)) == {first, second, third}
+
+
+@pytest.mark.parametrize("layout", ["one level", "two levels"])
+def test_blobs_written_as_files_by_earlier_versions_are_still_found(
+    tmp_path: Path, layout: str
+) -> None:
+    """Data directories written before blobs moved into SQLite keep working, untouched."""
     store = BlobStore(tmp_path)
     data = b"an attachment stored by an earlier version"
-    digest = hashlib.sha256(data).hexdigest()
-    legacy = tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+    digest = sha(data)
+    folder = tmp_path / "blobs" / digest[:2]
+    legacy = (folder if layout == "one level" else folder / digest[2:4]) / digest
     legacy.parent.mkdir(parents=True)
     legacy.write_bytes(data)
     assert store.exists(digest)
     assert store.get(digest) == data
-    assert store.put(data) == digest  # already there: not written a second time
-    assert stored_files(store) == [legacy]
+    assert store.put(data) == digest  # already there: nothing written a second time
+    assert rows(store) == {}
+    assert legacy.read_bytes() == data
+
+
+def test_a_name_that_is_not_a_digest_never_reaches_the_file_system(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    (tmp_path / "secret").write_bytes(b"not a blob")
+    assert not store.exists("../../secret")
+    with pytest.raises(FileNotFoundError):
+        store.get("../../secret")
+
+
+def _put_in_child(data_dir: Path, data: bytes) -> str:
+    store = CHILD_STORE if CHILD_STORE is not None else BlobStore(data_dir)
+    return store.put(data)
+
+
+CHILD_STORE: BlobStore | None = None
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    """The parse workers are forked: a connection the parent opened must not be shared."""
+    global CHILD_STORE
+    store = BlobStore(tmp_path)
+    before = store.put(b"written by the parent")
+    CHILD_STORE = store  # inherited by the fork, connection and all
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(2) as pool:
+            digests = pool.starmap(
+                _put_in_child, [(tmp_path, f"child {i}".encode()) for i in range(8)]
+            )
+    finally:
+        CHILD_STORE = None
+    assert digests == [sha(f"child {i}".encode()) for i in range(8)]
+    # The parent's connection still works and sees what the children committed.
+    assert store.get(before) == b"written by the parent"
+    assert all(store.get(d) == f"child {i}".encode() for i, d in enumerate(digests))
+    assert store.put(b"after the children") in rows(store)
+
+
+def test_processes_writing_at_once_all_succeed(tmp_path: Path) -> None:
+    """Writers wait for each other (the parse workers, the main process, a coordinator's
+    command); none fails with 'database is locked'."""
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mailbridge.blobs import BlobStore\n"
+        "store = BlobStore(Path(sys.argv[1]))\n"
+        "for n in range(20):\n"
+        "    store.put_many([f'{sys.argv[2]}-{n}-{i}'.encode() * 500 for i in range(10)])\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", program, str(tmp_path), str(w)])
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    assert len(rows(BlobStore(tmp_path))) == 4 * 20 * 10

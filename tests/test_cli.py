@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import mailbox
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -337,7 +338,8 @@ def test_handled_mail_leaves_the_inbox_for_processed_and_quarantine(journey: Jou
     assert home.folder("Quarantine") == 2
     # Relative paths in config.toml are relative to the file, not to where we ran.
     # The raw mail of all six messages is kept under [storage] data_dir, beside config.toml.
-    assert sum(1 for p in (home.root / "data" / "blobs").rglob("*") if p.is_file()) >= 6
+    with sqlite3.connect(home.root / "data" / "blobs" / "blobs.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM blob").fetchone()[0] >= 6
 
 
 def test_case_show_for_an_unknown_reference_is_one_friendly_line(journey: Journey) -> None:
