@@ -525,6 +525,7 @@ def note_bounce(
                 case_id=case_id,
                 flagged_at=now,
             )
+            notify.forget_flags(session)
     case = session.get(Case, case_id) if case_id else None
     if case is None:
         # Mail on no case (a reply to a stranger, whose address may well be forged): the

@@ -26,6 +26,7 @@ from mailbridge import (
     directory,
     hygiene,
     matching,
+    notify,
     parsing,
     replies,
     routing,
@@ -464,12 +465,14 @@ class Processor:
                         with session.begin_nested():
                             outcomes[index] = self._run(work)
                     except IntegrityError as exc:
+                        notify.forget_flags(session)  # a flag it read may be rolled back
                         # Another daemon committed the same message first: one effect.
                         handled = _handled(session, work.dedupe_key)
                         if handled is None:
                             failures.append((index, work, exc))
                         outcomes[index] = handled
                     except Exception as exc:  # noqa: BLE001 - untrusted input never stops us
+                        notify.forget_flags(session)
                         failures.append((index, work, exc))
         except Exception as exc:  # noqa: BLE001 - e.g. the database went away mid-batch
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]

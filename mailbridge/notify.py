@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from mailbridge import compose, hygiene, outbox, subjects
@@ -160,7 +160,23 @@ def queue_mail(
     return Queued(message_id, recipients, tuple(withheld))
 
 
-_FLAG = select(AddressFlag.reason).where(AddressFlag.email == bindparam("address"))
+_FLAGS = select(AddressFlag.email, AddressFlag.reason)
+_FLAGS_KEY = "mailbridge.address_flags"
+
+
+def _flags(session: Session) -> dict[str, str]:
+    """Every permanent-bounce flag, read once per transaction: a council has a handful,
+    and every recipient of every email is checked against them."""
+    flags: dict[str, str] | None = session.info.get(_FLAGS_KEY)
+    if flags is None:
+        flags = {e: r for e, r in session.connection().execute(_FLAGS)}
+        session.info[_FLAGS_KEY] = flags
+    return flags
+
+
+def forget_flags(session: Session) -> None:
+    """After a flag was written or a savepoint rolled back: read them again when next asked."""
+    session.info.pop(_FLAGS_KEY, None)
 
 
 def _allowed(
@@ -175,7 +191,7 @@ def _allowed(
     limits = services.config.automatic_mail
     kept: list[str] = []
     for address in dict.fromkeys(a.strip().lower() for a in addresses if a and a.strip()):
-        flag = session.connection().execute(_FLAG, {"address": address}).scalar()
+        flag = _flags(session).get(address)
         if flag is not None:
             withheld.append((address, f"the address bounced permanently ({flag})"))
             continue

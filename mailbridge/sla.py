@@ -31,6 +31,7 @@ class WorkingCalendar:
             office_hours_end = time.fromisoformat(office_hours_end) if office_hours_end else None
         self.office_hours_end = office_hours_end
         self._working: dict[date, bool] = {}
+        self._added: dict[tuple[date, int], date] = {}
 
     @lru_cache(maxsize=64)  # noqa: B019 - one calendar per process, a handful of years
     def _holidays(self, year: int) -> holidays.HolidayBase:
@@ -71,12 +72,18 @@ class WorkingCalendar:
 
     def add_working_days(self, start: date, days: int) -> date:
         """The date `days` working days after `start`; the start day itself is not counted."""
+        key = (start, days)
+        known = self._added.get(key)
+        if known is not None:  # every case of a day gets the same few deadlines
+            return known
         current = start
         remaining = days
         while remaining > 0:
             current += timedelta(days=1)
             if self.is_working_day(current):
                 remaining -= 1
+        if len(self._added) < 10_000:
+            self._added[key] = current
         return current
 
     def due_date(self, received_at: datetime, working_days: int) -> date:

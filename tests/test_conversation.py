@@ -1211,6 +1211,27 @@ def test_bounce_of_an_acknowledgement_flags_the_address_until_cleared(
         directory.clear_flag(session, JANE)
 
 
+def test_a_bounce_flags_the_address_for_the_rest_of_its_own_batch(council: Council) -> None:
+    """The flags are read once per transaction: one written in it counts at once."""
+    ack = council.open_pothole_case()
+    start = utcnow() - timedelta(minutes=3)
+    batch = [  # oldest first: Raj's acknowledgement reads the flags before the bounce
+        new_email(RAJ, "Bus shelter damaged", "The glass is broken."),
+        bounce(outbox_raw(council, ack), JANE),
+        new_email(JANE, "Street light out", "Dark for a week."),
+    ]
+    for minute, raw in enumerate(batch):
+        maildir_drop(council.inbox, raw, start + timedelta(minutes=minute))
+    report = council.run()
+    assert (report.updates, report.cases) == (1, 2)
+    assert council.events("MQ-2026-00002", "mail_withheld") == []
+    [withheld] = council.events("MQ-2026-00003", "mail_withheld")
+    assert withheld.detail.startswith(
+        f"acknowledgement not sent to {JANE}: the address bounced permanently (5.1.1 "
+    )
+    assert [recipients(m) for m in council.new_mail()] == [[RAJ], [SUPPORT]]
+
+
 def test_delayed_delivery_is_logged_but_flags_nobody(council: Council) -> None:
     ack = council.open_pothole_case()
     council.deliver(bounce(outbox_raw(council, ack), JANE, status="4.4.1", action="delayed"))
