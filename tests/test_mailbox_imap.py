@@ -95,6 +95,20 @@ def test_fetch_returns_exact_bytes_and_internaldate_without_marking_seen(
         assert client.search("SEEN") == []
 
 
+def test_a_backlog_is_fetched_in_short_batches_first(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    uids = [imap_mailbox.append(message(n)) for n in range(30)]
+    src = make_source(imap_mailbox, state, batch_size=10)
+    src.open()
+    try:
+        batches = list(src.fetch())
+    finally:
+        src.close()
+    assert [len(b) for b in batches] == [2, 4, 10, 10, 4]  # mailbox.base.batch_sizes
+    assert [m.key for b in batches for m in b] == [str(u) for u in uids]
+
+
 def test_move_to_processed_and_quarantine_creates_folders_and_empties_inbox(
     imap_mailbox: DovecotServer, source: ImapSource, state: MemoryStateStore
 ) -> None:

@@ -6,12 +6,12 @@ import mailbox
 import os
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from mailbridge.mailbox.base import Destination, InboundMail
+from mailbridge.mailbox.base import Destination, InboundMail, batch_sizes
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 
 
@@ -32,6 +32,36 @@ def set_mtime(root: Path, key: str, when: datetime) -> None:
     (path,) = [p for sub in ("new", "cur") for p in (root / sub).glob(f"{key}*")]
     stamp = when.timestamp()
     os.utime(path, (stamp, stamp))
+
+
+@pytest.mark.parametrize(
+    ("waiting", "batch_size", "sizes"),
+    [
+        (0, 100, []),
+        (1, 100, [1]),
+        (20, 100, [20]),
+        (25, 100, [20, 5]),
+        (1000, 100, [20, 40] + [100] * 9 + [40]),
+        (60, 100, [20, 40]),
+        (3, 2, [2, 1]),  # below 10 nothing is ramped
+        (25, 10, [2, 4, 10, 9]),
+        (7, 1, [1] * 7),
+    ],
+)
+def test_a_backlog_starts_with_short_batches_then_takes_batch_size(
+    waiting: int, batch_size: int, sizes: list[int]
+) -> None:
+    assert batch_sizes(waiting, batch_size) == sizes
+    assert sum(sizes) == waiting and all(0 < s <= batch_size for s in sizes)
+
+
+def test_the_maildir_fetches_a_backlog_in_those_batches(root: Path) -> None:
+    start = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    for n in range(30):
+        maildir_drop(root, message(n), start + timedelta(seconds=n))
+    batches = list(MaildirSource(root, batch_size=10).fetch())
+    assert [len(b) for b in batches] == [2, 4, 10, 10, 4]
+    assert [m.raw for b in batches for m in b] == [message(n) for n in range(30)]
 
 
 @pytest.fixture

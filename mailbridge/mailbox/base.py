@@ -25,6 +25,28 @@ class InboundMail:
     received_at: datetime | None  # naive UTC: IMAP INTERNALDATE or Maildir file time
 
 
+RAMP_FROM = 10
+
+
+def batch_sizes(waiting: int, batch_size: int) -> list[int]:
+    """How many messages each batch of a backlog takes: a short first batch or two, so
+    the pipeline fills quickly, then `batch_size`.
+
+    The parse worker runs a batch ahead of the database work, so the first batch is dead
+    time for the main process until it is parsed (~0.15 s for 100 here, bench/ingest.py);
+    its acknowledgements leave sooner too. A batch is never more than `batch_size`; below
+    10 there is nothing worth ramping.
+    """
+    sizes: list[int] = []
+    ramp = [batch_size // 5, batch_size * 2 // 5] if batch_size >= RAMP_FROM else []
+    left = waiting
+    while left > 0:
+        size = min(left, ramp.pop(0) if ramp else batch_size)
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
 class MailboxSource(Protocol):
     """A mailbox: list and fetch what waits in the inbox, then move what was handled.
 

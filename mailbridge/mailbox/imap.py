@@ -21,7 +21,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.errors import TransportError
-from mailbridge.mailbox.base import Destination, InboundMail, StateStore
+from mailbridge.mailbox.base import Destination, InboundMail, StateStore, batch_sizes
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,10 @@ class ImapSource:
             return [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
 
         uids = sorted(self._call(search))
-        for start in range(0, len(uids), self.batch_size):
-            chunk = uids[start : start + self.batch_size]
+        start = 0
+        for size in batch_sizes(len(uids), self.batch_size):
+            chunk = uids[start : start + size]
+            start += size
             data = self._call(lambda c, chunk=chunk: c.fetch(chunk, _FETCH_ITEMS))
             if self._uidvalidity != uidvalidity:
                 log.warning("IMAP UIDVALIDITY changed during fetch", extra={"source": self.name})

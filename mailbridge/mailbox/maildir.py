@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailbridge.mailbox.base import Destination, InboundMail
+from mailbridge.mailbox.base import Destination, InboundMail, batch_sizes
 
 _POLL_SECONDS = 0.5
 
@@ -93,9 +93,11 @@ class MaildirSource:
         """Every message waiting in the inbox, oldest first (a Maildir has no UID mark)."""
         entries = self._entries()
         self._seen_new = {e.path.name for e in entries if e.path.parent.name == "new"}
-        for start in range(0, len(entries), self.batch_size):
+        start = 0
+        for size in batch_sizes(len(entries), self.batch_size):
             batch: list[InboundMail] = []
-            for entry in entries[start : start + self.batch_size]:
+            chunk, start = entries[start : start + size], start + size
+            for entry in chunk:
                 try:
                     raw = entry.path.read_bytes()
                 except FileNotFoundError:
