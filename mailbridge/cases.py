@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from mailbridge import deadlines, notify, subjects
-from mailbridge.db import insert_row
+from mailbridge.db import insert_later, insert_row
 from mailbridge.models import (
     Attachment,
     Case,
@@ -119,7 +119,7 @@ def add_event(
     actor: str = "system",
     message_id: int | None = None,
 ) -> None:
-    insert_row(
+    insert_later(
         session,
         Event,
         case_id=case_id,

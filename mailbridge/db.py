@@ -89,6 +89,55 @@ def insert_row(session: Session, model: type[SQLModel], **values: Any) -> int:
     return key[0] if key and isinstance(key[0], int) else 0
 
 
+_LATER = "mailbridge.rows_later"
+
+
+@contextmanager
+def rows_later(session: Session) -> Iterator[None]:
+    """Inside the block, `insert_later` rows wait and go in one statement per table when it
+    ends (or at `flush_later`); an exception drops them with the transaction.
+
+    Ingest writes two events per case and never reads them back in the same batch: one
+    executemany instead of 200 single INSERTs.
+    """
+    session.info[_LATER] = {}
+    try:
+        yield
+        flush_later(session)
+    finally:
+        session.info.pop(_LATER, None)
+
+
+def insert_later(session: Session, model: type[SQLModel], **values: Any) -> None:
+    """A row nobody reads back in this transaction: queued inside `rows_later`, else now."""
+    pending: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] | None = (
+        session.info.get(_LATER)
+    )
+    if pending is None:
+        insert_row(session, model, **values)
+        return
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    pending.setdefault((table, tuple(values)), []).append(values)
+
+
+def flush_later(session: Session) -> None:
+    """Insert what waits; call it before a savepoint ends so its rows commit or go with it."""
+    pending = session.info.get(_LATER)
+    if not pending:
+        return
+    conn = session.connection()
+    for (table, _), rows in pending.items():
+        conn.execute(_insert_statement(table), rows)
+    pending.clear()
+
+
+def discard_later(session: Session) -> None:
+    """Forget what waits (its savepoint was rolled back)."""
+    pending = session.info.get(_LATER)
+    if pending:
+        pending.clear()
+
+
 def create_schema(engine: Engine) -> None:
     """Create the tables directly (tests); production uses `upgrade` (Alembic)."""
     from sqlmodel import SQLModel

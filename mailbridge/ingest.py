@@ -32,7 +32,7 @@ from mailbridge import (
     routing,
     satisfaction,
 )
-from mailbridge.db import transaction
+from mailbridge.db import discard_later, flush_later, rows_later, transaction
 from mailbridge.directory import Identity
 from mailbridge.hygiene import Verdict
 from mailbridge.mailbox.base import Destination
@@ -455,7 +455,11 @@ class Processor:
         failures: list[tuple[int, Work, Exception]] = []
         try:
             # Blobs are synced to disk as the batch ends, before its one commit.
-            with transaction(self.services.engine) as session, self.services.blobs.batch():
+            with (
+                transaction(self.services.engine) as session,
+                self.services.blobs.batch(),
+                rows_later(session),
+            ):
                 facts = BatchFacts.load(
                     session, [p.dedupe_key for p in parsed_ahead if p is not None]
                 )
@@ -464,7 +468,9 @@ class Processor:
                     try:
                         with session.begin_nested():
                             outcomes[index] = self._run(work)
+                            flush_later(session)  # its rows stand or fall with it
                     except IntegrityError as exc:
+                        discard_later(session)
                         notify.forget_flags(session)  # a flag it read may be rolled back
                         # Another daemon committed the same message first: one effect.
                         handled = _handled(session, work.dedupe_key)
@@ -472,6 +478,7 @@ class Processor:
                             failures.append((index, work, exc))
                         outcomes[index] = handled
                     except Exception as exc:  # noqa: BLE001 - untrusted input never stops us
+                        discard_later(session)
                         notify.forget_flags(session)
                         failures.append((index, work, exc))
         except Exception as exc:  # noqa: BLE001 - e.g. the database went away mid-batch
@@ -499,7 +506,11 @@ class Processor:
         batch again, each message in its own savepoint, where a failure stays its own.
         """
         try:
-            with transaction(self.services.engine) as session, self.services.blobs.batch():
+            with (
+                transaction(self.services.engine) as session,
+                self.services.blobs.batch(),
+                rows_later(session),
+            ):
                 facts = BatchFacts.load(session, [p.dedupe_key for p in parsed if p is not None])
                 outcomes = []
                 for (raw, received_at), ahead in zip(items, parsed, strict=True):

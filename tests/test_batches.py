@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, event, func
 from sqlmodel import Session, select
 
-from mailbridge import ingest
+from mailbridge import cases, ingest
 from mailbridge.daemon import Daemon
-from mailbridge.db import create_schema, make_engine
+from mailbridge.db import create_schema, make_engine, rows_later, transaction
 from mailbridge.ingest import (
     AlreadyHandled,
     BatchFacts,
@@ -29,7 +29,14 @@ from mailbridge.ingest import (
 )
 from mailbridge.mailbox.base import Destination
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
-from mailbridge.models import Attachment, Case, Message, OutboxMessage, ProcessingFailure
+from mailbridge.models import (
+    Attachment,
+    Case,
+    Event,
+    Message,
+    OutboxMessage,
+    ProcessingFailure,
+)
 from mailbridge.parsepool import ParsePool
 from mailbridge.parsing import parse
 from mailbridge.senders import open_sender
@@ -98,6 +105,16 @@ def key_of(name: str) -> str:
 def count(engine: Engine, model: type) -> int:
     with Session(engine) as session:
         return session.exec(select(func.count()).select_from(model)).one()
+
+
+def event_kinds(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.exec(select(Event.kind)).all())
+
+
+def event_details(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.exec(select(Event.detail)).all())
 
 
 def references(engine: Engine) -> list[str]:
@@ -225,6 +242,46 @@ def test_one_failing_message_sends_the_batch_message_by_message(services: Servic
     assert count(services.engine, OutboxMessage) == 2
     assert count(services.engine, ProcessingFailure) == 1
     assert services.blobs._pending is None  # the first attempt's blobs were not kept aside
+    # Each case's events once: none left over from the rolled back first attempt.
+    assert sorted(event_kinds(services.engine)) == sorted(
+        ["case_opened", "acknowledgement_queued"] * 2
+    )
+
+
+def note_then_explode_on_stranger(work: ingest.Work, services: Services) -> None:
+    """A bug after the message already queued an event of its own."""
+    cases.add_event(work.session, None, "probe", work.dedupe_key)
+    explode_on_stranger(work, services)
+
+
+def test_events_of_a_failed_message_go_with_it(services: Services) -> None:
+    """Events wait to be inserted together; a failing message's waiting ones are dropped,
+    the others' are committed with their cases."""
+    steps = list(ingest.STEPS)
+    steps.insert(steps.index(ingest.route), note_then_explode_on_stranger)
+    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
+    with Session(services.engine) as session:
+        probes = session.exec(select(Event.detail).where(Event.kind == "probe")).all()
+    assert sorted(probes) == sorted([key_of(POTHOLE), key_of(DELEGATE)])
+
+
+def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:
+    with transaction(engine) as session:
+        with rows_later(session):
+            for n in range(3):
+                cases.add_event(session, None, "note", f"row {n}")
+            cases.add_event(session, None, "note", "with an actor", actor="coordinator")
+            assert session.exec(select(func.count()).select_from(Event)).one() == 0
+        assert session.exec(select(func.count()).select_from(Event)).one() == 4
+        cases.add_event(session, None, "note", "outside: at once")  # no block: inserted now
+        assert session.exec(select(func.count()).select_from(Event)).one() == 5
+    with pytest.raises(RuntimeError), transaction(engine) as session, rows_later(session):
+        cases.add_event(session, None, "note", "never")
+        raise RuntimeError("the transaction fails")
+    assert sorted(event_details(engine)) == [
+        "outside: at once", "row 0", "row 1", "row 2", "with an actor"
+    ]
 
 
 # --- parses done ahead ----------------------------------------------------------------
