@@ -10,12 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from mailbridge import deadlines, notify, subjects
-from mailbridge.db import insert_later, insert_row
+from mailbridge.db import insert_later, insert_or_skip, insert_row
 from mailbridge.models import (
     Attachment,
     Case,
@@ -57,10 +55,6 @@ _NEXT = (
     .values(last=_COUNTER.c.last + 1)
     .returning(_COUNTER.c.last)
 )
-_CREATE = {
-    name: dialect_insert(_COUNTER).on_conflict_do_nothing(index_elements=["prefix", "year"])
-    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
 
 
 def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, int]:
@@ -68,7 +62,8 @@ def allocate_reference(session: Session, prefix: str, year: int) -> tuple[str, i
     conn = session.connection()
     seq = conn.execute(_NEXT, {"p": prefix, "y": year}).scalar()
     if seq is None:  # the year's first case: create its counter (another writer may race)
-        conn.execute(_CREATE[conn.dialect.name], {"prefix": prefix, "year": year, "last": 0})
+        create = insert_or_skip(_COUNTER, ("prefix", "year"), conn.dialect.name)
+        conn.execute(create, {"prefix": prefix, "year": year, "last": 0})
         seq = conn.execute(_NEXT, {"p": prefix, "y": year}).scalar_one()
     return f"{prefix}-{year}-{seq:05d}", seq
 

@@ -29,7 +29,6 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import PurePath
 
 import html2text
-import mailparser
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +460,8 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     digest = hashlib.sha256(raw).hexdigest()
     defects: list[str] = []
     mail = None
+    import mailparser  # here, not at the top: the parse workers import it, after the fork
+
     try:
         mail = mailparser.parse_from_bytes(raw)
         message = mail.message

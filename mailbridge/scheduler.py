@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from mailbridge import digests, notify, schedule
 from mailbridge.cases import add_event
 from mailbridge.conversation import thread_for
-from mailbridge.db import transaction
+from mailbridge.db import insert_or_skip, transaction
 from mailbridge.models import Case, CaseOfficer, OfficerRole, Person, ScheduledSend
 from mailbridge.schedule import CaseClock, DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.services import Services
@@ -30,12 +28,6 @@ from mailbridge.services import Services
 log = logging.getLogger(__name__)
 
 _SENDS = ScheduledSend.__table__  # type: ignore[attr-defined]
-_CLAIM = {
-    name: dialect_insert(_SENDS)
-    .on_conflict_do_nothing(index_elements=["key"])
-    .returning(_SENDS.c.key)
-    for name, dialect_insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
 CHUNK = 500
 
 
@@ -149,7 +141,7 @@ def _claim(conn: Connection, item: Due, now: datetime) -> bool:
     case_id = None if isinstance(item, DigestDue) else item.case.case_id
     kind = item.kind if not isinstance(item, Stale) else item.key.split(":", 1)[0]
     result = conn.execute(
-        _CLAIM[conn.dialect.name],
+        insert_or_skip(_SENDS, ("key",), conn.dialect.name, returning="key"),
         {
             "key": item.key,
             "kind": kind,

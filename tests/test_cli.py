@@ -575,6 +575,22 @@ def test_the_process_ends_with_the_commands_code_and_all_its_output(
     assert proc.stderr == stderr
 
 
+def test_the_command_starts_without_what_only_workers_or_postgresql_need() -> None:
+    """Every command pays for its imports: the parse workers import mail-parser after the
+    fork, the courier aiosmtplib, and only a PostgreSQL deployment SQLAlchemy's dialect."""
+    program = (
+        "import sys\n"
+        "import mailbridge.cli.app, mailbridge.daemon, mailbridge.ingest, mailbridge.courier\n"
+        "print(sorted(m for m in ('mailparser', 'aiosmtplib', 'sqlalchemy.dialects.postgresql')"
+        " if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_a_profiled_command_still_writes_its_profile(tmp_path: Path) -> None:
     """Under cProfile (`bench/ingest.py --profile`) the interpreter exits normally: the
     profile is written when it does, which skipping the teardown would lose."""

@@ -27,7 +27,7 @@ from mailbridge.config import Config
 from mailbridge.courier import IDLE_SECONDS, Courier
 from mailbridge.db import create_schema, make_engine, transaction
 from mailbridge.models import OutboxMessage, utcnow
-from mailbridge.senders import SmtpSender
+from mailbridge.smtp import SmtpSender
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
 

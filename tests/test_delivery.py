@@ -16,9 +16,7 @@ from sqlmodel import Session, select
 from mailbridge import compose, outbox
 from mailbridge.db import transaction
 from mailbridge.models import OutboxMessage
-from mailbridge.senders import (
-    SmtpSender,
-)
+from mailbridge.smtp import SmtpSender
 from tests.servers.smtp import SmtpServer
 
 pytestmark = pytest.mark.smtp

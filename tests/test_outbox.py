@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from mailbridge import compose, outbox
 from mailbridge.db import make_engine, transaction
 from mailbridge.models import Case, Event, Message, OutboxMessage, utcnow
-from mailbridge.senders import SmtpSender
+from mailbridge.smtp import SmtpSender
 from tests.factories import add_person
 from tests.servers.smtp import SmtpServer
 

@@ -11,10 +11,10 @@ from mailbridge.errors import ConfigError, TransportError
 from mailbridge.senders import (
     MaildirSender,
     PermanentDeliveryError,
-    SmtpSender,
     TemporaryDeliveryError,
     open_sender,
 )
+from mailbridge.smtp import SmtpSender
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
 
