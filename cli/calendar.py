@@ -50,7 +50,7 @@ def show(
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     cfg = load(config)
-    cal = calendar_from_config(cfg.council)
+    cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
     days = [(day, why) for day, why in cal.non_working_days(year) if all_days or why != "Weekend"]
     cut_off = cfg.council.office_hours_end
     if fmt == "csv":

@@ -94,7 +94,7 @@ def list_cases(
     """
     wanted = case_filter(locals())
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        cal = calendar_from_config(cfg.council)
+        cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         today = cal.local_date(utcnow())
         rows = filters.list_cases(session, wanted, cal, today)
         total = (
@@ -152,7 +152,7 @@ def show(
     Example: mailbridge case show MQ-2026-00042
     """
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        cal = calendar_from_config(cfg.council)
+        cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         d = views.case_detail(session, reference, cal, cal.local_date(utcnow()))
     c = d.case
     left = d.working_days_left

@@ -60,7 +60,7 @@ def dashboard(
     Example: mailbridge dashboard --newest 30
     """
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        cal = calendar_from_config(cfg.council)
+        cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         d = board.dashboard(session, cal, cal.local_date(utcnow()), newest=newest)
     counts = Table(title=f"{cfg.council.name}, {d.today:%A %d %B %Y}")
     headings = (
@@ -157,7 +157,7 @@ def export(
         suffix = output.suffix.lower().lstrip(".") if output else ""
         format = ExportFormat(suffix) if suffix in ("csv", "xlsx") else ExportFormat.CSV
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        cal = calendar_from_config(cfg.council)
+        cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         today = cal.local_date(utcnow())
         path = output or Path(f"cases-{today.isoformat()}.{format.value}")
         rows = filters.iter_cases(session, wanted, cal, today)

@@ -69,7 +69,7 @@ def report(
     if fmt == "table" and output is not None:
         raise UserError("--output is for csv, xlsx and html; the table prints to the screen")
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        calendar = calendar_from_config(cfg.council)
+        calendar = calendar_from_config(cfg.council, cfg.storage.data_dir)
         built = reports.build_report(
             session, calendar, first, last, compare_previous=compare_previous
         )

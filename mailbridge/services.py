@@ -31,7 +31,7 @@ class Services:
         return cls(
             config=config,
             engine=engine,
-            calendar=calendar_from_config(config.council),
+            calendar=calendar_from_config(config.council, config.storage.data_dir),
             blobs=BlobStore(config.storage.data_dir),
             templates=Templates(config.templates.directory),
             signing_key=key,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import json
+import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import holidays
 
 
 class WorkingCalendar:
@@ -20,8 +23,10 @@ class WorkingCalendar:
         subdivision: str | None = "ENG",
         closure_days: Iterable[date | str] = (),
         office_hours_end: time | str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.zone = ZoneInfo(timezone)
+        self.cache_dir = cache_dir  # where a year's bank holidays are kept once computed
         self.country = country
         self.subdivision = subdivision
         self.closures = frozenset(
@@ -34,9 +39,8 @@ class WorkingCalendar:
         self._added: dict[tuple[date, int], date] = {}
 
     @lru_cache(maxsize=64)  # noqa: B019 - one calendar per process, a handful of years
-    def _holidays(self, year: int) -> holidays.HolidayBase:
-        # Without subdiv, Easter Monday and the August bank holiday are missing for England.
-        return holidays.country_holidays(self.country, subdiv=self.subdivision, years=year)
+    def _holidays(self, year: int) -> dict[date, str]:
+        return bank_holidays(self.country, self.subdivision, year, self.cache_dir)
 
     def is_working_day(self, day: date) -> bool:
         # Cached per day: a HolidayBase lookup converts its key each time, and deadlines,
@@ -120,12 +124,59 @@ class WorkingCalendar:
         return sign * count
 
 
-def calendar_from_config(council: object) -> WorkingCalendar:
-    """Build the calendar from a CouncilConfig (kept loose to avoid an import cycle)."""
+def bank_holidays(
+    country: str, subdivision: str | None, year: int, cache_dir: Path | None = None
+) -> dict[date, str]:
+    """The year's holidays by date, from the holidays package, kept in `cache_dir`.
+
+    The package's first lookup imports every country it knows (~0.1 s of every command
+    here); the year's dates, once computed, are read back from a small JSON file named by
+    country, subdivision, year and the package's version, so an upgrade recomputes them.
+    Without a cache (or if it cannot be read or written) they are computed each time.
+    """
+    version = _holidays_version()
+    path = None
+    if cache_dir is not None and version is not None:
+        name = f"holidays-{country}-{subdivision or 'all'}-{year}-{version}.json"
+        path = Path(cache_dir) / name
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            return {date.fromisoformat(d): str(n) for d, n in json.loads(path.read_text()).items()}
+    import holidays  # only on a cache miss: see above
+
+    # Without subdiv, Easter Monday and the August bank holiday are missing for England.
+    computed = holidays.country_holidays(country, subdiv=subdivision, years=year)
+    named = {d: str(n) for d, n in computed.items()}
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({d.isoformat(): n for d, n in sorted(named.items())}))
+            os.replace(tmp, path)  # whole or absent: readers never see half a file
+    return named
+
+
+@cache
+def _holidays_version() -> str | None:
+    """The installed holidays package's version, from its dist-info folder's name (asking
+    importlib.metadata costs ~25 ms); None if it cannot be told, and then nothing is cached."""
+    spec = importlib.util.find_spec("holidays")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    site = Path(next(iter(spec.submodule_search_locations))).parent
+    found = [p.name for p in site.glob("holidays-*.dist-info")]
+    if len(found) != 1:
+        return None
+    return found[0].removeprefix("holidays-").removesuffix(".dist-info")
+
+
+def calendar_from_config(council: object, data_dir: Path | None = None) -> WorkingCalendar:
+    """Build the calendar from a CouncilConfig (kept loose to avoid an import cycle); with
+    the data directory, bank holidays are kept under its cache/ once computed."""
     return WorkingCalendar(
         timezone=council.timezone,  # type: ignore[attr-defined]
         country=council.holidays_country,  # type: ignore[attr-defined]
         subdivision=council.holidays_subdivision or None,  # type: ignore[attr-defined]
         closure_days=council.closure_days,  # type: ignore[attr-defined]
         office_hours_end=council.office_hours_end or None,  # type: ignore[attr-defined]
+        cache_dir=Path(data_dir) / "cache" if data_dir is not None else None,
     )

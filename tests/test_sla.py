@@ -1,10 +1,15 @@
 """Working days in England and Wales: the day of receipt is never counted."""
 
+import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
-from mailbridge.sla import WorkingCalendar
+from mailbridge import sla
+from mailbridge.sla import WorkingCalendar, bank_holidays
 
 CAL = WorkingCalendar("Europe/London", "GB", "ENG", closure_days=["2026-12-30"])
 
@@ -50,3 +55,74 @@ def test_receipt_date_is_the_council_local_date() -> None:
 )
 def test_working_days_between(start: date, end: date, expected: int) -> None:
     assert CAL.working_days_between(start, end) == expected
+
+
+# --- bank holidays kept once computed ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("country", "subdivision"), [("GB", "ENG"), ("GB", "SCT"), ("GB", None)])
+def test_kept_bank_holidays_are_the_packages_own(
+    tmp_path: Path, country: str, subdivision: str | None
+) -> None:
+    for year in (2025, 2026, 2027):
+        fresh = bank_holidays(country, subdivision, year)
+        assert bank_holidays(country, subdivision, year, tmp_path) == fresh  # computed, kept
+        assert bank_holidays(country, subdivision, year, tmp_path) == fresh  # read back
+    assert len(list(tmp_path.glob(f"holidays-{country}-*.json"))) == 3
+
+
+def test_a_calendar_with_a_cache_counts_the_same_days(tmp_path: Path) -> None:
+    cached = WorkingCalendar("Europe/London", "GB", "ENG", cache_dir=tmp_path)
+    for _ in range(2):  # the second calendar reads the file the first one wrote
+        again = WorkingCalendar("Europe/London", "GB", "ENG", cache_dir=tmp_path)
+        assert again.add_working_days(date(2026, 12, 24), 1) == date(2026, 12, 29)
+        plain = WorkingCalendar("Europe/London", "GB", "ENG")
+        assert again.non_working_days(2026) == plain.non_working_days(2026)
+        assert cached.add_working_days(date(2026, 4, 2), 1) == date(2026, 4, 7)
+
+
+def test_a_kept_year_is_read_without_importing_the_holidays_package(tmp_path: Path) -> None:
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mailbridge.sla import bank_holidays\n"
+        f"days = bank_holidays('GB', 'ENG', 2026, Path({str(tmp_path)!r}))\n"
+        "print(len(days), 'holidays' in sys.modules)\n"
+    )
+    run = [sys.executable, "-c", program]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    second = subprocess.run(run, capture_output=True, text=True, timeout=60, check=True)
+    count = str(len(bank_holidays("GB", "ENG", 2026)))
+    assert first.stdout.split() == [count, "True"]  # computed: the package was needed
+    assert second.stdout.split() == [count, "False"]
+
+
+def test_another_version_of_the_package_computes_the_year_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = sla._holidays_version()
+    bank_holidays("GB", "ENG", 2026, tmp_path)
+    monkeypatch.setattr(sla, "_holidays_version", lambda: "9999.1")
+    assert bank_holidays("GB", "ENG", 2026, tmp_path) == bank_holidays("GB", "ENG", 2026)
+    names = {p.name.rsplit("-", 1)[1] for p in tmp_path.iterdir()}
+    assert names == {f"{installed}.json", "9999.1.json"}
+
+
+def test_without_a_known_version_nothing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sla, "_holidays_version", lambda: None)
+    assert bank_holidays("GB", "ENG", 2026, tmp_path) == bank_holidays("GB", "ENG", 2026)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_or_unwritable_cache_only_costs_the_computation(tmp_path: Path) -> None:
+    fresh = bank_holidays("GB", "ENG", 2026)
+    bank_holidays("GB", "ENG", 2026, tmp_path)
+    [kept] = tmp_path.iterdir()
+    kept.write_text('{"2026-12-25": ')  # cut short
+    assert bank_holidays("GB", "ENG", 2026, tmp_path) == fresh
+    assert json.loads(kept.read_text())["2026-12-25"] == "Christmas Day"  # written whole again
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    assert bank_holidays("GB", "ENG", 2026, blocked / "cache") == fresh
