@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
-from mailbridge.db import insert_row, transaction
+from mailbridge.db import insert_later, insert_row, transaction
 from mailbridge.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
 from mailbridge.receipts import Receipts
 from mailbridge.senders import PermanentDeliveryError, Sender, TemporaryDeliveryError
@@ -43,11 +43,15 @@ def enqueue(
     body_text: str = "",
     in_reply_to: str | None = None,
     now: datetime | None = None,
-) -> int:
-    """Add the email to the caller's transaction; it is sent only if that commits."""
+) -> None:
+    """Add the email to the caller's transaction; it is sent only if that commits.
+
+    Inside `db.rows_later` (ingest's batches) the row waits to go in with the batch's
+    others: nothing in a batch reads the outbox back.
+    """
     moment = now or utcnow()
     to = ", ".join(recipients)
-    row_id = insert_row(
+    insert_later(
         session,
         OutboxMessage,
         message_id=message_id,
@@ -79,7 +83,6 @@ def enqueue(
         raw_size=len(raw),
         created_at=moment,
     )
-    return row_id
 
 
 class RateLimiter:

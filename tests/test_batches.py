@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, event, func
 from sqlmodel import Session, select
 
-from mailbridge import cases, ingest
+from mailbridge import cases, ingest, outbox
 from mailbridge.daemon import Daemon
 from mailbridge.db import create_schema, make_engine, rows_later, transaction
 from mailbridge.ingest import (
@@ -249,21 +249,35 @@ def test_one_failing_message_sends_the_batch_message_by_message(services: Servic
 
 
 def note_then_explode_on_stranger(work: ingest.Work, services: Services) -> None:
-    """A bug after the message already queued an event of its own."""
+    """A bug after the message already queued an event and an email of its own."""
     cases.add_event(work.session, None, "probe", work.dedupe_key)
+    outbox.enqueue(
+        work.session,
+        kind="probe",
+        sender="enquiries@example.gov.uk",
+        recipients=["member.support@example.gov.uk"],
+        subject=work.dedupe_key,
+        raw=b"Subject: probe\r\n\r\nprobe\r\n",
+        message_id=f"probe.{work.dedupe_key.strip('<>')}",
+    )
     explode_on_stranger(work, services)
 
 
-def test_events_of_a_failed_message_go_with_it(services: Services) -> None:
-    """Events wait to be inserted together; a failing message's waiting ones are dropped,
-    the others' are committed with their cases."""
+def test_events_and_mail_of_a_failed_message_go_with_it(services: Services) -> None:
+    """Events and outgoing mail wait to be inserted together; a failing message's waiting
+    rows are dropped, the others' are committed with their cases."""
     steps = list(ingest.STEPS)
     steps.insert(steps.index(ingest.route), note_then_explode_on_stranger)
     outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
     assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
+    expected = sorted([key_of(POTHOLE), key_of(DELEGATE)])
     with Session(services.engine) as session:
         probes = session.exec(select(Event.detail).where(Event.kind == "probe")).all()
-    assert sorted(probes) == sorted([key_of(POTHOLE), key_of(DELEGATE)])
+        mails = session.exec(
+            select(OutboxMessage.subject).where(OutboxMessage.kind == "probe")
+        ).all()
+    assert sorted(probes) == expected
+    assert sorted(mails) == expected
 
 
 def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:
