@@ -195,7 +195,8 @@ class DatabaseConfig(_Section):
 
 class StorageConfig(_Section):
     data_dir: Path = Path("./data")
-    max_attachment_bytes: Annotated[int, Field(ge=0)] = 25 * 1024 * 1024
+    # At most SQLite's largest value (the blob store), 1,000,000,000 bytes.
+    max_attachment_bytes: Annotated[int, Field(ge=0, le=1_000_000_000)] = 25 * 1024 * 1024
     max_filename_length: Annotated[int, Field(ge=16, le=255)] = 120
 
 

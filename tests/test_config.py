@@ -50,6 +50,7 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         ("[council]\nclosure_days = ['2026-13-01']\n", "not a date like"),
         ("[database]\nurl = 'mysql://x'\n", "database.url"),
         ("[mailbox\n", "not valid TOML"),
+        ("[storage]\nmax_attachment_bytes = 2000000000\n", "storage.max_attachment_bytes"),
     ],
 )
 def test_bad_config_gives_one_line_naming_file_and_key(
