@@ -1,6 +1,10 @@
-"""`mailbridge db`: schema migrations."""
+"""`mailbridge db`: schema migrations and backups."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -10,7 +14,7 @@ from mailbridge.db import make_engine
 from mailbridge.errors import MailbridgeError
 from mailbridge.migrate import upgrade as run_upgrade
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="Database schema and backups.", no_args_is_help=True)
 
 
 @app.command()
@@ -35,3 +39,27 @@ def upgrade(config: ConfigOption = "config.toml") -> None:  # type: ignore[assig
         console.print(f"database already at revision {after}")
     else:
         console.print(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@app.command()
+@friendly
+def backup(
+    destination: Annotated[Path, typer.Argument(help="Folder to create the copy in.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Copy the case database and every stored email and attachment, while mailbridge runs.
+
+    Creates DESTINATION/mailbridge-YYYYmmdd-HHMMSS. A PostgreSQL database is not copied:
+    back it up with pg_dump. Example: mailbridge db backup /var/backups/mailbridge
+    """
+    from mailbridge.backup import backup as take_backup
+
+    cfg = load(config)
+    report = take_backup(cfg, destination, datetime.now())
+    for path in report.copied:
+        console.print(f"copied {path.relative_to(report.folder)} ({path.stat().st_size} bytes)")
+    if report.blob_files:
+        console.print(f"copied {report.blob_files} blob files kept by earlier versions")
+    if report.postgres:
+        console.print("the case database is on PostgreSQL: back it up with pg_dump")
+    console.print(f"backup in {report.folder}")

@@ -231,6 +231,17 @@ def test_db_upgrade_creates_the_database_and_a_second_run_changes_nothing(
     assert ok(journey.upgrade_again) == f"database already at revision {match[1]}\n"
 
 
+def test_db_backup_copies_the_database_and_every_stored_email(journey: Journey) -> None:
+    out = ok(journey.home.cli("db", "backup", str(journey.home.root / "backups")))
+    lines = out.splitlines()
+    assert re.fullmatch(r"copied mailbridge\.db \(\d+ bytes\)", lines[0]), out
+    assert re.fullmatch(r"copied blobs/blobs\.sqlite \(\d+ bytes\)", lines[1]), out
+    [folder] = (journey.home.root / "backups").iterdir()
+    assert lines[2:] == [f"backup in {folder}"]
+    with sqlite3.connect(folder / "blobs" / "blobs.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM blob").fetchone()[0] >= 6  # the six emails
+
+
 def test_run_once_turns_member_mail_into_cases_and_reports_the_pass(journey: Journey) -> None:
     assert "4 members imported: 4 created" in ok(journey.members)
     out = ok(journey.run)
