@@ -112,8 +112,8 @@ def rows_later(session: Session) -> Iterator[None]:
     """Inside the block, `insert_later` rows wait and go in one statement per table when it
     ends (or at `flush_later`); an exception drops them with the transaction.
 
-    Ingest writes two events per case and never reads them back in the same batch: one
-    executemany instead of 200 single INSERTs.
+    Ingest writes two events and an outbox row per case and reads none of them back in
+    the same batch: one executemany per table instead of 300 single INSERTs a batch.
     """
     session.info[_LATER] = {}
     try:
