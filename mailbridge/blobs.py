@@ -100,12 +100,6 @@ class BlobStore:
             ).fetchone()
         return row is not None
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None and self._pid == os.getpid():
-                self._db.close()
-            self._db = None
-
     # -- blobs ------------------------------------------------------------------------
 
     def put(self, data: bytes, *, sha256: str | None = None) -> str:
