@@ -15,6 +15,7 @@ from mailbridge.cli import (
     calendar,
     cases,
     casework,
+    check,
     console,
     db,
     quarantine,
@@ -43,6 +44,7 @@ app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(schedule.app, name="schedule")
 run.register(app)
+check.register(app)
 console.register(app)  # dashboard, export
 report.register(app)
 

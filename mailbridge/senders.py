@@ -8,6 +8,7 @@ process that delivers: asyncio and aiosmtplib stay out of the ingest process's s
 from __future__ import annotations
 
 import mailbox
+import os
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError
+from mailbridge.probe import Probe
 
 Security = Literal["ssl", "starttls", "plain"]
 
@@ -41,6 +43,11 @@ class Sender(Protocol):
     def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult: ...
 
     def close(self) -> None: ...
+
+    def probe(self) -> Probe:
+        """Connect and log in as delivery would, send nothing, and say what the server
+        takes; raises TemporaryDeliveryError or PermanentDeliveryError as delivery would."""
+        ...
 
     def __enter__(self) -> Self: ...
 
@@ -97,6 +104,19 @@ class MaildirSender(_Lifecycle):
 
     def close(self) -> None:
         self._box = None
+
+    def probe(self) -> Probe:
+        """Where the mail goes, without creating it: the first delivery does."""
+        there = next((p for p in (self.path, *self.path.parents) if p.exists()), None)
+        if there is None or not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+            raise TemporaryDeliveryError(
+                f"cannot write the outgoing Maildir {self.path}: check [smtp] url and "
+                "that the user running mailbridge may write there"
+            )
+        return Probe(
+            f"writes each email into {self.path}",
+            ("mail is not sent: set [smtp] url to your mail server to deliver it",),
+        )
 
 
 _SMTP_SECURITY: dict[str, tuple[Security, int]] = {

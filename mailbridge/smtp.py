@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import aiosmtplib
 
 from mailbridge.errors import MailbridgeError
+from mailbridge.probe import Probe, loopback
 from mailbridge.senders import (
     PermanentDeliveryError,
     Security,
@@ -161,6 +162,33 @@ class SmtpSender(_Lifecycle):
             refused = {rcpt: f"{resp.code} {resp.message}" for rcpt, resp in errors.items()}
             return SendResult(refused=refused)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def probe(self) -> Probe:
+        """Log in as delivery does, then QUIT: what the server offers, no mail sent."""
+        self.open()
+        client = self._client
+        assert client is not None
+        if not client.esmtp_extensions:  # no TLS or login asked for it yet
+            self._run(client.ehlo())
+        extensions = client.esmtp_extensions
+        channel = {"ssl": "TLS", "starttls": "STARTTLS", "plain": "no encryption"}[self.security]
+        if self.username:
+            login = "XOAUTH2" if self.token_provider is not None else "password"
+            found = [f"logged in as {self.username} ({login}, {channel})"]
+        else:
+            found = [f"connected without a login ({channel})"]
+        size = extensions.get("size", "").strip()
+        if size.isdigit() and int(size) > 0:
+            found.append(f"takes messages up to {int(size) / 1_048_576:.0f} MB")  # as 365 counts
+        if "smtputf8" not in extensions:
+            found.append("no SMTPUTF8, so no mail to addresses with non-ASCII letters")
+        warnings = []
+        if self.security == "plain" and self.username and not loopback(self.host):
+            warnings.append(
+                "the password crosses the network unencrypted: use smtps:// or smtp+starttls://"
+            )
+        self.close()
+        return Probe("; ".join(found), tuple(warnings))
 
     def _reset(self) -> None:
         """After a refused transaction, RSET so the connection can carry the next message."""

@@ -627,6 +627,7 @@ def test_help_lists_every_command() -> None:
     commands = re.findall(r"^│ (\w+)\s{2,}", out, re.MULTILINE)
     assert commands == [
         "run",
+        "check",
         "dashboard",
         "export",
         "report",

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from mailbridge.probe import Probe
+
 
 class Destination(StrEnum):
     """Where a handled message goes once its effect is committed."""
@@ -70,6 +72,11 @@ class MailboxSource(Protocol):
 
     def wait(self, timeout: float) -> bool:
         """Block until new mail may have arrived or timeout; True if woken by the server."""
+        ...
+
+    def probe(self) -> Probe:
+        """Connect and look (waiting mail, folders, what the server can do), changing
+        nothing; TransportError says what to fix."""
         ...
 
 

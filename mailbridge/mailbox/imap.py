@@ -22,6 +22,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.errors import TransportError
 from mailbridge.mailbox.base import Destination, InboundMail, StateStore, batch_sizes
+from mailbridge.probe import Probe, loopback, plural
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,46 @@ class ImapSource:
             ]
             if batch:
                 yield batch
+
+    # -- a look, for `mailbridge check` ------------------------------------------------
+
+    def probe(self) -> Probe:
+        """Log in, count what waits and see what the server can do; creates no folder."""
+        self.open()
+
+        def look(client: IMAPClient) -> tuple[int, list[str]]:
+            waiting = len(client.search("ALL"))
+            missing = [f for f in self.folders.values() if not client.folder_exists(f)]
+            return waiting, missing
+
+        waiting, missing = self._call(look)
+        client = self._client
+        assert client is not None
+        login = "XOAUTH2" if self._token_provider is not None else "password"
+        channel = {"ssl": "TLS", "starttls": "STARTTLS", "plain": "no encryption"}[self.security]
+        found = [
+            f"logged in as {self.username} ({login}, {channel})",
+            f"{self.folder} holds {plural(waiting, 'message')}",
+        ]
+        if not self.idle:
+            found.append("polls ([mailbox] idle = false)")
+        elif client.has_capability("IDLE"):
+            found.append("IDLE")
+        else:
+            found.append("no IDLE on this server, so it polls")
+        if not client.has_capability("MOVE"):
+            found.append("no MOVE, so COPY and EXPUNGE")
+        folders = " and ".join(self.folders.values())
+        if missing:
+            found.append(f"{' and '.join(missing)} created at the first move")
+        else:
+            found.append(f"folders {folders} present")
+        warnings = []
+        if self.security == "plain" and self._token_provider is None and not loopback(self.host):
+            warnings.append(
+                "the password crosses the network unencrypted: use imaps:// or imap+starttls://"
+            )
+        return Probe("; ".join(found), tuple(warnings))
 
     # -- move -----------------------------------------------------------------------
 

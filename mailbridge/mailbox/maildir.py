@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailbridge.errors import TransportError
 from mailbridge.mailbox.base import Destination, InboundMail, batch_sizes
+from mailbridge.probe import Probe, plural
 
 _POLL_SECONDS = 0.5
 
@@ -125,6 +127,37 @@ class MaildirSource:
                 os.rename(entry.path, target / name)
             except FileNotFoundError:
                 continue  # another process moved it first
+
+    def probe(self) -> Probe:
+        """Count what waits; creates nothing (the first run makes what is missing)."""
+        if not self.path.exists():
+            return Probe(
+                f"{self.path} does not exist yet",
+                (
+                    "the first run creates it empty: check [mailbox] url if mail should "
+                    "be there already",
+                ),
+            )
+        if not self.path.is_dir():
+            raise TransportError(f"{self.path} is not a folder: check [mailbox] url")
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise TransportError(
+                f"cannot write in {self.path}, and handled mail is moved out of it: "
+                "give the user running mailbridge write access"
+            )
+        waiting = 0
+        for sub in ("new", "cur"):
+            try:
+                waiting += sum(1 for n in os.listdir(self.path / sub) if not n.startswith("."))
+            except FileNotFoundError:
+                continue
+        found = [f"{plural(waiting, 'message')} waiting"]
+        missing = [f for f in self.folders.values() if not (self.path / f".{f}").is_dir()]
+        if missing:
+            found.append(f"{' and '.join(missing)} created at the first move")
+        else:
+            found.append(f"folders {' and '.join(self.folders.values())} present")
+        return Probe("; ".join(found))
 
     def wait(self, timeout: float) -> bool:
         """Poll new/ until a file the last fetch did not see appears, or timeout."""

@@ -1,0 +1,260 @@
+"""`mailbridge check`: is this configuration ready to run? Each part looked at, nothing changed.
+
+Setting mailbridge up means getting four things right at once (a database, a data folder,
+the shared mailbox and an SMTP server, often Microsoft 365 with OAuth): each check logs in
+or opens as the service would, says what it found, and for each problem what to do. No mail
+is fetched, moved or sent; no folder, table or file is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from mailbridge.config import Config
+from mailbridge.db import make_engine
+from mailbridge.errors import MailbridgeError
+from mailbridge.migrate import SCHEMA_HEAD
+from mailbridge.models import Case, CaseStatus, Person, PersonKind, QuarantineItem
+from mailbridge.models import QuarantineStatus as QStatus
+from mailbridge.probe import Probe, plural
+
+# Below this much free space in the data folder, say so: every email and attachment is kept.
+LOW_SPACE_BYTES = 1_000_000_000
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"  # works, but probably not as meant
+    FAILED = "failed"  # mailbridge cannot run like this
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    part: str  # database, storage, mailbox, smtp
+    where: str  # what was looked at, never with a password
+    status: Status
+    found: str
+    advice: tuple[str, ...] = ()  # what to do, one line each
+
+
+def check_all(config: Config) -> list[Finding]:
+    return [
+        check_database(config),
+        check_storage(config),
+        check_mailbox(config),
+        check_smtp(config),
+    ]
+
+
+def without_password(url: str) -> str:
+    """A URL fit to print: a password written into it is replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+def check_database(config: Config) -> Finding:
+    url = make_url(config.database.url)
+    where = url.render_as_string(hide_password=True)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        return Finding(
+            "database",
+            where,
+            Status.WARNING,
+            "no database file yet",
+            ("the first mailbridge command creates it (e.g. mailbridge db upgrade)",),
+        )
+    engine = make_engine(config.database.url)
+    try:
+        with engine.connect() as conn:
+            try:
+                revisions = list(conn.execute(text("SELECT version_num FROM alembic_version")))
+            except DBAPIError:
+                conn.rollback()
+                revisions = None
+            if not revisions:
+                return Finding(
+                    "database",
+                    where,
+                    Status.WARNING,
+                    "reachable, no mailbridge tables yet",
+                    ("the first mailbridge command creates them (e.g. mailbridge db upgrade)",),
+                )
+            revision = str(revisions[0][0])
+            if revision != SCHEMA_HEAD:
+                return _other_schema(where, revision)
+            return _directory_finding(where, conn, config)
+    except Exception as exc:  # noqa: BLE001 - any driver's error, told in one line
+        return Finding(
+            "database",
+            where,
+            Status.FAILED,
+            f"cannot open it: {_first_line(exc)}",
+            ("check [database] url and that the database server is running",),
+        )
+    finally:
+        engine.dispose()
+
+
+def _other_schema(where: str, revision: str) -> Finding:
+    if revision.isdigit() and int(revision) < int(SCHEMA_HEAD):
+        return Finding(
+            "database",
+            where,
+            Status.WARNING,
+            f"schema {revision}, this mailbridge uses {SCHEMA_HEAD}",
+            ("the next mailbridge command upgrades it (or mailbridge db upgrade now)",),
+        )
+    return Finding(
+        "database",
+        where,
+        Status.FAILED,
+        f"schema {revision} is newer than this mailbridge knows ({SCHEMA_HEAD})",
+        ("run the mailbridge version that wrote it, or install a newer one",),
+    )
+
+
+def _directory_finding(where: str, conn: Connection, config: Config) -> Finding:
+    people = dict(
+        conn.execute(
+            select(Person.kind, func.count())
+            .where(Person.active == True)  # noqa: E712
+            .group_by(Person.kind)
+        ).all()
+    )
+    open_cases = conn.execute(
+        select(func.count())
+        .select_from(Case)
+        .where(Case.status.in_([CaseStatus.NEW, CaseStatus.IN_PROGRESS]))  # type: ignore[attr-defined]
+    ).scalar_one()
+    waiting = conn.execute(
+        select(func.count())
+        .select_from(QuarantineItem)
+        .where(QuarantineItem.status == QStatus.WAITING)
+    ).scalar_one()
+    members = people.get(PersonKind.MEMBER, 0)
+    found = (
+        f"schema {SCHEMA_HEAD} (current); {plural(members, 'member')}, "
+        f"{plural(people.get(PersonKind.DELEGATE, 0), 'delegate')}, "
+        f"{plural(people.get(PersonKind.OFFICER, 0), 'officer')}; "
+        f"{plural(open_cases, 'open case')}; {waiting} waiting in quarantine"
+    )
+    advice: list[str] = []
+    if members == 0:
+        advice.append(
+            "no members yet, so every email would be quarantined as from an unknown sender: "
+            "mailbridge members import members.csv"
+        )
+    if not config.coordinators:
+        advice.append("no [[coordinators]] in the config: nobody gets the coordinators' digest")
+    return Finding("database", where, Status.WARNING if advice else Status.OK, found, tuple(advice))
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def check_storage(config: Config) -> Finding:
+    data_dir = config.storage.data_dir
+    where = str(data_dir)
+    there = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if there is None or not there.is_dir():
+        return Finding(
+            "storage",
+            where,
+            Status.FAILED,
+            f"{there} is not a folder" if there else "no such folder",
+            ("check [storage] data_dir",),
+        )
+    if not os.access(there, os.W_OK | os.X_OK):
+        return Finding(
+            "storage",
+            where,
+            Status.FAILED,
+            f"cannot write in {there}",
+            ("give the user running mailbridge write access, or change [storage] data_dir",),
+        )
+    free = shutil.disk_usage(there).free
+    found = ("writable" if there == data_dir else "created at the first run") + (
+        f", {free / 1e9:.1f} GB free"
+    )
+    if free < LOW_SPACE_BYTES:
+        return Finding(
+            "storage",
+            where,
+            Status.WARNING,
+            found,
+            ("every email and attachment is kept here: make room, or move [storage] data_dir",),
+        )
+    return Finding("storage", where, Status.OK, found)
+
+
+# --- mailbox and SMTP -------------------------------------------------------------------
+
+
+def check_mailbox(config: Config) -> Finding:
+    from mailbridge.mailbox.factory import open_source
+    from mailbridge.mailbox.state import MemoryStateStore
+
+    where = without_password(config.mailbox.url)
+    return _look("mailbox", where, lambda: open_source(config, MemoryStateStore()))
+
+
+def check_smtp(config: Config) -> Finding:
+    from mailbridge.senders import open_sender
+
+    where = without_password(config.smtp.url)
+    return _look("smtp", where, lambda: open_sender(config))
+
+
+class _Probeable(Protocol):
+    def probe(self) -> Probe: ...
+
+    def close(self) -> None: ...
+
+
+_WHAT_TO_CHECK = {
+    "mailbox": "check [mailbox] url, the login settings and that the server is running",
+    "smtp": "check [smtp] url, the login settings and that the server is running",
+}
+
+
+def _look(part: str, where: str, make: Callable[[], _Probeable]) -> Finding:
+    """Build the configured transport, probe it and close it; its errors become findings."""
+    transport = None
+    try:
+        transport = make()
+        probe = transport.probe()
+    except Exception as exc:  # noqa: BLE001 - our errors are written for a person; others too
+        words = str(exc) if isinstance(exc, MailbridgeError) else _first_line(exc)
+        advice = () if "check [" in words.lower() else (_WHAT_TO_CHECK[part],)
+        return Finding(part, where, Status.FAILED, words, advice)
+    finally:
+        if transport is not None:
+            with contextlib.suppress(Exception):  # closing after a failure changes nothing
+                transport.close()
+    status = Status.WARNING if probe.warnings else Status.OK
+    return Finding(part, where, status, probe.found, probe.warnings)
+
+
+def _first_line(exc: BaseException) -> str:
+    words = str(exc).strip().splitlines()
+    return words[0] if words else type(exc).__name__

@@ -1,0 +1,337 @@
+"""`mailbridge check` as a person setting mailbridge up uses it: each part looked at, with
+what was found and what to do, and nothing changed (no file, folder, table or mail made,
+fetched, moved or sent). Real Dovecot, aiosmtpd, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from mailbridge.checks import (
+    Status,
+    check_database,
+    check_mailbox,
+    check_smtp,
+    check_storage,
+    without_password,
+)
+from mailbridge.cli import context
+from mailbridge.cli.app import app
+from mailbridge.config import load_config
+from mailbridge.db import transaction
+from mailbridge.directory import import_members
+from mailbridge.migrate import SCHEMA_HEAD, ensure_database
+from mailbridge.probe import loopback
+from tests.factories import fixture_bytes
+from tests.servers.dovecot import DovecotServer
+from tests.servers.smtp import SmtpServer
+
+runner = CliRunner()
+
+MEMBER = {
+    "name": "Cllr Jane Smith", "email": "cllr.jane.smith@example.gov.uk", "extra_emails": "",
+    "division": "Bowden", "district": "Harborough", "party": "",
+}  # fmt: skip
+
+
+def write(home: Path, mailbox: str, smtp: str, database: str = "sqlite:///./mailbridge.db",
+          extra: str = "") -> Path:  # fmt: skip
+    config = home / "config.toml"
+    config.write_text(
+        f"""
+[mailbox]
+url = "{mailbox}"
+password_env = "MB_CHECK_IMAP_PASSWORD"
+[smtp]
+url = "{smtp}"
+from_address = "enquiries@example.gov.uk"
+{extra}
+[database]
+url = "{database}"
+[storage]
+data_dir = "./data"
+[[coordinators]]
+name = "Member Support Team"
+email = "member.support@example.gov.uk"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def on_servers(home: Path, imap: DovecotServer, smtp: SmtpServer) -> Path:
+    return write(home, f"imap://{imap.user}@{imap.host}:{imap.port}/",
+                 f"smtp://{smtp.host}:{smtp.port}")  # fmt: skip
+
+
+def check(config: Path, **env: str) -> Result:
+    saved = context.console._width
+    context.console._width = 300
+    try:
+        return runner.invoke(app, ["check", "--config", str(config)], env=env)
+    finally:
+        context.console._width = saved
+
+
+def with_members(config: Path) -> None:
+    engine = ensure_database(load_config(config).database.url)
+    with transaction(engine) as session:
+        import_members(session, [MEMBER])
+    engine.dispose()
+
+
+# --- the embedded default ---------------------------------------------------------------
+
+
+def test_a_fresh_embedded_default_is_ready_and_nothing_is_created(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    result = check(config)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Traceback" not in out
+    assert "no database file yet" in out and "mailbridge db upgrade" in out
+    assert "created at the first run" in out  # the data folder
+    assert f"{tmp_path / 'mailbox'} does not exist yet" in out
+    assert f"writes each email into {tmp_path / 'outbox'}" in out
+    assert "mail is not sent: set [smtp] url" in out
+    assert out.rstrip().endswith("Ready to run (3 with a warning).")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+def test_after_a_run_it_counts_people_cases_and_waiting_mail(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    with_members(config)
+    box = tmp_path / "mailbox"
+    for sub in ("new", "cur", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "new" / "1.eml").write_bytes(fixture_bytes("member_new_enquiry_pothole.eml"))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        done = runner.invoke(app, ["run", "--once", "--config", str(config)])
+    finally:
+        root.handlers[:] = handlers  # `run` points a handler at the runner's stderr
+        root.setLevel(level)
+    assert done.exit_code == 0, done.output
+    (box / "new" / "2.eml").write_bytes(fixture_bytes("member_new_enquiry_pothole.eml"))
+
+    result = check(config)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"schema {SCHEMA_HEAD} (current); 1 member, 0 delegates, 0 officers" in out
+    assert "1 open case; 0 waiting in quarantine" in out
+    assert "1 message waiting; Quarantine created at the first move" in out
+    assert (box / "new" / "2.eml").exists()  # looked at, not taken
+
+
+def test_no_members_is_a_warning_that_says_how_to_import_them(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    ensure_database(load_config(config).database.url).dispose()
+    found = check_database(load_config(config))
+    assert found.status is Status.WARNING
+    assert "0 members" in found.found
+    assert any("mailbridge members import" in a for a in found.advice)
+
+
+# --- the database ---------------------------------------------------------------------
+
+
+def test_database_on_sqlite_and_postgresql(tmp_path: Path, db_url: str) -> None:
+    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox", db_url))
+    if db_url.startswith("postgresql"):
+        empty = check_database(config)  # a database the administrator made for us
+        assert empty.status is Status.WARNING
+        assert empty.found == "reachable, no mailbridge tables yet"
+        assert "postgres@127.0.0.1" in empty.where
+    engine = ensure_database(db_url)
+    with transaction(engine) as session:
+        import_members(session, [MEMBER])
+    engine.dispose()
+    found = check_database(config)
+    assert found.status is Status.OK, found
+    assert found.found.startswith(f"schema {SCHEMA_HEAD} (current); 1 member")
+
+
+def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://mailbridge:s3cret@127.0.0.1:1/mailbridge"
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox", url)
+    result = check(config)
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    assert "FAILED  database postgresql+psycopg://mailbridge:***@127.0.0.1:1/mailbridge" in out
+    assert "cannot open it:" in out
+    assert "check [database] url and that the database server is running" in out
+    assert "s3cret" not in out and "Traceback" not in out
+    assert "1 of 4 parts would stop mailbridge" in out
+
+
+@pytest.mark.parametrize(
+    ("revision", "status", "words"),
+    [
+        ("0003", Status.WARNING, f"schema 0003, this mailbridge uses {SCHEMA_HEAD}"),
+        ("0099", Status.FAILED, f"schema 0099 is newer than this mailbridge knows ({SCHEMA_HEAD})"),
+    ],
+)
+def test_a_schema_other_than_ours_is_named(
+    tmp_path: Path, revision: str, status: Status, words: str
+) -> None:
+    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox"))
+    ensure_database(config.database.url).dispose()
+    with sqlite3.connect(tmp_path / "mailbridge.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    found = check_database(config)
+    assert (found.status, found.found) == (status, words)
+    with sqlite3.connect(tmp_path / "mailbridge.db") as db:  # and left as it was
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(revision,)]
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def test_a_data_dir_under_a_file_fails(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("not a folder")
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    text = config.read_text().replace('data_dir = "./data"', 'data_dir = "./blocker/data"')
+    config.write_text(text)
+    found = check_storage(load_config(config))
+    assert found.status is Status.FAILED
+    assert found.found == f"{tmp_path / 'blocker'} is not a folder"
+    assert found.advice == ("check [storage] data_dir",)
+
+
+# --- a real IMAP server and a real SMTP server -------------------------------------------
+
+
+def test_imap_and_smtp_are_logged_into_and_left_as_they_were(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    imap_mailbox.append(fixture_bytes("member_new_enquiry_pothole.eml"))
+    imap_mailbox.append(fixture_bytes("member_new_enquiry_pothole.eml"))
+    config = on_servers(tmp_path, imap_mailbox, smtp_server)
+    with_members(config)
+    result = check(config, MB_CHECK_IMAP_PASSWORD=imap_mailbox.password)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert (
+        f"logged in as {imap_mailbox.user} (password, no encryption); INBOX holds 2 messages; "
+        "IDLE; Processed and Quarantine created at the first move"
+    ) in out
+    assert "connected without a login (no encryption)" in out
+    assert out.rstrip().endswith("Ready to run.")
+    assert len(imap_mailbox.uids("INBOX")) == 2
+    assert imap_mailbox.uids("Processed") == [] and imap_mailbox.uids("Quarantine") == []
+    with imap_mailbox.client() as client:
+        assert not client.folder_exists("Processed")
+    assert smtp_server.messages == []
+
+
+def test_a_wrong_imap_password_fails_the_mailbox_only(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    config = on_servers(tmp_path, imap_mailbox, smtp_server)
+    result = check(config, MB_CHECK_IMAP_PASSWORD="not-the-password")
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    server = f"{imap_mailbox.host}:{imap_mailbox.port}"
+    assert f"IMAP login to {server} as {imap_mailbox.user} failed" in out
+    assert "Check [mailbox] username and password_env" in out
+    assert "not-the-password" not in out
+    assert "ok      smtp" in out
+
+
+def test_a_missing_secret_is_a_failed_part_not_a_crash(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    config = on_servers(tmp_path, imap_mailbox, smtp_server)
+    found = check_mailbox(load_config(config))  # MB_CHECK_IMAP_PASSWORD is not set
+    assert found.status is Status.FAILED
+    assert "MB_CHECK_IMAP_PASSWORD" in found.found
+
+
+@pytest.mark.parametrize(
+    ("password", "status", "words"),
+    [
+        ("smtp-secret", Status.OK, "logged in as mailbridge (password, no encryption)"),
+        ("wrong", Status.FAILED, "SMTP login to 127.0.0.1"),
+    ],
+)
+def test_smtp_login_is_tried_as_delivery_would(
+    tmp_path: Path,
+    smtp_auth_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    password: str,
+    status: Status,
+    words: str,
+) -> None:
+    monkeypatch.setenv("MB_CHECK_SMTP_PASSWORD", password)
+    config = write(
+        tmp_path,
+        "maildir:./mailbox",
+        f"smtp://{smtp_auth_server.host}:{smtp_auth_server.port}",
+        extra='username = "mailbridge"\npassword_env = "MB_CHECK_SMTP_PASSWORD"',
+    )
+    found = check_smtp(load_config(config))
+    assert found.status is status, found
+    assert words in found.found
+    assert password not in found.found  # never the secret itself
+    assert smtp_auth_server.messages == []
+
+
+def test_smtp_xoauth2_from_a_token_command(tmp_path: Path, smtp_auth_server: SmtpServer) -> None:
+    config = write(
+        tmp_path,
+        "maildir:./mailbox",
+        f"smtp://{smtp_auth_server.host}:{smtp_auth_server.port}",
+        extra='username = "mailbridge"\n[smtp.oauth]\nprovider = "command"\n'
+        'command = ["echo", "token-123"]',
+    )
+    found = check_smtp(load_config(config))
+    assert (found.status, found.found) == (
+        Status.OK,
+        "logged in as mailbridge (XOAUTH2, no encryption); takes messages up to 32 MB",
+    )
+    assert smtp_auth_server.messages == []
+
+
+def test_an_unreachable_smtp_server_says_what_to_check(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "smtp://127.0.0.1:1")
+    found = check_smtp(load_config(config))
+    assert found.status is Status.FAILED
+    assert found.found.startswith("cannot reach SMTP server 127.0.0.1:1")
+    assert found.advice == ("check [smtp] url, the login settings and that the server is running",)
+
+
+# --- the small pure pieces ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("outlook.office365.com", False),
+        ("10.0.0.5", False),
+        ("mail.example.gov.uk", False),
+    ],
+)
+def test_loopback(host: str, expected: bool) -> None:
+    assert loopback(host) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("imaps://user@outlook.office365.com/", "imaps://user@outlook.office365.com/"),
+        ("smtp://user:pw@mail.example.org:587", "smtp://user:***@mail.example.org:587"),
+        ("maildir:./mailbox", "maildir:./mailbox"),
+    ],
+)
+def test_without_password(url: str, printed: str) -> None:
+    assert without_password(url) == printed
