@@ -25,6 +25,7 @@ from mailbridge import (
     conversation,
     directory,
     hygiene,
+    logs,
     matching,
     notify,
     parsing,
@@ -453,38 +454,46 @@ class Processor:
                 return done
         outcomes: list[Outcome | None] = [None] * len(items)
         failures: list[tuple[int, Work, Exception]] = []
-        try:
-            # Blobs are synced to disk as the batch ends, before its one commit.
-            with (
-                transaction(self.services.engine) as session,
-                self.services.blobs.batch(),
-                rows_later(session),
-            ):
-                facts = BatchFacts.load(
-                    session, [p.dedupe_key for p in parsed_ahead if p is not None]
-                )
-                for index, (raw, received_at) in enumerate(items):
-                    work = _work(raw, received_at, session, retry_of, parsed_ahead[index], facts)
-                    try:
-                        with session.begin_nested():
-                            outcomes[index] = self._run(work)
-                            flush_later(session)  # its rows stand or fall with it
-                    except IntegrityError as exc:
-                        discard_later(session)
-                        notify.forget_flags(session)  # a flag it read may be rolled back
-                        # Another daemon committed the same message first: one effect.
-                        handled = _handled(session, work.dedupe_key)
-                        if handled is None:
+        with logs.held() as logged:  # what the steps log goes out once the batch commits
+            try:
+                # Blobs are synced to disk as the batch ends, before its one commit.
+                with (
+                    transaction(self.services.engine) as session,
+                    self.services.blobs.batch(),
+                    rows_later(session),
+                ):
+                    facts = BatchFacts.load(
+                        session, [p.dedupe_key for p in parsed_ahead if p is not None]
+                    )
+                    for index, (raw, received_at) in enumerate(items):
+                        work = _work(
+                            raw, received_at, session, retry_of, parsed_ahead[index], facts
+                        )
+                        try:
+                            with logs.held() as its_own:
+                                with session.begin_nested():
+                                    outcomes[index] = self._run(work)
+                                    flush_later(session)  # its rows stand or fall with it
+                                its_own.release()
+                        except IntegrityError as exc:
+                            discard_later(session)
+                            notify.forget_flags(session)  # a flag it read may be rolled back
+                            # Another daemon committed the same message first: one effect.
+                            handled = _handled(session, work.dedupe_key)
+                            if handled is None:
+                                failures.append((index, work, exc))
+                            outcomes[index] = handled
+                        except Exception as exc:  # noqa: BLE001 - untrusted input never stops us
+                            discard_later(session)
+                            notify.forget_flags(session)
                             failures.append((index, work, exc))
-                        outcomes[index] = handled
-                    except Exception as exc:  # noqa: BLE001 - untrusted input never stops us
-                        discard_later(session)
-                        notify.forget_flags(session)
-                        failures.append((index, work, exc))
-        except Exception as exc:  # noqa: BLE001 - e.g. the database went away mid-batch
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            log.error("batch not committed; its mail stays in the inbox", extra={"error": error})
-            return [Failed(error, 0) for _ in items]
+            except Exception as exc:  # noqa: BLE001 - e.g. the database went away mid-batch
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                log.error(
+                    "batch not committed; its mail stays in the inbox", extra={"error": error}
+                )
+                return [Failed(error, 0) for _ in items]
+            logged.release()
         for index, work, exc in failures:
             outcomes[index] = self._failed(work, exc)
         for outcome in outcomes:
@@ -505,21 +514,27 @@ class Processor:
         rolled back (its blobs' temporary files go with it) and the caller processes the
         batch again, each message in its own savepoint, where a failure stays its own.
         """
-        try:
-            with (
-                transaction(self.services.engine) as session,
-                self.services.blobs.batch(),
-                rows_later(session),
-            ):
-                facts = BatchFacts.load(session, [p.dedupe_key for p in parsed if p is not None])
-                outcomes = []
-                for (raw, received_at), ahead in zip(items, parsed, strict=True):
-                    work = _work(raw, received_at, session, retry_of, ahead, facts)
-                    outcomes.append(self._run(work))
-        except Exception as exc:  # noqa: BLE001 - the careful path below decides
-            log.debug("batch goes message by message", extra={"error": type(exc).__name__})
-            return None
-        return outcomes
+        with logs.held() as logged:  # dropped with the attempt if it rolls back
+            try:
+                with (
+                    transaction(self.services.engine) as session,
+                    self.services.blobs.batch(),
+                    rows_later(session),
+                ):
+                    facts = BatchFacts.load(
+                        session, [p.dedupe_key for p in parsed if p is not None]
+                    )
+                    outcomes = []
+                    for (raw, received_at), ahead in zip(items, parsed, strict=True):
+                        work = _work(raw, received_at, session, retry_of, ahead, facts)
+                        outcomes.append(self._run(work))
+            except Exception as exc:  # noqa: BLE001 - the careful path below decides
+                error = type(exc).__name__
+            else:
+                logged.release()
+                return outcomes
+        log.debug("batch goes message by message", extra={"error": error})
+        return None
 
     def parse_ahead(
         self, items: Sequence[tuple[bytes, datetime | None]]

@@ -6,6 +6,7 @@ daemon over a Maildir in batches of two with a real parse worker process.
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import os
 import signal
@@ -278,6 +279,40 @@ def test_events_and_mail_of_a_failed_message_go_with_it(services: Services) -> N
         ).all()
     assert sorted(probes) == expected
     assert sorted(mails) == expected
+
+
+def note_in_the_log_then_explode_on_stranger(work: ingest.Work, services: Services) -> None:
+    logging.getLogger("mailbridge.probe").info("noted", extra={"key": work.dedupe_key})
+    explode_on_stranger(work, services)
+
+
+def test_what_a_rolled_back_attempt_logged_is_not_logged(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole-batch attempt rolls back and the batch runs again message by message:
+    each committed message's lines once, none for the message that failed."""
+    steps = list(ingest.STEPS)
+    steps.insert(steps.index(ingest.route), note_in_the_log_then_explode_on_stranger)
+    caplog.set_level(logging.INFO)
+    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
+    noted = [r.key for r in caplog.records if r.getMessage() == "noted"]  # type: ignore[attr-defined]
+    assert noted == [key_of(POTHOLE), key_of(DELEGATE)]
+    processed = [r for r in caplog.records if r.getMessage() == "message processed"]
+    assert len(processed) == 2
+    failed = [r for r in caplog.records if r.getMessage() == "message processing failed"]
+    assert len(failed) == 1
+
+
+def test_a_batch_that_commits_logs_its_lines_once_in_order(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    steps = list(ingest.STEPS)
+    steps.insert(steps.index(ingest.route), note_in_the_log_then_explode_on_stranger)
+    caplog.set_level(logging.INFO)
+    Processor(services, steps).process_batch(items(POTHOLE, DELEGATE))
+    noted = [r.key for r in caplog.records if r.getMessage() == "noted"]  # type: ignore[attr-defined]
+    assert noted == [key_of(POTHOLE), key_of(DELEGATE)]
 
 
 def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:
