@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback as tb
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -456,15 +457,7 @@ class Processor:
         failures: list[tuple[int, Work, Exception]] = []
         with logs.held() as logged:  # what the steps log goes out once the batch commits
             try:
-                # Blobs are synced to disk as the batch ends, before its one commit.
-                with (
-                    transaction(self.services.engine) as session,
-                    self.services.blobs.batch(),
-                    rows_later(session),
-                ):
-                    facts = BatchFacts.load(
-                        session, [p.dedupe_key for p in parsed_ahead if p is not None]
-                    )
+                with self._batch(parsed_ahead) as (session, facts):
                     for index, (raw, received_at) in enumerate(items):
                         work = _work(
                             raw, received_at, session, retry_of, parsed_ahead[index], facts
@@ -516,14 +509,7 @@ class Processor:
         """
         with logs.held() as logged:  # dropped with the attempt if it rolls back
             try:
-                with (
-                    transaction(self.services.engine) as session,
-                    self.services.blobs.batch(),
-                    rows_later(session),
-                ):
-                    facts = BatchFacts.load(
-                        session, [p.dedupe_key for p in parsed if p is not None]
-                    )
+                with self._batch(parsed) as (session, facts):
                     outcomes = []
                     for (raw, received_at), ahead in zip(items, parsed, strict=True):
                         work = _work(raw, received_at, session, retry_of, ahead, facts)
@@ -535,6 +521,19 @@ class Processor:
                 return outcomes
         log.debug("batch goes message by message", extra={"error": error})
         return None
+
+    @contextmanager
+    def _batch(
+        self, parsed: Sequence[ParsedEmail | None]
+    ) -> Iterator[tuple[Session, BatchFacts]]:
+        """The batch's one transaction: its blobs synced to disk before the commit, its
+        events and outbox rows inserted together, what the database knows of it read once."""
+        with (
+            transaction(self.services.engine) as session,
+            self.services.blobs.batch(),
+            rows_later(session),
+        ):
+            yield session, BatchFacts.load(session, [p.dedupe_key for p in parsed if p is not None])
 
     def parse_ahead(
         self, items: Sequence[tuple[bytes, datetime | None]]
