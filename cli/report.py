@@ -39,16 +39,18 @@ def report(
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
     compare_previous: Annotated[
         bool,
-        typer.Option("--compare-previous", help="Beside each figure, the same-length period "
-                     "just before."),
+        typer.Option(
+            "--compare-previous", help="Beside each figure, the same-length period just before."
+        ),
     ] = False,
-    fmt: Annotated[
-        str, typer.Option("--format", help="table, csv, xlsx or html.")
-    ] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, xlsx or html.")] = "table",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (needed for xlsx; csv and html "
-                     "print to the screen without it)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write (needed for xlsx; csv and html print to the screen without it).",
+        ),
     ] = None,
 ) -> None:
     """Scrutiny report on cases received in a period, per directorate and service area and

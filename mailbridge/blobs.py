@@ -88,16 +88,20 @@ class BlobStore:
 
     def _read(self, sha256: str) -> bytes | None:
         with self._lock:
-            row = self._connection().execute(
-                "SELECT data FROM blob WHERE sha256 = ?", (sha256,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT data FROM blob WHERE sha256 = ?", (sha256,))
+                .fetchone()
+            )
         return None if row is None else bytes(row[0])
 
     def _stored(self, sha256: str) -> bool:
         with self._lock:
-            row = self._connection().execute(
-                "SELECT 1 FROM blob WHERE sha256 = ?", (sha256,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT 1 FROM blob WHERE sha256 = ?", (sha256,))
+                .fetchone()
+            )
         return row is not None
 
     # -- blobs ------------------------------------------------------------------------

@@ -262,9 +262,7 @@ def open_case(
         message_id=message_id,
     )
     kept, refused = store_attachments(session, services, item, message_id, case_id)
-    queue_acknowledgement(
-        session, services, case_id, case, member, submitter, p, kept, refused
-    )
+    queue_acknowledgement(session, services, case_id, case, member, submitter, p, kept, refused)
     log.debug("case opened", extra={"case": reference, "attachments": len(p.attachments)})
     return OpenedCase(case_id, reference)
 
@@ -325,9 +323,7 @@ def queue_acknowledgement(
         idempotency_key=f"ack:{reference}",
     )
     if queued is not None:
-        add_event(
-            session, case_id, "acknowledgement_queued", f"to {', '.join(queued.recipients)}"
-        )
+        add_event(session, case_id, "acknowledgement_queued", f"to {', '.join(queued.recipients)}")
 
 
 def quarantine(

@@ -102,8 +102,6 @@ def thread_index(thread_seed: str, started: datetime, now: datetime) -> str:
     return base64.b64encode(header + level).decode()
 
 
-
-
 class _ShortHeadersAsIs(type(compat32)):  # type: ignore[misc]
     """compat32, but a header that already fits on one line is written as it is.
 
@@ -194,7 +192,7 @@ def _msgid(value: str) -> str:
 
 
 def _boundary() -> str:
-    """"=_" never occurs in quoted-printable or base64 text, so no part can contain it and
+    """ "=_" never occurs in quoted-printable or base64 text, so no part can contain it and
     the generator need not search the body for a collision (a regex per message)."""
     return "=_mb_" + secrets.token_hex(12)
 

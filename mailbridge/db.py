@@ -125,8 +125,8 @@ def rows_later(session: Session) -> Iterator[None]:
 
 def insert_later(session: Session, model: type[SQLModel], **values: Any) -> None:
     """A row nobody reads back in this transaction: queued inside `rows_later`, else now."""
-    pending: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] | None = (
-        session.info.get(_LATER)
+    pending: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] | None = session.info.get(
+        _LATER
     )
     if pending is None:
         insert_row(session, model, **values)

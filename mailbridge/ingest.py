@@ -523,9 +523,7 @@ class Processor:
         return None
 
     @contextmanager
-    def _batch(
-        self, parsed: Sequence[ParsedEmail | None]
-    ) -> Iterator[tuple[Session, BatchFacts]]:
+    def _batch(self, parsed: Sequence[ParsedEmail | None]) -> Iterator[tuple[Session, BatchFacts]]:
         """The batch's one transaction: its blobs synced to disk before the commit, its
         events and outbox rows inserted together, what the database knows of it read once."""
         with (

@@ -411,9 +411,7 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     except (ValueError, TypeError, AssertionError) as exc:
         walk.defects.append(f"undecodable part {ctype}: {exc}")
         payload = None
-    if payload is not None and any(
-        isinstance(d, InvalidBase64LengthDefect) for d in part.defects
-    ):
+    if payload is not None and any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects):
         payload = _truncated_base64(part.get_payload())
     if payload is None:
         raw = part.get_payload()

@@ -49,13 +49,12 @@ METRICS = (
     Metric("Responded", lambda g: g.responded, "ratio"),
     Metric("Responded within target", lambda g: g.on_time, "ratio"),
     Metric("Within extended target", lambda g: g.on_time_extended, "ratio"),
-    Metric("Median working days to first response", lambda g: g.to_first_response.median,
-           "days"),
-    Metric("90th percentile working days to first response", lambda g: g.to_first_response.p90,
-           "days"),
+    Metric("Median working days to first response", lambda g: g.to_first_response.median, "days"),
+    Metric(
+        "90th percentile working days to first response", lambda g: g.to_first_response.p90, "days"
+    ),
     Metric("Median working days to completion", lambda g: g.to_completion.median, "days"),
-    Metric("90th percentile working days to completion", lambda g: g.to_completion.p90,
-           "days"),
+    Metric("90th percentile working days to completion", lambda g: g.to_completion.p90, "days"),
     Metric("Overdue now", lambda g: g.overdue_now),
     Metric("Holding replies", lambda g: g.holding_replies),
     Metric("Extensions", lambda g: g.extensions),
@@ -174,8 +173,12 @@ def _flat_values(group: GroupStats | None) -> list[Any]:
 def flat_rows(report: Report) -> list[list[Any]]:
     rows = []
     for _section_name, now, before in _rows(report):
-        row: list[Any] = [period_text(report.current), now.level, *_group_cells(now),
-                          *_flat_values(now)]
+        row: list[Any] = [
+            period_text(report.current),
+            now.level,
+            *_group_cells(now),
+            *_flat_values(now),
+        ]
         if report.previous is not None:
             row += [period_text(report.previous), *_flat_values(before)]
         rows.append(row)
@@ -265,7 +268,7 @@ def render_html(report: Report) -> str:
 
 
 def _html_table(report: Report, section: str) -> str:
-    rows = ['<table><thead><tr><th>Group</th>']
+    rows = ["<table><thead><tr><th>Group</th>"]
     rows += [f"<th>{escape(m.heading)}</th>" for m in METRICS]
     rows.append("</tr></thead><tbody>")
     for now, before in report.paired(section):
@@ -308,10 +311,15 @@ def weekly_volume_png(report: Report) -> bytes:
     weeks = period.weeks()
     fig = _figure(10, 4.5)
     ax = fig.add_subplot()
-    for directorate, counts in sorted(period.weekly.items(), key=lambda kv: (kv[0] is None,
-                                                                              kv[0] or "")):
-        ax.plot(weeks, [counts.get(w, 0) for w in weeks], marker="o",
-                label=directorate or "(no directorate)")
+    for directorate, counts in sorted(
+        period.weekly.items(), key=lambda kv: (kv[0] is None, kv[0] or "")
+    ):
+        ax.plot(
+            weeks,
+            [counts.get(w, 0) for w in weeks],
+            marker="o",
+            label=directorate or "(no directorate)",
+        )
     ax.set_title(f"Cases received per week, {period_text(period)}")
     ax.set_ylabel("Cases")
     ax.set_xlabel("Week beginning")
@@ -330,9 +338,15 @@ def on_time_png(report: Report) -> bytes:
     series = [(period_text(report.current), current)]
     if report.previous is not None:
         before = {g.key: g for g in report.previous.directorates}
-        series.append((period_text(report.previous),
-                       [_pct(before[g.key].on_time) if g.key in before else 0.0
-                        for g in report.current.directorates]))
+        series.append(
+            (
+                period_text(report.previous),
+                [
+                    _pct(before[g.key].on_time) if g.key in before else 0.0
+                    for g in report.current.directorates
+                ],
+            )
+        )
     fig = _figure(10, max(2.5, 0.6 * len(labels) * len(series) + 1.5))
     ax = fig.add_subplot()
     height = 0.8 / len(series)

@@ -200,9 +200,7 @@ class Report:
     today: date
     timezone: str
 
-    def paired(
-        self, section: str
-    ) -> list[tuple[GroupStats, GroupStats | None]]:
+    def paired(self, section: str) -> list[tuple[GroupStats, GroupStats | None]]:
         """Rows of one section ("total", "areas" or "members"), each with the same group in
         the previous period (None without --compare-previous or when it had no cases there).
         Groups only in the previous period come last, paired with an empty current row."""
@@ -226,8 +224,16 @@ def _section(period: PeriodReport, section: str) -> list[GroupStats]:
 
 
 def _empty_like(group: GroupStats) -> GroupStats:
-    return _stats(group.level, group.directorate, group.service_area, group.member_id,
-                  group.member, _Counts(), [], [])
+    return _stats(
+        group.level,
+        group.directorate,
+        group.service_area,
+        group.member_id,
+        group.member,
+        _Counts(),
+        [],
+        [],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +258,10 @@ def build_report(
 ) -> Report:
     """The report for cases received from `start` to `end` (local dates, both included)."""
     if end < start:
-        raise ReportError(f"the period ends ({end.isoformat()}) before it starts "
-                          f"({start.isoformat()}): --to must be on or after --from")
+        raise ReportError(
+            f"the period ends ({end.isoformat()}) before it starts "
+            f"({start.isoformat()}): --to must be on or after --from"
+        )
     today = today or calendar.local_date(utcnow())
     current = build_period(session, calendar, start, end, today)
     previous = None
@@ -300,9 +308,14 @@ def build_period(
 
     # One pass over the period's cases: the group keys, the moments and deadlines as day
     # numbers (see _Days), the status and the two tallies; every figure is rolled up here.
-    days = _Days(calendar, start - timedelta(days=1), last_day + timedelta(days=90),
-                 raw=dialect != "postgresql")
+    days = _Days(
+        calendar,
+        start - timedelta(days=1),
+        last_day + timedelta(days=90),
+        raw=dialect != "postgresql",
+    )
     if days.raw:
+
         def moment(column: Any) -> ColumnElement[Any]:
             return type_coerce(column, String)
 
@@ -312,8 +325,7 @@ def build_period(
         base = literal(days.first, Date)
 
         def moment(column: Any) -> ColumnElement[Any]:
-            return type_coerce(cast(func.timezone(calendar.zone.key, column), Date) - base,
-                               Integer)
+            return type_coerce(cast(func.timezone(calendar.zone.key, column), Date) - base, Integer)
 
         def deadline(column: Any) -> ColumnElement[Any]:
             return type_coerce(column - base, Integer)
@@ -390,8 +402,22 @@ def _tally(
     now = days.index(today)
     closed = CaseStatus.CLOSED.value
     open_ = OPEN_STATUSES
-    for (directorate, area, member, received, acked, ack_due, first, due, extended, done,
-         status, chasers, reopened, satisfaction) in rows:
+    for (
+        directorate,
+        area,
+        member,
+        received,
+        acked,
+        ack_due,
+        first,
+        due,
+        extended,
+        done,
+        status,
+        chasers,
+        reopened,
+        satisfaction,
+    ) in rows:
         if raw:
             received = number[received[:cut]]
             ack_due = number[ack_due]
@@ -533,12 +559,14 @@ def _roll_areas(groups: dict[tuple[Any, Any, Any], list[Any]]) -> dict[str, Any]
             by_area[directorate, area][2].sort()
         counts, first, done = _combine(by_area[directorate, a] for a in areas)
         subtotals.append((counts, first, done))
-        rows.append(_stats("directorate", directorate, None, None, None, _Counts(*counts),
-                           first, done))
+        rows.append(
+            _stats("directorate", directorate, None, None, None, _Counts(*counts), first, done)
+        )
         for area in areas:
             counts, first, done = by_area[directorate, area]
-            rows.append(_stats("service_area", directorate, area, None, None, _Counts(*counts),
-                               first, done))
+            rows.append(
+                _stats("service_area", directorate, area, None, None, _Counts(*counts), first, done)
+            )
     counts, first, done = _combine(subtotals)
     total = _stats("total", None, None, None, None, _Counts(*counts), first, done)
     return {"total": total, "areas": rows}
@@ -554,8 +582,7 @@ def _roll_members(
     rows = []
     for m in ordered:
         counts, first, done = by_member[m]
-        rows.append(_stats("member", None, None, m, names.get(m), _Counts(*counts),
-                           first, done))
+        rows.append(_stats("member", None, None, m, names.get(m), _Counts(*counts), first, done))
     return rows
 
 
@@ -646,11 +673,10 @@ class _Days:
         self.cut = 0
         if not raw:
             return
-        pieces = _utc_offsets(calendar.zone.key, first - timedelta(days=2),
-                              last + timedelta(days=2))
-        whole_hours = all(
-            off % 60 == 0 and (at.minute, at.second) == (0, 0) for at, off in pieces
+        pieces = _utc_offsets(
+            calendar.zone.key, first - timedelta(days=2), last + timedelta(days=2)
         )
+        whole_hours = all(off % 60 == 0 and (at.minute, at.second) == (0, 0) for at, off in pieces)
         self.cut = 13 if whole_hours else 16
         origin = datetime.combine(first, time(), tzinfo=UTC)
         # (from this hour after `first` 00:00 UTC, the offset in minutes)

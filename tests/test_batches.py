@@ -329,7 +329,11 @@ def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:
         cases.add_event(session, None, "note", "never")
         raise RuntimeError("the transaction fails")
     assert sorted(event_details(engine)) == [
-        "outside: at once", "row 0", "row 1", "row 2", "with an actor"
+        "outside: at once",
+        "row 0",
+        "row 1",
+        "row 2",
+        "with an actor",
     ]
 
 

@@ -224,8 +224,7 @@ def test_processes_writing_at_once_all_succeed(tmp_path: Path) -> None:
         "    store.put_many([f'{sys.argv[2]}-{n}-{i}'.encode() * 500 for i in range(10)])\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", program, str(tmp_path), str(w)])
-        for w in range(4)
+        subprocess.Popen([sys.executable, "-c", program, str(tmp_path), str(w)]) for w in range(4)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     assert len(rows(BlobStore(tmp_path))) == 4 * 20 * 10

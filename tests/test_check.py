@@ -229,6 +229,42 @@ def test_imap_and_smtp_are_logged_into_and_left_as_they_were(
     assert smtp_server.messages == []
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+def test_imaps_with_and_without_the_servers_certificate(
+    tmp_path: Path, imap_mailbox: DovecotServer, trusted: bool
+) -> None:
+    ca = f'tls_ca_file = "{imap_mailbox.cafile}"' if trusted else ""
+    url = f"imaps://{imap_mailbox.user}@localhost:{imap_mailbox.tls_port}/"
+    config = write(tmp_path, url, "maildir:./outbox")
+    config.write_text(config.read_text().replace("[smtp]", f"{ca}\n[smtp]", 1))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MB_CHECK_IMAP_PASSWORD", imap_mailbox.password)
+        found = check_mailbox(load_config(config))
+    assert found.where == url
+    if trusted:
+        assert found.status is Status.OK, found
+        assert found.found.startswith(f"logged in as {imap_mailbox.user} (password, TLS); ")
+    else:
+        assert found.status is Status.FAILED
+        assert "certificate we do not trust" in found.found and "tls_ca_file" in found.found
+        assert found.advice == ()  # the error says what to check already
+
+
+def test_smtp_starttls_with_the_servers_certificate(
+    tmp_path: Path, starttls_server: SmtpServer
+) -> None:
+    config = write(
+        tmp_path,
+        "maildir:./mailbox",
+        f"smtp+starttls://localhost:{starttls_server.port}",
+        extra=f'tls_ca_file = "{starttls_server.cafile}"',
+    )
+    found = check_smtp(load_config(config))
+    assert found.status is Status.OK, found
+    assert found.found.startswith("connected without a login (STARTTLS)")
+    assert starttls_server.messages == []
+
+
 def test_a_wrong_imap_password_fails_the_mailbox_only(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:

