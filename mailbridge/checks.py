@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -218,11 +218,32 @@ def check_mailbox(config: Config) -> Finding:
     return _look("mailbox", where, lambda: open_source(config, MemoryStateStore()))
 
 
+# Microsoft 365 accepts 30 messages a minute from one mailbox and refuses the rest.
+EXCHANGE_ONLINE_HOSTS = ("smtp.office365.com", "smtp-mail.outlook.com")
+EXCHANGE_ONLINE_PER_MINUTE = 30
+
+
 def check_smtp(config: Config) -> Finding:
     from mailbridge.senders import open_sender
 
     where = without_password(config.smtp.url)
-    return _look("smtp", where, lambda: open_sender(config))
+    found = _look("smtp", where, lambda: open_sender(config))
+    advice = rate_limit_advice(config)
+    if not advice or found.status is Status.FAILED:
+        return found
+    return replace(found, status=Status.WARNING, advice=found.advice + advice)
+
+
+def rate_limit_advice(config: Config) -> tuple[str, ...]:
+    """Exchange Online's limit, unless [smtp] rate_limit_per_minute keeps under it."""
+    host = (urlsplit(config.smtp.url).hostname or "").lower()
+    limit = config.smtp.rate_limit_per_minute
+    if host not in EXCHANGE_ONLINE_HOSTS or 0 < limit <= EXCHANGE_ONLINE_PER_MINUTE:
+        return ()
+    return (
+        f"{host} takes {EXCHANGE_ONLINE_PER_MINUTE} messages a minute: set [smtp] "
+        f"rate_limit_per_minute = {EXCHANGE_ONLINE_PER_MINUTE} so mail is paced, not refused",
+    )
 
 
 class _Probeable(Protocol):

@@ -17,6 +17,7 @@ from mailbridge.checks import (
     check_mailbox,
     check_smtp,
     check_storage,
+    rate_limit_advice,
     without_password,
 )
 from mailbridge.cli import context
@@ -342,6 +343,30 @@ def test_an_unreachable_smtp_server_says_what_to_check(tmp_path: Path) -> None:
 
 
 # --- the small pure pieces ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "limit", "advised"),
+    [
+        ("smtp+starttls://smtp.office365.com:587", 0, True),
+        ("smtp+starttls://smtp.office365.com:587", 60, True),
+        ("smtp+starttls://smtp.office365.com:587", 30, False),
+        ("smtp+starttls://SMTP.Office365.com:587", 20, False),
+        ("smtp+starttls://smtp-mail.outlook.com:587", 0, True),
+        ("smtp+starttls://smtp.example.gov.uk:587", 0, False),
+        ("maildir:./outbox", 0, False),
+    ],
+)
+def test_exchange_online_rate_limit_advice(
+    tmp_path: Path, url: str, limit: int, advised: bool
+) -> None:
+    config = write(tmp_path, "maildir:./mailbox", url, extra=f"rate_limit_per_minute = {limit}")
+    advice = rate_limit_advice(load_config(config))
+    assert bool(advice) is advised
+    if advised:
+        assert advice[0].endswith(
+            "set [smtp] rate_limit_per_minute = 30 so mail is paced, not refused"
+        )
 
 
 @pytest.mark.parametrize(
