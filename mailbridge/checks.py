@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from mailbridge.config import Config
+from mailbridge.config import Config, without_password
 from mailbridge.db import make_engine
 from mailbridge.errors import MailbridgeError
 from mailbridge.migrate import SCHEMA_HEAD
@@ -56,16 +56,6 @@ def check_all(config: Config) -> list[Finding]:
         check_mailbox(config),
         check_smtp(config),
     ]
-
-
-def without_password(url: str) -> str:
-    """A URL fit to print: a password written into it is replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --- database ---------------------------------------------------------------------------

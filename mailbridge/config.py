@@ -11,7 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -421,6 +421,16 @@ class Config(_Section):
 
     def secret(self, section: str, secret: Secret) -> str:
         return secret.resolve(section, self.source)
+
+
+def without_password(url: str) -> str:
+    """A configured URL fit to print or log: a password written into it shows as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _describe(error: dict, source: Path) -> str:

@@ -14,9 +14,13 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import metadata
 from types import FrameType
 
+from sqlalchemy.engine import make_url
+
 from mailbridge import outbox, scheduler
+from mailbridge.config import without_password
 from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
 from mailbridge.ingest import (
     AlreadyHandled,
@@ -247,7 +251,19 @@ class Daemon:
     # -- forever ----------------------------------------------------------------------
 
     def run_forever(self) -> None:
-        poll = self.services.config.mailbox.poll_seconds
+        cfg = self.services.config
+        poll = cfg.mailbox.poll_seconds
+        log.info(
+            "started",
+            extra={
+                "version": _version(),
+                "mailbox": without_password(cfg.mailbox.url),
+                "smtp": without_password(cfg.smtp.url),
+                "database": make_url(cfg.database.url).render_as_string(hide_password=True),
+                "parse_workers": self.parse_pool.workers if self.parse_pool else 0,
+                "delivery": "courier process" if self.courier else "between batches",
+            },
+        )
         with self._signals():
             self._start_workers()
             try:
@@ -287,6 +303,13 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mailbridge")
+    except metadata.PackageNotFoundError:  # a checkout run without installing
+        return "unknown"
 
 
 def build(services: Services, *, courier: bool = True) -> Daemon:

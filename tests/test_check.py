@@ -18,11 +18,10 @@ from mailbridge.checks import (
     check_smtp,
     check_storage,
     rate_limit_advice,
-    without_password,
 )
 from mailbridge.cli import context
 from mailbridge.cli.app import app
-from mailbridge.config import load_config
+from mailbridge.config import load_config, without_password
 from mailbridge.db import transaction
 from mailbridge.directory import import_members
 from mailbridge.migrate import SCHEMA_HEAD, ensure_database

@@ -167,7 +167,16 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
             proc.kill()
             raise
     assert code == 0
-    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    logged = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in logged
+    # An operator reading the journal sees where it is connected, never a password.
+    started = next(line for line in logged.splitlines() if "mailbridge.daemon: started" in line)
+    mailbox = f"imap://{imap_mailbox.user}@{imap_mailbox.host}:{imap_mailbox.port}/"
+    assert f'mailbox="{mailbox}"' in started
+    assert f'smtp="smtp://{smtp_server.host}:{smtp_server.port}"' in started
+    assert 'database="sqlite:///' in started and "version=" in started
+    assert imap_mailbox.password not in logged
+    assert "mailbridge.daemon: stopped" in logged
 
 
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
