@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from mailbridge import outbox, scheduler
 from mailbridge.config import without_password
 from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
+from mailbridge.errors import Unreachable
 from mailbridge.ingest import (
     AlreadyHandled,
     CaseOpened,
@@ -41,6 +42,11 @@ from mailbridge.services import Services
 
 log = logging.getLogger(__name__)
 
+
+# Waits between attempts to reach an unreachable mailbox in `mailbridge run`: doubling from
+# the first to the longest.
+OUTAGE_WAIT_FIRST = 1.0
+OUTAGE_WAIT_MAX = 300.0
 
 # Scheduled mails queued per tick at most; a backlog (the first morning after an upgrade, a
 # long outage) goes out over the next ticks instead of holding up incoming mail.
@@ -107,6 +113,7 @@ class Daemon:
         self.processor = Processor(services)
         self.stopping = False
         self._waiting = False
+        self._connected = False  # the mailbox opened since the last outage began
         self._last_full_scan = 0.0
         self._next_tick = 0.0  # monotonic time of the next schedule tick
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
@@ -273,7 +280,42 @@ class Daemon:
         log.info("stopped")
 
     def _serve(self, poll: float) -> None:
+        """Serve until stopped. An unreachable mailbox (a mail server's maintenance window,
+        a network fault at boot) is waited out, trying again after 1, 2, 4 … seconds up to
+        OUTAGE_WAIT_MAX, with reminders and digests still sent meanwhile; it never ends
+        the service, which a supervisor restarting it in a tight loop would give up on."""
+        delay = OUTAGE_WAIT_FIRST
+        while not self.stopping:
+            self._connected = False
+            try:
+                self._serve_connected(poll)
+                return
+            except Unreachable as exc:
+                if self._connected:  # it had been up: a new outage starts from the beginning
+                    delay = OUTAGE_WAIT_FIRST
+                log.error(
+                    "mailbox unreachable; trying again",
+                    extra={"error": str(exc), "retry_in_seconds": delay},
+                )
+            self._pause(delay)
+            delay = min(delay * 2, OUTAGE_WAIT_MAX)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, woken by SIGTERM/SIGINT, running the schedule tick when it is due."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            self.schedule_tick(PassReport())
+            try:
+                self._waiting = True
+                time.sleep(max(0.05, min(left, self._wait_seconds(left))))
+            except StopRequested:
+                return
+            finally:
+                self._waiting = False
+
+    def _serve_connected(self, poll: float) -> None:
         self.source.open()
+        self._connected = True
         try:
             self.schedule_tick(self.run_pass(full_scan=True), force=True)
             while not self.stopping:

@@ -19,3 +19,9 @@ class UserError(MailbridgeError):
 
 class TransportError(MailbridgeError):
     """A mailbox or SMTP server could not be reached or refused us."""
+
+
+class Unreachable(TransportError):
+    """The server could not be reached this time (refused, timed out, dropped, or the token
+    endpoint away): trying again later may help, unlike a refused login or an untrusted
+    certificate, which need a person."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailbridge.config import OAuthConfig
-from mailbridge.errors import TransportError
+from mailbridge.errors import TransportError, Unreachable
 
 TokenProvider = Callable[[], str]
 
@@ -59,7 +59,7 @@ def _msal_provider(oauth: OAuthConfig, client_secret: str) -> TokenProvider:
                 result = app[0].acquire_token_for_client(scopes=[oauth.scope])
             except Exception as exc:
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                raise TransportError(
+                raise Unreachable(
                     f"cannot get an OAuth token from {authority}: {reason} "
                     "(check [*.oauth] tenant_id, client_id and the network)"
                 ) from exc

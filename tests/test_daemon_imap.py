@@ -13,8 +13,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -28,6 +30,7 @@ from mailbridge.directory import import_members
 from mailbridge.migrate import ensure_database
 from tests.factories import fixture_bytes
 from tests.servers.dovecot import DovecotServer
+from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer
 
 pytestmark = [pytest.mark.imap, pytest.mark.smtp]
@@ -177,6 +180,80 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
     assert 'database="sqlite:///' in started and "version=" in started
     assert imap_mailbox.password not in logged
     assert "mailbridge.daemon: stopped" in logged
+
+
+class Lines:
+    """A process's standard error, read line by line as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert proc.stderr is not None
+        stream = proc.stderr
+        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
+
+    def wait_for(self, text: str, count: int = 1, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while sum(text in line for line in self.lines) < count:
+            assert time.monotonic() < deadline, "".join(self.lines)
+            time.sleep(0.05)
+
+
+def serve_while_down(
+    home: Path, imap: DovecotServer, smtp: SmtpServer, relay: Relay
+) -> tuple[subprocess.Popen[str], Lines]:
+    """`mailbridge run` pointed at the relay's port, where nothing listens until it starts."""
+    config = write_config(home, replace(imap, port=relay.port), smtp, "poll_seconds = 300")
+    proc = subprocess.Popen(
+        mailbridge("run", "--config", str(config)), env=env(imap),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc, Lines(proc)
+
+
+def test_the_service_waits_out_an_unreachable_mailbox(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    """Started while the mail server is down, `mailbridge run` keeps trying (1, 2, 4 … s
+    apart) and serves the mailbox once it is back: an outage is not the end of the service."""
+    relay = Relay((imap_mailbox.host, imap_mailbox.port))  # nothing listens there yet
+    proc, log = serve_while_down(tmp_path, imap_mailbox, smtp_server, relay)
+    try:
+        log.wait_for("mailbox unreachable; trying again", count=2)
+        assert proc.poll() is None
+        _, raw = enquiry(1)
+        imap_mailbox.append(raw)
+        relay.start()  # the server is back
+        deadline = time.monotonic() + 30
+        while not smtp_server.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(smtp_server.messages) == 1, "".join(log.lines)
+        assert count_cases(tmp_path) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        finally:
+            relay.stop()
+    assert code == 0
+    waits = [line for line in log.lines if "mailbox unreachable" in line]
+    assert "retry_in_seconds=1.0" in waits[0] and "retry_in_seconds=2.0" in waits[1]
+    assert f"cannot connect to IMAP server 127.0.0.1:{relay.port}" in waits[0]
+    assert "Traceback" not in "".join(log.lines)
+
+
+def test_sigterm_ends_the_wait_for_an_unreachable_mailbox(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    relay = Relay((imap_mailbox.host, imap_mailbox.port))  # never started
+    proc, log = serve_while_down(tmp_path, imap_mailbox, smtp_server, relay)
+    try:
+        log.wait_for("mailbox unreachable; trying again", count=3)  # waiting 4 s now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=3) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log.wait_for("mailbridge.daemon: stopped")
 
 
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from mailbridge.errors import TransportError
+from mailbridge.errors import TransportError, Unreachable
 from mailbridge.mailbox.base import Destination, InboundMail, StateStore, batch_sizes
 from mailbridge.probe import Probe, loopback, plural
 
@@ -35,10 +35,6 @@ _NEW_MAIL = (b"EXISTS", b"RECENT")
 _POLL_SECONDS = 5.0
 _FETCH_ITEMS = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: never sets \\Seen
 _MAX_BACKOFF = 60.0
-
-
-class _Unreachable(TransportError):
-    """Could not connect this time; worth retrying (unlike a refused login)."""
 
 
 def _server_words(exc: BaseException) -> str:
@@ -164,7 +160,7 @@ class ImapSource:
                 f"({exc.verify_message}). Check [mailbox] url and tls_ca_file"
             ) from exc
         except _CONNECTION_ERRORS as exc:
-            raise _Unreachable(
+            raise Unreachable(
                 f"cannot connect to IMAP server {where}: {_server_words(exc)}. "
                 "Check [mailbox] url and that the server is running"
             ) from exc
@@ -189,7 +185,7 @@ class ImapSource:
             ) from exc
         except _CONNECTION_ERRORS as exc:
             self._shutdown(client)
-            raise _Unreachable(
+            raise Unreachable(
                 f"IMAP server {where} dropped the connection while logging in: {_server_words(exc)}"
             ) from exc
         except IMAPClientError as exc:
@@ -221,10 +217,10 @@ class ImapSource:
         for attempt in range(1, attempts + 1):
             try:
                 client = self._connect()
-            except _Unreachable as exc:
+            except Unreachable as exc:
                 if attempt == attempts:
                     tries = f"{attempts} attempt" + ("s" if attempts > 1 else "")
-                    raise TransportError(f"{exc} (gave up after {tries})") from exc
+                    raise Unreachable(f"{exc} (gave up after {tries})") from exc
                 log.warning(
                     "IMAP reconnect failed, retrying",
                     extra={"server": self.where, "attempt": attempt, "delay": delay},
@@ -256,7 +252,7 @@ class ImapSource:
                 return result
             except _CONNECTION_ERRORS as again:
                 self._drop()
-                raise TransportError(
+                raise Unreachable(
                     f"IMAP server {self.where} dropped the connection again: {_server_words(again)}"
                 ) from again
 
