@@ -8,19 +8,22 @@ wakes the courier; the courier claims rows under a lease, as any number of sende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.synchronize import Event as EventType
+from functools import partial
 from typing import Any
 
 from mailbridge import logs, outbox
 from mailbridge.config import Config
 from mailbridge.db import make_engine
+from mailbridge.errors import one_line
 from mailbridge.receipts import FOLD_SECONDS, Receipts
 from mailbridge.senders import Sender, open_sender
 
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # How long the courier sleeps with nothing to do before it looks for retries that fell due.
 IDLE_SECONDS = 5.0
+# After a failed round (the database restarting, say): wait this long, doubling to the most.
+PAUSE_FIRST_SECONDS = 1.0
+PAUSE_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -70,6 +76,75 @@ def deliver_until_idle(
             return
 
 
+class Doorbell:
+    """How the daemon wakes the courier and tells it to drain or stop: a byte on a pipe and
+    two flags in shared memory, safe whichever side dies.
+
+    multiprocessing's Event is not: a process killed while it waits on one leaves the
+    Event's condition expecting it to wake, and the next `set()` blocks for ever, which hung
+    the daemon after its courier was killed. Here ringing never blocks (a full pipe already
+    holds a ring), nothing is locked, and a stop can be rung from a signal handler.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._read, self._write = ctx.Pipe(duplex=False)
+        os.set_blocking(self._write.fileno(), False)
+        self._flags = ctx.RawArray("b", 2)  # drain, stop
+        self._rung = False  # the courier's side: a ring read while it paused
+
+    # -- the daemon's side --------------------------------------------------------------
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._write.fileno(), b"\0")
+
+    def drain(self) -> None:
+        self._flags[0] = 1
+        self.ring()
+
+    def stop(self) -> None:
+        self._flags[1] = 1
+        self.ring()
+
+    # -- the courier's side ----------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return bool(self._flags[0])
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self._flags[1])
+
+    def clear(self) -> None:
+        """Rings until now are answered by the round about to start."""
+        self._rung = False
+        while self._take(0):
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Until rung (True) or `timeout` seconds (False)."""
+        if self._rung:
+            self._rung = False
+            return True
+        return self._take(timeout)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, cut short only by a stop; a ring meanwhile is kept for the next `wait`."""
+        deadline = time.monotonic() + seconds
+        while not self.stopped and (left := deadline - time.monotonic()) > 0:
+            if self._take(left):
+                self._rung = True
+
+    def _take(self, timeout: float) -> bool:
+        fd = self._read.fileno()
+        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if not ready:
+            return False
+        os.read(fd, 4096)
+        return True
+
+
 class Courier:
     """Starts, wakes and stops the delivery process; collects what it sent."""
 
@@ -79,13 +154,11 @@ class Courier:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         self.config = config
-        self._wake = ctx.Event()
-        self._drain = ctx.Event()
-        self._stop = ctx.Event()
-        self._counts = ctx.Array("q", 3)
+        self._bell = Doorbell(ctx)
+        self._counts = ctx.RawArray("q", 3)  # no lock a dying courier could keep
         self._process = ctx.Process(
             target=_courier_main,
-            args=(config, self._wake, self._drain, self._stop, self._counts, os.getpid()),
+            args=(config, self._bell, self._counts, os.getpid()),
             name="mailbridge-courier",
         )
 
@@ -95,19 +168,17 @@ class Courier:
 
     def wake(self) -> None:
         """New mail was committed to the outbox."""
-        self._wake.set()
+        self._bell.ring()
 
     def finish(self) -> CourierTotals:
         """Ingest is done: deliver everything due now, then stop (run --once)."""
-        self._drain.set()
-        self._wake.set()
+        self._bell.drain()
         self._process.join()
         return self.totals()
 
     def stop(self, timeout: float = 60.0) -> CourierTotals:
         """Stop after the message in flight; a courier that hangs is ended after `timeout`."""
-        self._stop.set()
-        self._wake.set()
+        self._bell.stop()
         self._process.join(timeout)
         if self._process.is_alive():
             log.warning("courier did not stop in time; ending it", extra={"timeout": timeout})
@@ -124,60 +195,50 @@ class Courier:
         return self._process.exitcode
 
 
-def _set_from_signal_handler(*events: EventType) -> None:
-    """Set `events` from another thread: never inside the signal handler itself.
-
-    The handler runs in the main thread, which may be waiting in `stop.wait()` (a
-    rate-limit pause). A multiprocessing Event's `set()` waits for its sleepers to wake,
-    so setting it from that same thread deadlocks the courier, and the parent's `stop()`
-    then blocks on the Event's lock for ever.
-    """
-
-    def set_all() -> None:
-        for event in events:
-            event.set()
-
-    threading.Thread(target=set_all, name="courier-sigterm", daemon=True).start()
-
-
-def _courier_main(
-    config: Config,
-    wake: EventType,
-    drain: EventType,
-    stop: EventType,
-    counts: Any,
-    parent_pid: int,
-) -> None:
+def _courier_main(config: Config, bell: Doorbell, counts: Any, parent_pid: int) -> None:
     """The delivery process: deliver, sleep until woken, repeat; leave when told or orphaned."""
     # Ctrl-C reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # As stop() does, wake too: the request must not wait out an idle pause.
-    signal.signal(signal.SIGTERM, lambda *_: _set_from_signal_handler(stop, wake))
+    signal.signal(signal.SIGTERM, lambda *_: bell.stop())  # as stop() does
     logs.setup(config.logging.level, config.logging.format)
     # Its commits only mark mail sent: no sync to disk per email (see db.py).
     engine = make_engine(config.database.url, durable=False)
     receipts = receipts_for(config)
     # A stop request cuts a rate-limit pause short.
-    rate_limit = outbox.RateLimiter(config.smtp.rate_limit_per_minute, sleep=stop.wait)
+    rate_limit = outbox.RateLimiter(config.smtp.rate_limit_per_minute, sleep=bell.pause)
     totals = CourierTotals()
 
     def stopping() -> bool:
-        return stop.is_set() or os.getppid() != parent_pid
+        return bell.stopped or os.getppid() != parent_pid
 
+    pause = PAUSE_FIRST_SECONDS
     try:
         while not stopping():
-            draining = drain.is_set()  # read first: rows committed before it are visible now
-            wake.clear()
-            deliver_until_idle(
-                engine, config, lambda: open_sender(config), rate_limit, totals, stopping, receipts
-            )
+            draining = bell.draining  # read first: rows committed before it are visible now
+            bell.clear()
+            try:
+                send = partial(open_sender, config)
+                deliver_until_idle(engine, config, send, rate_limit, totals, stopping, receipts)
+            except Exception as exc:
+                if draining:  # run --once: say so and end, the rows stay queued
+                    raise
+                # The service goes on: queued mail waits, it is not lost, and a courier that
+                # ended here would leave every later email undelivered until a restart.
+                log.error(
+                    "delivery paused; trying again",
+                    extra={"error": one_line(exc), "retry_in_seconds": pause},
+                )
+                bell.pause(pause)
+                pause = min(pause * 2, PAUSE_MAX_SECONDS)
+                continue
+            pause = PAUSE_FIRST_SECONDS
             counts[:] = [totals.sent, totals.retried, totals.failed]
             if draining:
                 break
             # With receipts waiting, wake in time to mark them: the next round's claim does.
-            wake.wait(receipts.wait_seconds(IDLE_SECONDS) if receipts else IDLE_SECONDS)
+            bell.wait(receipts.wait_seconds(IDLE_SECONDS) if receipts else IDLE_SECONDS)
     except Exception as exc:  # noqa: BLE001 - one line for a person; the rows stay queued
-        log.error("delivery stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.error("delivery stopped", extra={"error": one_line(exc)})
         raise SystemExit(1) from None
     finally:
         counts[:] = [totals.sent, totals.retried, totals.failed]

@@ -18,11 +18,12 @@ from importlib import metadata
 from types import FrameType
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mailbridge import outbox, scheduler
 from mailbridge.config import without_password
 from mailbridge.courier import Courier, CourierTotals, deliver_until_idle
-from mailbridge.errors import Unreachable
+from mailbridge.errors import Unreachable, one_line
 from mailbridge.ingest import (
     AlreadyHandled,
     CaseOpened,
@@ -43,8 +44,12 @@ from mailbridge.services import Services
 log = logging.getLogger(__name__)
 
 
-# Waits between attempts to reach an unreachable mailbox in `mailbridge run`: doubling from
-# the first to the longest.
+# What the database driver raises when the server is away (restarting, unreachable) or,
+# on SQLite, locked for longer than the busy timeout: `run` waits it out.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+# Waits between attempts to reach an unreachable mailbox or database in `mailbridge run`:
+# doubling from the first to the longest.
 OUTAGE_WAIT_FIRST = 1.0
 OUTAGE_WAIT_MAX = 300.0
 
@@ -113,7 +118,8 @@ class Daemon:
         self.processor = Processor(services)
         self.stopping = False
         self._waiting = False
-        self._connected = False  # the mailbox opened since the last outage began
+        self._healthy = False  # a pass went through since the last outage began
+        self._earlier_deliveries: list[CourierTotals] = []  # of couriers that ended early
         self._last_full_scan = 0.0
         self._next_tick = 0.0  # monotonic time of the next schedule tick
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
@@ -193,7 +199,10 @@ class Daemon:
         self._next_tick = time.monotonic() + self.services.config.schedule.tick_seconds
         try:
             done = scheduler.run_due(self.services, self.clock(), limit=TICK_LIMIT)
-        except Exception:  # the database may be away for a moment: the next tick retries
+        except DATABASE_AWAY as exc:  # the next tick tries again
+            log.error("schedule tick failed: database unreachable", extra={"error": one_line(exc)})
+            return
+        except Exception:  # a bug in one tick must not end the service: logged in full
             log.exception("schedule tick failed")
             return
         report.scheduled += done.queued
@@ -208,6 +217,7 @@ class Daemon:
         if not self.deliver_enabled or self.stopping:
             return
         if self.courier is not None:
+            self._revive_courier()
             self.courier.wake()
             return
         totals = CourierTotals()
@@ -220,6 +230,19 @@ class Daemon:
             lambda: self.stopping,
         )
         report.add_delivery(totals)
+
+    def _revive_courier(self) -> None:
+        """A delivery process that ended (killed, out of memory) is replaced: otherwise every
+        later email would wait in the outbox until someone restarted the service."""
+        assert self.courier is not None
+        code = self.courier.exitcode
+        if code is None:
+            return
+        log.error("delivery process ended; starting a new one", extra={"exit_code": code})
+        self._earlier_deliveries.append(self.courier.totals())
+        self.services.engine.dispose()  # no pooled connection may cross into the new child
+        self.courier = Courier(self.services.config)
+        self.courier.start()
 
     def _start_workers(self) -> None:
         # No pooled connection may cross into a child process: fork before any is open.
@@ -236,7 +259,8 @@ class Daemon:
             return
         totals = self.courier.finish() if drain else self.courier.stop()
         if report is not None:
-            report.add_delivery(totals)
+            for earlier in [*self._earlier_deliveries, totals]:
+                report.add_delivery(earlier)
 
     # -- once -------------------------------------------------------------------------
 
@@ -280,23 +304,27 @@ class Daemon:
         log.info("stopped")
 
     def _serve(self, poll: float) -> None:
-        """Serve until stopped. An unreachable mailbox (a mail server's maintenance window,
-        a network fault at boot) is waited out, trying again after 1, 2, 4 … seconds up to
-        OUTAGE_WAIT_MAX, with reminders and digests still sent meanwhile; it never ends
-        the service, which a supervisor restarting it in a tight loop would give up on."""
+        """Serve until stopped. An unreachable mailbox or database (a maintenance window,
+        a restart for patching, a network fault at boot) is waited out, trying again after
+        1, 2, 4 … seconds up to OUTAGE_WAIT_MAX, with the schedule tick still run meanwhile;
+        it never ends the service, which a supervisor restarting it in a tight loop would
+        soon give up on. Mail stays in the inbox until its case is committed."""
         delay = OUTAGE_WAIT_FIRST
         while not self.stopping:
-            self._connected = False
+            self._healthy = False
             try:
                 self._serve_connected(poll)
                 return
             except Unreachable as exc:
-                if self._connected:  # it had been up: a new outage starts from the beginning
-                    delay = OUTAGE_WAIT_FIRST
-                log.error(
-                    "mailbox unreachable; trying again",
-                    extra={"error": str(exc), "retry_in_seconds": delay},
-                )
+                what, error = "mailbox", str(exc)
+            except DATABASE_AWAY as exc:
+                what, error = "database", one_line(exc)
+            if self._healthy:  # it had been up: a new outage starts from the beginning
+                delay = OUTAGE_WAIT_FIRST
+            log.error(
+                f"{what} unreachable; trying again",
+                extra={"error": error, "retry_in_seconds": delay},
+            )
             self._pause(delay)
             delay = min(delay * 2, OUTAGE_WAIT_MAX)
 
@@ -315,9 +343,9 @@ class Daemon:
 
     def _serve_connected(self, poll: float) -> None:
         self.source.open()
-        self._connected = True
         try:
             self.schedule_tick(self.run_pass(full_scan=True), force=True)
+            self._healthy = True
             while not self.stopping:
                 try:
                     self._waiting = True

@@ -25,3 +25,9 @@ class Unreachable(TransportError):
     """The server could not be reached this time (refused, timed out, dropped, or the token
     endpoint away): trying again later may help, unlike a refused login or an untrusted
     certificate, which need a person."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one log field: its type and the first line of its words."""
+    words = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {words[0] if words else ''}".rstrip(": ")

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from sqlalchemy import Engine, update
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from mailbridge import compose, outbox
@@ -29,6 +30,7 @@ from mailbridge.db import create_schema, make_engine, transaction
 from mailbridge.models import OutboxMessage, utcnow
 from mailbridge.smtp import SmtpSender
 from tests.factories import make_config
+from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer
 
 # A courier that deadlocks must fail its test, not hang the run.
@@ -126,6 +128,39 @@ def test_courier_delivers_what_was_queued_before_and_after_it_started(
     assert received(smtp_server) == Counter({mid: 1 for mid in before + after + last})
     assert [r.status for r in rows(engine)] == ["sent"] * 6
     assert all(r.attempts == 1 for r in rows(engine))
+
+
+def test_the_courier_waits_out_a_database_outage(
+    tmp_path: Path,
+    pg_url: str,
+    smtp_server: SmtpServer,
+    started: list[Courier],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A PostgreSQL restart must not end delivery: the courier says so, tries again 1, 2,
+    4 … s apart, and sends what was queued once the database is back."""
+    engine = make_engine(pg_url)
+    create_schema(engine)
+    ids = queue(engine, 2)
+    relay = Relay(("127.0.0.1", make_url(pg_url).port or 5432))  # not started: "down"
+    via_relay = make_url(pg_url).set(port=relay.port).render_as_string(hide_password=False)
+    config = make_config(
+        tmp_path, via_relay, smtp={"url": f"smtp://{smtp_server.host}:{smtp_server.port}"}
+    )
+    courier = start(started, config, engine)
+    try:
+        assert wait_for(lambda: "delivery paused; trying again" in capfd.readouterr().err)
+        time.sleep(0.5)
+        assert courier.exitcode is None and smtp_server.messages == []
+        relay.start()  # the database is back
+        assert wait_for(lambda: len(smtp_server.messages) == 2, 20)
+        totals = courier.stop(timeout=10)
+    finally:
+        relay.stop()
+        engine.dispose()
+    assert courier.exitcode == 0
+    assert totals.sent == 2
+    assert received(smtp_server) == Counter({mid: 1 for mid in ids})
 
 
 def test_finish_with_nothing_queued_returns_zero_totals(

@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -23,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mailbridge.db import transaction
@@ -31,6 +31,7 @@ from mailbridge.migrate import ensure_database
 from tests.factories import fixture_bytes
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
+from tests.servers.service import Lines, terminate
 from tests.servers.smtp import SmtpServer
 
 pytestmark = [pytest.mark.imap, pytest.mark.smtp]
@@ -182,22 +183,6 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
     assert "mailbridge.daemon: stopped" in logged
 
 
-class Lines:
-    """A process's standard error, read line by line as it comes."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        assert proc.stderr is not None
-        stream = proc.stderr
-        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
-
-    def wait_for(self, text: str, count: int = 1, seconds: float = 20) -> None:
-        deadline = time.monotonic() + seconds
-        while sum(text in line for line in self.lines) < count:
-            assert time.monotonic() < deadline, "".join(self.lines)
-            time.sleep(0.05)
-
-
 def serve_while_down(
     home: Path, imap: DovecotServer, smtp: SmtpServer, relay: Relay
 ) -> tuple[subprocess.Popen[str], Lines]:
@@ -229,11 +214,7 @@ def test_the_service_waits_out_an_unreachable_mailbox(
         assert len(smtp_server.messages) == 1, "".join(log.lines)
         assert count_cases(tmp_path) == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        finally:
-            relay.stop()
+        code = terminate(proc, relay)
     assert code == 0
     waits = [line for line in log.lines if "mailbox unreachable" in line]
     assert "retry_in_seconds=1.0" in waits[0] and "retry_in_seconds=2.0" in waits[1]
@@ -254,6 +235,43 @@ def test_sigterm_ends_the_wait_for_an_unreachable_mailbox(
         if proc.poll() is None:
             proc.kill()
     log.wait_for("mailbridge.daemon: stopped")
+
+
+def test_a_killed_delivery_process_is_replaced(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+) -> None:
+    """The courier killed (out of memory, an operator's mistake): the service starts a new
+    one at its next delivery, so acknowledgements keep going out."""
+    extra = "poll_seconds = 300\nparse_workers = 0"  # the courier is the only child
+    config = write_config(tmp_path, imap_mailbox, smtp_server, extra)
+    proc = subprocess.Popen(
+        mailbridge("run", "--config", str(config)), env=env(imap_mailbox),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = Lines(proc)
+    try:
+        log.wait_for("mailbridge.daemon: started")
+        deadline = time.monotonic() + 10
+        while not (children := psutil.Process(proc.pid).children()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (courier,) = children
+        courier.kill()
+        while courier.is_running() and courier.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.02)  # dead; the daemon reaps it when it next looks
+        _, raw = enquiry(1)
+        imap_mailbox.append(raw)
+        deadline = time.monotonic() + 20
+        while not smtp_server.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(smtp_server.messages) == 1, "".join(log.lines)
+        assert [c.pid for c in psutil.Process(proc.pid).children()] != [courier.pid]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+    assert code == 0
+    log.wait_for("delivery process ended; starting a new one")
+    assert "exit_code=-9" in "".join(log.lines)
 
 
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(

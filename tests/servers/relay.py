@@ -25,6 +25,10 @@ class Relay:
     def stop(self) -> None:
         """Close the port and every relayed connection, as a server going down would."""
         if self._listener is not None:
+            # shutdown() wakes the accept() blocked in the relay's thread; close() alone
+            # would leave the socket listening (Linux) until that accept() returned.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         for sock in self._open:
