@@ -13,9 +13,10 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mailbridge.config import Config, load_config
-from mailbridge.errors import MailbridgeError, UserError
+from mailbridge.errors import MailbridgeError, UserError, one_line
 
 # Markup off: subjects, names and reasons come from email and CSV files, and a "[urgent]" or
 # "[/x]" in them must print as written (with markup on, one is dropped, the other crashes).
@@ -47,14 +48,23 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except MailbridgeError as exc:
-            err_console.print(
-                Text.assemble(("error:", "bold red"), " ", str(exc)),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away while the command ran (a restart, the network).
+            _error(
+                f"the database stopped answering: {one_line(exc)}. Nothing half-done was "
+                "kept; check that it is running and try again"
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _error(words: str) -> None:
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", words), highlight=False, soft_wrap=True
+    )
 
 
 def load(path: Path) -> Config:

@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import typer
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner, Result
 
 from mailbridge.cli import context
@@ -545,6 +547,31 @@ def test_unreachable_postgres_is_one_friendly_line(
     line = one_line_error(result, 1, "cannot open the database 127.0.0.1:1/mailbridge")
     assert "refused" in line.lower()
     assert "s3cret" not in result.output
+
+
+def test_a_database_lost_mid_command_is_one_friendly_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After the database was opened (a restart while `run --once` works through a
+    backlog): the one line, exit 1, and no password or traceback."""
+
+    @context.friendly
+    def command() -> None:
+        raise OperationalError(
+            "SELECT 1",
+            {},
+            Exception("server closed the connection unexpectedly\n\tThis probably means"),
+        )
+
+    with pytest.raises(typer.Exit) as stopped:
+        command()
+    assert stopped.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: the database stopped answering: OperationalError: (builtins.Exception) server "
+        "closed the connection unexpectedly. Nothing half-done was kept; check that it is "
+        "running and try again"
+    ]
 
 
 def test_unreachable_postgres_in_a_real_process(pg_down_config: Path) -> None:
