@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -21,12 +22,23 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import col
 
 from mailbridge.config import Config, without_password
 from mailbridge.db import make_engine
 from mailbridge.errors import MailbridgeError
 from mailbridge.migrate import SCHEMA_HEAD
-from mailbridge.models import Case, CaseStatus, Person, PersonKind, QuarantineItem
+from mailbridge.models import (
+    Case,
+    CaseStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Person,
+    PersonKind,
+    QuarantineItem,
+    as_utc,
+    utcnow,
+)
 from mailbridge.models import QuarantineStatus as QStatus
 from mailbridge.probe import Probe, plural
 
@@ -55,6 +67,7 @@ def check_all(config: Config) -> list[Finding]:
         check_storage(config),
         check_mailbox(config),
         check_smtp(config),
+        check_delivery(config),
     ]
 
 
@@ -157,6 +170,77 @@ def _directory_finding(where: str, conn: Connection, config: Config) -> Finding:
     if not config.coordinators:
         advice.append("no [[coordinators]] in the config: nobody gets the coordinators' digest")
     return Finding("database", where, Status.WARNING if advice else Status.OK, found, tuple(advice))
+
+
+# --- delivery: is the outbox being sent? ------------------------------------------------
+
+# Mail due this long ago and still not sent, with nothing sent meanwhile either (a rate
+# limit works through a backlog slowly, but it works), means nobody is delivering it.
+STUCK_AFTER = timedelta(minutes=15)
+FAILED_WINDOW = timedelta(days=7)
+DAY = timedelta(days=1)
+
+
+def check_delivery(config: Config, now: datetime | None = None) -> Finding:
+    """What the outbox says about the running service: sent lately, waiting, refused."""
+    now = now or utcnow()
+    url = make_url(config.database.url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+        return Finding("delivery", "outbox", Status.OK, "nothing sent or queued yet")
+    engine = make_engine(config.database.url)
+    try:
+        with engine.connect() as conn:
+            return _delivery_finding(conn, now)
+    except Exception as exc:  # noqa: BLE001 - the database finding says what is wrong
+        return Finding("delivery", "outbox", Status.OK, f"not looked at ({_first_line(exc)[:80]})")
+    finally:
+        engine.dispose()
+
+
+def _delivery_finding(conn: Connection, now: datetime) -> Finding:
+    out = OutboxMessage
+    status = col(out.status)
+    sent = conn.execute(
+        select(func.count()).where(status == OutboxStatus.SENT, col(out.sent_at) >= now - DAY)
+    ).scalar_one()
+    waiting = conn.execute(select(func.count()).where(status == OutboxStatus.PENDING)).scalar_one()
+    stuck_since = conn.execute(
+        select(func.min(out.next_attempt_at)).where(
+            status == OutboxStatus.PENDING, col(out.next_attempt_at) <= now - STUCK_AFTER
+        )
+    ).scalar_one()
+    moving = conn.execute(
+        select(func.count()).where(
+            status == OutboxStatus.SENT, col(out.sent_at) >= now - STUCK_AFTER
+        )
+    ).scalar_one()
+    failed = list(
+        conn.execute(
+            select(out.case_reference)
+            .where(status == OutboxStatus.FAILED, col(out.created_at) >= now - FAILED_WINDOW)
+            .order_by(col(out.id).desc())
+        ).scalars()
+    )
+    found = f"{sent} sent in the last 24 hours; {waiting} waiting; {len(failed)} refused in 7 days"
+    advice = []
+    if stuck_since is not None and not moving:
+        advice.append(
+            f"mail due since {as_utc(stuck_since):%d %b %H:%M} UTC is still waiting: is "
+            "mailbridge run running, and can it reach the SMTP server? (its log says "
+            "'delivery paused' when it cannot)"
+        )
+    if failed:
+        refs = sorted({r for r in failed if r})
+        named = ", ".join(refs[:3]) + (", …" if len(refs) > 3 else "")
+        which = f" (cases {named})" if refs else ""
+        advice.append(
+            f"{plural(len(failed), 'email')} could not be delivered{which}: mailbridge case "
+            "show REF gives the server's words"
+        )
+    return Finding(
+        "delivery", "outbox", Status.WARNING if advice else Status.OK, found, tuple(advice)
+    )
 
 
 # --- storage ----------------------------------------------------------------------------

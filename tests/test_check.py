@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import col
 from typer.testing import CliRunner, Result
 
+from mailbridge import outbox
 from mailbridge.checks import (
     Status,
     check_database,
+    check_delivery,
     check_mailbox,
     check_smtp,
     check_storage,
@@ -25,6 +30,7 @@ from mailbridge.config import load_config, without_password
 from mailbridge.db import transaction
 from mailbridge.directory import import_members
 from mailbridge.migrate import SCHEMA_HEAD, ensure_database
+from mailbridge.models import OutboxMessage
 from mailbridge.probe import loopback
 from tests.factories import fixture_bytes
 from tests.servers.dovecot import DovecotServer
@@ -166,7 +172,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 4 parts would stop mailbridge" in out
+    assert "1 of 5 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -187,6 +193,88 @@ def test_a_schema_other_than_ours_is_named(
     assert (found.status, found.found) == (status, words)
     with sqlite3.connect(tmp_path / "mailbridge.db") as db:  # and left as it was
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(revision,)]
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def outbox_row(engine: Engine, n: int, status: str, **times: datetime) -> None:
+    """One outbox row in `status`, with its times set as given (UTC)."""
+    with transaction(engine) as session:
+        outbox.enqueue(
+            session, kind="acknowledgement", sender="enquiries@example.gov.uk",
+            recipients=["cllr.jane.smith@example.gov.uk"], subject=f"mail {n}", raw=b"x",
+            message_id=f"m{n}@example.gov.uk", case_reference=f"MQ-2026-{n:05d}", now=NOW,
+        )  # fmt: skip
+    with transaction(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.message_id) == f"m{n}@example.gov.uk")
+            .values(status=status, **times)
+        )
+
+
+@pytest.mark.parametrize(
+    ("rows", "status", "found", "advice"),
+    [
+        ([], Status.OK, "0 sent in the last 24 hours; 0 waiting; 0 refused in 7 days", ""),
+        (  # due 20 minutes ago, nothing sent for an hour: nobody is delivering
+            [
+                ("sent", {"sent_at": NOW - timedelta(hours=1)}),
+                ("pending", {"next_attempt_at": NOW - timedelta(minutes=20)}),
+            ],
+            Status.WARNING,
+            "1 sent in the last 24 hours; 1 waiting; 0 refused in 7 days",
+            "mail due since 26 Nov 11:40 UTC is still waiting: is mailbridge run running",
+        ),
+        (  # a rate limit working through a backlog: sent 5 minutes ago, so it moves
+            [
+                ("sent", {"sent_at": NOW - timedelta(minutes=5)}),
+                ("pending", {"next_attempt_at": NOW - timedelta(minutes=20)}),
+            ],
+            Status.OK,
+            "1 sent in the last 24 hours; 1 waiting; 0 refused in 7 days",
+            "",
+        ),
+        (  # a retry due later is not stuck
+            [("pending", {"next_attempt_at": NOW + timedelta(minutes=30)})],
+            Status.OK,
+            "0 sent in the last 24 hours; 1 waiting; 0 refused in 7 days",
+            "",
+        ),
+        (
+            [
+                ("failed", {"created_at": NOW - timedelta(days=1)}),
+                ("failed", {"created_at": NOW - timedelta(days=2)}),
+                ("failed", {"created_at": NOW - timedelta(days=8)}),
+            ],
+            Status.WARNING,
+            "0 sent in the last 24 hours; 0 waiting; 2 refused in 7 days",
+            "2 emails could not be delivered (cases MQ-2026-00001, MQ-2026-00002): "
+            "mailbridge case show REF",
+        ),
+    ],
+    ids=["quiet", "stuck", "rate-limited", "retry-later", "refused"],
+)
+def test_delivery_from_the_outbox(
+    tmp_path: Path,
+    db_url: str,
+    rows: list[tuple[str, dict[str, datetime]]],
+    status: Status,
+    found: str,
+    advice: str,
+) -> None:
+    engine = ensure_database(db_url)
+    for n, (state, times) in enumerate(rows, start=1):
+        outbox_row(engine, n, state, **times)
+    engine.dispose()
+    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox", db_url))
+    finding = check_delivery(config, now=NOW)
+    assert (finding.status, finding.found) == (status, found)
+    assert advice in " ".join(finding.advice)
+    assert bool(finding.advice) is bool(advice)
 
 
 # --- storage ----------------------------------------------------------------------------
