@@ -131,6 +131,11 @@ class Daemon:
     def run_pass(self, *, full_scan: bool = False) -> PassReport:
         """Process what waits in the mailbox, batch by batch, delivering after each batch."""
         report = PassReport()
+        if self.parse_pool is not None and self.parse_pool.broken:
+            # A worker died (killed, out of memory): parsing went on here; back to two cores.
+            self.services.engine.dispose()  # no pooled connection may cross into a child
+            self.parse_pool.start()
+            log.warning("parse workers restarted")
         reconcile = self.services.config.mailbox.reconcile_seconds
         if time.monotonic() - self._last_full_scan > reconcile or pending_failures(self.services):
             full_scan = True
@@ -182,12 +187,12 @@ class Daemon:
         for batch in batches:
             futures = pool.submit([m.raw for m in batch]) if pool is not None else None
             if ahead is not None:
-                yield ahead[0], ParsePool.result(ahead[1])
+                yield ahead[0], pool.result(ahead[1]) if pool is not None else None
                 if self.stopping:
                     return  # the batch fetched meanwhile stays in the inbox
             ahead = (batch, futures)
         if ahead is not None:
-            yield ahead[0], ParsePool.result(ahead[1])
+            yield ahead[0], pool.result(ahead[1]) if pool is not None else None
 
     # -- the schedule tick ------------------------------------------------------------
 

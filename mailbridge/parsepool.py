@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mailbridge.blobs import BlobStore
@@ -85,6 +86,7 @@ class ParsePool:
         self.max_filename_length = max_filename_length
         self.data_dir = data_dir  # where the workers store raw messages; None: they do not
         self._pool: ProcessPoolExecutor | None = None
+        self.broken = False  # a worker died and the pool was closed: start() makes a new one
 
     def start(self) -> None:
         """Fork the workers now, while no database or mailbox connection is open."""
@@ -98,6 +100,7 @@ class ParsePool:
             initargs=(os.getpid(),),
         )
         self._pool.submit(int).result()  # with fork, every worker starts on first use
+        self.broken = False
 
     def submit(self, raws: Sequence[bytes]) -> list[Future[Parsed]] | None:
         if self._pool is None:
@@ -113,10 +116,10 @@ class ParsePool:
         except RuntimeError as exc:  # the pool broke (a worker was killed): parse inline
             log.warning("parse workers unavailable", extra={"error": str(exc)})
             self.close()
+            self.broken = True
             return None
 
-    @staticmethod
-    def result(futures: list[Future[Parsed]] | None) -> Parsed | None:
+    def result(self, futures: list[Future[Parsed]] | None) -> Parsed | None:
         """The batch's parses in order, or None to parse in the main process."""
         if futures is None:
             return None
@@ -124,6 +127,9 @@ class ParsePool:
             return [parsed for future in futures for parsed in future.result()]
         except Exception as exc:  # noqa: BLE001 - e.g. a worker died; the batch is not lost
             log.warning("parse worker failed; parsing here", extra={"error": str(exc)})
+            if isinstance(exc, BrokenProcessPool):  # and the pool with it: start() anew
+                self.close()
+                self.broken = True
             return None
 
     def close(self) -> None:

@@ -446,6 +446,34 @@ def test_the_daemon_with_a_parse_worker_opens_one_case_per_message(
     assert folder_count(batched, "Processed") == len(CASE_MAIL) + 1
 
 
+def test_a_dead_parse_worker_is_replaced_at_the_next_pass(
+    batched: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = CASE_MAIL[:2], CASE_MAIL[2:4]
+    for name in first:
+        maildir_drop(inbox(batched), fixture_bytes(name))
+    pool = ParsePool(1, batched.config.storage.max_filename_length)
+    batched.engine.dispose()  # as the daemon does before it forks
+    pool.start()
+    daemon = pooled_daemon(batched, pool)
+    try:
+        assert pool._pool is not None
+        [dead] = list(pool._pool._processes)  # type: ignore[attr-defined]
+        os.kill(dead, signal.SIGKILL)
+        daemon.run_pass(full_scan=True)  # parsed here meanwhile
+        assert pool.broken
+        for name in second:
+            maildir_drop(inbox(batched), fixture_bytes(name))
+        daemon.run_pass(full_scan=True)
+        assert not pool.broken and pool._pool is not None
+        [alive] = list(pool._pool._processes)  # type: ignore[attr-defined]
+        assert alive != dead
+    finally:
+        pool.close()
+    assert "parse workers restarted" in {r.message for r in caplog.records}
+    assert_one_case_per_message(batched, first + second)
+
+
 def test_a_dead_parse_worker_only_means_parsing_here(
     batched: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
