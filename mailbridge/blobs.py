@@ -83,7 +83,10 @@ class BlobStore:
                 )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has rolled back already after some errors (a full disk): a second
+                # ROLLBACK would raise "no transaction is active" and hide the real cause.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def _read(self, sha256: str) -> bytes | None:

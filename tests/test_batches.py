@@ -10,6 +10,7 @@ import logging
 import mailbox
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -313,6 +314,27 @@ def test_a_batch_that_commits_logs_its_lines_once_in_order(
     Processor(services, steps).process_batch(items(POTHOLE, DELEGATE))
     noted = [r.key for r in caplog.records if r.getMessage() == "noted"]  # type: ignore[attr-defined]
     assert noted == [key_of(POTHOLE), key_of(DELEGATE)]
+
+
+def test_a_full_disk_costs_no_attempt_and_quarantines_nothing(services: Services) -> None:
+    """Blobs cannot be written: the batch is not committed, its mail stays in the inbox,
+    no message is charged a failed attempt (three would quarantine every email that
+    arrived while the disk was full), and all of it goes through once there is room."""
+    services.blobs.put(b"seed")
+    db = services.blobs._connection()
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):  # fill what room is left
+        for n in range(10_000):
+            services.blobs.put(n.to_bytes(4, "big") * 256)
+    for _ in range(3):
+        outcomes = Processor(services).process_batch(items(POTHOLE, DELEGATE))
+        assert [type(o) for o in outcomes] == [Failed, Failed]
+        assert all("full" in o.error for o in outcomes if isinstance(o, Failed))
+    assert count(services.engine, ProcessingFailure) == 0
+    assert count(services.engine, Case) == 0
+    db.execute("PRAGMA max_page_count = 1000000")  # room again
+    outcomes = Processor(services).process_batch(items(POTHOLE, DELEGATE))
+    assert [type(o) for o in outcomes] == [CaseOpened, CaseOpened]
 
 
 def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:

@@ -117,6 +117,27 @@ def test_an_exception_in_a_batch_writes_none_of_its_blobs(tmp_path: Path) -> Non
     assert rows(store)[two] == b"two"
 
 
+def full(store: BlobStore, pages: int) -> None:
+    """Cap the store's database at `pages` pages: SQLite then fails as on a full disk."""
+    store._connection().execute(f"PRAGMA max_page_count = {pages}")
+
+
+def test_a_full_disk_is_named_and_the_store_goes_on_once_there_is_room(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    store.put(b"small")
+    used = store._connection().execute("PRAGMA page_count").fetchone()[0]
+    full(store, used)
+    big = hashlib.sha256(b"x" * 200_000).hexdigest()
+    with pytest.raises(sqlite3.OperationalError, match="full"), store.batch():  # not "rollback"
+        store.put(b"x" * 200_000)
+    with pytest.raises(FileNotFoundError):
+        store.get(big)
+    full(store, 1_000_000)  # room again
+    with store.batch():
+        assert store.put(b"x" * 200_000) == big
+    assert store.get(big) == b"x" * 200_000
+
+
 def test_a_nested_batch_leaves_the_write_to_the_outer_one(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     with store.batch():
