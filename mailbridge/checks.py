@@ -36,10 +36,10 @@ from mailbridge.models import (
     Person,
     PersonKind,
     QuarantineItem,
+    QuarantineStatus,
     as_utc,
     utcnow,
 )
-from mailbridge.models import QuarantineStatus as QStatus
 from mailbridge.probe import Probe, plural
 
 # Below this much free space in the data folder, say so: every email and attachment is kept.
@@ -54,7 +54,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, mailbox, smtp
+    part: str  # database, storage, mailbox, smtp, delivery
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -75,10 +75,8 @@ def check_all(config: Config) -> list[Finding]:
 
 
 def check_database(config: Config) -> Finding:
-    url = make_url(config.database.url)
-    where = url.render_as_string(hide_password=True)
-    file = url.database if url.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+    where = make_url(config.database.url).render_as_string(hide_password=True)
+    if _no_database_file(config):
         return Finding(
             "database",
             where,
@@ -118,6 +116,13 @@ def check_database(config: Config) -> Finding:
         engine.dispose()
 
 
+def _no_database_file(config: Config) -> bool:
+    """A SQLite database not made yet: looking would create it."""
+    url = make_url(config.database.url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    return file not in (None, "", ":memory:") and not Path(str(file)).exists()
+
+
 def _other_schema(where: str, revision: str) -> Finding:
     if revision.isdigit() and int(revision) < int(SCHEMA_HEAD):
         return Finding(
@@ -152,7 +157,7 @@ def _directory_finding(where: str, conn: Connection, config: Config) -> Finding:
     waiting = conn.execute(
         select(func.count())
         .select_from(QuarantineItem)
-        .where(QuarantineItem.status == QStatus.WAITING)
+        .where(QuarantineItem.status == QuarantineStatus.WAITING)
     ).scalar_one()
     members = people.get(PersonKind.MEMBER, 0)
     found = (
@@ -184,9 +189,7 @@ DAY = timedelta(days=1)
 def check_delivery(config: Config, now: datetime | None = None) -> Finding:
     """What the outbox says about the running service: sent lately, waiting, refused."""
     now = now or utcnow()
-    url = make_url(config.database.url)
-    file = url.database if url.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(str(file)).exists():
+    if _no_database_file(config):
         return Finding("delivery", "outbox", Status.OK, "nothing sent or queued yet")
     engine = make_engine(config.database.url)
     try:
