@@ -38,10 +38,10 @@ from sqlmodel import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailbridge import dashboard, filters  # noqa: E402
-from mailbridge.migrate import ensure_database  # noqa: E402
-from mailbridge.models import Case, CaseOfficer, Person, PersonAddress  # noqa: E402
-from mailbridge.sla import WorkingCalendar  # noqa: E402
+from mailbridge.console import dashboard, filters  # noqa: E402
+from mailbridge.deadlines.calendar import WorkingCalendar  # noqa: E402
+from mailbridge.store.migrate import ensure_database  # noqa: E402
+from mailbridge.store.models import Case, CaseOfficer, Person, PersonAddress  # noqa: E402
 
 FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
 LAST = ["Smith", "Patel", "Owen", "Okafor", "Jones", "Baker", "Rahman", "Lewis", "Wood", "Chen"]
@@ -259,8 +259,8 @@ def schedule_ticks(
     reached is new: the latest stage of each case mailed, the earlier ones recorded as
     skipped), then a tick in the steady state (plan over every open case with a lead
     officer and find each key done), which is what it costs every `tick_seconds`."""
-    from mailbridge import scheduler
     from mailbridge.config import Config
+    from mailbridge.deadlines import run
     from mailbridge.services import Services
 
     slug = {name: name.split()[0].lower().strip("'s") for name in DIRECTORATES}
@@ -280,9 +280,9 @@ def schedule_ticks(
     day = cal.add_working_days(today, 1)
     now = datetime(day.year, day.month, day.day, 10, 0, tzinfo=cal.zone).astimezone(UTC)
     with Session(engine) as session:
-        clocks = len(scheduler.case_clocks(session))
+        clocks = len(run.case_clocks(session))
     started = time.perf_counter()
-    first = scheduler.run_due(services, now)
+    first = run.run_due(services, now)
     first_ms = (time.perf_counter() - started) * 1000
     return [
         (
@@ -293,14 +293,14 @@ def schedule_ticks(
         ),
         (
             "schedule: a tick in the steady state (plan + done keys)",
-            timed(lambda: scheduler.pending(services, now), runs),
+            timed(lambda: run.pending(services, now), runs),
             "",
         ),
     ]
 
 
 def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
-    from mailbridge.db import make_engine
+    from mailbridge.store.db import make_engine
 
     engine = make_engine(url)
     cal = WorkingCalendar()
@@ -335,10 +335,10 @@ def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
         )
         out.append(("cases list: no filter (page + total)", timed(first_page, runs), ""))
         out.append(("cases list: --search 'mill lane' --district Melton", timed(search, runs), ""))
-        if importlib.util.find_spec("mailbridge.reports") is None:
+        if importlib.util.find_spec("mailbridge.console.reports") is None:
             out.append(("report over a year", None, "skipped: no mailbridge/reports.py"))
         else:
-            from mailbridge import reports
+            from mailbridge.console import reports
 
             build = getattr(reports, "build_report", None) or getattr(reports, "build", None)
             if build is None:

@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from mailbridge import directory
+from mailbridge.cases import directory
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.db import transaction
+from mailbridge.store.db import transaction
 
 app = typer.Typer(help="Addresses that bounced permanently.", no_args_is_help=True)
 

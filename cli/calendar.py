@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailbridge import clock
 from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import (
     ConfigOption,
@@ -22,10 +21,11 @@ from mailbridge.cli.context import (
     now_from,
     opened,
 )
-from mailbridge.db import transaction
+from mailbridge.deadlines import clock
+from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
 from mailbridge.services import Services
-from mailbridge.sla import calendar_from_config
+from mailbridge.store.db import transaction
 
 app = typer.Typer(
     help="The working-day calendar: non-working days, and recounting open deadlines.",

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
-from mailbridge import assignment, export, filters, views
+from mailbridge.cases import assignment
 from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
 from mailbridge.cli.filters import (
     CreatedFromOption,
@@ -35,11 +35,12 @@ from mailbridge.cli.filters import (
     TypeOption,
     case_filter,
 )
-from mailbridge.db import transaction
-from mailbridge.filters import CaseListRow
-from mailbridge.models import utcnow
+from mailbridge.console import export, filters, views
+from mailbridge.console.filters import CaseListRow
+from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.services import Services
-from mailbridge.sla import calendar_from_config
+from mailbridge.store.db import transaction
+from mailbridge.store.models import utcnow
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)

@@ -1,5 +1,5 @@
 """A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
-merge|convert|attachments|pause|resume`. The rules live in mailbridge/casework.py and
+merge|convert|attachments|pause|resume`. The rules live in mailbridge/coordinator.py and
 mailbridge/clock.py; this only prints."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from mailbridge import casework, clock
+from mailbridge.cases import coordinator
 from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
-from mailbridge.db import transaction
+from mailbridge.deadlines import clock
 from mailbridge.services import Services
+from mailbridge.store.db import transaction
 
 Reference = Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")]
 QUEUED = "  emails go out with the next pass of `mailbridge run`"
@@ -61,7 +62,7 @@ def set_(
     Example: mailbridge case set MQ-2026-00042 --service-area Highways --contact phone
     """
     with _work(config) as (services, session):
-        done = casework.set_fields(
+        done = coordinator.set_fields(
             session,
             services,
             reference,
@@ -97,12 +98,12 @@ def status(
     Example: mailbridge case status MQ-2026-00042 completed
     """
     with _work(config) as (services, session):
-        done = casework.set_status(session, services, reference, new_status, actor=_actor())
+        done = coordinator.set_status(session, services, reference, new_status, actor=_actor())
     _say(f"{done.reference}: {_word(done.old)} → {_word(done.new)}")
 
 
 def _word(status: str) -> str:
-    return casework.STATUS_WORDS.get(status, status)  # type: ignore[call-overload, no-any-return]
+    return coordinator.STATUS_WORDS.get(status, status)  # type: ignore[call-overload, no-any-return]
 
 
 def note(
@@ -117,7 +118,7 @@ def note(
     Example: mailbridge case note MQ-2026-00042 "Spoke to the contractor: repair booked"
     """
     with _work(config) as (services, session):
-        ref = casework.add_note(session, services, reference, text, actor=_actor())
+        ref = coordinator.add_note(session, services, reference, text, actor=_actor())
     _say(f"{ref}: note added (not sent to anyone)")
 
 
@@ -137,7 +138,7 @@ def reply(
     Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
     """
     with _work(config) as (services, session):
-        done = casework.reply(session, services, reference, text, attach or [], actor=_actor())
+        done = coordinator.reply(session, services, reference, text, attach or [], actor=_actor())
     _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
     if done.attached:
         _say(f"  attached: {', '.join(done.attached)}")
@@ -156,7 +157,7 @@ def reopen(
     Example: mailbridge case reopen MQ-2026-00042 --reason "the repair failed"
     """
     with _work(config) as (services, session):
-        done = casework.reopen(session, services, reference, reason, actor=_actor())
+        done = coordinator.reopen(session, services, reference, reason, actor=_actor())
     _say(f"{done.reference}: reopened, now {_word(done.new)}")
 
 
@@ -172,7 +173,7 @@ def link(
     Example: mailbridge case link MQ-2026-00042 --member raj.patel@example.gov.uk
     """
     with _work(config) as (services, session):
-        done = casework.link(session, services, reference, member, actor=_actor())
+        done = coordinator.link(session, services, reference, member, actor=_actor())
     _say(f"{done.reference}: {done.member} added")
     _say(f"  responses now go to {', '.join(done.members)}")
 
@@ -189,7 +190,7 @@ def merge(
     Example: mailbridge case merge MQ-2026-00043 --into MQ-2026-00042
     """
     with _work(config) as (services, session):
-        done = casework.merge(session, services, reference, into, actor=_actor())
+        done = coordinator.merge(session, services, reference, into, actor=_actor())
     _say(f"{done.reference}: merged into {done.into} and closed")
     if done.members_added:
         _say(f"  now on {done.into}: {', '.join(done.members_added)}")
@@ -208,7 +209,7 @@ def convert(
     Example: mailbridge case convert MQ-2026-00042 --to complaint --reason "resident complaint"
     """
     with _work(config) as (services, session):
-        done = casework.convert(session, services, reference, to, reason, actor=_actor())
+        done = coordinator.convert(session, services, reference, to, reason, actor=_actor())
     _say(f"{done.reference}: converted to a {done.converted_to.replace('_', ' ')} and closed")
 
 
@@ -225,7 +226,7 @@ def attachments(
     Example: mailbridge case attachments MQ-2026-00042 --save ./MQ-2026-00042
     """
     with _work(config) as (services, session):
-        saved = casework.save_attachments(
+        saved = coordinator.save_attachments(
             session, services, reference, save, force=force, actor=_actor()
         )
     _say(f"{len(saved)} saved to {save}:")
@@ -248,7 +249,7 @@ def pause(
     Example: mailbridge case pause MQ-2026-00042 --reason "awaiting information from the councillor"
     """
     with _work(config) as (services, session):
-        case = casework.find_case(session, reference)
+        case = coordinator.find_case(session, reference)
         done = clock.pause(session, services, case, reason, actor=_actor(), now=now_from(now))
     _say(f"{done.reference}: paused since {done.since:%a %d %b %Y} ({done.reason})")
     _say(f"  `mailbridge case resume {done.reference}` restarts the clock")
@@ -264,7 +265,7 @@ def resume(
     Example: mailbridge case resume MQ-2026-00042
     """
     with _work(config) as (services, session):
-        case = casework.find_case(session, reference)
+        case = coordinator.find_case(session, reference)
         done = clock.resume(session, services, case, actor=_actor(), now=now_from(now))
     old, new = done.response_due
     _say(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.text import Text
 
-from mailbridge import checks
-from mailbridge.checks import Status
 from mailbridge.cli.context import ConfigOption, console, friendly, load
+from mailbridge.service import checks
+from mailbridge.service.checks import Status
 
 _MARK = {
     Status.OK: ("ok", "green"),

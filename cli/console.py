@@ -11,9 +11,6 @@ from rich.table import Table
 from rich.text import Text
 from sqlmodel import Session
 
-from mailbridge import dashboard as board
-from mailbridge import export as exporting
-from mailbridge import filters
 from mailbridge.cli.cases import STATUS_LABEL, deadline_text
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.cli.filters import (
@@ -36,8 +33,11 @@ from mailbridge.cli.filters import (
     TypeOption,
     case_filter,
 )
-from mailbridge.models import utcnow
-from mailbridge.sla import calendar_from_config
+from mailbridge.console import dashboard as board
+from mailbridge.console import export as exporting
+from mailbridge.console import filters
+from mailbridge.deadlines.calendar import calendar_from_config
+from mailbridge.store.models import utcnow
 
 
 def register(app: typer.Typer) -> None:

@@ -74,7 +74,7 @@ def load(path: Path) -> Config:
 @contextmanager
 def opened(path: Path) -> Iterator[tuple[Config, object]]:
     """Config plus an engine on an upgraded database (created on first run)."""
-    from mailbridge.migrate import ensure_database
+    from mailbridge.store.migrate import ensure_database
 
     config = load(path)
     engine = ensure_database(config.database.url)

@@ -10,9 +10,9 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailbridge.cli.context import ConfigOption, console, friendly, load
-from mailbridge.db import make_engine
 from mailbridge.errors import MailbridgeError
-from mailbridge.migrate import upgrade as run_upgrade
+from mailbridge.store.db import make_engine
+from mailbridge.store.migrate import upgrade as run_upgrade
 
 app = typer.Typer(help="Database schema and backups.", no_args_is_help=True)
 
@@ -52,7 +52,7 @@ def backup(
     Creates DESTINATION/mailbridge-YYYYmmdd-HHMMSS. A PostgreSQL database is not copied:
     back it up with pg_dump. Example: mailbridge db backup /var/backups/mailbridge
     """
-    from mailbridge.backup import backup as take_backup
+    from mailbridge.store.backup import backup as take_backup
 
     cfg = load(config)
     report = take_backup(cfg, destination, datetime.now())

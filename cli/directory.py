@@ -12,11 +12,11 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from mailbridge import directory
+from mailbridge.cases import directory
+from mailbridge.cases.directory import ImportReport
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.db import transaction
-from mailbridge.directory import ImportReport
-from mailbridge.models import Person
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Person
 
 SINGULAR = {"members": "member", "officers": "officer", "delegates": "delegate"}
 EXAMPLES = {

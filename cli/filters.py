@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mailbridge.console.filters import SORTS, STATUSES, CaseFilter, normalise_status
 from mailbridge.errors import UserError
-from mailbridge.filters import SORTS, STATUSES, CaseFilter, normalise_status
 
 
 def _status(value: str | None) -> str | None:

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailbridge import quarantine as q
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.ingest import CaseOpened, Failed, Quarantined
+from mailbridge.pipeline import quarantine as q
+from mailbridge.pipeline.steps import CaseOpened, Failed, Quarantined
 from mailbridge.services import Services
 
 app = typer.Typer(help="Messages that opened no case, and why.", no_args_is_help=True)

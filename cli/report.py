@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from mailbridge import report_render, reports
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.console import report_render, reports
+from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
-from mailbridge.sla import calendar_from_config
 
 
 def register(app: typer.Typer) -> None:

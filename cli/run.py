@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from mailbridge import daemon, logs
+from mailbridge import logs
+from mailbridge.cases.directory import sync_coordinators
 from mailbridge.cli.context import ConfigOption, console, friendly, load, opened
 from mailbridge.config import check_secrets
-from mailbridge.db import transaction
-from mailbridge.directory import sync_coordinators
+from mailbridge.service import daemon
 from mailbridge.services import Services
+from mailbridge.store.db import transaction
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """`mailbridge schedule run-due|show`: scheduled mail from cron, or a look at what is due.
 
-The rules live in mailbridge/schedule.py and the sending in mailbridge/scheduler.py; this
+The rules live in mailbridge/schedule.py and the sending in mailbridge/run.py; this
 only parses the options and prints.
 """
 
@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
-from mailbridge import outbox, scheduler
 from mailbridge.cli.context import ConfigOption, console, err_console, friendly, opened
-from mailbridge.courier import CourierTotals, deliver_until_idle
+from mailbridge.deadlines import run
+from mailbridge.deadlines.plan import DigestDue, Due, Escalation, Reminder, Stale
+from mailbridge.delivery import outbox
+from mailbridge.delivery.courier import CourierTotals, deliver_until_idle
+from mailbridge.delivery.transports.base import open_sender
 from mailbridge.errors import UserError
-from mailbridge.schedule import DigestDue, Due, Escalation, Reminder, Stale
-from mailbridge.senders import open_sender
 from mailbridge.services import Services
 
 app = typer.Typer(
@@ -75,7 +76,7 @@ def show(
     """
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        items = scheduler.pending(services, _now(now, services))
+        items = run.pending(services, _now(now, services))
     if not items:
         console.print("nothing is due now", highlight=False)
         return
@@ -109,7 +110,7 @@ def run_due(
     """
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        report = scheduler.run_due(services, _now(now, services))
+        report = run.run_due(services, _now(now, services))
         totals = CourierTotals()
         if not no_deliver and report.done:
             deliver_until_idle(

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from mailbridge.blobs import BlobStore
 from mailbridge.config import Config
-from mailbridge.sla import WorkingCalendar, calendar_from_config
-from mailbridge.templating import Templates
+from mailbridge.deadlines.calendar import WorkingCalendar, calendar_from_config
+from mailbridge.delivery.templating import Templates
+from mailbridge.store.blobs import BlobStore
 
 
 @dataclass

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 from typer.testing import Result
 
 from mailbridge.config import Config
-from mailbridge.db import transaction
-from mailbridge.models import Person, PersonAddress
 from mailbridge.services import Services
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Person, PersonAddress
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAIL = FIXTURES / "mail"

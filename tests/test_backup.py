@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailbridge.backup import backup
-from mailbridge.blobs import BlobStore
 from mailbridge.errors import UserError
-from mailbridge.ingest import CaseOpened, Processor
-from mailbridge.models import Attachment, Case, Message
+from mailbridge.pipeline.steps import CaseOpened, Processor
 from mailbridge.services import Services
+from mailbridge.store.backup import backup
+from mailbridge.store.blobs import BlobStore
+from mailbridge.store.models import Attachment, Case, Message
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
 
 NOW = datetime(2026, 11, 26, 2, 30, 0)

@@ -17,10 +17,15 @@ import pytest
 from sqlalchemy import Engine, event, func
 from sqlmodel import Session, select
 
-from mailbridge import cases, ingest, outbox
-from mailbridge.daemon import Daemon
-from mailbridge.db import create_schema, make_engine, rows_later, transaction
-from mailbridge.ingest import (
+from mailbridge.cases import records
+from mailbridge.delivery import outbox
+from mailbridge.delivery.transports.base import open_sender
+from mailbridge.mail.parsing import parse
+from mailbridge.mailbox.base import Destination
+from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
+from mailbridge.pipeline import steps
+from mailbridge.pipeline.parse import ParsePool
+from mailbridge.pipeline.steps import (
     AlreadyHandled,
     BatchFacts,
     CaseOpened,
@@ -29,9 +34,10 @@ from mailbridge.ingest import (
     Quarantined,
     parse_or_none,
 )
-from mailbridge.mailbox.base import Destination
-from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
-from mailbridge.models import (
+from mailbridge.service.daemon import Daemon
+from mailbridge.services import Services
+from mailbridge.store.db import create_schema, make_engine, rows_later, transaction
+from mailbridge.store.models import (
     Attachment,
     Case,
     Event,
@@ -39,10 +45,6 @@ from mailbridge.models import (
     OutboxMessage,
     ProcessingFailure,
 )
-from mailbridge.parsepool import ParsePool
-from mailbridge.parsing import parse
-from mailbridge.senders import open_sender
-from mailbridge.services import Services
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
 
 POTHOLE = "member_new_enquiry_pothole.eml"
@@ -159,7 +161,7 @@ def test_a_message_committed_by_an_earlier_batch_is_known_to_the_next(
     assert facts.failing == frozenset()
 
     # Steps that stop at skip_handled: anything it does not recognise ends as a failure.
-    steps = [ingest.store_raw, ingest.parse, ingest.skip_handled]
+    chosen = [steps.store_raw, steps.parse, steps.skip_handled]
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -167,7 +169,7 @@ def test_a_message_committed_by_an_earlier_batch_is_known_to_the_next(
 
     event.listen(services.engine, "before_cursor_execute", record)
     try:
-        again = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, POTHOLE))
+        again = Processor(services, chosen).process_batch(items(POTHOLE, STRANGER, POTHOLE))
     finally:
         event.remove(services.engine, "before_cursor_execute", record)
     assert again == [
@@ -184,16 +186,16 @@ def test_a_message_committed_by_an_earlier_batch_is_known_to_the_next(
     assert count(services.engine, Case) == 2
 
 
-def explode(work: ingest.Work, services: Services) -> None:
+def explode(work: steps.Work, services: Services) -> None:
     raise RuntimeError("simulated bug in a processing step")
 
 
 def test_a_failure_known_to_the_batch_is_forgotten_when_the_message_succeeds(
     services: Services,
 ) -> None:
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), explode)
-    [failed] = Processor(services, steps).process_batch(items(POTHOLE))
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), explode)
+    [failed] = Processor(services, chosen).process_batch(items(POTHOLE))
     assert isinstance(failed, Failed) and failed.attempts == 1
     with Session(services.engine) as session:
         facts = BatchFacts.load(session, [key_of(POTHOLE)])
@@ -205,7 +207,7 @@ def test_a_failure_known_to_the_batch_is_forgotten_when_the_message_succeeds(
     assert count(services.engine, ProcessingFailure) == 0
 
 
-def explode_on_stranger(work: ingest.Work, services: Services) -> None:
+def explode_on_stranger(work: steps.Work, services: Services) -> None:
     if work.parsed is not None and work.parsed.dedupe_key == key_of(STRANGER):
         raise RuntimeError("simulated bug for one message")
 
@@ -233,10 +235,10 @@ def test_a_batch_without_errors_is_stored_without_a_savepoint_per_message(
 def test_one_failing_message_sends_the_batch_message_by_message(services: Services) -> None:
     """The first attempt rolls back whole; the second keeps the others' effects and records
     the failure, with references as if the first attempt had never been."""
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), explode_on_stranger)
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), explode_on_stranger)
     statements = statements_of(services.engine)
-    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    outcomes = Processor(services, chosen).process_batch(items(POTHOLE, STRANGER, DELEGATE))
     assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
     assert [s for s in statements if s.startswith("SAVEPOINT")]  # the careful path ran
     assert references(services.engine) == ["MQ-2026-00001", "MQ-2026-00002"]
@@ -250,9 +252,9 @@ def test_one_failing_message_sends_the_batch_message_by_message(services: Servic
     )
 
 
-def note_then_explode_on_stranger(work: ingest.Work, services: Services) -> None:
+def note_then_explode_on_stranger(work: steps.Work, services: Services) -> None:
     """A bug after the message already queued an event and an email of its own."""
-    cases.add_event(work.session, None, "probe", work.dedupe_key)
+    records.add_event(work.session, None, "probe", work.dedupe_key)
     outbox.enqueue(
         work.session,
         kind="probe",
@@ -268,9 +270,9 @@ def note_then_explode_on_stranger(work: ingest.Work, services: Services) -> None
 def test_events_and_mail_of_a_failed_message_go_with_it(services: Services) -> None:
     """Events and outgoing mail wait to be inserted together; a failing message's waiting
     rows are dropped, the others' are committed with their cases."""
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), note_then_explode_on_stranger)
-    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), note_then_explode_on_stranger)
+    outcomes = Processor(services, chosen).process_batch(items(POTHOLE, STRANGER, DELEGATE))
     assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
     expected = sorted([key_of(POTHOLE), key_of(DELEGATE)])
     with Session(services.engine) as session:
@@ -282,7 +284,7 @@ def test_events_and_mail_of_a_failed_message_go_with_it(services: Services) -> N
     assert sorted(mails) == expected
 
 
-def note_in_the_log_then_explode_on_stranger(work: ingest.Work, services: Services) -> None:
+def note_in_the_log_then_explode_on_stranger(work: steps.Work, services: Services) -> None:
     logging.getLogger("mailbridge.probe").info("noted", extra={"key": work.dedupe_key})
     explode_on_stranger(work, services)
 
@@ -292,10 +294,10 @@ def test_what_a_rolled_back_attempt_logged_is_not_logged(
 ) -> None:
     """The whole-batch attempt rolls back and the batch runs again message by message:
     each committed message's lines once, none for the message that failed."""
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), note_in_the_log_then_explode_on_stranger)
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), note_in_the_log_then_explode_on_stranger)
     caplog.set_level(logging.INFO)
-    outcomes = Processor(services, steps).process_batch(items(POTHOLE, STRANGER, DELEGATE))
+    outcomes = Processor(services, chosen).process_batch(items(POTHOLE, STRANGER, DELEGATE))
     assert [type(o) for o in outcomes] == [CaseOpened, Failed, CaseOpened]
     noted = [r.key for r in caplog.records if r.getMessage() == "noted"]  # type: ignore[attr-defined]
     assert noted == [key_of(POTHOLE), key_of(DELEGATE)]
@@ -308,10 +310,10 @@ def test_what_a_rolled_back_attempt_logged_is_not_logged(
 def test_a_batch_that_commits_logs_its_lines_once_in_order(
     services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), note_in_the_log_then_explode_on_stranger)
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), note_in_the_log_then_explode_on_stranger)
     caplog.set_level(logging.INFO)
-    Processor(services, steps).process_batch(items(POTHOLE, DELEGATE))
+    Processor(services, chosen).process_batch(items(POTHOLE, DELEGATE))
     noted = [r.key for r in caplog.records if r.getMessage() == "noted"]  # type: ignore[attr-defined]
     assert noted == [key_of(POTHOLE), key_of(DELEGATE)]
 
@@ -341,14 +343,14 @@ def test_rows_later_wait_for_the_end_of_the_block(engine: Engine) -> None:
     with transaction(engine) as session:
         with rows_later(session):
             for n in range(3):
-                cases.add_event(session, None, "note", f"row {n}")
-            cases.add_event(session, None, "note", "with an actor", actor="coordinator")
+                records.add_event(session, None, "note", f"row {n}")
+            records.add_event(session, None, "note", "with an actor", actor="coordinator")
             assert session.exec(select(func.count()).select_from(Event)).one() == 0
         assert session.exec(select(func.count()).select_from(Event)).one() == 4
-        cases.add_event(session, None, "note", "outside: at once")  # no block: inserted now
+        records.add_event(session, None, "note", "outside: at once")  # no block: inserted now
         assert session.exec(select(func.count()).select_from(Event)).one() == 5
     with pytest.raises(RuntimeError), transaction(engine) as session, rows_later(session):
-        cases.add_event(session, None, "note", "never")
+        records.add_event(session, None, "note", "never")
         raise RuntimeError("the transaction fails")
     assert sorted(event_details(engine)) == [
         "outside: at once",
@@ -459,7 +461,7 @@ def test_the_daemon_with_a_parse_worker_opens_one_case_per_message(
     report = pooled_daemon(batched, pool).run_once()
 
     assert pool._pool is None  # the worker was started and has been shut down again
-    assert [r.message for r in caplog.records if r.name == "mailbridge.parsepool"] == []
+    assert [r.message for r in caplog.records if r.name == "mailbridge.pipeline.parse"] == []
     assert (report.cases, report.duplicates) == (len(CASE_MAIL), 1)
     assert (report.quarantined, report.failed) == (0, 0)
     assert report.sent == count(batched.engine, OutboxMessage) >= len(CASE_MAIL)
@@ -514,7 +516,7 @@ def test_a_dead_parse_worker_only_means_parsing_here(
     finally:
         pool.close()
     # Noticed at submit (the pool already knew) or at result (the batch's parse failed).
-    fallbacks = {r.message for r in caplog.records if r.name == "mailbridge.parsepool"}
+    fallbacks = {r.message for r in caplog.records if r.name == "mailbridge.pipeline.parse"}
     assert fallbacks & {"parse workers unavailable", "parse worker failed; parsing here"}
     assert (report.cases, report.failed, report.quarantined) == (len(names), 0, 0)
     assert_one_case_per_message(batched, names)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import blobs
-from mailbridge.blobs import BlobStore
+from mailbridge.store import blobs
+from mailbridge.store.blobs import BlobStore
 
 
 def rows(store: BlobStore) -> dict[str, bytes]:
@@ -239,7 +239,7 @@ def test_processes_writing_at_once_all_succeed(tmp_path: Path) -> None:
     program = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from mailbridge.blobs import BlobStore\n"
+        "from mailbridge.store.blobs import BlobStore\n"
         "store = BlobStore(Path(sys.argv[1]))\n"
         "for n in range(20):\n"
         "    store.put_many([f'{sys.argv[2]}-{n}-{i}'.encode() * 500 for i in range(10)])\n"

@@ -16,10 +16,12 @@ import pytest
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner, Result
 
+from mailbridge.cases.inbound import history
 from mailbridge.cli.app import app
-from mailbridge.conversation import history
-from mailbridge.migrate import ensure_database
-from mailbridge.models import (
+from mailbridge.console.views import case_detail
+from mailbridge.deadlines.calendar import calendar_from_config
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import (
     Attachment,
     Case,
     CaseMember,
@@ -27,8 +29,6 @@ from mailbridge.models import (
     Message,
     OutboxMessage,
 )
-from mailbridge.sla import calendar_from_config
-from mailbridge.views import case_detail
 from tests.factories import add_person, fixture_bytes, ok_lines, one_error
 from tests.test_conversation import (
     GARETH,

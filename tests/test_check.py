@@ -14,8 +14,13 @@ from sqlalchemy import Engine, update
 from sqlmodel import col
 from typer.testing import CliRunner, Result
 
-from mailbridge import outbox
-from mailbridge.checks import (
+from mailbridge.cases.directory import import_members
+from mailbridge.cli import context
+from mailbridge.cli.app import app
+from mailbridge.config import load_config, without_password
+from mailbridge.delivery import outbox
+from mailbridge.probe import loopback
+from mailbridge.service.checks import (
     Status,
     check_database,
     check_delivery,
@@ -24,14 +29,9 @@ from mailbridge.checks import (
     check_storage,
     rate_limit_advice,
 )
-from mailbridge.cli import context
-from mailbridge.cli.app import app
-from mailbridge.config import load_config, without_password
-from mailbridge.db import transaction
-from mailbridge.directory import import_members
-from mailbridge.migrate import SCHEMA_HEAD, ensure_database
-from mailbridge.models import OutboxMessage
-from mailbridge.probe import loopback
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import SCHEMA_HEAD, ensure_database
+from mailbridge.store.models import OutboxMessage
 from tests.factories import fixture_bytes
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer

@@ -28,8 +28,8 @@ from typer.testing import CliRunner, Result
 
 from mailbridge.cli import context
 from mailbridge.cli.app import app
+from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.mailbox.maildir import maildir_drop
-from mailbridge.sla import WorkingCalendar
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -618,7 +618,8 @@ def test_the_command_starts_without_what_only_workers_or_postgresql_need() -> No
     fork, the courier aiosmtplib, and only a PostgreSQL deployment SQLAlchemy's dialect."""
     program = (
         "import sys\n"
-        "import mailbridge.cli.app, mailbridge.daemon, mailbridge.ingest, mailbridge.courier\n"
+        "import mailbridge.cli.app, mailbridge.service.daemon, mailbridge.pipeline.steps\n"
+        "import mailbridge.delivery.courier\n"
         "print(sorted(m for m in ('mailparser', 'aiosmtplib', 'sqlalchemy.dialects.postgresql')"
         " if m in sys.modules))\n"
     )

@@ -19,15 +19,15 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner, Result
 
-from mailbridge import reports
 from mailbridge.cli.app import app
-from mailbridge.clock import is_paused
-from mailbridge.dashboard import dashboard
-from mailbridge.db import transaction
-from mailbridge.filters import CaseFilter, count_cases, list_cases
-from mailbridge.migrate import ensure_database
-from mailbridge.models import Case, Event
-from mailbridge.sla import WorkingCalendar
+from mailbridge.console import reports
+from mailbridge.console.dashboard import dashboard
+from mailbridge.console.filters import CaseFilter, count_cases, list_cases
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.deadlines.clock import is_paused
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import Case, Event
 from tests.factories import AREAS, ok_lines, one_error
 from tests.test_conversation import (
     PRIYA,

@@ -10,7 +10,7 @@ from email.policy import compat32
 
 import pytest
 
-from mailbridge import compose
+from mailbridge.delivery import compose
 
 FROM = "enquiries@example.gov.uk"
 KEY = b"signing-key"

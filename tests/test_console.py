@@ -22,12 +22,12 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from mailbridge.db import transaction
+from mailbridge.console.filters import CaseFilter
+from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
-from mailbridge.filters import CaseFilter
-from mailbridge.migrate import ensure_database
-from mailbridge.models import Case, CaseMember, CaseOfficer, Person, PersonAddress, utcnow
-from mailbridge.sla import WorkingCalendar
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress, utcnow
 from tests.servers.database import _pg_url
 from tests.test_cli import CONFIG, invoke, ok, one_line_error, rows
 

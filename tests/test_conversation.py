@@ -27,15 +27,18 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner, Result
 
-from mailbridge import assignment, directory, quarantine
-from mailbridge.assignment import Assigned
+from mailbridge.cases import assignment, directory
+from mailbridge.cases.assignment import Assigned
 from mailbridge.cli.app import app
-from mailbridge.daemon import PassReport
-from mailbridge.db import transaction
 from mailbridge.errors import UserError
+from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import maildir_drop
-from mailbridge.migrate import ensure_database
-from mailbridge.models import (
+from mailbridge.pipeline import quarantine
+from mailbridge.service.daemon import PassReport
+from mailbridge.services import Services
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import (
     AddressFlag,
     Attachment,
     AutoMail,
@@ -48,8 +51,6 @@ from mailbridge.models import (
     QuarantineItem,
     utcnow,
 )
-from mailbridge.parsing import parse
-from mailbridge.services import Services
 from tests.factories import (
     add_person,
     fixture_bytes,

@@ -23,12 +23,12 @@ from sqlalchemy import Engine, update
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from mailbridge import compose, outbox
 from mailbridge.config import Config
-from mailbridge.courier import IDLE_SECONDS, Courier
-from mailbridge.db import create_schema, make_engine, transaction
-from mailbridge.models import OutboxMessage, utcnow
-from mailbridge.smtp import SmtpSender
+from mailbridge.delivery import compose, outbox
+from mailbridge.delivery.courier import IDLE_SECONDS, Courier
+from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.store.db import create_schema, make_engine, transaction
+from mailbridge.store.models import OutboxMessage, utcnow
 from tests.factories import make_config
 from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer

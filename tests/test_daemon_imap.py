@@ -25,9 +25,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mailbridge.db import transaction
-from mailbridge.directory import import_members
-from mailbridge.migrate import ensure_database
+from mailbridge.cases.directory import import_members
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
@@ -174,13 +174,15 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
     logged = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in logged
     # An operator reading the journal sees where it is connected, never a password.
-    started = next(line for line in logged.splitlines() if "mailbridge.daemon: started" in line)
+    started = next(
+        line for line in logged.splitlines() if "mailbridge.service.daemon: started" in line
+    )
     mailbox = f"imap://{imap_mailbox.user}@{imap_mailbox.host}:{imap_mailbox.port}/"
     assert f'mailbox="{mailbox}"' in started
     assert f'smtp="smtp://{smtp_server.host}:{smtp_server.port}"' in started
     assert 'database="sqlite:///' in started and "version=" in started
     assert imap_mailbox.password not in logged
-    assert "mailbridge.daemon: stopped" in logged
+    assert "mailbridge.service.daemon: stopped" in logged
 
 
 def serve_while_down(
@@ -234,7 +236,7 @@ def test_sigterm_ends_the_wait_for_an_unreachable_mailbox(
     finally:
         if proc.poll() is None:
             proc.kill()
-    log.wait_for("mailbridge.daemon: stopped")
+    log.wait_for("mailbridge.service.daemon: stopped")
 
 
 def test_a_killed_delivery_process_is_replaced(
@@ -250,7 +252,7 @@ def test_a_killed_delivery_process_is_replaced(
     )  # fmt: skip
     log = Lines(proc)
     try:
-        log.wait_for("mailbridge.daemon: started")
+        log.wait_for("mailbridge.service.daemon: started")
         deadline = time.monotonic() + 10
         while not (children := psutil.Process(proc.pid).children()):
             assert time.monotonic() < deadline

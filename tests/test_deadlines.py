@@ -13,11 +13,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from mailbridge.clock import Planned, Reset, plan, reset_of
 from mailbridge.config import Config
-from mailbridge.deadlines import Deadlines, Sla, deadlines, sla_for
-from mailbridge.models import Case
-from mailbridge.sla import WorkingCalendar
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.deadlines.clock import Planned, Reset, plan, reset_of
+from mailbridge.deadlines.policy import Deadlines, Sla, deadlines, sla_for
+from mailbridge.store.models import Case
 
 CLOSURES = ["2026-12-29", "2026-12-30", "2026-12-31"]
 CAL = WorkingCalendar(closure_days=CLOSURES, office_hours_end="17:00")

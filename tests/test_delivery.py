@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailbridge import compose, outbox
-from mailbridge.db import transaction
-from mailbridge.models import OutboxMessage
-from mailbridge.smtp import SmtpSender
+from mailbridge.delivery import compose, outbox
+from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.store.db import transaction
+from mailbridge.store.models import OutboxMessage
 from tests.servers.smtp import SmtpServer
 
 pytestmark = pytest.mark.smtp

@@ -24,10 +24,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailbridge import digests, notify
-from mailbridge.db import transaction
-from mailbridge.digests import DigestMail
-from mailbridge.models import (
+from mailbridge.deadlines import digests
+from mailbridge.deadlines.digests import DigestMail
+from mailbridge.delivery import queue
+from mailbridge.delivery.templating import RenderedEmail
+from mailbridge.store.db import transaction
+from mailbridge.store.models import (
     AddressFlag,
     Case,
     CaseMember,
@@ -35,7 +37,6 @@ from mailbridge.models import (
     OutboxMessage,
     QuarantineItem,
 )
-from mailbridge.templating import RenderedEmail
 from tests.factories import add_person, make_services
 
 TODAY = date(2026, 11, 25)
@@ -201,7 +202,7 @@ def test_coordinator_digest_lists_what_needs_a_coordinator_today(desk: Desk) -> 
 
     # Queued by the caller (the scheduler): it lands in the outbox under its key.
     with transaction(desk.engine) as session:
-        queued = notify.queue_mail(
+        queued = queue.queue_mail(
             session, desk.services, kind=mail.kind, template=mail.template, to=mail.to,
             context=mail.context, automatic=True, rate_limited=False,
             idempotency_key=mail.key,
@@ -267,7 +268,7 @@ def test_member_digest_is_each_members_own_open_cases_and_never_another_members(
 
 def test_member_digest_and_status_reply_share_one_dashboard(desk: Desk) -> None:
     """The digest is the `status` dashboard: the same entries, the open ones."""
-    from mailbridge.member_dashboard import member_dashboard
+    from mailbridge.console.member_status import member_dashboard
 
     seed_cases(desk)
     with Session(desk.engine) as session:
@@ -396,7 +397,7 @@ def test_every_digest_queues_into_the_outbox_under_its_key(desk: Desk) -> None:
     with transaction(desk.engine) as session:
         for mail in mails:
             assert mail is not None
-            queued = notify.queue_mail(
+            queued = queue.queue_mail(
                 session, desk.services, kind=mail.kind, template=mail.template, to=mail.to,
                 context=mail.context, automatic=True, rate_limited=False,
                 idempotency_key=mail.key,

@@ -11,11 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from mailbridge.cli.context import console
-from mailbridge.cli.directory import delegates_app, members_app, officers_app
-from mailbridge.config import Coordinator
-from mailbridge.db import transaction
-from mailbridge.directory import (
+from mailbridge.cases.directory import (
     Identity,
     ImportReport,
     identify,
@@ -25,8 +21,12 @@ from mailbridge.directory import (
     read_csv,
     sync_coordinators,
 )
+from mailbridge.cli.context import console
+from mailbridge.cli.directory import delegates_app, members_app, officers_app
+from mailbridge.config import Coordinator
 from mailbridge.errors import ConfigError, UserError
-from mailbridge.models import Person, PersonAddress
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Person, PersonAddress
 
 FIXTURES = Path(__file__).parent / "fixtures" / "directory"
 

@@ -1,4 +1,4 @@
-"""mailbridge.hygiene: loops, bounces and auto-replies told apart from mail a person wrote.
+"""mailbridge.mail.hygiene: loops, bounces and auto-replies told apart from mail a person wrote.
 
 Every fixture in tests/fixtures/mail/ is classified: those in AUTOMATIC must get the verdict
 given there, every other one (the ordinary enquiries, replies and forwards) must get None.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.hygiene import (
+from mailbridge.mail.hygiene import (
     DIAGNOSTIC_LIMIT,
     AutoReply,
     Bounce,
@@ -27,7 +27,7 @@ from mailbridge.hygiene import (
     classify,
     may_answer_automatically,
 )
-from mailbridge.parsing import ParsedEmail, parse
+from mailbridge.mail.parsing import ParsedEmail, parse
 from tests.test_real_world_corpus import corpus_dir, corpus_files
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"

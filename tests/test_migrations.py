@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import mailbridge.models  # noqa: F401 - registers the tables
-from mailbridge.db import make_engine
-from mailbridge.migrate import (
+import mailbridge.store.models  # noqa: F401 - registers the tables
+from mailbridge.store.db import make_engine
+from mailbridge.store.migrate import (
     SCHEMA_HEAD,
     alembic_config,
     current_revision,
@@ -92,8 +92,8 @@ def test_upgrading_a_database_with_cases_keeps_them_and_fills_the_new_columns(
     from alembic import command
     from sqlalchemy import text
 
-    from mailbridge.db import make_engine
-    from mailbridge.migrate import alembic_config
+    from mailbridge.store.db import make_engine
+    from mailbridge.store.migrate import alembic_config
 
     engine = make_engine(db_url)
     try:

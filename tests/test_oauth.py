@@ -9,7 +9,7 @@ import pytest
 
 from mailbridge.config import OAuthConfig
 from mailbridge.errors import TransportError
-from mailbridge.oauth import token_provider, xoauth2_string
+from mailbridge.mailbox.oauth import token_provider, xoauth2_string
 
 
 def test_command_provider_returns_the_token_printed_on_stdout() -> None:

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from mailbridge.db import make_engine, transaction
-from mailbridge.directory import import_members
+from mailbridge.cases.directory import import_members
 from mailbridge.mailbox.maildir import maildir_drop
-from mailbridge.migrate import ensure_database
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
@@ -83,7 +83,7 @@ data_dir = "{tmp_path / "data"}"
             time.sleep(0.1)
 
     try:
-        log.wait_for("mailbridge.daemon: started")
+        log.wait_for("mailbridge.service.daemon: started")
         maildir_drop(inbox, fixture_bytes(POTHOLE))
         wait_for(lambda: outbox.is_dir() and len(list(outbox.iterdir())) == 1)
 
@@ -103,4 +103,4 @@ data_dir = "{tmp_path / "data"}"
     assert code == 0, log.text
     assert "Traceback" not in log.text
     assert "database unreachable; trying again" in log.text
-    assert "mailbridge.daemon: stopped" in log.text
+    assert "mailbridge.service.daemon: stopped" in log.text

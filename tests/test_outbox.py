@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailbridge import compose, outbox
-from mailbridge.db import make_engine, transaction
-from mailbridge.models import Case, Event, Message, OutboxMessage, utcnow
-from mailbridge.smtp import SmtpSender
+from mailbridge.delivery import compose, outbox
+from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.models import Case, Event, Message, OutboxMessage, utcnow
 from tests.factories import add_person
 from tests.servers.smtp import SmtpServer
 

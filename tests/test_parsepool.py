@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mailbridge.blobs import BlobStore
-from mailbridge.ingest import parse_or_none
-from mailbridge.parsepool import ParsePool, workers_for
+from mailbridge.pipeline.parse import ParsePool, workers_for
+from mailbridge.pipeline.steps import parse_or_none
+from mailbridge.store.blobs import BlobStore
 from tests.factories import MAIL
 
 LIMIT = 120  # the default [storage] max_filename_length

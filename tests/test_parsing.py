@@ -1,4 +1,4 @@
-"""mailbridge.parsing on real-looking emails: one fixture per behaviour, exact expectations.
+"""mailbridge.mail.parsing on real-looking emails: one fixture per behaviour, exact expectations.
 
 Fixtures in tests/fixtures/mail/ are written as Outlook (Exchange Online), Gmail, Apple
 Mail and Thunderbird send them, with CRLF line endings as they arrive over IMAP. Each is
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.parsing import (
+from mailbridge.mail.parsing import (
     ParsedEmail,
     decode_bytes,
     html_to_text,

@@ -15,11 +15,14 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from mailbridge import ingest, quarantine
-from mailbridge.daemon import Daemon
-from mailbridge.ingest import AlreadyHandled, CaseOpened, Failed, Processor, Quarantined
+from mailbridge.delivery.transports.base import open_sender
+from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
-from mailbridge.models import (
+from mailbridge.pipeline import quarantine, steps
+from mailbridge.pipeline.steps import AlreadyHandled, CaseOpened, Failed, Processor, Quarantined
+from mailbridge.service.daemon import Daemon
+from mailbridge.services import Services
+from mailbridge.store.models import (
     Attachment,
     Case,
     Event,
@@ -28,9 +31,6 @@ from mailbridge.models import (
     ProcessingFailure,
     QuarantineItem,
 )
-from mailbridge.parsing import parse
-from mailbridge.senders import open_sender
-from mailbridge.services import Services
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
 
 
@@ -40,12 +40,12 @@ def services(tmp_path: Path, engine: Engine) -> Services:
     return make_services(tmp_path, engine)
 
 
-def daemon_for(services: Services, steps: list | None = None) -> Daemon:
+def daemon_for(services: Services, chosen: list | None = None) -> Daemon:
     root = Path(services.config.mailbox.url.split(":", 1)[1])
     source = MaildirSource(root)
     d = Daemon(services, source, lambda: open_sender(services.config))
-    if steps is not None:
-        d.processor = Processor(services, steps)
+    if chosen is not None:
+        d.processor = Processor(services, chosen)
     return d
 
 
@@ -153,7 +153,7 @@ def test_delegate_opens_case_for_their_member_and_both_are_acknowledged(
 
 
 def seed_ids(session: Session) -> dict[str, int]:
-    from mailbridge.models import Person
+    from mailbridge.store.models import Person
 
     return {p.email: p.id for p in session.exec(select(Person)).all()}  # type: ignore[misc]
 
@@ -230,7 +230,7 @@ def test_raw_message_is_kept_content_addressed(services: Services) -> None:
     assert services.blobs.get(message.raw_sha256 or "") == raw
 
 
-def explode_on_mill_lane(work: ingest.Work, services: Services) -> None:
+def explode_on_mill_lane(work: steps.Work, services: Services) -> None:
     if work.parsed and "Mill Lane" in work.parsed.subject:
         raise RuntimeError("simulated bug in a processing step")
 
@@ -238,11 +238,11 @@ def explode_on_mill_lane(work: ingest.Work, services: Services) -> None:
 def test_poison_message_is_retried_then_quarantined_while_others_go_on(
     services: Services,
 ) -> None:
-    steps = list(ingest.STEPS)
-    steps.insert(steps.index(ingest.route), explode_on_mill_lane)
+    chosen = list(steps.STEPS)
+    chosen.insert(chosen.index(steps.route), explode_on_mill_lane)
     drop(services, "member_new_enquiry_pothole.eml", "delegate_writes_for_member.eml")
 
-    first = daemon_for(services, steps).run_pass(full_scan=True)
+    first = daemon_for(services, chosen).run_pass(full_scan=True)
     assert (first.cases, first.failed) == (1, 1)
     assert folder_count(services, None) == 1  # the poison message stays in the inbox
     with Session(services.engine) as session:
@@ -250,9 +250,9 @@ def test_poison_message_is_retried_then_quarantined_while_others_go_on(
         assert failure.attempts == 1
         assert "simulated bug" in failure.traceback
 
-    second = daemon_for(services, steps).run_pass()
+    second = daemon_for(services, chosen).run_pass()
     assert second.failed == 1
-    third = daemon_for(services, steps).run_pass()
+    third = daemon_for(services, chosen).run_pass()
     assert (third.failed, third.quarantined) == (0, 1)
     assert folder_count(services, None) == 0
     assert folder_count(services, "Quarantine") == 1

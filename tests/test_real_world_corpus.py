@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from mailbridge.ingest import AlreadyHandled, CaseOpened, Processor, Quarantined
-from mailbridge.parsing import parse
+from mailbridge.mail.parsing import parse
+from mailbridge.pipeline.steps import AlreadyHandled, CaseOpened, Processor, Quarantined
 from tests.factories import add_person, make_services, seed_directory
 from tests.servers import unavailable
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, event
 
-from mailbridge import outbox
-from mailbridge.models import utcnow
-from mailbridge.receipts import Receipts, parse
+from mailbridge.delivery import outbox
+from mailbridge.delivery.receipts import Receipts, parse
+from mailbridge.store.models import utcnow
 from tests.servers.smtp import SmtpServer
 from tests.test_outbox import queue, received, rows, smtp
 

@@ -7,8 +7,8 @@ import threading
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from mailbridge.cases import allocate_reference
-from mailbridge.db import transaction
+from mailbridge.cases.records import allocate_reference
+from mailbridge.store.db import transaction
 
 
 def test_concurrent_allocation_is_unique_and_gap_free(engine: Engine) -> None:

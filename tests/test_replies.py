@@ -1,4 +1,4 @@
-"""mailbridge.replies: the new text of a reply, staff keywords, status requests.
+"""mailbridge.mail.replies: the new text of a reply, staff keywords, status requests.
 
 The fixtures in tests/fixtures/mail/ (`officer_reply_*`, `member_reply_*`, `reply_*`) are
 replies on case MQ-2026-00042 as Outlook desktop, Outlook on the web, new Outlook (HTML
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import replies
-from mailbridge.parsing import parse
-from mailbridge.replies import (
+from mailbridge.mail import replies
+from mailbridge.mail.parsing import parse
+from mailbridge.mail.replies import (
     DEFAULT_LANGUAGES,
     SUPPORTED_LANGUAGES,
     Keywords,

@@ -36,14 +36,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
-from mailbridge import reports
 from mailbridge.cli import context
 from mailbridge.cli.app import app
-from mailbridge.db import transaction
-from mailbridge.migrate import ensure_database
-from mailbridge.models import Case, Event, Person
-from mailbridge.reports import Ratio, Spread, build_report, percentile
-from mailbridge.sla import WorkingCalendar
+from mailbridge.console import reports
+from mailbridge.console.reports import Ratio, Spread, build_report, percentile
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.store.db import transaction
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import Case, Event, Person
 
 CALENDAR = WorkingCalendar()
 START, END, TODAY = date(2026, 12, 7), date(2027, 1, 3), date(2027, 1, 11)

@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from mailbridge import hygiene, matching, replies, routing
-from mailbridge.directory import Identity
-from mailbridge.matching import CaseFacts, Match
-from mailbridge.parsing import parse
+from mailbridge.cases.directory import Identity
+from mailbridge.mail import hygiene, replies
+from mailbridge.mail.parsing import parse
+from mailbridge.pipeline import routing, threading
+from mailbridge.pipeline.threading import CaseFacts, Match
 from tests.factories import fixture_bytes
 
 OWN = frozenset({"enquiries@example.gov.uk"})
@@ -258,7 +259,7 @@ KEY = b"test-signing-key"
 
 def test_candidates_read_ids_markers_and_tags_in_order() -> None:
     parsed = parse(fixture_bytes("member_reply_gmail_chaser.eml"))
-    found = matching.candidates(parsed, None, "MQ")
+    found = threading.candidates(parsed, None, "MQ")
     assert found.message_ids[0] == parsed.in_reply_to
     assert set(found.message_ids) == {parsed.in_reply_to, *parsed.references}
     assert found.tagged == ("MQ-2026-00042",)
@@ -266,7 +267,7 @@ def test_candidates_read_ids_markers_and_tags_in_order() -> None:
 
 
 def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
-    from mailbridge import compose
+    from mailbridge.delivery import compose
 
     real = compose.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
     forged = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"someone else")
@@ -275,18 +276,18 @@ def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
             f"From: a@example.org\r\nTo: enquiries@example.gov.uk\r\nSubject: hello\r\n"
             f"In-Reply-To: <{message_id}>\r\nMessage-ID: <x@example.org>\r\n\r\nbody\r\n"
         ).encode()
-        assert matching.candidates(parse(raw), KEY, "MQ").signed == expected
+        assert threading.candidates(parse(raw), KEY, "MQ").signed == expected
 
 
 def test_signed_reply_address_counts_as_a_signature() -> None:
-    from mailbridge import compose
+    from mailbridge.delivery import compose
 
     address = compose.reply_address("enquiries@example.gov.uk", "MQ-2026-00042", KEY)
     raw = (
         f"From: a@example.org\r\nTo: {address}\r\nSubject: hello\r\n"
         "Message-ID: <y@example.org>\r\n\r\nbody\r\n"
     ).encode()
-    assert matching.candidates(parse(raw), KEY, "MQ").signed == ("MQ-2026-00042",)
+    assert threading.candidates(parse(raw), KEY, "MQ").signed == ("MQ-2026-00042",)
     assert compose.verify_reply_address(address.replace("00042", "00043"), KEY) is None
 
 
@@ -296,27 +297,27 @@ OTHER = replace(CASE, id=43, reference="MQ-2026-00043")
 @pytest.mark.parametrize(
     ("found", "by_id", "expected_ref", "how", "missing"),
     [
-        (matching.Candidates(signed=("MQ-2026-00043",), tagged=("MQ-2026-00042",)), {},
+        (threading.Candidates(signed=("MQ-2026-00043",), tagged=("MQ-2026-00042",)), {},
          "MQ-2026-00043", "signed", None),
-        (matching.Candidates(message_ids=("m1", "m2"), tagged=("MQ-2026-00042",)),
+        (threading.Candidates(message_ids=("m1", "m2"), tagged=("MQ-2026-00042",)),
          {"m2": 43}, "MQ-2026-00043", "message_id", None),
-        (matching.Candidates(marker="MQ-2026-00043", tagged=("MQ-2026-00042",)), {},
+        (threading.Candidates(marker="MQ-2026-00043", tagged=("MQ-2026-00042",)), {},
          "MQ-2026-00043", "marker", None),
-        (matching.Candidates(tagged=("MQ-2026-00099", "MQ-2026-00042")), {},
+        (threading.Candidates(tagged=("MQ-2026-00099", "MQ-2026-00042")), {},
          "MQ-2026-00042", "subject", None),
-        (matching.Candidates(tagged=("MQ-2026-00099",)), {}, None, None, "MQ-2026-00099"),
-        (matching.Candidates(message_ids=("unknown",)), {}, None, None, None),
+        (threading.Candidates(tagged=("MQ-2026-00099",)), {}, None, None, "MQ-2026-00099"),
+        (threading.Candidates(message_ids=("unknown",)), {}, None, None, None),
     ],
 )  # fmt: skip
 def test_choose_applies_the_rules_in_order(
-    found: matching.Candidates,
+    found: threading.Candidates,
     by_id: dict[str, int],
     expected_ref: str | None,
     how: str | None,
     missing: str | None,
 ) -> None:
     cases = {c.reference: c for c in (CASE, OTHER)}
-    match = matching.choose(found, {c.id: c for c in (CASE, OTHER)}, by_id, cases)
+    match = threading.choose(found, {c.id: c for c in (CASE, OTHER)}, by_id, cases)
     assert (match.case.reference if match.case else None) == expected_ref
     assert match.how == how and match.missing_reference == missing
 
@@ -345,15 +346,15 @@ OUR_ID = "mb.MQ-2026-00042.4c7e19a05b3d2f86.9a1f3c7e52@example.gov.uk"
 def test_candidates_on_real_reply_shapes(
     fixture: str, message_ids: set[str], marker: str | None, tagged: tuple[str, ...]
 ) -> None:
-    found = matching.candidates(parse(fixture_bytes(fixture)), None, "MQ")
+    found = threading.candidates(parse(fixture_bytes(fixture)), None, "MQ")
     assert message_ids <= set(found.message_ids)
     assert found.marker == marker
     assert found.tagged == tagged
 
 
 def test_a_forwarded_chain_threads_by_the_stored_id_even_without_a_tag() -> None:
-    found = matching.candidates(
+    found = threading.candidates(
         parse(fixture_bytes("outlook_reply_tag_lost_references_kept.eml")), None, "MQ"
     )
-    match = matching.choose(found, {CASE.id: CASE}, {OUR_ID: CASE.id}, {})
+    match = threading.choose(found, {CASE.id: CASE}, {OUR_ID: CASE.id}, {})
     assert match.case == CASE and match.how == "message_id"

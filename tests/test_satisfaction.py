@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from mailbridge import hygiene, replies, routing
+from mailbridge.cases.satisfaction import rating_of
 from mailbridge.cli.app import app
-from mailbridge.matching import Match
-from mailbridge.migrate import ensure_database
-from mailbridge.models import Case, OutboxMessage
-from mailbridge.parsing import parse
-from mailbridge.satisfaction import rating_of
+from mailbridge.mail import hygiene, replies
+from mailbridge.mail.parsing import parse
+from mailbridge.pipeline import routing
+from mailbridge.pipeline.threading import Match
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import Case, OutboxMessage
 from tests.factories import fixture_bytes, ok_lines
 from tests.test_conversation import (
     JANE,
@@ -286,8 +287,8 @@ def test_report_rows_show_the_average_answer_and_how_many_answered(
 
     from sqlmodel import Session
 
-    from mailbridge.report_render import flat_headings, flat_rows
-    from mailbridge.reports import build_report
+    from mailbridge.console.report_render import flat_headings, flat_rows
+    from mailbridge.console.reports import build_report
     from tests.test_digests import Desk, seed_week
 
     desk = Desk(tmp_path, engine)

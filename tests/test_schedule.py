@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailbridge import schedule
 from mailbridge.config import Config
-from mailbridge.schedule import CaseClock, DigestDue, Escalation, Reminder, Stale
-from mailbridge.sla import WorkingCalendar
+from mailbridge.deadlines import plan
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.deadlines.plan import CaseClock, DigestDue, Escalation, Reminder, Stale
 
 LONDON = ZoneInfo("Europe/London")
 CAL = WorkingCalendar("Europe/London", "GB", "ENG", closure_days=["2026-12-30"])
@@ -63,16 +63,16 @@ def case(deadline: date, **changes: object) -> CaseClock:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def sent(items: list[schedule.Due]) -> list[str]:
+def sent(items: list[plan.Due]) -> list[str]:
     return [i.key for i in items if isinstance(i, Reminder | Escalation)]
 
 
-def stale(items: list[schedule.Due]) -> list[str]:
+def stale(items: list[plan.Due]) -> list[str]:
     return [i.key for i in items if isinstance(i, Stale)]
 
 
-def due_for(c: CaseClock, now: datetime, config: Config = CONFIG) -> list[schedule.Due]:
-    return [i for i in schedule.due(config, CAL, now, [c]) if not isinstance(i, DigestDue)]
+def due_for(c: CaseClock, now: datetime, config: Config = CONFIG) -> list[plan.Due]:
+    return [i for i in plan.due(config, CAL, now, [c]) if not isinstance(i, DigestDue)]
 
 
 EASTER_DEADLINE = date(2026, 4, 8)  # Wednesday after Easter Monday
@@ -81,11 +81,11 @@ FRIDAY_DEADLINE = date(2026, 11, 27)
 
 
 def r(offset: int, deadline: date) -> str:
-    return schedule.reminder_key("MQ-2026-00001", offset, deadline)
+    return plan.reminder_key("MQ-2026-00001", offset, deadline)
 
 
 def e(after: int, deadline: date) -> str:
-    return schedule.escalation_key("MQ-2026-00001", after, deadline)
+    return plan.escalation_key("MQ-2026-00001", after, deadline)
 
 
 @pytest.mark.parametrize(
@@ -282,14 +282,14 @@ def test_reminder_left_over_after_the_deadline_is_stale_not_sent() -> None:
 
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
-        schedule.due(CONFIG, CAL, datetime(2026, 11, 25, 9, 5), [])
+        plan.due(CONFIG, CAL, datetime(2026, 11, 25, 9, 5), [])
 
 
 # --- digests ----------------------------------------------------------------------------
 
 
 def digests(now: datetime, config: Config = CONFIG) -> list[tuple[str, str, date]]:
-    return [(d.key, d.kind, d.day) for d in schedule.digests_due(config, CAL, now)]
+    return [(d.key, d.kind, d.day) for d in plan.digests_due(config, CAL, now)]
 
 
 MON = date(2026, 11, 23)  # ISO week 2026-W48
@@ -372,6 +372,6 @@ def test_weekly_digest_on_the_first_working_day_from_its_weekday(
 ) -> None:
     config = Config.model_validate({"schedule": {"member_digest_day": weekday}})
     found = [
-        (d.key, d.day) for d in schedule.digests_due(config, CAL, now) if d.kind == "member_digest"
+        (d.key, d.day) for d in plan.digests_due(config, CAL, now) if d.kind == "member_digest"
     ]
     assert found == expected

@@ -18,16 +18,16 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from mailbridge import digests, scheduler
 from mailbridge.cli.app import app
-from mailbridge.daemon import Daemon
-from mailbridge.db import make_engine, transaction
-from mailbridge.digests import DigestMail
+from mailbridge.deadlines import digests, run
+from mailbridge.deadlines.digests import DigestMail
+from mailbridge.delivery.transports.base import open_sender
 from mailbridge.mailbox.maildir import MaildirSource
-from mailbridge.migrate import ensure_database
-from mailbridge.models import Case, OutboxMessage, ScheduledSend
-from mailbridge.senders import open_sender
+from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.migrate import ensure_database
+from mailbridge.store.models import Case, OutboxMessage, ScheduledSend
 from tests.factories import AREAS, ok_lines
 from tests.test_conversation import (
     PRIYA,
@@ -88,12 +88,12 @@ def sends(engine: Engine) -> dict[str, str]:
 
 def test_reminder_sent_once_across_a_restart(tmp_path: Path, engine: Engine, db_url: str) -> None:
     council = assigned_council(tmp_path, engine)
-    first = scheduler.run_due(council.services, FRIDAY)
+    first = run.run_due(council.services, FRIDAY)
     assert first.done == [(REMINDER_KEY, "queued")]
     # A restart: new engine, new services, a later tick the same morning.
     fresh = make_engine(db_url)
     try:
-        again = scheduler.run_due(
+        again = run.run_due(
             Services.build(council.services.config, fresh), at(date(2026, 12, 4), "11:40")
         )
     finally:
@@ -116,12 +116,12 @@ def test_reminder_sent_once_across_a_restart(tmp_path: Path, engine: Engine, db_
 
 def test_nothing_out_of_hours_and_nothing_for_a_paused_case(tmp_path: Path, engine: Engine) -> None:
     council = assigned_council(tmp_path, engine)
-    assert scheduler.run_due(council.services, at(date(2026, 12, 4), "07:00")).done == []
+    assert run.run_due(council.services, at(date(2026, 12, 4), "07:00")).done == []
     with transaction(engine) as session:
         case = session.exec(select(Case).where(Case.reference == REF)).one()
         case.paused_at = FRIDAY
         session.add(case)
-    report = scheduler.run_due(council.services, FRIDAY)
+    report = run.run_due(council.services, FRIDAY)
     assert REMINDER_KEY not in dict(report.done)
     assert outbox_kinds(engine) == []
 
@@ -135,7 +135,7 @@ def test_escalation_tells_the_ladder_and_the_coordinators(tmp_path: Path, engine
         directorates=[{"name": "Environment and Transport", "head_email": HEAD}],  # type: ignore[arg-type]
     )
     # Down from before the reminders until the first working day after the deadline.
-    report = scheduler.run_due(council.services, at(date(2026, 12, 9), "10:00"))
+    report = run.run_due(council.services, at(date(2026, 12, 9), "10:00"))
     assert (f"escalation:{REF}:1:{DEADLINE}", "queued") in report.done
     assert sorted(report.skipped) == sorted([REMINDER_KEY, f"reminder:{REF}:0:{DEADLINE}"])
     assert outbox_kinds(engine) == [(f"escalation:{REF}:1:{DEADLINE}", "escalation")]
@@ -146,7 +146,7 @@ def test_escalation_tells_the_ladder_and_the_coordinators(tmp_path: Path, engine
     text = text_of(mail)
     assert "1 working days after" not in text and 'step "1 working day after' in text
     assert CONTACT in text and SUPPORT in text
-    later = scheduler.run_due(council.services, at(date(2026, 12, 15), "09:30"))
+    later = run.run_due(council.services, at(date(2026, 12, 15), "09:30"))
     assert (f"escalation:{REF}:5:{DEADLINE}", "queued") in later.done
     council.run()
     [fifth] = council.new_mail()
@@ -159,38 +159,38 @@ def test_a_case_whose_latest_stage_is_done_has_nothing_stale_left(
 ) -> None:
     council = assigned_council(tmp_path, engine)
     morning = at(date(2026, 12, 9), "10:00")
-    report = scheduler.run_due(council.services, morning)
+    report = run.run_due(council.services, morning)
     assert (f"escalation:{REF}:1:{DEADLINE}", "queued") in report.done
     # Even were the skipped reminders' records gone, the sent escalation settles them: a
     # steady-state tick looks up one key per case, not every stage it ever had.
     with transaction(engine) as session:
         for key in report.skipped:
             session.delete(session.get(ScheduledSend, key))
-    assert scheduler.pending(council.services, at(date(2026, 12, 9), "11:00")) == []
+    assert run.pending(council.services, at(date(2026, 12, 9), "11:00")) == []
 
 
 def test_a_limit_leaves_the_rest_for_the_next_call(tmp_path: Path, engine: Engine) -> None:
     council = assigned_council(tmp_path, engine, schedule={})
-    first = scheduler.run_due(council.services, FRIDAY, limit=1)
+    first = run.run_due(council.services, FRIDAY, limit=1)
     assert (first.done, first.left) == ([("digest:coordinators:2026-12-04", "queued")], 1)
-    second = scheduler.run_due(council.services, FRIDAY, limit=1)
+    second = run.run_due(council.services, FRIDAY, limit=1)
     assert (second.done, second.left) == ([(REMINDER_KEY, "queued")], 0)
-    assert scheduler.run_due(council.services, FRIDAY, limit=1).done == []
+    assert run.run_due(council.services, FRIDAY, limit=1).done == []
 
 
 def test_a_case_extended_since_planning_is_left_to_the_next_tick(
     tmp_path: Path, engine: Engine
 ) -> None:
     council = assigned_council(tmp_path, engine, schedule={})
-    [digest, reminder] = scheduler.pending(council.services, FRIDAY)
+    [digest, reminder] = run.pending(council.services, FRIDAY)
     assert reminder.key == REMINDER_KEY
     with transaction(engine) as session:
         case = session.exec(select(Case).where(Case.reference == REF)).one()
         case.extended_due = date(2026, 12, 15)
         session.add(case)
-    assert scheduler._do(council.services, reminder, FRIDAY) == "moved"
+    assert run._do(council.services, reminder, FRIDAY) == "moved"
     assert REMINDER_KEY not in sends(engine) and outbox_kinds(engine) == []
-    assert scheduler.pending(council.services, FRIDAY) == [digest], "nothing due on the new date"
+    assert run.pending(council.services, FRIDAY) == [digest], "nothing due on the new date"
 
 
 def test_one_failing_item_rolls_back_alone(
@@ -202,12 +202,12 @@ def test_one_failing_item_rolls_back_alone(
         raise RuntimeError("digest builder broke")
 
     monkeypatch.setattr(digests, "coordinator_digest", broken)
-    report = scheduler.run_due(council.services, FRIDAY)
+    report = run.run_due(council.services, FRIDAY)
     assert report.failed == ["digest:coordinators:2026-12-04"]
     assert report.done == [(REMINDER_KEY, "queued")]
     assert "digest:coordinators:2026-12-04" not in sends(engine), "free to try again"
     monkeypatch.undo()
-    retry = scheduler.run_due(council.services, FRIDAY)
+    retry = run.run_due(council.services, FRIDAY)
     assert retry.done == [("digest:coordinators:2026-12-04", "queued")]
 
 
@@ -231,7 +231,7 @@ def test_digest_mail_queued_once_per_period(
 
     monkeypatch.setattr(digests, "coordinator_digest", digest)
     for clock in ("08:29", "08:30", "08:31", "16:00"):
-        scheduler.run_due(council.services, at(date(2026, 12, 4), clock))
+        run.run_due(council.services, at(date(2026, 12, 4), clock))
     assert outbox_kinds(engine) == [("digest:coordinators:2026-12-04", "test_digest")]
     assert sends(engine)["digest:coordinators:2026-12-04"] == "queued"
 
@@ -244,23 +244,23 @@ def test_two_daemons_racing_on_one_key_send_once(
     nothing once A commits."""
     council = assigned_council(tmp_path, engine)
     claimed, go = threading.Event(), threading.Event()
-    real_remind = scheduler._remind
+    real_remind = run._remind
 
-    def slow_remind(session: Session, services: Services, item: scheduler.Reminder) -> str:
+    def slow_remind(session: Session, services: Services, item: run.Reminder) -> str:
         outcome = real_remind(session, services, item)
         if threading.current_thread().name == "daemon-a":
             claimed.set()
             assert go.wait(30)
         return outcome
 
-    monkeypatch.setattr(scheduler, "_remind", slow_remind)
+    monkeypatch.setattr(run, "_remind", slow_remind)
     config = council.services.config
-    reports: dict[str, scheduler.RunReport] = {}
+    reports: dict[str, run.RunReport] = {}
 
     def daemon(name: str) -> None:
         eng = make_engine(db_url)
         try:
-            reports[name] = scheduler.run_due(Services.build(config, eng), FRIDAY)
+            reports[name] = run.run_due(Services.build(config, eng), FRIDAY)
         finally:
             eng.dispose()
 
@@ -297,14 +297,14 @@ def test_real_digests_and_an_escalation_once_with_two_daemons_and_a_restart(
     config = council.services.config
     monday = at(date(2026, 12, 14))
     start = threading.Barrier(2)
-    reports: list[scheduler.RunReport] = []
+    reports: list[run.RunReport] = []
 
     def daemon(now: datetime, wait: bool) -> None:
         eng = make_engine(db_url)
         try:
             if wait:
                 start.wait(30)
-            reports.append(scheduler.run_due(Services.build(config, eng), now))
+            reports.append(run.run_due(Services.build(config, eng), now))
         finally:
             eng.dispose()
 
@@ -442,9 +442,9 @@ def test_service_waits_for_mail_at_most_until_the_next_tick(
     )
     ticks: list[datetime] = []
     monkeypatch.setattr(
-        scheduler,
+        run,
         "run_due",
-        lambda _services, now, limit=None: ticks.append(now) or scheduler.RunReport(),
+        lambda _services, now, limit=None: ticks.append(now) or run.RunReport(),
     )
     holder: list[Daemon] = []
     waits: list[float] = []

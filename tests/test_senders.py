@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.errors import ConfigError, TransportError
-from mailbridge.senders import (
+from mailbridge.delivery.transports.base import (
     MaildirSender,
     PermanentDeliveryError,
     TemporaryDeliveryError,
     open_sender,
 )
-from mailbridge.smtp import SmtpSender
+from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.errors import ConfigError, TransportError
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import sla
-from mailbridge.sla import WorkingCalendar, bank_holidays
+from mailbridge.deadlines import calendar
+from mailbridge.deadlines.calendar import WorkingCalendar, bank_holidays
 
 CAL = WorkingCalendar("Europe/London", "GB", "ENG", closure_days=["2026-12-30"])
 
@@ -85,7 +85,7 @@ def test_a_kept_year_is_read_without_importing_the_holidays_package(tmp_path: Pa
     program = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from mailbridge.sla import bank_holidays\n"
+        "from mailbridge.deadlines.calendar import bank_holidays\n"
         f"days = bank_holidays('GB', 'ENG', 2026, Path({str(tmp_path)!r}))\n"
         "print(len(days), 'holidays' in sys.modules)\n"
     )
@@ -100,9 +100,9 @@ def test_a_kept_year_is_read_without_importing_the_holidays_package(tmp_path: Pa
 def test_another_version_of_the_package_computes_the_year_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    installed = sla._holidays_version()
+    installed = calendar._holidays_version()
     bank_holidays("GB", "ENG", 2026, tmp_path)
-    monkeypatch.setattr(sla, "_holidays_version", lambda: "9999.1")
+    monkeypatch.setattr(calendar, "_holidays_version", lambda: "9999.1")
     assert bank_holidays("GB", "ENG", 2026, tmp_path) == bank_holidays("GB", "ENG", 2026)
     names = {p.name.rsplit("-", 1)[1] for p in tmp_path.iterdir()}
     assert names == {f"{installed}.json", "9999.1.json"}
@@ -111,7 +111,7 @@ def test_another_version_of_the_package_computes_the_year_again(
 def test_without_a_known_version_nothing_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sla, "_holidays_version", lambda: None)
+    monkeypatch.setattr(calendar, "_holidays_version", lambda: None)
     assert bank_holidays("GB", "ENG", 2026, tmp_path) == bank_holidays("GB", "ENG", 2026)
     assert list(tmp_path.iterdir()) == []
 

@@ -1,4 +1,4 @@
-"""mailbridge.subjects: reply prefixes, external banners, case tags and references.
+"""mailbridge.mail.subjects: reply prefixes, external banners, case tags and references.
 
 Table tests on subject lines as mail clients and gateways write them. Where a subject comes
 from a real .eml fixture in tests/fixtures/mail/, it is parsed from that file.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.parsing import parse
-from mailbridge.subjects import (
+from mailbridge.mail.parsing import parse
+from mailbridge.mail.subjects import (
     find_body_marker,
     find_references,
     normalise,

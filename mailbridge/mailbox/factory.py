@@ -44,7 +44,7 @@ def open_source(
         )
     password: str | None = None
     if box.oauth is not None and token_provider is None:
-        from mailbridge.oauth import token_provider as make_token_provider
+        from mailbridge.mailbox.oauth import token_provider as make_token_provider
 
         secret = None
         if box.oauth.provider == "msal":

@@ -7,8 +7,8 @@ import threading
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from mailbridge.db import transaction
-from mailbridge.models import MailboxState, utcnow
+from mailbridge.store.db import transaction
+from mailbridge.store.models import MailboxState, utcnow
 
 
 class MemoryStateStore:

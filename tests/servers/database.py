@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from mailbridge.db import create_schema, make_engine
+from mailbridge.store.db import create_schema, make_engine
 from tests.servers import unavailable
 
 PG_ADMIN_URL = os.environ.get(

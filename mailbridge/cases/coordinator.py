@@ -1,0 +1,670 @@
+"""A coordinator's changes to one case: each runs in the caller's one transaction.
+
+Every change writes an Event naming who made it (the `actor`); the only emails are a
+`reply` to the member(s), queued through `queue.queue_mail` like all case mail.
+
+Decisions recorded here:
+
+- `note` is an internal note: a Message with direction "in" and role "note", the same row a
+  coordinator's emailed note makes, so officers' notices that carry the case history
+  (`conversation.history`) include it. It is never sent to the member.
+- `reply` mails the member, every other member on the case and the delegate who wrote the
+  enquiry (`conversation.member_recipients`); the outgoing Message gets role "reply" and its
+  attachments are kept on the case. It counts as a response (first/last_response_at) but
+  does not complete the case: `case status REF completed` does.
+- Status changes: new <-> in_progress (back to new only while no lead officer is assigned),
+  new or in_progress -> completed (sets completed_at). A completed case comes back with
+  `reopen`; a closed case (merged or converted) never changes.
+- `convert` stores converted_to as "complaint" or "service_request".
+- A new service area or enquiry type moves an open case's deadlines to its new SLA
+  (`clock.follow_sla`); the change is listed with the others and logged as its own event.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from mailbridge.cases import directory, satisfaction
+from mailbridge.cases.inbound import member_recipients, thread_for
+from mailbridge.cases.records import add_event
+from mailbridge.deadlines import clock
+from mailbridge.delivery import queue
+from mailbridge.errors import UserError
+from mailbridge.mail.parsing import sanitise_filename
+from mailbridge.services import Services
+from mailbridge.store.db import insert_row
+from mailbridge.store.models import (
+    Attachment,
+    Case,
+    CaseMember,
+    CaseStatus,
+    Direction,
+    Disposition,
+    Message,
+    Person,
+    PersonKind,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+CONTACT_METHODS = ("email", "phone", "letter")
+CONVERSIONS = {"complaint": "complaint", "service-request": "service_request"}
+STATUS_WORDS = {
+    CaseStatus.NEW: "new",
+    CaseStatus.IN_PROGRESS: "in progress",
+    CaseStatus.COMPLETED: "completed",
+    CaseStatus.CLOSED: "closed",
+}
+FIELD_LABELS = {
+    "service_area": "service area",
+    "enquiry_type": "enquiry type",
+    "directorate": "directorate",
+    "district": "district",
+    "preferred_contact": "preferred contact",
+    "sensitive": "sensitive",
+}
+
+
+# --- finding things -------------------------------------------------------------------
+
+
+def find_case(session: Session, reference: str) -> Case:
+    case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
+    if case is None:
+        raise UserError(f"no case has reference {reference.strip()} (see `mailbridge cases list`)")
+    return case
+
+
+def _reference_of(session: Session, case_id: int | None) -> str:
+    other = session.get(Case, case_id) if case_id is not None else None
+    return other.reference if other else "?"
+
+
+def _closed_why(session: Session, case: Case) -> str:
+    if case.merged_into_id is not None:
+        return f"merged into {_reference_of(session, case.merged_into_id)}"
+    if case.converted_to:
+        return f"converted to a {case.converted_to.replace('_', ' ')}"
+    return case.closed_reason or "closed"
+
+
+def _refuse_closed(session: Session, case: Case) -> None:
+    if case.status == CaseStatus.CLOSED:
+        raise UserError(
+            f"{case.reference} is closed ({_closed_why(session, case)}) and cannot change"
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "":
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _touch(session: Session, case: Case) -> None:
+    case.updated_at = utcnow()
+    session.add(case)
+
+
+# --- set ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    reference: str
+    changes: tuple[str, ...]  # "service area: Highways → School Transport"
+
+
+def set_fields(
+    session: Session,
+    services: Services,
+    reference: str,
+    *,
+    actor: str,
+    service_area: str | None = None,
+    enquiry_type: str | None = None,
+    directorate: str | None = None,
+    district: str | None = None,
+    preferred_contact: str | None = None,
+    sensitive: bool | None = None,
+) -> Changed:
+    """Change only the fields given; an empty text clears that field.
+
+    A service area must be one of config's [[service_areas]] when any are configured, so
+    the reports never count a misspelt area on its own.
+    """
+    given: dict[str, object] = {
+        name: value
+        for name, value in (
+            ("service_area", service_area),
+            ("enquiry_type", enquiry_type),
+            ("directorate", directorate),
+            ("district", district),
+            ("preferred_contact", preferred_contact),
+            ("sensitive", sensitive),
+        )
+        if value is not None
+    }
+    if not given:
+        raise UserError(
+            "nothing to change: give at least one of --service-area, --enquiry-type, "
+            "--directorate, --district, --contact, --sensitive/--not-sensitive"
+        )
+    case = find_case(session, reference)
+    for name, value in list(given.items()):
+        if isinstance(value, str):
+            text = " ".join(value.split())
+            given[name] = text or None
+    contact = given.get("preferred_contact")
+    if contact is not None:
+        contact = str(contact).lower()
+        if contact not in CONTACT_METHODS:
+            raise UserError(f"--contact must be one of: {', '.join(CONTACT_METHODS)}")
+        given["preferred_contact"] = contact
+    area = given.get("service_area")
+    areas = [a.name for a in services.config.service_areas]
+    if area is not None and areas:
+        match = next((a for a in areas if a.lower() == str(area).lower()), None)
+        if match is None:
+            raise UserError(
+                f"--service-area {area!r} is not a service area in the config "
+                f"(one of: {', '.join(areas)})"
+            )
+        given["service_area"] = match
+    for name, limit in (("enquiry_type", 100), ("directorate", 200), ("district", 200)):
+        value = given.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise UserError(f"--{name.replace('_', '-')} is longer than {limit} characters")
+    changes: list[str] = []
+    changed: set[str] = set()
+    for name, value in given.items():
+        old = getattr(case, name)
+        if old == value:
+            continue
+        setattr(case, name, value)
+        changed.add(name)
+        changes.append(f"{FIELD_LABELS[name]}: {_shown(old)} → {_shown(value)}")
+    if changes:
+        _touch(session, case)
+        session.flush()
+        add_event(session, case.id, "fields_changed", "; ".join(changes), actor=actor)
+        if {"service_area", "enquiry_type"} & changed:
+            # The deadlines follow the new SLA (clock.follow_sla says when they do not).
+            moved = clock.follow_sla(session, services, case, actor=actor, now=utcnow())
+            changes.extend(moved.changes if moved else ())
+    return Changed(case.reference, tuple(changes))
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    reference: str
+    old: str
+    new: str
+
+
+def set_status(
+    session: Session, services: Services, reference: str, status: str, *, actor: str
+) -> StatusChanged:
+    wanted = status.strip().lower().replace("-", "_").replace(" ", "_")
+    choices = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.COMPLETED)
+    if wanted == CaseStatus.CLOSED:
+        raise UserError(
+            "a case is closed by `mailbridge case merge` or `mailbridge case convert`, "
+            "not by a status change"
+        )
+    if wanted not in choices:
+        raise UserError(f"status must be one of: {', '.join(choices)}")
+    case = find_case(session, reference)
+    _refuse_closed(session, case)
+    old = case.status
+    if old == wanted:
+        raise UserError(f"{case.reference} is already {STATUS_WORDS[CaseStatus(old)]}")
+    if old == CaseStatus.COMPLETED:
+        raise UserError(
+            f"{case.reference} is completed; use `mailbridge case reopen {case.reference}` "
+            "to open it again"
+        )
+    if wanted == CaseStatus.NEW and case.lead_officer_id is not None:
+        raise UserError(
+            f"{case.reference} has a lead officer, so it cannot be new again; "
+            "use `mailbridge case reassign` to change its officers"
+        )
+    now = utcnow()
+    if wanted == CaseStatus.COMPLETED:
+        clock.settle_pause(session, services, case, actor=actor, now=now)
+    case.status = wanted
+    if wanted == CaseStatus.COMPLETED:
+        case.completed_at = now
+    _touch(session, case)
+    session.flush()
+    detail = f"status {STATUS_WORDS[CaseStatus(old)]} → {STATUS_WORDS[CaseStatus(wanted)]}"
+    add_event(session, case.id, "status_changed", detail, actor=actor)
+    if wanted == CaseStatus.COMPLETED:
+        satisfaction.ask(session, services, case, thread_for(session, case))
+    return StatusChanged(case.reference, old, wanted)
+
+
+# --- note -----------------------------------------------------------------------------
+
+
+def _clean_text(text: str, what: str) -> str:
+    cleaned = text.replace("\r\n", "\n").strip()
+    if not cleaned:
+        raise UserError(f"the {what} is empty")
+    return cleaned
+
+
+def add_note(session: Session, services: Services, reference: str, text: str, *, actor: str) -> str:
+    """An internal note on the case; nobody is emailed."""
+    body = _clean_text(text, "note")
+    case = find_case(session, reference)
+    now = utcnow()
+    message_id = insert_row(
+        session,
+        Message,
+        direction=Direction.IN,
+        case_id=case.id,
+        disposition=Disposition.CASE,
+        sender=actor[:998],
+        subject=f"Note on {case.reference}",
+        received_at=now,
+        body_text=body,
+        reply_text=body,
+        role="note",
+        created_at=now,
+    )
+    _touch(session, case)
+    session.flush()
+    add_event(session, case.id, "note", "internal note", actor=actor, message_id=message_id)
+    return case.reference
+
+
+# --- reply ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replied:
+    reference: str
+    recipients: tuple[str, ...]
+    withheld: tuple[tuple[str, str], ...]
+    attached: tuple[str, ...]
+
+
+def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[str, str, bytes]]:
+    cap = services.config.storage.max_attachment_bytes
+    taken: set[str] = set()
+    files: list[tuple[str, str, bytes]] = []
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"--attach {path}: no such file")
+        data = path.read_bytes()
+        if cap and len(data) > cap:
+            raise UserError(f"--attach {path}: {len(data)} bytes is over the {cap}-byte limit")
+        name = sanitise_filename(
+            path.name,
+            fallback="attachment.bin",
+            max_length=services.config.storage.max_filename_length,
+        )
+        name = _unique(name, taken)
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        files.append((name, ctype, data))
+    return files
+
+
+def reply(
+    session: Session,
+    services: Services,
+    reference: str,
+    text: str,
+    attach: Sequence[Path] = (),
+    *,
+    actor: str,
+) -> Replied:
+    """Email the member(s) on the case; recorded on it and counted as a response."""
+    body = _clean_text(text, "reply")
+    case = find_case(session, reference)
+    if case.status == CaseStatus.CLOSED:
+        raise UserError(
+            f"{case.reference} is closed ({_closed_why(session, case)}); "
+            "reply on the case that carries on from it"
+        )
+    files = _read_attachments(services, attach)
+    names = [name for name, _, _ in files]
+    to, cc = member_recipients(session, case)
+    queued = queue.queue_mail(
+        session,
+        services,
+        kind="reply",
+        template="reply",
+        to=to,
+        cc=cc,
+        thread=thread_for(session, case),
+        context={"case": case, "text": body, "attached": names},
+        attachments=files,
+    )
+    if queued is None:
+        raise UserError(
+            f"{case.reference}: the reply was not queued, as every recipient is withheld "
+            "(see `mailbridge addresses list`)"
+        )
+    out = session.exec(
+        select(Message).where(
+            Message.message_id == queued.message_id, Message.direction == Direction.OUT
+        )
+    ).one()
+    out.role = "reply"
+    out.reply_text = body
+    session.add(out)
+    for name, ctype, data in files:
+        insert_row(
+            session,
+            Attachment,
+            message_id=out.id,
+            case_id=case.id,
+            filename=name,
+            content_type=ctype[:255],
+            size=len(data),
+            inline=False,
+            sha256=services.blobs.put(data),
+        )
+    now = utcnow()
+    case.first_response_at = case.first_response_at or now
+    case.last_response_at = now
+    _touch(session, case)
+    session.flush()
+    add_event(
+        session,
+        case.id,
+        "replied",
+        f"reply sent to {', '.join(queued.recipients)}"
+        + (f"; attached {', '.join(names)}" if names else ""),
+        actor=actor,
+        message_id=out.id,
+    )
+    return Replied(case.reference, queued.recipients, queued.withheld, tuple(names))
+
+
+# --- reopen ---------------------------------------------------------------------------
+
+
+def reopen(
+    session: Session, services: Services, reference: str, reason: str | None = None, *, actor: str
+) -> StatusChanged:
+    """A completed case open again: in progress with its lead officer, else new."""
+    case = find_case(session, reference)
+    _refuse_closed(session, case)
+    if case.status != CaseStatus.COMPLETED:
+        raise UserError(
+            f"{case.reference} is {STATUS_WORDS[CaseStatus(case.status)]}; "
+            "only a completed case can be reopened"
+        )
+    case.status = CaseStatus.IN_PROGRESS if case.lead_officer_id else CaseStatus.NEW
+    case.completed_at = None
+    case.reopened_count += 1
+    _touch(session, case)
+    session.flush()
+    why = " ".join((reason or "").split())
+    add_event(
+        session,
+        case.id,
+        "reopened",
+        f"reopened by a coordinator ({case.reopened_count} times so far); now "
+        f"{STATUS_WORDS[CaseStatus(case.status)]}" + (f": {why}" if why else ""),
+        actor=actor,
+    )
+    return StatusChanged(case.reference, CaseStatus.COMPLETED, case.status)
+
+
+# --- link and merge -------------------------------------------------------------------
+
+
+def _members_on(session: Session, case: Case) -> set[int]:
+    linked = session.exec(select(CaseMember.person_id).where(CaseMember.case_id == case.id)).all()
+    return {case.member_id, *linked}
+
+
+def _add_member(session: Session, case: Case, person_id: int) -> bool:
+    """Another member on the case; False when they are on it already."""
+    if person_id in _members_on(session, case):
+        return False
+    session.add(CaseMember(case_id=case.id, person_id=person_id, added_at=utcnow()))
+    session.flush()
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    reference: str
+    member: str  # "Name <email>"
+    members: tuple[str, ...]  # every member's address on the case now
+
+
+def link(
+    session: Session, services: Services, reference: str, member_email: str, *, actor: str
+) -> Linked:
+    """Another member on the case: from now on they get every response and reply."""
+    case = find_case(session, reference)
+    _refuse_closed(session, case)
+    who = directory.identify(session, member_email)
+    if who.person_id is None:
+        raise UserError(
+            f"--member {member_email.strip()}: nobody in the directory has this address "
+            "(import members with `mailbridge members import members.csv`)"
+        )
+    if who.kind != PersonKind.MEMBER:
+        article = "an" if str(who.kind)[:1] in "aeiou" else "a"
+        raise UserError(f"--member {member_email.strip()} is {article} {who.kind}, not a member")
+    person = session.get(Person, who.person_id)
+    assert person is not None and person.id is not None
+    if person.id == case.member_id:
+        raise UserError(f"{person.name} <{person.email}> is the member who raised {case.reference}")
+    if not _add_member(session, case, person.id):
+        raise UserError(f"{person.name} <{person.email}> is already on {case.reference}")
+    _touch(session, case)
+    session.flush()
+    add_event(
+        session,
+        case.id,
+        "member_linked",
+        f"{person.name} <{person.email}> added; responses now go to every member on the case",
+        actor=actor,
+    )
+    to, _cc = member_recipients(session, case)
+    return Linked(case.reference, f"{person.name} <{person.email}>", tuple(to))
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    reference: str
+    into: str
+    members_added: tuple[str, ...]
+
+
+def merge(session: Session, services: Services, reference: str, into: str, *, actor: str) -> Merged:
+    """REF closes into OTHER; REF's members join OTHER. REF's history stays on REF."""
+    case = find_case(session, reference)
+    other = find_case(session, into)
+    if case.id == other.id:
+        raise UserError(f"{case.reference} cannot be merged into itself")
+    _refuse_closed(session, case)
+    if other.status == CaseStatus.CLOSED:
+        raise UserError(
+            f"--into {other.reference} is closed ({_closed_why(session, other)}); "
+            "merge into an open case"
+        )
+    added: list[str] = []
+    for person_id in sorted(_members_on(session, case), key=lambda p: (p != case.member_id, p)):
+        if _add_member(session, other, person_id):
+            person = session.get(Person, person_id)
+            assert person is not None
+            added.append(f"{person.name} <{person.email}>")
+    old = case.status
+    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
+    case.status = CaseStatus.CLOSED
+    case.merged_into_id = other.id
+    case.closed_reason = f"merged into {other.reference}"
+    _touch(session, case)
+    _touch(session, other)
+    session.flush()
+    joined = f"; {', '.join(added)} added to it" if added else ""
+    add_event(
+        session,
+        case.id,
+        "merged",
+        f"merged into {other.reference} (was {STATUS_WORDS[CaseStatus(old)]}); closed here{joined}",
+        actor=actor,
+    )
+    add_event(
+        session,
+        other.id,
+        "merged_in",
+        f"{case.reference} merged into this case"
+        + (f"; {', '.join(added)} now on this case" if added else ""),
+        actor=actor,
+    )
+    return Merged(case.reference, other.reference, tuple(added))
+
+
+# --- convert --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    reference: str
+    converted_to: str
+    reason: str
+
+
+def convert(
+    session: Session, services: Services, reference: str, to: str, reason: str, *, actor: str
+) -> Converted:
+    """Closed here: it carries on as a complaint or service request elsewhere."""
+    kind = CONVERSIONS.get(to.strip().lower())
+    if kind is None:
+        raise UserError(f"--to must be one of: {', '.join(CONVERSIONS)}")
+    why = " ".join(reason.split())
+    if not why:
+        raise UserError("--reason is empty: say why the case is converted")
+    if len(why) > 500:
+        raise UserError("--reason is longer than 500 characters")
+    case = find_case(session, reference)
+    _refuse_closed(session, case)
+    old = case.status
+    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
+    case.status = CaseStatus.CLOSED
+    case.converted_to = kind
+    case.closed_reason = why
+    _touch(session, case)
+    session.flush()
+    add_event(
+        session,
+        case.id,
+        "converted",
+        f"converted to a {kind.replace('_', ' ')} (was {STATUS_WORDS[CaseStatus(old)]}); "
+        f"closed here: {why}",
+        actor=actor,
+    )
+    return Converted(case.reference, kind, why)
+
+
+# --- attachments ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    path: Path
+    size: int
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, else `name (2)`, `name (3)`... not taken yet (case-insensitively)."""
+    if name.lower() not in taken:
+        taken.add(name.lower())
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, ext = name, ""
+    n = 2
+    while True:
+        candidate = f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
+        if candidate.lower() not in taken:
+            taken.add(candidate.lower())
+            return candidate
+        n += 1
+
+
+def save_attachments(
+    session: Session,
+    services: Services,
+    reference: str,
+    target: Path,
+    *,
+    force: bool = False,
+    actor: str,
+) -> list[Saved]:
+    """Write the case's kept attachments (not inline images, not refused ones) into `target`.
+
+    Nothing is written when any file is there already, unless `force`. The save is an event
+    on the case: who took a copy of what.
+    """
+    case = find_case(session, reference)
+    rows = session.exec(
+        select(Attachment)
+        .where(
+            Attachment.case_id == case.id,
+            col(Attachment.sha256).is_not(None),
+            col(Attachment.inline).is_(False),
+        )
+        .order_by(col(Attachment.id))
+    ).all()
+    if not rows:
+        raise UserError(f"{case.reference} has no kept attachments")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--save {target} is not a folder")
+    taken: set[str] = set()
+    plan: list[tuple[Path, Attachment]] = []
+    for att in rows:
+        name = sanitise_filename(
+            att.filename,
+            fallback=f"attachment-{att.id}.bin",
+            max_length=services.config.storage.max_filename_length,
+        )
+        plan.append((target / _unique(name, taken), att))
+    there = [p.name for p, _ in plan if p.exists()]
+    if there and not force:
+        raise UserError(
+            f"{target} already has {', '.join(there)}; nothing saved (use --force to overwrite)"
+        )
+    missing = [a.filename for _, a in plan if not services.blobs.exists(a.sha256 or "")]
+    if missing:
+        raise UserError(
+            f"{case.reference}: the blob store lacks {', '.join(missing)}; nothing saved "
+            f"(is [storage] data_dir {services.config.storage.data_dir} right?)"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    saved: list[Saved] = []
+    for path, att in plan:
+        data = services.blobs.get(att.sha256 or "")
+        path.write_bytes(data)
+        saved.append(Saved(path, len(data)))
+    add_event(
+        session,
+        case.id,
+        "attachments_saved",
+        f"{len(saved)} attachments saved to {target}: " + ", ".join(s.path.name for s in saved),
+        actor=actor,
+    )
+    log.info("attachments saved", extra={"case": case.reference, "files": len(saved)})
+    return saved

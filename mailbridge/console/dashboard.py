@@ -1,0 +1,72 @@
+"""The coordinator's morning view: counts by status, what is late or nearly due, the newest.
+
+Two aggregate queries and one page of the case list; the CLI only presents the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import case, func, select
+from sqlmodel import Session, col
+
+from mailbridge.console.filters import (
+    OPEN,
+    CaseFilter,
+    CaseListRow,
+    due_within_clause,
+    list_cases,
+    overdue_clause,
+)
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.store.models import Case
+
+DUE_SOON_DAYS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    today: date
+    new: int
+    in_progress: int
+    completed: int
+    closed: int
+    overdue: int  # open cases past their effective deadline
+    due_soon: int  # open cases due from today to `due_soon_until`
+    due_soon_days: int
+    due_soon_until: date
+    newest: list[CaseListRow]
+
+
+def dashboard(
+    session: Session,
+    calendar: WorkingCalendar,
+    today: date,
+    *,
+    newest: int = 15,
+    due_soon_days: int = DUE_SOON_DAYS,
+) -> Dashboard:
+    by_status = dict(session.execute(select(Case.status, func.count()).group_by(Case.status)).all())
+
+    def counted(clause):  # type: ignore[no-untyped-def]
+        return func.coalesce(func.sum(case((clause, 1), else_=0)), 0)
+
+    overdue, due_soon = session.execute(
+        select(
+            counted(overdue_clause(today)),
+            counted(due_within_clause(today, calendar, due_soon_days)),
+        ).where(col(Case.status).in_(OPEN))
+    ).one()
+    return Dashboard(
+        today=today,
+        new=by_status.get("new", 0),
+        in_progress=by_status.get("in_progress", 0),
+        completed=by_status.get("completed", 0),
+        closed=by_status.get("closed", 0),
+        overdue=int(overdue),
+        due_soon=int(due_soon),
+        due_soon_days=due_soon_days,
+        due_soon_until=calendar.add_working_days(today, due_soon_days),
+        newest=list_cases(session, CaseFilter(limit=newest), calendar, today),
+    )

@@ -1,0 +1,291 @@
+"""What an inbound email means (pure): who wrote, on which case, saying what.
+
+The table of the conversations issue, in code. Every input is data gathered before:
+the hygiene verdict, the sender's identity, the case the message points at, the reply's
+keywords. The output is one decision that `cases.py` applies in one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailbridge.cases.directory import Identity
+from mailbridge.config import ServiceArea
+from mailbridge.mail.hygiene import AutoReply, Bounce, Loop, Verdict
+from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.mail.replies import Keywords
+from mailbridge.pipeline.threading import CaseFacts, Match, is_member_of
+from mailbridge.store.models import CaseStatus, PersonKind
+
+# --- decisions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    member_id: int
+    submitter_id: int
+    service_area: str | None
+    directorate: str | None
+    linked_case_id: int | None = None  # a follow-up on a case completed too long ago
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    code: str
+    reason: str
+    case_id: int | None = None  # the case it points at, for a coordinator to check
+    answer_stranger: bool = False  # one polite reply that the address is for councillors
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    member_id: int
+    requester_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chase:
+    case: CaseFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    case: CaseFacts
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSatisfaction:
+    """The member's answer (1-5) to the satisfaction question: recorded, nothing reopened,
+    nothing sent."""
+
+    case: CaseFacts
+    rating: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerReply:
+    """The lead officer's reply: a response (completes), a holding reply, or internal."""
+
+    case: CaseFacts
+    kind: str  # "response", "holding" or "internal"
+    extend_days: int | None = None
+    extend_reason: str | None = None
+    malformed: tuple[str, ...] = ()  # keyword lines that could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    case: CaseFacts
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorNote:
+    case: CaseFacts
+    to_member: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAutoReply:
+    """An auto-reply or out-of-office on a case: logged there, nothing else happens."""
+
+    case: CaseFacts
+    kind: str
+    officer_away: bool = False  # an assigned officer is away: coordinators should know
+
+
+@dataclass(frozen=True, slots=True)
+class NoteBounce:
+    bounce: Bounce
+
+
+Decision = (
+    OpenCase
+    | Quarantine
+    | StatusRequest
+    | Chase
+    | Reopen
+    | RecordSatisfaction
+    | OfficerReply
+    | Contribution
+    | CoordinatorNote
+    | NoteAutoReply
+    | NoteBounce
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The configured parts of the rules."""
+
+    areas: Sequence[ServiceArea] = ()
+    reopen_working_days: int = 5
+    satisfaction: bool = False  # [satisfaction].ask: a bare rating on a completed case counts
+
+
+# --- the rules ------------------------------------------------------------------------
+
+
+def decide(
+    parsed: ParsedEmail,
+    sender: Identity,
+    verdict: Verdict | None,
+    match: Match,
+    keywords: Keywords,
+    status_request: bool,
+    policy: Policy,
+    rating: int | None = None,
+) -> Decision:
+    """`rating`: the reply's new text is only a rating (satisfaction.rating_of), else None."""
+    if isinstance(verdict, Loop):
+        return Quarantine("loop", verdict.reason)
+    if isinstance(verdict, Bounce):
+        return NoteBounce(verdict)
+    if isinstance(verdict, AutoReply):
+        case = match.case if match.case and _is_party(sender, match.case) else None
+        if case is None:
+            # Kept where a coordinator sees it, and never answered.
+            return Quarantine(
+                verdict.kind,
+                f"an automatic message ({verdict.reason}) that belongs to no case; "
+                "nothing was sent in reply",
+                case_id=match.case.id if match.case else None,
+            )
+        away = (
+            verdict.kind == "out_of_office"
+            and sender.person_id is not None
+            and sender.person_id in _officers(case)
+        )
+        return NoteAutoReply(case, verdict.kind, officer_away=away)
+    if not parsed.from_address:
+        return Quarantine("no_sender", "the message has no readable From address")
+
+    case = match.case
+    if case is None and match.missing_reference:
+        return Quarantine(
+            "unknown_reference",
+            f"the message refers to {match.missing_reference}, and there is no such case",
+        )
+    is_member = sender.kind in (PersonKind.MEMBER, PersonKind.DELEGATE) and bool(
+        sender.member_id and sender.person_id
+    )
+    if is_member and status_request:
+        assert sender.member_id is not None and sender.person_id is not None
+        return StatusRequest(sender.member_id, sender.person_id)
+    if case is None:
+        if is_member:
+            return _open_case(parsed, sender, policy)
+        if sender.kind in (PersonKind.OFFICER, PersonKind.COORDINATOR):
+            return Quarantine(
+                "not_linked_to_case",
+                f"{sender.kind} {parsed.from_address} wrote to the shared mailbox, but the "
+                "message does not belong to a case; only members open cases",
+            )
+        return Quarantine(
+            "unknown_sender",
+            f"{parsed.from_address} is not a registered member, delegate, officer or coordinator",
+            answer_stranger=True,
+        )
+    return _on_case(parsed, sender, case, keywords, policy, is_member, rating)
+
+
+def _on_case(
+    parsed: ParsedEmail,
+    sender: Identity,
+    case: CaseFacts,
+    keywords: Keywords,
+    policy: Policy,
+    is_member: bool,
+    rating: int | None = None,
+) -> Decision:
+    if case.status == CaseStatus.CLOSED and _is_party(sender, case):
+        what = case.converted_to.replace("_", " ") if case.converted_to else "closed"
+        return Quarantine(
+            "case_closed",
+            f"{parsed.from_address} wrote on {case.reference}, which was closed here "
+            f"({what}); a coordinator should pass it on",
+            case_id=case.id,
+        )
+    if is_member and is_member_of(case, sender.member_id):
+        if case.status != CaseStatus.COMPLETED:
+            return Chase(case)
+        if policy.satisfaction and rating is not None:
+            # However long ago it was completed: an answer is never a new enquiry.
+            return RecordSatisfaction(case, rating)
+        since = case.working_days_since_completed
+        if since is not None and since <= policy.reopen_working_days:
+            return Reopen(case)
+        decision = _open_case(parsed, sender, policy)
+        assert isinstance(decision, OpenCase)
+        return OpenCase(
+            decision.member_id,
+            decision.submitter_id,
+            decision.service_area,
+            decision.directorate,
+            linked_case_id=case.id,
+        )
+    person = sender.person_id
+    if person is not None and person == case.lead_officer_id:
+        bad = keywords.malformed
+        if keywords.internal:
+            return OfficerReply(case, "internal", malformed=bad)
+        if keywords.holding:
+            return OfficerReply(
+                case, "holding", keywords.extend_days, keywords.extend_reason, malformed=bad
+            )
+        return OfficerReply(case, "response", malformed=bad)
+    if person is not None and person in case.additional_officer_ids:
+        return Contribution(case)
+    if sender.kind == PersonKind.COORDINATOR:
+        return CoordinatorNote(case, to_member=keywords.member)
+    who = f"{sender.kind} {parsed.from_address}" if sender.kind else parsed.from_address
+    return Quarantine(
+        "not_party_to_case",
+        f"{who} wrote on {case.reference} but is not its member, delegate, officer or a "
+        "coordinator; a coordinator can accept it after checking",
+        case_id=case.id,
+    )
+
+
+def _officers(case: CaseFacts) -> set[int]:
+    officers = set(case.additional_officer_ids)
+    if case.lead_officer_id is not None:
+        officers.add(case.lead_officer_id)
+    return officers
+
+
+def _is_party(sender: Identity, case: CaseFacts) -> bool:
+    if sender.person_id is None:
+        return False
+    return (
+        is_member_of(case, sender.member_id)
+        or sender.person_id in _officers(case)
+        or sender.kind == PersonKind.COORDINATOR
+    )
+
+
+def _open_case(parsed: ParsedEmail, sender: Identity, policy: Policy) -> Decision:
+    assert sender.member_id is not None and sender.person_id is not None
+    area = guess_service_area(f"{parsed.subject}\n{parsed.body_text}", policy.areas)
+    return OpenCase(
+        member_id=sender.member_id,
+        submitter_id=sender.person_id,
+        service_area=area.name if area else None,
+        directorate=area.directorate if area else None,
+    )
+
+
+def _keyword_pattern(keyword: str) -> re.Pattern[str]:
+    return re.compile(r"\b" + re.escape(keyword.strip()) + r"\b", re.IGNORECASE)
+
+
+def guess_service_area(text: str, areas: Sequence[ServiceArea]) -> ServiceArea | None:
+    """The area whose keywords occur most often; ties go to the first in config order."""
+    best: ServiceArea | None = None
+    best_hits = 0
+    for area in areas:
+        hits = sum(len(_keyword_pattern(k).findall(text)) for k in area.keywords if k.strip())
+        if hits > best_hits:
+            best, best_hits = area, hits
+    return best

@@ -1,0 +1,3 @@
+"""The running service: the daemon's pass (fetch, ingest, move, deliver, tick) and the
+readiness checks of `mailbridge check`. The top of the library: it may import any room.
+"""

@@ -1,0 +1,358 @@
+"""`mailbridge check`: is this configuration ready to run? Each part looked at, nothing changed.
+
+Setting mailbridge up means getting four things right at once (a database, a data folder,
+the shared mailbox and an SMTP server, often Microsoft 365 with OAuth): each check logs in
+or opens as the service would, says what it found, and for each problem what to do. No mail
+is fetched, moved or sent; no folder, table or file is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import col
+
+from mailbridge.config import Config, without_password
+from mailbridge.errors import MailbridgeError
+from mailbridge.probe import Probe, plural
+from mailbridge.store.db import make_engine
+from mailbridge.store.migrate import SCHEMA_HEAD
+from mailbridge.store.models import (
+    Case,
+    CaseStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Person,
+    PersonKind,
+    QuarantineItem,
+    QuarantineStatus,
+    as_utc,
+    utcnow,
+)
+
+# Below this much free space in the data folder, say so: every email and attachment is kept.
+LOW_SPACE_BYTES = 1_000_000_000
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"  # works, but probably not as meant
+    FAILED = "failed"  # mailbridge cannot run like this
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    part: str  # database, storage, mailbox, smtp, delivery
+    where: str  # what was looked at, never with a password
+    status: Status
+    found: str
+    advice: tuple[str, ...] = ()  # what to do, one line each
+
+
+def check_all(config: Config) -> list[Finding]:
+    return [
+        check_database(config),
+        check_storage(config),
+        check_mailbox(config),
+        check_smtp(config),
+        check_delivery(config),
+    ]
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+def check_database(config: Config) -> Finding:
+    where = make_url(config.database.url).render_as_string(hide_password=True)
+    if _no_database_file(config):
+        return Finding(
+            "database",
+            where,
+            Status.WARNING,
+            "no database file yet",
+            ("the first mailbridge command creates it (e.g. mailbridge db upgrade)",),
+        )
+    engine = make_engine(config.database.url)
+    try:
+        with engine.connect() as conn:
+            try:
+                revisions = list(conn.execute(text("SELECT version_num FROM alembic_version")))
+            except DBAPIError:
+                conn.rollback()
+                revisions = None
+            if not revisions:
+                return Finding(
+                    "database",
+                    where,
+                    Status.WARNING,
+                    "reachable, no mailbridge tables yet",
+                    ("the first mailbridge command creates them (e.g. mailbridge db upgrade)",),
+                )
+            revision = str(revisions[0][0])
+            if revision != SCHEMA_HEAD:
+                return _other_schema(where, revision)
+            return _directory_finding(where, conn, config)
+    except Exception as exc:  # noqa: BLE001 - any driver's error, told in one line
+        return Finding(
+            "database",
+            where,
+            Status.FAILED,
+            f"cannot open it: {_first_line(exc)}",
+            ("check [database] url and that the database server is running",),
+        )
+    finally:
+        engine.dispose()
+
+
+def _no_database_file(config: Config) -> bool:
+    """A SQLite database not made yet: looking would create it."""
+    url = make_url(config.database.url)
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    return file not in (None, "", ":memory:") and not Path(str(file)).exists()
+
+
+def _other_schema(where: str, revision: str) -> Finding:
+    if revision.isdigit() and int(revision) < int(SCHEMA_HEAD):
+        return Finding(
+            "database",
+            where,
+            Status.WARNING,
+            f"schema {revision}, this mailbridge uses {SCHEMA_HEAD}",
+            ("the next mailbridge command upgrades it (or mailbridge db upgrade now)",),
+        )
+    return Finding(
+        "database",
+        where,
+        Status.FAILED,
+        f"schema {revision} is newer than this mailbridge knows ({SCHEMA_HEAD})",
+        ("run the mailbridge version that wrote it, or install a newer one",),
+    )
+
+
+def _directory_finding(where: str, conn: Connection, config: Config) -> Finding:
+    people = dict(
+        conn.execute(
+            select(Person.kind, func.count())
+            .where(Person.active == True)  # noqa: E712
+            .group_by(Person.kind)
+        ).all()
+    )
+    open_cases = conn.execute(
+        select(func.count())
+        .select_from(Case)
+        .where(Case.status.in_([CaseStatus.NEW, CaseStatus.IN_PROGRESS]))  # type: ignore[attr-defined]
+    ).scalar_one()
+    waiting = conn.execute(
+        select(func.count())
+        .select_from(QuarantineItem)
+        .where(QuarantineItem.status == QuarantineStatus.WAITING)
+    ).scalar_one()
+    members = people.get(PersonKind.MEMBER, 0)
+    found = (
+        f"schema {SCHEMA_HEAD} (current); {plural(members, 'member')}, "
+        f"{plural(people.get(PersonKind.DELEGATE, 0), 'delegate')}, "
+        f"{plural(people.get(PersonKind.OFFICER, 0), 'officer')}; "
+        f"{plural(open_cases, 'open case')}; {waiting} waiting in quarantine"
+    )
+    advice: list[str] = []
+    if members == 0:
+        advice.append(
+            "no members yet, so every email would be quarantined as from an unknown sender: "
+            "mailbridge members import members.csv"
+        )
+    if not config.coordinators:
+        advice.append("no [[coordinators]] in the config: nobody gets the coordinators' digest")
+    return Finding("database", where, Status.WARNING if advice else Status.OK, found, tuple(advice))
+
+
+# --- delivery: is the outbox being sent? ------------------------------------------------
+
+# Mail due this long ago and still not sent, with nothing sent meanwhile either (a rate
+# limit works through a backlog slowly, but it works), means nobody is delivering it.
+STUCK_AFTER = timedelta(minutes=15)
+FAILED_WINDOW = timedelta(days=7)
+DAY = timedelta(days=1)
+
+
+def check_delivery(config: Config, now: datetime | None = None) -> Finding:
+    """What the outbox says about the running service: sent lately, waiting, refused."""
+    now = now or utcnow()
+    if _no_database_file(config):
+        return Finding("delivery", "outbox", Status.OK, "nothing sent or queued yet")
+    engine = make_engine(config.database.url)
+    try:
+        with engine.connect() as conn:
+            return _delivery_finding(conn, now)
+    except Exception as exc:  # noqa: BLE001 - the database finding says what is wrong
+        return Finding("delivery", "outbox", Status.OK, f"not looked at ({_first_line(exc)[:80]})")
+    finally:
+        engine.dispose()
+
+
+def _delivery_finding(conn: Connection, now: datetime) -> Finding:
+    out = OutboxMessage
+    status = col(out.status)
+    sent = conn.execute(
+        select(func.count()).where(status == OutboxStatus.SENT, col(out.sent_at) >= now - DAY)
+    ).scalar_one()
+    waiting = conn.execute(select(func.count()).where(status == OutboxStatus.PENDING)).scalar_one()
+    stuck_since = conn.execute(
+        select(func.min(out.next_attempt_at)).where(
+            status == OutboxStatus.PENDING, col(out.next_attempt_at) <= now - STUCK_AFTER
+        )
+    ).scalar_one()
+    moving = conn.execute(
+        select(func.count()).where(
+            status == OutboxStatus.SENT, col(out.sent_at) >= now - STUCK_AFTER
+        )
+    ).scalar_one()
+    failed = list(
+        conn.execute(
+            select(out.case_reference)
+            .where(status == OutboxStatus.FAILED, col(out.created_at) >= now - FAILED_WINDOW)
+            .order_by(col(out.id).desc())
+        ).scalars()
+    )
+    found = f"{sent} sent in the last 24 hours; {waiting} waiting; {len(failed)} refused in 7 days"
+    advice = []
+    if stuck_since is not None and not moving:
+        advice.append(
+            f"mail due since {as_utc(stuck_since):%d %b %H:%M} UTC is still waiting: is "
+            "mailbridge run running, and can it reach the SMTP server? (its log says "
+            "'delivery paused' when it cannot)"
+        )
+    if failed:
+        refs = sorted({r for r in failed if r})
+        named = ", ".join(refs[:3]) + (", …" if len(refs) > 3 else "")
+        which = f" (cases {named})" if refs else ""
+        advice.append(
+            f"{plural(len(failed), 'email')} could not be delivered{which}: mailbridge case "
+            "show REF gives the server's words"
+        )
+    return Finding(
+        "delivery", "outbox", Status.WARNING if advice else Status.OK, found, tuple(advice)
+    )
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def check_storage(config: Config) -> Finding:
+    data_dir = config.storage.data_dir
+    where = str(data_dir)
+    there = next((p for p in (data_dir, *data_dir.parents) if p.exists()), None)
+    if there is None or not there.is_dir():
+        return Finding(
+            "storage",
+            where,
+            Status.FAILED,
+            f"{there} is not a folder" if there else "no such folder",
+            ("check [storage] data_dir",),
+        )
+    if not os.access(there, os.W_OK | os.X_OK):
+        return Finding(
+            "storage",
+            where,
+            Status.FAILED,
+            f"cannot write in {there}",
+            ("give the user running mailbridge write access, or change [storage] data_dir",),
+        )
+    free = shutil.disk_usage(there).free
+    found = ("writable" if there == data_dir else "created at the first run") + (
+        f", {free / 1e9:.1f} GB free"
+    )
+    if free < LOW_SPACE_BYTES:
+        return Finding(
+            "storage",
+            where,
+            Status.WARNING,
+            found,
+            ("every email and attachment is kept here: make room, or move [storage] data_dir",),
+        )
+    return Finding("storage", where, Status.OK, found)
+
+
+# --- mailbox and SMTP -------------------------------------------------------------------
+
+
+def check_mailbox(config: Config) -> Finding:
+    from mailbridge.mailbox.factory import open_source
+    from mailbridge.mailbox.state import MemoryStateStore
+
+    where = without_password(config.mailbox.url)
+    return _look("mailbox", where, lambda: open_source(config, MemoryStateStore()))
+
+
+# Microsoft 365 accepts 30 messages a minute from one mailbox and refuses the rest.
+EXCHANGE_ONLINE_HOSTS = ("smtp.office365.com", "smtp-mail.outlook.com")
+EXCHANGE_ONLINE_PER_MINUTE = 30
+
+
+def check_smtp(config: Config) -> Finding:
+    from mailbridge.delivery.transports.base import open_sender
+
+    where = without_password(config.smtp.url)
+    found = _look("smtp", where, lambda: open_sender(config))
+    advice = rate_limit_advice(config)
+    if not advice or found.status is Status.FAILED:
+        return found
+    return replace(found, status=Status.WARNING, advice=found.advice + advice)
+
+
+def rate_limit_advice(config: Config) -> tuple[str, ...]:
+    """Exchange Online's limit, unless [smtp] rate_limit_per_minute keeps under it."""
+    host = (urlsplit(config.smtp.url).hostname or "").lower()
+    limit = config.smtp.rate_limit_per_minute
+    if host not in EXCHANGE_ONLINE_HOSTS or 0 < limit <= EXCHANGE_ONLINE_PER_MINUTE:
+        return ()
+    return (
+        f"{host} takes {EXCHANGE_ONLINE_PER_MINUTE} messages a minute: set [smtp] "
+        f"rate_limit_per_minute = {EXCHANGE_ONLINE_PER_MINUTE} so mail is paced, not refused",
+    )
+
+
+class _Probeable(Protocol):
+    def probe(self) -> Probe: ...
+
+    def close(self) -> None: ...
+
+
+_WHAT_TO_CHECK = {
+    "mailbox": "check [mailbox] url, the login settings and that the server is running",
+    "smtp": "check [smtp] url, the login settings and that the server is running",
+}
+
+
+def _look(part: str, where: str, make: Callable[[], _Probeable]) -> Finding:
+    """Build the configured transport, probe it and close it; its errors become findings."""
+    transport = None
+    try:
+        transport = make()
+        probe = transport.probe()
+    except Exception as exc:  # noqa: BLE001 - our errors are written for a person; others too
+        words = str(exc) if isinstance(exc, MailbridgeError) else _first_line(exc)
+        advice = () if "check [" in words.lower() else (_WHAT_TO_CHECK[part],)
+        return Finding(part, where, Status.FAILED, words, advice)
+    finally:
+        if transport is not None:
+            with contextlib.suppress(Exception):  # closing after a failure changes nothing
+                transport.close()
+    status = Status.WARNING if probe.warnings else Status.OK
+    return Finding(part, where, status, probe.found, probe.warnings)
+
+
+def _first_line(exc: BaseException) -> str:
+    words = str(exc).strip().splitlines()
+    return words[0] if words else type(exc).__name__

@@ -1,0 +1,410 @@
+"""The service loop: fetch, process, move after commit, deliver the outbox; stop cleanly.
+
+Holds no business rule: decisions live in the pipeline (ingest.py), delivery in outbox.py,
+what scheduled mail is due in schedule.py (run every [schedule] tick_seconds by run.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from types import FrameType
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from mailbridge.config import without_password
+from mailbridge.deadlines import run
+from mailbridge.delivery import outbox
+from mailbridge.delivery.courier import Courier, CourierTotals, deliver_until_idle
+from mailbridge.delivery.transports.base import Sender
+from mailbridge.errors import Unreachable, one_line
+from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
+from mailbridge.pipeline.parse import Parsed, ParsePool, workers_for
+from mailbridge.pipeline.steps import (
+    AlreadyHandled,
+    CaseOpened,
+    CaseUpdated,
+    Failed,
+    Handled,
+    Outcome,
+    Processor,
+    Quarantined,
+    pending_failures,
+)
+from mailbridge.services import Services
+from mailbridge.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+# What the database driver raises when the server is away (restarting, unreachable) or,
+# on SQLite, locked for longer than the busy timeout: `run` waits it out.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+# Waits between attempts to reach an unreachable mailbox or database in `mailbridge run`:
+# doubling from the first to the longest.
+OUTAGE_WAIT_FIRST = 1.0
+OUTAGE_WAIT_MAX = 300.0
+
+# Scheduled mails queued per tick at most; a backlog (the first morning after an upgrade, a
+# long outage) goes out over the next ticks instead of holding up incoming mail.
+TICK_LIMIT = 500
+
+
+class StopRequested(Exception):
+    """Raised out of a blocking wait when SIGTERM/SIGINT arrives."""
+
+
+@dataclass
+class PassReport:
+    cases: int = 0
+    updates: int = 0  # replies, chasers, notes, status requests, auto-replies, bounces
+    quarantined: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    sent: int = 0
+    retried: int = 0
+    delivery_failed: int = 0
+    scheduled: int = 0  # reminders, escalations and digests queued by the schedule tick
+    references: list[str] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        if isinstance(outcome, CaseOpened):
+            self.cases += 1
+            self.references.append(outcome.reference)
+        elif isinstance(outcome, CaseUpdated | Handled):
+            self.updates += 1
+        elif isinstance(outcome, Quarantined):
+            self.quarantined += 1
+        elif isinstance(outcome, AlreadyHandled):
+            self.duplicates += 1
+        elif isinstance(outcome, Failed):
+            self.failed += 1
+
+    def add_delivery(self, totals: CourierTotals) -> None:
+        self.sent += totals.sent
+        self.retried += totals.retried
+        self.delivery_failed += totals.failed
+
+    @property
+    def handled(self) -> int:
+        return self.cases + self.updates + self.quarantined + self.duplicates + self.failed
+
+
+class Daemon:
+    def __init__(
+        self,
+        services: Services,
+        source: MailboxSource,
+        sender_factory: Callable[[], Sender],
+        *,
+        deliver: bool = True,
+        courier: Courier | None = None,
+        parse_pool: ParsePool | None = None,
+    ) -> None:
+        self.services = services
+        self.source = source
+        self.sender_factory = sender_factory
+        self.deliver_enabled = deliver
+        self.courier = courier  # None: deliver in this process, between batches
+        self.parse_pool = parse_pool  # None: parse in this process
+        self.processor = Processor(services)
+        self.stopping = False
+        self._waiting = False
+        self._healthy = False  # a pass went through since the last outage began
+        self._earlier_deliveries: list[CourierTotals] = []  # of couriers that ended early
+        self._last_full_scan = 0.0
+        self._next_tick = 0.0  # monotonic time of the next schedule tick
+        self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
+        smtp = services.config.smtp
+        self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def run_pass(self, *, full_scan: bool = False) -> PassReport:
+        """Process what waits in the mailbox, batch by batch, delivering after each batch."""
+        report = PassReport()
+        if self.parse_pool is not None and self.parse_pool.broken:
+            # A worker died (killed, out of memory): parsing went on here; back to two cores.
+            self.services.engine.dispose()  # no pooled connection may cross into a child
+            self.parse_pool.start()
+            log.warning("parse workers restarted")
+        reconcile = self.services.config.mailbox.reconcile_seconds
+        if time.monotonic() - self._last_full_scan > reconcile or pending_failures(self.services):
+            full_scan = True
+        if full_scan:
+            self._last_full_scan = time.monotonic()
+        for batch, parsed in self._parsed_ahead(self.source.fetch(full_scan=full_scan)):
+            moves: dict[Destination, list[str]] = {d: [] for d in Destination}
+            outcomes = self.processor.process_batch(
+                [(m.raw, m.received_at) for m in batch], parsed=parsed
+            )
+            # Committed: the courier claims this batch's mail while we move it, before our
+            # next batch takes SQLite's write lock again (in-process delivery waits for the
+            # move: a slow SMTP server must not hold mail in the inbox).
+            if self.courier is not None:
+                self.deliver(report)
+            for mail, outcome in zip(batch, outcomes, strict=True):
+                report.count(outcome)
+                if outcome.destination is not None:
+                    moves[outcome.destination].append(mail.key)
+            # Only now, after each message's transaction committed, does mail leave the inbox.
+            for destination, keys in moves.items():
+                if keys:
+                    self.source.move(keys, destination)
+            if self.courier is None:
+                self.deliver(report)
+            if self.stopping:
+                break
+        self.deliver(report)
+        if report.handled or report.sent:
+            log.info(
+                "pass done",
+                extra={
+                    "cases": report.cases,
+                    "updates": report.updates,
+                    "quarantined": report.quarantined,
+                    "duplicates": report.duplicates,
+                    "failed": report.failed,
+                    "sent": report.sent,
+                },
+            )
+        return report
+
+    def _parsed_ahead(
+        self, batches: Iterator[list[InboundMail]]
+    ) -> Iterator[tuple[list[InboundMail], Parsed | None]]:
+        """Each batch with its parse, the next batch already fetched and parsing meanwhile."""
+        pool = self.parse_pool
+        ahead: tuple[list[InboundMail], list[Future[Parsed]] | None] | None = None
+        for batch in batches:
+            futures = pool.submit([m.raw for m in batch]) if pool is not None else None
+            if ahead is not None:
+                yield ahead[0], pool.result(ahead[1]) if pool is not None else None
+                if self.stopping:
+                    return  # the batch fetched meanwhile stays in the inbox
+            ahead = (batch, futures)
+        if ahead is not None:
+            yield ahead[0], pool.result(ahead[1]) if pool is not None else None
+
+    # -- the schedule tick ------------------------------------------------------------
+
+    def schedule_tick(self, report: PassReport, *, force: bool = False) -> None:
+        """Send the reminders, escalations and digests due now, at most once a tick; a failure
+        here is logged and tried again next tick, never the end of the service."""
+        if not force and time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.services.config.schedule.tick_seconds
+        try:
+            done = run.run_due(self.services, self.clock(), limit=TICK_LIMIT)
+        except DATABASE_AWAY as exc:  # the next tick tries again
+            log.error("schedule tick failed: database unreachable", extra={"error": one_line(exc)})
+            return
+        except Exception:  # a bug in one tick must not end the service: logged in full
+            log.exception("schedule tick failed")
+            return
+        report.scheduled += done.queued
+        if done.queued:
+            self.deliver(report)
+
+    def _wait_seconds(self, poll: float) -> float:
+        """Wait for mail at most until the next schedule tick."""
+        return max(0.0, min(poll, self._next_tick - time.monotonic()))
+
+    def deliver(self, report: PassReport) -> None:
+        if not self.deliver_enabled or self.stopping:
+            return
+        if self.courier is not None:
+            self._revive_courier()
+            self.courier.wake()
+            return
+        totals = CourierTotals()
+        deliver_until_idle(
+            self.services.engine,
+            self.services.config,
+            self.sender_factory,
+            self.rate_limit,
+            totals,
+            lambda: self.stopping,
+        )
+        report.add_delivery(totals)
+
+    def _revive_courier(self) -> None:
+        """A delivery process that ended (killed, out of memory) is replaced: otherwise every
+        later email would wait in the outbox until someone restarted the service."""
+        assert self.courier is not None
+        code = self.courier.exitcode
+        if code is None:
+            return
+        log.error("delivery process ended; starting a new one", extra={"exit_code": code})
+        self._earlier_deliveries.append(self.courier.totals())
+        self.services.engine.dispose()  # no pooled connection may cross into the new child
+        self.courier = Courier(self.services.config)
+        self.courier.start()
+
+    def _start_workers(self) -> None:
+        # No pooled connection may cross into a child process: fork before any is open.
+        self.services.engine.dispose()
+        if self.parse_pool is not None:
+            self.parse_pool.start()
+        if self.courier is not None and self.deliver_enabled:
+            self.courier.start()
+
+    def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
+        if self.parse_pool is not None:
+            self.parse_pool.close()
+        if self.courier is None or not self.deliver_enabled:
+            return
+        totals = self.courier.finish() if drain else self.courier.stop()
+        if report is not None:
+            for earlier in [*self._earlier_deliveries, totals]:
+                report.add_delivery(earlier)
+
+    # -- once -------------------------------------------------------------------------
+
+    def run_once(self) -> PassReport:
+        """Process what waits, deliver what is due, and return (`mailbridge run --once`)."""
+        report: PassReport | None = None
+        self._start_workers()
+        try:
+            self.source.open()
+            try:
+                report = self.run_pass(full_scan=True)
+                self.schedule_tick(report, force=True)
+            finally:
+                self.source.close()
+        finally:
+            self._stop_workers(report, drain=report is not None)
+        return report
+
+    # -- forever ----------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        cfg = self.services.config
+        poll = cfg.mailbox.poll_seconds
+        log.info(
+            "started",
+            extra={
+                "version": _version(),
+                "mailbox": without_password(cfg.mailbox.url),
+                "smtp": without_password(cfg.smtp.url),
+                "database": make_url(cfg.database.url).render_as_string(hide_password=True),
+                "parse_workers": self.parse_pool.workers if self.parse_pool else 0,
+                "delivery": "courier process" if self.courier else "between batches",
+            },
+        )
+        with self._signals():
+            self._start_workers()
+            try:
+                self._serve(poll)
+            finally:
+                self._stop_workers(None, drain=False)
+        log.info("stopped")
+
+    def _serve(self, poll: float) -> None:
+        """Serve until stopped. An unreachable mailbox or database (a maintenance window,
+        a restart for patching, a network fault at boot) is waited out, trying again after
+        1, 2, 4 … seconds up to OUTAGE_WAIT_MAX, with the schedule tick still run meanwhile;
+        it never ends the service, which a supervisor restarting it in a tight loop would
+        soon give up on. Mail stays in the inbox until its case is committed."""
+        delay = OUTAGE_WAIT_FIRST
+        while not self.stopping:
+            self._healthy = False
+            try:
+                self._serve_connected(poll)
+                return
+            except Unreachable as exc:
+                what, error = "mailbox", str(exc)
+            except DATABASE_AWAY as exc:
+                what, error = "database", one_line(exc)
+            if self._healthy:  # it had been up: a new outage starts from the beginning
+                delay = OUTAGE_WAIT_FIRST
+            log.error(
+                f"{what} unreachable; trying again",
+                extra={"error": error, "retry_in_seconds": delay},
+            )
+            self._pause(delay)
+            delay = min(delay * 2, OUTAGE_WAIT_MAX)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, woken by SIGTERM/SIGINT, running the schedule tick when it is due."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            self.schedule_tick(PassReport())
+            try:
+                self._waiting = True
+                time.sleep(max(0.05, min(left, self._wait_seconds(left))))
+            except StopRequested:
+                return
+            finally:
+                self._waiting = False
+
+    def _serve_connected(self, poll: float) -> None:
+        self.source.open()
+        try:
+            self.schedule_tick(self.run_pass(full_scan=True), force=True)
+            self._healthy = True
+            while not self.stopping:
+                try:
+                    self._waiting = True
+                    self.source.wait(self._wait_seconds(poll))
+                except StopRequested:
+                    break
+                finally:
+                    self._waiting = False
+                if not self.stopping:
+                    self.schedule_tick(self.run_pass())
+        finally:
+            self.source.close()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        self.stopping = True
+        if self._waiting:
+            raise StopRequested
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mailbridge")
+    except metadata.PackageNotFoundError:  # a checkout run without installing
+        return "unknown"
+
+
+def build(services: Services, *, courier: bool = True) -> Daemon:
+    """Wire the configured mailbox and sender to the pipeline, with delivery and parsing in
+    processes of their own."""
+    from mailbridge.delivery.transports.base import open_sender
+    from mailbridge.mailbox.factory import open_source
+    from mailbridge.mailbox.state import DbStateStore
+
+    config = services.config
+    source = open_source(config, DbStateStore(services.engine))
+    return Daemon(
+        services,
+        source,
+        lambda: open_sender(config),
+        courier=Courier(config) if courier else None,
+        parse_pool=ParsePool(
+            workers_for(config.mailbox.parse_workers),
+            config.storage.max_filename_length,
+            config.storage.data_dir,
+        ),
+    )
