@@ -12,12 +12,13 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from mailbridge.cases import coordinator
+from mailbridge.cases import coordinator, lifecycle, records
 from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
 from mailbridge.deadlines import clock
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
+from mailbridge.store.models import CaseStatus
 
 Reference = Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")]
 QUEUED = "  emails go out with the next pass of `mailbridge run`"
@@ -103,7 +104,7 @@ def status(
 
 
 def _word(status: str) -> str:
-    return coordinator.STATUS_WORDS.get(status, status)  # type: ignore[call-overload, no-any-return]
+    return lifecycle.STATUS_WORDS.get(CaseStatus(status), status)
 
 
 def note(
@@ -249,7 +250,7 @@ def pause(
     Example: mailbridge case pause MQ-2026-00042 --reason "awaiting information from the councillor"
     """
     with _work(config) as (services, session):
-        case = coordinator.find_case(session, reference)
+        case = records.find_case(session, reference)
         done = clock.pause(session, services, case, reason, actor=_actor(), now=now_from(now))
     _say(f"{done.reference}: paused since {done.since:%a %d %b %Y} ({done.reason})")
     _say(f"  `mailbridge case resume {done.reference}` restarts the clock")
@@ -265,7 +266,7 @@ def resume(
     Example: mailbridge case resume MQ-2026-00042
     """
     with _work(config) as (services, session):
-        case = coordinator.find_case(session, reference)
+        case = records.find_case(session, reference)
         done = clock.resume(session, services, case, actor=_actor(), now=now_from(now))
     old, new = done.response_due
     _say(

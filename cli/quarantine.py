@@ -9,7 +9,8 @@ from rich.table import Table
 
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.pipeline import quarantine as q
-from mailbridge.pipeline.steps import CaseOpened, Failed, Quarantined
+from mailbridge.pipeline.outcomes import CaseOpened, Failed, Quarantined
+from mailbridge.pipeline.processor import retry_quarantined
 from mailbridge.services import Services
 
 app = typer.Typer(help="Messages that opened no case, and why.", no_args_is_help=True)
@@ -78,7 +79,7 @@ def retry(
     Example: mailbridge quarantine retry 3
     """
     with opened(config) as (cfg, engine):
-        outcome = q.retry(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+        outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
     if isinstance(outcome, CaseOpened):
         console.print(
             f"message {item_id} opened case {outcome.reference}; its acknowledgement is "

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from mailbridge.errors import UserError
-from mailbridge.pipeline.steps import CaseOpened, Processor
+from mailbridge.pipeline.outcomes import CaseOpened
+from mailbridge.pipeline.processor import Processor
 from mailbridge.services import Services
 from mailbridge.store.backup import backup
 from mailbridge.store.blobs import BlobStore

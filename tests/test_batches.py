@@ -24,16 +24,10 @@ from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.base import Destination
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 from mailbridge.pipeline import steps
-from mailbridge.pipeline.parse import ParsePool
-from mailbridge.pipeline.steps import (
-    AlreadyHandled,
-    BatchFacts,
-    CaseOpened,
-    Failed,
-    Processor,
-    Quarantined,
-    parse_or_none,
-)
+from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
+from mailbridge.pipeline.parse import ParsePool, parse_or_none
+from mailbridge.pipeline.processor import Processor
+from mailbridge.pipeline.work import BatchFacts
 from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services
 from mailbridge.store.db import create_schema, make_engine, rows_later, transaction

@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner, Result
 
-from mailbridge.cases.inbound import history
+from mailbridge.cases.correspondence import history
 from mailbridge.cli.app import app
 from mailbridge.console.views import case_detail
 from mailbridge.deadlines.calendar import calendar_from_config

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailbridge.delivery.compose import verify_message_id
+from mailbridge.mail.tokens import verify_message_id
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 

@@ -27,6 +27,7 @@ from mailbridge.config import Config
 from mailbridge.delivery import compose, outbox
 from mailbridge.delivery.courier import IDLE_SECONDS, Courier
 from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.mail import tokens
 from mailbridge.store.db import create_schema, make_engine, transaction
 from mailbridge.store.models import OutboxMessage, utcnow
 from tests.factories import make_config
@@ -45,7 +46,7 @@ def queue(engine: Engine, n: int = 1) -> list[str]:
     ids = []
     with transaction(engine) as session:
         for i in range(n):
-            mid = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"key")
+            mid = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", b"key")
             raw = compose.compose(
                 sender=FROM, sender_name="Member Enquiries", to=[MEMBER],
                 subject=f"Enquiry {i}", text=f"Body {i}", html=None, message_id=mid,

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from mailbridge.delivery import compose, outbox
 from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.mail import tokens
 from mailbridge.store.db import transaction
 from mailbridge.store.models import OutboxMessage
 from tests.servers.smtp import SmtpServer
@@ -28,7 +29,7 @@ def queue(engine: Engine, n: int = 1, to: tuple[str, ...] = ("member@example.org
     ids = []
     with transaction(engine) as session:
         for i in range(n):
-            mid = compose.new_message_id("example.gov.uk")
+            mid = tokens.new_message_id("example.gov.uk")
             raw = compose.compose(
                 sender=FROM, sender_name="Member Enquiries", to=list(to),
                 subject=f"Test {i}", text=f"Body {i}", html=None, message_id=mid,

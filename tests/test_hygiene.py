@@ -33,7 +33,7 @@ from tests.test_real_world_corpus import corpus_dir, corpus_files
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 OWN = ("enquiries@example.gov.uk", "member.enquiries@example-county.gov.uk")
 
-# Our outgoing messages that come back in the fixtures (compose.new_message_id's shape).
+# Our outgoing messages that come back in the fixtures (tokens.new_message_id's shape).
 ACK = "mb.MQ-2026-00042.5d2c9e1f0a3b4c6d.7e1f2a9b3c@example.gov.uk"  # to the member
 LEAD = "mb.MQ-2026-00042.a41f07c2e9d35b18.0c6e9d2f41@example.gov.uk"  # to the lead officer
 INPUT = "mb.MQ-2026-00042.c3e5a7f9b1d2046e.9a8b7c6d5e@example.gov.uk"  # to a contributor

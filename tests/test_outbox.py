@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from mailbridge.delivery import compose, outbox
 from mailbridge.delivery.transports.smtp import SmtpSender
+from mailbridge.mail import tokens
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.models import Case, Event, Message, OutboxMessage, utcnow
 from tests.factories import add_person
@@ -39,7 +40,7 @@ def queue(
     ids = []
     with transaction(engine) as session:
         for i in range(n):
-            mid = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"key")
+            mid = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", b"key")
             raw = compose.compose(
                 sender=FROM, sender_name="Member Enquiries", to=list(to),
                 subject=f"Enquiry {i}", text=f"Body {i}", html=None, message_id=mid,

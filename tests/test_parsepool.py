@@ -17,8 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mailbridge.pipeline.parse import ParsePool, workers_for
-from mailbridge.pipeline.steps import parse_or_none
+from mailbridge.pipeline.parse import ParsePool, parse_or_none, workers_for
 from mailbridge.store.blobs import BlobStore
 from tests.factories import MAIL
 

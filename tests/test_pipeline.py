@@ -19,7 +19,8 @@ from mailbridge.delivery.transports.base import open_sender
 from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 from mailbridge.pipeline import quarantine, steps
-from mailbridge.pipeline.steps import AlreadyHandled, CaseOpened, Failed, Processor, Quarantined
+from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
+from mailbridge.pipeline.processor import Processor, retry_quarantined
 from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services
 from mailbridge.store.models import (
@@ -262,7 +263,7 @@ def test_poison_message_is_retried_then_quarantined_while_others_go_on(
     assert item.traceback and "explode_on_mill_lane" in item.traceback
 
     # Once the bug is fixed, a coordinator retries it from the stored raw bytes.
-    outcome = quarantine.retry(services, item.id or 0)
+    outcome = retry_quarantined(services, item.id or 0)
     assert isinstance(outcome, CaseOpened)
     assert quarantine.list_items(services) == []
 
@@ -273,11 +274,11 @@ def test_quarantined_stranger_can_be_retried_after_being_registered(
     drop(services, "unknown_sender_enquiry.eml")
     daemon_for(services).run_pass(full_scan=True)
     [item] = quarantine.list_items(services)
-    again = quarantine.retry(services, item.id or 0)
+    again = retry_quarantined(services, item.id or 0)
     assert isinstance(again, Quarantined)  # still unknown: quarantined again, not lost
     [item2] = quarantine.list_items(services)
     add_person(services.engine, "member", "Cllr New Member", "resident@example.org")
-    outcome = quarantine.retry(services, item2.id or 0)
+    outcome = retry_quarantined(services, item2.id or 0)
     assert isinstance(outcome, CaseOpened)
     with Session(services.engine) as session:
         # The enquiry, its acknowledgement, and one reply to the stranger: the retry while

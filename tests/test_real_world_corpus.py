@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from mailbridge.mail.parsing import parse
-from mailbridge.pipeline.steps import AlreadyHandled, CaseOpened, Processor, Quarantined
+from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Quarantined
+from mailbridge.pipeline.processor import Processor
 from tests.factories import add_person, make_services, seed_directory
 from tests.servers import unavailable
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from mailbridge.cases import decisions
 from mailbridge.cases.directory import Identity
+from mailbridge.cases.facts import CaseFacts
 from mailbridge.mail import hygiene, replies
 from mailbridge.mail.parsing import parse
 from mailbridge.pipeline import routing, threading
-from mailbridge.pipeline.threading import CaseFacts, Match
+from mailbridge.pipeline.threading import Match
 from tests.factories import fixture_bytes
 
 OWN = frozenset({"enquiries@example.gov.uk"})
@@ -51,94 +53,94 @@ class Row:
 
 ROWS = [
     # Members and delegates.
-    Row("member_new_enquiry_pothole.eml", "member", None, routing.OpenCase),
-    Row("delegate_writes_for_member.eml", "delegate", None, routing.OpenCase),
-    Row("member_reply_gmail_chaser.eml", "member", CASE, routing.Chase),
-    Row("member_reply_gmail_chaser.eml", "delegate", CASE, routing.Chase),
-    Row("member_reply_gmail_chaser.eml", "member", COMPLETED_RECENTLY, routing.Reopen),
+    Row("member_new_enquiry_pothole.eml", "member", None, decisions.OpenCase),
+    Row("delegate_writes_for_member.eml", "delegate", None, decisions.OpenCase),
+    Row("member_reply_gmail_chaser.eml", "member", CASE, decisions.Chase),
+    Row("member_reply_gmail_chaser.eml", "delegate", CASE, decisions.Chase),
+    Row("member_reply_gmail_chaser.eml", "member", COMPLETED_RECENTLY, decisions.Reopen),
     Row(
         "member_reply_gmail_chaser.eml",
         "member",
         COMPLETED_LONG_AGO,
-        routing.OpenCase,
+        decisions.OpenCase,
         {"linked_case_id": 42},
     ),
     Row(
         "member_reply_gmail_chaser.eml",
         "other member",
         CASE,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_party_to_case", "case_id": 42},
     ),
     Row(
         "reply_status_request_subject_only_empty_body.eml",
         "member",
         None,
-        routing.StatusRequest,
+        decisions.StatusRequest,
         {"member_id": MEMBER},
     ),
     Row(
         "reply_status_request_subject_only_empty_body.eml",
         "delegate",
         None,
-        routing.StatusRequest,
+        decisions.StatusRequest,
         {"member_id": MEMBER, "requester_id": DELEGATE},
     ),
     Row(
         "reply_status_request_subject_status_question_mark.eml",
         "member",
         None,
-        routing.StatusRequest,
+        decisions.StatusRequest,
     ),
     # Officers.
     Row(
         "officer_reply_outlook_desktop_top_posted.eml",
         "lead",
         CASE,
-        routing.OfficerReply,
+        decisions.OfficerReply,
         {"kind": "response"},
     ),
     Row(
         "officer_reply_holding_and_extend_keywords.eml",
         "lead",
         CASE,
-        routing.OfficerReply,
+        decisions.OfficerReply,
         {"kind": "holding", "extend_days": 5},
     ),
     Row(
         "officer_reply_holding_keyword_only_in_quoted_text.eml",
         "lead",
         CASE,
-        routing.OfficerReply,
+        decisions.OfficerReply,
         {"kind": "response"},
     ),
     Row(
         "officer_reply_internal_note_html_only.eml",
         "lead",
         CASE,
-        routing.OfficerReply,
+        decisions.OfficerReply,
         {"kind": "internal"},
     ),
-    Row("officer_reply_outlook_desktop_top_posted.eml", "helper", CASE, routing.Contribution),
+    Row("officer_reply_outlook_desktop_top_posted.eml", "helper", CASE, decisions.Contribution),
     Row(
         "officer_reply_outlook_desktop_top_posted.eml",
         "other officer",
         CASE,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_party_to_case"},
     ),
     Row(
         "officer_reply_outlook_desktop_top_posted.eml",
         "coordinator",
         CASE,
-        routing.CoordinatorNote,
+        decisions.CoordinatorNote,
         {"to_member": False},
     ),
     Row(
         "officer_reply_outlook_desktop_top_posted.eml",
         "lead",
         None,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_linked_to_case"},
     ),
     # Strangers.
@@ -146,36 +148,36 @@ ROWS = [
         "unknown_sender_enquiry.eml",
         "stranger",
         None,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "unknown_sender", "answer_stranger": True},
     ),
     Row(
         "member_reply_gmail_chaser.eml",
         "stranger",
         CASE,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_party_to_case", "answer_stranger": False, "case_id": 42},
     ),
     Row(
         "outlook_reply_tag_lost_references_kept.eml",
         "lead",
         CASE,
-        routing.OfficerReply,
+        decisions.OfficerReply,
         {"kind": "response"},
     ),
-    Row("subject_only_reply_behind_external_banner.eml", "member", CASE, routing.Chase),
+    Row("subject_only_reply_behind_external_banner.eml", "member", CASE, decisions.Chase),
     Row(
         "officer_forwards_chain_to_colleague_who_replies.eml",
         "other officer",
         CASE,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_party_to_case", "case_id": 42},
     ),
     Row(
         "stranger_quotes_a_real_reference.eml",
         "stranger",
         CASE,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "not_party_to_case", "case_id": 42, "answer_stranger": False},
     ),
     # Hygiene first: never a case, never a reopen, never a response.
@@ -183,42 +185,42 @@ ROWS = [
         "our_own_acknowledgement_looped_back.eml",
         "member",
         None,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "loop"},
     ),
     Row(
         "exchange_out_of_office_automatic_reply.eml",
         "lead",
         CASE,
-        routing.NoteAutoReply,
+        decisions.NoteAutoReply,
         {"officer_away": True},
     ),
     Row(
         "exchange_out_of_office_automatic_reply.eml",
         "member",
         COMPLETED_RECENTLY,
-        routing.NoteAutoReply,
+        decisions.NoteAutoReply,
         {"officer_away": False},
     ),
     Row(
         "gmail_vacation_responder_reply.eml",
         "stranger",
         None,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "auto_reply", "answer_stranger": False},
     ),
     Row(
         "mailing_list_message_list_id.eml",
         "stranger",
         None,
-        routing.Quarantine,
+        decisions.Quarantine,
         {"code": "list", "answer_stranger": False},
     ),
-    Row("postfix_bounce_returns_our_notification.eml", "stranger", None, routing.NoteBounce),
+    Row("postfix_bounce_returns_our_notification.eml", "stranger", None, decisions.NoteBounce),
 ]
 
 
-def _decide(row: Row) -> routing.Decision:
+def _decide(row: Row) -> decisions.Decision:
     parsed = parse(fixture_bytes(row.fixture))
     sender = PEOPLE[row.sender]
     verdict = hygiene.classify(parsed, OWN)
@@ -248,7 +250,7 @@ def test_a_reference_that_names_no_case_is_quarantined() -> None:
         parsed, PEOPLE["member"], None, Match(None, missing_reference="MQ-2026-00042"),
         replies.Keywords(), False, routing.Policy(),
     )  # fmt: skip
-    assert isinstance(decision, routing.Quarantine)
+    assert isinstance(decision, decisions.Quarantine)
     assert decision.code == "unknown_reference" and "MQ-2026-00042" in decision.reason
 
 
@@ -267,10 +269,10 @@ def test_candidates_read_ids_markers_and_tags_in_order() -> None:
 
 
 def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
-    from mailbridge.delivery import compose
+    from mailbridge.mail import tokens
 
-    real = compose.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
-    forged = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"someone else")
+    real = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
+    forged = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", b"someone else")
     for message_id, expected in ((real, ("MQ-2026-00042",)), (forged, ())):
         raw = (
             f"From: a@example.org\r\nTo: enquiries@example.gov.uk\r\nSubject: hello\r\n"
@@ -280,15 +282,15 @@ def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
 
 
 def test_signed_reply_address_counts_as_a_signature() -> None:
-    from mailbridge.delivery import compose
+    from mailbridge.mail import tokens
 
-    address = compose.reply_address("enquiries@example.gov.uk", "MQ-2026-00042", KEY)
+    address = tokens.reply_address("enquiries@example.gov.uk", "MQ-2026-00042", KEY)
     raw = (
         f"From: a@example.org\r\nTo: {address}\r\nSubject: hello\r\n"
         "Message-ID: <y@example.org>\r\n\r\nbody\r\n"
     ).encode()
     assert threading.candidates(parse(raw), KEY, "MQ").signed == ("MQ-2026-00042",)
-    assert compose.verify_reply_address(address.replace("00042", "00043"), KEY) is None
+    assert tokens.verify_reply_address(address.replace("00042", "00043"), KEY) is None
 
 
 OTHER = replace(CASE, id=43, reference="MQ-2026-00043")

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from mailbridge.cases.satisfaction import rating_of
+from mailbridge.cases import decisions
 from mailbridge.cli.app import app
 from mailbridge.mail import hygiene, replies
 from mailbridge.mail.parsing import parse
+from mailbridge.mail.replies import rating_of
 from mailbridge.pipeline import routing
 from mailbridge.pipeline.threading import Match
 from mailbridge.store.migrate import ensure_database
@@ -87,22 +88,22 @@ class Row:
 
 ROWS = [
     Row("member_rates_completed_case_iphone_4_of_5.eml", COMPLETED_RECENTLY,
-        routing.RecordSatisfaction, 4),
+        decisions.RecordSatisfaction, 4),
     Row("member_rates_completed_case_outlook_5_thank_you.eml", COMPLETED_RECENTLY,
-        routing.RecordSatisfaction, 5),
+        decisions.RecordSatisfaction, 5),
     Row("member_rates_completed_case_gmail_rating_colon_3.eml", COMPLETED_RECENTLY,
-        routing.RecordSatisfaction, 3),
+        decisions.RecordSatisfaction, 3),
     # Long after completion a rating is still an answer, never a new enquiry.
     Row("member_rates_completed_case_iphone_4_of_5.eml", COMPLETED_LONG_AGO,
-        routing.RecordSatisfaction, 4),
+        decisions.RecordSatisfaction, 4),
     # Words, not a rating: the usual rules (reopen within the window).
     Row("member_answers_question_with_a_complaint_not_a_rating.eml", COMPLETED_RECENTLY,
-        routing.Reopen),
-    Row("member_reply_gmail_chaser.eml", COMPLETED_RECENTLY, routing.Reopen),
+        decisions.Reopen),
+    Row("member_reply_gmail_chaser.eml", COMPLETED_RECENTLY, decisions.Reopen),
     # An open case: a number is a chaser like any other mail.
-    Row("member_rates_completed_case_iphone_4_of_5.eml", CASE, routing.Chase),
+    Row("member_rates_completed_case_iphone_4_of_5.eml", CASE, decisions.Chase),
     # The council does not ask: a number reopens as before.
-    Row("member_rates_completed_case_iphone_4_of_5.eml", COMPLETED_RECENTLY, routing.Reopen,
+    Row("member_rates_completed_case_iphone_4_of_5.eml", COMPLETED_RECENTLY, decisions.Reopen,
         ask=False),
 ]  # fmt: skip
 
@@ -125,15 +126,15 @@ def test_routing_a_members_reply_on_a_completed_case(row: Row) -> None:
     )
     assert type(decision) is row.expected, decision
     if row.rating is not None:
-        assert isinstance(decision, routing.RecordSatisfaction)
+        assert isinstance(decision, decisions.RecordSatisfaction)
         assert decision.rating == row.rating and decision.case == row.case
 
 
 def test_a_delegate_may_answer_for_the_member_and_a_stranger_may_not() -> None:
     parsed = parse(fixture_bytes("member_rates_completed_case_iphone_4_of_5.eml"))
     for who, expected in (
-        ("delegate", routing.RecordSatisfaction),
-        ("other member", routing.Quarantine),
+        ("delegate", decisions.RecordSatisfaction),
+        ("other member", decisions.Quarantine),
     ):
         decision = routing.decide(
             parsed, PEOPLE[who], None, Match(replace(COMPLETED_RECENTLY), "signed"),

@@ -14,8 +14,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, delete, select
 
-from mailbridge.cases import directory
-from mailbridge.cases.inbound import attachments_of, history, member_recipients, thread_for
+from mailbridge.cases import directory, lifecycle
+from mailbridge.cases.correspondence import attachments_of, history, member_recipients, thread_for
 from mailbridge.cases.records import add_event
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
@@ -117,10 +117,8 @@ def assign(
             session.add(row)
     lead_changed = case.lead_officer_id != lead.id
     case.lead_officer_id = lead.id
-    if case.status == CaseStatus.NEW:
-        case.status = CaseStatus.IN_PROGRESS
+    lifecycle.start(case, now)
     case.assigned_at = case.assigned_at or now
-    case.updated_at = now
     session.add(case)
     session.flush()
     names = ", ".join(p.name for p in extra.values())

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from mailbridge.cases import directory, satisfaction
-from mailbridge.cases.inbound import member_recipients, thread_for
-from mailbridge.cases.records import add_event
+from mailbridge.cases import directory, lifecycle, satisfaction
+from mailbridge.cases.correspondence import member_recipients, thread_for
+from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
@@ -56,12 +56,6 @@ log = logging.getLogger(__name__)
 
 CONTACT_METHODS = ("email", "phone", "letter")
 CONVERSIONS = {"complaint": "complaint", "service-request": "service_request"}
-STATUS_WORDS = {
-    CaseStatus.NEW: "new",
-    CaseStatus.IN_PROGRESS: "in progress",
-    CaseStatus.COMPLETED: "completed",
-    CaseStatus.CLOSED: "closed",
-}
 FIELD_LABELS = {
     "service_area": "service area",
     "enquiry_type": "enquiry type",
@@ -72,34 +66,7 @@ FIELD_LABELS = {
 }
 
 
-# --- finding things -------------------------------------------------------------------
-
-
-def find_case(session: Session, reference: str) -> Case:
-    case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
-    if case is None:
-        raise UserError(f"no case has reference {reference.strip()} (see `mailbridge cases list`)")
-    return case
-
-
-def _reference_of(session: Session, case_id: int | None) -> str:
-    other = session.get(Case, case_id) if case_id is not None else None
-    return other.reference if other else "?"
-
-
-def _closed_why(session: Session, case: Case) -> str:
-    if case.merged_into_id is not None:
-        return f"merged into {_reference_of(session, case.merged_into_id)}"
-    if case.converted_to:
-        return f"converted to a {case.converted_to.replace('_', ' ')}"
-    return case.closed_reason or "closed"
-
-
-def _refuse_closed(session: Session, case: Case) -> None:
-    if case.status == CaseStatus.CLOSED:
-        raise UserError(
-            f"{case.reference} is closed ({_closed_why(session, case)}) and cannot change"
-        )
+# --- helpers -------------------------------------------------------------------
 
 
 def _shown(value: object) -> str:
@@ -111,7 +78,7 @@ def _shown(value: object) -> str:
 
 
 def _touch(session: Session, case: Case) -> None:
-    case.updated_at = utcnow()
+    lifecycle.touch(case, utcnow())
     session.add(case)
 
 
@@ -227,29 +194,25 @@ def set_status(
     if wanted not in choices:
         raise UserError(f"status must be one of: {', '.join(choices)}")
     case = find_case(session, reference)
-    _refuse_closed(session, case)
+    lifecycle.refuse_closed(session, case)
     old = case.status
     if old == wanted:
-        raise UserError(f"{case.reference} is already {STATUS_WORDS[CaseStatus(old)]}")
+        raise UserError(f"{case.reference} is already {lifecycle.words(old)}")
     if old == CaseStatus.COMPLETED:
         raise UserError(
             f"{case.reference} is completed; use `mailbridge case reopen {case.reference}` "
             "to open it again"
         )
-    if wanted == CaseStatus.NEW and case.lead_officer_id is not None:
-        raise UserError(
-            f"{case.reference} has a lead officer, so it cannot be new again; "
-            "use `mailbridge case reassign` to change its officers"
-        )
     now = utcnow()
     if wanted == CaseStatus.COMPLETED:
-        clock.settle_pause(session, services, case, actor=actor, now=now)
-    case.status = wanted
-    if wanted == CaseStatus.COMPLETED:
-        case.completed_at = now
-    _touch(session, case)
+        lifecycle.complete(session, services, case, at=now, actor=actor, now=now)
+    elif wanted == CaseStatus.NEW:
+        lifecycle.back_to_new(case, now)
+    else:
+        lifecycle.mark_in_progress(case, now)
+    session.add(case)
     session.flush()
-    detail = f"status {STATUS_WORDS[CaseStatus(old)]} → {STATUS_WORDS[CaseStatus(wanted)]}"
+    detail = f"status {lifecycle.words(old)} → {lifecycle.words(wanted)}"
     add_event(session, case.id, "status_changed", detail, actor=actor)
     if wanted == CaseStatus.COMPLETED:
         satisfaction.ask(session, services, case, thread_for(session, case))
@@ -337,7 +300,7 @@ def reply(
     case = find_case(session, reference)
     if case.status == CaseStatus.CLOSED:
         raise UserError(
-            f"{case.reference} is closed ({_closed_why(session, case)}); "
+            f"{case.reference} is closed ({lifecycle.closed_why(session, case)}); "
             "reply on the case that carries on from it"
         )
     files = _read_attachments(services, attach)
@@ -379,9 +342,7 @@ def reply(
             inline=False,
             sha256=services.blobs.put(data),
         )
-    now = utcnow()
-    case.first_response_at = case.first_response_at or now
-    case.last_response_at = now
+    lifecycle.record_response(case, utcnow())
     _touch(session, case)
     session.flush()
     add_event(
@@ -404,16 +365,14 @@ def reopen(
 ) -> StatusChanged:
     """A completed case open again: in progress with its lead officer, else new."""
     case = find_case(session, reference)
-    _refuse_closed(session, case)
+    lifecycle.refuse_closed(session, case)
     if case.status != CaseStatus.COMPLETED:
         raise UserError(
-            f"{case.reference} is {STATUS_WORDS[CaseStatus(case.status)]}; "
+            f"{case.reference} is {lifecycle.words(case.status)}; "
             "only a completed case can be reopened"
         )
-    case.status = CaseStatus.IN_PROGRESS if case.lead_officer_id else CaseStatus.NEW
-    case.completed_at = None
-    case.reopened_count += 1
-    _touch(session, case)
+    lifecycle.reopen(case, utcnow())
+    session.add(case)
     session.flush()
     why = " ".join((reason or "").split())
     add_event(
@@ -421,7 +380,7 @@ def reopen(
         case.id,
         "reopened",
         f"reopened by a coordinator ({case.reopened_count} times so far); now "
-        f"{STATUS_WORDS[CaseStatus(case.status)]}" + (f": {why}" if why else ""),
+        f"{lifecycle.words(case.status)}" + (f": {why}" if why else ""),
         actor=actor,
     )
     return StatusChanged(case.reference, CaseStatus.COMPLETED, case.status)
@@ -456,7 +415,7 @@ def link(
 ) -> Linked:
     """Another member on the case: from now on they get every response and reply."""
     case = find_case(session, reference)
-    _refuse_closed(session, case)
+    lifecycle.refuse_closed(session, case)
     who = directory.identify(session, member_email)
     if who.person_id is None:
         raise UserError(
@@ -498,10 +457,10 @@ def merge(session: Session, services: Services, reference: str, into: str, *, ac
     other = find_case(session, into)
     if case.id == other.id:
         raise UserError(f"{case.reference} cannot be merged into itself")
-    _refuse_closed(session, case)
+    lifecycle.refuse_closed(session, case)
     if other.status == CaseStatus.CLOSED:
         raise UserError(
-            f"--into {other.reference} is closed ({_closed_why(session, other)}); "
+            f"--into {other.reference} is closed ({lifecycle.closed_why(session, other)}); "
             "merge into an open case"
         )
     added: list[str] = []
@@ -511,11 +470,16 @@ def merge(session: Session, services: Services, reference: str, into: str, *, ac
             assert person is not None
             added.append(f"{person.name} <{person.email}>")
     old = case.status
-    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
-    case.status = CaseStatus.CLOSED
-    case.merged_into_id = other.id
-    case.closed_reason = f"merged into {other.reference}"
-    _touch(session, case)
+    lifecycle.close(
+        session,
+        services,
+        case,
+        reason=f"merged into {other.reference}",
+        actor=actor,
+        now=utcnow(),
+        merged_into=other,
+    )
+    session.add(case)
     _touch(session, other)
     session.flush()
     joined = f"; {', '.join(added)} added to it" if added else ""
@@ -523,7 +487,7 @@ def merge(session: Session, services: Services, reference: str, into: str, *, ac
         session,
         case.id,
         "merged",
-        f"merged into {other.reference} (was {STATUS_WORDS[CaseStatus(old)]}); closed here{joined}",
+        f"merged into {other.reference} (was {lifecycle.words(old)}); closed here{joined}",
         actor=actor,
     )
     add_event(
@@ -560,20 +524,18 @@ def convert(
     if len(why) > 500:
         raise UserError("--reason is longer than 500 characters")
     case = find_case(session, reference)
-    _refuse_closed(session, case)
+    lifecycle.refuse_closed(session, case)
     old = case.status
-    clock.settle_pause(session, services, case, actor=actor, now=utcnow())
-    case.status = CaseStatus.CLOSED
-    case.converted_to = kind
-    case.closed_reason = why
-    _touch(session, case)
+    lifecycle.close(
+        session, services, case, reason=why, actor=actor, now=utcnow(), converted_to=kind
+    )
+    session.add(case)
     session.flush()
     add_event(
         session,
         case.id,
         "converted",
-        f"converted to a {kind.replace('_', ' ')} (was {STATUS_WORDS[CaseStatus(old)]}); "
-        f"closed here: {why}",
+        f"converted to a {kind.replace('_', ' ')} (was {lifecycle.words(old)}); closed here: {why}",
         actor=actor,
     )
     return Converted(case.reference, kind, why)

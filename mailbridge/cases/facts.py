@@ -1,16 +1,34 @@
-"""Reading what routing needs to know about cases: a few queries, no decisions."""
+"""What routing needs to know about cases (`CaseFacts`), read with a few queries; no decisions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from mailbridge.deadlines.calendar import WorkingCalendar
-from mailbridge.pipeline.threading import CaseFacts
 from mailbridge.store.models import Case, CaseMember, CaseOfficer, Direction, Message, OfficerRole
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    """What routing needs to know about a case, read by the caller."""
+
+    id: int
+    reference: str
+    status: str
+    member_id: int
+    submitter_id: int
+    lead_officer_id: int | None = None
+    additional_officer_ids: frozenset[int] = field(default_factory=frozenset)
+    completed_on: date | None = None
+    working_days_since_completed: int | None = None
+    other_member_ids: frozenset[int] = field(default_factory=frozenset)  # linked members
+    merged_into_id: int | None = None  # closed by merging: mail on it belongs to that case
+    converted_to: str | None = None  # closed by conversion (complaint, service request)
 
 
 def case_ids_for_message_ids(session: Session, message_ids: Iterable[str]) -> dict[str, int]:

@@ -1,50 +1,66 @@
-"""Applying the conversation decisions to cases: each runs inside the caller's transaction.
-
-Routing (routing.py) decided what an email means; this module records it on the case,
-moves the case along and queues the emails people must get. Nothing here decides.
+"""What an inbound email does to a case, once routing decided what it means: each function
+applies one Decision (cases/decisions.py) inside the caller's transaction — records the
+message on the case, moves the case along (lifecycle.py) and queues the emails people must
+get. Nothing here decides; the pipeline's apply table calls these.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam
+from sqlmodel import Session, select
 
-from mailbridge.cases import facts, satisfaction
-from mailbridge.cases.records import Inbound, add_event, record_inbound, store_attachments
-from mailbridge.console.member_status import member_dashboard
-from mailbridge.deadlines import clock
-from mailbridge.delivery import queue
-from mailbridge.mail import hygiene
-from mailbridge.mail.hygiene import Bounce
-from mailbridge.mail.replies import strip_keywords
-from mailbridge.pipeline.routing import (
+from mailbridge.cases import lifecycle, satisfaction
+from mailbridge.cases.correspondence import (
+    attachments_of,
+    lead_and_coordinators,
+    member_recipients,
+    person,
+    tell_staff,
+    thread_for,
+)
+from mailbridge.cases.decisions import (
     Chase,
     Contribution,
     CoordinatorNote,
     NoteAutoReply,
     NoteBounce,
     OfficerReply,
+    OpenCase,
     RecordSatisfaction,
     Reopen,
     StatusRequest,
 )
-from mailbridge.pipeline.threading import CaseFacts
+from mailbridge.cases.facts import CaseFacts, case_of_outgoing
+from mailbridge.cases.records import (
+    Inbound,
+    add_event,
+    allocate_reference,
+    record_inbound,
+    store_attachments,
+)
+from mailbridge.console.member_status import member_dashboard
+from mailbridge.deadlines import policy
+from mailbridge.delivery import queue
+from mailbridge.mail import hygiene, subjects
+from mailbridge.mail.hygiene import Bounce
+from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.mail.replies import strip_keywords
 from mailbridge.services import Services
 from mailbridge.store.db import insert_row
 from mailbridge.store.models import (
     AddressFlag,
-    Attachment,
     Case,
-    CaseMember,
     CaseStatus,
     Direction,
     Disposition,
     Message,
     Person,
+    as_utc,
     utcnow,
 )
 
@@ -68,127 +84,6 @@ def _case(session: Session, facts: CaseFacts) -> Case:
     return case
 
 
-def _person(session: Session, person_id: int | None) -> Person | None:
-    return session.get(Person, person_id) if person_id is not None else None
-
-
-def thread_for(session: Session, case: Case, item: Inbound | None = None) -> queue.Thread:
-    assert case.id is not None
-    return queue.Thread(
-        case_id=case.id,
-        reference=case.reference,
-        subject=case.subject,
-        started=case.created_at,
-        root_message_id=facts.root_message_id(session, case.id),
-        answering=item.parsed.message_id if item else None,
-        answering_references=item.parsed.references if item else (),
-    )
-
-
-def member_recipients(session: Session, case: Case) -> tuple[list[str], list[str]]:
-    """To the member and every other member on the case (`case link`, `case merge`), in
-    the order they joined; a copy to the delegate who wrote the enquiry for them."""
-    member = _person(session, case.member_id)
-    submitter = _person(session, case.submitter_id)
-    assert member is not None
-    others = session.exec(
-        select(Person.email)
-        .join(CaseMember, col(CaseMember.person_id) == col(Person.id))
-        .where(CaseMember.case_id == case.id, CaseMember.person_id != member.id)
-        .order_by(col(CaseMember.added_at), col(CaseMember.person_id))
-    ).all()
-    to = list(dict.fromkeys([member.email, *others]))
-    cc = [submitter.email] if submitter is not None and submitter.email not in to else []
-    return to, cc
-
-
-def _lead_and_coordinators(session: Session, services: Services, case: Case) -> list[str]:
-    lead = _person(session, case.lead_officer_id)
-    return ([lead.email] if lead else []) + queue.coordinator_addresses(services)
-
-
-def attachments_of(
-    session: Session, services: Services, message_id: int, cap: int
-) -> tuple[list[tuple[str, str, bytes]], list[str]]:
-    """A message's kept, non-inline attachments up to `cap` bytes in total; the rest named."""
-    sent: list[tuple[str, str, bytes]] = []
-    listed: list[str] = []
-    total = 0
-    rows = session.exec(
-        select(Attachment)
-        .where(Attachment.message_id == message_id, col(Attachment.inline).is_(False))
-        .order_by(col(Attachment.id))
-    ).all()
-    for att in rows:
-        if att.sha256 is None:
-            listed.append(f"{att.filename} (refused: {att.refused_reason})")
-        elif total + att.size > cap:
-            listed.append(f"{att.filename} ({att.size} bytes, kept on the case)")
-        else:
-            sent.append((att.filename, att.content_type, services.blobs.get(att.sha256)))
-            total += att.size
-    return sent, listed
-
-
-HISTORY_CHARS = 1200
-
-
-def history(session: Session, case_id: int, limit: int = 6) -> list[dict[str, object]]:
-    """What people wrote on the case, oldest first, for notices that carry the history.
-
-    Only the emails people sent in (the enquiry, replies, chasers, notes), each as its new
-    text: our own mail repeats them, and auto-replies and bounces say nothing new.
-    """
-    rows = session.exec(
-        select(Message)
-        .where(
-            Message.case_id == case_id,
-            Message.direction == Direction.IN,
-            or_(col(Message.role).is_(None), col(Message.role).not_in(("auto_reply", "bounce"))),
-        )
-        .order_by(col(Message.id).desc())
-        .limit(limit)
-    ).all()
-    return [
-        {
-            "at": m.received_at,
-            "direction": m.direction,
-            "sender": m.sender,
-            "role": (m.role or "enquiry").replace("_", " "),
-            "text": _shorten((m.reply_text or m.body_text or "").strip(), HISTORY_CHARS),
-        }
-        for m in reversed(rows)
-    ]
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + " …"
-
-
-def _tell_staff(
-    session: Session, services: Services, case: Case, template: str, **context: object
-) -> None:
-    """A notice for the lead officer and coordinators, with the case's recent history."""
-    queue.queue_mail(
-        session,
-        services,
-        kind=f"{template}_notice",
-        template=template,
-        to=_lead_and_coordinators(session, services, case),
-        thread=thread_for(session, case),
-        context={"case": case, "history": history(session, case.id or 0), **context},
-        automatic=True,
-        # Staff are told of every chaser: the per-address limits guard outside addresses.
-        rate_limited=False,
-    )
-
-
-def _touch(case: Case, now: datetime) -> None:
-    case.updated_at = now
-
-
 def _record_on_case(
     session: Session,
     services: Services,
@@ -210,6 +105,167 @@ def _record_on_case(
     return message_id
 
 
+# --- a new case ----------------------------------------------------------------------
+
+
+SUMMARY_CHARS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """The few facts about a person that opening a case needs."""
+
+    id: int
+    name: str
+    email: str
+    district: str | None
+
+
+_PARTY = select(Person.id, Person.name, Person.email, Person.district).where(
+    Person.id == bindparam("person_id")  # type: ignore[arg-type]
+)
+
+
+def _party(session: Session, person_id: int) -> Party:
+    """Asked once per person in a transaction: ingest changes nobody's name or address,
+    and a batch of a hundred emails often comes from a dozen members."""
+    known: dict[int, Party] = session.info.setdefault("mailbridge.parties", {})
+    if person_id not in known:
+        row = session.connection().execute(_PARTY, {"person_id": person_id}).one()
+        known[person_id] = Party(*row)
+    return known[person_id]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCase:
+    id: int
+    reference: str
+
+
+def open_case(
+    session: Session, services: Services, item: Inbound, decision: OpenCase
+) -> OpenedCase:
+    """A new case, its message, attachments, events and acknowledgement: one transaction."""
+    cfg = services.config
+    cal = services.calendar
+    p = item.parsed
+    local_day = cal.local_date(item.received_at)
+    reference, seq = allocate_reference(session, cfg.cases.reference_prefix, local_day.year)
+    member = _party(session, decision.member_id)
+    submitter = member
+    if decision.submitter_id != decision.member_id:
+        submitter = _party(session, decision.submitter_id)
+    now = utcnow()
+    sla = policy.sla_for(cfg, decision.service_area, None)
+    due = policy.deadlines(cal, item.received_at, sla)
+    case = {
+        "reference": reference,
+        "prefix": cfg.cases.reference_prefix,
+        "year": local_day.year,
+        "seq": seq,
+        # Without "RE: FW: [EXTERNAL]" chains and case tags: the subject people will read.
+        "subject": (subjects.without_tags(p.subject) or "(no subject)")[:998],
+        "body_text": p.body_text,
+        "status": CaseStatus.NEW,
+        "member_id": member.id,
+        "submitter_id": submitter.id,
+        "service_area": decision.service_area,
+        "directorate": decision.directorate,
+        "district": member.district,
+        "received_at": item.received_at,
+        "acknowledge_due": due.acknowledge_due,
+        "response_due": due.response_due,
+        # The acknowledgement is queued below, in this same transaction.
+        "acknowledged_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if decision.linked_case_id is not None:
+        case["linked_case_id"] = decision.linked_case_id
+    case_id = insert_row(session, Case, **case)
+    message_id = record_inbound(session, item, Disposition.CASE, case_id, role="enquiry")
+    via = f" via delegate {submitter.name}" if submitter.id != member.id else ""
+    area = case["service_area"]
+    add_event(
+        session,
+        case_id,
+        "case_opened",
+        f"opened from an email by {member.name}{via}; service area "
+        + (f"guessed as {area}" if area else "not guessed")
+        + (
+            f"; follows up case id {decision.linked_case_id}, completed too long ago to reopen"
+            if decision.linked_case_id
+            else ""
+        ),
+        actor_id=submitter.id,
+        actor=submitter.email,
+        message_id=message_id,
+    )
+    kept, refused = store_attachments(session, services, item, message_id, case_id)
+    queue_acknowledgement(session, services, case_id, case, member, submitter, p, kept, refused)
+    log.debug("case opened", extra={"case": reference, "attachments": len(p.attachments)})
+    return OpenedCase(case_id, reference)
+
+
+def _summary(text: str) -> str:
+    text = text.strip()
+    if len(text) <= SUMMARY_CHARS:
+        return text
+    cut = text[:SUMMARY_CHARS].rsplit(" ", 1)[0]
+    return cut + " …"
+
+
+def queue_acknowledgement(
+    session: Session,
+    services: Services,
+    case_id: int,
+    case: Mapping[str, Any],
+    member: Party,
+    submitter: Party,
+    parsed: ParsedEmail,
+    attachments: list[str],
+    refused: list[str],
+) -> None:
+    """Render and queue the acknowledgement; templates see `case` by field name."""
+    cfg = services.config
+    reference = case["reference"]
+    thread = queue.Thread(
+        case_id=case_id,
+        reference=reference,
+        subject=case["subject"],
+        started=case["created_at"],
+        root_message_id=parsed.message_id,
+        answering=parsed.message_id,
+        answering_references=parsed.references,
+    )
+    queued = queue.queue_mail(
+        session,
+        services,
+        kind="acknowledgement",
+        template="acknowledgement",
+        to=[member.email],
+        cc=[submitter.email] if submitter.id != member.id else [],
+        thread=thread,
+        context={
+            "case": case,
+            "member": member,
+            "submitter": submitter,
+            "summary": _summary(parsed.body_text),
+            "attachments": attachments,
+            "refused": refused,
+            "received_local": as_utc(case["received_at"]).astimezone(services.calendar.zone),
+            "response_days": policy.sla_for(cfg, case["service_area"], None).response_days,
+            # After the office-hours cut-off or on a closed day the count starts later: say so.
+            "counted_from": services.calendar.received_day(case["received_at"]),
+        },
+        automatic=True,
+        rate_limited=False,
+        idempotency_key=f"ack:{reference}",
+    )
+    if queued is not None:
+        add_event(session, case_id, "acknowledgement_queued", f"to {', '.join(queued.recipients)}")
+
+
 # --- decisions ------------------------------------------------------------------------
 
 
@@ -219,7 +275,7 @@ def chase(session: Session, services: Services, item: Inbound, decision: Chase) 
     now = utcnow()
     message_id = _record_on_case(session, services, item, case, "chaser", item.reply_text)
     case.chase_count += 1
-    _touch(case, now)
+    lifecycle.touch(case, now)
     session.add(case)
     add_event(
         session,
@@ -229,14 +285,14 @@ def chase(session: Session, services: Services, item: Inbound, decision: Chase) 
         actor=item.parsed.from_address or "",
         message_id=message_id,
     )
-    _tell_staff(
+    tell_staff(
         session,
         services,
         case,
         "chase",
         count=case.chase_count,
         text=item.reply_text,
-        lead=_person(session, case.lead_officer_id),
+        lead=person(session, case.lead_officer_id),
         due=case.extended_due or case.response_due,
     )
     return Applied("chased", case.reference)
@@ -247,10 +303,7 @@ def reopen(session: Session, services: Services, item: Inbound, decision: Reopen
     case = _case(session, decision.case)
     now = utcnow()
     message_id = _record_on_case(session, services, item, case, "reopened", item.reply_text)
-    case.status = CaseStatus.IN_PROGRESS if case.lead_officer_id else CaseStatus.NEW
-    case.completed_at = None
-    case.reopened_count += 1
-    _touch(case, now)
+    lifecycle.reopen(case, now)
     session.add(case)
     add_event(
         session,
@@ -260,7 +313,7 @@ def reopen(session: Session, services: Services, item: Inbound, decision: Reopen
         actor=item.parsed.from_address or "",
         message_id=message_id,
     )
-    _tell_staff(session, services, case, "reopened", text=item.reply_text)
+    tell_staff(session, services, case, "reopened", text=item.reply_text)
     return Applied("reopened", case.reference)
 
 
@@ -310,7 +363,7 @@ def officer_reply(
             actor=officer,
             message_id=message_id,
         )
-        _touch(case, now)
+        lifecycle.touch(case, now)
         session.add(case)
         return Applied("internal_note", case.reference)
     if decision.kind == "holding" and decision.extend_days:
@@ -330,13 +383,11 @@ def officer_reply(
         )
     # Service-level figures count from when the reply reached us, not when we processed it.
     answered = item.received_at
-    case.first_response_at = case.first_response_at or answered
-    case.last_response_at = answered
+    lifecycle.record_response(case, answered)
     if decision.kind == "response":
-        clock.settle_pause(session, services, case, actor=officer, now=now)
-        case.status = CaseStatus.COMPLETED
-        case.completed_at = answered
-    _touch(case, now)
+        lifecycle.complete(session, services, case, at=answered, actor=officer, now=now)
+    else:
+        lifecycle.touch(case, now)
     session.add(case)
     add_event(
         session,
@@ -364,7 +415,7 @@ def officer_reply(
             "case": case,
             "text": text,
             "holding": decision.kind == "holding",
-            "officer": _person(session, case.lead_officer_id),
+            "officer": person(session, case.lead_officer_id),
             "due": case.extended_due or case.response_due,
             "listed": listed,
         },
@@ -390,7 +441,7 @@ def contribution(
         actor=item.parsed.from_address or "",
         message_id=message_id,
     )
-    _touch(case, utcnow())
+    lifecycle.touch(case, utcnow())
     session.add(case)
     attachments, listed = attachments_of(
         session, services, message_id, services.config.cases.officer_attachments_max_bytes
@@ -400,7 +451,7 @@ def contribution(
         services,
         kind="contribution",
         template="contribution",
-        to=_lead_and_coordinators(session, services, case),
+        to=lead_and_coordinators(session, services, case),
         thread=thread_for(session, case, item),
         context={
             "case": case,
@@ -428,7 +479,7 @@ def coordinator_note(
         actor=item.parsed.from_address or "",
         message_id=message_id,
     )
-    _touch(case, utcnow())
+    lifecycle.touch(case, utcnow())
     session.add(case)
     if decision.to_member:
         to, cc = member_recipients(session, case)
@@ -492,7 +543,7 @@ def note_bounce(
     bounce must not flag anyone's address).
     """
     bounce: Bounce = decision.bounce
-    case_id = facts.case_of_outgoing(session, bounce.original_message_id)
+    case_id = case_of_outgoing(session, bounce.original_message_id)
     if bounce.original_message_id is None or (
         case_id is None and not _ours(session, bounce.original_message_id)
     ):
@@ -568,8 +619,8 @@ def status_request(
 ) -> Applied:
     """The member's dashboard by email: their own enquiries only, never another member's."""
     record_inbound(session, item, Disposition.HANDLED, None, role="status_request")
-    member = _person(session, decision.member_id)
-    requester = _person(session, decision.requester_id)
+    member = person(session, decision.member_id)
+    requester = person(session, decision.requester_id)
     assert member is not None and requester is not None
     today = services.calendar.local_date(utcnow())
     board = member_dashboard(session, services, decision.member_id, today)

@@ -5,68 +5,26 @@ When a case is completed (the lead officer's response, `case status REF complete
 Its idempotency key names the case and how often it was reopened, so each completion asks
 once and a reopened-then-completed case asks again.
 
-A reply whose new text is only a rating — "4", "4/5", "5 - thank you", "Rating: 3", with at
-most a short sign-off under it — is an answer (`rating_of`, pure): routing records it on the
-case without reopening it. Anything longer is a person writing, and the usual rules apply.
+A reply whose new text is only a rating is an answer (`mail.replies.rating_of`, pure):
+routing records it here, on the case, without reopening it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 
 from sqlmodel import Session, select
 
 from mailbridge.cases.records import add_event
 from mailbridge.delivery import queue
+from mailbridge.mail.replies import HIGHEST
 from mailbridge.services import Services
 from mailbridge.store.models import Case, OutboxMessage, Person
 
 log = logging.getLogger(__name__)
 
 KIND = "satisfaction_question"
-LOWEST, HIGHEST = 1, 5
-
-# The first line: an optional label, the number, an optional "/5" or "out of 5" and "stars",
-# then nothing, or a short comment after punctuation or a thank-you ("5 thanks").
-_RATING_LINE = re.compile(
-    r"""^(?:(?:rating|score|satisfaction|mark)\s*[:=-]?\s*)?
-        (?P<n>\d+)
-        (?:\s*(?:/|out\s+of|of)\s*5)?
-        (?:\s*stars?)?
-        (?P<rest>.*)$""",
-    re.IGNORECASE | re.VERBOSE,
-)
-_COMMENT = re.compile(
-    r"^(?:\s*[-\u2013\u2014,.!:;)]|\s+(?=thank|many thanks|cheers))", re.IGNORECASE
-)
-SHORT = 40  # characters: a comment or a sign-off line, never a message
-SIGN_OFF_LINES = 3
-
-
-def rating_of(text: str | None) -> int | None:
-    """The rating a reply's new text gives, or None when it says more than a rating."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not lines:
-        return None
-    found = _RATING_LINE.match(lines[0])
-    if found is None:
-        return None
-    number, rest = int(found["n"]), found["rest"]
-    if not LOWEST <= number <= HIGHEST:
-        return None
-    if rest.strip() and (not _COMMENT.match(rest) or not _short(rest)):
-        return None
-    sign_off = lines[1:]
-    if len(sign_off) > SIGN_OFF_LINES or not all(_short(line) for line in sign_off):
-        return None
-    return number
-
-
-def _short(text: str) -> bool:
-    """A comment or sign-off, not a message: short and without figures."""
-    return len(text.strip()) <= SHORT and not any(ch.isdigit() for ch in text)
 
 
 def question_key(case: Case) -> str:

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
-from mailbridge.cases.inbound import thread_for
+from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.records import add_event
 from mailbridge.deadlines import digests, plan
 from mailbridge.deadlines.plan import CaseClock, DigestDue, Due, Escalation, Reminder, Stale

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -22,56 +21,8 @@ from io import BytesIO
 from mailbridge.store.models import utcnow
 
 LOOP_HEADER = "X-Mailbridge-Loop"
-_ID = re.compile(
-    # Five or more digits: the sequence is zero-padded to five but keeps counting past 99999.
-    r"^mb\.(?P<ref>[A-Z]{1,8}-\d{4}-\d{5,})\.(?P<rand>[0-9a-f]{16})\.(?P<sig>[0-9a-f]{10})@"
-)
 # CR, LF and other controls would end a header early (or make the stdlib refuse it).
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
-
-
-def _signature(reference: str, rand: str, key: bytes) -> str:
-    return hmac.new(key, f"{reference}.{rand}".encode(), hashlib.sha256).hexdigest()[:10]
-
-
-def new_message_id(domain: str, reference: str | None = None, key: bytes | None = None) -> str:
-    """Our own Message-ID (no angle brackets), carrying the case and, with a key, a signature."""
-    rand = secrets.token_hex(8)
-    if reference is None:
-        return f"mb.{rand}@{domain}"
-    sig = f".{_signature(reference, rand, key)}" if key else ""
-    return f"mb.{reference}.{rand}{sig}@{domain}"
-
-
-def verify_message_id(message_id: str, key: bytes) -> str | None:
-    """The case reference a Message-ID of ours names, if its signature is valid."""
-    match = _ID.match(message_id.strip().strip("<>"))
-    if not match:
-        return None
-    expected = _signature(match["ref"], match["rand"], key)
-    return match["ref"] if hmac.compare_digest(expected, match["sig"]) else None
-
-
-_REPLY_TAG = re.compile(r"^(?P<ref>[A-Z]{1,8}-\d{4}-\d{5,})\.(?P<sig>[0-9a-f]{10})$", re.I)
-
-
-def reply_address(mailbox: str, reference: str, key: bytes) -> str:
-    """`enquiries+MQ-2026-00042.<signature>@domain`: plus addressing that names and proves a
-    case, for a Reply-To that survives providers which rewrite Message-IDs."""
-    local, _, domain = mailbox.partition("@")
-    return f"{local}+{reference}.{_signature(reference, 'reply', key)}@{domain}"
-
-
-def verify_reply_address(address: str, key: bytes) -> str | None:
-    """The case reference a signed reply address of ours names, if its signature is valid."""
-    local = address.strip().strip("<>").partition("@")[0]
-    tag = local.partition("+")[2]
-    match = _REPLY_TAG.match(tag)
-    if not match:
-        return None
-    reference = match["ref"].upper()
-    expected = _signature(reference, "reply", key)
-    return reference if hmac.compare_digest(expected, match["sig"].lower()) else None
 
 
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)

@@ -18,7 +18,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from mailbridge.delivery import compose, outbox
-from mailbridge.mail import hygiene, subjects
+from mailbridge.mail import hygiene, subjects, tokens
 from mailbridge.services import Services
 from mailbridge.store.db import insert_row
 from mailbridge.store.models import AddressFlag, AutoMail, Event, as_utc, utcnow
@@ -109,7 +109,7 @@ def queue_mail(
         headers["Thread-Topic"] = thread.subject[:250]
         headers["Thread-Index"] = compose.thread_index(thread.reference, thread.started, now)
         if cfg.security.signed_reply_address and services.signing_key:
-            headers["Reply-To"] = compose.reply_address(
+            headers["Reply-To"] = tokens.reply_address(
                 str(cfg.smtp.from_address), thread.reference, services.signing_key
             )
         in_reply_to = thread.answering or thread.root_message_id
@@ -120,7 +120,7 @@ def queue_mail(
             )
             if r
         ]
-    message_id = compose.new_message_id(
+    message_id = tokens.new_message_id(
         cfg.smtp.domain, thread.reference if thread else None, services.signing_key
     )
     raw = compose.compose(

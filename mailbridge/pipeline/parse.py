@@ -1,4 +1,4 @@
-"""Parsing off the main process, one batch ahead of the database work.
+"""Parsing raw bytes, in the main process or off it, one batch ahead of the database work.
 
 Parsing MIME is the largest piece of CPU work per message and needs nothing but the bytes,
 so worker processes parse batch N+1 (and write its raw messages to the blob store) while
@@ -18,8 +18,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from mailbridge.mail import parsing
 from mailbridge.mail.parsing import ParsedEmail
-from mailbridge.pipeline.steps import parse_or_none
 from mailbridge.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,17 @@ Parsed = list[ParsedEmail | None]
 
 # How often a parse worker checks that the process that started it is still there.
 ORPHAN_CHECK_SECONDS = 1.0
+
+
+def parse_raw(raw: bytes, max_filename_length: int) -> ParsedEmail:
+    return parsing.parse(raw, max_filename_length=max_filename_length)
+
+
+def parse_or_none(raw: bytes, max_filename_length: int) -> ParsedEmail | None:
+    try:
+        return parse_raw(raw, max_filename_length)
+    except Exception:  # noqa: BLE001 - recorded when the parse step runs again
+        return None
 
 
 def workers_for(setting: int | str) -> int:

@@ -1,20 +1,137 @@
-"""Messages kept aside: list them, retry one from its stored raw bytes, or accept it onto
-the case it points at."""
+"""Messages kept aside, all in one place: keeping one with its reason (a routing decision,
+or processing that failed too often), the failures waiting to be retried, and a
+coordinator's list, retry and accept.
+
+A quarantined message is never lost: its raw bytes stay in the blob store, and its dedupe
+key keeps a re-fetch from opening a case meanwhile. A retry runs it through the pipeline
+again and replaces the quarantined record in the same transaction.
+"""
 
 from __future__ import annotations
+
+import logging
+from datetime import datetime
 
 from sqlmodel import Session, select
 
 from mailbridge.cases import inbound
+from mailbridge.cases.decisions import Contribution
 from mailbridge.cases.facts import load_cases
-from mailbridge.cases.records import Inbound, add_event
+from mailbridge.cases.records import Inbound, add_event, record_inbound
 from mailbridge.errors import UserError
 from mailbridge.mail import replies
-from mailbridge.pipeline.routing import Contribution
-from mailbridge.pipeline.steps import Outcome, Processor, parse_raw
+from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.pipeline.outcomes import Failed, Quarantined
+from mailbridge.pipeline.parse import parse_raw
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Message, QuarantineItem, QuarantineStatus, utcnow
+from mailbridge.store.models import (
+    Disposition,
+    Message,
+    ProcessingFailure,
+    QuarantineItem,
+    QuarantineStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+def keep(
+    session: Session,
+    *,
+    item: Inbound | None,
+    dedupe_key: str,
+    raw_sha256: str,
+    code: str,
+    reason: str,
+    traceback: str | None = None,
+    sender: str = "",
+    subject: str = "",
+    case_id: int | None = None,
+) -> QuarantineItem:
+    """Keep a message aside with its reason; a coordinator can retry, accept or release it."""
+    message_id = record_inbound(session, item, Disposition.QUARANTINED, None) if item else None
+    entry = QuarantineItem(
+        message_id=message_id,
+        dedupe_key=dedupe_key,
+        raw_sha256=raw_sha256,
+        reason_code=code,
+        reason=reason,
+        sender=(item.parsed.from_address or "") if item else sender,
+        subject=item.parsed.subject[:998] if item else subject[:998],
+        traceback=traceback,
+        case_id=case_id,
+    )
+    session.add(entry)
+    forget_failure(session, dedupe_key)
+    session.flush()
+    log.debug("message quarantined", extra={"quarantine_id": entry.id, "reason_code": code})
+    return entry
+
+
+def forget_failure(session: Session, dedupe_key: str) -> None:
+    """A message that finally got an outcome no longer waits for a retry."""
+    table = ProcessingFailure.__table__  # type: ignore[attr-defined]
+    session.connection().execute(table.delete().where(table.c.dedupe_key == dedupe_key))
+
+
+def release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> None:
+    """A retried message replaces its quarantined record in the same transaction."""
+    entry = session.get(QuarantineItem, quarantine_id)
+    if entry is None:
+        return
+    old_message_id = entry.message_id
+    entry.status = QuarantineStatus.RETRIED
+    entry.resolved_at = utcnow()
+    entry.message_id = None
+    session.add(entry)
+    session.flush()
+    if old_message_id is not None:
+        old = session.get(Message, old_message_id)
+        if old is not None and old.dedupe_key == dedupe_key and old.case_id is None:
+            session.delete(old)
+            session.flush()
+
+
+def record_failure(
+    services: Services,
+    *,
+    dedupe_key: str,
+    raw_sha256: str,
+    parsed: ParsedEmail | None,
+    error: str,
+    trace: str,
+) -> Failed | Quarantined:
+    """A message whose processing raised: kept with its traceback to be tried again on the
+    next pass, and quarantined with the reason once it has failed the configured number of
+    times (docs/architecture.md, invariant 5). Its own transaction: the batch's rolled back."""
+    limit = services.config.cases.max_processing_attempts
+    with transaction(services.engine) as session:
+        failure = session.get(ProcessingFailure, dedupe_key)
+        attempts = (failure.attempts if failure else 0) + 1
+        if attempts < limit:
+            failure = failure or ProcessingFailure(dedupe_key=dedupe_key, raw_sha256=raw_sha256)
+            failure.attempts = attempts
+            failure.last_error = error
+            failure.traceback = trace
+            failure.last_failed_at = utcnow()
+            session.add(failure)
+            return Failed(error, attempts)
+        if failure is not None:
+            session.expunge(failure)  # keep() deletes its row
+        entry = keep(
+            session,
+            item=None,
+            dedupe_key=dedupe_key,
+            raw_sha256=raw_sha256,
+            code="processing_failed",
+            reason=f"processing failed {attempts} times; last error: {error}",
+            traceback=trace,
+            sender=(parsed.from_address or "") if parsed else "",
+            subject=parsed.subject if parsed else "",
+        )
+        return Quarantined(entry.id or 0, entry.reason_code, entry.reason)
 
 
 def list_items(services: Services, *, include_resolved: bool = False) -> list[QuarantineItem]:
@@ -35,8 +152,9 @@ def get_item(services: Services, item_id: int) -> QuarantineItem:
     return item
 
 
-def retry(services: Services, item_id: int) -> Outcome:
-    """Run the message through the pipeline again, e.g. after its sender was added."""
+def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | None]:
+    """A waiting message's stored bytes and when it arrived, to run through the pipeline
+    again (processor.retry_quarantined), e.g. after its sender was added."""
     item = get_item(services, item_id)
     if item.status != QuarantineStatus.WAITING:
         raise UserError(f"quarantined message {item_id} was already {item.status}")
@@ -50,9 +168,7 @@ def retry(services: Services, item_id: int) -> Outcome:
         with Session(services.engine) as session:
             message = session.get(Message, item.message_id)
             received_at = message.received_at if message else None
-    return Processor(services).process(
-        services.blobs.get(item.raw_sha256), received_at, retry_of=item.id
-    )
+    return services.blobs.get(item.raw_sha256), received_at
 
 
 ACCEPT_AS = ("contribution",)

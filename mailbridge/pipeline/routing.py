@@ -2,7 +2,8 @@
 
 The table of the conversations issue, in code. Every input is data gathered before:
 the hygiene verdict, the sender's identity, the case the message points at, the reply's
-keywords. The output is one decision that `cases.py` applies in one transaction.
+keywords. The output is one Decision (cases/decisions.py) that the pipeline's apply step carries out
+in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -11,108 +12,28 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailbridge.cases.decisions import (
+    Chase,
+    Contribution,
+    CoordinatorNote,
+    Decision,
+    NoteAutoReply,
+    NoteBounce,
+    OfficerReply,
+    OpenCase,
+    Quarantine,
+    RecordSatisfaction,
+    Reopen,
+    StatusRequest,
+)
 from mailbridge.cases.directory import Identity
+from mailbridge.cases.facts import CaseFacts
 from mailbridge.config import ServiceArea
 from mailbridge.mail.hygiene import AutoReply, Bounce, Loop, Verdict
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.mail.replies import Keywords
-from mailbridge.pipeline.threading import CaseFacts, Match, is_member_of
+from mailbridge.pipeline.threading import Match, is_member_of
 from mailbridge.store.models import CaseStatus, PersonKind
-
-# --- decisions ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OpenCase:
-    member_id: int
-    submitter_id: int
-    service_area: str | None
-    directorate: str | None
-    linked_case_id: int | None = None  # a follow-up on a case completed too long ago
-
-
-@dataclass(frozen=True, slots=True)
-class Quarantine:
-    code: str
-    reason: str
-    case_id: int | None = None  # the case it points at, for a coordinator to check
-    answer_stranger: bool = False  # one polite reply that the address is for councillors
-
-
-@dataclass(frozen=True, slots=True)
-class StatusRequest:
-    member_id: int
-    requester_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Chase:
-    case: CaseFacts
-
-
-@dataclass(frozen=True, slots=True)
-class Reopen:
-    case: CaseFacts
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSatisfaction:
-    """The member's answer (1-5) to the satisfaction question: recorded, nothing reopened,
-    nothing sent."""
-
-    case: CaseFacts
-    rating: int
-
-
-@dataclass(frozen=True, slots=True)
-class OfficerReply:
-    """The lead officer's reply: a response (completes), a holding reply, or internal."""
-
-    case: CaseFacts
-    kind: str  # "response", "holding" or "internal"
-    extend_days: int | None = None
-    extend_reason: str | None = None
-    malformed: tuple[str, ...] = ()  # keyword lines that could not be read
-
-
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    case: CaseFacts
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinatorNote:
-    case: CaseFacts
-    to_member: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NoteAutoReply:
-    """An auto-reply or out-of-office on a case: logged there, nothing else happens."""
-
-    case: CaseFacts
-    kind: str
-    officer_away: bool = False  # an assigned officer is away: coordinators should know
-
-
-@dataclass(frozen=True, slots=True)
-class NoteBounce:
-    bounce: Bounce
-
-
-Decision = (
-    OpenCase
-    | Quarantine
-    | StatusRequest
-    | Chase
-    | Reopen
-    | RecordSatisfaction
-    | OfficerReply
-    | Contribution
-    | CoordinatorNote
-    | NoteAutoReply
-    | NoteBounce
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +58,7 @@ def decide(
     policy: Policy,
     rating: int | None = None,
 ) -> Decision:
-    """`rating`: the reply's new text is only a rating (satisfaction.rating_of), else None."""
+    """`rating`: the reply's new text is only a rating (replies.rating_of), else None."""
     if isinstance(verdict, Loop):
         return Quarantine("loop", verdict.reason)
     if isinstance(verdict, Bounce):

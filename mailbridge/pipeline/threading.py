@@ -14,11 +14,10 @@ point at is routing's question, not this module's: a match is only a claim.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 
-from mailbridge.delivery import compose
-from mailbridge.mail import subjects
+from mailbridge.cases.facts import CaseFacts
+from mailbridge.mail import subjects, tokens
 from mailbridge.mail.parsing import ParsedEmail
 
 
@@ -39,24 +38,6 @@ class Candidates:
 
 
 @dataclass(frozen=True, slots=True)
-class CaseFacts:
-    """What routing needs to know about a case, read by the caller."""
-
-    id: int
-    reference: str
-    status: str
-    member_id: int
-    submitter_id: int
-    lead_officer_id: int | None = None
-    additional_officer_ids: frozenset[int] = field(default_factory=frozenset)
-    completed_on: date | None = None
-    working_days_since_completed: int | None = None
-    other_member_ids: frozenset[int] = field(default_factory=frozenset)  # linked members
-    merged_into_id: int | None = None  # closed by merging: mail on it belongs to that case
-    converted_to: str | None = None  # closed by conversion (complaint, service request)
-
-
-@dataclass(frozen=True, slots=True)
 class Match:
     case: CaseFacts | None
     how: str | None = None  # "signed", "message_id", "marker" or "subject"
@@ -69,11 +50,11 @@ def candidates(parsed: ParsedEmail, key: bytes | None, prefix: str) -> Candidate
     signed: list[str] = []
     if key:
         for message_id in thread_ids:
-            reference = compose.verify_message_id(message_id, key)
+            reference = tokens.verify_message_id(message_id, key)
             if reference:
                 signed.append(reference)
         for address in (*parsed.to, *parsed.cc):
-            reference = compose.verify_reply_address(address, key)
+            reference = tokens.verify_reply_address(address, key)
             if reference:
                 signed.append(reference)
     return Candidates(

@@ -1,6 +1,6 @@
 """The service loop: fetch, process, move after commit, deliver the outbox; stop cleanly.
 
-Holds no business rule: decisions live in the pipeline (ingest.py), delivery in outbox.py,
+Holds no business rule: decisions live in the pipeline (pipeline/steps.py), delivery in outbox.py,
 what scheduled mail is due in schedule.py (run every [schedule] tick_seconds by run.py).
 """
 
@@ -27,18 +27,17 @@ from mailbridge.delivery.courier import Courier, CourierTotals, deliver_until_id
 from mailbridge.delivery.transports.base import Sender
 from mailbridge.errors import Unreachable, one_line
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
-from mailbridge.pipeline.parse import Parsed, ParsePool, workers_for
-from mailbridge.pipeline.steps import (
+from mailbridge.pipeline.outcomes import (
     AlreadyHandled,
     CaseOpened,
     CaseUpdated,
     Failed,
     Handled,
     Outcome,
-    Processor,
     Quarantined,
-    pending_failures,
 )
+from mailbridge.pipeline.parse import Parsed, ParsePool, workers_for
+from mailbridge.pipeline.processor import Processor, pending_failures
 from mailbridge.services import Services
 from mailbridge.store.models import utcnow
 

@@ -1,0 +1,109 @@
+"""The last step: a Decision's whole effect, in the batch's transaction.
+
+`EFFECTS` is the one table from each kind of decision (cases/decisions.py) to what carries
+it out: opening a case, quarantining the message, noting a bounce, or one of the case
+updates in cases/inbound.py. A new kind of decision needs a row here; a test checks that
+every kind has one (docs/architecture.md, invariants 1 to 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mailbridge.cases import inbound
+from mailbridge.cases.decisions import (
+    Chase,
+    Contribution,
+    CoordinatorNote,
+    NoteAutoReply,
+    NoteBounce,
+    OfficerReply,
+    OpenCase,
+    Quarantine,
+    RecordSatisfaction,
+    Reopen,
+    StatusRequest,
+)
+from mailbridge.cases.records import Inbound
+from mailbridge.pipeline import quarantine
+from mailbridge.pipeline.outcomes import CaseOpened, CaseUpdated, Handled, Outcome, Quarantined
+from mailbridge.pipeline.work import Work
+from mailbridge.services import Services
+
+Effect = Callable[[Work, Services, Inbound, Any], Outcome]
+
+
+def apply(work: Work, services: Services) -> Outcome:
+    """The whole effect of the message, in the batch's transaction."""
+    assert work.parsed is not None and work.decision is not None
+    session = work.session
+    item = Inbound(work.parsed, work.received_at, len(work.raw), work.reply_text)
+    if work.retry_of is not None:
+        quarantine.release_for_retry(session, work.retry_of, work.dedupe_key)
+    if work.facts is None or work.dedupe_key in work.facts.failing:
+        quarantine.forget_failure(session, work.dedupe_key)
+    return EFFECTS[type(work.decision)](work, services, item, work.decision)
+
+
+def _open_case(work: Work, services: Services, item: Inbound, decision: OpenCase) -> Outcome:
+    case = inbound.open_case(work.session, services, item, decision)
+    return CaseOpened(case.reference)
+
+
+def _quarantine(work: Work, services: Services, item: Inbound, decision: Quarantine) -> Outcome:
+    entry = quarantine.keep(
+        work.session,
+        item=item,
+        dedupe_key=work.dedupe_key,
+        raw_sha256=work.raw_sha256,
+        code=decision.code,
+        reason=decision.reason,
+        case_id=decision.case_id,
+    )
+    if decision.answer_stranger:
+        inbound.answer_stranger(work.session, services, item)
+    return Quarantined(entry.id or 0, decision.code, decision.reason)
+
+
+def _note_bounce(work: Work, services: Services, item: Inbound, decision: NoteBounce) -> Outcome:
+    """A bounce of mail we never sent is quarantined: a forged one must flag nobody."""
+    applied = inbound.note_bounce(work.session, services, item, decision)
+    if applied is None:
+        unmatched = Quarantine(
+            "bounce_unmatched",
+            "a delivery failure report for a message mailbridge did not send "
+            f"({decision.bounce.reason})",
+        )
+        return _quarantine(work, services, item, unmatched)
+    return _outcome(applied)
+
+
+def _on_case(effect: Callable[..., inbound.Applied]) -> Effect:
+    """A case update of cases/inbound.py as an effect of the table."""
+
+    def run(work: Work, services: Services, item: Inbound, decision: Any) -> Outcome:
+        return _outcome(effect(work.session, services, item, decision))
+
+    return run
+
+
+def _outcome(applied: inbound.Applied) -> Outcome:
+    if applied.reference is None:
+        return Handled(applied.action)
+    return CaseUpdated(applied.reference, applied.action)
+
+
+EFFECTS: dict[type, Effect] = {
+    OpenCase: _open_case,
+    Quarantine: _quarantine,
+    NoteBounce: _note_bounce,
+    StatusRequest: _on_case(inbound.status_request),
+    Chase: _on_case(inbound.chase),
+    Reopen: _on_case(inbound.reopen),
+    RecordSatisfaction: _on_case(inbound.record_satisfaction),
+    OfficerReply: _on_case(inbound.officer_reply),
+    Contribution: _on_case(inbound.contribution),
+    CoordinatorNote: _on_case(inbound.coordinator_note),
+    NoteAutoReply: _on_case(inbound.note_auto_reply),
+}
