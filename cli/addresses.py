@@ -10,7 +10,6 @@ from sqlmodel import Session
 
 from mailbridge.cases import directory
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.store.db import transaction
 
 app = typer.Typer(help="Addresses that bounced permanently.", no_args_is_help=True)
 
@@ -42,6 +41,6 @@ def clear(
 
     Example: mailbridge addresses clear cllr.jones@example.gov.uk
     """
-    with opened(config) as (_cfg, engine), transaction(engine) as session:  # type: ignore[arg-type]
-        flag = directory.clear_flag(session, email)
+    with opened(config) as (_cfg, engine):
+        flag = directory.clear_flag(engine, email)  # type: ignore[arg-type]
     console.print(f"{flag.email} is cleared; mailbridge will mail it again", highlight=False)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from mailbridge.cases import coordinator
 from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import (
     ConfigOption,
@@ -21,11 +22,9 @@ from mailbridge.cli.context import (
     now_from,
     opened,
 )
-from mailbridge.deadlines import clock
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
 from mailbridge.services import Services
-from mailbridge.store.db import transaction
 
 app = typer.Typer(
     help="The working-day calendar: non-working days, and recounting open deadlines.",
@@ -92,11 +91,12 @@ def recompute(
     Example: mailbridge calendar recompute --dry-run
     """
     with opened(config) as (cfg, engine):
-        services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        with transaction(services.engine) as session:
-            changed = clock.recompute(
-                session, services, actor=_actor(), now=now_from(now), dry_run=dry_run
-            )
+        changed = coordinator.recompute_deadlines(
+            Services.build(cfg, engine),  # type: ignore[arg-type]
+            actor=_actor(),
+            now=now_from(now),
+            dry_run=dry_run,
+        )
     for change in changed:
         console.print(f"{change.reference}: {'; '.join(change.changes)}", highlight=False)
     if dry_run:

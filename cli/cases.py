@@ -39,7 +39,6 @@ from mailbridge.console import export, filters, views
 from mailbridge.console.filters import CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.services import Services
-from mailbridge.store.db import transaction
 from mailbridge.store.models import utcnow
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
@@ -260,19 +259,16 @@ def _assign(
     now: str | None = None,
 ) -> None:
     with opened(config) as (cfg, engine):
-        services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        with transaction(services.engine) as session:
-            done = assignment.assign(
-                session,
-                services,
-                reference,
-                lead,
-                also or [],
-                actor=_actor(),
-                reassign=reassign,
-                reset_deadline=reset_deadline,
-                now=now_from(now),
-            )
+        done = assignment.assign(
+            Services.build(cfg, engine),  # type: ignore[arg-type]
+            reference,
+            lead,
+            also or [],
+            actor=_actor(),
+            reassign=reassign,
+            reset_deadline=reset_deadline,
+            now=now_from(now),
+        )
     console.print(
         f"{done.reference}: lead officer {done.lead}"
         + (f", also {', '.join(done.additional)}" if done.additional else ""),

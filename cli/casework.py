@@ -1,6 +1,6 @@
 """A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
-merge|convert|attachments|pause|resume`. The rules live in mailbridge/coordinator.py and
-mailbridge/clock.py; this only prints."""
+merge|convert|attachments|pause|resume`. The rules live in mailbridge/cases/coordinator.py
+and mailbridge/deadlines/clock.py; this only prints."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import Session
 
-from mailbridge.cases import coordinator, lifecycle, records
+from mailbridge.cases import coordinator, lifecycle
 from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
-from mailbridge.deadlines import clock
 from mailbridge.services import Services
-from mailbridge.store.db import transaction
 from mailbridge.store.models import CaseStatus
 
 Reference = Annotated[str, typer.Argument(help="The case reference, e.g. MQ-2026-00042.")]
@@ -25,12 +22,10 @@ QUEUED = "  emails go out with the next pass of `mailbridge run`"
 
 
 @contextmanager
-def _work(config: Path) -> Iterator[tuple[Services, Session]]:
-    """Services and one transaction: committed when the command's change succeeds."""
+def _services(config: Path) -> Iterator[Services]:
+    """What an action needs; each action opens and commits its own transaction."""
     with opened(config) as (cfg, engine):
-        services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        with transaction(services.engine) as session:
-            yield services, session
+        yield Services.build(cfg, engine)  # type: ignore[arg-type]
 
 
 def _say(text: str) -> None:
@@ -62,9 +57,8 @@ def set_(
 
     Example: mailbridge case set MQ-2026-00042 --service-area Highways --contact phone
     """
-    with _work(config) as (services, session):
+    with _services(config) as services:
         done = coordinator.set_fields(
-            session,
             services,
             reference,
             actor=_actor(),
@@ -98,8 +92,8 @@ def status(
 
     Example: mailbridge case status MQ-2026-00042 completed
     """
-    with _work(config) as (services, session):
-        done = coordinator.set_status(session, services, reference, new_status, actor=_actor())
+    with _services(config) as services:
+        done = coordinator.set_status(services, reference, new_status, actor=_actor())
     _say(f"{done.reference}: {_word(done.old)} → {_word(done.new)}")
 
 
@@ -118,8 +112,8 @@ def note(
 
     Example: mailbridge case note MQ-2026-00042 "Spoke to the contractor: repair booked"
     """
-    with _work(config) as (services, session):
-        ref = coordinator.add_note(session, services, reference, text, actor=_actor())
+    with _services(config) as services:
+        ref = coordinator.add_note(services, reference, text, actor=_actor())
     _say(f"{ref}: note added (not sent to anyone)")
 
 
@@ -138,8 +132,8 @@ def reply(
 
     Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
     """
-    with _work(config) as (services, session):
-        done = coordinator.reply(session, services, reference, text, attach or [], actor=_actor())
+    with _services(config) as services:
+        done = coordinator.reply(services, reference, text, attach or [], actor=_actor())
     _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
     if done.attached:
         _say(f"  attached: {', '.join(done.attached)}")
@@ -157,8 +151,8 @@ def reopen(
 
     Example: mailbridge case reopen MQ-2026-00042 --reason "the repair failed"
     """
-    with _work(config) as (services, session):
-        done = coordinator.reopen(session, services, reference, reason, actor=_actor())
+    with _services(config) as services:
+        done = coordinator.reopen(services, reference, reason, actor=_actor())
     _say(f"{done.reference}: reopened, now {_word(done.new)}")
 
 
@@ -173,8 +167,8 @@ def link(
 
     Example: mailbridge case link MQ-2026-00042 --member raj.patel@example.gov.uk
     """
-    with _work(config) as (services, session):
-        done = coordinator.link(session, services, reference, member, actor=_actor())
+    with _services(config) as services:
+        done = coordinator.link(services, reference, member, actor=_actor())
     _say(f"{done.reference}: {done.member} added")
     _say(f"  responses now go to {', '.join(done.members)}")
 
@@ -190,8 +184,8 @@ def merge(
 
     Example: mailbridge case merge MQ-2026-00043 --into MQ-2026-00042
     """
-    with _work(config) as (services, session):
-        done = coordinator.merge(session, services, reference, into, actor=_actor())
+    with _services(config) as services:
+        done = coordinator.merge(services, reference, into, actor=_actor())
     _say(f"{done.reference}: merged into {done.into} and closed")
     if done.members_added:
         _say(f"  now on {done.into}: {', '.join(done.members_added)}")
@@ -209,8 +203,8 @@ def convert(
 
     Example: mailbridge case convert MQ-2026-00042 --to complaint --reason "resident complaint"
     """
-    with _work(config) as (services, session):
-        done = coordinator.convert(session, services, reference, to, reason, actor=_actor())
+    with _services(config) as services:
+        done = coordinator.convert(services, reference, to, reason, actor=_actor())
     _say(f"{done.reference}: converted to a {done.converted_to.replace('_', ' ')} and closed")
 
 
@@ -226,10 +220,8 @@ def attachments(
 
     Example: mailbridge case attachments MQ-2026-00042 --save ./MQ-2026-00042
     """
-    with _work(config) as (services, session):
-        saved = coordinator.save_attachments(
-            session, services, reference, save, force=force, actor=_actor()
-        )
+    with _services(config) as services:
+        saved = coordinator.save_attachments(services, reference, save, force=force, actor=_actor())
     _say(f"{len(saved)} saved to {save}:")
     for item in saved:
         _say(f"  {item.path.name}  ({item.size:,} B)")
@@ -249,9 +241,8 @@ def pause(
 
     Example: mailbridge case pause MQ-2026-00042 --reason "awaiting information from the councillor"
     """
-    with _work(config) as (services, session):
-        case = records.find_case(session, reference)
-        done = clock.pause(session, services, case, reason, actor=_actor(), now=now_from(now))
+    with _services(config) as services:
+        done = coordinator.pause(services, reference, reason, actor=_actor(), now=now_from(now))
     _say(f"{done.reference}: paused since {done.since:%a %d %b %Y} ({done.reason})")
     _say(f"  `mailbridge case resume {done.reference}` restarts the clock")
 
@@ -265,9 +256,8 @@ def resume(
 
     Example: mailbridge case resume MQ-2026-00042
     """
-    with _work(config) as (services, session):
-        case = records.find_case(session, reference)
-        done = clock.resume(session, services, case, actor=_actor(), now=now_from(now))
+    with _services(config) as services:
+        done = coordinator.resume(services, reference, actor=_actor(), now=now_from(now))
     old, new = done.response_due
     _say(
         f"{done.reference}: resumed after {done.paused_days} working days paused "

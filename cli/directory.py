@@ -15,7 +15,6 @@ from sqlmodel import Session
 from mailbridge.cases import directory
 from mailbridge.cases.directory import ImportReport
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.store.db import transaction
 from mailbridge.store.models import Person
 
 SINGULAR = {"members": "member", "officers": "officer", "delegates": "delegate"}
@@ -78,8 +77,8 @@ def _make(group: str) -> typer.Typer:
         config: ConfigOption = "config.toml",  # type: ignore[assignment]
     ) -> None:
         rows = directory.read_csv(path, group)  # a file we cannot read stops here: exit 1
-        with opened(config) as (_cfg, engine), transaction(engine) as session:  # type: ignore[arg-type]
-            report = directory.IMPORTERS[group](session, rows)
+        with opened(config) as (_cfg, engine):
+            report = directory.import_rows(engine, group, rows)  # type: ignore[arg-type]
         console.print(summary(group, report), highlight=False)
         if report.rejected:
             table = Table(title="Rejected rows")

@@ -7,12 +7,11 @@ from typing import Annotated
 import typer
 
 from mailbridge import logs
-from mailbridge.cases.directory import sync_coordinators
+from mailbridge.cases.directory import adopt_coordinators
 from mailbridge.cli.context import ConfigOption, console, friendly, load, opened
 from mailbridge.config import check_secrets
 from mailbridge.service import daemon
 from mailbridge.services import Services
-from mailbridge.store.db import transaction
 
 
 def register(app: typer.Typer) -> None:
@@ -38,8 +37,7 @@ def run(
     with opened(config) as (cfg, engine):
         logs.setup(cfg.logging.level, cfg.logging.format)
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        with transaction(services.engine) as session:
-            sync_coordinators(session, cfg.coordinators)
+        adopt_coordinators(services.engine, cfg.coordinators)
         service = daemon.build(services)
         service.deliver_enabled = not no_deliver
         if not once:

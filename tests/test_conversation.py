@@ -135,11 +135,9 @@ class Council:
     def assign(
         self, lead: str, *also: str, reference: str = REF, reassign: bool = False
     ) -> Assigned:
-        with transaction(self.engine) as session:
-            done = assignment.assign(
-                session, self.services, reference, lead, also, actor="coordinator (test)",
-                reassign=reassign,
-            )  # fmt: skip
+        done = assignment.assign(
+            self.services, reference, lead, also, actor="coordinator (test)", reassign=reassign
+        )
         self.run()
         return done
 
@@ -503,8 +501,8 @@ def test_assignment_attaches_the_members_files_up_to_the_cap_and_names_the_rest(
 
 def test_assign_twice_is_refused_and_reassign_emails_only_newcomers(council: Council) -> None:
     council.assigned_pothole()
-    with pytest.raises(UserError) as refused, transaction(council.engine) as session:
-        assignment.assign(session, council.services, REF, SAM, actor="x")
+    with pytest.raises(UserError) as refused:
+        assignment.assign(council.services, REF, SAM, actor="x")
     assert str(refused.value) == (
         f"{REF} is already assigned; use `mailbridge case reassign` to change its officers"
     )
@@ -552,8 +550,8 @@ def test_assign_refuses_addresses_that_are_not_officers(
     council: Council, lead: str, also: tuple[str, ...], message: str
 ) -> None:
     council.open_pothole_case()
-    with pytest.raises(UserError) as refused, transaction(council.engine) as session:
-        assignment.assign(session, council.services, REF, lead, also, actor="x")
+    with pytest.raises(UserError) as refused:
+        assignment.assign(council.services, REF, lead, also, actor="x")
     assert str(refused.value).startswith(message)
     case = council.case()
     assert (case.status, case.lead_officer_id) == ("new", None)
@@ -566,13 +564,13 @@ def test_assign_refuses_unknown_and_completed_cases(council: Council) -> None:
     mails = council.assigned_pothole()
     council.deliver(reply(mails[PRIYA], PRIYA, "Repaired this morning.", name="Priya Shah"))
     assert council.case().status == "completed"
-    with pytest.raises(UserError) as completed, transaction(council.engine) as session:
-        assignment.assign(session, council.services, REF, SAM, actor="x", reassign=True)
+    with pytest.raises(UserError) as completed:
+        assignment.assign(council.services, REF, SAM, actor="x", reassign=True)
     assert str(completed.value) == (
         f"{REF} is completed; it reopens if the member replies within 5 working days"
     )
-    with pytest.raises(UserError) as unknown, transaction(council.engine) as session:
-        assignment.assign(session, council.services, "mq-2026-00999", SAM, actor="x")
+    with pytest.raises(UserError) as unknown:
+        assignment.assign(council.services, "mq-2026-00999", SAM, actor="x")
     assert str(unknown.value) == (
         "no case has reference mq-2026-00999 (see `mailbridge cases list`)"
     )
@@ -1196,8 +1194,7 @@ def test_bounce_of_an_acknowledgement_flags_the_address_until_cleared(
     assert council.new_mail() == []
 
     # A coordinator checked the address: mail goes to it again.
-    with transaction(council.engine) as session:
-        cleared = directory.clear_flag(session, " Cllr.Jane.Smith@example.gov.uk ")
+    cleared = directory.clear_flag(council.engine, " Cllr.Jane.Smith@example.gov.uk ")
     assert cleared.email == JANE
     with council.db() as session:
         assert directory.flagged_addresses(session) == []
@@ -1205,11 +1202,8 @@ def test_bounce_of_an_acknowledgement_flags_the_address_until_cleared(
     [ack3] = council.new_mail()
     assert recipients(ack3) == [JANE]
     assert ack3["Subject"].startswith("[MQ-2026-00003] ")
-    with (
-        pytest.raises(UserError, match=f"^{JANE} is not flagged"),
-        transaction(council.engine) as session,
-    ):
-        directory.clear_flag(session, JANE)
+    with pytest.raises(UserError, match=f"^{JANE} is not flagged"):
+        directory.clear_flag(council.engine, JANE)
 
 
 def test_a_bounce_flags_the_address_for_the_rest_of_its_own_batch(council: Council) -> None:

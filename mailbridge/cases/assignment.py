@@ -21,6 +21,7 @@ from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
 from mailbridge.services import Services
+from mailbridge.store.db import action
 from mailbridge.store.models import (
     Case,
     CaseOfficer,
@@ -60,6 +61,7 @@ def _officer(session: Session, email: str, option: str) -> Person:
     return person
 
 
+@action
 def assign(
     session: Session,
     services: Services,

@@ -1,4 +1,5 @@
-"""A coordinator's changes to one case: each runs in the caller's one transaction.
+"""A coordinator's actions on a case: each is one function with its own transaction
+(`store.db.action`), which the command line and the web console call alike.
 
 Every change writes an Event naming who made it (the `actor`); the only emails are a
 `reply` to the member(s), queued through `queue.queue_mail` like all case mail.
@@ -7,9 +8,9 @@ Decisions recorded here:
 
 - `note` is an internal note: a Message with direction "in" and role "note", the same row a
   coordinator's emailed note makes, so officers' notices that carry the case history
-  (`conversation.history`) include it. It is never sent to the member.
+  (`correspondence.history`) include it. It is never sent to the member.
 - `reply` mails the member, every other member on the case and the delegate who wrote the
-  enquiry (`conversation.member_recipients`); the outgoing Message gets role "reply" and its
+  enquiry (`correspondence.member_recipients`); the outgoing Message gets role "reply" and its
   attachments are kept on the case. It counts as a response (first/last_response_at) but
   does not complete the case: `case status REF completed` does.
 - Status changes: new <-> in_progress (back to new only while no lead officer is assigned),
@@ -26,6 +27,7 @@ import logging
 import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -38,7 +40,7 @@ from mailbridge.delivery import queue
 from mailbridge.errors import UserError
 from mailbridge.mail.parsing import sanitise_filename
 from mailbridge.services import Services
-from mailbridge.store.db import insert_row
+from mailbridge.store.db import action, insert_row
 from mailbridge.store.models import (
     Attachment,
     Case,
@@ -91,6 +93,7 @@ class Changed:
     changes: tuple[str, ...]  # "service area: Highways → School Transport"
 
 
+@action
 def set_fields(
     session: Session,
     services: Services,
@@ -181,6 +184,7 @@ class StatusChanged:
     new: str
 
 
+@action
 def set_status(
     session: Session, services: Services, reference: str, status: str, *, actor: str
 ) -> StatusChanged:
@@ -229,6 +233,7 @@ def _clean_text(text: str, what: str) -> str:
     return cleaned
 
 
+@action
 def add_note(session: Session, services: Services, reference: str, text: str, *, actor: str) -> str:
     """An internal note on the case; nobody is emailed."""
     body = _clean_text(text, "note")
@@ -286,6 +291,7 @@ def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[s
     return files
 
 
+@action
 def reply(
     session: Session,
     services: Services,
@@ -360,6 +366,7 @@ def reply(
 # --- reopen ---------------------------------------------------------------------------
 
 
+@action
 def reopen(
     session: Session, services: Services, reference: str, reason: str | None = None, *, actor: str
 ) -> StatusChanged:
@@ -410,6 +417,7 @@ class Linked:
     members: tuple[str, ...]  # every member's address on the case now
 
 
+@action
 def link(
     session: Session, services: Services, reference: str, member_email: str, *, actor: str
 ) -> Linked:
@@ -451,6 +459,7 @@ class Merged:
     members_added: tuple[str, ...]
 
 
+@action
 def merge(session: Session, services: Services, reference: str, into: str, *, actor: str) -> Merged:
     """REF closes into OTHER; REF's members join OTHER. REF's history stays on REF."""
     case = find_case(session, reference)
@@ -511,6 +520,7 @@ class Converted:
     reason: str
 
 
+@action
 def convert(
     session: Session, services: Services, reference: str, to: str, reason: str, *, actor: str
 ) -> Converted:
@@ -567,6 +577,7 @@ def _unique(name: str, taken: set[str]) -> str:
         n += 1
 
 
+@action
 def save_attachments(
     session: Session,
     services: Services,
@@ -630,3 +641,33 @@ def save_attachments(
     )
     log.info("attachments saved", extra={"case": case.reference, "files": len(saved)})
     return saved
+
+
+# --- the clock ------------------------------------------------------------------------
+
+
+@action
+def pause(
+    session: Session, services: Services, reference: str, reason: str, *, actor: str, now: datetime
+) -> clock.Paused:
+    """Stop the case's clock (deadlines/clock.py says how)."""
+    return clock.pause(
+        session, services, find_case(session, reference), reason, actor=actor, now=now
+    )
+
+
+@action
+def resume(
+    session: Session, services: Services, reference: str, *, actor: str, now: datetime
+) -> clock.Resumed:
+    """Restart the case's clock: its deadlines move on by the working days it was paused."""
+    return clock.resume(session, services, find_case(session, reference), actor=actor, now=now)
+
+
+@action
+def recompute_deadlines(
+    session: Session, services: Services, *, actor: str, now: datetime, dry_run: bool = False
+) -> list[clock.Change]:
+    """Every open case's deadlines counted again with the calendar and SLA rules in force
+    (`calendar recompute`): one transaction, so a dry run and a real run see the same cases."""
+    return clock.recompute(session, services, actor=actor, now=now, dry_run=dry_run)

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Select, and_, bindparam, delete
+from sqlalchemy import Engine, Select, and_, bindparam, delete
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from mailbridge.config import Coordinator
 from mailbridge.errors import ConfigError, UserError
+from mailbridge.store.db import transaction
 from mailbridge.store.models import AddressFlag, Person, PersonAddress, PersonKind, utcnow
 
 # One @, a dot in the domain, no spaces (nor the separators people paste by mistake).
@@ -207,6 +208,19 @@ IMPORTERS: dict[str, Callable[[Session, Iterable[dict[str, str]]], ImportReport]
 }
 
 
+def import_rows(engine: Engine, group: str, rows: Iterable[dict[str, str]]) -> ImportReport:
+    """`members|officers|delegates import`: the whole file in one transaction, so a file
+    imported twice, or stopped half way, leaves the directory as one import would."""
+    with transaction(engine) as session:
+        return IMPORTERS[group](session, rows)
+
+
+def adopt_coordinators(engine: Engine, coordinators: Sequence[Coordinator]) -> None:
+    """The service starts with the config's coordinators in the directory."""
+    with transaction(engine) as session:
+        sync_coordinators(session, coordinators)
+
+
 def list_people(session: Session, kind: str) -> list[tuple[Person, list[str]]]:
     """People of one kind by name, each with their extra addresses (primary left out)."""
     people = session.exec(select(Person).where(Person.kind == kind).order_by(Person.name)).all()
@@ -362,11 +376,11 @@ def flagged_addresses(session: Session) -> list[AddressFlag]:
     return list(session.exec(select(AddressFlag).order_by(AddressFlag.flagged_at)).all())
 
 
-def clear_flag(session: Session, email: str) -> AddressFlag:
-    """A person checked the address: mail to it may go out again."""
-    flag = session.get(AddressFlag, email.strip().lower())
-    if flag is None:
-        raise UserError(f"{email.strip()} is not flagged (see `mailbridge addresses list`)")
-    session.delete(flag)
-    session.flush()
-    return flag
+def clear_flag(engine: Engine, email: str) -> AddressFlag:
+    """A person checked the address: mail to it may go out again. Its own transaction."""
+    with transaction(engine) as session:
+        flag = session.get(AddressFlag, email.strip().lower())
+        if flag is None:
+            raise UserError(f"{email.strip()} is not flagged (see `mailbridge addresses list`)")
+        session.delete(flag)
+        return flag

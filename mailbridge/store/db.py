@@ -10,11 +10,11 @@ mark to a power cut means one email sent again with the same Message-ID.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Engine, Insert, Table, create_engine, event
 from sqlmodel import Session, SQLModel
@@ -67,6 +67,31 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class HasEngine(Protocol):
+    @property
+    def engine(self) -> Engine: ...
+
+
+Owner = TypeVar("Owner", bound=HasEngine)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def action(
+    change: Callable[Concatenate[Session, Owner, P], R],
+) -> Callable[Concatenate[Owner, P], R]:
+    """A person's action as one transaction of its own: committed when it returns, rolled back
+    whole when it raises. The command line and the web console call the same function, so
+    neither holds a transaction boundary of its own (docs/architecture.md, invariant 3)."""
+
+    @wraps(change)
+    def run(owner: Owner, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with transaction(owner.engine) as session:
+            return change(session, owner, *args, **kwargs)
+
+    return run
 
 
 @cache
