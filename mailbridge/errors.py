@@ -27,6 +27,11 @@ class Unreachable(TransportError):
     certificate, which need a person."""
 
 
+class DeliveryError(TransportError):
+    """Outgoing mail was not handed over (delivery.transports.base says whether to try
+    again). The message holds the server's own words, which may run over several lines."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one log field: its type and the first line of its words."""
     words = str(exc).strip().splitlines()

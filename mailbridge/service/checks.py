@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
 from mailbridge.config import Config, without_password
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import DeliveryError, MailbridgeError
 from mailbridge.probe import Probe, plural
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import SCHEMA_HEAD
@@ -301,7 +301,7 @@ EXCHANGE_ONLINE_PER_MINUTE = 30
 
 
 def check_smtp(config: Config) -> Finding:
-    from mailbridge.delivery.transports.base import open_sender
+    from mailbridge.delivery.transports.factory import open_sender
 
     where = without_password(config.smtp.url)
     found = _look("smtp", where, lambda: open_sender(config))
@@ -342,7 +342,9 @@ def _look(part: str, where: str, make: Callable[[], _Probeable]) -> Finding:
         transport = make()
         probe = transport.probe()
     except Exception as exc:  # noqa: BLE001 - our errors are written for a person; others too
-        words = str(exc) if isinstance(exc, MailbridgeError) else _first_line(exc)
+        # A DeliveryError quotes the server, whose reply may run over several lines.
+        written = isinstance(exc, MailbridgeError) and not isinstance(exc, DeliveryError)
+        words = str(exc) if written else _first_line(exc)
         advice = () if "check [" in words.lower() else (_WHAT_TO_CHECK[part],)
         return Finding(part, where, Status.FAILED, words, advice)
     finally:
