@@ -33,10 +33,9 @@ from mailbridge.cli.filters import (
     StatusOption,
     SurnameOption,
     TypeOption,
-    case_filter,
 )
 from mailbridge.console import export, filters, views
-from mailbridge.console.filters import CaseListRow
+from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.services import Services
 from mailbridge.store.models import utcnow
@@ -92,7 +91,27 @@ def list_cases(
     mailbridge cases list --service-area Highways --overdue --sort due;
     mailbridge cases list --member "Jane Smith" --created-from 2026-01-01 --format csv
     """
-    wanted = case_filter(locals())
+    wanted = CaseFilter(
+        type=type,
+        ref=ref,
+        service_area=service_area,
+        surname=surname,
+        directorate=directorate,
+        email=email,
+        district=district,
+        status=status,
+        officer=officer,
+        member=member,
+        overdue=overdue,
+        due_within=due_within,
+        created_from=created_from,  # type: ignore[arg-type]  # a date, parsed by CaseFilter
+        created_to=created_to,  # type: ignore[arg-type]
+        search=search,
+        sort=sort,
+        desc=desc,
+        limit=limit,
+        page=page,
+    )
     with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         today = cal.local_date(utcnow())

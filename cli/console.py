@@ -31,11 +31,11 @@ from mailbridge.cli.filters import (
     StatusOption,
     SurnameOption,
     TypeOption,
-    case_filter,
 )
 from mailbridge.console import dashboard as board
 from mailbridge.console import export as exporting
 from mailbridge.console import filters
+from mailbridge.console.filters import CaseFilter
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.store.models import utcnow
 
@@ -152,7 +152,26 @@ def export(
 
     Example: mailbridge export --format xlsx --output overdue.xlsx --overdue --district Blaby
     """
-    wanted = case_filter(locals(), limit=None)
+    wanted = CaseFilter(
+        type=type,
+        ref=ref,
+        service_area=service_area,
+        surname=surname,
+        directorate=directorate,
+        email=email,
+        district=district,
+        status=status,
+        officer=officer,
+        member=member,
+        overdue=overdue,
+        due_within=due_within,
+        created_from=created_from,  # type: ignore[arg-type]  # a date, parsed by CaseFilter
+        created_to=created_to,  # type: ignore[arg-type]
+        search=search,
+        sort=sort,
+        desc=desc,
+        limit=None,  # every matching case
+    )
     if format is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         format = ExportFormat(suffix) if suffix in ("csv", "xlsx") else ExportFormat.CSV

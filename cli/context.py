@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,8 +21,6 @@ from mailbridge.errors import MailbridgeError, UserError, one_line
 # "[/x]" in them must print as written (with markup on, one is dropped, the other crashes).
 console = Console(markup=False)
 err_console = Console(stderr=True, markup=False)
-
-DEFAULT_CONFIG = "config.toml"
 
 ConfigOption = Annotated[
     Path,
@@ -82,10 +79,6 @@ def opened(path: Path) -> Iterator[tuple[Config, object]]:
         yield config, engine
     finally:
         engine.dispose()
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("MAILBRIDGE_DEBUG", "") not in ("", "0")
 
 
 # Hidden: tests (and a coordinator correcting a late entry) give the moment a change counts

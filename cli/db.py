@@ -10,7 +10,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailbridge.cli.context import ConfigOption, console, friendly, load
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import MailbridgeError, first_line
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import upgrade as run_upgrade
 
@@ -30,9 +30,7 @@ def upgrade(config: ConfigOption = "config.toml") -> None:  # type: ignore[assig
         before, after = run_upgrade(engine)
     except SQLAlchemyError as exc:  # e.g. the server is down: upgrade() reads the revision first
         where = cfg.database.url.split("@")[-1]
-        raise MailbridgeError(
-            f"cannot open the database {where}: {str(exc).splitlines()[0]}"
-        ) from exc
+        raise MailbridgeError(f"cannot open the database {where}: {first_line(exc)}") from exc
     finally:
         engine.dispose()
     if before == after:

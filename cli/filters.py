@@ -1,13 +1,13 @@
-"""The case filter options `cases list` and `export` share, and the filter they build."""
+"""The case filter options `cases list` and `export` share; each command passes every one
+to `CaseFilter` by name."""
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from mailbridge.console.filters import SORTS, STATUSES, CaseFilter, normalise_status
+from mailbridge.console.filters import SORTS, STATUSES, normalise_status
 from mailbridge.errors import UserError
 
 
@@ -89,9 +89,3 @@ DescOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def case_filter(options: dict[str, Any], **overrides: Any) -> CaseFilter:
-    """The CaseFilter a command's options describe: every option named like a filter field."""
-    names = {f.name for f in fields(CaseFilter)}
-    return CaseFilter(**{k: v for k, v in {**options, **overrides}.items() if k in names})

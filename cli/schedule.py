@@ -16,7 +16,7 @@ from mailbridge.deadlines import run
 from mailbridge.deadlines.plan import DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import outbox
 from mailbridge.delivery.courier import CourierTotals, deliver_until_idle
-from mailbridge.delivery.transports.base import open_sender
+from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import UserError
 from mailbridge.services import Services
 

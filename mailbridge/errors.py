@@ -27,6 +27,18 @@ class Unreachable(TransportError):
     certificate, which need a person."""
 
 
+class DeliveryError(TransportError):
+    """Outgoing mail was not handed over (delivery.transports.base says whether to try
+    again). The message holds the server's own words, which may run over several lines."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's words, or its type's name when it has none (an
+    exception raised with no message, or with only blank ones)."""
+    words = str(exc).strip().splitlines()
+    return words[0] if words else type(exc).__name__
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one log field: its type and the first line of its words."""
     words = str(exc).strip().splitlines()

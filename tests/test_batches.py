@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from mailbridge.cases import records
 from mailbridge.delivery import outbox
-from mailbridge.delivery.transports.base import open_sender
+from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.base import Destination
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop

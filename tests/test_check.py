@@ -19,9 +19,11 @@ from mailbridge.cli import context
 from mailbridge.cli.app import app
 from mailbridge.config import load_config, without_password
 from mailbridge.delivery import outbox
-from mailbridge.probe import loopback
+from mailbridge.delivery.transports.base import PermanentDeliveryError
+from mailbridge.probe import Probe, loopback
 from mailbridge.service.checks import (
     Status,
+    _look,
     check_database,
     check_delivery,
     check_mailbox,
@@ -426,6 +428,23 @@ def test_an_unreachable_smtp_server_says_what_to_check(tmp_path: Path) -> None:
     found = check_smtp(load_config(config))
     assert found.status is Status.FAILED
     assert found.found.startswith("cannot reach SMTP server 127.0.0.1:1")
+    assert found.advice == ("check [smtp] url, the login settings and that the server is running",)
+
+
+def test_a_server_reply_over_several_lines_is_one_line_in_the_finding() -> None:
+    """A delivery error quotes the server, whose reply may run over several lines: the
+    finding keeps the first, as for any error not written by us, and says what to check."""
+
+    class Refusing:
+        def probe(self) -> Probe:
+            raise PermanentDeliveryError("554 5.7.1 Service unavailable\n554 5.7.1 try later")
+
+        def close(self) -> None:
+            pass
+
+    found = _look("smtp", "smtp://smtp.example.gov.uk", Refusing)
+    assert found.status is Status.FAILED
+    assert found.found == "554 5.7.1 Service unavailable"
     assert found.advice == ("check [smtp] url, the login settings and that the server is running",)
 
 

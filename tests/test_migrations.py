@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import mailbridge.store.models  # noqa: F401 - registers the tables
+from mailbridge.errors import MailbridgeError
+from mailbridge.store import migrate
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import (
     SCHEMA_HEAD,
@@ -120,3 +123,24 @@ def test_upgrading_a_database_with_cases_keeps_them_and_fills_the_new_columns(
         assert tuple(row) == ("MQ-2026-00001", 0, 0, False, None)
     finally:
         engine.dispose()
+
+
+def test_an_error_without_words_is_still_the_friendly_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception raised with no message is named by its type, not an IndexError."""
+    url = f"sqlite:///{tmp_path / 'mb.db'}"
+    engine = make_engine(url)
+
+    def fails(*_: object) -> None:
+        raise RuntimeError
+
+    monkeypatch.setattr(command, "upgrade", fails)
+    try:
+        with pytest.raises(MailbridgeError, match=r"^database upgrade failed: RuntimeError \("):
+            upgrade(engine)
+    finally:
+        engine.dispose()
+    monkeypatch.setattr(migrate, "_at_head", fails)
+    with pytest.raises(MailbridgeError, match=r"^cannot open the database .*mb\.db: RuntimeError$"):
+        ensure_database(url)

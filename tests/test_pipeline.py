@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from mailbridge.delivery.transports.base import open_sender
+from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 from mailbridge.pipeline import quarantine, steps

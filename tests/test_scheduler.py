@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from mailbridge.cli.app import app
 from mailbridge.deadlines import digests, run
 from mailbridge.deadlines.digests import DigestMail
-from mailbridge.delivery.transports.base import open_sender
+from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.delivery.transports.base import (
-    MaildirSender,
-    PermanentDeliveryError,
-    TemporaryDeliveryError,
-    open_sender,
-)
+from mailbridge.delivery.transports.base import PermanentDeliveryError, TemporaryDeliveryError
+from mailbridge.delivery.transports.factory import open_sender
+from mailbridge.delivery.transports.maildir import MaildirSender
 from mailbridge.delivery.transports.smtp import SmtpSender
-from mailbridge.errors import ConfigError, TransportError
+from mailbridge.errors import ConfigError, DeliveryError, TransportError
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
 
@@ -224,3 +221,8 @@ def test_a_non_ascii_address_without_smtputf8_is_permanent(smtp_ascii_server: Sm
         sender.send(RAW, FROM, ["john@example.org"])  # the connection is still usable
         assert sender.connections == 1
     assert [m.rcpt_tos for m in server.messages] == [["john@example.org"]]
+
+
+def test_delivery_errors_are_transport_errors_a_person_reads() -> None:
+    for error in (TemporaryDeliveryError, PermanentDeliveryError):
+        assert issubclass(error, DeliveryError) and issubclass(error, TransportError)

@@ -33,9 +33,8 @@ class Dashboard:
     completed: int
     closed: int
     overdue: int  # open cases past their effective deadline
-    due_soon: int  # open cases due from today to `due_soon_until`
+    due_soon: int  # open cases due within `due_soon_days` working days from today
     due_soon_days: int
-    due_soon_until: date
     newest: list[CaseListRow]
 
 
@@ -67,6 +66,5 @@ def dashboard(
         overdue=int(overdue),
         due_soon=int(due_soon),
         due_soon_days=due_soon_days,
-        due_soon_until=calendar.add_working_days(today, due_soon_days),
         newest=list_cases(session, CaseFilter(limit=newest), calendar, today),
     )

@@ -57,10 +57,6 @@ from mailbridge.store.models import Case, CaseStatus, Event, Person, utcnow
 OPEN_STATUSES = (CaseStatus.NEW.value, CaseStatus.IN_PROGRESS.value)
 HOLDING_REPLY = "holding_reply"
 DEADLINE_EXTENDED = "deadline_extended"
-PERCENTILE_METHOD = (
-    "linear interpolation between closest ranks, inclusive "
-    "(Excel PERCENTILE.INC, numpy's default, statistics.quantiles method='inclusive')"
-)
 
 
 class ReportError(UserError):

@@ -24,7 +24,8 @@ from mailbridge import logs
 from mailbridge.config import Config
 from mailbridge.delivery import outbox
 from mailbridge.delivery.receipts import FOLD_SECONDS, Receipts
-from mailbridge.delivery.transports.base import Sender, open_sender
+from mailbridge.delivery.transports.base import Sender
+from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import one_line
 from mailbridge.store.db import make_engine
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
 from mailbridge.config import Config, without_password
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import DeliveryError, MailbridgeError, first_line
 from mailbridge.probe import Probe, plural
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import SCHEMA_HEAD
@@ -109,7 +109,7 @@ def check_database(config: Config) -> Finding:
             "database",
             where,
             Status.FAILED,
-            f"cannot open it: {_first_line(exc)}",
+            f"cannot open it: {first_line(exc)}",
             ("check [database] url and that the database server is running",),
         )
     finally:
@@ -196,7 +196,7 @@ def check_delivery(config: Config, now: datetime | None = None) -> Finding:
         with engine.connect() as conn:
             return _delivery_finding(conn, now)
     except Exception as exc:  # noqa: BLE001 - the database finding says what is wrong
-        return Finding("delivery", "outbox", Status.OK, f"not looked at ({_first_line(exc)[:80]})")
+        return Finding("delivery", "outbox", Status.OK, f"not looked at ({first_line(exc)[:80]})")
     finally:
         engine.dispose()
 
@@ -301,7 +301,7 @@ EXCHANGE_ONLINE_PER_MINUTE = 30
 
 
 def check_smtp(config: Config) -> Finding:
-    from mailbridge.delivery.transports.base import open_sender
+    from mailbridge.delivery.transports.factory import open_sender
 
     where = without_password(config.smtp.url)
     found = _look("smtp", where, lambda: open_sender(config))
@@ -342,7 +342,9 @@ def _look(part: str, where: str, make: Callable[[], _Probeable]) -> Finding:
         transport = make()
         probe = transport.probe()
     except Exception as exc:  # noqa: BLE001 - our errors are written for a person; others too
-        words = str(exc) if isinstance(exc, MailbridgeError) else _first_line(exc)
+        # A DeliveryError quotes the server, whose reply may run over several lines.
+        written = isinstance(exc, MailbridgeError) and not isinstance(exc, DeliveryError)
+        words = str(exc) if written else first_line(exc)
         advice = () if "check [" in words.lower() else (_WHAT_TO_CHECK[part],)
         return Finding(part, where, Status.FAILED, words, advice)
     finally:
@@ -351,8 +353,3 @@ def _look(part: str, where: str, make: Callable[[], _Probeable]) -> Finding:
                 transport.close()
     status = Status.WARNING if probe.warnings else Status.OK
     return Finding(part, where, status, probe.found, probe.warnings)
-
-
-def _first_line(exc: BaseException) -> str:
-    words = str(exc).strip().splitlines()
-    return words[0] if words else type(exc).__name__

@@ -390,7 +390,7 @@ def _version() -> str:
 def build(services: Services, *, courier: bool = True) -> Daemon:
     """Wire the configured mailbox and sender to the pipeline, with delivery and parsing in
     processes of their own."""
-    from mailbridge.delivery.transports.base import open_sender
+    from mailbridge.delivery.transports.factory import open_sender
     from mailbridge.mailbox.factory import open_source
     from mailbridge.mailbox.state import DbStateStore
 

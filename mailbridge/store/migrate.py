@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import MailbridgeError, first_line
 from mailbridge.store.db import make_engine
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
         command.upgrade(alembic_config(engine), "head")
     except Exception as exc:
         raise MailbridgeError(
-            f"database upgrade failed: {str(exc).splitlines()[0]} "
+            f"database upgrade failed: {first_line(exc)} "
             "(check [database] url and that the database is reachable)"
         ) from exc
     return before, current_revision(engine)
@@ -86,6 +86,6 @@ def ensure_database(url: str) -> Engine:
     except Exception as exc:
         engine.dispose()
         raise MailbridgeError(
-            f"cannot open the database {url.split('@')[-1]}: {str(exc).splitlines()[0]}"
+            f"cannot open the database {url.split('@')[-1]}: {first_line(exc)}"
         ) from exc
     return engine

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from mailbridge.errors import first_line
 from mailbridge.store.db import create_schema, make_engine
 from tests.servers import unavailable
 
@@ -26,7 +27,7 @@ def pg_admin() -> Iterator[Engine]:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
         engine.dispose()
-        unavailable("PostgreSQL at 127.0.0.1:5432", str(exc).splitlines()[0])
+        unavailable("PostgreSQL at 127.0.0.1:5432", first_line(exc))
     yield engine
     engine.dispose()
 

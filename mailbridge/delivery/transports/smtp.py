@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 import aiosmtplib
 
 from mailbridge.delivery.transports.base import (
+    Lifecycle,
     PermanentDeliveryError,
     Security,
     SendResult,
     TemporaryDeliveryError,
-    _Lifecycle,
 )
 from mailbridge.errors import MailbridgeError
 from mailbridge.probe import Probe, loopback
@@ -29,7 +29,7 @@ def _words(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
 
-class SmtpSender(_Lifecycle):
+class SmtpSender(Lifecycle):
     """SMTP submission with one reused connection; password or XOAUTH2 login."""
 
     def __init__(
