@@ -10,15 +10,17 @@ import mailbox
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+from mailbridge.cases.decisions import Decision
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
-from mailbridge.pipeline import quarantine, steps
+from mailbridge.pipeline import apply, quarantine, steps
 from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
 from mailbridge.pipeline.processor import Processor, retry_quarantined
 from mailbridge.service.daemon import Daemon
@@ -306,3 +308,9 @@ def test_reference_sequence_continues_per_year(services: Services) -> None:
     with Session(services.engine) as session:
         refs = sorted(session.exec(select(Case.reference)).all())
     assert refs == ["MQ-2026-00001", "MQ-2026-00002", "MQ-2026-00003"]
+
+
+def test_every_kind_of_decision_has_its_effect_in_the_one_table() -> None:
+    """Routing can only choose what apply can carry out: a new kind of decision without a
+    row in EFFECTS would raise KeyError on the first email that needed it."""
+    assert set(apply.EFFECTS) == set(get_args(Decision))
