@@ -1,7 +1,18 @@
-"""The service loop: fetch, process, move after commit, deliver the outbox; stop cleanly.
+"""The service loop: one pass after another, each in this order, then wait for mail.
 
-Holds no business rule: decisions live in the pipeline (pipeline/steps.py), delivery in outbox.py,
-what scheduled mail is due in schedule.py (run every [schedule] tick_seconds by run.py).
+The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"):
+
+1. revive   parse workers that died are started again (the batch was parsed here meanwhile)
+2. fetch    the inbox in batches: everything on a full scan (start-up, a retry waiting,
+            every [mailbox] reconcile_seconds), else what is new
+3. ingest   each batch through the pipeline's steps, in one transaction (pipeline/)
+4. hand     the committed batch's mail to the courier process, which sends it meanwhile
+5. move     each message to Processed or Quarantine, only now that its effect is committed
+6. deliver  what is still due (in this process when there is no courier)
+7. tick     reminders, escalations and digests due now, at most once a [schedule] tick
+
+Holds no business rule: decisions live in the pipeline, delivery in delivery/, what is due
+in deadlines/. Stops cleanly on SIGTERM, finishing the message in hand.
 """
 
 from __future__ import annotations
@@ -129,37 +140,22 @@ class Daemon:
     # -- one pass ---------------------------------------------------------------------
 
     def run_pass(self, *, full_scan: bool = False) -> PassReport:
-        """Process what waits in the mailbox, batch by batch, delivering after each batch."""
+        """Steps 1 to 6 of the pass (the module's docstring); the callers tick (step 7)."""
         report = PassReport()
-        if self.parse_pool is not None and self.parse_pool.broken:
-            # A worker died (killed, out of memory): parsing went on here; back to two cores.
-            self.services.engine.dispose()  # no pooled connection may cross into a child
-            self.parse_pool.start()
-            log.warning("parse workers restarted")
-        reconcile = self.services.config.mailbox.reconcile_seconds
-        if time.monotonic() - self._last_full_scan > reconcile or pending_failures(self.services):
-            full_scan = True
-        if full_scan:
-            self._last_full_scan = time.monotonic()
-        for batch, parsed in self._parsed_ahead(self.source.fetch(full_scan=full_scan)):
-            moves: dict[Destination, list[str]] = {d: [] for d in Destination}
+        self._revive_workers()
+        batches = self.source.fetch(full_scan=self._full_scan_due(full_scan))
+        for batch, parsed in self._parsed_ahead(batches):
             outcomes = self.processor.process_batch(
                 [(m.raw, m.received_at) for m in batch], parsed=parsed
             )
-            # Committed: the courier claims this batch's mail while we move it, before our
-            # next batch takes SQLite's write lock again (in-process delivery waits for the
-            # move: a slow SMTP server must not hold mail in the inbox).
             if self.courier is not None:
+                # Hand over first: the courier claims this batch's mail while we move it,
+                # before our next batch takes SQLite's write lock again.
                 self.deliver(report)
-            for mail, outcome in zip(batch, outcomes, strict=True):
-                report.count(outcome)
-                if outcome.destination is not None:
-                    moves[outcome.destination].append(mail.key)
-            # Only now, after each message's transaction committed, does mail leave the inbox.
-            for destination, keys in moves.items():
-                if keys:
-                    self.source.move(keys, destination)
+            self._move(batch, outcomes, report)
             if self.courier is None:
+                # In-process delivery waits for the move: a slow SMTP server must not hold
+                # mail in the inbox.
                 self.deliver(report)
             if self.stopping:
                 break
@@ -177,6 +173,37 @@ class Daemon:
                 },
             )
         return report
+
+    def _revive_workers(self) -> None:
+        if self.parse_pool is not None and self.parse_pool.broken:
+            # A worker died (killed, out of memory): parsing went on here; back to two cores.
+            self.services.engine.dispose()  # no pooled connection may cross into a child
+            self.parse_pool.start()
+            log.warning("parse workers restarted")
+
+    def _full_scan_due(self, asked: bool) -> bool:
+        """The whole inbox, not only what is new: when asked, when a failed message waits
+        to be tried again, and every [mailbox] reconcile_seconds."""
+        reconcile = self.services.config.mailbox.reconcile_seconds
+        full_scan = (
+            asked
+            or time.monotonic() - self._last_full_scan > reconcile
+            or pending_failures(self.services) > 0
+        )
+        if full_scan:
+            self._last_full_scan = time.monotonic()
+        return full_scan
+
+    def _move(self, batch: list[InboundMail], outcomes: list[Outcome], report: PassReport) -> None:
+        """Only now, after the batch's transaction committed, does mail leave the inbox."""
+        moves: dict[Destination, list[str]] = {d: [] for d in Destination}
+        for mail, outcome in zip(batch, outcomes, strict=True):
+            report.count(outcome)
+            if outcome.destination is not None:
+                moves[outcome.destination].append(mail.key)
+        for destination, keys in moves.items():
+            if keys:
+                self.source.move(keys, destination)
 
     def _parsed_ahead(
         self, batches: Iterator[list[InboundMail]]
