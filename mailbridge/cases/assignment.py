@@ -47,20 +47,6 @@ class Assigned:
     deadline_reset: str | None = None  # the reset's event detail (--reset-deadline)
 
 
-def _officer(session: Session, email: str, option: str) -> Person:
-    who = directory.identify(session, email)
-    if who.person_id is None:
-        raise UserError(
-            f"{option} {email}: nobody in the directory has this address "
-            "(import officers with `mailbridge officers import officers.csv`)"
-        )
-    if who.kind != PersonKind.OFFICER:
-        raise UserError(f"{option} {email} is a {who.kind}, not an officer")
-    person = session.get(Person, who.person_id)
-    assert person is not None
-    return person
-
-
 @action
 def assign(
     session: Session,
@@ -94,10 +80,10 @@ def assign(
             f"{case.reference} is already assigned; use `mailbridge case reassign` to change "
             "its officers"
         )
-    lead = _officer(session, lead_email, "--lead")
+    lead = directory.person_of_kind(session, lead_email, PersonKind.OFFICER, "--lead")
     extra: dict[int, Person] = {}
     for email in also:
-        person = _officer(session, email, "--also")
+        person = directory.person_of_kind(session, email, PersonKind.OFFICER, "--also")
         if person.id != lead.id:
             extra[person.id or 0] = person
     wanted = {lead.id: OfficerRole.LEAD, **{pid: OfficerRole.ADDITIONAL for pid in extra}}

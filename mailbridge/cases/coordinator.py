@@ -424,17 +424,8 @@ def link(
     """Another member on the case: from now on they get every response and reply."""
     case = find_case(session, reference)
     lifecycle.refuse_closed(session, case)
-    who = directory.identify(session, member_email)
-    if who.person_id is None:
-        raise UserError(
-            f"--member {member_email.strip()}: nobody in the directory has this address "
-            "(import members with `mailbridge members import members.csv`)"
-        )
-    if who.kind != PersonKind.MEMBER:
-        article = "an" if str(who.kind)[:1] in "aeiou" else "a"
-        raise UserError(f"--member {member_email.strip()} is {article} {who.kind}, not a member")
-    person = session.get(Person, who.person_id)
-    assert person is not None and person.id is not None
+    person = directory.person_of_kind(session, member_email, PersonKind.MEMBER, "--member")
+    assert person.id is not None
     if person.id == case.member_id:
         raise UserError(f"{person.name} <{person.email}> is the member who raised {case.reference}")
     if not _add_member(session, case, person.id):

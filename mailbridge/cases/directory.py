@@ -77,6 +77,28 @@ def identify(session: Session, address: str | None) -> Identity:
     return Identity(person_id, kind, name, addr, member_id)
 
 
+def person_of_kind(session: Session, email: str, kind: PersonKind, option: str) -> Person:
+    """The directory's `kind` of person at `email`, for a coordinator's `option` (--lead,
+    --member, ...), or a UserError that says what is wrong and how to put it right."""
+    address = email.strip()
+    who = identify(session, address)
+    if who.person_id is None:
+        group = f"{kind}s"
+        raise UserError(
+            f"{option} {address}: nobody in the directory has this address "
+            f"(import {group} with `mailbridge {group} import {group}.csv`)"
+        )
+    if who.kind != kind:
+        raise UserError(f"{option} {address} is {_a(str(who.kind))}, not {_a(kind)}")
+    person = session.get(Person, who.person_id)
+    assert person is not None  # identify read it in this transaction
+    return person
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def sync_coordinators(session: Session, coordinators: Sequence[Coordinator]) -> None:
     """Mirror config's coordinators into the directory; one removed from config stops counting.
 

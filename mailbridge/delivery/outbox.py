@@ -1,4 +1,5 @@
-"""The transactional outbox (invariant 2): queue in the caller's transaction, deliver later.
+"""The transactional outbox (docs/architecture.md, invariant 2): queue in the caller's
+transaction, deliver later.
 
 Delivery claims due rows with a lease in one short transaction, talks SMTP with no
 transaction open, then records each result in its own short transaction (the courier on

@@ -84,7 +84,7 @@ def action(
 ) -> Callable[Concatenate[Owner, P], R]:
     """A person's action as one transaction of its own: committed when it returns, rolled back
     whole when it raises. The command line and the web console call the same function, so
-    neither holds a transaction boundary of its own (docs/architecture.md, invariant 3)."""
+    neither holds a transaction boundary of its own (docs/architecture.md, invariant 8)."""
 
     @wraps(change)
     def run(owner: Owner, /, *args: P.args, **kwargs: P.kwargs) -> R:
