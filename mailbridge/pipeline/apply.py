@@ -36,9 +36,9 @@ Effect = Callable[[Work, Services, Inbound, Any], Outcome]
 
 def apply(work: Work, services: Services) -> Outcome:
     """The whole effect of the message, in the batch's transaction."""
-    assert work.parsed is not None and work.decision is not None
+    assert work.decision is not None  # the route step ran
     session = work.session
-    item = Inbound(work.parsed, work.received_at, len(work.raw), work.reply_text)
+    item = Inbound(work.email, work.received_at, len(work.raw), work.reply_text)
     if work.retry_of is not None:
         quarantine.release_for_retry(session, work.retry_of, work.dedupe_key)
     if work.facts is None or work.dedupe_key in work.facts.failing:

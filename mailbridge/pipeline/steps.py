@@ -58,13 +58,11 @@ def skip_handled(work: Work, services: Services) -> Outcome | None:
 
 def classify(work: Work, services: Services) -> None:
     """Loops, bounces and auto-replies are recognised before anything else is decided."""
-    assert work.parsed is not None
-    work.verdict = hygiene.classify(work.parsed, services.own_addresses)
+    work.verdict = hygiene.classify(work.email, services.own_addresses)
 
 
 def identify_sender(work: Work, services: Services) -> None:
-    assert work.parsed is not None
-    address = work.parsed.from_address
+    address = work.email.from_address
     if work.facts is None:
         work.sender = directory.identify(work.session, address)
         return
@@ -78,9 +76,8 @@ def identify_sender(work: Work, services: Services) -> None:
 
 def find_case(work: Work, services: Services) -> None:
     """The case the message points at, by the threading rules (threading.py), if any."""
-    assert work.parsed is not None
     cfg = services.config
-    found = threading.candidates(work.parsed, services.signing_key, cfg.cases.reference_prefix)
+    found = threading.candidates(work.email, services.signing_key, cfg.cases.reference_prefix)
     if not (found.message_ids or found.references):
         work.match = threading.Match(None)
         return
@@ -114,8 +111,8 @@ def find_case(work: Work, services: Services) -> None:
 
 def read_reply(work: Work, services: Services) -> None:
     """A reply's new text (no quoted history or signature) and the keywords in it."""
-    assert work.parsed is not None and work.match is not None
-    parsed = work.parsed
+    assert work.match is not None  # find_case ran
+    parsed = work.email
     if work.match.case is None or work.verdict is not None:
         # Keywords only mean something on a case; a fresh email's first line is its own.
         work.status_request = replies.asks_for_status(parsed.subject, parsed.body_text)
@@ -126,9 +123,9 @@ def read_reply(work: Work, services: Services) -> None:
 
 
 def route(work: Work, services: Services) -> None:
-    assert work.parsed is not None and work.sender is not None and work.match is not None
+    assert work.sender is not None and work.match is not None  # identify_sender, find_case
     work.decision = routing.decide(
-        work.parsed,
+        work.email,
         work.sender,
         work.verdict,
         work.match,

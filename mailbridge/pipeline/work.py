@@ -49,6 +49,13 @@ class Work:
     facts: BatchFacts | None = None  # read once for the whole batch; None: ask per message
 
     @property
+    def email(self) -> ParsedEmail:
+        """The parsed email: every step after `parse` relies on it being there."""
+        if self.parsed is None:
+            raise RuntimeError("a step that reads the email ran before the parse step")
+        return self.parsed
+
+    @property
     def dedupe_key(self) -> str:
         if self.parsed is not None:
             return self.parsed.dedupe_key
