@@ -1,6 +1,7 @@
 """`mailbridge calendar show|recompute`: the working-day calendar and the deadlines it gives.
 
-The rules live in mailbridge/sla.py (the calendar) and mailbridge/clock.py (recompute).
+The rules live in mailbridge/deadlines/calendar.py (the calendar) and
+mailbridge/deadlines/clock.py (recompute, through cases/coordinator.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`mailbridge schedule run-due|show`: scheduled mail from cron, or a look at what is due.
 
-The rules live in mailbridge/schedule.py and the sending in mailbridge/run.py; this
-only parses the options and prints.
+The rules live in mailbridge/deadlines/plan.py and the sending in
+mailbridge/deadlines/run.py; this only parses the options and prints.
 """
 
 from __future__ import annotations

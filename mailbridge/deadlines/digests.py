@@ -3,12 +3,13 @@ digest of their own enquiries, and the weekly management summary per directorate
 
 These functions only read. Each returns the mail to send (recipients, template, context and
 its idempotency key) or nothing when there is nothing to say; the scheduler decides when,
-claims the key and queues the mail (scheduler.py). `day` and `week_start` are the council's
+claims the key and queues the mail (run.py). `day` and `week_start` are the council's
 calendar dates (week_start is the Monday of the ISO week) and are also the "today" the
 contents are counted against, so a digest says the same whenever it is built for that day.
 
-The figures come from the existing queries — the case list's filters (filters.py), the
-member's `status` dashboard (member_dashboard.py) and the scrutiny report (reports.py) — so
+The figures come from the existing queries — the case list's filters (console/filters.py),
+the member's `status` dashboard (console/member_status.py) and the scrutiny report
+(console/reports.py) — so
 a digest never disagrees with what `cases list`, `status` or `report` would show.
 """
 
@@ -48,7 +49,7 @@ from mailbridge.store.models import (
 
 DUE_SOON_WORKING_DAYS = 2
 LISTED = 50  # cases listed per section of the coordinators' digest; the counts say how many
-OFFICER_AWAY = "officer_away"  # the event conversation.note_auto_reply records
+OFFICER_AWAY = "officer_away"  # the event cases/inbound.note_auto_reply records
 
 
 @dataclass(frozen=True, slots=True)

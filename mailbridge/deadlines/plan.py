@@ -3,7 +3,7 @@
 Pure: the clock, the config, the calendar and plain facts of the open cases go in; a list
 of due items comes out. Nothing here reads the database or the wall clock, so every rule
 (working hours, bank holidays, catch-up after downtime, extensions) is table-tested on a
-clock the test controls. scheduler.py claims each key and queues the mail.
+clock the test controls. run.py claims each key and queues the mail.
 
 The stages of one case's deadline D, in order: a reminder at each offset (that many working
 days before D, 0 = on D), then an escalation at each step of the ladder (that many working
@@ -31,7 +31,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 @dataclass(frozen=True, slots=True)
 class CaseClock:
-    """The facts of one case the schedule needs; read by scheduler.py, built by hand in tests."""
+    """The facts of one case the schedule needs; read by run.py, built by hand in tests."""
 
     case_id: int
     reference: str

@@ -1,6 +1,6 @@
 """Which case an inbound email belongs to (pure): the threading rules, in their order.
 
-1. its own Message-ID was stored before: a re-delivery (ingest's `skip_handled` step);
+1. its own Message-ID was stored before: a re-delivery (the `skip_handled` step);
 2. a signed Message-ID of ours in In-Reply-To/References, or our signed reply address;
 3. any stored Message-ID (ours or received) in In-Reply-To/References;
 4. the `Ref: MQ-…` marker from the footer of our mail, quoted in the body;

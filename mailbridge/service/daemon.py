@@ -12,7 +12,7 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick
 
 Holds no business rule: decisions live in the pipeline, delivery in delivery/, what is due
-in deadlines/. Stops cleanly on SIGTERM, finishing the message in hand.
+in deadlines/. Stops cleanly on SIGTERM, finishing the batch in hand.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Engines and sessions for SQLite (the embedded default) and PostgreSQL.
 
-SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+SQLite runs in WAL mode with foreign keys on, and every writing transaction starts with
 BEGIN IMMEDIATE so two writers queue on the lock instead of failing mid-transaction.
 Commits are synced to disk (synchronous=FULL) before they return: mail leaves the inbox
 once its case is committed, so the commit must survive a power cut too. Only the delivery
