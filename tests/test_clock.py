@@ -84,12 +84,12 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
-    engine = ensure_database(db_url)
+def desk(tmp_path: Path, migrated_db_url: str) -> Iterator[Desk]:
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine)
-    config = write_council_config(tmp_path, db_url, SETTINGS)
+    config = write_council_config(tmp_path, migrated_db_url, SETTINGS)
     council.open_pothole_case()
-    yield Desk(config, council, tmp_path, db_url)
+    yield Desk(config, council, tmp_path, migrated_db_url)
     engine.dispose()
 
 

@@ -1365,11 +1365,11 @@ class Home:
 
 
 @pytest.fixture
-def home(tmp_path: Path, db_url: str) -> Iterator[Home]:
+def home(tmp_path: Path, migrated_db_url: str) -> Iterator[Home]:
     """A config.toml on a migrated database of each kind, with the pothole case assigned-ready."""
-    engine = ensure_database(db_url)
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine)
-    config = write_council_config(tmp_path, db_url)
+    config = write_council_config(tmp_path, migrated_db_url)
     council.open_pothole_case()
     yield Home(config, council)
     engine.dispose()

@@ -132,15 +132,15 @@ def test_courier_delivers_what_was_queued_before_and_after_it_started(
 
 def test_the_courier_waits_out_a_database_outage(
     tmp_path: Path,
-    pg_url: str,
+    pg_schema_url: str,
     smtp_server: SmtpServer,
     started: list[Courier],
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     """A PostgreSQL restart must not end delivery: the courier says so, tries again 1, 2,
     4 … s apart, and sends what was queued once the database is back."""
+    pg_url = pg_schema_url
     engine = make_engine(pg_url)
-    create_schema(engine)
     ids = queue(engine, 2)
     relay = Relay(("127.0.0.1", make_url(pg_url).port or 5432))  # not started: "down"
     via_relay = make_url(pg_url).set(port=relay.port).render_as_string(hide_password=False)

@@ -42,7 +42,10 @@ def cases(url: str) -> int:
 
 
 @pytest.mark.timeout(120)
-def test_a_database_restart_loses_nothing_and_ends_nothing(tmp_path: Path, pg_url: str) -> None:
+def test_a_database_restart_loses_nothing_and_ends_nothing(
+    tmp_path: Path, pg_migrated_url: str
+) -> None:
+    pg_url = pg_migrated_url
     engine = ensure_database(pg_url)
     with transaction(engine) as session:
         import_members(session, [MEMBER])

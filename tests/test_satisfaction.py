@@ -242,10 +242,10 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_council(tmp_path: Path, db_url: str) -> Iterator[tuple[Council, Path]]:
-    engine = ensure_database(db_url)
+def cli_council(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Council, Path]]:
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine, satisfaction={"ask": True})
-    config = write_council_config(tmp_path, db_url, "[satisfaction]\nask = true\n")
+    config = write_council_config(tmp_path, migrated_db_url, "[satisfaction]\nask = true\n")
     council.open_pothole_case()
     yield council, config
     engine.dispose()

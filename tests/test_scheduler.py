@@ -334,11 +334,11 @@ def schedule_cli(config: Path, now: str, *args: str) -> list[str]:
     return ok_lines(result)
 
 
-def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> None:
-    engine = ensure_database(db_url)
+def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, migrated_db_url: str) -> None:
+    engine = ensure_database(migrated_db_url)
     try:
         council = assigned_council(tmp_path, engine)
-        config = write_council_config(tmp_path, db_url)
+        config = write_council_config(tmp_path, migrated_db_url)
 
         def cli(*args: str) -> list[str]:
             return schedule_cli(config, "2026-12-04T09:05", *args)
@@ -368,12 +368,12 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> 
 
 
 def test_cli_counts_missed_stages_and_lists_them_only_when_asked(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, migrated_db_url: str
 ) -> None:
-    engine = ensure_database(db_url)
+    engine = ensure_database(migrated_db_url)
     try:
         assigned_council(tmp_path, engine)
-        config = write_council_config(tmp_path, db_url)
+        config = write_council_config(tmp_path, migrated_db_url)
 
         def cli(*args: str) -> list[str]:
             return schedule_cli(config, "2026-12-09T10:00", *args)
