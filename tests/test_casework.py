@@ -30,7 +30,7 @@ from mailbridge.store.models import (
     OutboxMessage,
 )
 from tests.factories import add_person, fixture_bytes, ok_lines, one_error
-from tests.test_conversation import (
+from tests.helpers.council import (
     GARETH,
     JANE,
     PRIYA,

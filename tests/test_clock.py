@@ -29,7 +29,7 @@ from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, Event
 from tests.factories import AREAS, ok_lines, one_error
-from tests.test_conversation import (
+from tests.helpers.council import (
     PRIYA,
     RAJ,
     REF,

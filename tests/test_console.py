@@ -26,8 +26,8 @@ from mailbridge.errors import UserError
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress, utcnow
+from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
 from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
-from tests.test_cli import CONFIG, invoke, ok, one_line_error, rows
 
 CAL = WorkingCalendar()  # the config's council: Europe/London, England's bank holidays
 TODAY = CAL.local_date(utcnow())

@@ -21,7 +21,7 @@ from mailbridge.pipeline.threading import Match
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, OutboxMessage
 from tests.factories import fixture_bytes, ok_lines
-from tests.test_conversation import (
+from tests.helpers.council import (
     JANE,
     PRIYA,
     REF,
@@ -33,7 +33,7 @@ from tests.test_conversation import (
     text_of,
     write_council_config,
 )
-from tests.test_routing import CASE, COMPLETED_LONG_AGO, COMPLETED_RECENTLY, OWN, PEOPLE
+from tests.helpers.routing import CASE, COMPLETED_LONG_AGO, COMPLETED_RECENTLY, OWN, PEOPLE
 
 # --- what counts as a rating (pure) ---------------------------------------------------
 
@@ -289,7 +289,7 @@ def test_report_rows_show_the_average_answer_and_how_many_answered(
 
     from mailbridge.console.report_render import flat_headings, flat_rows
     from mailbridge.console.reports import build_report
-    from tests.test_digests import Desk, seed_week
+    from tests.helpers.digests import Desk, seed_week
 
     desk = Desk(tmp_path, engine)
     seed_week(desk)  # E1 (Jane) rated 4, E3 (Jane) rated 2, E2 (Raj) unanswered

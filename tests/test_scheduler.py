@@ -29,18 +29,18 @@ from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, OutboxMessage, ScheduledSend
 from tests.factories import AREAS, ok_lines
-from tests.test_conversation import (
+from tests.helpers.council import (
     PRIYA,
     REF,
     SUPPORT,
     Council,
     build_council,
+    daemon_for,
     html_of,
     recipients,
     text_of,
     write_council_config,
 )
-from tests.test_pipeline import daemon_for
 
 LONDON = ZoneInfo("Europe/London")
 DEADLINE = date(2026, 12, 8)
