@@ -49,6 +49,9 @@ from tests.helpers.council import (
     write_council_config,
 )
 
+# Case work reads the clock itself (deadlines, "today" in the lists): one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
+
 runner = CliRunner()
 ACTOR_MARK = "via the command line"
 

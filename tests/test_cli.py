@@ -30,6 +30,7 @@ from mailbridge.cli import context
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.mailbox.maildir import maildir_drop
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
+from tests.helpers.clock import FIXED_NOW, clock_at
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -66,8 +67,9 @@ class Home:
         return invoke(*args, "--config", str(self.config), width=width)
 
     def drop(self, *raws: bytes) -> None:
+        """The MTA delivers the mail now, on the test's clock (the file time is its receipt)."""
         for raw in raws:
-            maildir_drop(self.mailbox, raw)
+            maildir_drop(self.mailbox, raw, datetime.now(UTC))
 
     def folder(self, name: str | None) -> int:
         """Messages in the inbox (None) or in a folder such as Processed."""
@@ -122,14 +124,16 @@ class Journey:
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory) -> Journey:
-    """scripts/demo in miniature: db upgrade, import members, drop the sample mail, run once."""
+    """scripts/demo in miniature: db upgrade, import members, drop the sample mail, run once;
+    all of it at FIXED_NOW, so the mail is received then, wherever the day the tests run."""
     home = new_home(tmp_path_factory.mktemp("journey"))
-    upgrade = home.cli("db", "upgrade")
-    upgrade_again = home.cli("db", "upgrade")
-    members = home.cli("members", "import", str(SAMPLES / "members.csv"))
-    home.drop(*(p.read_bytes() for p in SAMPLE_MAIL), bracketed_enquiry())
-    run = home.cli("run", "--once")
-    listing = home.cli("cases", "list")
+    with clock_at(FIXED_NOW):
+        upgrade = home.cli("db", "upgrade")
+        upgrade_again = home.cli("db", "upgrade")
+        members = home.cli("members", "import", str(SAMPLES / "members.csv"))
+        home.drop(*(p.read_bytes() for p in SAMPLE_MAIL), bracketed_enquiry())
+        run = home.cli("run", "--once")
+        listing = home.cli("cases", "list")
     assert listing.exit_code == 0, f"cases list failed: {listing.exception!r}"
     return Journey(home, upgrade, upgrade_again, members, run, rows(listing.stdout))
 
@@ -211,7 +215,9 @@ def test_cases_list_keeps_references_whole_on_an_80_column_terminal(journey: Jou
     assert "…" not in "".join(line.split("│")[1] for line in out.splitlines() if "MQ-" in line)
 
 
-def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journey) -> None:
+def test_case_show_gives_member_deadline_enquiry_and_attachments(
+    journey: Journey, fixed_clock: datetime
+) -> None:
     ref = ref_for(journey, "Care package review – Mr Evans")
     out = ok(journey.home.cli("case", "show", ref))
     assert out.splitlines()[0] == f"{ref}  Care package review – Mr Evans"
@@ -223,12 +229,12 @@ def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journe
     assert fields["Service area"] == "Adult Social Care"
     assert fields["District"] == "Oadby and Wigston"
     assert fields["Status"] == "New"
-    # Received today: ten working days to reply from the day it counts as received (today, or
-    # the next working day after 17:00), the same date `cases list` shows.
+    # Received today (Tue 1 Dec 2026, 10:00, the journey's fixed moment): ten working days to
+    # reply from the day it counts as received, the same date `cases list` shows.
     due = journey.cases[ref][5]
     cal = WorkingCalendar(office_hours_end="17:00")
-    now = datetime.now(UTC)
-    left = 10 + cal.working_days_between(cal.local_date(now), cal.received_day(now))
+    left = 10 + cal.working_days_between(cal.local_date(fixed_clock), cal.received_day(FIXED_NOW))
+    assert (due, left) == ("Tue 15 Dec 2026", 10)
     assert fields["Reply due"] == f"{due} ({left} working days left)"
     assert re.fullmatch(r"\w{3} \d{2} \w{3} \d{4}", fields["Acknowledge by"])
     assert "Mr Evans’ carer visits were cut" in out  # windows-1252 body, decoded

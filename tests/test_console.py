@@ -25,12 +25,16 @@ from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
-from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress, utcnow
+from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
+from tests.helpers.clock import FIXED_NOW
 from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
 
 CAL = WorkingCalendar()  # the config's council: Europe/London, England's bank holidays
-TODAY = CAL.local_date(utcnow())
+# The commands read the clock themselves ("today" in the lists and the dashboard): every test
+# here runs at one fixed moment, and the seeds are placed around that day.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
+TODAY = CAL.local_date(FIXED_NOW)
 YEAR = TODAY.year
 
 MEMBERS = [  # name, primary address, other addresses, district

@@ -44,6 +44,7 @@ from tests.factories import (
     ok_lines,
     one_error,
 )
+from tests.helpers.clock import FIXED_NOW
 from tests.helpers.council import (
     ANN,
     GARETH,
@@ -76,6 +77,10 @@ from tests.helpers.council import (
     thread_root,
     write_council_config,
 )
+
+# Assignments, replies and a pass of the daemon read the clock themselves (deadlines in
+# the mail, "working days from today"): every test here runs at one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 
 @pytest.fixture
@@ -123,8 +128,9 @@ def test_assign_sends_officers_the_enquiry_and_tells_the_member_the_lead(
         assert "Reply due by:  Tuesday 8 December 2026" in body
         assert "HOW TO REPLY: reply to this email" in body
         assert f"Ref: {REF}" in body
-    today = council.services.calendar.local_date(utcnow())
+    today = council.services.calendar.local_date(FIXED_NOW)  # Tue 1 Dec 2026
     left = council.services.calendar.working_days_between(today, case.response_due)
+    assert left == 5
     body = text_of(lead)
     assert f"by Tuesday 8 December 2026 ({left} working days from today)" in body
     assert "#holding" in body and "#internal" in body and "#extend 5" in body

@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -29,6 +28,7 @@ from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
+from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
@@ -84,7 +84,7 @@ def env(imap: DovecotServer) -> dict[str, str]:
 
 
 def mailbridge(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailbridge", *args]
+    return python_command("mailbridge", *args)
 
 
 def count_cases(tmp_path: Path) -> int:
@@ -107,7 +107,7 @@ def enquiry(n: int, sender: str = "raj.patel@example.gov.uk") -> tuple[str, byte
 
 
 def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
-    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer, fixed_clock: datetime
 ) -> None:
     config = write_config(tmp_path, imap_mailbox, smtp_server)
     imap_mailbox.append(fixture_bytes("member_new_enquiry_pothole.eml"))
@@ -129,7 +129,8 @@ def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
     assert msg["In-Reply-To"] == "<CAF1234567.pothole@mail.example.gov.uk>"
     assert msg["Message-ID"].startswith("<mb.MQ-2026-00001.")
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    # Received by the server today (INTERNALDATE): the deadline is 10 working days on.
+    # Received by the server today (INTERNALDATE, Tue 1 Dec 2026 on the test's clock, which
+    # gives the reference its year): the deadline is 10 working days on.
     assert "working days" in body and "Reply due by" in body
 
     assert imap_mailbox.uids("INBOX") == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mailbox
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
+from tests.helpers.clock import python_command
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
 
@@ -72,7 +72,7 @@ data_dir = "{tmp_path / "data"}"
         encoding="utf-8",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailbridge", "run", "--config", str(config)],
+        python_command("mailbridge", "run", "--config", str(config)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     log = Lines(proc)

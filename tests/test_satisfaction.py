@@ -35,6 +35,9 @@ from tests.helpers.council import (
 )
 from tests.helpers.routing import CASE, COMPLETED_LONG_AGO, COMPLETED_RECENTLY, OWN, PEOPLE
 
+# Completing, reopening and asking read the clock themselves: one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
+
 # --- what counts as a rating (pure) ---------------------------------------------------
 
 

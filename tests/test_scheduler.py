@@ -42,6 +42,10 @@ from tests.helpers.council import (
     write_council_config,
 )
 
+# The council is built and its mail delivered on the clock: one fixed moment (the
+# schedule's own "now" is given to each call).
+pytestmark = pytest.mark.usefixtures("fixed_clock")
+
 LONDON = ZoneInfo("Europe/London")
 DEADLINE = date(2026, 12, 8)
 REMINDER_KEY = f"reminder:{REF}:2:{DEADLINE}"

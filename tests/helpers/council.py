@@ -89,9 +89,10 @@ class Council:
         return Path(self.services.config.smtp.url.split(":", 1)[1])
 
     def deliver(self, *raws: bytes, at: datetime | None = None) -> PassReport:
-        """The MTA delivers the mail (at `at`, else its Received time or now); one pass runs."""
+        """The MTA delivers the mail (at `at`, else its Received time or now); one pass runs.
+        The file time is always set, so "now" is the test's clock, not the file system's."""
         for raw in raws:
-            maildir_drop(self.inbox, raw, at or parse(raw).received_at)
+            maildir_drop(self.inbox, raw, at or parse(raw).received_at or utcnow())
         return self.run()
 
     def run(self) -> PassReport:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -69,9 +69,13 @@ class DovecotServer:
                 client.logout()
 
     def append(self, raw: bytes, folder: str = "INBOX", msg_time: datetime | None = None) -> int:
-        """APPEND one message; returns its UID (from the UIDPLUS APPENDUID answer)."""
+        """APPEND one message; returns its UID (from the UIDPLUS APPENDUID answer).
+
+        Its INTERNALDATE is `msg_time`, else now on the test's clock (which a test may have
+        fixed), never the server's: the time the server received the mail decides the
+        case's year and deadlines."""
         with self.client() as client:
-            answer = client.append(folder, raw, msg_time=msg_time)
+            answer = client.append(folder, raw, msg_time=msg_time or datetime.now(UTC))
         found = re.search(rb"APPENDUID \d+ (\d+)", answer)
         assert found, answer
         return int(found.group(1))
