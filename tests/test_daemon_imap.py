@@ -154,7 +154,9 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(2.0)  # let it connect, scan the empty inbox and enter IDLE
+        # It has connected, scanned the empty inbox and is in IDLE (its process at the
+        # server says so): mail appended now can only be noticed through IDLE.
+        imap_mailbox.wait_until_idling()
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         _, raw = enquiry(1)
         imap_mailbox.append(raw)
