@@ -24,7 +24,11 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from tests.helpers.clock import FIXED_NOW, clock_at
+# Helpers assert too: pytest rewrites their asserts (to show the values) if told before
+# they are first imported.
+pytest.register_assert_rewrite("tests.factories", "tests.helpers")
+
+from tests.helpers.clock import FIXED_NOW, clock_at  # noqa: E402
 
 pytest_plugins = [
     "tests.servers.dovecot",
@@ -59,6 +63,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     travel = config.stash.get(_travel, None)
     if travel is not None:
         travel.stop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on them
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a server's fixture, directly or through another fixture, carries that
+    server's marker: `-m "not postgres"` leaves out exactly the tests that need PostgreSQL.
+    (Tests run on each database get `postgres` on their PostgreSQL run from the fixture's
+    params, tests/servers/database.py.)"""
+    from tests.servers.smtp import SERVER_FIXTURES as SMTP_SERVERS
+
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if "dovecot" in names:
+            item.add_marker(pytest.mark.imap)
+        if names & SMTP_SERVERS:
+            item.add_marker(pytest.mark.smtp)
+        if "pg_admin" in names:
+            item.add_marker(pytest.mark.postgres)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -29,14 +29,10 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from mailbridge.delivery.compose import verify_message_id
 from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
-
-pytestmark = [pytest.mark.imap, pytest.mark.smtp]
 
 SIGNING_KEY = "e2e-conversation-signing-key-7f3a9c"
 MAILBOX = "enquiries@example.gov.uk"

@@ -34,7 +34,7 @@ from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer
 
 # A courier that deadlocks must fail its test, not hang the run.
-pytestmark = [pytest.mark.smtp, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 FROM = "enquiries@example.gov.uk"
 MEMBER = "cllr.jane.smith@example.gov.uk"

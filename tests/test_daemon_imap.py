@@ -22,7 +22,6 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import psutil
-import pytest
 
 from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
@@ -33,8 +32,6 @@ from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
 from tests.servers.smtp import SmtpServer
-
-pytestmark = [pytest.mark.imap, pytest.mark.smtp]
 
 MEMBERS = [
     {"name": "Cllr Jane Smith", "email": "cllr.jane.smith@example.gov.uk",

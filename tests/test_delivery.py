@@ -9,7 +9,6 @@ import ssl
 from collections import Counter
 from email import message_from_bytes, policy
 
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -18,8 +17,6 @@ from mailbridge.delivery.transports.smtp import SmtpSender
 from mailbridge.store.db import transaction
 from mailbridge.store.models import OutboxMessage
 from tests.servers.smtp import SmtpServer
-
-pytestmark = pytest.mark.smtp
 
 FROM = "enquiries@example.gov.uk"
 

@@ -23,8 +23,6 @@ from tests.factories import add_person
 from tests.helpers.outbox import FROM, MEMBER, queue, received, rows, smtp
 from tests.servers.smtp import SmtpServer
 
-pytestmark = pytest.mark.smtp
-
 
 def make_case(engine: Engine) -> int:
     member = add_person(engine, "member", "Cllr Jane Smith", MEMBER)

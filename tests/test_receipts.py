@@ -17,8 +17,6 @@ from mailbridge.store.models import utcnow
 from tests.helpers.outbox import queue, received, rows, smtp
 from tests.servers.smtp import SmtpServer
 
-pytestmark = pytest.mark.smtp
-
 
 def row_ids(engine: Engine) -> list[int]:
     return [r.id for r in rows(engine) if r.id is not None]

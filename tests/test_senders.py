@@ -17,8 +17,6 @@ from mailbridge.errors import ConfigError, TransportError
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
 
-pytestmark = pytest.mark.smtp
-
 FROM = "enquiries@example.gov.uk"
 RAW = b"From: enquiries@example.gov.uk\r\nSubject: hi\r\n\r\nhello\r\n"
 

@@ -59,6 +59,18 @@ class Handler:
         return "250 Message accepted"
 
 
+# The fixtures below that start a server (tests using one are marked `smtp`, conftest.py).
+SERVER_FIXTURES = frozenset(
+    {
+        "smtp_server",
+        "smtp_idle_server",
+        "smtp_ascii_server",
+        "smtp_auth_server",
+        "smtps_server",
+        "starttls_server",
+    }
+)
+
 USERS = {"mailbridge": "smtp-secret"}
 TOKENS = {"mailbridge": "token-123"}
 
