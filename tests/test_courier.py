@@ -14,62 +14,26 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import psutil
 import pytest
 from sqlalchemy import Engine, update
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, select
 
 from mailbridge.config import Config
-from mailbridge.delivery import compose, outbox
+from mailbridge.delivery import outbox
 from mailbridge.delivery.courier import IDLE_SECONDS, Courier
 from mailbridge.delivery.transports.smtp import SmtpSender
 from mailbridge.store.db import create_schema, make_engine, transaction
 from mailbridge.store.models import OutboxMessage, utcnow
 from tests.factories import make_config
+from tests.helpers.outbox import queue, received, rows
 from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer
 
 # A courier that deadlocks must fail its test, not hang the run.
 pytestmark = pytest.mark.timeout(90)
-
-FROM = "enquiries@example.gov.uk"
-MEMBER = "cllr.jane.smith@example.gov.uk"
-
-
-def queue(engine: Engine, n: int = 1) -> list[str]:
-    """Queue n acknowledgements in one committed transaction; their Message-IDs."""
-    ids = []
-    with transaction(engine) as session:
-        for i in range(n):
-            mid = compose.new_message_id("example.gov.uk", "MQ-2026-00042", b"key")
-            raw = compose.compose(
-                sender=FROM, sender_name="Member Enquiries", to=[MEMBER],
-                subject=f"Enquiry {i}", text=f"Body {i}", html=None, message_id=mid,
-            )  # fmt: skip
-            outbox.enqueue(
-                session, kind="acknowledgement", sender=FROM, recipients=[MEMBER],
-                subject=f"Enquiry {i}", raw=raw, message_id=mid,
-                case_reference="MQ-2026-00042",
-            )  # fmt: skip
-            ids.append(mid)
-    return ids
-
-
-def rows(engine: Engine) -> list[OutboxMessage]:
-    with Session(engine) as session:
-        return list(session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
-
-
-def received(server: SmtpServer) -> Counter[str]:
-    """How many times each Message-ID reached the server."""
-    return Counter(
-        str(message_from_bytes(m.content, policy=policy.default)["Message-ID"]).strip("<>")
-        for m in server.messages
-    )
 
 
 def ignored_signals(pid: int) -> set[signal.Signals]:
