@@ -29,6 +29,8 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from mailbridge.delivery.compose import verify_message_id
 from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
@@ -446,6 +448,7 @@ Received: from mailbridge.example.gov.uk (mailbridge.example.gov.uk [192.0.2.20]
 # --- the conversation ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_whole_conversation_over_imap_and_smtp(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer, fixed_clock: datetime
 ) -> None:

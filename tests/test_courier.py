@@ -328,6 +328,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_a_courier_whose_parent_died_exits_by_itself(tmp_path: Path) -> None:
     # One database is enough here: what is tested is the process, not the storage.
     url = f"sqlite:///{tmp_path / 'orphan.db'}"

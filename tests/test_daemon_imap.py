@@ -22,6 +22,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import psutil
+import pytest
 
 from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
@@ -197,6 +198,7 @@ def serve_while_down(
     return proc, Lines(proc)
 
 
+@pytest.mark.slow
 def test_the_service_waits_out_an_unreachable_mailbox(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:
@@ -224,6 +226,7 @@ def test_the_service_waits_out_an_unreachable_mailbox(
     assert "Traceback" not in "".join(log.lines)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_wait_for_an_unreachable_mailbox(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:
@@ -276,6 +279,7 @@ def test_a_killed_delivery_process_is_replaced(
     assert "exit_code=-9" in "".join(log.lines)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:

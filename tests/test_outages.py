@@ -41,6 +41,7 @@ def cases(url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_database_restart_loses_nothing_and_ends_nothing(
     tmp_path: Path, pg_migrated_url: str
