@@ -30,7 +30,7 @@ from mailbridge.store.models import (
     OutboxMessage,
 )
 from tests.factories import add_person, fixture_bytes, ok_lines, one_error
-from tests.test_conversation import (
+from tests.helpers.council import (
     GARETH,
     JANE,
     PRIYA,
@@ -48,6 +48,9 @@ from tests.test_conversation import (
     text_of,
     write_council_config,
 )
+
+# Case work reads the clock itself (deadlines, "today" in the lists): one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 runner = CliRunner()
 ACTOR_MARK = "via the command line"
@@ -70,12 +73,12 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
-    engine = ensure_database(db_url)
+def desk(tmp_path: Path, migrated_db_url: str) -> Iterator[Desk]:
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine)
     config = write_council_config(
         tmp_path,
-        db_url,
+        migrated_db_url,
         """\
 [[service_areas]]
 name = "Highways"

@@ -262,17 +262,17 @@ def outbox_row(engine: Engine, n: int, status: str, **times: datetime) -> None:
 )
 def test_delivery_from_the_outbox(
     tmp_path: Path,
-    db_url: str,
+    migrated_db_url: str,
     rows: list[tuple[str, dict[str, datetime]]],
     status: Status,
     found: str,
     advice: str,
 ) -> None:
-    engine = ensure_database(db_url)
+    engine = ensure_database(migrated_db_url)
     for n, (state, times) in enumerate(rows, start=1):
         outbox_row(engine, n, state, **times)
     engine.dispose()
-    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox", db_url))
+    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox", migrated_db_url))
     finding = check_delivery(config, now=NOW)
     assert (finding.status, finding.found) == (status, found)
     assert advice in " ".join(finding.advice)

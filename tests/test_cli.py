@@ -24,58 +24,19 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy.exc import OperationalError
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from mailbridge.cli import context
-from mailbridge.cli.app import app
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.mailbox.maildir import maildir_drop
+from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
+from tests.helpers.clock import FIXED_NOW, clock_at
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 SAMPLE_MAIL = sorted((SAMPLES / "mail").glob("*.eml"))
 REFERENCE = re.compile(r"\bMQ-(\d{4})-(\d{5})\b")
 NOT_REGISTERED = "is not a registered member, delegate, officer or coordinator"
-
-CONFIG = """\
-[council]
-name = "Example County Council"
-
-[mailbox]
-url = "maildir:./mailbox"
-
-[smtp]
-url = "maildir:./outbox"
-from_address = "enquiries@example.gov.uk"
-
-[database]
-url = "sqlite:///./mailbridge.db"
-
-[storage]
-data_dir = "./data"
-
-[schedule]
-# The journey runs on the wall clock: no digest may join the counts it checks.
-coordinator_digest_at = ""
-member_digest_at = ""
-management_summary_at = ""
-
-[[service_areas]]
-name = "Highways"
-directorate = "Environment and Transport"
-keywords = ["pothole", "road", "pavement", "street light", "gully"]
-
-[[service_areas]]
-name = "Adult Social Care"
-directorate = "Adults and Health"
-keywords = ["care package", "carer", "assessment"]
-
-[[coordinators]]
-name = "Member Support Team"
-email = "member.support@example.gov.uk"
-"""
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -84,40 +45,6 @@ def _no_stray_handlers() -> Iterator[None]:
     before = logging.getLogger().handlers[:]
     yield
     assert logging.getLogger().handlers == before
-
-
-def invoke(*args: str, width: int = 300, env: dict[str, str | None] | None = None) -> Result:
-    """Run one command in-process, at a known terminal width, leaving logging as it was."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    saved = context.console._width
-    context.console._width = width  # no tty here: pin the width rich would guess (and help's)
-    try:
-        return runner.invoke(app, list(args), env={"COLUMNS": str(width), **(env or {})})
-    finally:
-        context.console._width = saved
-        root.handlers[:] = handlers  # `run` points a handler at the runner's stderr
-        root.setLevel(level)
-
-
-def one_line_error(result: Result, exit_code: int, *fragments: str) -> str:
-    """The command failed as designed: the exit code, one `error:` line, no traceback."""
-    assert result.exit_code == exit_code, result.output
-    # typer.Exit ends as SystemExit; a crash would leave the real exception here.
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert result.exception is None, result.exception
-    return result.stdout
 
 
 @dataclass
@@ -140,8 +67,9 @@ class Home:
         return invoke(*args, "--config", str(self.config), width=width)
 
     def drop(self, *raws: bytes) -> None:
+        """The MTA delivers the mail now, on the test's clock (the file time is its receipt)."""
         for raw in raws:
-            maildir_drop(self.mailbox, raw)
+            maildir_drop(self.mailbox, raw, datetime.now(UTC))
 
     def folder(self, name: str | None) -> int:
         """Messages in the inbox (None) or in a folder such as Processed."""
@@ -164,16 +92,6 @@ def new_home(root: Path) -> Home:
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.toml").write_text(CONFIG, encoding="utf-8")
     return Home(root)
-
-
-def rows(table: str) -> dict[str, list[str]]:
-    """Rows of a printed table keyed by their first cell (one line per row at our width)."""
-    found: dict[str, list[str]] = {}
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if len(cells) > 1 and cells[0] and cells[0] not in ("Id", "Reference"):
-            found[cells[0]] = cells[1:]
-    return found
 
 
 BRACKETED_SUBJECT = "[urgent] Flooded gully, Station Road [/photos]"
@@ -206,14 +124,16 @@ class Journey:
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory) -> Journey:
-    """scripts/demo in miniature: db upgrade, import members, drop the sample mail, run once."""
+    """scripts/demo in miniature: db upgrade, import members, drop the sample mail, run once;
+    all of it at FIXED_NOW, so the mail is received then, wherever the day the tests run."""
     home = new_home(tmp_path_factory.mktemp("journey"))
-    upgrade = home.cli("db", "upgrade")
-    upgrade_again = home.cli("db", "upgrade")
-    members = home.cli("members", "import", str(SAMPLES / "members.csv"))
-    home.drop(*(p.read_bytes() for p in SAMPLE_MAIL), bracketed_enquiry())
-    run = home.cli("run", "--once")
-    listing = home.cli("cases", "list")
+    with clock_at(FIXED_NOW):
+        upgrade = home.cli("db", "upgrade")
+        upgrade_again = home.cli("db", "upgrade")
+        members = home.cli("members", "import", str(SAMPLES / "members.csv"))
+        home.drop(*(p.read_bytes() for p in SAMPLE_MAIL), bracketed_enquiry())
+        run = home.cli("run", "--once")
+        listing = home.cli("cases", "list")
     assert listing.exit_code == 0, f"cases list failed: {listing.exception!r}"
     return Journey(home, upgrade, upgrade_again, members, run, rows(listing.stdout))
 
@@ -295,7 +215,9 @@ def test_cases_list_keeps_references_whole_on_an_80_column_terminal(journey: Jou
     assert "…" not in "".join(line.split("│")[1] for line in out.splitlines() if "MQ-" in line)
 
 
-def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journey) -> None:
+def test_case_show_gives_member_deadline_enquiry_and_attachments(
+    journey: Journey, fixed_clock: datetime
+) -> None:
     ref = ref_for(journey, "Care package review – Mr Evans")
     out = ok(journey.home.cli("case", "show", ref))
     assert out.splitlines()[0] == f"{ref}  Care package review – Mr Evans"
@@ -307,12 +229,12 @@ def test_case_show_gives_member_deadline_enquiry_and_attachments(journey: Journe
     assert fields["Service area"] == "Adult Social Care"
     assert fields["District"] == "Oadby and Wigston"
     assert fields["Status"] == "New"
-    # Received today: ten working days to reply from the day it counts as received (today, or
-    # the next working day after 17:00), the same date `cases list` shows.
+    # Received today (Tue 1 Dec 2026, 10:00, the journey's fixed moment): ten working days to
+    # reply from the day it counts as received, the same date `cases list` shows.
     due = journey.cases[ref][5]
     cal = WorkingCalendar(office_hours_end="17:00")
-    now = datetime.now(UTC)
-    left = 10 + cal.working_days_between(cal.local_date(now), cal.received_day(now))
+    left = 10 + cal.working_days_between(cal.local_date(fixed_clock), cal.received_day(FIXED_NOW))
+    assert (due, left) == ("Tue 15 Dec 2026", 10)
     assert fields["Reply due"] == f"{due} ({left} working days left)"
     assert re.fullmatch(r"\w{3} \d{2} \w{3} \d{4}", fields["Acknowledge by"])
     assert "Mr Evans’ carer visits were cut" in out  # windows-1252 body, decoded

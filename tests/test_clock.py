@@ -29,7 +29,8 @@ from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, Event
 from tests.factories import AREAS, ok_lines, one_error
-from tests.test_conversation import (
+from tests.helpers.clock import FIXED_NOW
+from tests.helpers.council import (
     PRIYA,
     RAJ,
     REF,
@@ -54,6 +55,9 @@ response_working_days = 20
 """ + "".join(
     f'[[service_areas]]\nname = "{a["name"]}"\ndirectorate = "{a["directorate"]}"\n' for a in AREAS
 )
+
+# Where a command takes no --now it reads the clock itself: one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 
 @dataclass
@@ -84,12 +88,12 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
-    engine = ensure_database(db_url)
+def desk(tmp_path: Path, migrated_db_url: str) -> Iterator[Desk]:
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine)
-    config = write_council_config(tmp_path, db_url, SETTINGS)
+    config = write_council_config(tmp_path, migrated_db_url, SETTINGS)
     council.open_pothole_case()
-    yield Desk(config, council, tmp_path, db_url)
+    yield Desk(config, council, tmp_path, migrated_db_url)
     engine.dispose()
 
 
@@ -418,9 +422,10 @@ def test_completing_a_paused_case_ends_its_pause_as_a_resume_would(desk: Desk) -
     ok_lines(desk.cli("case", "status", REF, "completed"))
     case = desk.case()
     assert case.status == "completed" and case.paused_at is None and case.pause_reason is None
-    # Paused from 24 November until today: the deadline moved on by those working days.
-    today = CAL.local_date(datetime.now(UTC))
-    days = CAL.working_days_between(date(2026, 11, 24), today)
+    # Paused from 24 November until today (Tue 1 Dec, the fixed clock): the deadline moved
+    # on by those working days.
+    days = CAL.working_days_between(date(2026, 11, 24), CAL.local_date(FIXED_NOW))
+    assert days == 5
     assert case.paused_working_days == days
     assert case.response_due == CAL.add_working_days(date(2026, 12, 8), days)
     [resumed] = desk.events("resumed")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,19 +19,22 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import text
 
 from mailbridge.console.filters import CaseFilter
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
-from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress, utcnow
-from tests.servers.database import _pg_url
-from tests.test_cli import CONFIG, invoke, ok, one_line_error, rows
+from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress
+from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
+from tests.helpers.clock import FIXED_NOW
+from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
 
 CAL = WorkingCalendar()  # the config's council: Europe/London, England's bank holidays
-TODAY = CAL.local_date(utcnow())
+# The commands read the clock themselves ("today" in the lists and the dashboard): every test
+# here runs at one fixed moment, and the seeds are placed around that day.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
+TODAY = CAL.local_date(FIXED_NOW)
 YEAR = TODAY.year
 
 MEMBERS = [  # name, primary address, other addresses, district
@@ -240,28 +242,25 @@ class Console:
         return [r["reference"] for r in json.loads(out)]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=DATABASES)
 def console(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
     root = tmp_path_factory.mktemp(f"console-{request.param}")
-    pg_name = None
+    pg_templates: PgTemplates | None = None
     if request.param == "sqlite":
-        url = f"sqlite:///{root / 'mailbridge.db'}"
+        sqlite_templates: SqliteTemplates = request.getfixturevalue("sqlite_templates")
+        url = sqlite_templates.copy_to("migrated", root / "mailbridge.db")
     else:
-        admin = request.getfixturevalue("pg_admin")
-        pg_name = f"mb_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-        url = _pg_url(pg_name)
+        pg_templates = request.getfixturevalue("pg_templates")
+        url = pg_templates.clone("migrated")
     seed_database(url)
     (root / "config.toml").write_text(
         CONFIG.replace('url = "sqlite:///./mailbridge.db"', f'url = "{url}"'), encoding="utf-8"
     )
     yield Console(root)
-    if pg_name:
-        with request.getfixturevalue("pg_admin").connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+    if pg_templates is not None:
+        pg_templates.drop(url)
 
 
 def newest_first(selected: list[Seed]) -> list[str]:

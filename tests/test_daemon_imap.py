@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -29,12 +28,11 @@ from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
+from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
 from tests.servers.smtp import SmtpServer
-
-pytestmark = [pytest.mark.imap, pytest.mark.smtp]
 
 MEMBERS = [
     {"name": "Cllr Jane Smith", "email": "cllr.jane.smith@example.gov.uk",
@@ -84,7 +82,7 @@ def env(imap: DovecotServer) -> dict[str, str]:
 
 
 def mailbridge(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mailbridge", *args]
+    return python_command("mailbridge", *args)
 
 
 def count_cases(tmp_path: Path) -> int:
@@ -107,7 +105,7 @@ def enquiry(n: int, sender: str = "raj.patel@example.gov.uk") -> tuple[str, byte
 
 
 def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
-    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer, fixed_clock: datetime
 ) -> None:
     config = write_config(tmp_path, imap_mailbox, smtp_server)
     imap_mailbox.append(fixture_bytes("member_new_enquiry_pothole.eml"))
@@ -129,7 +127,8 @@ def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
     assert msg["In-Reply-To"] == "<CAF1234567.pothole@mail.example.gov.uk>"
     assert msg["Message-ID"].startswith("<mb.MQ-2026-00001.")
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    # Received by the server today (INTERNALDATE): the deadline is 10 working days on.
+    # Received by the server today (INTERNALDATE, Tue 1 Dec 2026 on the test's clock, which
+    # gives the reference its year): the deadline is 10 working days on.
     assert "working days" in body and "Reply due by" in body
 
     assert imap_mailbox.uids("INBOX") == []
@@ -153,7 +152,9 @@ def test_daemon_wakes_on_idle_and_stops_cleanly_on_sigterm(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(2.0)  # let it connect, scan the empty inbox and enter IDLE
+        # It has connected, scanned the empty inbox and is in IDLE (its process at the
+        # server says so): mail appended now can only be noticed through IDLE.
+        imap_mailbox.wait_until_idling()
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         _, raw = enquiry(1)
         imap_mailbox.append(raw)
@@ -197,6 +198,7 @@ def serve_while_down(
     return proc, Lines(proc)
 
 
+@pytest.mark.slow
 def test_the_service_waits_out_an_unreachable_mailbox(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:
@@ -224,6 +226,7 @@ def test_the_service_waits_out_an_unreachable_mailbox(
     assert "Traceback" not in "".join(log.lines)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_wait_for_an_unreachable_mailbox(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:
@@ -276,6 +279,7 @@ def test_a_killed_delivery_process_is_replaced(
     assert "exit_code=-9" in "".join(log.lines)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer
 ) -> None:

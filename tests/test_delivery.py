@@ -9,7 +9,6 @@ import ssl
 from collections import Counter
 from email import message_from_bytes, policy
 
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -19,8 +18,6 @@ from mailbridge.mail import tokens
 from mailbridge.store.db import transaction
 from mailbridge.store.models import OutboxMessage
 from tests.servers.smtp import SmtpServer
-
-pytestmark = pytest.mark.smtp
 
 FROM = "enquiries@example.gov.uk"
 

@@ -28,7 +28,7 @@ from mailbridge.mail.hygiene import (
     may_answer_automatically,
 )
 from mailbridge.mail.parsing import ParsedEmail, parse
-from tests.test_real_world_corpus import corpus_dir, corpus_files
+from tests.helpers.corpus import corpus_dir, corpus_files
 
 MAIL = Path(__file__).parent / "fixtures" / "mail"
 OWN = ("enquiries@example.gov.uk", "member.enquiries@example-county.gov.uk")

@@ -21,8 +21,6 @@ from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.mailbox.state import DbStateStore, MemoryStateStore
 from tests.servers.dovecot import DovecotServer
 
-pytestmark = pytest.mark.imap
-
 
 def message(n: int) -> bytes:
     # CRLF, a non-ASCII 8-bit body and no trailing newline: bytes must come back exactly.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mailbox
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
 from tests.factories import fixture_bytes
+from tests.helpers.clock import python_command
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
 
@@ -41,8 +41,12 @@ def cases(url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_database_restart_loses_nothing_and_ends_nothing(tmp_path: Path, pg_url: str) -> None:
+def test_a_database_restart_loses_nothing_and_ends_nothing(
+    tmp_path: Path, pg_migrated_url: str
+) -> None:
+    pg_url = pg_migrated_url
     engine = ensure_database(pg_url)
     with transaction(engine) as session:
         import_members(session, [MEMBER])
@@ -69,7 +73,7 @@ data_dir = "{tmp_path / "data"}"
         encoding="utf-8",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailbridge", "run", "--config", str(config)],
+        python_command("mailbridge", "run", "--config", str(config)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     log = Lines(proc)
@@ -90,7 +94,9 @@ data_dir = "{tmp_path / "data"}"
         relay.stop()  # the database goes down for a restart
         second = fixture_bytes(POTHOLE).replace(b"Message-ID: <", b"Message-ID: <second-", 1)
         maildir_drop(inbox, second)
-        time.sleep(4)  # passes and delivery rounds fail meanwhile
+        # Passes fail meanwhile: wait until the service has said so twice (waiting 1 s, then
+        # 2 s), and it is still running with the mail still in the inbox.
+        log.wait_for("database unreachable; trying again", count=2, seconds=30)
         assert proc.poll() is None, log.text
         assert len(list((inbox / "new").iterdir())) + len(list((inbox / "cur").iterdir())) == 1
         relay.start()  # back

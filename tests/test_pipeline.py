@@ -17,13 +17,11 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from mailbridge.cases.decisions import Decision
-from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mail.parsing import parse
-from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
+from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.pipeline import apply, quarantine, steps
 from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
 from mailbridge.pipeline.processor import Processor, retry_quarantined
-from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services
 from mailbridge.store.models import (
     Attachment,
@@ -35,21 +33,13 @@ from mailbridge.store.models import (
     QuarantineItem,
 )
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
+from tests.helpers.council import daemon_for
 
 
 @pytest.fixture
 def services(tmp_path: Path, engine: Engine) -> Services:
     seed_directory(engine)
     return make_services(tmp_path, engine)
-
-
-def daemon_for(services: Services, chosen: list | None = None) -> Daemon:
-    root = Path(services.config.mailbox.url.split(":", 1)[1])
-    source = MaildirSource(root)
-    d = Daemon(services, source, lambda: open_sender(services.config))
-    if chosen is not None:
-        d.processor = Processor(services, chosen)
-    return d
 
 
 def drop(services: Services, *names: str) -> None:

@@ -14,10 +14,8 @@ from sqlalchemy import Engine, event
 from mailbridge.delivery import outbox
 from mailbridge.delivery.receipts import Receipts, parse
 from mailbridge.store.models import utcnow
+from tests.helpers.outbox import queue, received, rows, smtp
 from tests.servers.smtp import SmtpServer
-from tests.test_outbox import queue, received, rows, smtp
-
-pytestmark = pytest.mark.smtp
 
 
 def row_ids(engine: Engine) -> list[int]:

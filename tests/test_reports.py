@@ -360,11 +360,11 @@ ARGS = ("report", "--from", START.isoformat(), "--to", END.isoformat())
 
 
 @pytest.fixture
-def home(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config and a migrated database holding the data set; the clock at 11 Jan 2027."""
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG.format(url=db_url))
-    engine = ensure_database(db_url)
+    config.write_text(CONFIG.format(url=migrated_db_url))
+    engine = ensure_database(migrated_db_url)
     seed(engine)
     engine.dispose()
     monkeypatch.setattr(reports, "utcnow", lambda: utc(2027, 1, 11, 12))

@@ -22,7 +22,7 @@ from mailbridge.pipeline.threading import Match
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, OutboxMessage
 from tests.factories import fixture_bytes, ok_lines
-from tests.test_conversation import (
+from tests.helpers.council import (
     JANE,
     PRIYA,
     REF,
@@ -34,7 +34,10 @@ from tests.test_conversation import (
     text_of,
     write_council_config,
 )
-from tests.test_routing import CASE, COMPLETED_LONG_AGO, COMPLETED_RECENTLY, OWN, PEOPLE
+from tests.helpers.routing import CASE, COMPLETED_LONG_AGO, COMPLETED_RECENTLY, OWN, PEOPLE
+
+# Completing, reopening and asking read the clock themselves: one fixed moment.
+pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 # --- what counts as a rating (pure) ---------------------------------------------------
 
@@ -243,10 +246,10 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_council(tmp_path: Path, db_url: str) -> Iterator[tuple[Council, Path]]:
-    engine = ensure_database(db_url)
+def cli_council(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Council, Path]]:
+    engine = ensure_database(migrated_db_url)
     council = build_council(tmp_path, engine, satisfaction={"ask": True})
-    config = write_council_config(tmp_path, db_url, "[satisfaction]\nask = true\n")
+    config = write_council_config(tmp_path, migrated_db_url, "[satisfaction]\nask = true\n")
     council.open_pothole_case()
     yield council, config
     engine.dispose()
@@ -290,7 +293,7 @@ def test_report_rows_show_the_average_answer_and_how_many_answered(
 
     from mailbridge.console.report_render import flat_headings, flat_rows
     from mailbridge.console.reports import build_report
-    from tests.test_digests import Desk, seed_week
+    from tests.helpers.digests import Desk, seed_week
 
     desk = Desk(tmp_path, engine)
     seed_week(desk)  # E1 (Jane) rated 4, E3 (Jane) rated 2, E2 (Raj) unanswered

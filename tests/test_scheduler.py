@@ -29,18 +29,22 @@ from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, OutboxMessage, ScheduledSend
 from tests.factories import AREAS, ok_lines
-from tests.test_conversation import (
+from tests.helpers.council import (
     PRIYA,
     REF,
     SUPPORT,
     Council,
     build_council,
+    daemon_for,
     html_of,
     recipients,
     text_of,
     write_council_config,
 )
-from tests.test_pipeline import daemon_for
+
+# The council is built and its mail delivered on the clock: one fixed moment (the
+# schedule's own "now" is given to each call).
+pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 LONDON = ZoneInfo("Europe/London")
 DEADLINE = date(2026, 12, 8)
@@ -334,11 +338,11 @@ def schedule_cli(config: Path, now: str, *args: str) -> list[str]:
     return ok_lines(result)
 
 
-def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> None:
-    engine = ensure_database(db_url)
+def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, migrated_db_url: str) -> None:
+    engine = ensure_database(migrated_db_url)
     try:
         council = assigned_council(tmp_path, engine)
-        config = write_council_config(tmp_path, db_url)
+        config = write_council_config(tmp_path, migrated_db_url)
 
         def cli(*args: str) -> list[str]:
             return schedule_cli(config, "2026-12-04T09:05", *args)
@@ -368,12 +372,12 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, db_url: str) -> 
 
 
 def test_cli_counts_missed_stages_and_lists_them_only_when_asked(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, migrated_db_url: str
 ) -> None:
-    engine = ensure_database(db_url)
+    engine = ensure_database(migrated_db_url)
     try:
         assigned_council(tmp_path, engine)
-        config = write_council_config(tmp_path, db_url)
+        config = write_council_config(tmp_path, migrated_db_url)
 
         def cli(*args: str) -> list[str]:
             return schedule_cli(config, "2026-12-09T10:00", *args)

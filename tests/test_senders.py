@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ from mailbridge.delivery.transports.smtp import SmtpSender
 from mailbridge.errors import ConfigError, DeliveryError, TransportError
 from tests.factories import make_config
 from tests.servers.smtp import SmtpServer
-
-pytestmark = pytest.mark.smtp
 
 FROM = "enquiries@example.gov.uk"
 RAW = b"From: enquiries@example.gov.uk\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -95,7 +92,7 @@ def test_an_idle_connection_closed_by_the_server_is_reopened(
     with SmtpSender(smtp_idle_server.host, smtp_idle_server.port, security="plain",
                     timeout=10) as sender:  # fmt: skip
         sender.send(RAW, FROM, ["a@example.org"])
-        time.sleep(0.6)  # the server hangs up after 0.3 s idle
+        smtp_idle_server.wait_for_closed(1)  # the server hangs up after 0.3 s idle
         sender.send(RAW, FROM, ["b@example.org"])
         assert sender.connections == 2
     assert len(smtp_idle_server.messages) == 2

@@ -21,9 +21,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
@@ -69,9 +70,13 @@ class DovecotServer:
                 client.logout()
 
     def append(self, raw: bytes, folder: str = "INBOX", msg_time: datetime | None = None) -> int:
-        """APPEND one message; returns its UID (from the UIDPLUS APPENDUID answer)."""
+        """APPEND one message; returns its UID (from the UIDPLUS APPENDUID answer).
+
+        Its INTERNALDATE is `msg_time`, else now on the test's clock (which a test may have
+        fixed), never the server's: the time the server received the mail decides the
+        case's year and deadlines."""
         with self.client() as client:
-            answer = client.append(folder, raw, msg_time=msg_time)
+            answer = client.append(folder, raw, msg_time=msg_time or datetime.now(UTC))
         found = re.search(rb"APPENDUID \d+ (\d+)", answer)
         assert found, answer
         return int(found.group(1))
@@ -82,6 +87,21 @@ class DovecotServer:
                 return []
             client.select_folder(folder, readonly=True)
             return sorted(client.search("ALL"))
+
+    def sessions(self, user: str | None = None) -> list[str]:
+        """The titles of the user's imap processes on this server, e.g.
+        "dovecot-mailbridge-test-40123/imap [u001-3fa2c1 127.0.0.1 IDLE]" (verbose_proctitle;
+        the instance name tells this server's processes from another session's)."""
+        start = f"dovecot-{_instance(self.port)}/imap [{user or self.user} "
+        titles = (" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+        return [title for title in titles if title.startswith(start)]
+
+    def wait_until_idling(self, user: str | None = None, seconds: float = 20) -> None:
+        """Until a client of the user's is in IMAP IDLE on this server."""
+        deadline = time.monotonic() + seconds
+        while not any(t.endswith(" IDLE]") for t in self.sessions(user)):
+            assert time.monotonic() < deadline, f"no client idling: {self.sessions(user)}"
+            time.sleep(0.05)
 
     def kick(self, user: str | None = None) -> None:
         """Disconnect the user's sessions from the server side, as a restart would."""
@@ -160,16 +180,23 @@ def _identity() -> dict[str, str]:
     }
 
 
+def _instance(port: int) -> str:
+    return f"mailbridge-test-{port}"
+
+
 def _config(root: Path, port: int, tls_port: int) -> str:
     who = _identity()
     return f"""\
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-instance_name = mailbridge-test-{port}
+instance_name = {_instance(port)}
 protocols = imap
 listen = 127.0.0.1
 shutdown_clients = yes
+# Each imap process's title names its user and the command it is in ("IDLE"): tests wait
+# for a client to be idling instead of sleeping and hoping it is.
+verbose_proctitle = yes
 default_login_user = {who["login_user"]}
 default_internal_user = {who["internal_user"]}
 default_internal_group = {who["internal_group"]}

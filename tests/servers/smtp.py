@@ -8,13 +8,14 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from tests.servers import make_self_signed_cert, unavailable
 
@@ -31,7 +32,8 @@ class Handler:
     messages: list[Received] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)  # next DATA replies
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
-    connections: int = 0
+    connections: int = 0  # client connections that said EHLO
+    closed: int = 0  # of those, how many have ended (by either side)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -57,6 +59,18 @@ class Handler:
         return "250 Message accepted"
 
 
+# The fixtures below that start a server (tests using one are marked `smtp`, conftest.py).
+SERVER_FIXTURES = frozenset(
+    {
+        "smtp_server",
+        "smtp_idle_server",
+        "smtp_ascii_server",
+        "smtp_auth_server",
+        "smtps_server",
+        "starttls_server",
+    }
+)
+
 USERS = {"mailbridge": "smtp-secret"}
 TOKENS = {"mailbridge": "token-123"}
 
@@ -81,6 +95,24 @@ class XOAuthHandler(Handler):
         return AuthResult(success=ok, handled=False, auth_data=user)
 
 
+class _CountingSMTP(SMTP):
+    """aiosmtpd's server, counting the client connections that end (its handlers cannot see
+    that). The controller's own check that the port is up never says EHLO: not counted."""
+
+    def connection_lost(self, error: Exception | None) -> None:
+        greeted = self.session is not None and self.session.host_name is not None
+        super().connection_lost(error)
+        if greeted:
+            handler: Handler = self.event_handler
+            with handler.lock:
+                handler.closed += 1
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 @dataclass
 class SmtpServer:
     host: str
@@ -98,6 +130,13 @@ class SmtpServer:
     def refuse_recipient(self, address: str, code: int, text: str) -> None:
         self.handler.refused[address.lower()] = f"{code} {text}"
 
+    def wait_for_closed(self, count: int, seconds: float = 10) -> None:
+        """Until `count` connections have ended (a hang-up is an event, not a duration)."""
+        deadline = time.monotonic() + seconds
+        while self.handler.closed < count:
+            assert time.monotonic() < deadline, f"{self.handler.closed} of {count} closed"
+            time.sleep(0.01)
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -108,7 +147,7 @@ def _free_port() -> int:
 def _start(handler: Handler, cafile: Path | None = None, **kwargs: object) -> Iterator[SmtpServer]:
     # Controller.start() connects to its own port to check it is up: give it a real one.
     port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)  # type: ignore[arg-type]
+    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)  # type: ignore[arg-type]
     try:
         controller.start()
     except Exception as exc:  # noqa: BLE001 - any start failure means "no server"
