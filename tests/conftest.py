@@ -5,7 +5,7 @@ to an ISO date or moment (a date alone means midday UTC); the whole session then
 there, its clock ticking on from that moment:
 
     MAILBRIDGE_TEST_NOW=2027-01-04 .venv/bin/pytest -q
-    MAILBRIDGE_TEST_NOW=2026-12-31T23:59:30+00:00 .venv/bin/pytest -q tests/test_references.py
+    MAILBRIDGE_TEST_NOW=2026-12-31T23:59:30+00:00 .venv/bin/pytest -q tests/cases/test_records.py
 
 This moves the clock of the pytest process (datetime, date.today, time.time); a `mailbridge`
 subprocess started with tests.helpers.clock.python_command follows it. The servers keep the

@@ -642,7 +642,7 @@ def test_dates_in_the_wrong_order_and_an_unknown_sort_are_one_line(console: Cons
 
 
 def test_a_bad_status_names_the_choices(console: Console) -> None:
-    # A usage error (exit 2), as `cases list --status` has always been (tests/test_cli.py).
+    # A usage error (exit 2), as `cases list --status` has always been (tests/cli/test_cli.py).
     for command in (("cases", "list"), ("export",)):
         result = console.cli(*command, "--status", "open")
         assert result.exit_code == 2, result.output

@@ -1,6 +1,6 @@
 """Outgoing mail over TLS against a real aiosmtpd with a throwaway certificate.
 
-Plain SMTP delivery, retries and login are in test_outbox.py and test_senders.py.
+Plain SMTP delivery, retries and login are in test_outbox.py and test_transports.py.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from mailbridge.mail.hygiene import (
 from mailbridge.mail.parsing import ParsedEmail, parse
 from tests.helpers.corpus import corpus_dir, corpus_files
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
+MAIL = Path(__file__).parents[1] / "fixtures" / "mail"
 OWN = ("enquiries@example.gov.uk", "member.enquiries@example-county.gov.uk")
 
 # Our outgoing messages that come back in the fixtures (tokens.new_message_id's shape).

@@ -26,7 +26,7 @@ from mailbridge.mail.replies import (
     strip_keywords,
 )
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
+MAIL = Path(__file__).parents[1] / "fixtures" / "mail"
 
 
 @dataclass(frozen=True)

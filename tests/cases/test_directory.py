@@ -28,7 +28,7 @@ from mailbridge.errors import ConfigError, UserError
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Person, PersonAddress
 
-FIXTURES = Path(__file__).parent / "fixtures" / "directory"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "directory"
 
 JANE = "cllr.jane.smith@example.gov.uk"
 RAJ = "raj.patel@example.gov.uk"
@@ -321,7 +321,9 @@ def test_read_csv_tolerates_the_bom_and_header_case(tmp_path: Path) -> None:
 @pytest.fixture
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A minimal config on a SQLite database that the command creates and migrates itself."""
-    monkeypatch.setattr(console, "width", 200)  # rich would fold long reasons at 80 columns
+    # Rich would fold long reasons at 80 columns. Pin the stored width, not the `width`
+    # property: restoring that would pin whatever width rich guessed for every later test.
+    monkeypatch.setattr(console, "_width", 200)
     path = tmp_path / "config.toml"
     path.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "mb.db"}"\n\n'

@@ -19,7 +19,7 @@ from mailbridge.mail.subjects import (
     without_tags,
 )
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
+MAIL = Path(__file__).parents[1] / "fixtures" / "mail"
 NBSP = "\xa0"
 
 NORMALISE = [

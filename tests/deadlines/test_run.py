@@ -67,7 +67,7 @@ NO_DIGESTS = {"coordinator_digest_at": "", "member_digest_at": "", "management_s
 
 def assigned_council(tmp_path: Path, engine: Engine, **sections: Any) -> Council:
     """Jane's case assigned to Priya; the digests off unless a test sets [schedule] (these
-    tests follow reminders and escalations; digests' contents are tests/test_digests.py's)."""
+    tests follow reminders and escalations; what digests say is test_digests.py's)."""
     sections.setdefault("schedule", NO_DIGESTS)
     council = build_council(tmp_path, engine, **sections)
     council.assigned_pothole()

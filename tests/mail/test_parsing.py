@@ -26,7 +26,7 @@ from mailbridge.mail.parsing import (
     sanitise_filename,
 )
 
-MAIL = Path(__file__).parent / "fixtures" / "mail"
+MAIL = Path(__file__).parents[1] / "fixtures" / "mail"
 ENQUIRIES = "member.enquiries@example-county.gov.uk"
 BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")  # controls and U+FFFD
 

@@ -32,7 +32,7 @@ from mailbridge.mailbox.maildir import maildir_drop
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
 from tests.helpers.clock import FIXED_NOW, clock_at
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 SAMPLE_MAIL = sorted((SAMPLES / "mail").glob("*.eml"))
 REFERENCE = re.compile(r"\bMQ-(\d{4})-(\d{5})\b")

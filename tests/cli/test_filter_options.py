@@ -1,6 +1,6 @@
 """Every filter option of `cases list` and `export` reaches the CaseFilter the command builds:
 each given alone changes that one field, so an option renamed on one side or left out of
-the call fails here. What each filter selects is tested in tests/test_console.py."""
+the call fails here. What each filter selects is tested in tests/console/test_console.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from mailbridge.console import filters
 from mailbridge.console.filters import CaseFilter
-from tests.test_cli import CONFIG, invoke, ok
+from tests.helpers.cli import CONFIG, invoke, ok
 
 # The options both commands take: the option as typed, the field, the value it holds.
 SHARED = [
