@@ -69,6 +69,12 @@ from_address = "enquiries@example.gov.uk"
 url = "{via_relay}"
 [storage]
 data_dir = "{tmp_path / "data"}"
+[schedule]
+# Digests go out by the clock (Jane's on a Monday morning, once her case is open): none may
+# join the mail this test counts.
+coordinator_digest_at = ""
+member_digest_at = ""
+management_summary_at = ""
 """,
         encoding="utf-8",
     )
