@@ -6,7 +6,7 @@ import getpass
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,25 +15,7 @@ from sqlmodel import Session
 
 from mailbridge.cases import assignment
 from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
-from mailbridge.cli.filters import (
-    CreatedFromOption,
-    CreatedToOption,
-    DescOption,
-    DirectorateOption,
-    DistrictOption,
-    DueWithinOption,
-    EmailOption,
-    MemberOption,
-    OfficerOption,
-    OverdueOption,
-    RefOption,
-    SearchOption,
-    ServiceAreaOption,
-    SortOption,
-    StatusOption,
-    SurnameOption,
-    TypeOption,
-)
+from mailbridge.cli.filters import with_case_filter
 from mailbridge.console import export, filters, views
 from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
@@ -60,25 +42,10 @@ def deadline_text(row: CaseListRow) -> Text:
 
 @cases_app.command("list")
 @friendly
+@with_case_filter
 def list_cases(
+    chosen: dict[str, Any],
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
-    type: TypeOption = None,
-    ref: RefOption = None,
-    service_area: ServiceAreaOption = None,
-    surname: SurnameOption = None,
-    directorate: DirectorateOption = None,
-    email: EmailOption = None,
-    district: DistrictOption = None,
-    status: StatusOption = None,
-    officer: OfficerOption = None,
-    member: MemberOption = None,
-    overdue: OverdueOption = False,
-    due_within: DueWithinOption = None,
-    created_from: CreatedFromOption = None,
-    created_to: CreatedToOption = None,
-    search: SearchOption = None,
-    sort: SortOption = "created",
-    desc: DescOption = None,
     limit: Annotated[int, typer.Option(min=1, help="How many cases per page.")] = 50,
     page: Annotated[int, typer.Option(min=1, help="Which page of cases.")] = 1,
     format: Annotated[
@@ -92,23 +59,7 @@ def list_cases(
     mailbridge cases list --member "Jane Smith" --created-from 2026-01-01 --format csv
     """
     wanted = CaseFilter(
-        type=type,
-        ref=ref,
-        service_area=service_area,
-        surname=surname,
-        directorate=directorate,
-        email=email,
-        district=district,
-        status=status,
-        officer=officer,
-        member=member,
-        overdue=overdue,
-        due_within=due_within,
-        created_from=created_from,  # type: ignore[arg-type]  # a date, parsed by CaseFilter
-        created_to=created_to,  # type: ignore[arg-type]
-        search=search,
-        sort=sort,
-        desc=desc,
+        **chosen,
         limit=limit,
         page=page,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,25 +13,7 @@ from sqlmodel import Session
 
 from mailbridge.cli.cases import STATUS_LABEL, deadline_text
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
-from mailbridge.cli.filters import (
-    CreatedFromOption,
-    CreatedToOption,
-    DescOption,
-    DirectorateOption,
-    DistrictOption,
-    DueWithinOption,
-    EmailOption,
-    MemberOption,
-    OfficerOption,
-    OverdueOption,
-    RefOption,
-    SearchOption,
-    ServiceAreaOption,
-    SortOption,
-    StatusOption,
-    SurnameOption,
-    TypeOption,
-)
+from mailbridge.cli.filters import with_case_filter
 from mailbridge.console import dashboard as board
 from mailbridge.console import export as exporting
 from mailbridge.console import filters
@@ -108,7 +90,9 @@ def dashboard(
 
 
 @friendly
+@with_case_filter
 def export(
+    chosen: dict[str, Any],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -127,23 +111,6 @@ def export(
         ),
     ] = None,
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
-    type: TypeOption = None,
-    ref: RefOption = None,
-    service_area: ServiceAreaOption = None,
-    surname: SurnameOption = None,
-    directorate: DirectorateOption = None,
-    email: EmailOption = None,
-    district: DistrictOption = None,
-    status: StatusOption = None,
-    officer: OfficerOption = None,
-    member: MemberOption = None,
-    overdue: OverdueOption = False,
-    due_within: DueWithinOption = None,
-    created_from: CreatedFromOption = None,
-    created_to: CreatedToOption = None,
-    search: SearchOption = None,
-    sort: SortOption = "created",
-    desc: DescOption = None,
 ) -> None:
     """Every case the filters select, as a CSV or XLSX file for a spreadsheet.
 
@@ -153,23 +120,7 @@ def export(
     Example: mailbridge export --format xlsx --output overdue.xlsx --overdue --district Blaby
     """
     wanted = CaseFilter(
-        type=type,
-        ref=ref,
-        service_area=service_area,
-        surname=surname,
-        directorate=directorate,
-        email=email,
-        district=district,
-        status=status,
-        officer=officer,
-        member=member,
-        overdue=overdue,
-        due_within=due_within,
-        created_from=created_from,  # type: ignore[arg-type]  # a date, parsed by CaseFilter
-        created_to=created_to,  # type: ignore[arg-type]
-        search=search,
-        sort=sort,
-        desc=desc,
+        **chosen,
         limit=None,  # every matching case
     )
     if format is None:

@@ -1,9 +1,16 @@
-"""The case filter options `cases list` and `export` share; each command passes every one
-to `CaseFilter` by name."""
+"""The case filter options `cases list` and `export` share, declared once.
+
+`with_case_filter` adds them to a command's own options and hands the command what was
+given as one mapping (`chosen`), keyed by CaseFilter's field names: the command builds its
+CaseFilter from it, adding only what is its own (a page, or every case).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any
 
 import typer
 
@@ -89,3 +96,49 @@ DescOption = Annotated[
         show_default=False,
     ),
 ]
+
+# Option name = CaseFilter field -> (its annotation, its default), in the order --help lists.
+OPTIONS: dict[str, tuple[Any, Any]] = {
+    "type": (TypeOption, None),
+    "ref": (RefOption, None),
+    "service_area": (ServiceAreaOption, None),
+    "surname": (SurnameOption, None),
+    "directorate": (DirectorateOption, None),
+    "email": (EmailOption, None),
+    "district": (DistrictOption, None),
+    "status": (StatusOption, None),
+    "officer": (OfficerOption, None),
+    "member": (MemberOption, None),
+    "overdue": (OverdueOption, False),
+    "due_within": (DueWithinOption, None),
+    "created_from": (CreatedFromOption, None),
+    "created_to": (CreatedToOption, None),
+    "search": (SearchOption, None),
+    "sort": (SortOption, "created"),
+    "desc": (DescOption, None),
+}
+
+
+def with_case_filter(command: Callable[..., None]) -> Callable[..., None]:
+    """The command's own options with the filter options after --config; the command is
+    called with what the filter options hold as `chosen` (Typer reads `__signature__`)."""
+    own = inspect.signature(command, eval_str=True)  # Typer reads the Annotated options
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=default)
+        for name, (hint, default) in OPTIONS.items()
+    ]
+
+    @wraps(command)
+    def run(**given: Any) -> None:
+        chosen = {name: given.pop(name) for name in OPTIONS}
+        command(**given, chosen=chosen)
+
+    # The filters follow --config, where each command has always listed them.
+    parameters: list[inspect.Parameter] = []
+    for parameter in own.parameters.values():
+        if parameter.name != "chosen":
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        if parameter.name == "config":
+            parameters.extend(shared)
+    run.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return run
