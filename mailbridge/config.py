@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -107,12 +107,37 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-class MailboxConfig(_Section):
-    url: str = "maildir:./data/mailbox"
+class _Server(_Section):
+    """A mail server mailbridge logs in to ([mailbox] or [smtp]): its URL and how to log in."""
+
+    SCHEMES: ClassVar[tuple[str, ...]] = ()
+    url: str
     username: str | None = None
     password_env: str | None = None
     password_file: Path | None = None
     oauth: OAuthConfig | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, cls.SCHEMES)
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0].lower()
+
+    @property
+    def password(self) -> Secret:
+        return Secret(env=self.password_env, file=self.password_file)
+
+    @property
+    def login(self) -> str | None:
+        return self.username or (unquote(urlsplit(self.url).username or "") or None)
+
+
+class MailboxConfig(_Server):
+    SCHEMES = MAILBOX_SCHEMES
+    url: str = "maildir:./data/mailbox"
     folder: str = "INBOX"
     processed_folder: str = "Processed"
     quarantine_folder: str = "Quarantine"
@@ -125,30 +150,10 @@ class MailboxConfig(_Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     tls_ca_file: Path | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _check_url(v, MAILBOX_SCHEMES)
 
-    @property
-    def scheme(self) -> str:
-        return self.url.split(":", 1)[0].lower()
-
-    @property
-    def password(self) -> Secret:
-        return Secret(env=self.password_env, file=self.password_file)
-
-    @property
-    def login(self) -> str | None:
-        return self.username or (unquote(urlsplit(self.url).username or "") or None)
-
-
-class SmtpConfig(_Section):
+class SmtpConfig(_Server):
+    SCHEMES = SMTP_SCHEMES
     url: str = "maildir:./data/outbox"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    oauth: OAuthConfig | None = None
     from_address: Email = "enquiries@example.gov.uk"
     from_name: str = "Member Enquiries"
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
@@ -159,23 +164,6 @@ class SmtpConfig(_Section):
     give_up_after_hours: Annotated[float, Field(gt=0)] = 72.0
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0
     tls_ca_file: Path | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _check_url(v, SMTP_SCHEMES)
-
-    @property
-    def scheme(self) -> str:
-        return self.url.split(":", 1)[0].lower()
-
-    @property
-    def password(self) -> Secret:
-        return Secret(env=self.password_env, file=self.password_file)
-
-    @property
-    def login(self) -> str | None:
-        return self.username or (unquote(urlsplit(self.url).username or "") or None)
 
     @property
     def domain(self) -> str:
