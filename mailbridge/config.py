@@ -107,7 +107,7 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-class _Server(_Section):
+class ServerConfig(_Section):
     """A mail server mailbridge logs in to ([mailbox] or [smtp]): its URL and how to log in."""
 
     SCHEMES: ClassVar[tuple[str, ...]] = ()
@@ -116,6 +116,8 @@ class _Server(_Section):
     password_env: str | None = None
     password_file: Path | None = None
     oauth: OAuthConfig | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    tls_ca_file: Path | None = None  # a CA to trust beside the system's (a council's own)
 
     @field_validator("url")
     @classmethod
@@ -135,7 +137,7 @@ class _Server(_Section):
         return self.username or (unquote(urlsplit(self.url).username or "") or None)
 
 
-class MailboxConfig(_Server):
+class MailboxConfig(ServerConfig):
     SCHEMES = MAILBOX_SCHEMES
     url: str = "maildir:./data/mailbox"
     folder: str = "INBOX"
@@ -147,23 +149,19 @@ class MailboxConfig(_Server):
     idle: bool = True
     idle_renew_seconds: Annotated[float, Field(gt=0, le=600)] = 540.0
     reconcile_seconds: Annotated[float, Field(gt=0)] = 600.0
-    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
-    tls_ca_file: Path | None = None
 
 
-class SmtpConfig(_Server):
+class SmtpConfig(ServerConfig):
     SCHEMES = SMTP_SCHEMES
     url: str = "maildir:./data/outbox"
     from_address: Email = "enquiries@example.gov.uk"
     from_name: str = "Member Enquiries"
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     batch_size: Annotated[int, Field(ge=1)] = 500
-    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     retry_base_seconds: Annotated[float, Field(gt=0)] = 60.0
     retry_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
     give_up_after_hours: Annotated[float, Field(gt=0)] = 72.0
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0
-    tls_ca_file: Path | None = None
 
     @property
     def domain(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,6 +10,7 @@ from mailbridge.config import Config
 from mailbridge.errors import ConfigError
 from mailbridge.mailbox.base import MailboxSource, StateStore
 from mailbridge.mailbox.imap import ImapSource, Security
+from mailbridge.mailbox.login import login_for
 from mailbridge.mailbox.maildir import MaildirSource
 
 _SECURITY: dict[str, tuple[Security, int]] = {
@@ -42,29 +42,14 @@ def open_source(
         raise ConfigError(
             f"{where} url has no user name: set username or use {box.scheme}://user@{host}/"
         )
-    password: str | None = None
-    if box.oauth is not None and token_provider is None:
-        from mailbridge.mailbox.oauth import token_provider as make_token_provider
-
-        secret = None
-        if box.oauth.provider == "msal":
-            secret = config.secret("[mailbox.oauth] client_secret", box.oauth.client_secret)
-        token_provider = make_token_provider(box.oauth, secret, config.source)
-    if token_provider is None:
-        password = config.secret("[mailbox] password", box.password)
-    context = None
-    if box.tls_ca_file is not None:
-        try:
-            context = ssl.create_default_context(cafile=str(box.tls_ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{where} tls_ca_file {box.tls_ca_file}: {exc}") from exc
+    login = login_for(config, box, "mailbox", username, token_provider)
     return ImapSource(
         host,
         port,
         security=security,
         username=username,
-        password=password,
-        token_provider=token_provider,
+        password=login.password,
+        token_provider=login.token_provider,
         folder=box.folder,
         processed_folder=box.processed_folder,
         quarantine_folder=box.quarantine_folder,
@@ -73,6 +58,6 @@ def open_source(
         idle=box.idle,
         idle_renew_seconds=box.idle_renew_seconds,
         timeout=box.timeout_seconds,
-        ssl_context=context,
+        ssl_context=login.tls_context,
         name=f"{box.scheme}://{username}@{host}:{port}/{box.folder}",
     )

@@ -6,7 +6,6 @@ delivers imports asyncio and aiosmtplib (~20 ms of every start of the ingest pro
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 from mailbridge.config import Config
 from mailbridge.delivery.transports.base import Security, Sender
 from mailbridge.delivery.transports.maildir import MaildirSender
-from mailbridge.errors import ConfigError
+from mailbridge.mailbox.login import login_for
 
 _SMTP_SECURITY: dict[str, tuple[Security, int]] = {
     "smtp": ("plain", 25),
@@ -31,24 +30,7 @@ def open_sender(config: Config, token_provider: Callable[[], str] | None = None)
     security, default_port = _SMTP_SECURITY[smtp.scheme]
     parts = urlsplit(smtp.url)
     username = smtp.login
-    password = None
-    if username and smtp.oauth is not None and token_provider is None:
-        from mailbridge.mailbox.oauth import token_provider as make_token_provider
-
-        secret = None
-        if smtp.oauth.provider == "msal":
-            secret = config.secret("[smtp.oauth] client_secret", smtp.oauth.client_secret)
-        token_provider = make_token_provider(smtp.oauth, secret, config.source)
-    if username and token_provider is None:
-        password = config.secret("[smtp] password", smtp.password)
-    context = None
-    if smtp.tls_ca_file is not None:
-        try:
-            context = ssl.create_default_context(cafile=str(smtp.tls_ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"{config.source or 'config'}: [smtp] tls_ca_file {smtp.tls_ca_file}: {exc}"
-            ) from exc
+    login = login_for(config, smtp, "smtp", username, token_provider)
     from mailbridge.delivery.transports.smtp import SmtpSender  # only where mail is sent
 
     return SmtpSender(
@@ -56,8 +38,8 @@ def open_sender(config: Config, token_provider: Callable[[], str] | None = None)
         parts.port or default_port,
         security=security,
         username=username,
-        password=password,
-        token_provider=token_provider,
+        password=login.password,
+        token_provider=login.token_provider,
         timeout=smtp.timeout_seconds,
-        tls_context=context,
+        tls_context=login.tls_context,
     )
