@@ -155,3 +155,22 @@ def test_the_checks_can_fail() -> None:
     assert layer_of("cases.inbound") < layer_of("pipeline.apply")
     assert layer_of("deadlines.calendar") < layer_of("deadlines.clock") < layer_of("deadlines.run")
     assert any(dep.startswith("service.") for dep in GRAPH["cli.run"])
+
+
+def test_the_command_line_holds_no_transaction_boundary() -> None:
+    """A command calls one function that opens and commits its own transaction (invariant 8):
+    the web console will call the same ones, so no door may hold a boundary of its own."""
+    writers = {"transaction", "action", "begin", "commit"}
+    found = []
+    for module, path in MODULES.items():
+        if not module.startswith("cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = None
+            if isinstance(node, ast.ImportFrom) and node.module == "mailbridge.store.db":
+                name = next((a.name for a in node.names if a.name in writers), None)
+            elif isinstance(node, ast.Attribute) and node.attr in writers:
+                name = node.attr
+            if name:
+                found.append(f"{module}: {name}")
+    assert found == []
