@@ -1,4 +1,9 @@
-"""Mailbox sources: Maildir (the embedded default) and IMAP, behind one interface."""
+"""Where mail comes from: Maildir (the embedded default) and IMAP sources behind one
+interface (base.py), built from `[mailbox]` (factory.py), with the IMAP UID mark (state.py)
+and logging in to a mail server (login.py, oauth.py), which delivery's SMTP sender shares.
+
+Transport only, no decisions: imports the foundation and store, nothing above them.
+"""
 
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
 
