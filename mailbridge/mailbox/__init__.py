@@ -4,7 +4,3 @@ and logging in to a mail server (login.py, oauth.py), which delivery's SMTP send
 
 Transport only, no decisions: imports the foundation and store, nothing above them.
 """
-
-from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
-
-__all__ = ["Destination", "InboundMail", "MailboxSource"]
