@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import email.policy
 import hashlib
 import io
 import mimetypes
@@ -25,7 +26,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import Compat32
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import PurePath
 
 import html2text
@@ -45,7 +46,7 @@ class ParsedEmail:
     raw_sha256: str
     dedupe_key: str  # normalised Message-ID, or "sha256:<hex>" of the raw bytes without one
     message_id: str | None  # normalised: no angle brackets, surrounding space removed
-    from_address: str | None  # lowercased addr-spec, None when unparsable
+    from_address: str | None  # lowercased addr-spec, None when unparsable or ambiguous
     from_name: str | None
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
@@ -67,6 +68,9 @@ class ParsedEmail:
     # part outside attached emails: one mapping per block (the per-message block, then one
     # per recipient), lower-case name -> first value, unfolded.
     delivery_status: tuple[Mapping[str, str], ...] = ()
+    # Why the sender cannot be told (several From headers or mailboxes, a display name that
+    # shows another address); None when From names one mailbox plainly.
+    sender_problem: str | None = None
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -262,17 +266,73 @@ def _date(value: str | None) -> datetime | None:
         return None
 
 
+_HEADER = email.policy.default.header_factory
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\\,;:\"']+@[^\s<>()\[\]\\,;:\"']+\.[^\s<>()\[\]\\,;:\"']+")
+
+
+def _unfolded(value: str) -> str:
+    """A header's raw text on one line: raw 8-bit read as UTF-8/1252, encoded words kept."""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit (RFC 6532 or worse)
+        text = decode_bytes(text.encode("utf-8", "surrogateescape"), None)
+    return _WS.sub(" ", text.replace("\x00", "")).strip()
+
+
+def _mailboxes(values: list[str]) -> list[tuple[str, str]]:
+    """(display name, lower-case addr-spec) of each mailbox, read as mail servers and DMARC
+    read them: the RFC 5322 structure first, encoded words decoded only inside display names.
+    Decoding first let `=?utf-8?q?priya.shah=40example.gov.uk?= <attacker@evil.example>`
+    pass for Priya, and read an encoded "Müller, Bernd" as two broken addresses."""
+    found: list[tuple[str, str]] = []
+    for value in values:
+        try:
+            addresses = _HEADER("To", _unfolded(value)).addresses
+        except Exception:  # noqa: BLE001 - the stdlib's parser on hostile input
+            continue
+        for address in addresses:
+            if address.username and address.domain:
+                name = _WS.sub(" ", address.display_name or "").strip()
+                found.append((name, address.addr_spec.strip().lower()))
+    return found
+
+
 def _addresses(values: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
+    return tuple(dict.fromkeys(addr for _name, addr in _mailboxes(values)))
+
+
+def _sender(values: list[str]) -> tuple[str | None, str | None, str | None]:
+    """(name, address, problem): the one mailbox in From, or why there is no one sender.
+
+    Ambiguous is anything two readers could take for two senders: several From headers or
+    mailboxes, or an address shown anywhere in From (raw or in the decoded name) that is not
+    the address the mail servers saw."""
+    if len(values) > 1:
+        return None, None, f"the message has {len(values)} From headers"
+    mailboxes = _mailboxes(values)
+    if not mailboxes:
+        return None, None, None
+    addresses = list(dict.fromkeys(addr for _name, addr in mailboxes))
+    if len(addresses) > 1:
+        shown = ", ".join(addresses[:5])
+        return None, None, f"the From header names {len(addresses)} addresses: {shown}"
+    name, address = mailboxes[0]
+    for text in (_unfolded(values[0]), name):
+        for shown in _ADDRESS_LIKE.findall(text):
+            if shown.strip(".").lower() != address:
+                problem = f"the From header shows {shown.strip('.')} but the address is {address}"
+                return None, None, problem
+    return _shown_name(values[0], address) or name or None, address, None
+
+
+def _shown_name(value: str, address: str) -> str | None:
+    """The name as mail clients show it, for display only (the address is settled by then):
+    decoded whole, so encoded words split mid-word join up again and a name given as a
+    comment (`MAILER-DAEMON@host (Mail Delivery System)`) is kept, as `parseaddr` reads it."""
     try:
-        pairs = getaddresses([_header_text(v) for v in values])
+        name, addr = parseaddr(_header_text(value))
     except (TypeError, ValueError, IndexError):
-        return ()
-    for _name, addr in pairs:
-        addr = addr.strip().lower()
-        if "@" in addr and addr not in out:
-            out.append(addr)
-    return tuple(out)
+        return None
+    return name.strip() or None if addr.strip().lower() == address else None
 
 
 # --- the MIME walk -----------------------------------------------------------------------
@@ -483,14 +543,7 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     def all_of(name: str) -> list[str]:
         return [str(v) for v in (message.get_all(name) or [])]
 
-    from_name, from_address = None, None
-    try:
-        name, addr = parseaddr(_header_text((all_of("From") or [""])[0]))
-        if "@" in addr:
-            from_address = addr.strip().lower()
-            from_name = name.strip() or None
-    except (TypeError, ValueError, IndexError):
-        defects.append("unparsable From header")
+    from_name, from_address, sender_problem = _sender(all_of("From"))
 
     linesep = "\r\n" if b"\r\n" in raw else "\n"
     walk = _Walk(max_filename_length=max_filename_length, linesep=linesep)
@@ -530,4 +583,5 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         defects=tuple(defects),
         return_path=_return_path(headers.get("return-path")),
         delivery_status=tuple(walk.delivery_status),
+        sender_problem=sender_problem,
     )

@@ -61,6 +61,14 @@ def decide(
     """`rating`: the reply's new text is only a rating (replies.rating_of), else None."""
     if isinstance(verdict, Loop):
         return Quarantine("loop", verdict.reason)
+    if parsed.sender_problem:
+        # Whom would a role be granted to? Mail servers and DMARC see one mailbox, people
+        # may see another: nothing is decided on such a From.
+        return Quarantine(
+            "sender_ambiguous",
+            f"the sender cannot be told: {parsed.sender_problem}",
+            case_id=match.case.id if match.case else None,
+        )
     if isinstance(verdict, Bounce):
         return NoteBounce(verdict)
     if isinstance(verdict, AutoReply):

@@ -1112,3 +1112,41 @@ def test_cli_quarantine_accept(home: Home) -> None:
         home.cli("quarantine", "accept", "999"),
         "no quarantined message has id 999 (see `mailbridge quarantine list`)",
     )
+
+
+@pytest.mark.parametrize(
+    ("from_header", "code"),
+    [
+        # The reader sees Priya's address; mail servers and DMARC see the attacker's.
+        ("=?utf-8?q?priya.shah=40example.gov.uk?= <attacker@evil.example>", "sender_ambiguous"),
+        (f"{PRIYA}, attacker@evil.example", "sender_ambiguous"),
+        # Priya's name on an outside address: a stranger, whatever Reply-To says.
+        ("Priya Shah <attacker@evil.example>", "not_party_to_case"),
+    ],
+)
+def test_a_forged_lead_officer_reply_changes_nothing_and_reaches_nobody(
+    council: Council, from_header: str, code: str
+) -> None:
+    """The attack that completed a case and mailed the attacker's text (and a deadline moved
+    by #extend) to the councillor from the council's own address, signed with the officer's
+    name: now it is quarantined, the case stays as it was, and nobody is mailed."""
+    mails = council.assigned_pothole()
+    before = council.case()
+    forged = message_from_bytes(
+        reply(mails[PRIYA], PRIYA, "#holding #extend 60\nDone. Log in at http://evil.example/"),
+        policy=policy.default,
+    )
+    del forged["From"]
+    forged["From"] = from_header
+    forged["Reply-To"] = PRIYA
+    council.deliver(forged.as_bytes())
+    [item] = council.quarantined()
+    assert (item.reason_code, item.case_id) == (code, before.id)
+    after = council.case()
+    assert (after.status, after.extended_due, after.first_response_at) == (
+        before.status,
+        before.extended_due,
+        before.first_response_at,
+    )
+    assert council.new_mail() == []
+    assert [e.kind for e in council.events(kind="responded")] == []

@@ -8,6 +8,7 @@ files; their SHA-256 digests below are of those files.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -961,3 +962,64 @@ def test_a_damaged_encoded_word_never_makes_parse_raise() -> None:
     parsed = parse(raw)
     assert parsed.subject  # kept as readable as it can be, never an exception
     assert parsed.body_text.strip() == "hi"
+
+
+# --- the sender, as mail servers read it ------------------------------------------------
+
+PRIYA = "priya.shah@example.gov.uk"
+NOT_PRIYA = f"the From header shows {PRIYA} but the address is attacker@evil.example"
+SENDERS = [
+    # fixture, From address, display name, why there is no one sender
+    ("officer_reply_outlook_desktop_top_posted.eml", PRIYA, "Priya Shah", None),
+    ("outlook_encoded_display_name_surname_comma_forename.eml", PRIYA, "Shah, Priyä", None),
+    ("display_name_is_the_senders_own_address.eml", PRIYA, "Priya.Shah@example.gov.uk", None),
+    ("attack_reply_to_and_sender_name_officer_from_stranger.eml", "attacker@evil.example",
+     "Priya Shah", None),
+    ("attack_from_encoded_word_shows_officer_address.eml", None, None, NOT_PRIYA),
+    ("attack_from_display_name_is_officer_address.eml", None, None, NOT_PRIYA),
+    ("attack_two_from_headers_officer_and_attacker.eml", None, None,
+     "the message has 2 From headers"),
+    ("attack_from_names_officer_and_attacker_mailboxes.eml", None, None,
+     f"the From header names 2 addresses: {PRIYA}, attacker@evil.example"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fixture", "address", "name", "problem"), SENDERS)
+def test_the_sender_is_the_mailbox_mail_servers_see(
+    fixture: str, address: str | None, name: str | None, problem: str | None
+) -> None:
+    """Encoded words are decoded inside the display name only, after the structure is read:
+    an encoded `priya.shah@example.gov.uk` is a name, never the address."""
+    parsed = parse(load(fixture))
+    assert (parsed.from_address, parsed.from_name, parsed.sender_problem) == (
+        address,
+        name,
+        problem,
+    )
+
+
+DISPLAY_NAMES = [
+    "=?utf-8?B?TcO8bGxlciwgQmVybmQ=?= <bernd.mueller@example.de>",  # "Müller, Bernd"
+    "=?iso-8859-1?Q?Sm=EDth=2C_J=E1ne?= <jane@example.org>",  # "Smíth, Jáne"
+    '"Smith, Jane (Cllr)" <cllr.jane.smith@example.gov.uk>',
+    "=?utf-8?q?O=27Brien=2C_=22Pat=22?= <pat@example.org>",  # O'Brien, "Pat"
+    "=?utf-8?q?Jane_=3Cnot_an_address=3E?= <jane@example.org>",  # angle brackets, encoded
+    "=?utf-8?B?5byg5LiJ?= <zhang@example.cn>",
+    "jane@example.org",
+    "Jane Smith <Jane.Smith@Example.GOV.UK>",
+]
+
+
+@pytest.mark.parametrize("header", DISPLAY_NAMES)
+def test_display_names_parse_as_pythons_email_parses_them(header: str) -> None:
+    """Commas, quotes and angle brackets inside encoded display names: the address and the
+    name are the ones Python's own `email` (policy.default) reads."""
+    raw = (
+        f"From: {header}\r\nTo: enquiries@example.gov.uk\r\nSubject: x\r\n"
+        "Message-ID: <a@example.org>\r\n\r\nBody\r\n"
+    ).encode()
+    [expected] = message_from_bytes(raw, policy=email.policy.default)["From"].addresses
+    parsed = parse(raw)
+    assert parsed.from_address == expected.addr_spec.lower()
+    assert parsed.from_name == (expected.display_name or None)
+    assert parsed.sender_problem is None

@@ -199,6 +199,36 @@ ROWS = [
         {"code": "list", "answer_stranger": False},
     ),
     Row("postfix_bounce_returns_our_notification.eml", "stranger", None, decisions.NoteBounce),
+    # A From that shows one sender to people and another to mail servers grants nothing,
+    # even were the directory to know the address the reader sees (here: the lead officer).
+    *(
+        Row(
+            fixture, "lead", CASE, decisions.Quarantine, {"code": "sender_ambiguous", "case_id": 42}
+        )
+        for fixture in (
+            "attack_from_encoded_word_shows_officer_address.eml",
+            "attack_from_display_name_is_officer_address.eml",
+            "attack_two_from_headers_officer_and_attacker.eml",
+            "attack_from_names_officer_and_attacker_mailboxes.eml",
+        )
+    ),
+    # Sender and Reply-To name the officer; From, the only header that counts, a stranger.
+    Row(
+        "attack_reply_to_and_sender_name_officer_from_stranger.eml",
+        "stranger",
+        CASE,
+        decisions.Quarantine,
+        {"code": "not_party_to_case", "case_id": 42},
+    ),
+    # An honest Outlook "Surname, Forename" name with an accent, and a name that is the
+    # sender's own address: both are the officer's reply.
+    Row(
+        "outlook_encoded_display_name_surname_comma_forename.eml",
+        "lead",
+        CASE,
+        decisions.OfficerReply,
+    ),
+    Row("display_name_is_the_senders_own_address.eml", "lead", CASE, decisions.OfficerReply),
 ]
 
 
