@@ -543,11 +543,10 @@ def note_bounce(
     bounce must not flag anyone's address).
     """
     bounce: Bounce = decision.bounce
-    case_id = case_of_outgoing(session, bounce.original_message_id)
-    if bounce.original_message_id is None or (
-        case_id is None and not _ours(session, bounce.original_message_id)
-    ):
+    sent_to = _recipients_of(session, bounce.original_message_id)
+    if sent_to is None:
         return None
+    case_id = case_of_outgoing(session, bounce.original_message_id)
     message_id = record_inbound(
         session,
         item,
@@ -569,7 +568,19 @@ def note_bounce(
         message_id=message_id,
     )
     now = utcnow()
+    believed = [f for f in bounce.failures if f.address.lower() in sent_to]
     for failure in bounce.failures:
+        if failure not in believed:
+            # Anyone can quote one of our Message-IDs in a forged report: only an address that
+            # email went to can have failed to receive it.
+            add_event(
+                session,
+                case_id,
+                "bounce_not_believed",
+                f"{failure.address} was not a recipient of that email; not flagged",
+                message_id=message_id,
+            )
+            continue
         if failure.permanent and session.get(AddressFlag, failure.address.lower()) is None:
             insert_row(
                 session,
@@ -581,10 +592,11 @@ def note_bounce(
             )
             queue.forget_flags(session)
     case = session.get(Case, case_id) if case_id else None
-    if case is None:
-        # Mail on no case (a reply to a stranger, whose address may well be forged): the
-        # message log is enough; telling coordinators would only spend their mail allowance.
-        return Applied("bounce")
+    if case is None or (bounce.failures and not believed):
+        # Mail on no case (a reply to a stranger, whose address may well be forged), or a
+        # report that names nobody the email went to: the case's events and the message log
+        # are enough; telling coordinators would only spend their mail allowance.
+        return Applied("bounce", case.reference if case else None)
     queue.queue_mail(
         session,
         services,
@@ -594,7 +606,7 @@ def note_bounce(
         thread=thread_for(session, case),
         context={
             "case": case,
-            "failures": bounce.failures,
+            "failures": believed or bounce.failures,
             "permanent": bounce.permanent,
             "reason": bounce.reason,
         },
@@ -603,15 +615,18 @@ def note_bounce(
     return Applied("bounce", case.reference)
 
 
-def _ours(session: Session, message_id: str) -> bool:
-    return (
-        session.exec(
-            select(Message.id).where(
-                Message.message_id == message_id, Message.direction == Direction.OUT
-            )
-        ).first()
-        is not None
-    )
+def _recipients_of(session: Session, message_id: str | None) -> set[str] | None:
+    """Who an email of ours went to (lower case), or None when we sent no such email."""
+    if not message_id:
+        return None
+    row = session.exec(
+        select(Message.recipients).where(
+            Message.message_id == message_id, Message.direction == Direction.OUT
+        )
+    ).first()
+    if row is None:
+        return None
+    return {r.strip().lower() for r in (row or "").split(",") if r.strip()}
 
 
 def status_request(

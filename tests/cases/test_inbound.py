@@ -882,6 +882,28 @@ def test_bounce_of_an_acknowledgement_flags_the_address_until_cleared(
         directory.clear_flag(council.engine, JANE)
 
 
+def test_a_forged_bounce_naming_people_our_email_never_went_to_flags_nobody(
+    council: Council,
+) -> None:
+    """Anyone who got one email of ours can quote its Message-ID in a fake delivery report
+    naming the councillor, an officer or the coordinators: only an address that email went
+    to can have bounced, so the others keep getting their mail."""
+    ack = council.open_pothole_case()  # went to Jane only
+    for victim in (PRIYA, SUPPORT, RAJ):
+        council.deliver(bounce(outbox_raw(council, ack), victim))
+    with council.db() as session:
+        assert directory.flagged_addresses(session) == []
+    not_believed = council.events(kind="bounce_not_believed")
+    assert [e.detail for e in not_believed] == [
+        f"{victim} was not a recipient of that email; not flagged"
+        for victim in (PRIYA, SUPPORT, RAJ)
+    ]
+    assert council.new_mail() == []  # no notice to the coordinators of a report not believed
+    council.deliver(new_email(RAJ, "Street light out", "Dark for a week."))
+    [ack2] = council.new_mail()
+    assert recipients(ack2) == [RAJ]
+
+
 def test_a_bounce_flags_the_address_for_the_rest_of_its_own_batch(council: Council) -> None:
     """The flags are read once per transaction: one written in it counts at once."""
     ack = council.open_pothole_case()
