@@ -38,7 +38,7 @@ from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
-from mailbridge.mail.parsing import sanitise_filename
+from mailbridge.mail.parsing import UniqueNames, sanitise_filename
 from mailbridge.services import Services
 from mailbridge.store.db import action, insert_row
 from mailbridge.store.models import (
@@ -272,7 +272,7 @@ class Replied:
 
 def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[str, str, bytes]]:
     cap = services.config.storage.max_attachment_bytes
-    taken: set[str] = set()
+    unique = UniqueNames(services.config.storage.max_filename_length)
     files: list[tuple[str, str, bytes]] = []
     for path in paths:
         if not path.is_file():
@@ -285,7 +285,7 @@ def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[s
             fallback="attachment.bin",
             max_length=services.config.storage.max_filename_length,
         )
-        name = _unique(name, taken)
+        name = unique(name)
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         files.append((name, ctype, data))
     return files
@@ -551,23 +551,6 @@ class Saved:
     size: int
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    """`name`, else `name (2)`, `name (3)`... not taken yet (case-insensitively)."""
-    if name.lower() not in taken:
-        taken.add(name.lower())
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, ext = name, ""
-    n = 2
-    while True:
-        candidate = f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
-        if candidate.lower() not in taken:
-            taken.add(candidate.lower())
-            return candidate
-        n += 1
-
-
 @action
 def save_attachments(
     session: Session,
@@ -597,7 +580,7 @@ def save_attachments(
         raise UserError(f"{case.reference} has no kept attachments")
     if target.exists() and not target.is_dir():
         raise UserError(f"--save {target} is not a folder")
-    taken: set[str] = set()
+    unique = UniqueNames(services.config.storage.max_filename_length)
     plan: list[tuple[Path, Attachment]] = []
     for att in rows:
         name = sanitise_filename(
@@ -605,7 +588,7 @@ def save_attachments(
             fallback=f"attachment-{att.id}.bin",
             max_length=services.config.storage.max_filename_length,
         )
-        plan.append((target / _unique(name, taken), att))
+        plan.append((target / unique(name), att))
     there = [p.name for p, _ in plan if p.exists()]
     if there and not force:
         raise UserError(

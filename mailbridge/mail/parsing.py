@@ -68,6 +68,9 @@ class ParsedEmail:
     # part outside attached emails: one mapping per block (the per-message block, then one
     # per recipient), lower-case name -> first value, unfolded.
     delivery_status: tuple[Mapping[str, str], ...] = ()
+    # Why the message is more than mailbridge reads (too many MIME parts, nested too deep);
+    # what was read up to the limit is kept, and routing quarantines it.
+    too_complex: str | None = None
     # Why the sender cannot be told (several From headers or mailboxes, a display name that
     # shows another address); None when From names one mailbox plainly.
     sender_problem: str | None = None
@@ -203,24 +206,34 @@ def sanitise_filename(name: str | None, *, fallback: str, max_length: int = 120)
     return f"{stem}.{ext}" if ext else stem
 
 
-def _unique(name: str, taken: set[str], max_length: int) -> str:
-    """`name`, else `name (2)`, `name (3)`... not yet taken (case-insensitively).
+class UniqueNames:
+    """`name`, else `name (2)`, `name (3)`... never the same name twice (case-insensitively),
+    each stem shortened so the name stays within `max_length`.
 
-    The stem is shortened to make room for the counter, so the name stays within
-    `max_length` (the attachment.filename column is 255 characters).
+    Each name's count resumes where it stopped: counting from 2 every time made 5,000 parts
+    called `image.png` take 8.9 s to name, and 20,000 over two minutes.
     """
-    if name.lower() not in taken:
-        taken.add(name.lower())
-        return name
-    stem, ext = _split_extension(name)
-    n = 2
-    while True:
-        tail = f" ({n}).{ext}" if ext else f" ({n})"
-        candidate = stem[: max(1, max_length - len(tail))].rstrip(" .") + tail
-        if candidate.lower() not in taken:
-            taken.add(candidate.lower())
-            return candidate
-        n += 1
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self.taken: set[str] = set()
+        self.next: dict[str, int] = {}
+
+    def __call__(self, name: str) -> str:
+        key = name.lower()
+        if key not in self.taken:
+            self.taken.add(key)
+            return name
+        stem, ext = _split_extension(name)
+        n = self.next.get(key, 2)
+        while True:
+            tail = f" ({n}).{ext}" if ext else f" ({n})"
+            candidate = stem[: max(1, self.max_length - len(tail))].rstrip(" .") + tail
+            n += 1
+            if candidate.lower() not in self.taken:
+                self.taken.add(candidate.lower())
+                self.next[key] = n
+                return candidate
 
 
 class _HTML2Text(html2text.HTML2Text):
@@ -338,16 +351,25 @@ def _shown_name(value: str, address: str) -> str | None:
 # --- the MIME walk -----------------------------------------------------------------------
 
 
+MAX_PARTS = 500  # MIME parts read in one email; more is a message built to stall the pipeline
+MAX_DEPTH = 40  # nesting levels
+
+
 @dataclass
 class _Walk:
     max_filename_length: int
+    max_parts: int = MAX_PARTS
+    parts: int = 0
+    too_complex: str | None = None
     linesep: str = "\r\n"  # the source's line ending, for attached emails
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
-    taken: set[str] = field(default_factory=set)
     defects: list[str] = field(default_factory=list)
     delivery_status: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.unique = UniqueNames(self.max_filename_length)
 
     def attach(
         self,
@@ -367,7 +389,7 @@ class _Walk:
             )
         cid = normalise_message_id(part.get("Content-ID"))
         self.attachments.append(ParsedAttachment(
-            filename=_unique(filename, self.taken, self.max_filename_length),
+            filename=self.unique(filename),
             content_type=ctype, payload=payload,
             inline=inline, content_id=cid,
         ))  # fmt: skip
@@ -434,8 +456,16 @@ def _dsn_blocks(part: Message) -> list[dict[str, str]]:
 
 
 def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
-    if depth > 40:
-        walk.defects.append("MIME nesting deeper than 40 levels: the rest was not read")
+    if walk.too_complex:
+        return
+    walk.parts += 1
+    if depth > MAX_DEPTH or walk.parts > walk.max_parts:
+        walk.too_complex = (
+            f"MIME nesting deeper than {MAX_DEPTH} levels"
+            if depth > MAX_DEPTH
+            else f"more than {walk.max_parts} MIME parts"
+        )
+        walk.defects.append(f"{walk.too_complex}: the rest was not read")
         return
     part.policy = _RAW_8BIT
     ctype = part.get_content_type()
@@ -584,4 +614,5 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         return_path=_return_path(headers.get("return-path")),
         delivery_status=tuple(walk.delivery_status),
         sender_problem=sender_problem,
+        too_complex=walk.too_complex,
     )

@@ -61,6 +61,10 @@ def decide(
     """`rating`: the reply's new text is only a rating (replies.rating_of), else None."""
     if isinstance(verdict, Loop):
         return Quarantine("loop", verdict.reason)
+    if parsed.too_complex:
+        return Quarantine(
+            "too_complex", f"the message is more than mailbridge reads: {parsed.too_complex}"
+        )
     if parsed.sender_problem:
         # Whom would a role be granted to? Mail servers and DMARC see one mailbox, people
         # may see another: nothing is decided on such a From.

@@ -19,13 +19,16 @@ from pathlib import Path
 import pytest
 
 from mailbridge.mail.parsing import (
+    MAX_PARTS,
     ParsedEmail,
+    UniqueNames,
     decode_bytes,
     html_to_text,
     normalise_message_id,
     parse,
     sanitise_filename,
 )
+from tests.helpers.mail import many_parts
 
 MAIL = Path(__file__).parents[1] / "fixtures" / "mail"
 ENQUIRIES = "member.enquiries@example-county.gov.uk"
@@ -1023,3 +1026,34 @@ def test_display_names_parse_as_pythons_email_parses_them(header: str) -> None:
     assert parsed.from_address == expected.addr_spec.lower()
     assert parsed.from_name == (expected.display_name or None)
     assert parsed.sender_problem is None
+
+
+# --- bounded work per message -----------------------------------------------------------
+
+
+def test_same_named_attachments_are_numbered_in_turn() -> None:
+    unique = UniqueNames(max_length=20)
+    names = [unique(n) for n in ["a.pdf", "A.PDF", "a (2).pdf", "a.pdf", "notes", "notes"]]
+    assert names == ["a.pdf", "A (2).PDF", "a (2) (2).pdf", "a (3).pdf", "notes", "notes (2)"]
+    long = UniqueNames(max_length=12)
+    assert [long("abcdefghij.pdf") for _ in range(3)] == [
+        "abcdefghij.pdf",
+        "abcd (2).pdf",
+        "abcd (3).pdf",
+    ]
+
+
+def test_a_message_under_the_parts_limit_is_read_whole_with_every_name_unique() -> None:
+    parsed = parse(many_parts(MAX_PARTS - 2))
+    names = [a.filename for a in parsed.attachments]
+    assert parsed.too_complex is None
+    assert len(names) == len(set(names)) == MAX_PARTS - 2
+    assert names[:3] == ["image.png", "image (2).png", "image (3).png"]
+
+
+def test_twenty_thousand_parts_are_too_complex_and_read_only_up_to_the_limit() -> None:
+    """It took 143 s to parse: now the walk stops at the limit, and routing quarantines it."""
+    parsed = parse(many_parts(20_000))
+    assert parsed.too_complex == f"more than {MAX_PARTS} MIME parts"
+    assert len(parsed.attachments) < MAX_PARTS
+    assert f"more than {MAX_PARTS} MIME parts: the rest was not read" in parsed.defects

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from mailbridge.cases import records
 from mailbridge.delivery import outbox
 from mailbridge.delivery.transports.factory import open_sender
-from mailbridge.mail.parsing import parse
+from mailbridge.mail.parsing import MAX_PARTS, parse
 from mailbridge.mailbox.base import Destination
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 from mailbridge.pipeline import steps
@@ -40,6 +40,7 @@ from mailbridge.store.models import (
     ProcessingFailure,
 )
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
+from tests.helpers.mail import many_parts
 
 POTHOLE = "member_new_enquiry_pothole.eml"
 DELEGATE = "delegate_writes_for_member.eml"
@@ -515,3 +516,19 @@ def test_a_dead_parse_worker_only_means_parsing_here(
     assert (report.cases, report.failed, report.quarantined) == (len(names), 0, 0)
     assert_one_case_per_message(batched, names)
     assert folder_count(batched, None) == 0
+
+
+def test_a_message_built_to_stall_is_quarantined_and_its_batch_goes_on(
+    services: Services,
+) -> None:
+    """20,000 parts from a known member: quarantined as too complex, read only up to the
+    limit; the enquiries either side of it open their cases in the same batch."""
+    batch = [*items(POTHOLE), (many_parts(20_000), None), *items(DELEGATE)]
+    outcomes = Processor(services).process_batch(batch)
+    assert [type(o) for o in outcomes] == [CaseOpened, Quarantined, CaseOpened]
+    stalled = outcomes[1]
+    assert isinstance(stalled, Quarantined)
+    assert (stalled.code, stalled.reason) == (
+        "too_complex",
+        f"the message is more than mailbridge reads: more than {MAX_PARTS} MIME parts",
+    )
