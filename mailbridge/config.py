@@ -8,6 +8,7 @@ variable (`*_env`) or a file (`*_file`) named in the config.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -90,18 +91,28 @@ MAILBOX_SCHEMES = ("maildir", "imap", "imaps", "imap+starttls")
 SMTP_SCHEMES = ("maildir", "smtp", "smtps", "smtp+starttls")
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def shown_url(value: str) -> str:
+    """A URL fit for an error message: whatever stands before its `@` (a user name and
+    perhaps a password) shows as ***, even when the rest of the URL does not parse."""
+    return _USERINFO.sub(r"\1***@", value)
+
+
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    shown = shown_url(value)
     if scheme not in schemes:
-        raise ValueError(f"'{value}' must start with one of {', '.join(s + ':' for s in schemes)}")
+        raise ValueError(f"'{shown}' must start with one of {', '.join(s + ':' for s in schemes)}")
     if scheme != "maildir":
         parts = urlsplit(value)
         if not parts.hostname:
-            raise ValueError(f"'{value}' has no host name")
+            raise ValueError(f"'{shown}' has no host name")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:
-            raise ValueError(f"'{value}' has a bad port") from exc
+            raise ValueError(f"'{shown}' has a bad port") from exc
     elif not value.split(":", 1)[1]:
         raise ValueError("maildir: needs a path, for example maildir:./data/mailbox")
     return value
@@ -175,7 +186,9 @@ class DatabaseConfig(_Section):
     @classmethod
     def _url(cls, v: str) -> str:
         if not (v.startswith("sqlite:///") or v.startswith("postgresql+psycopg://")):
-            raise ValueError(f"'{v}' must start with sqlite:/// or postgresql+psycopg://")
+            raise ValueError(
+                f"'{shown_url(v)}' must start with sqlite:/// or postgresql+psycopg://"
+            )
         return v
 
 

@@ -66,6 +66,29 @@ def test_bad_config_gives_one_line_naming_file_and_key(
     assert err.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[mailbox]\nurl = 'imap://jane:hunter2@mail.example:99999/'\n",
+         "mailbox.url: 'imap://***@mail.example:99999/' has a bad port"),
+        ("[mailbox]\nurl = 'imapx://jane:hunter2@mail.example/'\n",
+         "mailbox.url: 'imapx://***@mail.example/' must start with"),
+        ("[smtp]\nurl = 'smtp://jane:hunter2@/'\n", "smtp.url: 'smtp://***@/' has no host name"),
+        ("[database]\nurl = 'mysql://jane:hunter2@db.example/cases'\n",
+         "database.url: 'mysql://***@db.example/cases' must start with"),
+    ],
+)  # fmt: skip
+def test_a_url_with_a_password_in_it_is_never_echoed(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """A config error goes to a terminal, a journal and often a ticket: the user name and
+    password written into a URL show as ***, even when the URL itself is what is wrong."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert expected in str(err.value)
+    assert "hunter2" not in str(err.value) and "jane" not in str(err.value)
+
+
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"copy config\.example\.toml"):
         load_config(tmp_path / "nope.toml")

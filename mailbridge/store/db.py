@@ -19,6 +19,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy import Engine, Insert, Table, create_engine, event
 from sqlmodel import Session, SQLModel
 
+from mailbridge.config import shown_url
 from mailbridge.errors import MailbridgeError
 
 
@@ -52,7 +53,7 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, echo=echo, pool_pre_ping=True)
-    raise MailbridgeError(f"unsupported database URL: {url}")
+    raise MailbridgeError(f"unsupported database URL: {shown_url(url)}")
 
 
 @contextmanager
