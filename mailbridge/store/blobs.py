@@ -14,6 +14,7 @@ are still read, in place.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -58,15 +59,20 @@ class BlobStore:
             self.file, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA page_size = 16384")  # fewer overflow pages per blob
-            db.execute("PRAGMA journal_mode = WAL")
+        # Two processes making a new store at once (two parse workers on a fresh data folder):
+        # switching to WAL answers "database is locked" at once, without waiting, to the one
+        # that comes second. One at a time, then.
+        with open(self.root / ".setup.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA page_size = 16384")  # fewer overflow pages per blob
+                db.execute("PRAGMA journal_mode = WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS blob (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+                " data BLOB NOT NULL)"
+            )
         # FULL: a committed blob is on disk before the case that names it is committed.
         db.execute("PRAGMA synchronous = FULL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS blob (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-            " data BLOB NOT NULL)"
-        )
         self._db, self._pid = db, os.getpid()
         return db
 
