@@ -665,7 +665,9 @@ def answer_stranger(session: Session, services: Services, item: Inbound) -> bool
         kind="stranger_reply",
         template="stranger",
         to=[address],
-        context={"subject": item.parsed.subject},
+        # Nothing of theirs is repeated: a forged From would turn our reply into their
+        # message ("Your mailbox is full: re-validate at ...") sent from the council.
+        context={},
         automatic=True,
     )
     return queued is not None

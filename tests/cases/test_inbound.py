@@ -738,7 +738,7 @@ def test_unknown_sender_is_quarantined_and_answered_once_a_day(council: Council)
     assert (item.reason_code, item.case_id) == ("unknown_sender", None)
     [answer] = council.new_mail()
     assert recipients(answer) == ["resident@example.org"]
-    assert answer["Subject"] == "This address is for county councillors: Bins not collected"
+    assert answer["Subject"] == "This address is for county councillors"
     assert answer["Auto-Submitted"] == "auto-replied"
     assert "you will not receive another one today" in text_of(answer)
     assert "Thread-Index" not in answer
@@ -1172,3 +1172,15 @@ def test_a_forged_lead_officer_reply_changes_nothing_and_reaches_nobody(
     )
     assert council.new_mail() == []
     assert [e.kind for e in council.events(kind="responded")] == []
+
+
+def test_the_reply_to_a_stranger_repeats_nothing_of_their_email(council: Council) -> None:
+    """With a forged From, the stranger reply delivered the sender's words from the council's
+    own address: 200 such replies read "This address is for county councillors: Your
+    mailbox is full - re-validate at http://evil.example/..."."""
+    phishing = "Your mailbox is full - re-validate at http://evil.example/login"
+    council.deliver(new_email("victim@example.org", phishing, "Click http://evil.example/x"))
+    [answer] = council.new_mail()
+    assert recipients(answer) == ["victim@example.org"]
+    assert answer["Subject"] == "This address is for county councillors"
+    assert "evil.example" not in answer.as_string() and "mailbox is full" not in text_of(answer)
