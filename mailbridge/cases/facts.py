@@ -122,12 +122,26 @@ def root_message_id(session: Session, case_id: int) -> str | None:
     return session.connection().execute(_ROOT, {"case_id": case_id}).scalar()
 
 
-def case_of_outgoing(session: Session, message_id: str | None) -> int | None:
-    """The case an email we sent belongs to (a bounce names it)."""
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An email we sent, as a delivery report that quotes it needs it."""
+
+    case_id: int | None
+    recipients: frozenset[str]  # lower case
+
+
+def outgoing(session: Session, message_id: str | None) -> Outgoing | None:
+    """The email of ours a bounce names, or None when we sent no such email."""
     if not message_id:
         return None
-    return session.exec(
-        select(Message.case_id).where(
+    row = session.exec(
+        select(Message.case_id, Message.recipients).where(
             Message.message_id == message_id, Message.direction == Direction.OUT
         )
     ).first()
+    if row is None:
+        return None
+    case_id, recipients = row
+    return Outgoing(
+        case_id, frozenset(r.strip().lower() for r in (recipients or "").split(",") if r.strip())
+    )

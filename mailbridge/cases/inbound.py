@@ -35,7 +35,7 @@ from mailbridge.cases.decisions import (
     Reopen,
     StatusRequest,
 )
-from mailbridge.cases.facts import CaseFacts, case_of_outgoing
+from mailbridge.cases.facts import CaseFacts, outgoing
 from mailbridge.cases.records import (
     Inbound,
     add_event,
@@ -56,9 +56,7 @@ from mailbridge.store.models import (
     AddressFlag,
     Case,
     CaseStatus,
-    Direction,
     Disposition,
-    Message,
     Person,
     as_utc,
     utcnow,
@@ -543,10 +541,10 @@ def note_bounce(
     bounce must not flag anyone's address).
     """
     bounce: Bounce = decision.bounce
-    sent_to = _recipients_of(session, bounce.original_message_id)
-    if sent_to is None:
+    ours = outgoing(session, bounce.original_message_id)
+    if ours is None:
         return None
-    case_id = case_of_outgoing(session, bounce.original_message_id)
+    case_id, sent_to = ours.case_id, ours.recipients
     message_id = record_inbound(
         session,
         item,
@@ -613,20 +611,6 @@ def note_bounce(
         automatic=True,
     )
     return Applied("bounce", case.reference)
-
-
-def _recipients_of(session: Session, message_id: str | None) -> set[str] | None:
-    """Who an email of ours went to (lower case), or None when we sent no such email."""
-    if not message_id:
-        return None
-    row = session.exec(
-        select(Message.recipients).where(
-            Message.message_id == message_id, Message.direction == Direction.OUT
-        )
-    ).first()
-    if row is None:
-        return None
-    return {r.strip().lower() for r in (row or "").split(",") if r.strip()}
 
 
 def status_request(
