@@ -83,6 +83,11 @@ def extension(filename: str) -> str:
     return ext.lower() if dot and stem else ""
 
 
+def _shown(name: str) -> str:
+    """A name from inside a file, fit to quote in a reason: printable, at most 80 characters."""
+    return "".join(ch for ch in name if ch.isprintable())[:80]
+
+
 def _sniffed(prefix: bytes) -> str | None:
     """What the first bytes say, for the types that run code: puremagic's signatures."""
     try:
@@ -115,7 +120,7 @@ def _zip_verdict(payload: bytes) -> str | None:
             return f"Office file with macros ({name})"
         kind = _EXTENSIONS.get(extension(base))
         if kind and kind != "Office file with macros":
-            return f"zip holding a {kind} ({base[:80]})"
+            return f"zip holding a {kind} ({_shown(base)})"
     return None
 
 
@@ -158,7 +163,7 @@ def _email_verdict(payload: bytes) -> str | None:
             data = data if isinstance(data, bytes) else b""
             verdict = held_back(name, part.get_content_type(), data)
             if verdict:
-                return f"attached email holding {name[:80] or 'a file'}: {verdict}"
+                return f"attached email holding {_shown(name) or 'a file'}: {verdict}"
     except Exception as exc:  # noqa: BLE001 - the stdlib on hostile bytes (deep nesting)
         return f"attached email that could not be checked ({type(exc).__name__})"
     return None

@@ -4,7 +4,9 @@ winmail.dat taken apart, within bounds."""
 
 from __future__ import annotations
 
+import io
 import struct
+import zipfile
 
 import pytest
 
@@ -119,6 +121,16 @@ def test_the_content_is_judged_whatever_the_name_and_declared_type(
 )  # fmt: skip
 def test_names_types_and_contents(name: str, ctype: str, payload: bytes, verdict: str) -> None:
     assert held_back(name, ctype, payload) == verdict
+
+
+def test_a_zip_holding_a_program_is_held_and_its_inner_name_quoted_safely() -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("minutes.pdf", b"%PDF-1.4")
+        z.writestr("docs/\x1b]0;owned\x07run.exe", b"MZ")
+    assert held_back("papers.zip", "application/zip", archive.getvalue()) == (
+        "zip holding a program (]0;ownedrun.exe)"
+    )
 
 
 def test_an_attached_email_carrying_a_held_file_is_held_with_it() -> None:
