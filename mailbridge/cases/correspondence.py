@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from mailbridge.cases.facts import root_message_id
 from mailbridge.cases.records import Inbound
 from mailbridge.delivery import queue
-from mailbridge.mail.attachments import UNPACKED
+from mailbridge.mail.attachments import UNPACKED, held_back
 from mailbridge.services import Services
 from mailbridge.store.models import Attachment, Case, CaseMember, Direction, Message, Person
 
@@ -78,6 +78,8 @@ def attachments_of(session: Session, services: Services, message_id: int, cap: i
 
     The one place case files are sent on from: a file with a held reason (a program, a
     script, a web page with a form, a failed virus scan) is named with why, never attached.
+    The rule is asked again of each file about to go, so one kept before the rule existed
+    (an upgraded database) is judged too.
     """
     sent: list[tuple[str, str, bytes]] = []
     listed: list[str] = []
@@ -97,7 +99,12 @@ def attachments_of(session: Session, services: Services, message_id: int, cap: i
         elif total + att.size > cap:
             listed.append(f"{att.filename} ({att.size} bytes, kept on the case)")
         else:
-            sent.append((att.filename, att.content_type, services.blobs.get(att.sha256)))
+            data = services.blobs.get(att.sha256)
+            reason = held_back(att.filename, att.content_type, data)
+            if reason:
+                held.append(f"{att.filename}: {reason}")
+                continue
+            sent.append((att.filename, att.content_type, data))
             total += att.size
     return SentOn(sent, listed, held)
 

@@ -12,10 +12,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from mailbridge.mail.attachments import UNPACKED
 from mailbridge.mail.parsing import ParsedAttachment, parse
+from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Attachment
 from tests.factories import fixture_bytes, ok_lines, one_error
@@ -205,6 +207,19 @@ def test_a_members_dangerous_files_stay_with_the_coordinators(
     shown = "\n".join(desk.cli("case", "show", "MQ-2026-00001"))
     for line in held:
         assert f"held back: {line.split(': ', 1)[1]}" in shown
+
+
+def test_a_file_kept_before_the_rule_existed_is_judged_as_it_goes(desk: Desk) -> None:
+    """An upgraded database: its attachments have no verdict stored; the rule is asked again
+    of every file about to be sent on."""
+    desk.council.deliver(fixture_bytes("attack_member_exe_renamed_pdf.eml"))
+    desk.council.new_mail()
+    with transaction(desk.council.engine) as session:
+        session.execute(update(Attachment).values(held_reason=None))
+    desk.council.assign(PRIYA)
+    lead = only(desk.council.new_mail(), PRIYA)
+    assert attachment_names(lead) == ["Letter from resident.pdf"]
+    assert held_lines(lead) == ["Fly-tipping evidence.pdf: program (MZ header)"]
 
 
 def test_the_files_in_winmail_dat_reach_the_officer(desk: Desk) -> None:
