@@ -54,7 +54,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, mailbox, smtp, delivery
+    part: str  # database, storage, mailbox, smtp, delivery, scanner
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -294,16 +294,16 @@ def check_scanner(config: Config) -> Finding | None:
     found = shutil.which(command[0])
     if found is None:
         return Finding(
-            "attachments",
+            "scanner",
             command[0],
-            Status.FAILED,
+            Status.WARNING,
             "the virus scanner is not there",
             (
                 "install it, or correct [attachments] scan_command: until then every "
                 "attachment is held back as a failed scan",
             ),
         )
-    return Finding("attachments", command[0], Status.OK, f"virus scan by {found}")
+    return Finding("scanner", command[0], Status.OK, f"virus scan by {found}")
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------
