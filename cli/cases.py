@@ -20,7 +20,7 @@ from mailbridge.console import export, filters, views
 from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.services import Services
-from mailbridge.store.models import utcnow
+from mailbridge.store.models import Attachment, utcnow
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)
@@ -196,7 +196,7 @@ def show(
                 a.filename,
                 a.content_type,
                 f"{a.size:,} B",
-                a.refused_reason or ("inline" if a.inline else ""),
+                _attachment_note(a),
             )
         console.print(table)
     table = Table(title="Timeline")
@@ -205,6 +205,15 @@ def show(
     for t in d.timeline:
         table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:300])
     console.print(table)
+
+
+def _attachment_note(a: Attachment) -> str:
+    """Why it was refused or held back, the virus scan's verdict, inline."""
+    notes = [a.refused_reason] if a.refused_reason else []
+    notes += [f"held back: {a.held_reason}"] if a.held_reason else []
+    notes += [f"scan: {a.scan_result}"] if a.scan_result else []
+    notes += ["inline"] if a.inline else []
+    return "; ".join(notes)
 
 
 def _actor() -> str:

@@ -361,6 +361,15 @@ class SecurityConfig(_Section):
         return Secret(env=self.signing_key_env, file=self.signing_key_file)
 
 
+class AttachmentsConfig(_Section):
+    """The virus scan every kept attachment goes through, if any (docs/security.md)."""
+
+    # The scanner's argv; "{path}" stands for a file holding the attachment, else the bytes
+    # come on standard input. Exit 0 clean, 1 infected, anything else a failed scan.
+    scan_command: list[str] = []
+    scan_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 60
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -379,6 +388,7 @@ class Config(_Section):
     automatic_mail: AutomaticMailConfig = AutomaticMailConfig()
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []

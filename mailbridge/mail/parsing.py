@@ -31,6 +31,8 @@ from pathlib import PurePath
 
 import html2text
 
+from mailbridge.mail.attachments import TnefError, held_back, is_tnef, unpack_tnef
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedAttachment:
@@ -39,6 +41,8 @@ class ParsedAttachment:
     payload: bytes  # decoded bytes, exactly as the sender attached them
     inline: bool = False
     content_id: str | None = None
+    # Why it must not be sent on to members or officers (attachments.held_back), or None.
+    held: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,8 +395,30 @@ class _Walk:
         self.attachments.append(ParsedAttachment(
             filename=self.unique(filename),
             content_type=ctype, payload=payload,
-            inline=inline, content_id=cid,
+            inline=inline, content_id=cid, held=held_back(filename, ctype, payload),
         ))  # fmt: skip
+        if is_tnef(filename, ctype):
+            self.unpack(payload)
+
+    def unpack(self, tnef: bytes) -> None:
+        """The files in an Outlook winmail.dat become attachments of their own (each judged
+        by itself); the winmail.dat is kept too, and never sent on."""
+        try:
+            files = unpack_tnef(tnef)
+        except TnefError as exc:
+            self.defects.append(f"winmail.dat not unpacked: {exc}")
+            return
+        for name, payload in files:
+            self.parts += 1
+            fallback = f"winmail-file-{len(self.attachments) + 1}.bin"
+            filename = sanitise_filename(
+                name, fallback=fallback, max_length=self.max_filename_length
+            )
+            ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            self.attachments.append(ParsedAttachment(
+                filename=self.unique(filename), content_type=ctype, payload=payload,
+                held=held_back(filename, ctype, payload),
+            ))  # fmt: skip
 
 
 def _message_bytes(message: Message, linesep: str) -> bytes:

@@ -54,7 +54,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, mailbox, smtp, delivery
+    part: str  # database, storage, mailbox, smtp, delivery, scanner
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -62,12 +62,14 @@ class Finding:
 
 
 def check_all(config: Config) -> list[Finding]:
+    scanner = check_scanner(config)
     return [
         check_database(config),
         check_storage(config),
         check_mailbox(config),
         check_smtp(config),
         check_delivery(config),
+        *([scanner] if scanner else []),
     ]
 
 
@@ -282,6 +284,26 @@ def check_storage(config: Config) -> Finding:
             ("every email and attachment is kept here: make room, or move [storage] data_dir",),
         )
     return Finding("storage", where, Status.OK, found)
+
+
+def check_scanner(config: Config) -> Finding | None:
+    """The virus scanner, when one is set: a missing one holds every attachment back."""
+    command = config.attachments.scan_command
+    if not command:
+        return None
+    found = shutil.which(command[0])
+    if found is None:
+        return Finding(
+            "scanner",
+            command[0],
+            Status.WARNING,
+            "the virus scanner is not there",
+            (
+                "install it, or correct [attachments] scan_command: until then every "
+                "attachment is held back as a failed scan",
+            ),
+        )
+    return Finding("scanner", command[0], Status.OK, f"virus scan by {found}")
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------

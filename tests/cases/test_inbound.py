@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from mailbridge.cases import assignment, directory
 from mailbridge.cases.assignment import Assigned
-from mailbridge.cli.app import app
 from mailbridge.errors import UserError
 from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.pipeline import quarantine
@@ -63,6 +62,7 @@ from tests.helpers.council import (
     attachment_names,
     bounce,
     build_council,
+    council_cli,
     council_first,
     html_of,
     id_of,
@@ -1044,8 +1044,6 @@ def test_accept_refuses_a_message_that_points_at_no_case(council: Council) -> No
 
 # --- the command line -----------------------------------------------------------------
 
-runner = CliRunner()
-
 
 @dataclass
 class Home:
@@ -1053,7 +1051,7 @@ class Home:
     council: Council
 
     def cli(self, *args: str) -> Result:
-        return runner.invoke(app, [*args, "--config", str(self.config)], env={"COLUMNS": "300"})
+        return council_cli(self.config, *args)
 
 
 @pytest.fixture

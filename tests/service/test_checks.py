@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from mailbridge.delivery import outbox
 from mailbridge.delivery.transports.base import PermanentDeliveryError
 from mailbridge.probe import Probe, loopback
 from mailbridge.service.checks import (
+    Finding,
     Status,
     _look,
     check_database,
     check_delivery,
     check_mailbox,
+    check_scanner,
     check_smtp,
     check_storage,
     rate_limit_advice,
@@ -291,6 +294,20 @@ def test_a_data_dir_under_a_file_fails(tmp_path: Path) -> None:
     assert found.status is Status.FAILED
     assert found.found == f"{tmp_path / 'blocker'} is not a folder"
     assert found.advice == ("check [storage] data_dir",)
+
+
+def test_the_virus_scanner_is_looked_for_only_when_one_is_set(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    assert check_scanner(load_config(config)) is None
+    text = config.read_text() + '[attachments]\nscan_command = ["no-such-clamdscan", "{path}"]\n'
+    config.write_text(text)
+    found = check_scanner(load_config(config))
+    assert found is not None and found.status is Status.WARNING
+    assert (found.where, found.found) == ("no-such-clamdscan", "the virus scanner is not there")
+    config.write_text(text.replace("no-such-clamdscan", sys.executable))
+    found = check_scanner(load_config(config))
+    ok = Finding("scanner", sys.executable, Status.OK, f"virus scan by {sys.executable}")
+    assert found == ok
 
 
 # --- a real IMAP server and a real SMTP server -------------------------------------------
