@@ -89,7 +89,13 @@ def release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> 
     session.flush()
     if old_message_id is not None:
         old = session.get(Message, old_message_id)
-        if old is not None and old.dedupe_key == dedupe_key and old.case_id is None:
+        # Its own row: under this key, or the same bytes under the bare Message-ID that was
+        # the key before keys held the content.
+        if (
+            old is not None
+            and old.case_id is None
+            and (old.dedupe_key == dedupe_key or old.raw_sha256 == entry.raw_sha256)
+        ):
             session.delete(old)
             session.flush()
 
