@@ -53,7 +53,7 @@ def skip_handled(work: Work, services: Services) -> Outcome | None:
     The same message is the same Message-ID saying the same (its key), or the very same
     bytes; a second delivery differs only in the trace headers it gained. Another email
     that reuses a Message-ID is not a copy: it goes on, and where it lands says so
-    (apply.note_reuse). A retried message is a copy of itself and goes on too."""
+    (apply.reuse_note). A retried message is a copy of itself and goes on too."""
     email = work.email
     facts = work.facts if work.facts is not None else BatchFacts.load(work.session, [email])
     earlier = facts.earlier.get(email.message_id or "", [])
@@ -64,8 +64,11 @@ def skip_handled(work: Work, services: Services) -> Outcome | None:
         for seen in earlier:
             if seen.raw_sha256 == work.raw_sha256 or _says_the_same(seen, email, services):
                 return AlreadyHandled(seen.dedupe_key, _destination(seen.disposition))
-    if any(seen.raw_sha256 != work.raw_sha256 for seen in earlier):
-        work.reused_message_id = email.message_id
+    message_id = email.message_id
+    if message_id:
+        first = facts.first_in_batch.setdefault(message_id, work.dedupe_key)
+        if first != work.dedupe_key or any(s.raw_sha256 != work.raw_sha256 for s in earlier):
+            work.reused_message_id = message_id
     return None
 
 
@@ -75,7 +78,7 @@ def _says_the_same(seen: Earlier, email: ParsedEmail, services: Services) -> boo
     if seen.dedupe_key != email.message_id or not seen.raw_sha256:
         return False
     if not services.blobs.exists(seen.raw_sha256):
-        return False  # removed by the retention policy: nothing to compare, so not a copy
+        return False  # the stored copy is gone: nothing to compare, so not taken for a copy
     limit = services.config.storage.max_filename_length
     before = parse_raw(services.blobs.get(seen.raw_sha256), limit)
     return before.content_sha256 == email.content_sha256

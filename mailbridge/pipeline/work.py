@@ -97,6 +97,8 @@ class BatchFacts:
     # Message-ID -> the inbound messages stored with it, oldest first: a second delivery
     # of one of them, or another email that reuses its Message-ID.
     earlier: dict[str, list[Earlier]] = field(default_factory=dict)
+    # Message-ID -> the dedupe key of the first message of this batch that used it.
+    first_in_batch: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, parsed: Sequence[ParsedEmail]) -> BatchFacts:

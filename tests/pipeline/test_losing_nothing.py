@@ -48,6 +48,16 @@ def test_message_id_reused_with_different_body_opens_a_second_case_with_a_note(
     ]
 
 
+def test_message_id_reused_within_one_batch_is_noted_too(council: Council) -> None:
+    report = council.deliver(
+        fixture_bytes("message_id_reused_with_different_body_first.eml"),
+        fixture_bytes("message_id_reused_with_different_body_second.eml"),
+    )
+    assert (report.cases, report.duplicates) == (2, 0)
+    assert len(council.events("MQ-2026-00002", kind="message_id_reused")) == 1
+    assert council.events("MQ-2026-00001", kind="message_id_reused") == []
+
+
 def test_a_reply_to_a_reused_message_id_stays_on_the_first_case(council: Council) -> None:
     council.deliver(fixture_bytes("message_id_reused_with_different_body_first.eml"))
     council.deliver(fixture_bytes("message_id_reused_with_different_body_second.eml"))
