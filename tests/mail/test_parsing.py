@@ -1178,3 +1178,24 @@ def test_raw_utf8_filename_with_damaged_last_byte_keeps_its_good_characters() ->
     [photo] = parse(load("raw_utf8_filename_with_damaged_last_byte.eml")).attachments
     assert photo.filename == "Fotos Straßenschäden Mühlenweg Br\ufffd.jpg"
     assert photo.content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("param", "name"),
+    [
+        ("filename*=gb2312''%CD%F5%86%B4%B5%C4%D0%C5.pdf", "王喆的信.pdf"),  # GBK under gb2312
+        ("filename*=iso-8859-1''%93Antwort%94 %80.txt", "“Antwort” €.txt"),  # windows-1252
+        ("filename*=utf-8''Br%C3%BCcke%C3.jpg", "Brücke\ufffd.jpg"),  # damaged: its good part
+    ],
+)
+def test_rfc2231_file_names_are_read_in_their_charset_as_text_is(param: str, name: str) -> None:
+    raw = (
+        "From: cllr.jane.smith@example.gov.uk\r\nTo: enquiries@example.gov.uk\r\n"
+        "Subject: x\r\nMessage-ID: <n@example.gov.uk>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; {param}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
+    ).encode()
+    [attachment] = parse(raw).attachments
+    assert attachment.filename == name
