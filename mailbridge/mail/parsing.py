@@ -594,6 +594,18 @@ def _return_path(value: str | None) -> str | None:
     return path.strip().lower()
 
 
+def _dedupe_key(message_id: str | None, content: str, raw_sha256: str) -> str:
+    """`<Message-ID> content:<hex>`; a Message-ID too long for the key's 998 characters is
+    named by its sha256 instead, so the key still fits its column."""
+    if not message_id:
+        return f"sha256:{raw_sha256}"
+    if len(message_id) > 998 - len(" content:") - len(content):
+        message_id = (
+            "id-sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+        )
+    return f"{message_id} content:{content}"
+
+
 def content_sha256(
     sender: str | None,
     recipients: tuple[str, ...],
@@ -672,7 +684,7 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     content = content_sha256(from_address, to + cc, subject, body_text, body_html, walk.attachments)
     return ParsedEmail(
         raw_sha256=digest,
-        dedupe_key=f"{message_id} content:{content}" if message_id else f"sha256:{digest}",
+        dedupe_key=_dedupe_key(message_id, content, digest),
         content_sha256=content,
         message_id=message_id,
         from_address=from_address,

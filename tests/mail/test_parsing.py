@@ -1199,3 +1199,13 @@ def test_rfc2231_file_names_are_read_in_their_charset_as_text_is(param: str, nam
     ).encode()
     [attachment] = parse(raw).attachments
     assert attachment.filename == name
+
+
+def test_a_message_id_too_long_for_the_key_is_named_by_its_hash() -> None:
+    long_id = "x" * 960 + "@example.org"
+    raw = f"From: a@example.org\r\nMessage-ID: <{long_id}>\r\n\r\nHello\r\n".encode()
+    parsed = parse(raw)
+    assert parsed.message_id == long_id
+    assert len(parsed.dedupe_key) <= 998
+    assert parsed.dedupe_key.startswith("id-sha256:")
+    assert parsed.dedupe_key.endswith(f" content:{parsed.content_sha256}")
