@@ -606,6 +606,12 @@ def _dedupe_key(message_id: str | None, content: str, raw_sha256: str) -> str:
     return f"{message_id} content:{content}"
 
 
+def previous_key(key: str) -> str | None:
+    """The key a message had before keys held its content: its bare Message-ID."""
+    message_id, sep, _content = key.partition(" content:")
+    return message_id if sep and not message_id.startswith("id-sha256:") else None
+
+
 def content_sha256(
     sender: str | None,
     recipients: tuple[str, ...],

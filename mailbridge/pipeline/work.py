@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from mailbridge.cases.decisions import Decision
 from mailbridge.cases.directory import Identity
 from mailbridge.mail.hygiene import Verdict
-from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.mail.replies import Keywords
 from mailbridge.pipeline.threading import Match
 from mailbridge.store.models import (
@@ -92,7 +92,9 @@ class BatchFacts:
     """
 
     dispositions: dict[str, str]  # dedupe key -> where a committed or quarantined copy went
-    failing: frozenset[str]  # dedupe keys with a failure waiting to be retried
+    # Dedupe keys with a failure waiting to be retried (under the key, or under the key it
+    # had before keys held the content).
+    failing: frozenset[str]
     senders: dict[str, Identity] = field(default_factory=dict)  # filled as the batch goes
     # Message-ID -> the inbound messages stored with it, oldest first: a second delivery
     # of one of them, or another email that reuses its Message-ID.
@@ -103,6 +105,7 @@ class BatchFacts:
     @classmethod
     def load(cls, session: Session, parsed: Sequence[ParsedEmail]) -> BatchFacts:
         wanted = sorted({p.dedupe_key for p in parsed})
+        previous = {old: p.dedupe_key for p in parsed if (old := previous_key(p.dedupe_key))}
         dispositions: dict[str, str] = {}
         failing: set[str] = set()
         conn = session.connection()
@@ -113,6 +116,10 @@ class BatchFacts:
             for key, disposition in conn.execute(_DISPOSITIONS_IN, {"keys": chunk}):
                 dispositions[key] = disposition
             failing.update(conn.execute(_FAILING_IN, {"keys": chunk}).scalars())
+        olds = sorted(previous)
+        for start in range(0, len(olds), 500):
+            found = conn.execute(_FAILING_IN, {"keys": olds[start : start + 500]}).scalars()
+            failing.update(previous[old] for old in found)
         ids = sorted({p.message_id for p in parsed if p.message_id})
         earlier: dict[str, list[Earlier]] = {}
         for start in range(0, len(ids), 500):

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
+from mailbridge.mail.parsing import parse
 from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, CaseUpdated
-from mailbridge.pipeline.processor import Processor
-from mailbridge.store.models import Attachment, Case, Event, Message
+from mailbridge.pipeline.processor import Processor, pending_failures
+from mailbridge.store.models import Attachment, Case, Event, Message, ProcessingFailure
 from tests.factories import fixture_bytes
 from tests.helpers.council import Council, build_council
 
@@ -135,6 +136,20 @@ def test_a_reuse_of_a_message_id_stored_under_the_old_key_is_a_new_message(
     second = fixture_bytes("message_id_reused_with_different_body_second.eml")
     assert isinstance(Processor(council.services).process(second), CaseOpened)
     assert len(council.events("MQ-2026-00002", kind="message_id_reused")) == 1
+
+
+def test_a_failure_left_under_the_old_key_is_forgotten_when_the_message_succeeds(
+    council: Council,
+) -> None:
+    """Else it would wait for a retry for ever, and every pass would scan the whole inbox."""
+    parsed = parse(fixture_bytes("member_new_enquiry_pothole.eml"))
+    with Session(council.engine) as session:
+        old_key = parsed.message_id or ""
+        session.add(ProcessingFailure(dedupe_key=old_key, raw_sha256=parsed.raw_sha256))
+        session.commit()
+    assert pending_failures(council.services) == 1
+    council.deliver(fixture_bytes("member_new_enquiry_pothole.eml"))
+    assert pending_failures(council.services) == 0
 
 
 def test_gbk_text_labelled_gb2312_is_stored_as_written(council: Council) -> None:
