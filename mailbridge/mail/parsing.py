@@ -78,8 +78,8 @@ class ParsedEmail:
     # Why the sender cannot be told (several From headers or mailboxes, a display name that
     # shows another address); None when From names one mailbox plainly.
     sender_problem: str | None = None
-    # sha256 of what the message says (sender, subject, bodies, attachments), not of the
-    # trace headers a second delivery adds (Received, Delivered-To, Return-Path, X-...).
+    # sha256 of what the message says (sender, To and Cc, subject, bodies, attachments), not
+    # of the trace headers a second delivery adds (Received, Delivered-To, Return-Path, X-).
     content_sha256: str = ""
 
 
@@ -145,10 +145,10 @@ _DECODER_OF = {"gbk": "gb18030"}
 def _codec(charset: str) -> str | None:
     """The Python codec for a charset label, mapped as the WHATWG Encoding Standard maps it
     (as browsers and Thunderbird do): `gb2312` is read as GBK, `iso-8859-1` and `latin1` as
-    windows-1252, `ks_c_5601-1987` as EUC-KR... Outlook labels smart quotes and the euro sign
-    as ISO-8859-1, Foxmail labels GBK as gb2312. A label the standard does not know (UTF-7)
-    or decodes to nothing ("replacement") goes to Python's own codecs. None: no such
-    charset, or ASCII, whose 8-bit bytes show the label is wrong anyway."""
+    windows-1252, `ks_c_5601-1987` as Windows' EUC-KR (cp949)... Outlook labels smart
+    quotes and the euro sign as ISO-8859-1, and GBK as gb2312. A label the standard does not
+    know (UTF-7) or decodes to nothing ("replacement") goes to Python's own codecs. None: no
+    such charset, or ASCII, whose 8-bit bytes show the label is wrong anyway."""
     label = charset.strip().strip("\"'").strip()
     found = webencodings.lookup(label)
     name = found.codec_info.name if found is not None and found.name != "replacement" else label
