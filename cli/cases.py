@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,15 @@ from rich.text import Text
 from sqlmodel import Session
 
 from mailbridge.cases import assignment
-from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
+from mailbridge.cli.context import (
+    ConfigOption,
+    NowOption,
+    console,
+    friendly,
+    now_from,
+    opened,
+    stdout,
+)
 from mailbridge.cli.filters import with_case_filter
 from mailbridge.console import export, filters, views
 from mailbridge.console.filters import CaseFilter, CaseListRow
@@ -73,10 +80,10 @@ def list_cases(
             else filters.count_cases(session, wanted, cal, today)
         )
     if format is ListFormat.CSV:
-        export.write_csv(rows, sys.stdout, cal)
+        export.write_csv(rows, stdout(), cal)
         return
     if format is ListFormat.JSON:
-        export.write_json(rows, sys.stdout)
+        export.write_json(rows, stdout())
         return
     if rows:
         first = wanted.offset + 1

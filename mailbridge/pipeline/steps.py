@@ -105,7 +105,7 @@ def identify_sender(work: Work, services: Services) -> None:
 def find_case(work: Work, services: Services) -> None:
     """The case the message points at, by the threading rules (threading.py), if any."""
     cfg = services.config
-    found = threading.candidates(work.email, services.signing_key, cfg.cases.reference_prefix)
+    found = threading.candidates(work.email, services.verifying_keys, cfg.cases.reference_prefix)
     if not (found.message_ids or found.references):
         work.match = threading.Match(None)
         return

@@ -65,6 +65,8 @@ from_address = "enquiries@example.gov.uk"
 url = "{database}"
 [storage]
 data_dir = "./data"
+[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
 [[coordinators]]
 name = "Member Support Team"
 email = "member.support@example.gov.uk"
@@ -177,7 +179,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 5 parts would stop mailbridge" in out
+    assert "1 of 6 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -370,6 +372,22 @@ def test_smtp_starttls_with_the_servers_certificate(
     assert found.status is Status.OK, found
     assert found.found.startswith("connected without a login (STARTTLS)")
     assert starttls_server.messages == []
+
+
+def test_a_login_in_clear_text_off_this_machine_fails_the_check_before_connecting(
+    tmp_path: Path,
+) -> None:
+    """It used to be a warning here while `run` sent the password anyway; now `run` refuses
+    it and `check` says so, in the same words, without connecting (192.0.2.7 is never
+    reached: TEST-NET-1)."""
+    config = load_config(write(tmp_path, "imap://jane@192.0.2.7:143/", "smtp://jane@192.0.2.7:25"))
+    for found, part in ((check_mailbox(config), "mailbox"), (check_smtp(config), "smtp")):
+        assert found.status is Status.FAILED, found
+        assert (
+            f"[{part}] url {'imap' if part == 'mailbox' else 'smtp'}://192.0.2.7 would send "
+            "the login unencrypted" in found.found
+        )
+        assert "allow_plaintext_login = true" in found.found
 
 
 def test_a_wrong_imap_password_fails_the_mailbox_only(
