@@ -35,8 +35,18 @@ AREAS = [
 ]
 
 
+# The test councils authenticate nobody, as the demo does; the tests of the trust policy
+# set their own `trust` section.
+NO_TRUST: dict[str, Any] = {
+    role: {"require": "none"}
+    for role in ("officers", "coordinators", "members", "delegates", "delivery_reports")
+}
+NO_TRUST_TOML = "\n".join(f'[trust.{role}]\nrequire = "none"' for role in NO_TRUST) + "\n"
+
+
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
+        "trust": NO_TRUST,
         "council": {"name": "Example County Council"},
         "mailbox": {"url": f"maildir:{tmp_path / 'mailbox'}"},
         "smtp": {

@@ -74,6 +74,10 @@ class ParsedEmail:
     # Why the sender cannot be told (several From headers or mailboxes, a display name that
     # shows another address); None when From names one mailbox plainly.
     sender_problem: str | None = None
+    # Every top-level header field in order, top first: (lower-case name, value unfolded,
+    # encoded words left as they are). Which Authentication-Results is the gateway's depends
+    # on where it stands (mail/authentication.py).
+    header_fields: tuple[tuple[str, str], ...] = ()
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -615,4 +619,5 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         delivery_status=tuple(walk.delivery_status),
         sender_problem=sender_problem,
         too_complex=walk.too_complex,
+        header_fields=tuple((k.lower(), _WS.sub(" ", str(v)).strip()) for k, v in message.items()),
     )
