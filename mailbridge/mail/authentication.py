@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import authres
+from publicsuffixlist import PublicSuffixList
 
 from mailbridge.mail.parsing import ParsedEmail
 
@@ -70,7 +71,9 @@ VOUCHED = Evidence(True, True, True, "accepted by a coordinator")
 
 def evidence(parsed: ParsedEmail, gateway: Gateway) -> Evidence:
     """The gateway's results for the message's From domain (nothing proven without a From)."""
-    if not gateway.configured or not parsed.from_address or "@" not in parsed.from_address:
+    if not gateway.configured:
+        return Evidence(seen="no mail gateway is named in [trust]")
+    if not parsed.from_address or "@" not in parsed.from_address:
         return Evidence()
     domain = parsed.from_address.rsplit("@", 1)[1].lower()
     seen: list[str] = []
@@ -101,7 +104,8 @@ def report_doubt(parsed: ParsedEmail, domains: Collection[str]) -> str | None:
     system mailbox at one of `domains` (or a host under one).
     """
     ndr = "x-ms-exchange-message-is-ndr" in parsed.headers
-    if not parsed.delivery_status and not ndr:
+    report = parsed.headers.get("content-type", "").lower().startswith("multipart/report")
+    if not (report and parsed.delivery_status) and not ndr:
         return "it is not a multipart/report with a delivery-status part"
     sender = parsed.from_address or ""
     local, _, host = sender.rpartition("@")
@@ -193,9 +197,8 @@ def _domain_of(value: str) -> str:
 
 
 @functools.cache
-def _suffixes() -> object:
-    from publicsuffixlist import PublicSuffixList  # the list it ships; read once
-
+def _suffixes() -> PublicSuffixList:
+    """The list the package ships, read once and only when a result needs it (0.12 s)."""
     return PublicSuffixList()
 
 
@@ -206,5 +209,5 @@ def _aligned(signer: str, domain: str) -> bool:
     if signer == domain:
         return True
     psl = _suffixes()
-    org = psl.privatesuffix(domain)  # type: ignore[attr-defined]
-    return org is not None and org == psl.privatesuffix(signer)  # type: ignore[attr-defined]
+    org = psl.privatesuffix(domain)
+    return org is not None and org == psl.privatesuffix(signer)

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from mailbridge.cases import directory
+from mailbridge.cli.app import app
 from mailbridge.deadlines.digests import coordinator_digest
 from mailbridge.pipeline.outcomes import CaseUpdated
 from mailbridge.pipeline.processor import accept_quarantined
+from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import QuarantineItem
-from tests.factories import fixture_bytes
+from tests.factories import fixture_bytes, ok_lines
 from tests.helpers.council import (
     JANE,
     PRIYA,
@@ -28,6 +31,7 @@ from tests.helpers.council import (
     outbox_raw,
     recipients,
     text_of,
+    write_council_config,
 )
 
 # Exchange Online is the council's gateway; officers and coordinators must be proven,
@@ -222,3 +226,26 @@ def test_a_stranger_whose_from_nobody_proved_gets_no_reply(tmp_path: Path, engin
 @pytest.fixture
 def council_without_trust(tmp_path: Path, engine: Engine) -> Council:
     return build_council(tmp_path, engine)
+
+
+def test_cli_quarantine_accept_applies_an_unproven_reply(
+    tmp_path: Path, migrated_db_url: str
+) -> None:
+    engine = ensure_database(migrated_db_url)
+    try:
+        council = build_council(tmp_path, engine, trust=M365)
+        council.assigned_pothole()
+        council.deliver(on_case(FORGED_REPLY))
+        [item] = council.quarantined()
+        config = write_council_config(tmp_path, migrated_db_url)
+        done = CliRunner().invoke(
+            app, ["quarantine", "accept", str(item.id), "--config", str(config)],
+            env={"COLUMNS": "300"},
+        )  # fmt: skip
+        assert ok_lines(done) == [
+            f"message {item.id} was applied to {REF}; any mail it causes goes out with the "
+            "next pass of `mailbridge run`"
+        ]
+        assert council.case().status == "completed"
+    finally:
+        engine.dispose()

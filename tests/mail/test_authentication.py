@@ -152,6 +152,7 @@ def test_without_a_gateway_nothing_is_proven() -> None:
     found = evidence(parse(fixture_bytes("gmail_authentication_results_member_dmarc_pass.eml")),
                      Gateway())  # fmt: skip
     assert not (found.dmarc or found.aligned or found.internal)
+    assert found.seen == "no mail gateway is named in [trust]"
 
 
 @pytest.mark.parametrize(
