@@ -9,8 +9,15 @@ from rich.table import Table
 
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.pipeline import quarantine as q
-from mailbridge.pipeline.outcomes import CaseOpened, Failed, Quarantined
-from mailbridge.pipeline.processor import retry_quarantined
+from mailbridge.pipeline.outcomes import (
+    CaseOpened,
+    CaseUpdated,
+    Failed,
+    Handled,
+    Outcome,
+    Quarantined,
+)
+from mailbridge.pipeline.processor import accept_quarantined, retry_quarantined
 from mailbridge.services import Services
 
 app = typer.Typer(help="Messages that opened no case, and why.", no_args_is_help=True)
@@ -80,14 +87,26 @@ def retry(
     """
     with opened(config) as (cfg, engine):
         outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+    _tell(item_id, outcome)
+
+
+def _tell(item_id: int, outcome: Outcome) -> None:
     if isinstance(outcome, CaseOpened):
         console.print(
             f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
             "queued and goes out with the next pass of `mailbridge run`",
             highlight=False,
         )
+    elif isinstance(outcome, CaseUpdated):
+        console.print(
+            f"message {item_id} was applied to {outcome.reference}; any mail it causes goes "
+            "out with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    elif isinstance(outcome, Handled):
+        console.print(f"message {item_id} was handled; it concerned no case")
     elif isinstance(outcome, Quarantined):
-        # The retry is recorded under a new id; the old one is closed as "retried".
+        # The retry is recorded under a new id; the old one is closed.
         console.print(
             f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
             f"{outcome.reason}",
@@ -111,12 +130,19 @@ def accept(
 ) -> None:
     """Attach a quarantined message to the case it points at, after checking who wrote it.
 
+    A message held as sender_unauthenticated is applied as if its sender had been proven
+    (the `--as` option does not apply to it): check with its sender first.
+
     Example: mailbridge quarantine accept 7 --as contribution
     """
     with opened(config) as (cfg, engine):
-        reference = q.accept(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
-    console.print(
-        f"message {item_id} is now a {as_} on {reference}; the lead officer and coordinators "
-        "get it with the next pass of `mailbridge run`",
-        highlight=False,
-    )
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        outcome = accept_quarantined(services, item_id, as_)
+    if isinstance(outcome, CaseUpdated) and outcome == CaseUpdated(outcome.reference, as_):
+        console.print(
+            f"message {item_id} is now a {as_} on {outcome.reference}; the lead officer and "
+            "coordinators get it with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    else:
+        _tell(item_id, outcome)

@@ -404,6 +404,37 @@ class AttachmentsConfig(_Section):
     scan_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 60
 
 
+Requirement = Literal["dmarc", "aligned", "none"]
+
+
+class RolePolicy(_Section):
+    require: Requirement
+
+
+class TrustConfig(_Section):
+    """Which senders must be proven by the council's gateway (docs/security.md)."""
+
+    authserv_ids: list[Annotated[str, Field(min_length=1)]] = []
+    microsoft365: bool = False  # Exchange Online's results and its own AuthAs: Internal count
+    microsoft365_auth_sources: list[Annotated[str, Field(min_length=1)]] = []
+    report_domains: list[Annotated[str, Field(min_length=1)]] = []  # default: [smtp] from's
+    officers: RolePolicy = RolePolicy(require="dmarc")
+    coordinators: RolePolicy = RolePolicy(require="dmarc")
+    members: RolePolicy = RolePolicy(require="aligned")
+    delegates: RolePolicy = RolePolicy(require="aligned")
+    delivery_reports: RolePolicy = RolePolicy(require="dmarc")
+
+    def requirements(self) -> dict[str, Requirement]:
+        """Keyed by the directory's kinds of person, and "delivery_report"."""
+        return {
+            "officer": self.officers.require,
+            "coordinator": self.coordinators.require,
+            "member": self.members.require,
+            "delegate": self.delegates.require,
+            "delivery_report": self.delivery_reports.require,
+        }
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -423,6 +454,7 @@ class Config(_Section):
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
+    trust: TrustConfig = TrustConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []

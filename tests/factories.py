@@ -40,9 +40,18 @@ AREAS = [
 TEST_SIGNING_KEY = "9f2b6c0e4d8a1f3b7e5c9a2d6f0b4e8c1a5d9f3b7c2e6a0d4f8b1c5e9a3d7f2b"
 TEST_SIGNING_KEY_ENV = "MAILBRIDGE_TEST_SIGNING_KEY"
 
+# The test councils authenticate nobody, as the demo does; the tests of the trust policy
+# set their own `trust` section.
+NO_TRUST: dict[str, Any] = {
+    role: {"require": "none"}
+    for role in ("officers", "coordinators", "members", "delegates", "delivery_reports")
+}
+NO_TRUST_TOML = "\n".join(f'[trust.{role}]\nrequire = "none"' for role in NO_TRUST) + "\n"
+
 
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
+        "trust": NO_TRUST,
         "council": {"name": "Example County Council"},
         "mailbox": {"url": f"maildir:{tmp_path / 'mailbox'}"},
         "smtp": {

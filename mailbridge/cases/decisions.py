@@ -89,6 +89,7 @@ class NoteAutoReply:
 @dataclass(frozen=True, slots=True)
 class NoteBounce:
     bounce: Bounce
+    doubt: str | None = None  # why it is not believed: then it is logged and flags nobody
 
 
 Decision = (

@@ -564,13 +564,20 @@ def note_bounce(
         )
         or bounce.reason
     )
-    add_event(
-        session,
-        case_id,
-        "delivery_failed",
-        ("permanent" if bounce.permanent else "temporary") + f" failure: {words}",
-        message_id=message_id,
-    )
+    claimed = ("permanent" if bounce.permanent else "temporary") + f" failure: {words}"
+    if decision.doubt:
+        # Not made by the council's own mail system: it claims, it proves nothing.
+        add_event(
+            session,
+            case_id,
+            "bounce_not_believed",
+            f"a delivery report not believed ({decision.doubt}); it claimed {claimed}; "
+            "nobody flagged",
+            message_id=message_id,
+        )
+        case = session.get(Case, case_id) if case_id else None
+        return Applied("bounce", case.reference if case else None)
+    add_event(session, case_id, "delivery_failed", claimed, message_id=message_id)
     now = utcnow()
     believed = [f for f in bounce.failures if f.address.lower() in sent_to]
     for failure in bounce.failures:

@@ -85,6 +85,10 @@ class ParsedEmail:
     # sha256 of what the message says (sender, To and Cc, subject, bodies, attachments), not
     # of the trace headers a second delivery adds (Received, Delivered-To, Return-Path, X-).
     content_sha256: str = ""
+    # Every top-level header field in order, top first: (lower-case name, value unfolded,
+    # encoded words left as they are). Which Authentication-Results is the gateway's depends
+    # on where it stands (mail/authentication.py).
+    header_fields: tuple[tuple[str, str], ...] = ()
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -738,4 +742,5 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
         delivery_status=tuple(walk.delivery_status),
         sender_problem=sender_problem,
         too_complex=walk.too_complex,
+        header_fields=tuple((k.lower(), _WS.sub(" ", str(v)).strip()) for k, v in message.items()),
     )

@@ -45,7 +45,7 @@ def apply(work: Work, services: Services) -> Outcome:
     session = work.session
     item = Inbound(work.email, work.received_at, len(work.raw), work.reply_text)
     if work.retry_of is not None:
-        quarantine.release_for_retry(session, work.retry_of, work.dedupe_key)
+        quarantine.release_for_retry(session, work.retry_of, work.dedupe_key, accepted=work.vouched)
     if work.facts is None or work.dedupe_key in work.facts.failing:
         quarantine.forget_failure(session, work.dedupe_key)
     outcome = EFFECTS[type(work.decision)](work, services, item, work.decision)

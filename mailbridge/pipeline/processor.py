@@ -50,9 +50,14 @@ class Processor:
         self.steps = steps
 
     def process(
-        self, raw: bytes, received_at: datetime | None = None, *, retry_of: int | None = None
+        self,
+        raw: bytes,
+        received_at: datetime | None = None,
+        *,
+        retry_of: int | None = None,
+        vouched: bool = False,
     ) -> Outcome:
-        return self.process_batch([(raw, received_at)], retry_of=retry_of)[0]
+        return self.process_batch([(raw, received_at)], retry_of=retry_of, vouched=vouched)[0]
 
     def process_batch(
         self,
@@ -60,12 +65,14 @@ class Processor:
         *,
         retry_of: int | None = None,
         parsed: Sequence[ParsedEmail | None] | None = None,
+        vouched: bool = False,
     ) -> list[Outcome]:
-        """Outcomes in the order of `items`; `parsed`, when given, was parsed ahead."""
+        """Outcomes in the order of `items`; `parsed`, when given, was parsed ahead;
+        `vouched`: a coordinator accepted them as coming from their senders."""
         parsed_ahead = list(parsed) if parsed is not None else self.parse_ahead(items)
         keys = [p.dedupe_key for p in parsed_ahead if p is not None]
         if len(items) > 1 and len(set(keys)) == len(keys):  # a copy would fail its insert
-            done = self._all_at_once(items, parsed_ahead, retry_of)
+            done = self._all_at_once(items, parsed_ahead, retry_of, vouched)
             if done is not None:
                 for outcome in done:
                     self._log(outcome)
@@ -79,6 +86,7 @@ class Processor:
                         work = _work(
                             raw, received_at, session, retry_of, parsed_ahead[index], facts
                         )
+                        work.vouched = vouched
                         try:
                             with logs.held() as its_own:
                                 with session.begin_nested():
@@ -116,6 +124,7 @@ class Processor:
         items: Sequence[tuple[bytes, datetime | None]],
         parsed: Sequence[ParsedEmail | None],
         retry_of: int | None,
+        vouched: bool = False,
     ) -> list[Outcome] | None:
         """The batch in one transaction without a savepoint per message, or None.
 
@@ -130,6 +139,7 @@ class Processor:
                     outcomes = []
                     for (raw, received_at), ahead in zip(items, parsed, strict=True):
                         work = _work(raw, received_at, session, retry_of, ahead, facts)
+                        work.vouched = vouched
                         outcomes.append(self._run(work))
             except Exception as exc:  # noqa: BLE001 - the careful path below decides
                 error = type(exc).__name__
@@ -222,6 +232,19 @@ def retry_quarantined(services: Services, item_id: int) -> Outcome:
     e.g. after its sender was added to the directory."""
     raw, received_at = quarantine.waiting_copy(services, item_id)
     return Processor(services).process(raw, received_at, retry_of=item_id)
+
+
+def accept_quarantined(services: Services, item_id: int, as_: str = "contribution") -> Outcome:
+    """A coordinator's `mailbridge quarantine accept`.
+
+    A message held because its sender was not proven runs through the pipeline again as if
+    the gateway had proven its From, and nothing else is waived: it does what its sender's
+    role allows. Any other message is attached to its case as `as_` (quarantine.accept).
+    """
+    if quarantine.get_item(services, item_id).reason_code == "sender_unauthenticated":
+        raw, received_at = quarantine.waiting_copy(services, item_id)
+        return Processor(services).process(raw, received_at, retry_of=item_id, vouched=True)
+    return CaseUpdated(quarantine.accept(services, item_id, as_), as_)
 
 
 def pending_failures(services: Services) -> int:

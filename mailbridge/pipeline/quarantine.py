@@ -79,13 +79,16 @@ def forget_failure(session: Session, dedupe_key: str) -> None:
     session.connection().execute(table.delete().where(table.c.dedupe_key.in_(keys)))
 
 
-def release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> None:
-    """A retried message replaces its quarantined record in the same transaction."""
+def release_for_retry(
+    session: Session, quarantine_id: int, dedupe_key: str, *, accepted: bool = False
+) -> None:
+    """A retried message replaces its quarantined record in the same transaction;
+    `accepted`: a coordinator vouched for its sender."""
     entry = session.get(QuarantineItem, quarantine_id)
     if entry is None:
         return
     old_message_id = entry.message_id
-    entry.status = QuarantineStatus.RETRIED
+    entry.status = QuarantineStatus.ACCEPTED if accepted else QuarantineStatus.RETRIED
     entry.resolved_at = utcnow()
     entry.message_id = None
     session.add(entry)

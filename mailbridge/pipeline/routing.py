@@ -9,8 +9,8 @@ in the batch's transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from mailbridge.cases.decisions import (
     Chase,
@@ -29,11 +29,23 @@ from mailbridge.cases.decisions import (
 from mailbridge.cases.directory import Identity
 from mailbridge.cases.facts import CaseFacts
 from mailbridge.config import ServiceArea
+from mailbridge.mail import authentication
+from mailbridge.mail.authentication import Evidence, Requirement
 from mailbridge.mail.hygiene import AutoReply, Bounce, Loop, Verdict
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.mail.replies import Keywords
 from mailbridge.pipeline.threading import Match, is_member_of
 from mailbridge.store.models import CaseStatus, PersonKind
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """`[trust]`: what each kind of sender must prove (mail/authentication.py)."""
+
+    require: Mapping[str, Requirement] = field(default_factory=dict)  # by kind; else "none"
+    # Whose delivery reports are believed; None only in tables that test other rules.
+    report_domains: Sequence[str] | None = None
+    checks_senders: bool = False  # a gateway is configured: strangers are answered if aligned
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,7 @@ class Policy:
     areas: Sequence[ServiceArea] = ()
     reopen_working_days: int = 5
     satisfaction: bool = False  # [satisfaction].ask: a bare rating on a completed case counts
+    trust: Trust = Trust()
 
 
 # --- the rules ------------------------------------------------------------------------
@@ -57,8 +70,10 @@ def decide(
     status_request: bool,
     policy: Policy,
     rating: int | None = None,
+    auth: Evidence = authentication.UNPROVEN,
 ) -> Decision:
-    """`rating`: the reply's new text is only a rating (replies.rating_of), else None."""
+    """`rating`: the reply's new text is only a rating (replies.rating_of), else None.
+    `auth`: what the council's gateway proved of the From domain."""
     if isinstance(verdict, Loop):
         return Quarantine("loop", verdict.reason)
     if parsed.too_complex:
@@ -74,7 +89,13 @@ def decide(
             case_id=match.case.id if match.case else None,
         )
     if isinstance(verdict, Bounce):
-        return NoteBounce(verdict)
+        return NoteBounce(verdict, doubt=_report_doubt(parsed, auth, policy.trust))
+    unproven = _unproven(parsed, sender, auth, policy.trust)
+    if unproven:
+        # Before anything a role allows: it opens nothing and changes nothing.
+        return Quarantine(
+            "sender_unauthenticated", unproven, case_id=match.case.id if match.case else None
+        )
     if isinstance(verdict, AutoReply):
         case = match.case if match.case and _is_party(sender, match.case) else None
         if case is None:
@@ -118,7 +139,8 @@ def decide(
         return Quarantine(
             "unknown_sender",
             f"{parsed.from_address} is not a registered member, delegate, officer or coordinator",
-            answer_stranger=True,
+            # With a gateway to ask, a From nobody proved gets no reply: it may be forged.
+            answer_stranger=not policy.trust.checks_senders or auth.meets("aligned"),
         )
     return _on_case(parsed, sender, case, keywords, policy, is_member, rating)
 
@@ -179,6 +201,37 @@ def _on_case(
         "coordinator; a coordinator can accept it after checking",
         case_id=case.id,
     )
+
+
+_ASKS = {
+    "dmarc": "DMARC pass for the From domain (or Microsoft 365 internal authentication)",
+    "aligned": "DKIM or SPF aligned with the From domain",
+}
+
+
+def _unproven(parsed: ParsedEmail, sender: Identity, auth: Evidence, trust: Trust) -> str | None:
+    """Why the sender's role cannot be granted on this evidence, or None."""
+    if sender.kind is None:
+        return None
+    require = trust.require.get(sender.kind, "none")
+    if auth.meets(require):
+        return None
+    return (
+        f"{sender.kind} {parsed.from_address} not proven: the {sender.kind} policy asks for "
+        f"{_ASKS[require]}; {auth.seen}"
+    )
+
+
+def _report_doubt(parsed: ParsedEmail, auth: Evidence, trust: Trust) -> str | None:
+    """Why a delivery report is not believed (it flags nobody), or None."""
+    if trust.report_domains is not None:
+        doubt = authentication.report_doubt(parsed, trust.report_domains)
+        if doubt:
+            return doubt
+    require = trust.require.get("delivery_report", "none")
+    if auth.meets(require):
+        return None
+    return f"the delivery report policy asks for {_ASKS[require]}; {auth.seen}"
 
 
 def _officers(case: CaseFacts) -> set[int]:

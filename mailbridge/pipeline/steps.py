@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from mailbridge.cases import directory
 from mailbridge.cases.facts import case_ids_for_message_ids, load_cases
-from mailbridge.mail import hygiene, replies
+from mailbridge.mail import authentication, hygiene, replies
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.mailbox.base import Destination
 from mailbridge.pipeline import routing, threading
@@ -102,6 +102,21 @@ def identify_sender(work: Work, services: Services) -> None:
     work.sender = known[key]
 
 
+def authenticate(work: Work, services: Services) -> None:
+    """Who sent it, proven: what the council's gateway wrote about the From domain
+    (mail/authentication.py); routing judges it by the sender's role."""
+    if work.vouched:
+        work.auth = authentication.VOUCHED
+        return
+    trust = services.config.trust
+    gateway = authentication.Gateway(
+        frozenset(i.lower() for i in trust.authserv_ids),
+        trust.microsoft365,
+        tuple(s.lower().rstrip(".") for s in trust.microsoft365_auth_sources),
+    )
+    work.auth = authentication.evidence(work.email, gateway)
+
+
 def find_case(work: Work, services: Services) -> None:
     """The case the message points at, by the threading rules (threading.py), if any."""
     cfg = services.config
@@ -152,6 +167,8 @@ def read_reply(work: Work, services: Services) -> None:
 
 def route(work: Work, services: Services) -> None:
     assert work.sender is not None and work.match is not None  # identify_sender, find_case
+    trust = services.config.trust
+    own_domain = services.config.smtp.from_address.rsplit("@", 1)[1].lower()
     work.decision = routing.decide(
         work.email,
         work.sender,
@@ -163,8 +180,14 @@ def route(work: Work, services: Services) -> None:
             areas=services.config.service_areas,
             reopen_working_days=services.config.cases.reopen_working_days,
             satisfaction=services.config.satisfaction.ask,
+            trust=routing.Trust(
+                trust.requirements(),
+                tuple(d.lower() for d in trust.report_domains) or (own_domain,),
+                checks_senders=bool(trust.authserv_ids) or trust.microsoft365,
+            ),
         ),
         rating=replies.rating_of(work.reply_text) if work.reply_text else None,
+        auth=work.auth,
     )
 
 
@@ -174,6 +197,7 @@ STEPS: Sequence[Step] = (
     skip_handled,
     classify,
     identify_sender,
+    authenticate,
     find_case,
     read_reply,
     route,

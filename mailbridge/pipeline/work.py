@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from mailbridge.cases.decisions import Decision
 from mailbridge.cases.directory import Identity
+from mailbridge.mail.authentication import Evidence
 from mailbridge.mail.hygiene import Verdict
 from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.mail.replies import Keywords
@@ -41,6 +42,8 @@ class Work:
     raw_sha256: str = ""
     parsed: ParsedEmail | None = None
     sender: Identity | None = None
+    auth: Evidence = field(default_factory=Evidence)  # what the council's gateway proved
+    vouched: bool = False  # a coordinator accepted it as coming from its sender
     verdict: Verdict | None = None
     match: Match | None = None
     reply_text: str | None = None

@@ -54,7 +54,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, keys, mailbox, smtp, delivery, scanner
+    part: str  # database, storage, keys, mailbox, smtp, delivery, trust, scanner
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -70,8 +70,63 @@ def check_all(config: Config) -> list[Finding]:
         check_mailbox(config),
         check_smtp(config),
         check_delivery(config),
+        check_trust(config),
         *([scanner] if scanner else []),
     ]
+
+
+# --- trust ------------------------------------------------------------------------------
+
+_ROLES = {
+    "officer": "officers",
+    "coordinator": "coordinators",
+    "member": "members",
+    "delegate": "delegates",
+    "delivery_report": "delivery reports",
+}
+
+
+def check_trust(config: Config) -> Finding:
+    """Whose From is proven, by which gateway: said plainly, as a wrong answer either way
+    (nobody proven, or everybody quarantined) does not show until mail arrives."""
+    trust = config.trust
+    required = {r: q for r, q in trust.requirements().items() if q != "none"}
+    names = [*trust.authserv_ids, *(["Microsoft 365"] if trust.microsoft365 else [])]
+    where = "[trust] " + (", ".join(names) if names else "no gateway named")
+    unproven = [_ROLES[r] for r, q in trust.requirements().items() if q == "none"]
+    if not required:
+        return Finding(
+            "trust",
+            where,
+            Status.WARNING,
+            "senders are not authenticated: whoever writes a councillor's, officer's or "
+            "coordinator's address in From acts as them (every [trust] require is none)",
+            ("name your mail gateway in [trust] (authserv_ids, or microsoft365 = true) and "
+             "require dmarc or aligned: see docs/security.md",),
+        )  # fmt: skip
+    if not names:
+        return Finding(
+            "trust",
+            where,
+            Status.FAILED,
+            "no mail gateway named, so no sender can be proven: every email from "
+            f"{', '.join(_ROLES[r] for r in required)} would be quarantined as "
+            "sender_unauthenticated",
+            ("set [trust] authserv_ids to your gateway's authserv-id (or microsoft365 = "
+             'true for Exchange Online): see docs/security.md; require = "none" turns the '
+             "check off",),
+        )  # fmt: skip
+    found = "; ".join(f"{_ROLES[r]} {q}" for r, q in required.items())
+    advice: list[str] = []
+    if unproven:
+        found += f"; not authenticated: {', '.join(unproven)}"
+    if trust.microsoft365 and not trust.microsoft365_auth_sources:
+        advice.append(
+            "internal senders are not recognised until [trust] microsoft365_auth_sources "
+            "names your tenant's servers (X-MS-Exchange-Organization-AuthSource)"
+        )
+    status = Status.WARNING if unproven or advice else Status.OK
+    return Finding("trust", where, status, found, tuple(advice))
 
 
 # --- database ---------------------------------------------------------------------------

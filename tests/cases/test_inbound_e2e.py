@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailbridge.mail.tokens import verify_message_id
+from tests.factories import NO_TRUST_TOML
 from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
@@ -151,6 +152,7 @@ from_name = "Member Enquiries"
 timeout_seconds = 10
 retry_base_seconds = 1
 
+{NO_TRUST_TOML}
 [database]
 url = "sqlite:///./mailbridge.db"
 

@@ -44,6 +44,7 @@ from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, Event, Person
+from tests.factories import NO_TRUST_TOML
 
 CALENDAR = WorkingCalendar()
 START, END, TODAY = date(2026, 12, 7), date(2027, 1, 3), date(2027, 1, 11)
@@ -339,7 +340,8 @@ def test_period_the_wrong_way_round(engine: Engine) -> None:
 # ---------------------------------------------------------------------------------------------
 # The command, in every format
 
-CONFIG = """\
+CONFIG = (
+    """\
 [council]
 name = "Example County Council"
 
@@ -356,6 +358,8 @@ url = "{url}"
 [storage]
 data_dir = "./data"
 """
+    + NO_TRUST_TOML
+)
 ARGS = ("report", "--from", START.isoformat(), "--to", END.isoformat())
 
 

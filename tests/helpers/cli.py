@@ -9,8 +9,10 @@ from typer.testing import CliRunner, Result
 
 from mailbridge.cli import context
 from mailbridge.cli.app import app
+from tests.factories import NO_TRUST_TOML
 
-CONFIG = """\
+CONFIG = (
+    """\
 [council]
 name = "Example County Council"
 
@@ -50,6 +52,8 @@ keywords = ["care package", "carer", "assessment"]
 name = "Member Support Team"
 email = "member.support@example.gov.uk"
 """
+    + NO_TRUST_TOML
+)
 
 runner = CliRunner()
 

@@ -39,7 +39,7 @@ from mailbridge.store.models import (
     QuarantineItem,
     utcnow,
 )
-from tests.factories import add_person, fixture_bytes, make_services, seed_directory
+from tests.factories import NO_TRUST_TOML, add_person, fixture_bytes, make_services, seed_directory
 
 
 def daemon_for(services: Services, chosen: list | None = None) -> Daemon:
@@ -203,7 +203,7 @@ data_dir = "{tmp_path / "data"}"
 [[coordinators]]
 name = "Member Support"
 email = "{SUPPORT}"
-{extra}""",
+{NO_TRUST_TOML}{extra}""",
         encoding="utf-8",
     )
     return config

@@ -106,6 +106,13 @@ AUTOMATIC = {
         Bounce, "delivery delayed", original=DELAYED, permanent=False,
         failures=(("m.okonjo@street-lighting.example", "4.4.7", False),),
     ),
+    # An outsider's server "reporting" the councillor's address failed: it is a bounce in
+    # shape; whether it is believed is the trust policy's question (mail/authentication.py).
+    "attack_forged_dsn_from_outsider.eml": Want(
+        Bounce, "sent by mailer-daemon@mx.evil.example",
+        original="mb.MQ-2026-00001.0f3a9c2e71d84b56.5e2c8a1f47@example.gov.uk",
+        failures=(("cllr.jane.smith@example.gov.uk", "5.1.1", True),),
+    ),
     # Exim's plain-text bounce: X-Failed-Recipients, and our message quoted in the body.
     "exim_bounce_x_failed_recipients_plain_text.eml": Want(
         Bounce, "X-Failed-Recipients", original=EXIM,

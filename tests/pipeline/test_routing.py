@@ -9,6 +9,7 @@ import pytest
 from mailbridge.cases import decisions
 from mailbridge.cases.facts import CaseFacts
 from mailbridge.mail import hygiene, replies
+from mailbridge.mail.authentication import UNPROVEN, VOUCHED, Evidence
 from mailbridge.mail.parsing import parse
 from mailbridge.pipeline import routing, threading
 from mailbridge.pipeline.threading import Match
@@ -385,3 +386,96 @@ def test_a_forwarded_chain_threads_by_the_stored_id_even_without_a_tag() -> None
     )
     match = threading.choose(found, {CASE.id: CASE}, {OUR_ID: CASE.id}, {})
     assert match.case == CASE and match.how == "message_id"
+
+
+# --- who sent it, proven ------------------------------------------------------------------
+
+STRICT = routing.Policy(
+    reopen_working_days=5,
+    trust=routing.Trust(
+        {"officer": "dmarc", "coordinator": "dmarc", "member": "aligned", "delegate": "aligned"},
+        checks_senders=True,
+    ),
+)
+
+
+def _decide_with(row: Row, policy: routing.Policy, auth: Evidence) -> decisions.Decision:
+    parsed = parse(fixture_bytes(row.fixture))
+    text = replies.extract_reply(parsed.body_text) if row.case else parsed.body_text
+    return routing.decide(
+        parsed,
+        PEOPLE[row.sender],
+        hygiene.classify(parsed, OWN),
+        Match(row.case, "signed" if row.case else None),
+        replies.find_keywords(text),
+        replies.is_status_request(parsed.subject, text),
+        policy,
+        auth=auth,
+    )
+
+
+# Every row where a person with a role would be granted something: a case opened, a chase,
+# a reopen, a status reply, an officer's reply, a contribution, a coordinator's note, an
+# out-of-office noted, or a quarantine for another reason.
+GRANTED = [
+    r
+    for r in ROWS
+    if PEOPLE[r.sender].kind is not None
+    and r.expected is not decisions.NoteBounce
+    and (r.detail or {}).get("code") not in ("loop", "sender_ambiguous")
+]
+
+
+@pytest.mark.parametrize("row", GRANTED, ids=lambda r: f"{r.sender}:{r.fixture}")
+def test_an_unproven_sender_opens_nothing_and_changes_nothing(row: Row) -> None:
+    decision = _decide_with(row, STRICT, UNPROVEN)
+    assert decision == decisions.Quarantine(
+        "sender_unauthenticated", decision.reason, case_id=row.case.id if row.case else None
+    ), decision
+    assert f"{PEOPLE[row.sender].kind} " in decision.reason
+    # Proven (or vouched for by a coordinator), the same email does what it did before.
+    assert type(_decide_with(row, STRICT, VOUCHED)) is row.expected
+
+
+def test_aligned_is_enough_for_members_and_not_for_officers() -> None:
+    aligned = Evidence(aligned=True, seen="Authentication-Results by mx.example.gov.uk: …")
+    chase = Row("member_reply_gmail_chaser.eml", "member", CASE, decisions.Chase)
+    assert type(_decide_with(chase, STRICT, aligned)) is decisions.Chase
+    reply = Row("officer_reply_outlook_desktop_top_posted.eml", "lead", CASE, decisions.Quarantine)
+    decision = _decide_with(reply, STRICT, aligned)
+    assert isinstance(decision, decisions.Quarantine)
+    assert decision.reason == (
+        "officer priya.shah@example.gov.uk not proven: the officer policy asks for DMARC pass "
+        "for the From domain (or Microsoft 365 internal authentication); "
+        "Authentication-Results by mx.example.gov.uk: …"
+    )
+
+
+def test_a_stranger_is_answered_only_when_the_gateway_proved_the_from() -> None:
+    row = Row("unknown_sender_enquiry.eml", "stranger", None, decisions.Quarantine)
+    unproven = _decide_with(row, STRICT, UNPROVEN)
+    assert isinstance(unproven, decisions.Quarantine)
+    assert (unproven.code, unproven.answer_stranger) == ("unknown_sender", False)
+    proven = _decide_with(row, STRICT, Evidence(aligned=True))
+    assert isinstance(proven, decisions.Quarantine) and proven.answer_stranger
+
+
+@pytest.mark.parametrize(
+    ("fixture", "doubt"),
+    [
+        ("postfix_bounce_returns_our_notification.eml", None),
+        ("attack_forged_dsn_from_outsider.eml", "it comes from mailer-daemon@mx.evil.example"),
+        ("exim_bounce_x_failed_recipients_plain_text.eml", "it is not a multipart/report"),
+    ],
+)
+def test_a_delivery_report_is_noted_with_the_reason_it_is_not_believed(
+    fixture: str, doubt: str | None
+) -> None:
+    policy = routing.Policy(trust=routing.Trust(report_domains=("example.gov.uk",)))
+    row = Row(fixture, "stranger", None, decisions.NoteBounce)
+    decision = _decide_with(row, policy, UNPROVEN)
+    assert isinstance(decision, decisions.NoteBounce)
+    if doubt is None:
+        assert decision.doubt is None
+    else:
+        assert decision.doubt is not None and decision.doubt.startswith(doubt)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from mailbridge.cases.directory import import_members
 from mailbridge.cli import context
 from mailbridge.cli.app import app
-from mailbridge.config import load_config, without_password
+from mailbridge.config import Config, TrustConfig, load_config, without_password
 from mailbridge.delivery import outbox
 from mailbridge.delivery.transports.base import PermanentDeliveryError
 from mailbridge.probe import Probe, loopback
@@ -32,12 +32,13 @@ from mailbridge.service.checks import (
     check_scanner,
     check_smtp,
     check_storage,
+    check_trust,
     rate_limit_advice,
 )
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import SCHEMA_HEAD, ensure_database
 from mailbridge.store.models import OutboxMessage
-from tests.factories import fixture_bytes
+from tests.factories import NO_TRUST_TOML, fixture_bytes
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 
@@ -50,7 +51,7 @@ MEMBER = {
 
 
 def write(home: Path, mailbox: str, smtp: str, database: str = "sqlite:///./mailbridge.db",
-          extra: str = "") -> Path:  # fmt: skip
+          extra: str = "", trust: str = NO_TRUST_TOML) -> Path:  # fmt: skip
     config = home / "config.toml"
     config.write_text(
         f"""
@@ -70,7 +71,7 @@ signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
 [[coordinators]]
 name = "Member Support Team"
 email = "member.support@example.gov.uk"
-""",
+{trust}""",
         encoding="utf-8",
     )
     return config
@@ -111,7 +112,8 @@ def test_a_fresh_embedded_default_is_ready_and_nothing_is_created(tmp_path: Path
     assert f"{tmp_path / 'mailbox'} does not exist yet" in out
     assert f"writes each email into {tmp_path / 'outbox'}" in out
     assert "mail is not sent: set [smtp] url" in out
-    assert out.rstrip().endswith("Ready to run (3 with a warning).")
+    assert "senders are not authenticated" in out  # the demo's [trust]: every require none
+    assert out.rstrip().endswith("Ready to run (4 with a warning).")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
 
 
@@ -179,7 +181,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 6 parts would stop mailbridge" in out
+    assert "1 of 7 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -330,7 +332,7 @@ def test_imap_and_smtp_are_logged_into_and_left_as_they_were(
         "IDLE; Processed and Quarantine created at the first move"
     ) in out
     assert "connected without a login (no encryption)" in out
-    assert out.rstrip().endswith("Ready to run.")
+    assert out.rstrip().endswith("Ready to run (1 with a warning).")  # senders not proven
     assert len(imap_mailbox.uids("INBOX")) == 2
     assert imap_mailbox.uids("Processed") == [] and imap_mailbox.uids("Quarantine") == []
     with imap_mailbox.client() as client:
@@ -537,3 +539,39 @@ def test_loopback(host: str, expected: bool) -> None:
 )
 def test_without_password(url: str, printed: str) -> None:
     assert without_password(url) == printed
+
+
+# --- whose From is proven ----------------------------------------------------------------
+
+
+def test_the_production_default_without_a_gateway_says_everyone_would_be_quarantined(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox", trust="")
+    result = check(config)
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    assert "FAILED  trust    [trust] no gateway named" in out
+    assert (
+        "every email from officers, coordinators, members, delegates, delivery reports would "
+        "be quarantined as sender_unauthenticated"
+    ) in " ".join(out.split())
+
+
+def test_a_named_gateway_and_policies_are_ready() -> None:
+    trust = TrustConfig.model_validate({"authserv_ids": ["mx.example.gov.uk"]})
+    found = check_trust(Config(trust=trust))
+    assert found.status == Status.OK
+    assert found.where == "[trust] mx.example.gov.uk"
+    assert found.found == (
+        "officers dmarc; coordinators dmarc; members aligned; delegates aligned; "
+        "delivery reports dmarc"
+    )
+
+
+def test_microsoft365_without_its_auth_sources_warns_that_internal_senders_do_not_count() -> None:
+    trust = TrustConfig.model_validate({"microsoft365": True, "members": {"require": "none"}})
+    found = check_trust(Config(trust=trust))
+    assert found.status == Status.WARNING
+    assert "not authenticated: members" in found.found
+    assert "microsoft365_auth_sources" in found.advice[0]

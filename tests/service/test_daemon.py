@@ -27,7 +27,7 @@ import pytest
 from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
-from tests.factories import fixture_bytes
+from tests.factories import NO_TRUST_TOML, fixture_bytes
 from tests.helpers.clock import python_command
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
@@ -60,6 +60,7 @@ password_env = "MB_TEST_IMAP_PASSWORD"
 url = "smtp://{smtp.host}:{smtp.port}"
 from_address = "enquiries@example.gov.uk"
 {smtp_extra}
+{NO_TRUST_TOML}
 [database]
 url = "sqlite:///./mailbridge.db"
 [storage]

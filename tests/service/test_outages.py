@@ -20,7 +20,7 @@ from mailbridge.cases.directory import import_members
 from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
-from tests.factories import fixture_bytes
+from tests.factories import NO_TRUST_TOML, fixture_bytes
 from tests.helpers.clock import python_command
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
@@ -65,6 +65,7 @@ poll_seconds = 0.5
 [smtp]
 url = "maildir:{tmp_path / "outbox"}"
 from_address = "enquiries@example.gov.uk"
+{NO_TRUST_TOML}
 [database]
 url = "{via_relay}"
 [storage]
