@@ -22,7 +22,7 @@ from mailbridge.errors import UserError
 from mailbridge.mail import replies
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.pipeline.outcomes import Failed, Quarantined
-from mailbridge.pipeline.parse import parse_raw
+from mailbridge.pipeline.parse import Limits, parse_raw
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
 from mailbridge.store.models import (
@@ -196,7 +196,7 @@ def accept(services: Services, item_id: int, as_: str = "contribution") -> str:
             f"{services.blobs.root}; it cannot be accepted"
         )
     raw = services.blobs.get(item.raw_sha256)
-    parsed = parse_raw(raw, services.config.storage.max_filename_length)
+    parsed = parse_raw(raw, Limits.of(services.config))
     with transaction(services.engine) as session:
         entry = session.get(QuarantineItem, item_id)
         assert entry is not None
