@@ -151,6 +151,24 @@ def watch_peaks(pid: int, stop: threading.Event, peaks: dict[int, int]) -> None:
                         peaks[member] = max(peaks.get(member, 0), int(line.split()[1]))
 
 
+def run_watched(
+    cmd: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], float, int, dict[int, int]]:
+    """Run a command to its end: what it said, its wall time, its pid and the peak RSS of
+    it and each of its children (kB by pid, watch_peaks)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_peaks, args=(proc.pid, stop, peaks))
+    watcher.start()
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    stop.set()
+    watcher.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), elapsed, proc.pid, peaks
+
+
 def measure_limit(host: str, port: int, user: str, password: str, batch: int) -> float:
     """imapclient fetch + mail-parser parse of everything in INBOX, nothing else."""
     start = time.perf_counter()
@@ -260,23 +278,11 @@ keywords = ["school transport"]
             )
 
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
             cmd = [*mb, "run", "--once", "-c", str(work / "config.toml")]
             if args.profile:
                 cmd = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "mailbridge",
                        *cmd[1:]]  # fmt: skip
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            peaks: dict[int, int] = {}
-            stop = threading.Event()
-            watcher = threading.Thread(target=watch_peaks, args=(proc.pid, stop, peaks))
-            watcher.start()
-            out, err = proc.communicate()
-            elapsed = time.perf_counter() - start
-            stop.set()
-            watcher.join()
-            done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            done, elapsed, _pid, peaks = run_watched(cmd, env)
             if done.returncode != 0:
                 sys.exit(f"mailbridge failed:\n{done.stdout}\n{done.stderr}")
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)

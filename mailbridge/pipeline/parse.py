@@ -42,6 +42,7 @@ Parsed = list[ParsedEmail | None]
 ORPHAN_CHECK_SECONDS = 1.0
 
 
+RAISE_AGAIN_SECONDS = 0.1
 # A worker whose slice overruns its parse time limits by this much is taken to be stuck
 # where the timer cannot reach it.
 HARD_LIMIT_GRACE_SECONDS = 5.0
@@ -86,7 +87,9 @@ def _time_limit(seconds: float) -> Iterator[None]:
         raise _OutOfTime
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Again every RAISE_AGAIN_SECONDS: raised where Python ignores exceptions (a __del__, a
+    # garbage-collector callback), it is lost, and the parse would read on unbounded.
+    signal.setitimer(signal.ITIMER_REAL, seconds, RAISE_AGAIN_SECONDS)
     try:
         yield
     finally:
