@@ -36,6 +36,8 @@ from mailbridge.store.models import (
 
 log = logging.getLogger(__name__)
 
+TOO_LARGE = "too_large"  # read by its header alone: no bytes kept to retry from
+
 
 def keep(
     session: Session,
@@ -158,6 +160,12 @@ def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | No
     item = get_item(services, item_id)
     if item.status != QuarantineStatus.WAITING:
         raise UserError(f"quarantined message {item_id} was already {item.status}")
+    if item.reason_code == TOO_LARGE:
+        raise UserError(
+            f"quarantined message {item_id} was too large to keep, so it cannot be retried; "
+            "the original is in the mailbox's quarantine folder: ask the sender to send it "
+            "again in smaller emails"
+        )
     if not services.blobs.exists(item.raw_sha256):
         raise UserError(
             f"the stored copy of quarantined message {item_id} is missing from "
