@@ -43,6 +43,12 @@ ORPHAN_CHECK_SECONDS = 1.0
 
 
 RAISE_AGAIN_SECONDS = 0.1
+# The packages a parse runs in (mail/parsing.py and what it calls), where the time limit's
+# exception may be raised.
+PARSE_MODULES = frozenset(
+    {"mailbridge", "email", "mailparser", "html2text", "re", "encodings", "codecs", "base64",
+     "quopri", "mimetypes", "binascii", "unicodedata", "hashlib", "io"}
+)  # fmt: skip
 # A worker whose slice overruns its parse time limits by this much is taken to be stuck
 # where the timer cannot reach it.
 HARD_LIMIT_GRACE_SECONDS = 5.0
@@ -83,12 +89,15 @@ def _time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
-    def expire(_signum: int, _frame: FrameType | None) -> None:
-        raise _OutOfTime
+    def expire(_signum: int, frame: FrameType | None) -> None:
+        # Only into the parse's own code: the collector may be running someone else's
+        # weakref callback or __del__ (SQLAlchemy's, say), which would lose the exception
+        # and be left half done. The timer fires again RAISE_AGAIN_SECONDS later.
+        module = frame.f_globals.get("__name__", "") if frame is not None else ""
+        if module.split(".", 1)[0] in PARSE_MODULES:
+            raise _OutOfTime
 
     previous = signal.signal(signal.SIGALRM, expire)
-    # Again every RAISE_AGAIN_SECONDS: raised where Python ignores exceptions (a __del__, a
-    # garbage-collector callback), it is lost, and the parse would read on unbounded.
     signal.setitimer(signal.ITIMER_REAL, seconds, RAISE_AGAIN_SECONDS)
     try:
         yield

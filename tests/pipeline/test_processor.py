@@ -629,6 +629,8 @@ TOO_SLOW = (
 )
 
 
+# Raised into a collector callback, the exception would be lost (and reported so).
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_parse_past_the_time_limit_is_quarantined_and_its_batch_goes_on(
     tmp_path: Path, engine: Engine
 ) -> None:
@@ -642,6 +644,8 @@ def test_a_parse_past_the_time_limit_is_quarantined_and_its_batch_goes_on(
     assert isinstance(stalled, Quarantined) and (stalled.code, stalled.reason) == TOO_SLOW
 
 
+# Raised into a collector callback, the exception would be lost (and reported so).
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_parse_worker_past_the_time_limit_gives_up_and_the_batch_goes_on(
     tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
