@@ -592,6 +592,7 @@ def test_help_lists_every_command() -> None:
         "addresses",
         "calendar",
         "schedule",
+        "keys",
     ]
 
 
