@@ -40,6 +40,7 @@ from imapclient import IMAPClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mailbridge.config import write_signing_key  # noqa: E402
 from tests.servers.dovecot import running_dovecot  # noqa: E402
 
 FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
@@ -220,6 +221,7 @@ def main() -> None:
                     conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
                 admin.dispose()
                 db_url = args.pg.rsplit("/", 1)[0] + "/" + pg_name
+            write_signing_key(work / "signing.key")  # `run` refuses to start without one
             (work / "config.toml").write_text(
                 f"""
 [mailbox]
@@ -234,6 +236,8 @@ url = "{db_url}"
 data_dir = "{work / "data"}"
 [logging]
 level = "WARNING"
+[security]
+signing_key_file = "{work / "signing.key"}"
 [[service_areas]]
 name = "Highways"
 keywords = ["pothole", "road", "street light"]

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import CountingHandler, enquiry, members, run_watched  # noqa: E402
 
+from mailbridge.config import write_signing_key  # noqa: E402
 from mailbridge.mailbox.maildir import maildir_drop  # noqa: E402
 from tests.helpers.mail import large_attachment, many_parts  # noqa: E402
 from tests.servers.dovecot import DovecotServer, running_dovecot  # noqa: E402
@@ -63,6 +64,7 @@ SCENARIOS = {
 
 
 def config(work: Path, mailbox: str, smtp_port: int, extra: str) -> Path:
+    write_signing_key(work / "signing.key")
     path = work / "config.toml"
     path.write_text(
         f"""
@@ -78,6 +80,8 @@ url = "sqlite:///{work / "mailbridge.db"}"
 data_dir = "{work / "data"}"
 [logging]
 level = "WARNING"
+[security]
+signing_key_file = "{work / "signing.key"}"
 [[service_areas]]
 name = "Highways"
 keywords = ["pothole", "road", "street light"]
