@@ -40,6 +40,7 @@ from imapclient import IMAPClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mailbridge.config import write_signing_key  # noqa: E402
 from tests.servers.dovecot import running_dovecot  # noqa: E402
 
 FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
@@ -151,6 +152,24 @@ def watch_peaks(pid: int, stop: threading.Event, peaks: dict[int, int]) -> None:
                         peaks[member] = max(peaks.get(member, 0), int(line.split()[1]))
 
 
+def run_watched(
+    cmd: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], float, int, dict[int, int]]:
+    """Run a command to its end: what it said, its wall time, its pid and the peak RSS of
+    it and each of its children (kB by pid, watch_peaks)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_peaks, args=(proc.pid, stop, peaks))
+    watcher.start()
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    stop.set()
+    watcher.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), elapsed, proc.pid, peaks
+
+
 def measure_limit(host: str, port: int, user: str, password: str, batch: int) -> float:
     """imapclient fetch + mail-parser parse of everything in INBOX, nothing else."""
     start = time.perf_counter()
@@ -202,6 +221,7 @@ def main() -> None:
                     conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
                 admin.dispose()
                 db_url = args.pg.rsplit("/", 1)[0] + "/" + pg_name
+            write_signing_key(work / "signing.key")  # `run` refuses to start without one
             (work / "config.toml").write_text(
                 f"""
 [mailbox]
@@ -216,6 +236,8 @@ url = "{db_url}"
 data_dir = "{work / "data"}"
 [logging]
 level = "WARNING"
+[security]
+signing_key_file = "{work / "signing.key"}"
 [[service_areas]]
 name = "Highways"
 keywords = ["pothole", "road", "street light"]
@@ -260,23 +282,11 @@ keywords = ["school transport"]
             )
 
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
             cmd = [*mb, "run", "--once", "-c", str(work / "config.toml")]
             if args.profile:
                 cmd = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "mailbridge",
                        *cmd[1:]]  # fmt: skip
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            peaks: dict[int, int] = {}
-            stop = threading.Event()
-            watcher = threading.Thread(target=watch_peaks, args=(proc.pid, stop, peaks))
-            watcher.start()
-            out, err = proc.communicate()
-            elapsed = time.perf_counter() - start
-            stop.set()
-            watcher.join()
-            done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            done, elapsed, _pid, peaks = run_watched(cmd, env)
             if done.returncode != 0:
                 sys.exit(f"mailbridge failed:\n{done.stdout}\n{done.stderr}")
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)

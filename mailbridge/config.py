@@ -191,6 +191,13 @@ class MailboxConfig(ServerConfig):
     idle: bool = True
     idle_renew_seconds: Annotated[float, Field(gt=0, le=600)] = 540.0
     reconcile_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # What one message may cost (docs/security.md, "Limits on one message"): a larger one is
+    # quarantined by its header alone; more parts, deeper nesting or a longer parse, too_complex.
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 40 * 1024 * 1024
+    max_batch_bytes: Annotated[int, Field(ge=1024)] = 100 * 1024 * 1024
+    max_parts: Annotated[int, Field(ge=10)] = 500
+    max_depth: Annotated[int, Field(ge=2, le=200)] = 40
+    parse_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
 class SmtpConfig(ServerConfig):

@@ -28,6 +28,7 @@ class Quarantine:
     reason: str
     case_id: int | None = None  # the case it points at, for a coordinator to check
     answer_stranger: bool = False  # one polite reply that the address is for councillors
+    tell_too_large: bool = False  # tell a known sender their email was too large to take in
 
 
 @dataclass(frozen=True, slots=True)

@@ -648,6 +648,30 @@ def status_request(
     return Applied("status_sent")
 
 
+def tell_too_large(session: Session, services: Services, item: Inbound) -> bool:
+    """One notice to a sender in the directory that their email was too large to take in
+    (so the attachments can come again in smaller emails), within the per-address limits
+    of automatic mail. It repeats nothing of their email, only its size and when it came."""
+    address = item.parsed.from_address
+    if not address or not hygiene.may_answer_automatically(address, item.parsed):
+        return False
+    received = as_utc(item.received_at).astimezone(services.calendar.zone)
+    queued = queue.queue_mail(
+        session,
+        services,
+        kind="too_large_notice",
+        template="too_large",
+        to=[address],
+        context={
+            "received": received,
+            "size_mb": round(item.raw_size / 1024 / 1024, 1),
+            "limit_mb": round(services.config.mailbox.max_message_bytes / 1024 / 1024, 1),
+        },
+        automatic=True,
+    )
+    return queued is not None
+
+
 def answer_stranger(session: Session, services: Services, item: Inbound) -> bool:
     """One polite reply that the mailbox is for councillors, at most once a day per sender."""
     address = item.parsed.from_address

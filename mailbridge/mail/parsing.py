@@ -18,10 +18,10 @@ import mimetypes
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email import message_from_bytes
 from email.errors import InvalidBase64LengthDefect, MessageError
+from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import Message
@@ -79,6 +79,9 @@ class ParsedEmail:
     # Why the message is more than mailbridge reads (too many MIME parts, nested too deep);
     # what was read up to the limit is kept, and routing quarantines it.
     too_complex: str | None = None
+    # Why only the header was read: the message was larger than mailbridge takes (the
+    # mailbox source gave its header alone); routing quarantines it.
+    too_large: str | None = None
     # Why the sender cannot be told (several From headers or mailboxes, a display name that
     # shows another address); None when From names one mailbox plainly.
     sender_problem: str | None = None
@@ -408,6 +411,7 @@ MAX_DEPTH = 40  # nesting levels
 class _Walk:
     max_filename_length: int
     max_parts: int = MAX_PARTS
+    max_depth: int = MAX_DEPTH
     parts: int = 0
     too_complex: str | None = None
     linesep: str = "\r\n"  # the source's line ending, for attached emails
@@ -485,6 +489,27 @@ def _truncated_base64(text: object) -> bytes:
     return binascii.a2b_base64(chars[: len(chars) - len(chars) % 4])
 
 
+# Base64 as the email package takes it without a defect: the alphabet, line breaks, and
+# at most two "=" at the end.
+_CLEAN_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]*(?:=[\r\n]*){0,2}")
+
+
+def _payload_bytes(part: Message) -> bytes | None:
+    """A part's decoded bytes. Clean base64 (nearly every attachment) is decoded in one
+    step from the text: the email package holds it three times over on the way (as bytes,
+    split into lines, joined again: +113 MB for a 40 MB attachment). Anything else, it
+    decodes, recording its defects."""
+    payload = part.get_payload()
+    if (
+        isinstance(payload, str)
+        and str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+        and _CLEAN_BASE64.fullmatch(payload)
+        and (len(payload) - payload.count("\r") - payload.count("\n")) % 4 == 0
+    ):
+        return binascii.a2b_base64(payload)
+    return part.get_payload(decode=True)
+
+
 def _filename(part: Message) -> str | None:
     """The part's file name; an RFC 2231 name (`filename*=gb2312''...`) is read in its
     charset as text is (decode_bytes), not by the email package's stricter lookup."""
@@ -540,10 +565,10 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     if walk.too_complex:
         return
     walk.parts += 1
-    if depth > MAX_DEPTH or walk.parts > walk.max_parts:
+    if depth > walk.max_depth or walk.parts > walk.max_parts:
         walk.too_complex = (
-            f"MIME nesting deeper than {MAX_DEPTH} levels"
-            if depth > MAX_DEPTH
+            f"MIME nesting deeper than {walk.max_depth} levels"
+            if depth > walk.max_depth
             else f"more than {walk.max_parts} MIME parts"
         )
         walk.defects.append(f"{walk.too_complex}: the rest was not read")
@@ -578,7 +603,7 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
                 _walk(sub, walk, depth + 1)
         return
     try:
-        payload = part.get_payload(decode=True)
+        payload = _payload_bytes(part)
     except (ValueError, TypeError, AssertionError) as exc:
         walk.defects.append(f"undecodable part {ctype}: {exc}")
         payload = None
@@ -624,6 +649,61 @@ def _return_path(value: str | None) -> str | None:
     return path.strip().lower()
 
 
+FEED_BYTES = 1024 * 1024
+
+
+class _TooManyParts(Exception):
+    """The MIME tree grew past the parts limit while it was being read."""
+
+
+def _tree(raw: bytes, max_parts: int) -> Message:
+    """The email package's MIME tree of `raw`, given up on (_TooManyParts) as soon as it
+    holds more than `max_parts` parts: a message built to stall is never read whole."""
+    made = -1  # the parser makes one part at the start, to learn how to call the factory
+
+    def part(policy: Compat32 = email.policy.compat32) -> Message:
+        nonlocal made
+        made += 1
+        if made > max_parts:
+            raise _TooManyParts
+        return Message(policy=policy)
+
+    parser = BytesFeedParser(_factory=part, policy=email.policy.compat32)
+    # Fed a piece at a time: fed whole, the parser holds the message decoded to text and
+    # split into lines all at once (a 40 MB email took 234 MB to read; in pieces, 76 MB).
+    view = memoryview(raw)
+    for start in range(0, len(raw), FEED_BYTES):
+        parser.feed(bytes(view[start : start + FEED_BYTES]))
+    return parser.close()
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def header_of(raw: bytes) -> bytes:
+    """The header section of a message (up to and including the blank line after it)."""
+    end = _HEADER_END.search(raw)
+    return raw[: end.end()] if end else raw
+
+
+def parse_header(
+    raw: bytes, *, too_large: str | None = None, too_complex: str | None = None
+) -> ParsedEmail:
+    """A message read by its header alone, for one mailbridge does not read whole: over
+    the size limit (`raw` is then only its header) or past the parse time limit."""
+    parsed = parse(header_of(raw))
+    digest = hashlib.sha256(raw).hexdigest()
+    why = too_large or too_complex
+    return replace(
+        parsed,
+        raw_sha256=digest,
+        dedupe_key=parsed.dedupe_key if parsed.message_id else f"sha256:{digest}",
+        too_large=too_large,
+        too_complex=too_complex,
+        defects=(*parsed.defects, f"{why}: only the header was read") if why else parsed.defects,
+    )
+
+
 def _dedupe_key(message_id: str | None, content: str, raw_sha256: str) -> str:
     """`<Message-ID> content:<hex>`; a Message-ID too long for the key's 998 characters is
     named by its sha256 instead, so the key still fits its column."""
@@ -666,19 +746,29 @@ def content_sha256(
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
+def parse(
+    raw: bytes,
+    *,
+    max_filename_length: int = 120,
+    max_parts: int = MAX_PARTS,
+    max_depth: int = MAX_DEPTH,
+) -> ParsedEmail:
     """Everything routing and storage need from the raw bytes, with defects noted."""
+    try:
+        message = _tree(raw, max_parts)
+    except _TooManyParts:
+        return parse_header(raw, too_complex=f"more than {max_parts} MIME parts")
+    except RecursionError:
+        return parse_header(raw, too_complex="MIME nesting too deep to read")
     digest = hashlib.sha256(raw).hexdigest()
     defects: list[str] = []
     mail = None
     import mailparser  # here, not at the top: the parse workers import it, after the fork
 
     try:
-        mail = mailparser.parse_from_bytes(raw)
-        message = mail.message
-    except Exception as exc:  # noqa: BLE001 - mail-parser on hostile input: fall back
+        mail = mailparser.MailParser(message)
+    except Exception as exc:  # noqa: BLE001 - mail-parser on hostile input: read the tree
         defects.append(f"mail-parser could not parse the message: {type(exc).__name__}: {exc}")
-        message = message_from_bytes(raw, policy=_RAW_8BIT)
     if mail is not None:
         try:
             defects.extend(str(d) for d in (mail.defects_categories or []))
@@ -699,7 +789,12 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     from_name, from_address, sender_problem = _sender(all_of("From"))
 
     linesep = "\r\n" if b"\r\n" in raw else "\n"
-    walk = _Walk(max_filename_length=max_filename_length, linesep=linesep)
+    walk = _Walk(
+        max_filename_length=max_filename_length,
+        max_parts=max_parts,
+        max_depth=max_depth,
+        linesep=linesep,
+    )
     try:
         _walk(message, walk)
     except Exception as exc:  # noqa: BLE001 - keep what was read so far

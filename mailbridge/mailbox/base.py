@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 from mailbridge.probe import Probe
 
@@ -25,6 +26,9 @@ class InboundMail:
     key: str  # IMAP UID (as text) or Maildir key: opaque to everyone but the source
     raw: bytes
     received_at: datetime | None  # naive UTC: IMAP INTERNALDATE or Maildir file time
+    # The whole message's size when it is larger than the source takes (max_message_bytes):
+    # `raw` is then its header alone, and the rest was never fetched.
+    oversize: int | None = None
 
 
 RAMP_FROM = 10
@@ -47,6 +51,49 @@ def batch_sizes(waiting: int, batch_size: int) -> list[int]:
         sizes.append(size)
         left -= size
     return sizes
+
+
+T = TypeVar("T")
+
+# Limits a source is built with ([mailbox] max_message_bytes and max_batch_bytes).
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+MAX_BATCH_BYTES = 100 * 1024 * 1024
+# Of a message over the size limit, at most this much header is read.
+MAX_HEADER_BYTES = 1024 * 1024
+
+
+def by_bytes(items: Sequence[T], size_of: Callable[[T], int], max_bytes: int) -> list[list[T]]:
+    """Consecutive runs of `items` of at most `max_bytes` together: a batch's raw messages
+    are all in memory at once (twice, with the parse worker's copy). An item larger than
+    `max_bytes` goes alone."""
+    runs: list[list[T]] = []
+    total = 0
+    for item in items:
+        size = size_of(item)
+        if not runs or total + size > max_bytes:
+            runs.append([])
+            total = 0
+        runs[-1].append(item)
+        total += size
+    return runs
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def read_header(stream: BinaryIO, limit: int = MAX_HEADER_BYTES) -> bytes:
+    """A message's header section (with the blank line after it), at most `limit` bytes,
+    read without reading the body."""
+    data = b""
+    while len(data) < limit:
+        chunk = stream.read(min(64 * 1024, limit - len(data)))
+        if not chunk:
+            break
+        data += chunk
+        end = _HEADER_END.search(data, max(0, len(data) - len(chunk) - 3))
+        if end:
+            return data[: end.end()]
+    return data
 
 
 class MailboxSource(Protocol):

@@ -31,6 +31,8 @@ def open_source(
             processed_folder=box.processed_folder,
             quarantine_folder=box.quarantine_folder,
             batch_size=box.batch_size,
+            max_message_bytes=box.max_message_bytes,
+            max_batch_bytes=box.max_batch_bytes,
         )
     security, default_port = _SECURITY[box.scheme]
     parts = urlsplit(box.url)
@@ -54,6 +56,8 @@ def open_source(
         processed_folder=box.processed_folder,
         quarantine_folder=box.quarantine_folder,
         batch_size=box.batch_size,
+        max_message_bytes=box.max_message_bytes,
+        max_batch_bytes=box.max_batch_bytes,
         state=state,
         idle=box.idle,
         idle_renew_seconds=box.idle_renew_seconds,

@@ -21,7 +21,16 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.errors import TransportError, Unreachable
-from mailbridge.mailbox.base import Destination, InboundMail, StateStore, batch_sizes
+from mailbridge.mailbox.base import (
+    MAX_BATCH_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_MESSAGE_BYTES,
+    Destination,
+    InboundMail,
+    StateStore,
+    batch_sizes,
+    by_bytes,
+)
 from mailbridge.probe import Probe, loopback, plural
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, imaplib.IMAP4.ab
 _NEW_MAIL = (b"EXISTS", b"RECENT")
 _POLL_SECONDS = 5.0
 _FETCH_ITEMS = ["BODY.PEEK[]", "INTERNALDATE"]  # PEEK: never sets \\Seen
+_SIZE_ITEMS = ["RFC822.SIZE"]
+# Of a message over the size limit, its header alone (at most MAX_HEADER_BYTES of it).
+_HEADER_ITEMS = [f"BODY.PEEK[HEADER]<0.{MAX_HEADER_BYTES}>", "INTERNALDATE"]
 _MAX_BACKOFF = 60.0
 
 
@@ -70,6 +82,8 @@ class ImapSource:
         processed_folder: str = "Processed",
         quarantine_folder: str = "Quarantine",
         batch_size: int = 200,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         state: StateStore,
         idle: bool = True,
         idle_renew_seconds: float = 540.0,
@@ -92,6 +106,8 @@ class ImapSource:
             Destination.QUARANTINE: quarantine_folder,
         }
         self.batch_size = batch_size
+        self.max_message_bytes = max_message_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.state = state
         self.idle = idle
         self.idle_renew_seconds = min(max(idle_renew_seconds, 1.0), 600.0)
@@ -290,21 +306,44 @@ class ImapSource:
         for size in batch_sizes(len(uids), self.batch_size):
             chunk = uids[start : start + size]
             start += size
-            data = self._call(lambda c, chunk=chunk: c.fetch(chunk, _FETCH_ITEMS))
-            if self._uidvalidity != uidvalidity:
-                log.warning("IMAP UIDVALIDITY changed during fetch", extra={"source": self.name})
-                return
-            batch = [
+            # Sizes first (RFC822.SIZE), so no message over the limit is ever fetched whole
+            # and no batch holds more than max_batch_bytes.
+            sizes = self._call(lambda c, chunk=chunk: c.fetch(chunk, _SIZE_ITEMS))
+            known = [(uid, int(sizes[uid][b"RFC822.SIZE"])) for uid in chunk if uid in sizes]
+            for run in by_bytes(known, self._cost, self.max_batch_bytes):
+                batch = self._fetch_run(run)
+                if self._uidvalidity != uidvalidity:
+                    log.warning(
+                        "IMAP UIDVALIDITY changed during fetch", extra={"source": self.name}
+                    )
+                    return
+                if batch:
+                    yield batch
+
+    def _cost(self, message: tuple[int, int]) -> int:
+        return message[1] if message[1] <= self.max_message_bytes else 0
+
+    def _fetch_run(self, run: list[tuple[int, int]]) -> list[InboundMail]:
+        """A batch's messages in UID order: whole, or the header alone of one over the limit."""
+        whole = [uid for uid, size in run if size <= self.max_message_bytes]
+        over = {uid: size for uid, size in run if size > self.max_message_bytes}
+        data = self._call(lambda c: c.fetch(whole, _FETCH_ITEMS)) if whole else {}
+        heads = self._call(lambda c: c.fetch(sorted(over), _HEADER_ITEMS)) if over else {}
+        batch = []
+        for uid, _size in run:
+            got = heads.get(uid, {}) if uid in over else data.get(uid, {})
+            raw = got.get(b"BODY[HEADER]<0>" if uid in over else b"BODY[]")
+            if raw is None:
+                continue  # it vanished meanwhile
+            batch.append(
                 InboundMail(
                     key=str(uid),
-                    raw=bytes(data[uid][b"BODY[]"]),
-                    received_at=_utc_naive(data[uid].get(b"INTERNALDATE")),
+                    raw=bytes(raw),
+                    received_at=_utc_naive(got.get(b"INTERNALDATE")),
+                    oversize=over.get(uid),
                 )
-                for uid in chunk
-                if uid in data and data[uid].get(b"BODY[]") is not None  # else it vanished
-            ]
-            if batch:
-                yield batch
+            )
+        return batch
 
     # -- a look, for `mailbridge check` ------------------------------------------------
 

@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailbridge.errors import TransportError
-from mailbridge.mailbox.base import Destination, InboundMail, batch_sizes
+from mailbridge.mailbox.base import (
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    Destination,
+    InboundMail,
+    batch_sizes,
+    by_bytes,
+    read_header,
+)
 from mailbridge.probe import Probe, plural
 
 _POLL_SECONDS = 0.5
@@ -27,6 +35,7 @@ class _Entry:
     key: str
     path: Path
     mtime: float
+    size: int
 
 
 def maildir_drop(path: Path, raw: bytes, received_at: datetime | None = None) -> str:
@@ -52,8 +61,12 @@ class MaildirSource:
         processed_folder: str = "Processed",
         quarantine_folder: str = "Quarantine",
         batch_size: int = 200,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.path = Path(path)
+        self.max_message_bytes = max_message_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.folders = {
             Destination.PROCESSED: processed_folder,
             Destination.QUARANTINE: quarantine_folder,
@@ -83,31 +96,41 @@ class MaildirSource:
                     if item.name.startswith("."):
                         continue
                     try:
-                        mtime = item.stat().st_mtime
+                        stat = item.stat()
                     except FileNotFoundError:  # moved away by another process meanwhile
                         continue
                     key = item.name.split(":", 1)[0]
-                    entries.append(_Entry(key, Path(item.path), mtime))
+                    entries.append(_Entry(key, Path(item.path), stat.st_mtime, stat.st_size))
         entries.sort(key=lambda e: (e.mtime, e.key))
         return entries
 
     def fetch(self, full_scan: bool = False) -> Iterator[list[InboundMail]]:
-        """Every message waiting in the inbox, oldest first (a Maildir has no UID mark)."""
+        """Every message waiting in the inbox, oldest first (a Maildir has no UID mark), in
+        batches bounded by count and bytes; of a file over max_message_bytes only the header
+        is read."""
         entries = self._entries()
         self._seen_new = {e.path.name for e in entries if e.path.parent.name == "new"}
         start = 0
         for size in batch_sizes(len(entries), self.batch_size):
-            batch: list[InboundMail] = []
             chunk, start = entries[start : start + size], start + size
-            for entry in chunk:
-                try:
-                    raw = entry.path.read_bytes()
-                except FileNotFoundError:
-                    continue
-                received = datetime.fromtimestamp(int(entry.mtime), UTC).replace(tzinfo=None)
-                batch.append(InboundMail(key=entry.key, raw=raw, received_at=received))
-            if batch:
-                yield batch
+            for run in by_bytes(chunk, self._cost, self.max_batch_bytes):
+                batch = [mail for entry in run if (mail := self._read(entry)) is not None]
+                if batch:
+                    yield batch
+
+    def _cost(self, entry: _Entry) -> int:
+        return entry.size if entry.size <= self.max_message_bytes else 0
+
+    def _read(self, entry: _Entry) -> InboundMail | None:
+        received = datetime.fromtimestamp(int(entry.mtime), UTC).replace(tzinfo=None)
+        try:
+            if entry.size > self.max_message_bytes:
+                with entry.path.open("rb") as stream:
+                    header = read_header(stream)
+                return InboundMail(entry.key, header, received, oversize=entry.size)
+            return InboundMail(entry.key, entry.path.read_bytes(), received)
+        except FileNotFoundError:
+            return None
 
     def move(self, keys: Sequence[str], destination: Destination) -> None:
         """Rename each file into the folder's cur/ (created when missing)."""

@@ -43,7 +43,8 @@ def apply(work: Work, services: Services) -> Outcome:
     """The whole effect of the message, in the batch's transaction."""
     assert work.decision is not None  # the route step ran
     session = work.session
-    item = Inbound(work.email, work.received_at, len(work.raw), work.reply_text)
+    size = work.oversize if work.oversize is not None else len(work.raw)
+    item = Inbound(work.email, work.received_at, size, work.reply_text)
     if work.retry_of is not None:
         quarantine.release_for_retry(session, work.retry_of, work.dedupe_key, accepted=work.vouched)
     if work.facts is None or work.dedupe_key in work.facts.failing:
@@ -91,6 +92,8 @@ def _quarantine(work: Work, services: Services, item: Inbound, decision: Quarant
     )
     if decision.answer_stranger:
         inbound.answer_stranger(work.session, services, item)
+    if decision.tell_too_large:
+        inbound.tell_too_large(work.session, services, item)
     return Quarantined(entry.id or 0, decision.code, entry.reason)
 
 

@@ -26,7 +26,7 @@ from mailbridge.pipeline.outcomes import (
     Outcome,
     Quarantined,
 )
-from mailbridge.pipeline.parse import parse_or_none
+from mailbridge.pipeline.parse import Limits, parse_or_none
 from mailbridge.pipeline.steps import STEPS, Step, already_handled
 from mailbridge.pipeline.work import BatchFacts, Work
 from mailbridge.services import Services
@@ -66,13 +66,17 @@ class Processor:
         retry_of: int | None = None,
         parsed: Sequence[ParsedEmail | None] | None = None,
         vouched: bool = False,
+        oversizes: Sequence[int | None] | None = None,
     ) -> list[Outcome]:
-        """Outcomes in the order of `items`; `parsed`, when given, was parsed ahead;
-        `vouched`: a coordinator accepted them as coming from their senders."""
-        parsed_ahead = list(parsed) if parsed is not None else self.parse_ahead(items)
+        """Outcomes in the order of `items`; `parsed`, when given, was parsed ahead.
+        `vouched`: a coordinator accepted them as coming from their senders. `oversizes`:
+        each message's whole size where the item holds only its header (it was larger than
+        [mailbox] max_message_bytes), else None."""
+        sizes = list(oversizes) if oversizes is not None else [None] * len(items)
+        parsed_ahead = list(parsed) if parsed is not None else self.parse_ahead(items, sizes)
         keys = [p.dedupe_key for p in parsed_ahead if p is not None]
         if len(items) > 1 and len(set(keys)) == len(keys):  # a copy would fail its insert
-            done = self._all_at_once(items, parsed_ahead, retry_of, vouched)
+            done = self._all_at_once(items, parsed_ahead, sizes, retry_of, vouched)
             if done is not None:
                 for outcome in done:
                     self._log(outcome)
@@ -87,6 +91,7 @@ class Processor:
                             raw, received_at, session, retry_of, parsed_ahead[index], facts
                         )
                         work.vouched = vouched
+                        work.oversize = sizes[index]
                         try:
                             with logs.held() as its_own:
                                 with session.begin_nested():
@@ -123,6 +128,7 @@ class Processor:
         self,
         items: Sequence[tuple[bytes, datetime | None]],
         parsed: Sequence[ParsedEmail | None],
+        sizes: Sequence[int | None],
         retry_of: int | None,
         vouched: bool = False,
     ) -> list[Outcome] | None:
@@ -137,9 +143,10 @@ class Processor:
             try:
                 with self._batch(parsed) as (session, facts):
                     outcomes = []
-                    for (raw, received_at), ahead in zip(items, parsed, strict=True):
+                    for (raw, received_at), ahead, size in zip(items, parsed, sizes, strict=True):
                         work = _work(raw, received_at, session, retry_of, ahead, facts)
                         work.vouched = vouched
+                        work.oversize = size
                         outcomes.append(self._run(work))
             except Exception as exc:  # noqa: BLE001 - the careful path below decides
                 error = type(exc).__name__
@@ -161,12 +168,14 @@ class Processor:
             yield session, BatchFacts.load(session, [p for p in parsed if p is not None])
 
     def parse_ahead(
-        self, items: Sequence[tuple[bytes, datetime | None]]
+        self, items: Sequence[tuple[bytes, datetime | None]], sizes: Sequence[int | None]
     ) -> list[ParsedEmail | None]:
         """Parse the batch before its transaction; None where parsing raised (the parse step
         then raises again inside the pipeline, where the failure is recorded)."""
-        limit = self.services.config.storage.max_filename_length
-        return [parse_or_none(raw, limit) for raw, _ in items]
+        limits = Limits.of(self.services.config)
+        return [
+            parse_or_none(raw, limits, size) for (raw, _), size in zip(items, sizes, strict=True)
+        ]
 
     def _run(self, work: Work) -> Outcome:
         for step in self.steps:

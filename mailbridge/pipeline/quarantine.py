@@ -22,7 +22,7 @@ from mailbridge.errors import UserError
 from mailbridge.mail import replies
 from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.pipeline.outcomes import Failed, Quarantined
-from mailbridge.pipeline.parse import parse_raw
+from mailbridge.pipeline.parse import Limits, parse_raw
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
 from mailbridge.store.models import (
@@ -35,6 +35,8 @@ from mailbridge.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+TOO_LARGE = "too_large"  # read by its header alone: no bytes kept to retry from
 
 
 def keep(
@@ -170,6 +172,12 @@ def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | No
     item = get_item(services, item_id)
     if item.status != QuarantineStatus.WAITING:
         raise UserError(f"quarantined message {item_id} was already {item.status}")
+    if item.reason_code == TOO_LARGE:
+        raise UserError(
+            f"quarantined message {item_id} was too large to keep, so it cannot be retried; "
+            "the original is in the mailbox's quarantine folder: ask the sender to send it "
+            "again in smaller emails"
+        )
     if not services.blobs.exists(item.raw_sha256):
         raise UserError(
             f"the stored copy of quarantined message {item_id} is missing from "
@@ -208,7 +216,7 @@ def accept(services: Services, item_id: int, as_: str = "contribution") -> str:
             f"{services.blobs.root}; it cannot be accepted"
         )
     raw = services.blobs.get(item.raw_sha256)
-    parsed = parse_raw(raw, services.config.storage.max_filename_length)
+    parsed = parse_raw(raw, Limits.of(services.config))
     with transaction(services.engine) as session:
         entry = session.get(QuarantineItem, item_id)
         assert entry is not None

@@ -80,6 +80,16 @@ def decide(
         return Quarantine(
             "too_complex", f"the message is more than mailbridge reads: {parsed.too_complex}"
         )
+    if parsed.too_large:
+        # Only its header was read. A person in the directory is told, so the attachments
+        # can come again in smaller emails; nobody else, and never an automatic message.
+        return Quarantine(
+            "too_large",
+            f"the message is larger than mailbridge takes: {parsed.too_large}",
+            tell_too_large=(
+                verdict is None and sender.person_id is not None and not parsed.sender_problem
+            ),
+        )
     if parsed.sender_problem:
         # Whom would a role be granted to? Mail servers and DMARC see one mailbox, people
         # may see another: nothing is decided on such a From.

@@ -9,6 +9,7 @@ goes on (docs/architecture.md, invariant 5).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import bindparam
@@ -22,7 +23,7 @@ from mailbridge.mailbox.base import Destination
 from mailbridge.pipeline import routing, threading
 from mailbridge.pipeline.apply import apply
 from mailbridge.pipeline.outcomes import AlreadyHandled, Outcome
-from mailbridge.pipeline.parse import parse_raw
+from mailbridge.pipeline.parse import Limits, parse_raw
 from mailbridge.pipeline.work import BatchFacts, Earlier, Work
 from mailbridge.services import Services
 from mailbridge.store.models import (
@@ -37,14 +38,18 @@ Step = Callable[[Work, Services], Outcome | None]
 
 
 def store_raw(work: Work, services: Services) -> None:
-    """Keep the exact bytes first, so any later failure can be retried from them."""
+    """Keep the exact bytes first, so any later failure can be retried from them; of a
+    message over the size limit there is only its header, which is not kept."""
     known = work.parsed.raw_sha256 if work.parsed is not None else None  # parsed ahead
+    if work.oversize is not None:
+        work.raw_sha256 = known or hashlib.sha256(work.raw).hexdigest()
+        return
     work.raw_sha256 = services.blobs.put(work.raw, sha256=known)
 
 
 def parse(work: Work, services: Services) -> None:
     if work.parsed is None:  # the batch may have parsed it ahead
-        work.parsed = parse_raw(work.raw, services.config.storage.max_filename_length)
+        work.parsed = parse_raw(work.raw, Limits.of(services.config), work.oversize)
 
 
 def skip_handled(work: Work, services: Services) -> Outcome | None:
@@ -79,8 +84,7 @@ def _says_the_same(seen: Earlier, email: ParsedEmail, services: Services) -> boo
         return False
     if not services.blobs.exists(seen.raw_sha256):
         return False  # the stored copy is gone: nothing to compare, so not taken for a copy
-    limit = services.config.storage.max_filename_length
-    before = parse_raw(services.blobs.get(seen.raw_sha256), limit)
+    before = parse_raw(services.blobs.get(seen.raw_sha256), Limits.of(services.config))
     return before.content_sha256 == email.content_sha256
 
 

@@ -39,6 +39,7 @@ class Work:
     server_received_at: datetime | None
     session: Session
     retry_of: int | None = None
+    oversize: int | None = None  # the whole size of a message of which `raw` is the header
     raw_sha256: str = ""
     parsed: ParsedEmail | None = None
     sender: Identity | None = None

@@ -47,7 +47,7 @@ from mailbridge.pipeline.outcomes import (
     Outcome,
     Quarantined,
 )
-from mailbridge.pipeline.parse import Parsed, ParsePool, workers_for
+from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
 from mailbridge.services import Services
 from mailbridge.store.models import utcnow
@@ -146,7 +146,9 @@ class Daemon:
         batches = self.source.fetch(full_scan=self._full_scan_due(full_scan))
         for batch, parsed in self._parsed_ahead(batches):
             outcomes = self.processor.process_batch(
-                [(m.raw, m.received_at) for m in batch], parsed=parsed
+                [(m.raw, m.received_at) for m in batch],
+                parsed=parsed,
+                oversizes=[m.oversize for m in batch],
             )
             if self.courier is not None:
                 # Hand over first: the courier claims this batch's mail while we move it,
@@ -212,7 +214,11 @@ class Daemon:
         pool = self.parse_pool
         ahead: tuple[list[InboundMail], list[Future[Parsed]] | None] | None = None
         for batch in batches:
-            futures = pool.submit([m.raw for m in batch]) if pool is not None else None
+            futures = (
+                pool.submit([m.raw for m in batch], [m.oversize for m in batch])
+                if pool is not None
+                else None
+            )
             if ahead is not None:
                 yield ahead[0], pool.result(ahead[1]) if pool is not None else None
                 if self.stopping:
@@ -429,8 +435,6 @@ def build(services: Services, *, courier: bool = True) -> Daemon:
         lambda: open_sender(config),
         courier=Courier(config) if courier else None,
         parse_pool=ParsePool(
-            workers_for(config.mailbox.parse_workers),
-            config.storage.max_filename_length,
-            config.storage.data_dir,
+            workers_for(config.mailbox.parse_workers), Limits.of(config), config.storage.data_dir
         ),
     )

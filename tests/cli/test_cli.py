@@ -31,6 +31,7 @@ from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.mailbox.maildir import maildir_drop
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
 from tests.helpers.clock import FIXED_NOW, clock_at
+from tests.helpers.mail import large_attachment
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -598,3 +599,18 @@ def test_help_lists_every_command() -> None:
 def test_command_help_carries_an_example() -> None:
     out = ok(invoke("case", "show", "--help"))
     assert "Example: mailbridge case show MQ-2026-00042" in out
+
+
+def test_a_too_large_email_is_listed_and_cannot_be_retried(tmp_path: Path) -> None:
+    home = new_home(tmp_path / "home")
+    box = 'url = "maildir:./mailbox"\n'
+    limited = CONFIG.replace(box, box + "max_message_bytes = 100000\n")
+    home.config.write_text(limited, encoding="utf-8")
+    home.drop(large_attachment(200_000, sender="bob@example.org"))
+    assert ok(home.cli("run", "--once")).startswith("0 new cases, 0 updates, 1 quarantined")
+    [(item_id, cells)] = rows(ok(home.cli("quarantine", "list"))).items()
+    assert cells[1] == "bob@example.org" and cells[4] == "waiting"
+    assert cells[3].startswith("the message is larger than mailbridge takes: 0.2 MB")
+    assert home.folder("Quarantine") == 1
+    result = home.cli("quarantine", "retry", item_id)
+    one_line_error(result, 1, "was too large to keep", "quarantine folder")

@@ -1069,8 +1069,35 @@ def test_twenty_thousand_parts_are_too_complex_and_read_only_up_to_the_limit() -
     """It took 143 s to parse: now the walk stops at the limit, and routing quarantines it."""
     parsed = parse(many_parts(20_000))
     assert parsed.too_complex == f"more than {MAX_PARTS} MIME parts"
-    assert len(parsed.attachments) < MAX_PARTS
-    assert f"more than {MAX_PARTS} MIME parts: the rest was not read" in parsed.defects
+    assert parsed.attachments == ()  # the tree was given up on at the limit, not read whole
+    assert f"more than {MAX_PARTS} MIME parts: only the header was read" in parsed.defects
+
+
+def test_five_thousand_parts_under_a_raised_limit_are_read_whole_with_unique_names() -> None:
+    """[mailbox] max_parts raised: every part read, each name made unique in O(1)."""
+    parsed = parse(many_parts(5_000), max_parts=6_000)
+    names = [a.filename for a in parsed.attachments]
+    assert parsed.too_complex is None
+    assert len(names) == len(set(names)) == 5_000
+    assert names[-1] == "image (5000).png"
+
+
+def nested(depth: int) -> bytes:
+    head = b"From: cllr.jane.smith@example.gov.uk\r\nSubject: Deep\r\nMIME-Version: 1.0\r\n"
+    body = b"Content-Type: text/plain\r\n\r\nAt the bottom.\r\n"
+    for level in range(depth):
+        b = f"l{level}".encode()
+        body = (
+            b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b + b"\r\n"
+            + body + b"--" + b + b"--\r\n"
+        )  # fmt: skip
+    return head + body
+
+
+def test_nesting_deeper_than_the_configured_depth_is_too_complex() -> None:
+    assert parse(nested(8), max_depth=10).too_complex is None
+    deep = parse(nested(12), max_depth=10)
+    assert deep.too_complex == "MIME nesting deeper than 10 levels"
 
 
 # --- lose nothing: one message or two, charsets, damaged names ---------------------------

@@ -19,6 +19,7 @@ from mailbridge.mailbox.factory import open_source
 from mailbridge.mailbox.imap import ImapSource
 from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.mailbox.state import DbStateStore, MemoryStateStore
+from tests.helpers.mail import large_attachment
 from tests.servers.dovecot import DovecotServer
 
 
@@ -412,3 +413,31 @@ def test_db_state_store_keeps_the_mark(engine: Engine) -> None:
     store.save("imap://b@h:143/INBOX", None, 0)
     assert store.load("imaps://a@h:993/INBOX") == (17, 42)
     assert DbStateStore(engine).load("imap://b@h:143/INBOX") == (None, 0)
+
+
+def test_sizes_come_first_and_a_message_over_the_limit_gives_its_header_alone(
+    imap_mailbox: DovecotServer, state: MemoryStateStore
+) -> None:
+    """RFC822.SIZE is fetched before any body: of a message over max_message_bytes only
+    BODY.PEEK[HEADER] is fetched; batches hold at most max_batch_bytes, a larger message
+    comes alone, and nothing is marked seen."""
+    sizes = [400_000, 400_000, 3_000_000, 1_500_000, 100_000]
+    raws = [large_attachment(size, n) for n, size in enumerate(sizes)]
+    uids = [imap_mailbox.append(raw) for raw in raws]
+    src = make_source(
+        imap_mailbox, state, batch_size=100, max_message_bytes=2_000_000, max_batch_bytes=1_000_000
+    )
+    src.open()
+    try:
+        batches = list(src.fetch())
+    finally:
+        src.close()
+    assert [[int(m.key) for m in b] for b in batches] == [uids[0:3], uids[3:4], uids[4:5]]
+    mails = [m for b in batches for m in b]
+    big = raws[2]
+    assert mails[2].raw == big[: big.index(b"\r\n\r\n") + 4]
+    assert mails[2].oversize == len(big)
+    assert [m.raw for m in mails if m.oversize is None] == [raws[0], raws[1], raws[3], raws[4]]
+    with imap_mailbox.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        assert client.search("SEEN") == []

@@ -13,6 +13,7 @@ import pytest
 
 from mailbridge.mailbox.base import Destination, InboundMail, batch_sizes
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
+from tests.helpers.mail import large_attachment
 
 
 def message(n: int) -> bytes:
@@ -163,3 +164,34 @@ def test_wait_returns_at_once_for_mail_dropped_after_the_last_fetch(root: Path) 
     fetch_all(source)
     maildir_drop(root, message(1))
     assert source.wait(30) is True
+
+
+# --- bounded work: sizes read before the bytes -------------------------------------------
+
+
+def test_a_file_over_the_size_limit_gives_its_header_alone(root: Path) -> None:
+    """Attack: five 50 MB emails in one batch peaked at 2.2 GB. The file's size is read
+    first, and of one over max_message_bytes only the header is read."""
+    small = maildir_drop(root, message(1))
+    big = large_attachment(3_000_000, sender="someone@example.org")
+    large = maildir_drop(root, big)
+    source = MaildirSource(root, max_message_bytes=1_000_000)
+    by_key = {m.key: m for m in fetch_all(source)}
+    assert by_key[small].raw == message(1) and by_key[small].oversize is None
+    head = big[: big.index(b"\r\n\r\n") + 4]
+    assert by_key[large].raw == head
+    assert by_key[large].oversize == len(big)
+
+
+def test_batches_are_bounded_by_bytes_and_a_larger_message_comes_alone(root: Path) -> None:
+    sizes = [400_000, 400_000, 400_000, 1_500_000, 100_000, 5_000_000]
+    keys = []
+    for n, size in enumerate(sizes):
+        keys.append(maildir_drop(root, large_attachment(size, n)))
+        set_mtime(root, keys[-1], datetime(2026, 12, 1, 9, n, tzinfo=UTC))
+    source = MaildirSource(
+        root, batch_size=100, max_message_bytes=2_000_000, max_batch_bytes=1_000_000
+    )
+    batches = [[m.key for m in batch] for batch in source.fetch()]
+    # 5 MB is over the size limit: only its header is fetched, which costs nothing.
+    assert batches == [keys[0:2], keys[2:3], keys[3:4], keys[4:6]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -17,11 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mailbridge.pipeline.parse import ParsePool, parse_or_none, workers_for
+from mailbridge.mail import parsing
+from mailbridge.pipeline import parse as parse_module
+from mailbridge.pipeline.parse import Limits, ParsePool, parse_or_none, workers_for
 from mailbridge.store.blobs import BlobStore
 from tests.factories import MAIL
 
-LIMIT = 120  # the default [storage] max_filename_length
+LIMIT = Limits()  # the defaults ([storage] max_filename_length 120, [mailbox] limits)
 
 EML = sorted(MAIL.glob("*.eml"))
 
@@ -98,13 +101,13 @@ def test_workers_store_the_raw_messages_before_the_parse_comes_back(tmp_path: Pa
 def test_the_filename_limit_reaches_the_workers() -> None:
     path = MAIL / "attachment_very_long_filenames_rfc2231_continuations.eml"
     raw = path.read_bytes()
-    short = ParsePool(1, 16)
+    short = ParsePool(1, Limits(max_filename_length=16))
     short.start()
     try:
         [parsed] = short.result(short.submit([raw])) or pytest.fail("no parse")
     finally:
         short.close()
-    assert parsed == parse_or_none(raw, 16)
+    assert parsed == parse_or_none(raw, Limits(max_filename_length=16))
     assert parsed is not None and parsed != parse_or_none(raw, LIMIT)
     assert all(len(a.filename) <= 16 for a in parsed.attachments)
 
@@ -114,7 +117,7 @@ def test_no_workers_means_parse_in_the_main_process() -> None:
     none.start()  # nothing to start
     assert none._pool is None
     assert none.submit(raws(EML[:2])) is None
-    assert ParsePool(0, 120).result(None) is None
+    assert ParsePool(0, LIMIT).result(None) is None
     none.close()
 
 
@@ -148,7 +151,7 @@ def test_a_killed_worker_falls_back_to_none_without_raising(pool: ParsePool) -> 
         assert time.monotonic() < deadline, "the pool never noticed its worker had died"
         time.sleep(0.05)
     assert pool._pool is None and pool.broken  # the daemon starts a new one next pass
-    assert ParsePool(0, 120).result(None) is None
+    assert ParsePool(0, LIMIT).result(None) is None
 
 
 def test_auto_uses_every_core_but_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,3 +198,28 @@ def test_workers_of_a_dead_daemon_exit_by_themselves() -> None:
         for pid in pids:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def stall_in_c(raw: bytes, **_limits: object) -> object:
+    """A parse stuck inside C code, where the timer signal cannot interrupt it (a regular
+    expression that backtracks without end holds the interpreter)."""
+    re.match(rb"(a+)+$", b"a" * 64 + b"!")
+    raise AssertionError("never reached")
+
+
+def test_a_worker_stuck_where_the_timer_cannot_reach_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past its slice's whole budget, the workers are killed and the pool marked broken
+    (the daemon starts new ones at its next pass); the batch is parsed here instead."""
+    monkeypatch.setattr(parsing, "parse", stall_in_c)  # before the fork: the worker has it
+    monkeypatch.setattr(parse_module, "HARD_LIMIT_GRACE_SECONDS", 0.5)
+    stuck = ParsePool(1, Limits(timeout_seconds=0.1))
+    stuck.start()
+    try:
+        [worker] = worker_pids(stuck)
+        assert stuck.result(stuck.submit(raws(EML[:1]))) is None
+        assert stuck.broken and stuck._pool is None
+        assert not psutil.pid_exists(worker) or gone(worker)
+    finally:
+        stuck.close()

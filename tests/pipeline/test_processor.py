@@ -25,7 +25,7 @@ from mailbridge.mailbox.base import Destination
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
 from mailbridge.pipeline import steps
 from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
-from mailbridge.pipeline.parse import ParsePool, parse_or_none
+from mailbridge.pipeline.parse import Limits, ParsePool, parse_or_none
 from mailbridge.pipeline.processor import Processor
 from mailbridge.pipeline.work import BatchFacts
 from mailbridge.service.daemon import Daemon
@@ -38,9 +38,10 @@ from mailbridge.store.models import (
     Message,
     OutboxMessage,
     ProcessingFailure,
+    QuarantineItem,
 )
 from tests.factories import add_person, fixture_bytes, make_services, seed_directory
-from tests.helpers.mail import many_parts
+from tests.helpers.mail import large_attachment, many_parts
 
 POTHOLE = "member_new_enquiry_pothole.eml"
 DELEGATE = "delegate_writes_for_member.eml"
@@ -386,8 +387,7 @@ def state(engine: Engine) -> dict[str, list[tuple]]:
 def test_a_batch_parsed_ahead_ends_as_one_parsed_here(tmp_path: Path, engine: Engine) -> None:
     names = (POTHOLE, STRANGER, DELEGATE, POTHOLE, LOOP, LONG_NAMES)
     ahead = seeded(tmp_path / "ahead", engine)
-    limit = ahead.config.storage.max_filename_length
-    parsed = [parse_or_none(raw, limit) for raw, _ in items(*names)]
+    parsed = [parse_or_none(raw, Limits.of(ahead.config)) for raw, _ in items(*names)]
     parsed[2] = None  # a worker could not parse it: the pipeline parses it itself
     with_parse = Processor(ahead).process_batch(items(*names), parsed=parsed)
 
@@ -431,8 +431,14 @@ def folder_count(services: Services, folder: str | None) -> int:
     return len(box.get_folder(folder)) if folder in box.list_folders() else 0
 
 
-def pooled_daemon(services: Services, pool: ParsePool) -> Daemon:
-    source = MaildirSource(inbox(services), batch_size=services.config.mailbox.batch_size)
+def pooled_daemon(services: Services, pool: ParsePool | None) -> Daemon:
+    box = services.config.mailbox
+    source = MaildirSource(
+        inbox(services),
+        batch_size=box.batch_size,
+        max_message_bytes=box.max_message_bytes,
+        max_batch_bytes=box.max_batch_bytes,
+    )
     return Daemon(services, source, lambda: open_sender(services.config), parse_pool=pool)
 
 
@@ -456,7 +462,7 @@ def test_the_daemon_with_a_parse_worker_opens_one_case_per_message(
     for name in [*CASE_MAIL, POTHOLE]:  # the pothole enquiry arrives twice
         raw = fixture_bytes(name)
         maildir_drop(inbox(batched), raw, parse(raw).received_at)
-    pool = ParsePool(1, batched.config.storage.max_filename_length)
+    pool = ParsePool(1, Limits.of(batched.config))
     report = pooled_daemon(batched, pool).run_once()
 
     assert pool._pool is None  # the worker was started and has been shut down again
@@ -475,7 +481,7 @@ def test_a_dead_parse_worker_is_replaced_at_the_next_pass(
     first, second = CASE_MAIL[:2], CASE_MAIL[2:4]
     for name in first:
         maildir_drop(inbox(batched), fixture_bytes(name))
-    pool = ParsePool(1, batched.config.storage.max_filename_length)
+    pool = ParsePool(1, Limits.of(batched.config))
     batched.engine.dispose()  # as the daemon does before it forks
     pool.start()
     daemon = pooled_daemon(batched, pool)
@@ -504,7 +510,7 @@ def test_a_dead_parse_worker_only_means_parsing_here(
     for name in names:
         raw = fixture_bytes(name)
         maildir_drop(inbox(batched), raw, parse(raw).received_at)
-    pool = ParsePool(1, batched.config.storage.max_filename_length)
+    pool = ParsePool(1, Limits.of(batched.config))
     batched.engine.dispose()  # as the daemon does before it forks
     pool.start()
     try:
@@ -536,3 +542,124 @@ def test_a_message_built_to_stall_is_quarantined_and_its_batch_goes_on(
         "too_complex",
         f"the message is more than mailbridge reads: more than {MAX_PARTS} MIME parts",
     )
+
+
+# --- bounded work per message: size, parts, time --------------------------------------
+
+
+def outbox_kinds(services: Services) -> list[tuple[str, str]]:
+    with Session(services.engine) as session:
+        rows = session.exec(select(OutboxMessage.kind, OutboxMessage.recipients)).all()
+    return sorted((kind, recipients) for kind, recipients in rows)
+
+
+def quarantined(services: Services) -> list[QuarantineItem]:
+    with Session(services.engine) as session:
+        return list(session.exec(select(QuarantineItem).order_by(QuarantineItem.id)).all())
+
+
+FIFTY_MB = 50 * 1024 * 1024
+JANE = "cllr.jane.smith@example.gov.uk"
+
+
+def test_attack_five_50_mb_emails_in_one_batch_are_quarantined_by_their_headers(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Five 50 MB emails in one Maildir batch peaked at 2.2 GB and their bytes were stored
+    for ever. With the default limit (40 MB) each is read by its header alone, quarantined
+    as too_large without its bytes kept, and moved to Quarantine, where the mailbox keeps
+    the original; the councillor who sent four of them is told (within the per-address
+    limit of automatic mail), the stranger is not; the enquiry beside them opens its case."""
+    services = seeded(tmp_path, engine, automatic_mail={"per_address_per_hour": 3})
+    senders = [JANE, JANE, "someone@example.org", JANE, JANE]
+    for n, sender in enumerate(senders):
+        maildir_drop(inbox(services), large_attachment(FIFTY_MB, n, sender=sender))
+    maildir_drop(inbox(services), fixture_bytes(POTHOLE))
+    pool = ParsePool(1, Limits.of(services.config), services.config.storage.data_dir)
+    report = pooled_daemon(services, pool).run_once()
+
+    assert (report.cases, report.quarantined, report.failed) == (1, 5, 0)
+    items = quarantined(services)
+    assert {i.reason_code for i in items} == {"too_large"}
+    assert items[0].reason == (
+        "the message is larger than mailbridge takes: 50.0 MB, more than the 40.0 MB "
+        "mailbridge takes ([mailbox] max_message_bytes)"
+    )
+    assert sorted(i.sender for i in items) == sorted(senders)
+    assert not any(services.blobs.exists(i.raw_sha256) for i in items)  # no bytes kept
+    assert folder_count(services, None) == 0
+    assert folder_count(services, "Quarantine") == 5
+    kept = (inbox(services) / ".Quarantine" / "cur").iterdir()
+    assert sorted(path.stat().st_size for path in kept) == sorted(
+        len(large_attachment(FIFTY_MB, n, sender=s)) for n, s in enumerate(senders)
+    )
+    notices = [k for k in outbox_kinds(services) if k[0] == "too_large_notice"]
+    assert notices == [("too_large_notice", JANE)] * 3  # four emails, three an hour at most
+
+
+def test_a_too_large_email_brought_back_to_the_inbox_is_not_counted_twice(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A crash after the commit, before the move: the next pass finds it handled and only
+    moves it (no second quarantine record, no second notice)."""
+    services = seeded(tmp_path, engine, mailbox={"max_message_bytes": 1_000_000})
+    raw = large_attachment(2_000_000)
+    maildir_drop(inbox(services), raw)
+    first = pooled_daemon(services, None).run_once()
+    maildir_drop(inbox(services), raw)  # as if the move had not happened
+    again = pooled_daemon(services, None).run_once()
+    assert (first.quarantined, again.quarantined, again.duplicates) == (1, 0, 1)
+    assert len(quarantined(services)) == 1
+    assert [k for k, _ in outbox_kinds(services)] == ["too_large_notice"]
+    assert folder_count(services, "Quarantine") == 2 and folder_count(services, None) == 0
+
+
+def test_five_thousand_parts_under_a_raised_limit_open_their_case_in_the_batch(
+    tmp_path: Path, engine: Engine
+) -> None:
+    services = seeded(tmp_path, engine, mailbox={"max_parts": 6_000})
+    batch = [*items(POTHOLE), (many_parts(5_000), None), *items(DELEGATE)]
+    outcomes = Processor(services).process_batch(batch)
+    assert [type(o) for o in outcomes] == [CaseOpened, CaseOpened, CaseOpened]
+    assert count(services.engine, Attachment) == 5_000
+
+
+# 20,000 parts take ~8 s to read here; an ordinary email, milliseconds.
+SLOW = {"max_parts": 50_000, "parse_timeout_seconds": 1}
+TOO_SLOW = (
+    "too_complex",
+    "the message is more than mailbridge reads: reading it took longer than 1 s "
+    "([mailbox] parse_timeout_seconds)",
+)
+
+
+# Raised into a collector callback, the exception would be lost (and reported so).
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_parse_past_the_time_limit_is_quarantined_and_its_batch_goes_on(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """In the main process (no parse worker): 20,000 parts under a raised parts limit but a
+    short time limit are given up on and quarantined; the enquiries either side open cases."""
+    services = seeded(tmp_path, engine, mailbox=SLOW)
+    batch = [*items(POTHOLE), (many_parts(20_000), None), *items(DELEGATE)]
+    outcomes = Processor(services).process_batch(batch)
+    assert [type(o) for o in outcomes] == [CaseOpened, Quarantined, CaseOpened]
+    stalled = outcomes[1]
+    assert isinstance(stalled, Quarantined) and (stalled.code, stalled.reason) == TOO_SLOW
+
+
+# Raised into a collector callback, the exception would be lost (and reported so).
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_a_parse_worker_past_the_time_limit_gives_up_and_the_batch_goes_on(
+    tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = seeded(tmp_path, engine, mailbox=SLOW)
+    for raw in [fixture_bytes(POTHOLE), many_parts(20_000), fixture_bytes(DELEGATE)]:
+        maildir_drop(inbox(services), raw)
+    pool = ParsePool(1, Limits.of(services.config), services.config.storage.data_dir)
+    report = pooled_daemon(services, pool).run_once()
+    assert [r.message for r in caplog.records if r.name == "mailbridge.pipeline.parse"] == []
+    assert (report.cases, report.quarantined, report.failed) == (2, 1, 0)
+    [item] = quarantined(services)
+    assert (item.reason_code, item.reason) == TOO_SLOW
+    assert services.blobs.exists(item.raw_sha256)  # within the size limit: kept, retryable

@@ -29,6 +29,7 @@ from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from tests.factories import NO_TRUST_TOML, fixture_bytes
 from tests.helpers.clock import python_command
+from tests.helpers.mail import large_attachment
 from tests.servers.dovecot import DovecotServer
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
@@ -363,3 +364,39 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
 
     assert imap_mailbox.uids("INBOX") == []
     assert len(imap_mailbox.uids("Processed")) == total
+
+
+def test_run_once_on_imap_quarantines_a_too_large_email_by_its_header(
+    tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer, fixed_clock: datetime
+) -> None:
+    """Over [mailbox] max_message_bytes on a real Dovecot: only its header is fetched, it is
+    quarantined too_large and moved whole to Quarantine, and the councillor who sent it is
+    told once (nothing of their email repeated); the enquiry beside it opens its case."""
+    config = write_config(tmp_path, imap_mailbox, smtp_server, "max_message_bytes = 1000000")
+    big = large_attachment(3_000_000, sender="raj.patel@example.gov.uk")
+    imap_mailbox.append(big)
+    imap_mailbox.append(enquiry(1)[1])
+    run = mailbridge("run", "--once", "--config", str(config))
+    done = subprocess.run(run, env=env(imap_mailbox), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 new cases, 0 updates, 1 quarantined" in done.stdout
+
+    notices = [m for m in smtp_server.messages if b"too large" in m.content]
+    [notice] = notices
+    assert notice.rcpt_tos == ["raj.patel@example.gov.uk"]
+    msg = message_from_bytes(notice.content, policy=policy.default)
+    assert msg["Subject"] == "Your email was too large to be logged"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "2.9 MB, more than the 1.0 MB this mailbox takes" in text
+    assert "Survey photos" not in text  # nothing of theirs repeated
+
+    assert imap_mailbox.uids("INBOX") == []
+    with imap_mailbox.client() as client:
+        client.select_folder("Quarantine", readonly=True)
+        [kept] = client.fetch(client.search("ALL"), ["BODY.PEEK[]"]).values()
+    assert kept[b"BODY[]"] == big  # the mailbox keeps the original
+
+    again = subprocess.run(run, env=env(imap_mailbox), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "0 new cases, 0 updates, 0 quarantined" in again.stdout
+    assert len(smtp_server.messages) == 2  # the acknowledgement and the notice, once each
