@@ -9,8 +9,8 @@ from rich.table import Table
 
 from mailbridge.cli.context import ConfigOption, console, friendly, opened
 from mailbridge.pipeline import quarantine as q
-from mailbridge.pipeline.outcomes import CaseOpened, Failed, Quarantined
-from mailbridge.pipeline.processor import retry_quarantined
+from mailbridge.pipeline.outcomes import CaseOpened, CaseUpdated, Failed, Outcome, Quarantined
+from mailbridge.pipeline.processor import accept_quarantined, retry_quarantined
 from mailbridge.services import Services
 
 app = typer.Typer(help="Messages that opened no case, and why.", no_args_is_help=True)
@@ -80,24 +80,7 @@ def retry(
     """
     with opened(config) as (cfg, engine):
         outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
-    if isinstance(outcome, CaseOpened):
-        console.print(
-            f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
-            "queued and goes out with the next pass of `mailbridge run`",
-            highlight=False,
-        )
-    elif isinstance(outcome, Quarantined):
-        # The retry is recorded under a new id; the old one is closed as "retried".
-        console.print(
-            f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
-            f"{outcome.reason}",
-            highlight=False,
-        )
-    elif isinstance(outcome, Failed):
-        console.print(f"message {item_id} failed again: {outcome.error}")
-        raise typer.Exit(1)
-    else:
-        console.print(f"message {item_id} was already handled")
+    _report(item_id, outcome)
 
 
 @app.command("accept")
@@ -109,14 +92,41 @@ def accept(
     ] = "contribution",
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
 ) -> None:
-    """Attach a quarantined message to the case it points at, after checking who wrote it.
+    """Accept a quarantined message after checking who wrote it: one held as a flood opens
+    its case; any other joins the case it points at.
 
     Example: mailbridge quarantine accept 7 --as contribution
     """
     with opened(config) as (cfg, engine):
-        reference = q.accept(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
-    console.print(
-        f"message {item_id} is now a {as_} on {reference}; the lead officer and coordinators "
-        "get it with the next pass of `mailbridge run`",
-        highlight=False,
-    )
+        outcome = accept_quarantined(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
+    _report(item_id, outcome, as_)
+    if isinstance(outcome, Quarantined):
+        raise typer.Exit(1)
+
+
+def _report(item_id: int, outcome: Outcome, as_: str = "") -> None:
+    """What a retry or an acceptance (`as_`) did to the message, in one line."""
+    if isinstance(outcome, CaseOpened):
+        console.print(
+            f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
+            "queued and goes out with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    elif isinstance(outcome, CaseUpdated):
+        console.print(
+            f"message {item_id} is now a {as_} on {outcome.reference}; the lead "
+            "officer and coordinators get it with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    elif isinstance(outcome, Quarantined):
+        # Recorded under a new id; the old one is closed as "retried".
+        console.print(
+            f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
+            f"{outcome.reason}",
+            highlight=False,
+        )
+    elif isinstance(outcome, Failed):
+        console.print(f"message {item_id} failed again: {outcome.error}")
+        raise typer.Exit(1)
+    else:
+        console.print(f"message {item_id} was already handled")

@@ -91,6 +91,15 @@ class NoteBounce:
     bounce: Bounce
 
 
+@dataclass(frozen=True, slots=True)
+class HoldFlood:
+    """A new case beyond its sender's limit (cases/floods.py): quarantined as `flood`, and
+    coordinators told once a day per sender."""
+
+    case: OpenCase
+    reason: str
+
+
 Decision = (
     OpenCase
     | Quarantine
@@ -103,4 +112,5 @@ Decision = (
     | CoordinatorNote
     | NoteAutoReply
     | NoteBounce
+    | HoldFlood
 )

@@ -15,9 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from mailbridge import logs
+from mailbridge.cases import floods
 from mailbridge.delivery import queue
+from mailbridge.errors import UserError
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.pipeline import quarantine
+from mailbridge.pipeline.apply import apply
 from mailbridge.pipeline.outcomes import (
     CaseOpened,
     CaseUpdated,
@@ -27,7 +30,7 @@ from mailbridge.pipeline.outcomes import (
     Quarantined,
 )
 from mailbridge.pipeline.parse import parse_or_none
-from mailbridge.pipeline.steps import STEPS, Step, already_handled
+from mailbridge.pipeline.steps import STEPS, Step, already_handled, limit_new_cases
 from mailbridge.pipeline.work import BatchFacts, Work
 from mailbridge.services import Services
 from mailbridge.store.db import discard_later, flush_later, rows_later, transaction
@@ -222,6 +225,31 @@ def retry_quarantined(services: Services, item_id: int) -> Outcome:
     e.g. after its sender was added to the directory."""
     raw, received_at = quarantine.waiting_copy(services, item_id)
     return Processor(services).process(raw, received_at, retry_of=item_id)
+
+
+def accept_quarantined(
+    services: Services, item_id: int, as_: str = "contribution"
+) -> CaseOpened | CaseUpdated | Quarantined:
+    """A coordinator accepts a quarantined message (`mailbridge quarantine accept`): one held
+    as a flood opens its case as if under the limit, anything else joins the case it names."""
+    item = quarantine.get_item(services, item_id)
+    if item.reason_code != floods.FLOOD:
+        return CaseUpdated(quarantine.accept(services, item_id, as_), as_)
+    raw, received_at = quarantine.waiting_copy(services, item_id)
+    steps = [_accepted if s is apply else s for s in STEPS if s is not limit_new_cases]
+    outcome = Processor(services, steps).process(raw, received_at, retry_of=item_id)
+    if isinstance(outcome, CaseOpened | Quarantined):
+        return outcome
+    raise UserError(f"quarantined message {item_id} could not be accepted: {outcome}")
+
+
+def _accepted(work: Work, services: Services) -> Outcome:
+    """The last step of an accepted flood: its effect, and the coordinator's acceptance."""
+    outcome = apply(work, services)
+    assert work.retry_of is not None
+    if isinstance(outcome, CaseOpened):
+        quarantine.mark_accepted(work.session, work.retry_of, outcome.reference)
+    return outcome
 
 
 def pending_failures(services: Services) -> int:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
-from mailbridge.cases import directory
+from mailbridge.cases import directory, floods
+from mailbridge.cases.decisions import OpenCase
 from mailbridge.cases.facts import case_ids_for_message_ids, load_cases
 from mailbridge.mail import hygiene, replies
 from mailbridge.mailbox.base import Destination
@@ -140,6 +141,14 @@ def route(work: Work, services: Services) -> None:
     )
 
 
+def limit_new_cases(work: Work, services: Services) -> None:
+    """However its From was forged, one person's mail opens only so many cases (floods.py)."""
+    if isinstance(work.decision, OpenCase):
+        sender = work.email.from_address or ""
+        limits = services.config.limits
+        work.decision = floods.limit(work.session, limits, work.decision, work.received_at, sender)
+
+
 STEPS: Sequence[Step] = (
     store_raw,
     parse,
@@ -149,6 +158,7 @@ STEPS: Sequence[Step] = (
     find_case,
     read_reply,
     route,
+    limit_new_cases,
     apply,
 )
 
