@@ -36,7 +36,7 @@ _SUBMITTED_SINCE = select(func.count()).where(
 )
 
 
-def windows(limits: LimitsConfig) -> tuple[Window, Window]:
+def _windows(limits: LimitsConfig) -> tuple[Window, Window]:
     hour, day = limits.new_cases_per_sender_per_hour, limits.new_cases_per_sender_per_day
     return per_hour_and_day(hour, day)
 
@@ -45,7 +45,7 @@ def limit(
     session: Session, limits: LimitsConfig, decision: OpenCase, received_at: datetime, sender: str
 ) -> OpenCase | HoldFlood:
     """The new case, unless its sender already opened as many as the limits allow."""
-    spans = windows(limits)
+    spans = _windows(limits)
     counts = new_cases_within(session, decision.submitter_id, spans, received_at)
     return hold(decision, spans, counts, sender)
 
@@ -76,8 +76,8 @@ def hold(
 
 def tell_coordinators(
     session: Session, services: Services, decision: HoldFlood, received_at: datetime
-) -> bool:
-    """The coordinators' notice, once per sender per day: True when this message claimed it."""
+) -> None:
+    """The coordinators' notice, once per sender per day, whichever message claims it first."""
     to = queue.coordinator_addresses(services)
     submitter_id = decision.case.submitter_id
     day = services.calendar.local_date(received_at)
@@ -89,7 +89,7 @@ def tell_coordinators(
          "done_at": utcnow()},
     ).scalar()  # fmt: skip
     if claimed is None or not to:
-        return False
+        return
     submitter = person(session, submitter_id)
     member = person(session, decision.case.member_id)
     queued = queue.queue_mail(
@@ -111,4 +111,3 @@ def tell_coordinators(
     if queued is None:
         conn.execute(update(_SENDS).where(_SENDS.c.key == key).values(outcome="withheld"))
     log.warning("new cases held as a flood", extra={"person": submitter_id})
-    return True

@@ -227,9 +227,7 @@ def retry_quarantined(services: Services, item_id: int) -> Outcome:
     return Processor(services).process(raw, received_at, retry_of=item_id)
 
 
-def accept_quarantined(
-    services: Services, item_id: int, as_: str = "contribution"
-) -> CaseOpened | CaseUpdated | Quarantined:
+def accept_quarantined(services: Services, item_id: int, as_: str = "contribution") -> Outcome:
     """A coordinator accepts a quarantined message (`mailbridge quarantine accept`): one held
     as a flood opens its case as if under the limit, anything else joins the case it names."""
     item = quarantine.get_item(services, item_id)
@@ -238,9 +236,9 @@ def accept_quarantined(
     raw, received_at = quarantine.waiting_copy(services, item_id)
     steps = [_accepted if s is apply else s for s in STEPS if s is not limit_new_cases]
     outcome = Processor(services, steps).process(raw, received_at, retry_of=item_id)
-    if isinstance(outcome, CaseOpened | Quarantined):
-        return outcome
-    raise UserError(f"quarantined message {item_id} could not be accepted: {outcome}")
+    if isinstance(outcome, Failed):
+        raise UserError(f"quarantined message {item_id} could not be accepted: {outcome.error}")
+    return outcome
 
 
 def _accepted(work: Work, services: Services) -> Outcome:

@@ -20,6 +20,7 @@ from mailbridge.cases import floods
 from mailbridge.cases.decisions import HoldFlood, OpenCase
 from mailbridge.cli.app import app
 from mailbridge.delivery.limits import DAY, HOUR, Window, reached
+from mailbridge.mail.parsing import parse
 from mailbridge.pipeline.outcomes import CaseOpened, Quarantined
 from mailbridge.pipeline.processor import Processor, accept_quarantined
 from mailbridge.store.migrate import ensure_database
@@ -112,15 +113,28 @@ def test_no_window_allowing_nothing_lets_anything_through() -> None:
     assert reached((Window(DAY, 0),), (0,)) == "0 in the last 24 hours (the limit is 0)"
 
 
-def test_a_new_case_beyond_the_limit_is_held_as_a_flood() -> None:
+@pytest.mark.parametrize(
+    ("counts", "reason"),
+    [
+        ((19, 59), None),
+        ((20, 20), "20 in the last hour (the limit is 20)"),
+        ((3, 60), "60 in the last 24 hours (the limit is 60)"),
+    ],
+)
+def test_a_new_case_beyond_the_limit_is_held_as_a_flood(
+    counts: tuple[int, int], reason: str | None
+) -> None:
+    sender = parse(fixture_bytes(FLOOD)).from_address or ""
     new = OpenCase(member_id=1, submitter_id=2, service_area="Highways", directorate=None)
-    assert floods.hold(new, LIMITS, (19, 59), JANE) is new
-    held = floods.hold(new, LIMITS, (20, 20), JANE)
-    assert held == HoldFlood(
-        new,
-        f"too many new cases from {JANE}: 20 in the last hour (the limit is 20); "
-        "a coordinator can accept it to open its case",
-    )
+    decided = floods.hold(new, LIMITS, counts, sender)
+    if reason is None:
+        assert decided is new
+    else:
+        assert decided == HoldFlood(
+            new,
+            f"too many new cases from {JANE}: {reason}; a coordinator can accept it to open "
+            "its case",
+        )
 
 
 # --- a forged member flood ----------------------------------------------------------------
