@@ -18,6 +18,7 @@ from mailbridge.cli import (
     check,
     console,
     db,
+    keys,
     quarantine,
     report,
     run,
@@ -43,6 +44,7 @@ app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(keys.app, name="keys")
 run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export

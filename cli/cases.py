@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,13 +13,21 @@ from rich.text import Text
 from sqlmodel import Session
 
 from mailbridge.cases import assignment
-from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
+from mailbridge.cli.context import (
+    ConfigOption,
+    NowOption,
+    console,
+    friendly,
+    now_from,
+    opened,
+    stdout,
+)
 from mailbridge.cli.filters import with_case_filter
 from mailbridge.console import export, filters, views
 from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.services import Services
-from mailbridge.store.models import utcnow
+from mailbridge.store.models import Attachment, utcnow
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)
@@ -73,10 +80,10 @@ def list_cases(
             else filters.count_cases(session, wanted, cal, today)
         )
     if format is ListFormat.CSV:
-        export.write_csv(rows, sys.stdout, cal)
+        export.write_csv(rows, stdout(), cal)
         return
     if format is ListFormat.JSON:
-        export.write_json(rows, sys.stdout)
+        export.write_json(rows, stdout())
         return
     if rows:
         first = wanted.offset + 1
@@ -196,7 +203,7 @@ def show(
                 a.filename,
                 a.content_type,
                 f"{a.size:,} B",
-                a.refused_reason or ("inline" if a.inline else ""),
+                _attachment_note(a),
             )
         console.print(table)
     table = Table(title="Timeline")
@@ -205,6 +212,15 @@ def show(
     for t in d.timeline:
         table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:300])
     console.print(table)
+
+
+def _attachment_note(a: Attachment) -> str:
+    """Why it was refused or held back, the virus scan's verdict, inline."""
+    notes = [a.refused_reason] if a.refused_reason else []
+    notes += [f"held back: {a.held_reason}"] if a.held_reason else []
+    notes += [f"scan: {a.scan_result}"] if a.scan_result else []
+    notes += ["inline"] if a.inline else []
+    return "; ".join(notes)
 
 
 def _actor() -> str:

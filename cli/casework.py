@@ -124,16 +124,27 @@ def reply(
         list[Path] | None,
         typer.Option("--attach", help="A file to attach; repeat for more."),
     ] = None,
+    checked: Annotated[
+        bool,
+        typer.Option(
+            "--checked",
+            help="You checked the attached files: send one that is held back by type too.",
+        ),
+    ] = False,
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
 ) -> None:
     """Email the member — and every other member on the case — with the case tag.
 
     The reply is kept on the case and counts as a response; it does not complete the case.
+    A file of a kind that can run code when opened (a program, a script, a web page with a
+    form...) is refused unless you add --checked after checking it.
 
     Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
     """
     with _services(config) as services:
-        done = coordinator.reply(services, reference, text, attach or [], actor=_actor())
+        done = coordinator.reply(
+            services, reference, text, attach or [], actor=_actor(), checked=checked
+        )
     _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
     if done.attached:
         _say(f"  attached: {', '.join(done.attached)}")

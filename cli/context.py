@@ -2,25 +2,64 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 from rich.text import Text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mailbridge.config import Config, load_config
 from mailbridge.errors import MailbridgeError, UserError, one_line
+from mailbridge.terminal import terminal_safe
+
+
+class SafeConsole(Console):
+    """A rich Console that prints no escape sequence or control character it was given
+    (mailbridge.terminal): subjects, names, bodies and reasons come from email, and their
+    sequences would act on the reader's terminal. Only rich's own styling reaches it.
+
+    Strings are made safe before layout (`render_str`, which every str and table cell goes
+    through); every segment again after it, whatever made it (a Text, a traceback)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(terminal_safe(text), **kwargs)
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            safe = terminal_safe(segment.text)
+            unchanged = segment.control or safe == segment.text
+            yield segment if unchanged else Segment(safe, segment.style)
+
+
+class SafeStream:
+    """stdout for what is printed without rich (csv, json, a report's text), made safe the
+    same way."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(terminal_safe(text))
+
+
+def stdout() -> SafeStream:
+    return SafeStream(sys.stdout)
+
 
 # Markup off: subjects, names and reasons come from email and CSV files, and a "[urgent]" or
 # "[/x]" in them must print as written (with markup on, one is dropped, the other crashes).
-console = Console(markup=False)
-err_console = Console(stderr=True, markup=False)
+console = SafeConsole(markup=False)
+err_console = SafeConsole(stderr=True, markup=False)
 
 ConfigOption = Annotated[
     Path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from sqlmodel import Session
 
 from mailbridge.cases import directory
 from mailbridge.cases.directory import ImportReport
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, console, friendly, opened, stdout
 from mailbridge.store.models import Person
 
 SINGULAR = {"members": "member", "officers": "officer", "delegates": "delegate"}
@@ -108,7 +107,7 @@ def _make(group: str) -> typer.Typer:
                 for person, extra in directory.list_people(session, SINGULAR[group])
             ]
         if fmt == Format.CSV:
-            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer = csv.writer(stdout(), lineterminator="\n")
             writer.writerow(columns)
             writer.writerows(rows)
             return

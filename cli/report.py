@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, console, friendly, opened, stdout
 from mailbridge.console import report_render, reports
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
@@ -83,6 +83,6 @@ def report(
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     if text is not None:
-        console.file.write(text)
+        stdout().write(text)
     else:
         console.print(f"Report written to {output}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -25,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from mailbridge.errors import ConfigError
+from mailbridge.errors import ConfigError, UserError
+from mailbridge.probe import loopback
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
@@ -48,7 +50,7 @@ class Secret(_Section):
                 raise ConfigError(f"{where}: environment variable {self.env} is not set")
             return value
         if self.file:
-            path = self.file if self.file.is_absolute() or not source else source.parent / self.file
+            path = self.path(source)
             try:
                 return path.read_text(encoding="utf-8").strip()
             except OSError as exc:
@@ -56,6 +58,15 @@ class Secret(_Section):
                     f"{where}: cannot read secret file {path}: {exc.strerror}"
                 ) from exc
         raise ConfigError(f"{where}: set {key}_env or {key}_file")
+
+    def path(self, source: Path | None) -> Path:
+        """The file, relative to the config file that names it."""
+        assert self.file is not None
+        return self.file if self.file.is_absolute() or not source else source.parent / self.file
+
+    def shown(self, source: Path | None) -> str:
+        """Where the secret lives, for an error message."""
+        return f"environment variable {self.env}" if self.env else f"file {self.path(source)}"
 
 
 class OAuthConfig(_Section):
@@ -89,6 +100,7 @@ class OAuthConfig(_Section):
 
 MAILBOX_SCHEMES = ("maildir", "imap", "imaps", "imap+starttls")
 SMTP_SCHEMES = ("maildir", "smtp", "smtps", "smtp+starttls")
+PLAINTEXT_SCHEMES = ("imap", "smtp")  # no TLS at all: a login would cross in clear text
 
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
@@ -129,6 +141,7 @@ class ServerConfig(_Section):
     oauth: OAuthConfig | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     tls_ca_file: Path | None = None  # a CA to trust beside the system's (a council's own)
+    allow_plaintext_login: bool = False
 
     @field_validator("url")
     @classmethod
@@ -146,6 +159,24 @@ class ServerConfig(_Section):
     @property
     def login(self) -> str | None:
         return self.username or (unquote(urlsplit(self.url).username or "") or None)
+
+    def plaintext_login_refused(self, section: str) -> str | None:
+        """Why a login here is refused: a password or token would cross the network
+        unencrypted (imap://, smtp://) to a host that is not this machine."""
+        host = urlsplit(self.url).hostname or ""
+        if (
+            self.scheme not in PLAINTEXT_SCHEMES
+            or not self.login
+            or self.allow_plaintext_login
+            or loopback(host)
+        ):
+            return None
+        secure = {"imap": "imaps:// or imap+starttls://", "smtp": "smtps:// or smtp+starttls://"}
+        return (
+            f"[{section}] url {self.scheme}://{host} would send the login unencrypted: use "
+            f"{secure[self.scheme]}, or set [{section}] allow_plaintext_login = true "
+            "if the network between is trusted"
+        )
 
 
 class MailboxConfig(ServerConfig):
@@ -363,11 +394,23 @@ class TemplatesConfig(_Section):
 class SecurityConfig(_Section):
     signing_key_env: str | None = None
     signing_key_file: Path | None = None
+    # Keys signed with before a rotation: still accepted when a reply comes back, never used
+    # to sign.
+    previous_signing_keys: list[Path] = []
     signed_reply_address: bool = False
 
     @property
     def signing_key(self) -> Secret:
         return Secret(env=self.signing_key_env, file=self.signing_key_file)
+
+
+class AttachmentsConfig(_Section):
+    """The virus scan every kept attachment goes through, if any (docs/security.md)."""
+
+    # The scanner's argv; "{path}" stands for a file holding the attachment, else the bytes
+    # come on standard input. Exit 0 clean, 1 infected, anything else a failed scan.
+    scan_command: list[str] = []
+    scan_timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 60
 
 
 class LoggingConfig(_Section):
@@ -389,6 +432,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []
@@ -478,14 +522,78 @@ def load_config(path: Path | str) -> Config:
 
 
 def check_secrets(config: Config) -> None:
-    """Resolve every secret the chosen transports need, so a missing one fails at start-up."""
+    """Resolve every secret the service needs and refuse a login in clear text, so either
+    stops it at start-up, before the database or a server is touched."""
     for name, section in (("mailbox", config.mailbox), ("smtp", config.smtp)):
         if section.scheme == "maildir":
             continue
+        if refused := section.plaintext_login_refused(name):
+            raise ConfigError(f"{config.source or 'config'}: {refused}")
         if section.oauth is not None:
             if section.oauth.provider == "msal":
                 config.secret(f"[{name}.oauth] client_secret", section.oauth.client_secret)
         elif section.login:
             config.secret(f"[{name}] password", section.password)
-    if config.security.signing_key_env or config.security.signing_key_file:
-        config.secret("[security] signing_key", config.security.signing_key)
+    if not signing_keys(config):
+        raise ConfigError(
+            f"{config.source or 'config'}: [security] has no signing key: run mailbridge keys "
+            'generate signing.key and set signing_key_file = "signing.key"'
+        )
+
+
+# An HMAC key as long as its SHA-256 output: a shorter one can be guessed from one of our
+# Message-IDs (a 1-byte key was, in 11 tries).
+MIN_SIGNING_KEY_BYTES = 32
+
+
+def signing_keys(config: Config) -> tuple[bytes, ...]:
+    """The signing key then the previous ones (still accepted when a reply comes back), or
+    none when [security] names no key; each at least MIN_SIGNING_KEY_BYTES long."""
+    sec = config.security
+    where = config.source or "config"
+    if not (sec.signing_key_env or sec.signing_key_file):
+        if sec.previous_signing_keys:
+            raise ConfigError(
+                f"{where}: [security] previous_signing_keys without a signing key: set "
+                "signing_key_file to the new key"
+            )
+        return ()
+    named = [("signing_key", sec.signing_key)]
+    named += [("previous_signing_keys", Secret(file=file)) for file in sec.previous_signing_keys]
+    keys = []
+    for key, secret in named:
+        value = config.secret(f"[security] {key}", secret).encode()
+        if len(value) < MIN_SIGNING_KEY_BYTES:
+            raise ConfigError(
+                f"{where}: [security] {key}: {secret.shown(config.source)} holds "
+                f"{'no key' if not value else f'only {len(value)} bytes'}, at least "
+                f"{MIN_SIGNING_KEY_BYTES} are needed: mailbridge keys generate writes one"
+            )
+        keys.append(value)
+    return tuple(keys)
+
+
+def write_signing_key(path: Path, force: bool = False) -> None:
+    """A new signing key: 32 random bytes, written as 64 hexadecimal digits (so it reads
+    back as text, from a file or an environment variable) to a file only its owner can read.
+
+    Created with O_EXCL, so an existing key is never overwritten by mistake: replacing it
+    breaks the signatures of every email already sent. With `force` the new file takes the
+    old one's place in one rename."""
+    target = path if not force else path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserError(
+            f"{path} already exists: keep it (replacing it breaks the signatures of mail "
+            "already sent; list the old file in [security] previous_signing_keys when you "
+            "rotate), or pass --force"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot create {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secrets.token_hex(MIN_SIGNING_KEY_BYTES) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    if force:
+        os.replace(target, path)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from mailbridge.terminal import terminal_safe
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -28,7 +30,9 @@ class KeyValueFormatter(logging.Formatter):
         if self.as_json:
             return json.dumps({**base, **fields}, default=str)
         extra = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
-        line = f"{base['time']} {base['level']:<7} {base['logger']}: {base['msg']}"
+        # The message may quote a server or an email; field values are JSON, escaped already.
+        msg = terminal_safe(str(base["msg"]))
+        line = f"{base['time']} {base['level']:<7} {base['logger']}: {msg}"
         return f"{line} {extra}".rstrip()
 
 

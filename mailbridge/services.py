@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from mailbridge.config import Config
+from mailbridge.config import Config, signing_keys
 from mailbridge.deadlines.calendar import WorkingCalendar, calendar_from_config
 from mailbridge.delivery.templating import Templates
 from mailbridge.store.blobs import BlobStore
@@ -19,21 +19,21 @@ class Services:
     calendar: WorkingCalendar
     blobs: BlobStore
     templates: Templates
-    signing_key: bytes | None = None
+    signing_key: bytes | None = None  # signs what we send
+    # The signing key, then the previous ones: what a reply's signature is checked against.
+    verifying_keys: tuple[bytes, ...] = ()
     own_addresses: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def build(cls, config: Config, engine: Engine) -> Services:
-        key = None
-        sec = config.security
-        if sec.signing_key_env or sec.signing_key_file:
-            key = config.secret("[security] signing_key", sec.signing_key).encode()
+        keys = signing_keys(config)
         return cls(
             config=config,
             engine=engine,
             calendar=calendar_from_config(config.council, config.storage.data_dir),
             blobs=BlobStore(config.storage.data_dir),
             templates=Templates(config.templates.directory),
-            signing_key=key,
+            signing_key=keys[0] if keys else None,
+            verifying_keys=keys,
             own_addresses=frozenset({str(config.smtp.from_address).lower()}),
         )

@@ -28,6 +28,7 @@ import time_machine
 # they are first imported.
 pytest.register_assert_rewrite("tests.factories", "tests.helpers")
 
+from tests.factories import TEST_SIGNING_KEY, TEST_SIGNING_KEY_ENV  # noqa: E402
 from tests.helpers.clock import FIXED_NOW, clock_at  # noqa: E402
 
 pytest_plugins = [
@@ -37,6 +38,10 @@ pytest_plugins = [
 ]
 
 TEST_NOW = "MAILBRIDGE_TEST_NOW"
+
+# The signing key of the test configs (`[security] signing_key_env`), as `mailbridge keys
+# generate` writes one; `mailbridge` subprocesses inherit it.
+os.environ.setdefault(TEST_SIGNING_KEY_ENV, TEST_SIGNING_KEY)
 _travel = pytest.StashKey[time_machine.travel]()
 
 

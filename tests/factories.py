@@ -35,6 +35,12 @@ AREAS = [
 ]
 
 
+# 32 bytes as 64 hexadecimal digits, the shape `mailbridge keys generate` writes; tests/conftest.py
+# puts it in the environment, where every test config's [security] finds it.
+TEST_SIGNING_KEY = "9f2b6c0e4d8a1f3b7e5c9a2d6f0b4e8c1a5d9f3b7c2e6a0d4f8b1c5e9a3d7f2b"
+TEST_SIGNING_KEY_ENV = "MAILBRIDGE_TEST_SIGNING_KEY"
+
+
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
         "council": {"name": "Example County Council"},
@@ -45,6 +51,7 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Conf
         },
         "database": {"url": db_url},
         "storage": {"data_dir": str(tmp_path / "data")},
+        "security": {"signing_key_env": TEST_SIGNING_KEY_ENV},
         "service_areas": AREAS,
         "coordinators": [{"name": "Member Support", "email": "member.support@example.gov.uk"}],
     }

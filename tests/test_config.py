@@ -99,7 +99,8 @@ def test_missing_secret_names_the_variable(tmp_path: Path, monkeypatch: pytest.M
     path = write(
         tmp_path,
         "[mailbox]\nurl = 'imaps://enquiries@imap.example.org/'\n"
-        "password_env = 'MB_TEST_IMAP_PW'\n",
+        "password_env = 'MB_TEST_IMAP_PW'\n"
+        "[security]\nsigning_key_env = 'MAILBRIDGE_TEST_SIGNING_KEY'\n",
     )
     config = load_config(path)
     with pytest.raises(ConfigError, match=r"MB_TEST_IMAP_PW is not set"):
@@ -126,3 +127,57 @@ def test_oauth_msal_requires_its_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"mailbox\.oauth: provider 'msal' needs tenant_id"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "url", "extra", "refused"),
+    [
+        ("mailbox", "imap://jane@mail.example.org/", "", True),
+        ("mailbox", "imap://jane@192.0.2.7:143/", "", True),
+        ("mailbox", "imap://jane@127.0.0.1:143/", "", False),  # never leaves this machine
+        ("mailbox", "imap://jane@127.8.9.10/", "", False),
+        ("mailbox", "imap://jane@[::1]:143/", "", False),
+        ("mailbox", "imap://jane@localhost/", "", False),
+        ("mailbox", "imap://jane@LOCALHOST/", "", False),
+        ("mailbox", "imap://jane@localhost.evil.example/", "", True),
+        ("mailbox", "imap://jane@mail.example.org/", "allow_plaintext_login = true", False),
+        ("mailbox", "imap://mail.example.org/", "username = 'jane'", True),
+        ("mailbox", "imaps://jane@mail.example.org/", "", False),
+        ("mailbox", "imap+starttls://jane@mail.example.org/", "", False),
+        ("smtp", "smtp://jane@smtp.example.org:25", "", True),
+        ("smtp", "smtp://smtp.example.org:25", "", False),  # a relay: no login at all
+        ("smtp", "smtp://smtp.example.org:25", "username = 'jane'", True),
+        ("smtp", "smtp+starttls://jane@smtp.example.org", "", False),
+        ("smtp", "smtps://jane@smtp.example.org", "", False),
+        ("smtp", "smtp://jane@smtp.example.org", "allow_plaintext_login = true", False),
+        ("smtp", "maildir:./outbox", "", False),
+    ],
+)
+def test_a_login_in_clear_text_is_refused_unless_loopback_or_allowed(
+    tmp_path: Path, section: str, url: str, extra: str, refused: bool
+) -> None:
+    """Password and XOAUTH2 alike: whatever proves who we are must not cross a network
+    unencrypted."""
+    config = load_config(write(tmp_path, f"[{section}]\nurl = '{url}'\n{extra}\n"))
+    server = getattr(config, section)
+    words = server.plaintext_login_refused(section)
+    assert (words is not None) == refused
+    if refused:
+        assert f"[{section}] url {server.scheme}://" in words
+        assert f"set [{section}] allow_plaintext_login = true" in words
+
+
+def test_run_refuses_a_login_in_clear_text_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MB_TEST_IMAP_PW", "s3cret")
+    path = write(
+        tmp_path,
+        "[mailbox]\nurl = 'imap://enquiries@imap.example.org/'\n"
+        "password_env = 'MB_TEST_IMAP_PW'\n"
+        "[security]\nsigning_key_env = 'MAILBRIDGE_TEST_SIGNING_KEY'\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        check_secrets(load_config(path))
+    assert str(err.value).startswith(f"{path}: [mailbox] url imap://imap.example.org would send")
+    assert "s3cret" not in str(err.value) and "enquiries" not in str(err.value)

@@ -99,3 +99,18 @@ def test_a_handler_level_still_applies_to_released_records(stream: io.StringIO) 
         log.info("kept")
         held.release()
     assert lines(stream) == [("info", "kept")]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_log_line_carries_no_escape_sequence(as_json: bool) -> None:
+    """A message may quote a server's or an email's words: a log read in a terminal must
+    not act on their escape sequences (text: removed; JSON: escaped by the encoding)."""
+    record = logging.makeLogRecord(
+        {
+            "msg": "refused: \x1b]8;;http://evil.example/\x07553\x1b]8;;\x07 \x9b2J",
+            "sender": "\x1b]0;title\x07x@evil.example",
+        }
+    )
+    line = logs.KeyValueFormatter(as_json=as_json).format(record)
+    assert "\x1b" not in line and "\x9b" not in line and "\x07" not in line
+    assert "553" in line

@@ -15,7 +15,13 @@ from datetime import datetime
 from sqlmodel import Session, col, delete, select
 
 from mailbridge.cases import directory, lifecycle
-from mailbridge.cases.correspondence import attachments_of, history, member_recipients, thread_for
+from mailbridge.cases.correspondence import (
+    SentOn,
+    attachments_of,
+    history,
+    member_recipients,
+    thread_for,
+)
 from mailbridge.cases.records import add_event
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
@@ -167,7 +173,7 @@ def _send_enquiry(
         .where(Message.case_id == case.id, Message.direction == Direction.IN)
         .order_by(col(Message.id))
     ).first()
-    attachments, listed = (
+    sent_on = (
         attachments_of(
             session,
             services,
@@ -175,7 +181,7 @@ def _send_enquiry(
             services.config.cases.officer_attachments_max_bytes,
         )
         if enquiry
-        else ([], [])
+        else SentOn([], [], [])
     )
     member = session.get(Person, case.member_id)
     today = services.calendar.local_date(utcnow())
@@ -197,10 +203,11 @@ def _send_enquiry(
                 "member": member,
                 "due": due,
                 "working_days_left": services.calendar.working_days_between(today, due),
-                "listed": listed,
+                "listed": sent_on.listed,
+                "held": sent_on.held,
                 "history": history(session, case.id),
             },
-            attachments=attachments,
+            attachments=sent_on.files,
         )
         if queued is not None:
             emailed.append(officer.email)

@@ -38,6 +38,7 @@ from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
+from mailbridge.mail.attachments import held_back
 from mailbridge.mail.parsing import UniqueNames, sanitise_filename
 from mailbridge.services import Services
 from mailbridge.store.db import action, insert_row
@@ -270,7 +271,11 @@ class Replied:
     attached: tuple[str, ...]
 
 
-def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[str, str, bytes]]:
+def _read_attachments(
+    services: Services, paths: Sequence[Path], checked: bool
+) -> list[tuple[str, str, bytes, str | None]]:
+    """The files to attach: (name, type, bytes, why it would be held back). A file the rule
+    holds back (mail/attachments.py) goes only when the coordinator says they checked it."""
     cap = services.config.storage.max_attachment_bytes
     unique = UniqueNames(services.config.storage.max_filename_length)
     files: list[tuple[str, str, bytes]] = []
@@ -287,7 +292,13 @@ def _read_attachments(services: Services, paths: Sequence[Path]) -> list[tuple[s
         )
         name = unique(name)
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        files.append((name, ctype, data))
+        held = held_back(name, ctype, data)
+        if held and not checked:
+            raise UserError(
+                f"--attach {path}: held back as {held}; if you have checked it and mean to "
+                "send it, add --checked"
+            )
+        files.append((name, ctype, data, held))
     return files
 
 
@@ -300,8 +311,12 @@ def reply(
     attach: Sequence[Path] = (),
     *,
     actor: str,
+    checked: bool = False,
 ) -> Replied:
-    """Email the member(s) on the case; recorded on it and counted as a response."""
+    """Email the member(s) on the case; recorded on it and counted as a response.
+
+    `checked`: the coordinator checked the attached files, so one that is held back by
+    type (a program, a web page with a form...) may go; it is noted on the case."""
     body = _clean_text(text, "reply")
     case = find_case(session, reference)
     if case.status == CaseStatus.CLOSED:
@@ -309,8 +324,9 @@ def reply(
             f"{case.reference} is closed ({lifecycle.closed_why(session, case)}); "
             "reply on the case that carries on from it"
         )
-    files = _read_attachments(services, attach)
-    names = [name for name, _, _ in files]
+    files = _read_attachments(services, attach, checked)
+    names = [name for name, _, _, _ in files]
+    checked_names = [f"{name} ({held})" for name, _, _, held in files if held]
     to, cc = member_recipients(session, case)
     queued = queue.queue_mail(
         session,
@@ -321,7 +337,7 @@ def reply(
         cc=cc,
         thread=thread_for(session, case),
         context={"case": case, "text": body, "attached": names},
-        attachments=files,
+        attachments=[(name, ctype, data) for name, ctype, data, _ in files],
     )
     if queued is None:
         raise UserError(
@@ -336,7 +352,7 @@ def reply(
     out.role = "reply"
     out.reply_text = body
     session.add(out)
-    for name, ctype, data in files:
+    for name, ctype, data, _held in files:
         insert_row(
             session,
             Attachment,
@@ -356,7 +372,8 @@ def reply(
         case.id,
         "replied",
         f"reply sent to {', '.join(queued.recipients)}"
-        + (f"; attached {', '.join(names)}" if names else ""),
+        + (f"; attached {', '.join(names)}" if names else "")
+        + (f"; checked by the coordinator: {', '.join(checked_names)}" if checked_names else ""),
         actor=actor,
         message_id=out.id,
     )

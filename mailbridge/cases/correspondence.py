@@ -8,12 +8,15 @@ the scheduled reminders, so every email about a case is addressed the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.facts import root_message_id
 from mailbridge.cases.records import Inbound
 from mailbridge.delivery import queue
+from mailbridge.mail.attachments import UNPACKED, held_back
 from mailbridge.services import Services
 from mailbridge.store.models import Attachment, Case, CaseMember, Direction, Message, Person
 
@@ -61,12 +64,26 @@ def lead_and_coordinators(session: Session, services: Services, case: Case) -> l
     return ([lead.email] if lead else []) + queue.coordinator_addresses(services)
 
 
-def attachments_of(
-    session: Session, services: Services, message_id: int, cap: int
-) -> tuple[list[tuple[str, str, bytes]], list[str]]:
-    """A message's kept, non-inline attachments up to `cap` bytes in total; the rest named."""
+@dataclass(frozen=True, slots=True)
+class SentOn:
+    """What of a message's files goes with an email about it, and what the email names."""
+
+    files: list[tuple[str, str, bytes]]  # (filename, content type, bytes) to attach
+    listed: list[str]  # kept on the case, too large for email or refused
+    held: list[str]  # "name: why", never sent on (mail/attachments.py held_back)
+
+
+def attachments_of(session: Session, services: Services, message_id: int, cap: int) -> SentOn:
+    """A message's kept, non-inline attachments up to `cap` bytes in total; the rest named.
+
+    The one place case files are sent on from: a file with a held reason (a program, a
+    script, a web page with a form, a failed virus scan) is named with why, never attached.
+    The rule is asked again of each file about to go, so one kept before the rule existed
+    (an upgraded database) is judged too.
+    """
     sent: list[tuple[str, str, bytes]] = []
     listed: list[str] = []
+    held: list[str] = []
     total = 0
     rows = session.exec(
         select(Attachment)
@@ -76,12 +93,20 @@ def attachments_of(
     for att in rows:
         if att.sha256 is None:
             listed.append(f"{att.filename} (refused: {att.refused_reason})")
+        elif att.held_reason:
+            if att.held_reason != UNPACKED:
+                held.append(f"{att.filename}: {att.held_reason}")
         elif total + att.size > cap:
             listed.append(f"{att.filename} ({att.size} bytes, kept on the case)")
         else:
-            sent.append((att.filename, att.content_type, services.blobs.get(att.sha256)))
+            data = services.blobs.get(att.sha256)
+            reason = held_back(att.filename, att.content_type, data)
+            if reason:
+                held.append(f"{att.filename}: {reason}")
+                continue
+            sent.append((att.filename, att.content_type, data))
             total += att.size
-    return sent, listed
+    return SentOn(sent, listed, held)
 
 
 HISTORY_CHARS = 1200

@@ -32,16 +32,21 @@ class CaseFacts:
 
 
 def case_ids_for_message_ids(session: Session, message_ids: Iterable[str]) -> dict[str, int]:
-    """Stored Message-IDs (ours and received) that belong to a case."""
+    """Stored Message-IDs (ours and received) that belong to a case. A Message-ID that
+    another email reused keeps pointing at the case of the first message stored with it."""
     wanted = sorted(set(message_ids))
     if not wanted:
         return {}
     rows = session.exec(
-        select(Message.message_id, Message.case_id).where(
-            col(Message.message_id).in_(wanted), col(Message.case_id).is_not(None)
-        )
+        select(Message.message_id, Message.case_id)
+        .where(col(Message.message_id).in_(wanted), col(Message.case_id).is_not(None))
+        .order_by(col(Message.id))
     ).all()
-    return {mid: case_id for mid, case_id in rows if mid and case_id}
+    found: dict[str, int] = {}
+    for mid, case_id in rows:
+        if mid and case_id:
+            found.setdefault(mid, case_id)
+    return found
 
 
 def load_cases(

@@ -100,7 +100,7 @@ def _record_on_case(
     message_id = record_inbound(
         session, item, Disposition.CASE, case.id, role=role, reply_text=reply_text
     )
-    store_attachments(session, services, item, message_id, case.id)
+    store_attachments(session, services, item, message_id, case.id, case.reference)
     return message_id
 
 
@@ -200,8 +200,10 @@ def open_case(
         actor=submitter.email,
         message_id=message_id,
     )
-    kept, refused = store_attachments(session, services, item, message_id, case_id)
-    queue_acknowledgement(session, services, case_id, case, member, submitter, p, kept, refused)
+    kept, refused, held = store_attachments(session, services, item, message_id, case_id, reference)
+    queue_acknowledgement(
+        session, services, case_id, case, member, submitter, p, kept, refused, held
+    )
     log.debug("case opened", extra={"case": reference, "attachments": len(p.attachments)})
     return OpenedCase(case_id, reference)
 
@@ -224,6 +226,7 @@ def queue_acknowledgement(
     parsed: ParsedEmail,
     attachments: list[str],
     refused: list[str],
+    held: list[str],
 ) -> None:
     """Render and queue the acknowledgement; templates see `case` by field name."""
     cfg = services.config
@@ -252,6 +255,7 @@ def queue_acknowledgement(
             "summary": _summary(parsed.body_text),
             "attachments": attachments,
             "refused": refused,
+            "held": held,
             "received_local": as_utc(case["received_at"]).astimezone(services.calendar.zone),
             "response_days": policy.sla_for(cfg, case["service_area"], None).response_days,
             # After the office-hours cut-off or on a closed day the count starts later: say so.
@@ -398,7 +402,7 @@ def officer_reply(
         actor=officer,
         message_id=message_id,
     )
-    attachments, listed = attachments_of(
+    sent_on = attachments_of(
         session, services, message_id, services.config.cases.officer_attachments_max_bytes
     )
     to, cc = member_recipients(session, case)
@@ -416,9 +420,10 @@ def officer_reply(
             "holding": decision.kind == "holding",
             "officer": person(session, case.lead_officer_id),
             "due": case.extended_due or case.response_due,
-            "listed": listed,
+            "listed": sent_on.listed,
+            "held": sent_on.held,
         },
-        attachments=attachments,
+        attachments=sent_on.files,
     )
     if decision.kind == "response":
         satisfaction.ask(session, services, case, thread_for(session, case))
@@ -442,7 +447,7 @@ def contribution(
     )
     lifecycle.touch(case, utcnow())
     session.add(case)
-    attachments, listed = attachments_of(
+    sent_on = attachments_of(
         session, services, message_id, services.config.cases.officer_attachments_max_bytes
     )
     queue.queue_mail(
@@ -456,9 +461,10 @@ def contribution(
             "case": case,
             "text": text,
             "author": item.parsed.from_name or item.parsed.from_address,
-            "listed": listed,
+            "listed": sent_on.listed,
+            "held": sent_on.held,
         },
-        attachments=attachments,
+        attachments=sent_on.files,
     )
     return Applied("contribution", case.reference)
 

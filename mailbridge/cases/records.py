@@ -11,7 +11,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
+from mailbridge.cases.scan import CLEAN, scan
 from mailbridge.errors import UserError
+from mailbridge.mail.attachments import UNPACKED
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.services import Services
 from mailbridge.store.db import insert_later, insert_or_skip, insert_row
@@ -122,20 +124,31 @@ def add_event(
 
 
 def store_attachments(
-    session: Session, services: Services, item: Inbound, message_id: int, case_id: int
-) -> tuple[list[str], list[str]]:
-    """Keep attachments within the size cap; note the refused ones on the case.
+    session: Session,
+    services: Services,
+    item: Inbound,
+    message_id: int,
+    case_id: int,
+    reference: str | None = None,
+) -> tuple[list[str], list[str], list[str]]:
+    """Keep attachments within the size cap, each with the verdict that decides whether it
+    may be sent on; note the refused and the held back ones on the case.
 
     For every message that joins a case (the enquiry, replies, chasers, notes), so an
-    officer's attached survey is on the case and can be sent on with the reply.
+    officer's attached survey is on the case and can be sent on with the reply. Returns the
+    names kept, refused, and held back ("name: why").
     """
-    cap = services.config.storage.max_attachment_bytes
+    cfg = services.config
+    cap = cfg.storage.max_attachment_bytes
     kept: list[str] = []
     refused: list[str] = []
+    held: list[str] = []
     for att in item.parsed.attachments:
         size = len(att.payload)
         sha256 = None
         refused_reason = None
+        held_reason = att.held
+        scanned = None
         if cap and size > cap:
             refused_reason = f"{size} bytes is over the {cap}-byte limit"
             refused.append(att.filename)
@@ -148,8 +161,24 @@ def store_attachments(
             )
         else:
             sha256 = services.blobs.put(att.payload)
+            scanned = scan(cfg.attachments, att.payload, cfg.storage.data_dir / "scan")
+            if scanned is not None and scanned != CLEAN:
+                held_reason = held_reason or f"virus scan: {scanned}"
+                log.warning(
+                    "attachment held back by the virus scan",
+                    extra={"case": reference, "verdict": scanned[:100]},
+                )
             if not att.inline:
                 kept.append(att.filename)
+                if held_reason and held_reason != UNPACKED:
+                    held.append(f"{att.filename}: {held_reason}")
+                    add_event(
+                        session,
+                        case_id,
+                        "attachment_held",
+                        f"{att.filename}: held back from members and officers: {held_reason}",
+                        message_id=message_id,
+                    )
         insert_row(
             session,
             Attachment,
@@ -161,8 +190,10 @@ def store_attachments(
             inline=att.inline,
             sha256=sha256,
             refused_reason=refused_reason,
+            held_reason=held_reason[:500] if held_reason else None,
+            scan_result=scanned[:500] if scanned else None,
         )
-    return kept, refused
+    return kept, refused, held
 
 
 def find_case(session: Session, reference: str) -> Case:

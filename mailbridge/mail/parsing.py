@@ -13,6 +13,7 @@ import codecs
 import email.policy
 import hashlib
 import io
+import json
 import mimetypes
 import re
 import unicodedata
@@ -30,6 +31,9 @@ from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import PurePath
 
 import html2text
+import webencodings
+
+from mailbridge.mail.attachments import TnefError, held_back, is_tnef, unpack_tnef
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +43,16 @@ class ParsedAttachment:
     payload: bytes  # decoded bytes, exactly as the sender attached them
     inline: bool = False
     content_id: str | None = None
+    # Why it must not be sent on to members or officers (attachments.held_back), or None.
+    held: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedEmail:
     raw_sha256: str
-    dedupe_key: str  # normalised Message-ID, or "sha256:<hex>" of the raw bytes without one
+    # "<Message-ID> content:<content_sha256>", or "sha256:<hex>" of the raw bytes without a
+    # Message-ID: a second copy is the same message, another that reuses the id is not.
+    dedupe_key: str
     message_id: str | None  # normalised: no angle brackets, surrounding space removed
     from_address: str | None  # lowercased addr-spec, None when unparsable or ambiguous
     from_name: str | None
@@ -74,6 +82,9 @@ class ParsedEmail:
     # Why the sender cannot be told (several From headers or mailboxes, a display name that
     # shows another address); None when From names one mailbox plainly.
     sender_problem: str | None = None
+    # sha256 of what the message says (sender, To and Cc, subject, bodies, attachments), not
+    # of the trace headers a second delivery adds (Received, Delivered-To, Return-Path, X-).
+    content_sha256: str = ""
 
 
 _ID = re.compile(r"<([^<>\s]+)>")
@@ -131,33 +142,67 @@ def normalise_message_id(value: str | None) -> str | None:
     return value
 
 
-def _codec(charset: str) -> str:
-    """The codec to read a declared charset with: ISO-8859-1 is read as windows-1252.
+# The Encoding Standard's gbk decoder is its gb18030 decoder (a superset of GBK).
+_DECODER_OF = {"gbk": "gb18030"}
 
-    Like browsers and mail clients: Outlook labels text with smart quotes, en dashes and
-    the euro sign (bytes 0x80-0x9F) as ISO-8859-1, where those bytes are C1 controls.
-    """
-    name = charset.strip().strip('"').lower()
+
+def _codec(charset: str) -> str | None:
+    """The Python codec for a charset label, mapped as the WHATWG Encoding Standard maps it
+    (as browsers and Thunderbird do): `gb2312` is read as GBK, `iso-8859-1` and `latin1` as
+    windows-1252, `ks_c_5601-1987` as Windows' EUC-KR (cp949)... Outlook labels smart
+    quotes and the euro sign as ISO-8859-1, and GBK as gb2312. A label the standard does not
+    know (UTF-7) or decodes to nothing ("replacement") goes to Python's own codecs. None: no
+    such charset, or ASCII, whose 8-bit bytes show the label is wrong anyway."""
+    label = charset.strip().strip("\"'").strip()
+    found = webencodings.lookup(label)
+    name = found.codec_info.name if found is not None and found.name != "replacement" else label
     try:
-        return "windows-1252" if codecs.lookup(name).name == "iso8859-1" else name
+        if codecs.lookup(label).name == "ascii":
+            return None
     except LookupError:
-        return name
+        pass
+    try:
+        return codecs.lookup(_DECODER_OF.get(name, name)).name
+    except LookupError:
+        return None
+
+
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+def _damaged_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few bad bytes (a cut multi-byte character), each bad run replaced by
+    U+FFFD and every good character kept; None when the bytes do not look like UTF-8 (no
+    multi-byte character, or more bad runs than good characters: windows-1252 then)."""
+    good = len(_UTF8_SEQUENCE.findall(data))
+    if not good:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    return text if bad <= good else None
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Text in its declared charset; undeclared or wrong: UTF-8, else windows-1252.
+    """Text in its declared charset; undeclared or wrong: UTF-8 (its good characters kept
+    when a few bytes are damaged), else the declared charset with only the bad bytes
+    replaced, else windows-1252.
 
     NUL characters are dropped: they carry no meaning in mail text and PostgreSQL
     refuses them in text columns.
     """
-    for candidate in (charset, "utf-8"):
-        if not candidate:
-            continue
-        try:
-            return data.decode(_codec(candidate)).replace("\x00", "")
-        except (LookupError, UnicodeDecodeError, ValueError):
-            continue
-    return data.decode("windows-1252", errors="replace").replace("\x00", "")
+    codec = _codec(charset) if charset else None
+    for candidate in (codec, "utf-8"):
+        if candidate:
+            try:
+                return data.decode(candidate).replace("\x00", "")
+            except (LookupError, UnicodeDecodeError, ValueError):
+                continue
+    text = _damaged_utf8(data)
+    if text is None:  # the declared charset's good characters kept; failed UTF-8 was a guess
+        text = data.decode(codec if codec not in (None, "utf-8") else "windows-1252", "replace")
+    return text.replace("\x00", "")
 
 
 def _header_text(value: object) -> str:
@@ -391,8 +436,30 @@ class _Walk:
         self.attachments.append(ParsedAttachment(
             filename=self.unique(filename),
             content_type=ctype, payload=payload,
-            inline=inline, content_id=cid,
+            inline=inline, content_id=cid, held=held_back(filename, ctype, payload),
         ))  # fmt: skip
+        if is_tnef(filename, ctype):
+            self.unpack(payload)
+
+    def unpack(self, tnef: bytes) -> None:
+        """The files in an Outlook winmail.dat become attachments of their own (each judged
+        by itself); the winmail.dat is kept too, and never sent on."""
+        try:
+            files = unpack_tnef(tnef)
+        except TnefError as exc:
+            self.defects.append(f"winmail.dat not unpacked: {exc}")
+            return
+        for name, payload in files:
+            self.parts += 1
+            fallback = f"winmail-file-{len(self.attachments) + 1}.bin"
+            filename = sanitise_filename(
+                name, fallback=fallback, max_length=self.max_filename_length
+            )
+            ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            self.attachments.append(ParsedAttachment(
+                filename=self.unique(filename), content_type=ctype, payload=payload,
+                held=held_back(filename, ctype, payload),
+            ))  # fmt: skip
 
 
 def _message_bytes(message: Message, linesep: str) -> bytes:
@@ -415,8 +482,18 @@ def _truncated_base64(text: object) -> bytes:
 
 
 def _filename(part: Message) -> str | None:
+    """The part's file name; an RFC 2231 name (`filename*=gb2312''...`) is read in its
+    charset as text is (decode_bytes), not by the email package's stricter lookup."""
     try:
         name = part.get_filename()
+        for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+            value = part.get_param(param, None, header)
+            if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded)
+                charset, _lang, text = value
+                name = decode_bytes(text.encode("latin-1", "replace"), charset or None)
+                break
+            if value is not None:
+                break
     except (LookupError, UnicodeError, ValueError, TypeError, IndexError):
         name = None
     return _header_text(name) if name else None
@@ -543,6 +620,48 @@ def _return_path(value: str | None) -> str | None:
     return path.strip().lower()
 
 
+def _dedupe_key(message_id: str | None, content: str, raw_sha256: str) -> str:
+    """`<Message-ID> content:<hex>`; a Message-ID too long for the key's 998 characters is
+    named by its sha256 instead, so the key still fits its column."""
+    if not message_id:
+        return f"sha256:{raw_sha256}"
+    if len(message_id) > 998 - len(" content:") - len(content):
+        message_id = (
+            "id-sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+        )
+    return f"{message_id} content:{content}"
+
+
+def previous_key(key: str) -> str | None:
+    """The key a message had before keys held its content: its bare Message-ID."""
+    message_id, sep, _content = key.partition(" content:")
+    return message_id if sep and not message_id.startswith("id-sha256:") else None
+
+
+def content_sha256(
+    sender: str | None,
+    recipients: tuple[str, ...],
+    subject: str,
+    body_text: str,
+    body_html: str | None,
+    attachments: list[ParsedAttachment],
+) -> str:
+    """What a message says, hashed: two deliveries of one email agree (the headers a
+    server adds in transit are not in it, nor the Date a relay adds where the sender gave
+    none, and the bodies are read decoded, so a relay re-encoding 8-bit as
+    quoted-printable changes nothing); another email that reuses its Message-ID does not."""
+    said = [
+        sender or "",
+        list(recipients),
+        _WS.sub(" ", subject).strip(),
+        body_text,
+        body_html or "",
+        [(a.content_type, hashlib.sha256(a.payload).hexdigest()) for a in attachments],
+    ]
+    text = json.dumps(said, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
     """Everything routing and storage need from the raw bytes, with defects noted."""
     digest = hashlib.sha256(raw).hexdigest()
@@ -592,16 +711,20 @@ def parse(raw: bytes, *, max_filename_length: int = 120) -> ParsedEmail:
 
     message_id = normalise_message_id(headers.get("message-id"))
     refs = tuple(dict.fromkeys(_ID.findall(headers.get("references", ""))))
+    subject = headers.get("subject", "")
+    to, cc = _addresses(all_of("To")), _addresses(all_of("Cc"))
+    content = content_sha256(from_address, to + cc, subject, body_text, body_html, walk.attachments)
     return ParsedEmail(
         raw_sha256=digest,
-        dedupe_key=message_id or f"sha256:{digest}",
+        dedupe_key=_dedupe_key(message_id, content, digest),
+        content_sha256=content,
         message_id=message_id,
         from_address=from_address,
         from_name=from_name,
-        to=_addresses(all_of("To")),
-        cc=_addresses(all_of("Cc")),
+        to=to,
+        cc=cc,
         reply_to=_addresses(all_of("Reply-To")),
-        subject=headers.get("subject", ""),
+        subject=subject,
         date=_date(headers.get("date")),
         received_at=_first_received(all_of("Received")),
         in_reply_to=normalise_message_id(headers.get("in-reply-to")),

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 
 _ID = re.compile(
     # Five or more digits: the sequence is zero-padded to five but keeps counting past 99999.
@@ -31,13 +32,17 @@ def new_message_id(domain: str, reference: str | None = None, key: bytes | None 
     return f"mb.{reference}.{rand}{sig}@{domain}"
 
 
-def verify_message_id(message_id: str, key: bytes) -> str | None:
-    """The case reference a Message-ID of ours names, if its signature is valid."""
+def verify_message_id(message_id: str, keys: Sequence[bytes]) -> str | None:
+    """The case reference a Message-ID of ours names, if one of `keys` signed it (the
+    current key and those before a rotation)."""
     match = _ID.match(message_id.strip().strip("<>"))
     if not match:
         return None
-    expected = _signature(match["ref"], match["rand"], key)
-    return match["ref"] if hmac.compare_digest(expected, match["sig"]) else None
+    return match["ref"] if _signed_by(match["ref"], match["rand"], match["sig"], keys) else None
+
+
+def _signed_by(reference: str, rand: str, signature: str, keys: Sequence[bytes]) -> bool:
+    return any(hmac.compare_digest(_signature(reference, rand, key), signature) for key in keys)
 
 
 _REPLY_TAG = re.compile(r"^(?P<ref>[A-Z]{1,8}-\d{4}-\d{5,})\.(?P<sig>[0-9a-f]{10})$", re.I)
@@ -50,13 +55,12 @@ def reply_address(mailbox: str, reference: str, key: bytes) -> str:
     return f"{local}+{reference}.{_signature(reference, 'reply', key)}@{domain}"
 
 
-def verify_reply_address(address: str, key: bytes) -> str | None:
-    """The case reference a signed reply address of ours names, if its signature is valid."""
+def verify_reply_address(address: str, keys: Sequence[bytes]) -> str | None:
+    """The case reference a signed reply address of ours names, if one of `keys` signed it."""
     local = address.strip().strip("<>").partition("@")[0]
     tag = local.partition("+")[2]
     match = _REPLY_TAG.match(tag)
     if not match:
         return None
     reference = match["ref"].upper()
-    expected = _signature(reference, "reply", key)
-    return reference if hmac.compare_digest(expected, match["sig"].lower()) else None
+    return reference if _signed_by(reference, "reply", match["sig"].lower(), keys) else None

@@ -30,7 +30,11 @@ def login_for(
     token_provider: Callable[[], str] | None = None,
 ) -> Login:
     """What logging in to `server` ([`section`] of the config) takes: a token provider when
-    OAuth is configured (or one is given), else the password; none without a user name."""
+    OAuth is configured (or one is given), else the password; none without a user name.
+    A login that would cross the network in clear text is refused here, before any
+    connection, so neither `run` nor `check` ever sends it."""
+    if refused := server.plaintext_login_refused(section):
+        raise ConfigError(f"{config.source or 'config'}: {refused}")
     password: str | None = None
     if username and server.oauth is not None and token_provider is None:
         from mailbridge.mailbox.oauth import token_provider as make_token_provider

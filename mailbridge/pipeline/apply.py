@@ -8,8 +8,11 @@ every kind has one (docs/architecture.md, invariants 1 to 3).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
+
+from sqlmodel import select
 
 from mailbridge.cases import floods, inbound
 from mailbridge.cases.decisions import (
@@ -26,12 +29,14 @@ from mailbridge.cases.decisions import (
     Reopen,
     StatusRequest,
 )
-from mailbridge.cases.records import Inbound
+from mailbridge.cases.records import Inbound, add_event
 from mailbridge.pipeline import quarantine
 from mailbridge.pipeline.outcomes import CaseOpened, CaseUpdated, Handled, Outcome, Quarantined
 from mailbridge.pipeline.work import Work
 from mailbridge.services import Services
+from mailbridge.store.models import Message
 
+log = logging.getLogger(__name__)
 Effect = Callable[[Work, Services, Inbound, Any], Outcome]
 
 
@@ -44,7 +49,30 @@ def apply(work: Work, services: Services) -> Outcome:
         quarantine.release_for_retry(session, work.retry_of, work.dedupe_key)
     if work.facts is None or work.dedupe_key in work.facts.failing:
         quarantine.forget_failure(session, work.dedupe_key)
-    return EFFECTS[type(work.decision)](work, services, item, work.decision)
+    outcome = EFFECTS[type(work.decision)](work, services, item, work.decision)
+    if work.reused_message_id and isinstance(outcome, CaseOpened | CaseUpdated):
+        _note_reuse_on_case(work, outcome.reference)
+    return outcome
+
+
+def reuse_note(work: Work) -> str | None:
+    """What the case or the quarantine reason says when an earlier, different email used
+    this message's Message-ID: the two are separate messages, not a copy of one."""
+    if not work.reused_message_id:
+        return None
+    return f"Message-ID <{work.reused_message_id}> was used before by a different message"
+
+
+def _note_reuse_on_case(work: Work, reference: str) -> None:
+    row = work.session.exec(
+        select(Message.id, Message.case_id).where(Message.dedupe_key == work.dedupe_key)
+    ).first()
+    if row is None or row[1] is None:
+        return
+    message_row, case_id = row
+    note = f"{reuse_note(work)}; this one was processed as a new message"
+    add_event(work.session, case_id, "message_id_reused", note, message_id=message_row)
+    log.info("message id reused", extra={"case": reference})
 
 
 def _open_case(work: Work, services: Services, item: Inbound, decision: OpenCase) -> Outcome:
@@ -59,12 +87,12 @@ def _quarantine(work: Work, services: Services, item: Inbound, decision: Quarant
         dedupe_key=work.dedupe_key,
         raw_sha256=work.raw_sha256,
         code=decision.code,
-        reason=decision.reason,
+        reason="; ".join(filter(None, (decision.reason, reuse_note(work)))),
         case_id=decision.case_id,
     )
     if decision.answer_stranger:
         inbound.answer_stranger(work.session, services, item)
-    return Quarantined(entry.id or 0, decision.code, decision.reason)
+    return Quarantined(entry.id or 0, decision.code, entry.reason)
 
 
 def _note_bounce(work: Work, services: Services, item: Inbound, decision: NoteBounce) -> Outcome:

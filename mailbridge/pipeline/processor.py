@@ -151,7 +151,7 @@ class Processor:
             self.services.blobs.batch(),
             rows_later(session),
         ):
-            yield session, BatchFacts.load(session, [p.dedupe_key for p in parsed if p is not None])
+            yield session, BatchFacts.load(session, [p for p in parsed if p is not None])
 
     def parse_ahead(
         self, items: Sequence[tuple[bytes, datetime | None]]

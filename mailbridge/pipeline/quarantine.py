@@ -20,7 +20,7 @@ from mailbridge.cases.facts import load_cases
 from mailbridge.cases.records import Inbound, add_event, record_inbound
 from mailbridge.errors import UserError
 from mailbridge.mail import replies
-from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.pipeline.outcomes import Failed, Quarantined
 from mailbridge.pipeline.parse import parse_raw
 from mailbridge.services import Services
@@ -72,9 +72,12 @@ def keep(
 
 
 def forget_failure(session: Session, dedupe_key: str) -> None:
-    """A message that finally got an outcome no longer waits for a retry."""
+    """A message that finally got an outcome no longer waits for a retry, under its key or
+    the key it had before keys held the content (a failure left from before the upgrade
+    would otherwise wait for ever, and make every pass scan the whole mailbox)."""
     table = ProcessingFailure.__table__  # type: ignore[attr-defined]
-    session.connection().execute(table.delete().where(table.c.dedupe_key == dedupe_key))
+    keys = [k for k in (dedupe_key, previous_key(dedupe_key)) if k]
+    session.connection().execute(table.delete().where(table.c.dedupe_key.in_(keys)))
 
 
 def release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> None:
@@ -90,7 +93,13 @@ def release_for_retry(session: Session, quarantine_id: int, dedupe_key: str) -> 
     session.flush()
     if old_message_id is not None:
         old = session.get(Message, old_message_id)
-        if old is not None and old.dedupe_key == dedupe_key and old.case_id is None:
+        # Its own row: under this key, or the same bytes under the bare Message-ID that was
+        # the key before keys held the content.
+        if (
+            old is not None
+            and old.case_id is None
+            and (old.dedupe_key == dedupe_key or old.raw_sha256 == entry.raw_sha256)
+        ):
             session.delete(old)
             session.flush()
 

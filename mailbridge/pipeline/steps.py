@@ -18,12 +18,13 @@ from mailbridge.cases import directory, floods
 from mailbridge.cases.decisions import OpenCase
 from mailbridge.cases.facts import case_ids_for_message_ids, load_cases
 from mailbridge.mail import hygiene, replies
+from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.mailbox.base import Destination
 from mailbridge.pipeline import routing, threading
 from mailbridge.pipeline.apply import apply
 from mailbridge.pipeline.outcomes import AlreadyHandled, Outcome
 from mailbridge.pipeline.parse import parse_raw
-from mailbridge.pipeline.work import Work
+from mailbridge.pipeline.work import BatchFacts, Earlier, Work
 from mailbridge.services import Services
 from mailbridge.store.models import (
     Disposition,
@@ -48,13 +49,40 @@ def parse(work: Work, services: Services) -> None:
 
 
 def skip_handled(work: Work, services: Services) -> Outcome | None:
-    """Nothing doubled: a message whose effect is already committed is only moved."""
-    if work.retry_of is not None:
-        return None
-    if work.facts is not None:
-        disposition = work.facts.dispositions.get(work.dedupe_key)
-        return AlreadyHandled(work.dedupe_key, _destination(disposition)) if disposition else None
-    return already_handled(work.session, work.dedupe_key)
+    """Nothing doubled: a message whose effect is already committed is only moved.
+
+    The same message is the same Message-ID saying the same (its key), or the very same
+    bytes; a second delivery differs only in the trace headers it gained. Another email
+    that reuses a Message-ID is not a copy: it goes on, and where it lands says so
+    (apply.reuse_note). A retried message is a copy of itself and goes on too."""
+    email = work.email
+    facts = work.facts if work.facts is not None else BatchFacts.load(work.session, [email])
+    earlier = facts.earlier.get(email.message_id or "", [])
+    if work.retry_of is None:
+        disposition = facts.dispositions.get(work.dedupe_key)
+        if disposition:
+            return AlreadyHandled(work.dedupe_key, _destination(disposition))
+        for seen in earlier:
+            if seen.raw_sha256 == work.raw_sha256 or _says_the_same(seen, email, services):
+                return AlreadyHandled(seen.dedupe_key, _destination(seen.disposition))
+    message_id = email.message_id
+    if message_id:
+        first = facts.first_in_batch.setdefault(message_id, work.dedupe_key)
+        if first != work.dedupe_key or any(s.raw_sha256 != work.raw_sha256 for s in earlier):
+            work.reused_message_id = message_id
+    return None
+
+
+def _says_the_same(seen: Earlier, email: ParsedEmail, services: Services) -> bool:
+    """For a message stored before its key held its content (the key was the bare
+    Message-ID): its stored copy, read again, says the same."""
+    if seen.dedupe_key != email.message_id or not seen.raw_sha256:
+        return False
+    if not services.blobs.exists(seen.raw_sha256):
+        return False  # the stored copy is gone: nothing to compare, so not taken for a copy
+    limit = services.config.storage.max_filename_length
+    before = parse_raw(services.blobs.get(seen.raw_sha256), limit)
+    return before.content_sha256 == email.content_sha256
 
 
 def classify(work: Work, services: Services) -> None:
@@ -78,7 +106,7 @@ def identify_sender(work: Work, services: Services) -> None:
 def find_case(work: Work, services: Services) -> None:
     """The case the message points at, by the threading rules (threading.py), if any."""
     cfg = services.config
-    found = threading.candidates(work.email, services.signing_key, cfg.cases.reference_prefix)
+    found = threading.candidates(work.email, services.verifying_keys, cfg.cases.reference_prefix)
     if not (found.message_ids or found.references):
         work.match = threading.Match(None)
         return

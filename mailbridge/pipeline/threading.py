@@ -13,7 +13,7 @@ point at is routing's question, not this module's: a match is only a claim.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mailbridge.cases.facts import CaseFacts
@@ -44,17 +44,18 @@ class Match:
     missing_reference: str | None = None  # a reference that names no case
 
 
-def candidates(parsed: ParsedEmail, key: bytes | None, prefix: str) -> Candidates:
+def candidates(parsed: ParsedEmail, keys: Sequence[bytes], prefix: str) -> Candidates:
+    """What the message offers; a signature counts when one of `keys` made it."""
     thread_ids = [i for i in (parsed.in_reply_to, *reversed(parsed.references)) if i]
     thread_ids = list(dict.fromkeys(thread_ids))
     signed: list[str] = []
-    if key:
+    if keys:
         for message_id in thread_ids:
-            reference = tokens.verify_message_id(message_id, key)
+            reference = tokens.verify_message_id(message_id, keys)
             if reference:
                 signed.append(reference)
         for address in (*parsed.to, *parsed.cc):
-            reference = tokens.verify_reply_address(address, key)
+            reference = tokens.verify_reply_address(address, keys)
             if reference:
                 signed.append(reference)
     return Candidates(

@@ -14,10 +14,11 @@ from sqlmodel import Session, select
 from mailbridge.cases.decisions import Decision
 from mailbridge.cases.directory import Identity
 from mailbridge.mail.hygiene import Verdict
-from mailbridge.mail.parsing import ParsedEmail
+from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.mail.replies import Keywords
 from mailbridge.pipeline.threading import Match
 from mailbridge.store.models import (
+    Direction,
     Disposition,
     Message,
     ProcessingFailure,
@@ -47,6 +48,9 @@ class Work:
     status_request: bool = False
     decision: Decision | None = None
     facts: BatchFacts | None = None  # read once for the whole batch; None: ask per message
+    # The Message-ID, when an earlier message with other content used it: noted on the case
+    # or in the quarantine reason.
+    reused_message_id: str | None = None
 
     @property
     def email(self) -> ParsedEmail:
@@ -72,6 +76,15 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
+class Earlier:
+    """An inbound message stored before with the same Message-ID."""
+
+    dedupe_key: str
+    raw_sha256: str | None
+    disposition: str
+
+
+@dataclass(frozen=True, slots=True)
 class BatchFacts:
     """What the database already knows of a batch's messages, read with one query each.
 
@@ -79,12 +92,20 @@ class BatchFacts:
     """
 
     dispositions: dict[str, str]  # dedupe key -> where a committed or quarantined copy went
-    failing: frozenset[str]  # dedupe keys with a failure waiting to be retried
+    # Dedupe keys with a failure waiting to be retried (under the key, or under the key it
+    # had before keys held the content).
+    failing: frozenset[str]
     senders: dict[str, Identity] = field(default_factory=dict)  # filled as the batch goes
+    # Message-ID -> the inbound messages stored with it, oldest first: a second delivery
+    # of one of them, or another email that reuses its Message-ID.
+    earlier: dict[str, list[Earlier]] = field(default_factory=dict)
+    # Message-ID -> the dedupe key of the first message of this batch that used it.
+    first_in_batch: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, session: Session, keys: Sequence[str]) -> BatchFacts:
-        wanted = sorted(set(keys))
+    def load(cls, session: Session, parsed: Sequence[ParsedEmail]) -> BatchFacts:
+        wanted = sorted({p.dedupe_key for p in parsed})
+        previous = {old: p.dedupe_key for p in parsed if (old := previous_key(p.dedupe_key))}
         dispositions: dict[str, str] = {}
         failing: set[str] = set()
         conn = session.connection()
@@ -95,11 +116,29 @@ class BatchFacts:
             for key, disposition in conn.execute(_DISPOSITIONS_IN, {"keys": chunk}):
                 dispositions[key] = disposition
             failing.update(conn.execute(_FAILING_IN, {"keys": chunk}).scalars())
-        return cls(dispositions, frozenset(failing))
+        olds = sorted(previous)
+        for start in range(0, len(olds), 500):
+            found = conn.execute(_FAILING_IN, {"keys": olds[start : start + 500]}).scalars()
+            failing.update(previous[old] for old in found)
+        ids = sorted({p.message_id for p in parsed if p.message_id})
+        earlier: dict[str, list[Earlier]] = {}
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(_EARLIER_IN, {"ids": ids[start : start + 500]})
+            for message_id, key, raw_sha256, disposition in rows:
+                earlier.setdefault(message_id, []).append(Earlier(key, raw_sha256, disposition))
+        return cls(dispositions, frozenset(failing), earlier=earlier)
 
 
 _DISPOSITIONS_IN = select(Message.dedupe_key, Message.disposition).where(
     Message.dedupe_key.in_(bindparam("keys", expanding=True))  # type: ignore[union-attr]
+)
+_EARLIER_IN = (
+    select(Message.message_id, Message.dedupe_key, Message.raw_sha256, Message.disposition)
+    .where(
+        Message.message_id.in_(bindparam("ids", expanding=True)),  # type: ignore[union-attr]
+        Message.direction == Direction.IN,
+    )
+    .order_by(Message.id)  # type: ignore[arg-type]
 )
 _WAITING_IN = select(QuarantineItem.dedupe_key).where(
     QuarantineItem.dedupe_key.in_(bindparam("keys", expanding=True)),  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
-from mailbridge.config import Config, without_password
+from mailbridge.config import Config, Secret, signing_keys, without_password
 from mailbridge.errors import DeliveryError, MailbridgeError, first_line
 from mailbridge.probe import Probe, plural
 from mailbridge.store.db import make_engine
@@ -54,7 +54,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, mailbox, smtp, delivery
+    part: str  # database, storage, keys, mailbox, smtp, delivery, scanner
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -62,12 +62,15 @@ class Finding:
 
 
 def check_all(config: Config) -> list[Finding]:
+    scanner = check_scanner(config)
     return [
         check_database(config),
         check_storage(config),
+        check_keys(config),
         check_mailbox(config),
         check_smtp(config),
         check_delivery(config),
+        *([scanner] if scanner else []),
     ]
 
 
@@ -282,6 +285,74 @@ def check_storage(config: Config) -> Finding:
             ("every email and attachment is kept here: make room, or move [storage] data_dir",),
         )
     return Finding("storage", where, Status.OK, found)
+
+
+def check_scanner(config: Config) -> Finding | None:
+    """The virus scanner, when one is set: a missing one holds every attachment back."""
+    command = config.attachments.scan_command
+    if not command:
+        return None
+    found = shutil.which(command[0])
+    if found is None:
+        return Finding(
+            "scanner",
+            command[0],
+            Status.WARNING,
+            "the virus scanner is not there",
+            (
+                "install it, or correct [attachments] scan_command: until then every "
+                "attachment is held back as a failed scan",
+            ),
+        )
+    return Finding("scanner", command[0], Status.OK, f"virus scan by {found}")
+
+
+# --- the signing key ---------------------------------------------------------------------
+
+
+def check_keys(config: Config) -> Finding:
+    """The key our Message-IDs are signed with: `run` refuses to start without a good one."""
+    sec = config.security
+    where = (
+        sec.signing_key.shown(config.source)
+        if sec.signing_key_file or sec.signing_key_env
+        else "[security]"
+    )
+    try:
+        keys = signing_keys(config)
+    except MailbridgeError as exc:
+        return Finding("keys", where, Status.FAILED, str(exc))
+    if not keys:
+        return Finding(
+            "keys",
+            where,
+            Status.FAILED,
+            "no signing key, so mailbridge run will not start",
+            (
+                "mailbridge keys generate signing.key, then set [security] signing_key_file "
+                '= "signing.key"',
+            ),
+        )
+    previous = len(keys) - 1
+    found = f"signing key of {len(keys[0])} bytes" + (
+        f"; {plural(previous, 'previous key')} still accepted on replies" if previous else ""
+    )
+    files = [sec.signing_key_file, *sec.previous_signing_keys]
+    shared = [
+        str(path)
+        for file in files
+        if file is not None
+        and (path := Secret(file=file).path(config.source)).stat().st_mode & 0o077
+    ]
+    if shared:
+        return Finding(
+            "keys",
+            where,
+            Status.WARNING,
+            found,
+            (f"others may read {', '.join(shared)}: chmod 600, and owned by mailbridge's user",),
+        )
+    return Finding("keys", where, Status.OK, found)
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------

@@ -255,6 +255,11 @@ class Attachment(SQLModel, table=True):
     sha256: str | None = Field(default=None, max_length=64)
     inline: bool = False
     refused_reason: str | None = Field(default=None, max_length=500)
+    # Why it is never sent on to members or officers (mail/attachments.py held_back, or the
+    # virus scan), kept for coordinators; None: it may be sent on.
+    held_reason: str | None = Field(default=None, max_length=500)
+    # The virus scan's verdict ("clean", "infected: ...", "scan failed: ..."); None: not scanned.
+    scan_result: str | None = Field(default=None, max_length=500)
 
 
 class Event(SQLModel, table=True):

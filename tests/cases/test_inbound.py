@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from mailbridge.cases import assignment, directory
 from mailbridge.cases.assignment import Assigned
-from mailbridge.cli.app import app
+from mailbridge.config import write_signing_key
 from mailbridge.errors import UserError
+from mailbridge.mail.tokens import verify_message_id
 from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.pipeline import quarantine
 from mailbridge.store.db import transaction
@@ -41,6 +42,7 @@ from mailbridge.store.models import (
 from tests.factories import (
     add_person,
     fixture_bytes,
+    make_services,
     ok_lines,
     one_error,
 )
@@ -63,6 +65,7 @@ from tests.helpers.council import (
     attachment_names,
     bounce,
     build_council,
+    council_cli,
     council_first,
     html_of,
     id_of,
@@ -627,11 +630,15 @@ def test_signed_reply_address_threads_a_reply_whose_headers_and_tag_were_lost(
     tmp_path: Path, engine: Engine
 ) -> None:
     key = tmp_path / "signing.key"
-    key.write_text("a-long-random-test-signing-key\n", encoding="utf-8")
+    key.write_text("a-long-random-test-signing-key-of-40-bytes\n", encoding="utf-8")
     council = build_council(
         tmp_path,
         engine,
-        security={"signing_key_file": str(key), "signed_reply_address": True},
+        security={
+            "signing_key_env": None,
+            "signing_key_file": str(key),
+            "signed_reply_address": True,
+        },
     )
     lead = council.assigned_pothole()[PRIYA]
     assert re.fullmatch(
@@ -653,6 +660,35 @@ def test_signed_reply_address_threads_a_reply_whose_headers_and_tag_were_lost(
     [item] = council.quarantined()
     assert (item.reason_code, item.case_id) == ("not_linked_to_case", None)
     assert council.new_mail() == []
+
+
+def test_after_a_key_rotation_a_reply_signed_with_the_previous_key_still_threads(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """`previous_signing_keys` are checked when a reply comes back, never used to sign: an
+    officer answering mail sent before the rotation reaches the case through its signed
+    reply address alone, and mail sent after it is signed with the new key only."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    write_signing_key(old)
+    write_signing_key(new)
+    security = {"signing_key_env": None, "signing_key_file": str(old), "signed_reply_address": True}
+    council = build_council(tmp_path, engine, security=security)
+    signed_before = str(council.assigned_pothole()[PRIYA]["Reply-To"])
+
+    rotated = {**security, "signing_key_file": str(new), "previous_signing_keys": [str(old)]}
+    council.services = make_services(tmp_path, engine, security=rotated)
+    assert council.services.verifying_keys == (
+        new.read_text().strip().encode(),
+        old.read_text().strip().encode(),
+    )
+    # A provider rewrote the ids and the subject lost its tag: only the address is left.
+    council.deliver(new_email(PRIYA, "Mill Lane", "Repaired today.", to=signed_before))
+    assert council.case().status == "completed"
+    [relayed] = council.new_mail()
+    assert recipients(relayed) == [JANE]
+    keys = council.services.verifying_keys
+    assert verify_message_id(msgid(relayed), keys[:1]) == REF  # signed with the new key
+    assert verify_message_id(msgid(relayed), keys[1:]) is None
 
 
 def test_delegates_case_copies_the_delegate_on_mail_to_the_member(council: Council) -> None:
@@ -1045,8 +1081,6 @@ def test_accept_refuses_a_message_that_points_at_no_case(council: Council) -> No
 
 # --- the command line -----------------------------------------------------------------
 
-runner = CliRunner()
-
 
 @dataclass
 class Home:
@@ -1054,7 +1088,7 @@ class Home:
     council: Council
 
     def cli(self, *args: str) -> Result:
-        return runner.invoke(app, [*args, "--config", str(self.config)], env={"COLUMNS": "300"})
+        return council_cli(self.config, *args)
 
 
 @pytest.fixture

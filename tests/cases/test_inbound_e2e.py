@@ -475,7 +475,7 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert ack.msg["Auto-Submitted"] == "auto-replied"
     assert ack.in_reply_to == enquiry_id
     assert ack.references == [enquiry_id]
-    assert verify_message_id(ack.message_id, key) == ref  # signed with the configured key
+    assert verify_message_id(ack.message_id, [key]) == ref  # signed with the configured key
     assert "Reply due by" in ack.text and f"Ref: {ref}" in ack.text
     show = mb.case_show(ref)
     assert field(show, "Status") == "New"
@@ -503,11 +503,11 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert f"Ref: {ref}" in assignment.text
     assert assignment.in_reply_to == enquiry_id
     assert enquiry_id in assignment.references
-    assert verify_message_id(assignment.message_id, key) == ref
+    assert verify_message_id(assignment.message_id, [key]) == ref
     assert told.subject == f"[{ref}] Your enquiry has been assigned: {SUBJECT}"
     assert "assigned to Priya Shah" in told.text
     assert told.in_reply_to == enquiry_id and enquiry_id in told.references
-    assert verify_message_id(told.message_id, key) == ref
+    assert verify_message_id(told.message_id, [key]) == ref
     show = mb.case_show(ref)
     assert field(show, "Status") == "In progress"
     assert field(show, "Lead officer") == "Priya Shah"
@@ -545,7 +545,7 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert "stays open" in holding.text
     assert holding.in_reply_to in (enquiry_id, holding_id)
     assert enquiry_id in holding.references
-    assert verify_message_id(holding.message_id, key) == ref
+    assert verify_message_id(holding.message_id, [key]) == ref
     show = mb.case_show(ref)
     assert field(show, "Status") == "In progress"
     [extended] = timeline_rows(show, "deadline_extended")
@@ -594,7 +594,7 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert chase.subject == f"[{ref}] Update requested (1): {SUBJECT}"
     assert CHASER_TEXT in chase.text
     assert "Sent from my iPhone" not in chase.text.split("History", 1)[0]
-    assert verify_message_id(chase.message_id, key) == ref
+    assert verify_message_id(chase.message_id, [key]) == ref
     assert chase.in_reply_to in (enquiry_id, chaser_id)
     assert enquiry_id in chase.references
     show = mb.case_show(ref)
@@ -624,7 +624,7 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert "This completes your enquiry" in response.text
     assert response.in_reply_to in (enquiry_id, chaser_id)
     assert enquiry_id in response.references
-    assert verify_message_id(response.message_id, key) == ref
+    assert verify_message_id(response.message_id, [key]) == ref
     show = mb.case_show(ref)
     assert field(show, "Status") == "Completed"
     assert ref in mb.cli("cases", "list", "--status", "completed")
@@ -644,7 +644,7 @@ def test_a_whole_conversation_over_imap_and_smtp(
     assert reopened.rcpt_tos == sorted([OFFICER, COORDINATOR])
     assert reopened.subject == f"[{ref}] Reopened by the councillor: {SUBJECT}"
     assert REOPEN_TEXT in reopened.text
-    assert verify_message_id(reopened.message_id, key) == ref
+    assert verify_message_id(reopened.message_id, [key]) == ref
     assert enquiry_id in reopened.references
     show = mb.case_show(ref)
     assert field(show, "Status") == "In progress"

@@ -591,6 +591,7 @@ def test_help_lists_every_command() -> None:
         "addresses",
         "calendar",
         "schedule",
+        "keys",
     ]
 
 

@@ -181,25 +181,25 @@ def test_attachments_follow_the_body() -> None:
 def test_signed_message_id_names_its_case() -> None:
     mid = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
     assert mid.endswith("@example.gov.uk") and "<" not in mid
-    assert tokens.verify_message_id(mid, KEY) == "MQ-2026-00042"
-    assert tokens.verify_message_id(f"<{mid}>", KEY) == "MQ-2026-00042"
+    assert tokens.verify_message_id(mid, (KEY,)) == "MQ-2026-00042"
+    assert tokens.verify_message_id(f"<{mid}>", (KEY,)) == "MQ-2026-00042"
     assert tokens.new_message_id("example.gov.uk", "MQ-2026-00042", KEY) != mid
 
 
 def test_references_past_99999_still_verify() -> None:
     mid = tokens.new_message_id("example.gov.uk", "MQ-2026-100000", KEY)
-    assert tokens.verify_message_id(mid, KEY) == "MQ-2026-100000"
+    assert tokens.verify_message_id(mid, (KEY,)) == "MQ-2026-100000"
 
 
 def test_tampered_or_foreign_message_ids_are_rejected() -> None:
     mid = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", KEY)
-    assert tokens.verify_message_id(mid, b"other-key") is None
-    assert tokens.verify_message_id(mid.replace("00042", "00043"), KEY) is None
+    assert tokens.verify_message_id(mid, (b"other-key",)) is None
+    assert tokens.verify_message_id(mid.replace("00042", "00043"), (KEY,)) is None
     local, _, domain = mid.partition("@")
     flipped = local[:-1] + ("0" if local[-1] != "0" else "1")
-    assert tokens.verify_message_id(f"{flipped}@{domain}", KEY) is None
-    assert tokens.verify_message_id("CAF=abc@mail.gmail.com", KEY) is None
-    assert tokens.verify_message_id("", KEY) is None
+    assert tokens.verify_message_id(f"{flipped}@{domain}", (KEY,)) is None
+    assert tokens.verify_message_id("CAF=abc@mail.gmail.com", (KEY,)) is None
+    assert tokens.verify_message_id("", (KEY,)) is None
 
 
 def test_without_a_key_the_id_is_unsigned() -> None:
@@ -207,10 +207,10 @@ def test_without_a_key_the_id_is_unsigned() -> None:
     local, _, domain = mid.partition("@")
     assert local.startswith("mb.MQ-2026-00042.") and local.count(".") == 2  # no signature
     assert domain == "example.gov.uk"
-    assert tokens.verify_message_id(mid, KEY) is None
+    assert tokens.verify_message_id(mid, (KEY,)) is None
     bare = tokens.new_message_id("example.gov.uk")
     assert bare.startswith("mb.") and bare.endswith("@example.gov.uk")
-    assert tokens.verify_message_id(bare, KEY) is None
+    assert tokens.verify_message_id(bare, (KEY,)) is None
 
 
 HEADER_VALUES = [

@@ -181,6 +181,31 @@ def test_open_sender_for_smtp_reads_the_password_and_default_port(
     assert open_sender(starttls).port == 587  # type: ignore[attr-defined]
 
 
+def test_a_password_login_in_clear_text_off_this_machine_is_refused_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_auth_server_off_loopback: SmtpServer
+) -> None:
+    """smtp:// to a server on this machine's network address (not loopback): the sender is
+    never built, so the password never leaves; `allow_plaintext_login` lets it, for a
+    network the council trusts. Used to be a warning in `check` while `run` sent it."""
+    server = smtp_auth_server_off_loopback
+    monkeypatch.setenv("MB_TEST_SMTP_PASSWORD", "smtp-secret")
+    smtp = {"url": f"smtp://mailbridge@{server.host}:{server.port}",
+            "password_env": "MB_TEST_SMTP_PASSWORD"}  # fmt: skip
+    config = make_config(tmp_path, f"sqlite:///{tmp_path / 'mb.db'}", smtp=smtp)
+    with pytest.raises(ConfigError) as err:
+        open_sender(config)
+    assert f"[smtp] url smtp://{server.host} would send the login unencrypted" in str(err.value)
+    assert "smtps:// or smtp+starttls://" in str(err.value)
+    assert "allow_plaintext_login = true" in str(err.value)
+    assert server.handler.connections == 0  # nothing was said to the server
+
+    allowed = make_config(tmp_path, f"sqlite:///{tmp_path / 'mb.db'}",
+                          smtp={**smtp, "allow_plaintext_login": True})  # fmt: skip
+    with open_sender(allowed) as sender:
+        sender.send(RAW, FROM, ["a@example.org"])
+    assert len(server.messages) == 1
+
+
 def test_missing_smtp_password_is_a_config_error_naming_the_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

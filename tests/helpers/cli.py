@@ -27,6 +27,9 @@ url = "sqlite:///./mailbridge.db"
 [storage]
 data_dir = "./data"
 
+[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
+
 [schedule]
 # The journey runs on the wall clock: no digest may join the counts it checks.
 coordinator_digest_at = ""

@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
+from typer.testing import CliRunner, Result
 
 from mailbridge.cases import assignment
 from mailbridge.cases.assignment import Assigned
+from mailbridge.cli.app import app
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mail.parsing import parse
 from mailbridge.mailbox.maildir import MaildirSource, maildir_drop
@@ -177,6 +179,11 @@ class Council:
     def person_id(self, email: str) -> int:
         with self.db() as session:
             return session.exec(select(Person.id).where(Person.email == email)).one()  # type: ignore[return-value]
+
+
+def council_cli(config: Path, *args: str) -> Result:
+    """`mailbridge ARGS --config CONFIG` in-process, at a known terminal width."""
+    return CliRunner().invoke(app, [*args, "--config", str(config)], env={"COLUMNS": "300"})
 
 
 def write_council_config(tmp_path: Path, db_url: str, extra: str = "") -> Path:

@@ -484,7 +484,10 @@ def test_fixture_parses_to_the_expected_fields(case: Expected) -> None:
     parsed = parse(raw)
     assert parsed.subject == case.subject
     assert parsed.message_id == case.message_id
-    assert parsed.dedupe_key == (case.message_id or f"sha256:{sha256(raw)}")
+    content = parsed.content_sha256
+    assert parsed.dedupe_key == (
+        f"{case.message_id} content:{content}" if case.message_id else f"sha256:{sha256(raw)}"
+    )
     assert parsed.raw_sha256 == sha256(raw)
     assert (parsed.from_address, parsed.from_name) == (case.from_address, case.from_name)
     assert (parsed.to, parsed.cc) == (case.to, case.cc)
@@ -496,8 +499,14 @@ def test_fixture_parses_to_the_expected_fields(case: Expected) -> None:
     assert parsed.defects == case.defects
 
 
-@pytest.mark.parametrize("name", ALL_FIXTURES)
+# Control characters an email carries on purpose are kept as received; what reaches a
+# terminal is cleaned where it is printed (tests/cli/test_terminal.py).
+CARRIES_CONTROLS = ("attack_terminal_escapes_in_subject_body_filename_and_name.eml",)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_FIXTURES if n not in CARRIES_CONTROLS])
 def test_no_fixture_leaves_control_characters_or_replacement_marks(name: str) -> None:
+    """No decoding makes control characters or U+FFFD out of honest text."""
     parsed = parse(load(name))
     texts = (parsed.subject, parsed.from_name or "", parsed.body_text, *parsed.headers.values())
     for text in texts:
@@ -1010,6 +1019,11 @@ DISPLAY_NAMES = [
     "=?utf-8?B?5byg5LiJ?= <zhang@example.cn>",
     "jane@example.org",
     "Jane Smith <Jane.Smith@Example.GOV.UK>",
+    '"Smith, Jane <Cllr>" <jane@example.org>',  # comma and angle brackets, quoted
+    '"=?utf-8?q?M=C3=BCller=2C_Bernd?=" <bernd@example.de>',  # encoded word in quotes
+    "=?utf-8?B?IkfDvG50ZXIsIEFubmEiIDxBbm5hPg==?= <anna@example.de>",  # '"Günter, Anna" <Anna>'
+    "=?iso-8859-1?q?Dupr=E9=2C_=22Ren=E9=22_=3Cmairie=3E?= <rene@example.fr>",  # all three
+    '"O\'Brien, \\"Pat\\"" <pat@example.org>',  # escaped quotes in a quoted string
 ]
 
 
@@ -1057,3 +1071,147 @@ def test_twenty_thousand_parts_are_too_complex_and_read_only_up_to_the_limit() -
     assert parsed.too_complex == f"more than {MAX_PARTS} MIME parts"
     assert len(parsed.attachments) < MAX_PARTS
     assert f"more than {MAX_PARTS} MIME parts: the rest was not read" in parsed.defects
+
+
+# --- lose nothing: one message or two, charsets, damaged names ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        # A relay added Received, Delivered-To and an X- header and re-encoded the 8-bit body
+        # as quoted-printable: the same email.
+        ("same_message_delivered_twice_with_extra_received_first.eml",
+         "same_message_delivered_twice_with_extra_received_second.eml", True),
+        # A phone app that gives every email it sends one Message-ID: two emails.
+        ("message_id_reused_with_different_body_first.eml",
+         "message_id_reused_with_different_body_second.eml", False),
+        ("message_id_reused_with_different_body_first.eml",
+         "message_id_reused_by_unknown_sender.eml", False),
+    ],
+)  # fmt: skip
+def test_the_dedupe_key_is_the_message_id_and_what_the_message_says(
+    first: str, second: str, same: bool
+) -> None:
+    a, b = parse(load(first)), parse(load(second))
+    assert a.message_id == b.message_id is not None and a.raw_sha256 != b.raw_sha256
+    assert (a.dedupe_key == b.dedupe_key) is same
+    assert a.dedupe_key == f"{a.message_id} content:{a.content_sha256}"
+
+
+def _changed(raw: bytes, old: bytes, new: bytes) -> bytes:
+    assert raw.count(old) == 1, old
+    return raw.replace(old, new)
+
+
+DAMAGED = load("raw_utf8_filename_with_damaged_last_byte.eml")
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        (lambda r: b"Received: from relay9.example.net by mx.example.gov.uk; "
+                   b"Wed, 02 Dec 2026 15:50:01 +0000\n" + r, True),
+        (lambda r: _changed(r, b"Return-Path: <noreply@report-it.example.gov.uk>",
+                            b"Return-Path: <bounces+x@report-it.example.gov.uk>"), True),
+        (lambda r: b"X-Spam-Score: 0.4\nDelivered-To: enquiries@example.gov.uk\n" + r, True),
+        (lambda r: _changed(r, b"Date: Wed, 02 Dec 2026 15:47:12 +0000",
+                            b"Date: Wed, 02 Dec 2026 15:49:00 +0000"), True),
+        (lambda r: _changed(r, b"breaking up.", b"breaking up!"), False),
+        (lambda r: _changed(r, b"Subject: Photos of", b"Subject: Photo of"), False),
+        (lambda r: _changed(r, b"/f7//9k=", b"/f7+/9k="), False),  # one byte of the photo
+        (lambda r: _changed(r, b"To: enquiries@", b"To: highways@"), False),
+    ],
+    ids=["received", "return-path", "x-header", "date", "body", "subject", "attachment", "to"],
+)  # fmt: skip
+def test_trace_headers_leave_the_content_hash_alone_and_content_changes_it(
+    change: object, same: bool
+) -> None:
+    changed = change(DAMAGED)  # type: ignore[operator]
+    assert changed != DAMAGED
+    assert (parse(changed).dedupe_key == parse(DAMAGED).dedupe_key) is same
+
+
+def test_gb2312_label_with_gbk_characters_is_read_as_gbk() -> None:
+    """Outlook labels Simplified Chinese `gb2312` and writes GBK: 喆 and 镕 are not in
+    GB2312. The Encoding Standard reads the label as GBK, as browsers and Thunderbird do."""
+    parsed = parse(load("gb2312_label_with_gbk_characters.eml"))
+    assert parsed.subject == "Fwd: 路灯坏了 - 王喆先生, Gartree Road"
+    assert "Mr Wang Zhe (王喆) wrote to me in Chinese" in parsed.body_text
+    assert "邻居朱镕先生也这么说。请帮忙联系市政。谢谢！" in parsed.body_text
+
+
+@pytest.mark.parametrize(
+    ("data", "label", "text"),
+    [
+        ("王喆".encode("gbk"), "gb2312", "王喆"),
+        ("王喆".encode("gbk"), "GB_2312-80", "王喆"),
+        ("王喆".encode("gb18030"), "x-gbk", "王喆"),
+        ("€".encode("gb18030"), "gb2312", "€"),  # GBK's 0x80
+        (b"\x80 \x93ok\x94", "iso-8859-1", "€ “ok”"),
+        (b"\x80", "ascii", "€"),  # ASCII with 8-bit bytes is no ASCII: windows-1252
+        (b"\x80", "tis-620", "€"),  # windows-874
+        (b"\xa4", "iso-8859-15", "€"),
+        ("똠".encode("cp949"), "ks_c_5601-1987", "똠"),  # not in KS X 1001: Windows' cp949
+        ("①".encode("cp932"), "shift_jis", "①"),  # an NEC extension: Windows' cp932
+        ("Ẁ".encode("utf-7"), "utf-7", "Ẁ"),  # not in the standard: Python's codec
+        ("한".encode("iso2022_kr"), "iso-2022-kr", "한"),  # "replacement" there: Python's
+    ],
+)
+def test_charset_labels_follow_the_whatwg_encoding_standard(
+    data: bytes, label: str, text: str
+) -> None:
+    assert decode_bytes(data, label) == text
+
+
+@pytest.mark.parametrize(
+    ("data", "charset", "text"),
+    [
+        ("Straße Brü".encode()[:-1], None, "Straße Br\ufffd"),
+        ("Straße Brü".encode()[:-1], "utf-8", "Straße Br\ufffd"),
+        (b"M\xfcller \xc3", None, "Müller Ã"),  # no good UTF-8 at all: windows-1252
+        ("王喆".encode("gbk") + b"\x81", "gb2312", "王喆\ufffd"),  # a GBK text cut short
+    ],
+)
+def test_damaged_text_keeps_its_good_characters(
+    data: bytes, charset: str | None, text: str
+) -> None:
+    assert decode_bytes(data, charset) == text
+
+
+def test_raw_utf8_filename_with_damaged_last_byte_keeps_its_good_characters() -> None:
+    """A portal cut the name in the middle of the "ü" of "Brücke": only that byte is lost."""
+    [photo] = parse(load("raw_utf8_filename_with_damaged_last_byte.eml")).attachments
+    assert photo.filename == "Fotos Straßenschäden Mühlenweg Br\ufffd.jpg"
+    assert photo.content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("param", "name"),
+    [
+        ("filename*=gb2312''%CD%F5%86%B4%B5%C4%D0%C5.pdf", "王喆的信.pdf"),  # GBK under gb2312
+        ("filename*=iso-8859-1''%93Antwort%94 %80.txt", "“Antwort” €.txt"),  # windows-1252
+        ("filename*=utf-8''Br%C3%BCcke%C3.jpg", "Brücke\ufffd.jpg"),  # damaged: its good part
+    ],
+)
+def test_rfc2231_file_names_are_read_in_their_charset_as_text_is(param: str, name: str) -> None:
+    raw = (
+        "From: cllr.jane.smith@example.gov.uk\r\nTo: enquiries@example.gov.uk\r\n"
+        "Subject: x\r\nMessage-ID: <n@example.gov.uk>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; {param}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
+    ).encode()
+    [attachment] = parse(raw).attachments
+    assert attachment.filename == name
+
+
+def test_a_message_id_too_long_for_the_key_is_named_by_its_hash() -> None:
+    long_id = "x" * 960 + "@example.org"
+    raw = f"From: a@example.org\r\nMessage-ID: <{long_id}>\r\n\r\nHello\r\n".encode()
+    parsed = parse(raw)
+    assert parsed.message_id == long_id
+    assert len(parsed.dedupe_key) <= 998
+    assert parsed.dedupe_key.startswith("id-sha256:")
+    assert parsed.dedupe_key.endswith(f" content:{parsed.content_sha256}")

@@ -273,7 +273,7 @@ KEY = b"test-signing-key"
 
 def test_candidates_read_ids_markers_and_tags_in_order() -> None:
     parsed = parse(fixture_bytes("member_reply_gmail_chaser.eml"))
-    found = threading.candidates(parsed, None, "MQ")
+    found = threading.candidates(parsed, (), "MQ")
     assert found.message_ids[0] == parsed.in_reply_to
     assert set(found.message_ids) == {parsed.in_reply_to, *parsed.references}
     assert found.tagged == ("MQ-2026-00042",)
@@ -290,7 +290,20 @@ def test_a_valid_signature_proves_the_case_and_a_forged_one_does_not() -> None:
             f"From: a@example.org\r\nTo: enquiries@example.gov.uk\r\nSubject: hello\r\n"
             f"In-Reply-To: <{message_id}>\r\nMessage-ID: <x@example.org>\r\n\r\nbody\r\n"
         ).encode()
-        assert threading.candidates(parse(raw), KEY, "MQ").signed == expected
+        assert threading.candidates(parse(raw), (KEY,), "MQ").signed == expected
+
+
+def test_a_signature_by_a_previous_key_counts_only_while_that_key_is_listed() -> None:
+    from mailbridge.mail import tokens
+
+    old, new = b"o" * 32, b"n" * 32
+    message_id = tokens.new_message_id("example.gov.uk", "MQ-2026-00042", old)
+    raw = (
+        f"From: a@example.org\r\nTo: enquiries@example.gov.uk\r\nSubject: hello\r\n"
+        f"In-Reply-To: <{message_id}>\r\nMessage-ID: <x@example.org>\r\n\r\nbody\r\n"
+    ).encode()
+    assert threading.candidates(parse(raw), (new,), "MQ").signed == ()
+    assert threading.candidates(parse(raw), (new, old), "MQ").signed == ("MQ-2026-00042",)
 
 
 def test_signed_reply_address_counts_as_a_signature() -> None:
@@ -301,8 +314,8 @@ def test_signed_reply_address_counts_as_a_signature() -> None:
         f"From: a@example.org\r\nTo: {address}\r\nSubject: hello\r\n"
         "Message-ID: <y@example.org>\r\n\r\nbody\r\n"
     ).encode()
-    assert threading.candidates(parse(raw), KEY, "MQ").signed == ("MQ-2026-00042",)
-    assert tokens.verify_reply_address(address.replace("00042", "00043"), KEY) is None
+    assert threading.candidates(parse(raw), (KEY,), "MQ").signed == ("MQ-2026-00042",)
+    assert tokens.verify_reply_address(address.replace("00042", "00043"), (KEY,)) is None
 
 
 OTHER = replace(CASE, id=43, reference="MQ-2026-00043")
@@ -360,7 +373,7 @@ OUR_ID = "mb.MQ-2026-00042.4c7e19a05b3d2f86.9a1f3c7e52@example.gov.uk"
 def test_candidates_on_real_reply_shapes(
     fixture: str, message_ids: set[str], marker: str | None, tagged: tuple[str, ...]
 ) -> None:
-    found = threading.candidates(parse(fixture_bytes(fixture)), None, "MQ")
+    found = threading.candidates(parse(fixture_bytes(fixture)), (), "MQ")
     assert message_ids <= set(found.message_ids)
     assert found.marker == marker
     assert found.tagged == tagged
@@ -368,7 +381,7 @@ def test_candidates_on_real_reply_shapes(
 
 def test_a_forwarded_chain_threads_by_the_stored_id_even_without_a_tag() -> None:
     found = threading.candidates(
-        parse(fixture_bytes("outlook_reply_tag_lost_references_kept.eml")), None, "MQ"
+        parse(fixture_bytes("outlook_reply_tag_lost_references_kept.eml")), (), "MQ"
     )
     match = threading.choose(found, {CASE.id: CASE}, {OUR_ID: CASE.id}, {})
     assert match.case == CASE and match.how == "message_id"

@@ -66,6 +66,7 @@ SERVER_FIXTURES = frozenset(
         "smtp_idle_server",
         "smtp_ascii_server",
         "smtp_auth_server",
+        "smtp_auth_server_off_loopback",
         "smtps_server",
         "starttls_server",
     }
@@ -138,22 +139,24 @@ class SmtpServer:
             time.sleep(0.01)
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def _start(handler: Handler, cafile: Path | None = None, **kwargs: object) -> Iterator[SmtpServer]:
+def _start(
+    handler: Handler, cafile: Path | None = None, host: str = "127.0.0.1", **kwargs: object
+) -> Iterator[SmtpServer]:
     # Controller.start() connects to its own port to check it is up: give it a real one.
-    port = _free_port()
-    controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)  # type: ignore[arg-type]
+    port = _free_port(host)
+    controller = _Controller(handler, hostname=host, port=port, **kwargs)  # type: ignore[arg-type]
     try:
         controller.start()
     except Exception as exc:  # noqa: BLE001 - any start failure means "no server"
         unavailable("aiosmtpd", str(exc))
     try:
-        yield SmtpServer("127.0.0.1", port, handler, cafile)
+        yield SmtpServer(host, port, handler, cafile)
     finally:
         controller.stop()
 
@@ -181,6 +184,34 @@ def smtp_auth_server() -> Iterator[SmtpServer]:
     """An SMTP server that requires AUTH (PLAIN/LOGIN or XOAUTH2) before MAIL."""
     yield from _start(
         XOAuthHandler(),
+        authenticator=_authenticate,
+        auth_require_tls=False,
+        auth_required=True,
+    )
+
+
+def own_address() -> str | None:
+    """This machine's address on its network (not loopback), if it has one: the address a
+    connected UDP socket would send from (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("198.51.100.1", 9))  # TEST-NET-2: routed, never reached
+        except OSError:
+            return None
+        host = sock.getsockname()[0]
+    return None if host.startswith("127.") else host
+
+
+@pytest.fixture
+def smtp_auth_server_off_loopback() -> Iterator[SmtpServer]:
+    """smtp_auth_server on this machine's network address, where a login in clear text would
+    cross the network; skipped on a machine with no network address."""
+    host = own_address()
+    if host is None:
+        pytest.skip("this machine has no network address besides loopback")
+    yield from _start(
+        XOAuthHandler(),
+        host=host,
         authenticator=_authenticate,
         auth_require_tls=False,
         auth_required=True,

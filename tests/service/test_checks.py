@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from mailbridge.delivery import outbox
 from mailbridge.delivery.transports.base import PermanentDeliveryError
 from mailbridge.probe import Probe, loopback
 from mailbridge.service.checks import (
+    Finding,
     Status,
     _look,
     check_database,
     check_delivery,
     check_mailbox,
+    check_scanner,
     check_smtp,
     check_storage,
     rate_limit_advice,
@@ -62,6 +65,8 @@ from_address = "enquiries@example.gov.uk"
 url = "{database}"
 [storage]
 data_dir = "./data"
+[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
 [[coordinators]]
 name = "Member Support Team"
 email = "member.support@example.gov.uk"
@@ -174,7 +179,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 5 parts would stop mailbridge" in out
+    assert "1 of 6 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -293,6 +298,20 @@ def test_a_data_dir_under_a_file_fails(tmp_path: Path) -> None:
     assert found.advice == ("check [storage] data_dir",)
 
 
+def test_the_virus_scanner_is_looked_for_only_when_one_is_set(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    assert check_scanner(load_config(config)) is None
+    text = config.read_text() + '[attachments]\nscan_command = ["no-such-clamdscan", "{path}"]\n'
+    config.write_text(text)
+    found = check_scanner(load_config(config))
+    assert found is not None and found.status is Status.WARNING
+    assert (found.where, found.found) == ("no-such-clamdscan", "the virus scanner is not there")
+    config.write_text(text.replace("no-such-clamdscan", sys.executable))
+    found = check_scanner(load_config(config))
+    ok = Finding("scanner", sys.executable, Status.OK, f"virus scan by {sys.executable}")
+    assert found == ok
+
+
 # --- a real IMAP server and a real SMTP server -------------------------------------------
 
 
@@ -353,6 +372,22 @@ def test_smtp_starttls_with_the_servers_certificate(
     assert found.status is Status.OK, found
     assert found.found.startswith("connected without a login (STARTTLS)")
     assert starttls_server.messages == []
+
+
+def test_a_login_in_clear_text_off_this_machine_fails_the_check_before_connecting(
+    tmp_path: Path,
+) -> None:
+    """It used to be a warning here while `run` sent the password anyway; now `run` refuses
+    it and `check` says so, in the same words, without connecting (192.0.2.7 is never
+    reached: TEST-NET-1)."""
+    config = load_config(write(tmp_path, "imap://jane@192.0.2.7:143/", "smtp://jane@192.0.2.7:25"))
+    for found, part in ((check_mailbox(config), "mailbox"), (check_smtp(config), "smtp")):
+        assert found.status is Status.FAILED, found
+        assert (
+            f"[{part}] url {'imap' if part == 'mailbox' else 'smtp'}://192.0.2.7 would send "
+            "the login unencrypted" in found.found
+        )
+        assert "allow_plaintext_login = true" in found.found
 
 
 def test_a_wrong_imap_password_fails_the_mailbox_only(

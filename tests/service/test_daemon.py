@@ -65,6 +65,8 @@ from_address = "enquiries@example.gov.uk"
 url = "sqlite:///./mailbridge.db"
 [storage]
 data_dir = "./data"
+[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
 [schedule]
 # Digests go out by the clock (a member's on Monday mornings): none may join the mail
 # these tests count.

@@ -69,6 +69,8 @@ from_address = "enquiries@example.gov.uk"
 url = "{via_relay}"
 [storage]
 data_dir = "{tmp_path / "data"}"
+[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
 [schedule]
 # Digests go out by the clock (Jane's on a Monday morning, once her case is open): none may
 # join the mail this test counts.
