@@ -87,36 +87,7 @@ def retry(
     """
     with opened(config) as (cfg, engine):
         outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
-    _tell(item_id, outcome)
-
-
-def _tell(item_id: int, outcome: Outcome) -> None:
-    if isinstance(outcome, CaseOpened):
-        console.print(
-            f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
-            "queued and goes out with the next pass of `mailbridge run`",
-            highlight=False,
-        )
-    elif isinstance(outcome, CaseUpdated):
-        console.print(
-            f"message {item_id} was applied to {outcome.reference}; any mail it causes goes "
-            "out with the next pass of `mailbridge run`",
-            highlight=False,
-        )
-    elif isinstance(outcome, Handled):
-        console.print(f"message {item_id} was handled; it concerned no case")
-    elif isinstance(outcome, Quarantined):
-        # The retry is recorded under a new id; the old one is closed.
-        console.print(
-            f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
-            f"{outcome.reason}",
-            highlight=False,
-        )
-    elif isinstance(outcome, Failed):
-        console.print(f"message {item_id} failed again: {outcome.error}")
-        raise typer.Exit(1)
-    else:
-        console.print(f"message {item_id} was already handled")
+    _report(item_id, outcome)
 
 
 @app.command("accept")
@@ -128,21 +99,53 @@ def accept(
     ] = "contribution",
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
 ) -> None:
-    """Attach a quarantined message to the case it points at, after checking who wrote it.
+    """Accept a quarantined message after checking who wrote it.
 
-    A message held as sender_unauthenticated is applied as if its sender had been proven
-    (the `--as` option does not apply to it): check with its sender first.
+    One held as sender_unauthenticated or as a flood runs through the pipeline again as if
+    its sender had been proven and under the limit (a flood item opens its case; `--as`
+    does not apply to them): check with its sender first. Any other joins the case it
+    points at.
 
     Example: mailbridge quarantine accept 7 --as contribution
     """
     with opened(config) as (cfg, engine):
-        services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        outcome = accept_quarantined(services, item_id, as_)
-    if isinstance(outcome, CaseUpdated) and outcome == CaseUpdated(outcome.reference, as_):
+        outcome = accept_quarantined(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
+    _report(item_id, outcome, as_)
+    if isinstance(outcome, Quarantined):
+        raise typer.Exit(1)
+
+
+def _report(item_id: int, outcome: Outcome, as_: str = "") -> None:
+    """What a retry or an acceptance (`as_`) did to the message, in one line."""
+    if isinstance(outcome, CaseOpened):
         console.print(
-            f"message {item_id} is now a {as_} on {outcome.reference}; the lead officer and "
-            "coordinators get it with the next pass of `mailbridge run`",
+            f"message {item_id} opened case {outcome.reference}; its acknowledgement is "
+            "queued and goes out with the next pass of `mailbridge run`",
             highlight=False,
         )
+    elif isinstance(outcome, CaseUpdated) and as_ and outcome.action == as_:
+        console.print(
+            f"message {item_id} is now a {as_} on {outcome.reference}; the lead "
+            "officer and coordinators get it with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    elif isinstance(outcome, CaseUpdated):
+        console.print(
+            f"message {item_id} was applied to {outcome.reference}; any mail it causes goes "
+            "out with the next pass of `mailbridge run`",
+            highlight=False,
+        )
+    elif isinstance(outcome, Handled):
+        console.print(f"message {item_id} was handled; it concerned no case")
+    elif isinstance(outcome, Quarantined):
+        # Recorded under a new id; the old one is closed as "retried".
+        console.print(
+            f"message {item_id} is quarantined again as message {outcome.quarantine_id}: "
+            f"{outcome.reason}",
+            highlight=False,
+        )
+    elif isinstance(outcome, Failed):
+        console.print(f"message {item_id} failed again: {outcome.error}")
+        raise typer.Exit(1)
     else:
-        _tell(item_id, outcome)
+        console.print(f"message {item_id} was already handled")

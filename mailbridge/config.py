@@ -340,6 +340,15 @@ class AutomaticMailConfig(_Section):
     stranger_replies_per_day: Annotated[int, Field(ge=0)] = 1
 
 
+class LimitsConfig(_Section):
+    """What one sender can cause, however their mail is forged: new cases per person (member
+    or delegate), and replies to strangers in total (docs/security.md)."""
+
+    new_cases_per_sender_per_hour: Annotated[int, Field(ge=1)] = 20
+    new_cases_per_sender_per_day: Annotated[int, Field(ge=1)] = 60
+    stranger_replies_total_per_day: Annotated[int, Field(ge=0)] = 50
+
+
 class CouncilConfig(_Section):
     name: str = "Example County Council"
     timezone: str = "Europe/London"
@@ -458,6 +467,7 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     satisfaction: SatisfactionConfig = SatisfactionConfig()
     automatic_mail: AutomaticMailConfig = AutomaticMailConfig()
+    limits: LimitsConfig = LimitsConfig()
     templates: TemplatesConfig = TemplatesConfig()
     security: SecurityConfig = SecurityConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()

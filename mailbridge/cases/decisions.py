@@ -93,6 +93,15 @@ class NoteBounce:
     doubt: str | None = None  # why it is not believed: then it is logged and flags nobody
 
 
+@dataclass(frozen=True, slots=True)
+class HoldFlood:
+    """A new case beyond its sender's limit (cases/floods.py): quarantined as `flood`, and
+    coordinators told once a day per sender."""
+
+    case: OpenCase
+    reason: str
+
+
 Decision = (
     OpenCase
     | Quarantine
@@ -105,4 +114,5 @@ Decision = (
     | CoordinatorNote
     | NoteAutoReply
     | NoteBounce
+    | HoldFlood
 )

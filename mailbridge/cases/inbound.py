@@ -46,6 +46,7 @@ from mailbridge.cases.records import (
 from mailbridge.console.member_status import member_dashboard
 from mailbridge.deadlines import policy
 from mailbridge.delivery import queue
+from mailbridge.delivery.limits import DAY, Window, reached
 from mailbridge.mail import hygiene, subjects
 from mailbridge.mail.hygiene import Bounce
 from mailbridge.mail.parsing import ParsedEmail
@@ -673,12 +674,21 @@ def tell_too_large(session: Session, services: Services, item: Inbound) -> bool:
 
 
 def answer_stranger(session: Session, services: Services, item: Inbound) -> bool:
-    """One polite reply that the mailbox is for councillors, at most once a day per sender."""
+    """One polite reply that the mailbox is for councillors: at most so many a day per
+    address, and so many a day in all, so forged strangers cannot mail the world from us."""
     address = item.parsed.from_address
-    limit = services.config.automatic_mail.stranger_replies_per_day
-    if not address or limit <= 0 or not hygiene.may_answer_automatically(address, item.parsed):
+    if not address or not hygiene.may_answer_automatically(address, item.parsed):
         return False
-    if queue.stranger_replies_today(session, address) >= limit:
+    cfg = services.config
+    now = utcnow()
+    each = (Window(DAY, cfg.automatic_mail.stranger_replies_per_day),)
+    total = (Window(DAY, cfg.limits.stranger_replies_total_per_day),)
+    sent = queue.sent_within(session, each, now, address=address, kind="stranger_reply")
+    if reached(each, sent) is not None:
+        return False
+    full = reached(total, queue.sent_within(session, total, now, kind="stranger_reply"))
+    if full is not None:
+        log.info("stranger not answered", extra={"reason": f"stranger replies: {full}"})
         return False
     queued = queue.queue_mail(
         session,

@@ -23,6 +23,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.directory import flagged_addresses
+from mailbridge.cases.floods import FLOOD
 from mailbridge.config import Directorate
 from mailbridge.console.filters import (
     OPEN,
@@ -143,6 +144,30 @@ def _quarantine_waiting(session: Session) -> list[QuarantineItem]:
     )
 
 
+def _quarantine_lines(services: Services, items: list[QuarantineItem]) -> list[dict[str, Any]]:
+    """One line per waiting message, but one per sender for a flood: a thousand forged
+    emails are one thing to look at, and their subjects are the forger's words."""
+    lines: list[dict[str, Any]] = []
+    floods: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for q in items:
+        if q.reason_code == FLOOD and q.sender in floods:
+            floods[q.sender][1].append(q.id or 0)
+            continue
+        line = {
+            "id": q.id,
+            "sender": q.sender,
+            "subject": q.subject,
+            "reason": q.reason_code.replace("_", " "),
+            "at": queue.local(services, q.created_at),
+        }
+        if q.reason_code == FLOOD:
+            floods[q.sender] = (line, [q.id or 0])
+        lines.append(line)
+    for line, ids in floods.values():
+        line["subject"] = f"{len(ids)} held" + (f", #{ids[0]} to #{ids[-1]}" if ids[1:] else "")
+    return lines
+
+
 def coordinator_digest(session: Session, services: Services, day: date) -> DigestMail | None:
     """The morning digest for every [[coordinators]] address; None when all is quiet."""
     to = tuple(queue.coordinator_addresses(services))
@@ -183,23 +208,15 @@ def coordinator_digest(session: Session, services: Services, day: date) -> Diges
         }
         for f in flags
     ]
-    quarantined = [
-        {
-            "id": q.id,
-            "sender": q.sender,
-            "subject": q.subject,
-            "reason": q.reason_code.replace("_", " "),
-            "at": queue.local(services, q.created_at),
-        }
-        for q in _quarantine_waiting(session)
-    ]
+    waiting = _quarantine_waiting(session)
+    quarantined = _quarantine_lines(services, waiting)
     counts = {
         "unassigned": len(unassigned),
         "due_soon": due_soon_total,
         "overdue": overdue_total,
         "away": len(away),
         "bounced": len(bounced),
-        "quarantined": len(quarantined),
+        "quarantined": len(waiting),
     }
     if not any(counts.values()):
         return None

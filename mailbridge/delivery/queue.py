@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from mailbridge.delivery import compose, outbox
+from mailbridge.delivery.limits import Window, per_hour_and_day, reached
 from mailbridge.mail import hygiene, subjects, tokens
 from mailbridge.services import Services
 from mailbridge.store.db import insert_row
@@ -200,26 +201,33 @@ def _allowed(
             withheld.append((address, "no automatic mail to robot or no-reply addresses"))
             continue
         if limited:
-            hour = _sent_since(session, address, now - timedelta(hours=1))
-            day = _sent_since(session, address, now - timedelta(days=1))
-            if hour >= limits.per_address_per_hour or day >= limits.per_address_per_day:
-                withheld.append(
-                    (address, f"automatic mail limit reached ({hour} this hour, {day} today)")
-                )
+            windows = per_hour_and_day(limits.per_address_per_hour, limits.per_address_per_day)
+            full = reached(windows, sent_within(session, windows, now, address=address))
+            if full is not None:
+                withheld.append((address, f"automatic mail limit reached: {full}"))
                 continue
         kept.append(address)
     return kept
 
 
-def _sent_since(session: Session, address: str, since: datetime, kind: str | None = None) -> int:
-    query = select(func.count()).where(AutoMail.address == address, AutoMail.at >= since)
-    if kind is not None:
-        query = query.where(AutoMail.kind == kind)
-    return int(session.exec(query).one())
-
-
-def stranger_replies_today(session: Session, address: str) -> int:
-    return _sent_since(session, address, utcnow() - timedelta(days=1), kind="stranger_reply")
+def sent_within(
+    session: Session,
+    windows: Sequence[Window],
+    now: datetime,
+    *,
+    address: str | None = None,
+    kind: str | None = None,
+) -> list[int]:
+    """Automatic mail sent within each window (to `address`, of `kind`; None: any)."""
+    counts = []
+    for window in windows:
+        query = select(func.count()).where(AutoMail.at >= now - window.span)
+        if address is not None:
+            query = query.where(AutoMail.address == address)
+        if kind is not None:
+            query = query.where(AutoMail.kind == kind)
+        counts.append(int(session.exec(query).one()))
+    return counts
 
 
 def _ref(thread: Thread | None) -> str | None:

@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from mailbridge.cases import inbound
+from mailbridge.cases import floods, inbound
 from mailbridge.cases.decisions import (
     Chase,
     Contribution,
     CoordinatorNote,
+    HoldFlood,
     NoteAutoReply,
     NoteBounce,
     OfficerReply,
@@ -110,6 +111,13 @@ def _note_bounce(work: Work, services: Services, item: Inbound, decision: NoteBo
     return _outcome(applied)
 
 
+def _hold_flood(work: Work, services: Services, item: Inbound, decision: HoldFlood) -> Outcome:
+    """Kept aside like any quarantined message; the coordinators hear of it once a day."""
+    outcome = _quarantine(work, services, item, Quarantine(floods.FLOOD, decision.reason))
+    floods.tell_coordinators(work.session, services, decision, item.received_at)
+    return outcome
+
+
 def _on_case(effect: Callable[..., inbound.Applied]) -> Effect:
     """A case update of cases/inbound.py as an effect of the table."""
 
@@ -129,6 +137,7 @@ EFFECTS: dict[type, Effect] = {
     OpenCase: _open_case,
     Quarantine: _quarantine,
     NoteBounce: _note_bounce,
+    HoldFlood: _hold_flood,
     StatusRequest: _on_case(inbound.status_request),
     Chase: _on_case(inbound.chase),
     Reopen: _on_case(inbound.reopen),

@@ -15,9 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from mailbridge import logs
+from mailbridge.cases import floods
 from mailbridge.delivery import queue
+from mailbridge.errors import UserError
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.pipeline import quarantine
+from mailbridge.pipeline.apply import apply
 from mailbridge.pipeline.outcomes import (
     CaseOpened,
     CaseUpdated,
@@ -244,16 +247,35 @@ def retry_quarantined(services: Services, item_id: int) -> Outcome:
 
 
 def accept_quarantined(services: Services, item_id: int, as_: str = "contribution") -> Outcome:
-    """A coordinator's `mailbridge quarantine accept`.
+    """A coordinator's `mailbridge quarantine accept`, after checking who wrote it.
 
-    A message held because its sender was not proven runs through the pipeline again as if
-    the gateway had proven its From, and nothing else is waived: it does what its sender's
-    role allows. Any other message is attached to its case as `as_` (quarantine.accept).
+    A message held because its sender was not proven, or as a flood, runs through the
+    pipeline again vouched for: as if the gateway had proven its From and under the limit,
+    and nothing else is waived (it does what its sender's role allows). Any other message
+    is attached to the case it points at as `as_` (quarantine.accept).
     """
-    if quarantine.get_item(services, item_id).reason_code == "sender_unauthenticated":
-        raw, received_at = quarantine.waiting_copy(services, item_id)
-        return Processor(services).process(raw, received_at, retry_of=item_id, vouched=True)
-    return CaseUpdated(quarantine.accept(services, item_id, as_), as_)
+    item = quarantine.get_item(services, item_id)
+    if item.reason_code not in VOUCHABLE:
+        return CaseUpdated(quarantine.accept(services, item_id, as_), as_)
+    raw, received_at = quarantine.waiting_copy(services, item_id)
+    steps = [_accepted if s is apply else s for s in STEPS]
+    outcome = Processor(services, steps).process(raw, received_at, retry_of=item_id, vouched=True)
+    if isinstance(outcome, Failed):
+        raise UserError(f"quarantined message {item_id} could not be accepted: {outcome.error}")
+    return outcome
+
+
+# What a coordinator's word answers: who sent it, and whether one person may open so many.
+VOUCHABLE = frozenset({"sender_unauthenticated", floods.FLOOD})
+
+
+def _accepted(work: Work, services: Services) -> Outcome:
+    """The last step of an accepted message: its effect, and the acceptance on its case."""
+    outcome = apply(work, services)
+    assert work.retry_of is not None
+    if isinstance(outcome, CaseOpened | CaseUpdated):
+        quarantine.mark_accepted(work.session, work.retry_of, outcome.reference)
+    return outcome
 
 
 def pending_failures(services: Services) -> int:

@@ -26,6 +26,7 @@ from mailbridge.pipeline.parse import Limits, parse_raw
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
 from mailbridge.store.models import (
+    Case,
     Disposition,
     Message,
     ProcessingFailure,
@@ -106,6 +107,21 @@ def release_for_retry(
         ):
             session.delete(old)
             session.flush()
+
+
+def mark_accepted(session: Session, quarantine_id: int, reference: str) -> None:
+    """A retried message a coordinator accepted: so recorded, on the item and its case."""
+    entry = session.get(QuarantineItem, quarantine_id)
+    assert entry is not None  # released for the retry in this transaction
+    entry.status = QuarantineStatus.ACCEPTED
+    session.add(entry)
+    session.flush()
+    case_id = session.exec(select(Case.id).where(Case.reference == reference)).one()
+    add_event(
+        session, case_id, "quarantine_accepted",
+        f"quarantined message {quarantine_id} from {entry.sender} accepted by a coordinator "
+        f"({entry.reason_code})",
+    )  # fmt: skip
 
 
 def record_failure(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
-from mailbridge.cases import directory
+from mailbridge.cases import directory, floods
+from mailbridge.cases.decisions import OpenCase
 from mailbridge.cases.facts import case_ids_for_message_ids, load_cases
 from mailbridge.mail import authentication, hygiene, replies
 from mailbridge.mail.parsing import ParsedEmail
@@ -195,6 +196,15 @@ def route(work: Work, services: Services) -> None:
     )
 
 
+def limit_new_cases(work: Work, services: Services) -> None:
+    """However its From was forged, one person's mail opens only so many cases (floods.py);
+    a message a coordinator accepted is past the limit's question."""
+    if isinstance(work.decision, OpenCase) and not work.vouched:
+        sender = work.email.from_address or ""
+        limits = services.config.limits
+        work.decision = floods.limit(work.session, limits, work.decision, work.received_at, sender)
+
+
 STEPS: Sequence[Step] = (
     store_raw,
     parse,
@@ -205,6 +215,7 @@ STEPS: Sequence[Step] = (
     find_case,
     read_reply,
     route,
+    limit_new_cases,
     apply,
 )
 

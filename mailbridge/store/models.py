@@ -105,6 +105,8 @@ class Case(SQLModel, table=True):
         Index("ix_case_district", "district"),
         Index("ix_case_enquiry_type", "enquiry_type"),
         Index("ix_case_received", "received_at"),
+        # New cases per sender (cases/floods.py), counted for every new case.
+        Index("ix_case_submitter_received", "submitter_id", "received_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -203,7 +205,10 @@ class AutoMail(SQLModel, table=True):
     """Each automatic email per address, for the hourly and daily limits (loop protection)."""
 
     __tablename__ = "auto_mail"
-    __table_args__ = (Index("ix_auto_mail_address_at", "address", "at"),)
+    __table_args__ = (
+        Index("ix_auto_mail_address_at", "address", "at"),
+        Index("ix_auto_mail_kind_at", "kind", "at"),  # stranger replies in total
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     address: str = Field(max_length=254)

@@ -1007,7 +1007,8 @@ def test_automatic_mail_over_the_hourly_limit_is_withheld(tmp_path: Path, engine
         )
     withheld = council.events(None, "mail_withheld")
     assert [e.detail for e in withheld] == [
-        f"status not sent to {RAJ}: automatic mail limit reached (3 this hour, 3 today)"
+        f"status not sent to {RAJ}: automatic mail limit reached: "
+        "3 in the last hour (the limit is 3)"
     ] * 2
     # An hour later the limit has room again.
     with transaction(council.engine) as session:

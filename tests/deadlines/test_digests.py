@@ -148,6 +148,33 @@ def test_coordinator_digest_lists_what_needs_a_coordinator_today(desk: Desk) -> 
     assert "Care package for Mr Evans" in row.raw.decode("utf-8", "replace")
 
 
+def test_coordinator_digest_gives_a_flood_one_line_without_its_subjects(desk: Desk) -> None:
+    """980 emails held from one forged sender are one line, not 980 of the forger's words."""
+    forged = "cllr.jane.smith@example.gov.uk"
+    desk.add(
+        *(
+            QuarantineItem(dedupe_key=f"f{i}", raw_sha256=f"{i:064d}", reason_code="flood",
+                           reason="too many new cases", sender=forged,
+                           subject="Your mailbox is full", created_at=utc(2026, 11, 25, 7))
+            for i in range(3)
+        ),
+        QuarantineItem(dedupe_key="s", raw_sha256="s" * 64, reason_code="unknown_sender",
+                       reason="not registered", sender="someone@example.org",
+                       subject="Planning objection", created_at=utc(2026, 11, 25, 8)),
+    )  # fmt: skip
+    with Session(desk.engine) as session:
+        mail = digests.coordinator_digest(session, desk.services, TODAY)
+        first, *_, last = session.exec(select(QuarantineItem.id).order_by(QuarantineItem.id))
+    assert mail is not None
+    assert mail.context["counts"]["quarantined"] == 4
+    lines = [(q["sender"], q["subject"], q["reason"]) for q in mail.context["quarantined"]]
+    assert lines == [
+        (forged, f"3 held, #{first} to #{last - 1}", "flood"),
+        ("someone@example.org", "Planning objection", "unknown sender"),
+    ]
+    assert "mailbox is full" not in desk.render(mail).text
+
+
 def test_coordinator_digest_is_none_when_there_is_nothing_to_say(desk: Desk) -> None:
     desk.case("jane", "Blocked drain", status="completed", lead="priya",
               response_due=date(2026, 11, 1))  # fmt: skip
