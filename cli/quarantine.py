@@ -123,7 +123,7 @@ def _report(item_id: int, outcome: Outcome, as_: str = "") -> None:
             "queued and goes out with the next pass of `mailbridge run`",
             highlight=False,
         )
-    elif isinstance(outcome, CaseUpdated) and as_ and outcome.action == as_:
+    elif isinstance(outcome, CaseUpdated) and outcome == CaseUpdated(outcome.reference, as_):
         console.print(
             f"message {item_id} is now a {as_} on {outcome.reference}; the lead "
             "officer and coordinators get it with the next pass of `mailbridge run`",
