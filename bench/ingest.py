@@ -102,6 +102,12 @@ def enquiry(
     subject_t, body_t = rng.choice(TOPICS)
     fill = {"road": rng.choice(ROADS), "town": rng.choice(TOWNS), "n": rng.randint(1, 120)}
     msg = EmailMessage()
+    # What the council's gateway writes on top of every message it accepts ([trust]): the
+    # production path reads and judges it.
+    msg["Authentication-Results"] = (
+        "mx.example.gov.uk; dkim=pass header.d=example.gov.uk header.s=s1; "
+        "spf=pass smtp.mailfrom=example.gov.uk; dmarc=pass (p=reject) header.from=example.gov.uk"
+    )
     msg["From"] = f"{who[0]} <{who[1]}>"
     msg["To"] = "Member Enquiries <enquiries@example.gov.uk>"
     msg["Date"] = format_datetime(datetime(2026, 11, 24, 9, tzinfo=UTC) + timedelta(seconds=i))
@@ -238,6 +244,8 @@ data_dir = "{work / "data"}"
 level = "WARNING"
 [security]
 signing_key_file = "{work / "signing.key"}"
+[trust]
+authserv_ids = ["mx.example.gov.uk"]
 [limits]
 # 60 members write all the emails within minutes: far beyond any councillor, not a flood.
 new_cases_per_sender_per_hour = 1000000
