@@ -26,6 +26,7 @@ from mailbridge.cli.context import (
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
 from mailbridge.services import Services
+from mailbridge.spreadsheet import neutralise
 
 app = typer.Typer(
     help="The working-day calendar: non-working days, and recounting open deadlines.",
@@ -56,7 +57,7 @@ def show(
     if fmt == "csv":
         writer = csv.writer(console.file, lineterminator="\n")
         writer.writerow(["date", "weekday", "why"])
-        writer.writerows((d.isoformat(), f"{d:%A}", why) for d, why in days)
+        writer.writerows((d.isoformat(), f"{d:%A}", neutralise(why)) for d, why in days)
         return
     table = Table(title=f"Non-working days in {year}: {cfg.council.name}")
     for heading in ("Date", "Day", "Why"):

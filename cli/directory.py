@@ -14,6 +14,7 @@ from sqlmodel import Session
 from mailbridge.cases import directory
 from mailbridge.cases.directory import ImportReport
 from mailbridge.cli.context import ConfigOption, console, friendly, opened, stdout
+from mailbridge.spreadsheet import neutralise
 from mailbridge.store.models import Person
 
 SINGULAR = {"members": "member", "officers": "officer", "delegates": "delegate"}
@@ -92,7 +93,9 @@ def _make(group: str) -> typer.Typer:
         help=(
             f"List the {group}, with their extra addresses.\n\n"
             f"--format csv writes the import format, so the output can be edited and "
-            f"imported again.\n\nExample: mailbridge {group} list --format csv > {group}.csv"
+            f"imported again; text a spreadsheet would run as a formula (=, +, -, @ first) "
+            f"is written after an apostrophe, which the import takes off again.\n\n"
+            f"Example: mailbridge {group} list --format csv > {group}.csv"
         ),
     )
     @friendly
@@ -109,7 +112,7 @@ def _make(group: str) -> typer.Typer:
         if fmt == Format.CSV:
             writer = csv.writer(stdout(), lineterminator="\n")
             writer.writerow(columns)
-            writer.writerows(rows)
+            writer.writerows([neutralise(v) for v in r] for r in rows)
             return
         table = Table(title=_plural(len(rows), SINGULAR[group]))
         for c in columns:

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from mailbridge.config import Coordinator
 from mailbridge.errors import ConfigError, UserError
+from mailbridge.spreadsheet import restore
 from mailbridge.store.db import transaction
 from mailbridge.store.models import AddressFlag, Person, PersonAddress, PersonKind, utcnow
 
@@ -170,7 +171,9 @@ def read_csv(path: Path | str, kind: str | None = None) -> list[dict[str, str]]:
     for number, record in enumerate(records[1:], start=2):
         if not any(cell.strip() for cell in record):
             continue
-        row = {name: cell.strip() for name, cell in zip(header, record, strict=False) if name}
+        row = {
+            name: restore(cell.strip()) for name, cell in zip(header, record, strict=False) if name
+        }
         row[ROW] = str(number)
         rows.append(row)
     return rows

@@ -1,10 +1,9 @@
 """Cases as CSV, JSON and XLSX, for `cases list --format` and `mailbridge export`.
 
 Subjects and names come from email: a subject such as `=HYPERLINK("http://evil", "Click")`
-must never run as a formula in the spreadsheet a coordinator opens. Every text cell that
-begins with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with a single quote
-(OWASP's advice on CSV injection), in CSV and in XLSX alike. JSON is data, not a
-spreadsheet: it carries the values as stored.
+must never run as a formula in the spreadsheet a coordinator opens. Every cell goes through
+`spreadsheet.neutralise`, in CSV and in XLSX alike. JSON is data, not a spreadsheet: it
+carries the values as stored.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from typing import IO, Any
 
 from mailbridge.console.filters import CaseListRow
 from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.spreadsheet import neutralise
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STATUS_LABELS = {
     "new": "New",
     "in_progress": "In progress",
@@ -28,13 +27,6 @@ STATUS_LABELS = {
     "closed": "Closed",
 }
 CONTACT_LABELS = {"email": "Email", "phone": "Phone", "letter": "Letter"}
-
-
-def neutralise(value: object) -> object:
-    """A text cell that a spreadsheet would read as a formula, made plain text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def status_label(status: str) -> str:

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mailbridge.console.reports import GroupStats, PeriodReport, Ratio, Report
+from mailbridge.spreadsheet import neutralise
 
 FORMATS = ("table", "csv", "xlsx", "html")
 SECTIONS = (("areas", "By directorate and service area"), ("members", "By member"))
@@ -190,16 +191,10 @@ def render_csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(flat_headings(report))
     for row in flat_rows(report):
-        writer.writerow([_neutralise("" if v is None else show(v)) for v in row])
+        # Names come from the directory: text that would run as a formula is quoted
+        # before a figure becomes text, so numbers stay numbers.
+        writer.writerow(["" if v is None else show(neutralise(v)) for v in row])
     return out.getvalue()
-
-
-def _neutralise(value: Any) -> Any:
-    """A spreadsheet must never run a formula: text starting with = + - @ tab or CR gets a
-    leading apostrophe. Numbers are left alone."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def write_xlsx(report: Report, path: Path) -> None:
@@ -215,7 +210,7 @@ def write_xlsx(report: Report, path: Path) -> None:
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in flat_rows(report):
-        sheet.append([_neutralise(v) for v in row])
+        sheet.append([neutralise(v) for v in row])
     for index, heading in enumerate(headings, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = max(12, min(len(heading), 40))
     sheet.freeze_panes = "F2"
