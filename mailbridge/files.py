@@ -34,8 +34,9 @@ def private_folder(path: Path) -> None:
 
 def private_file(path: Path) -> None:
     """Create an empty file 0600 unless one is there: SQLite then keeps that mode, and gives
-    it to the database's -wal and -shm files too."""
-    with suppress(FileExistsError):
+    it to the database's -wal and -shm files too. One that cannot be made (a folder not
+    writable) is left to SQLite, whose error says so."""
+    with suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
 

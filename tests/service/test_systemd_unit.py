@@ -63,7 +63,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 
 
 # Inside `unshare --map-root-user --mount`: the unit's confinement, as far as a test can
-# build it without systemd. Every mount it may made read-only (ProtectSystem=strict) but the
+# build it without systemd. Every mount it can is made read-only (ProtectSystem=strict) but the
 # folder given (ReadWritePaths=), an empty /tmp (PrivateTmp=yes), empty /root and /home
 # (ProtectHome=yes), no new privileges, and the umask a service gets without UMask=.
 # Python itself is given back read-only wherever it is (under /root here, by pyenv: a
