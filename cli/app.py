@@ -25,6 +25,7 @@ from mailbridge.cli import (
     schedule,
 )
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
+from mailbridge.files import PRIVATE_UMASK
 
 app = typer.Typer(
     name="mailbridge",
@@ -52,6 +53,9 @@ report.register(app)
 
 
 def main() -> None:
+    # Every file any command or the service makes holds, or sits beside, residents'
+    # personal data: readable by mailbridge's user only (SQLite's -wal and -shm included).
+    os.umask(PRIVATE_UMASK)
     try:
         app()
     except SystemExit as done:

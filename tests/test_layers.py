@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # names a module's layer, so `deadlines.clock` sits with cases while `deadlines.calendar`
 # sits at the base.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("config", "errors", "logs", "probe", "spreadsheet", "terminal")),
+    ("foundation", ("config", "errors", "files", "logs", "probe", "spreadsheet", "terminal")),
     (
         "base",
         (

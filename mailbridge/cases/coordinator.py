@@ -38,6 +38,7 @@ from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
+from mailbridge.files import private_folder, private_open
 from mailbridge.mail.attachments import held_back
 from mailbridge.mail.parsing import UniqueNames, sanitise_filename
 from mailbridge.services import Services
@@ -617,11 +618,12 @@ def save_attachments(
             f"{case.reference}: the blob store lacks {', '.join(missing)}; nothing saved "
             f"(is [storage] data_dir {services.config.storage.data_dir} right?)"
         )
-    target.mkdir(parents=True, exist_ok=True)
+    private_folder(target)
     saved: list[Saved] = []
     for path, att in plan:
         data = services.blobs.get(att.sha256 or "")
-        path.write_bytes(data)
+        with private_open(path, "wb") as stream:
+            stream.write(data)
         saved.append(Saved(path, len(data)))
     add_event(
         session,

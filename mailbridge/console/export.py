@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from mailbridge.console.filters import CaseListRow
 from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.files import private_folder, private_open
 from mailbridge.spreadsheet import neutralise
 
 STATUS_LABELS = {
@@ -156,8 +157,9 @@ def write_xlsx(rows: Iterable[CaseListRow], path: Path, calendar: WorkingCalenda
                 cells.append(neutralise(ILLEGAL_CHARACTERS_RE.sub("", value)))
         sheet.append(cells)
         count += 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book.save(path)
+    private_folder(path.parent)
+    with private_open(path, "wb") as stream:
+        book.save(stream)
     return count
 
 
@@ -168,7 +170,7 @@ def export(rows: Iterable[CaseListRow], path: Path, fmt: str, calendar: WorkingC
     """Write the cases to a file in the format; returns how many were written."""
     if fmt == "xlsx":
         return write_xlsx(rows, path, calendar)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     # With a byte-order mark, Excel reads the file as UTF-8 (names, en dashes, accents).
-    with path.open("w", encoding="utf-8-sig", newline="") as stream:
+    with private_open(path, "w", encoding="utf-8-sig", newline="") as stream:
         return write_csv(rows, stream, calendar)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mailbridge.console.reports import GroupStats, PeriodReport, Ratio, Report
+from mailbridge.files import private_open
 from mailbridge.spreadsheet import neutralise
 
 FORMATS = ("table", "csv", "xlsx", "html")
@@ -223,7 +224,8 @@ def write_xlsx(report: Report, path: Path) -> None:
     for line in NOTES:
         notes.append([line])
     notes.column_dimensions["A"].width = 100
-    book.save(path)
+    with private_open(path, "wb") as stream:
+        book.save(stream)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,5 +374,6 @@ def write(report: Report, fmt: str, output: Path | None) -> str | None:
     text = render_csv(report) if fmt == "csv" else render_html(report)
     if output is None:
         return text
-    output.write_text(text, encoding="utf-8")
+    with private_open(output, "w", encoding="utf-8") as stream:
+        stream.write(text)
     return None

@@ -12,6 +12,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from mailbridge.files import private_folder
+
 
 class WorkingCalendar:
     """Counts working days in the council's time zone (invariant 6)."""
@@ -148,7 +150,7 @@ def bank_holidays(
     named = {d: str(n) for d, n in computed.items()}
     if path is not None:
         with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps({d.isoformat(): n for d, n in sorted(named.items())}))
             os.replace(tmp, path)  # whole or absent: readers never see half a file

@@ -32,6 +32,7 @@ from pathlib import Path
 from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session
 
+from mailbridge.files import private_folder
 from mailbridge.store.db import transaction
 from mailbridge.store.models import OutboxMessage, OutboxStatus
 
@@ -161,7 +162,7 @@ class Receipts:
     def _open(self) -> int:
         """Create our file locked under a temporary name, then give it its visible name:
         no other courier can ever see it unlocked and take it for a dead one's."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory)
         name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp = self.directory / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from shlex import quote
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ from sqlmodel import col
 from mailbridge.config import Config, Secret, signing_keys, without_password
 from mailbridge.errors import DeliveryError, MailbridgeError, first_line
 from mailbridge.probe import Probe, plural
+from mailbridge.store.blobs import FILE_NAME as BLOB_FILE
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import SCHEMA_HEAD
 from mailbridge.store.models import (
@@ -66,6 +69,7 @@ def check_all(config: Config) -> list[Finding]:
     return [
         check_database(config),
         check_storage(config),
+        check_files(config),
         check_keys(config),
         check_mailbox(config),
         check_smtp(config),
@@ -392,22 +396,54 @@ def check_keys(config: Config) -> Finding:
     found = f"signing key of {len(keys[0])} bytes" + (
         f"; {plural(previous, 'previous key')} still accepted on replies" if previous else ""
     )
-    files = [sec.signing_key_file, *sec.previous_signing_keys]
-    shared = [
-        str(path)
-        for file in files
-        if file is not None
-        and (path := Secret(file=file).path(config.source)).stat().st_mode & 0o077
+    return Finding("keys", where, Status.OK, found)  # who may read the files: check_files
+
+
+# --- who can read it on the server -------------------------------------------------------
+
+
+def check_files(config: Config) -> Finding:
+    """The config (a database password may be written in it), the secret files, the data
+    folder and the databases are for mailbridge's user alone: each that group or others
+    may open is named, with the chmod that closes it. Missing ones are other checks' news."""
+    there = [path for path in private_paths(config) if path.exists()]
+    advice = tuple(line for path in there if (line := open_to_others(path)))
+    where = "config, secret files, data folder, database"
+    if advice:
+        found = f"{len(advice)} of {len(there)} can be read by others on this server"
+        return Finding("files", where, Status.WARNING, found, advice)
+    return Finding("files", where, Status.OK, f"{len(there)} readable by mailbridge's user only")
+
+
+def private_paths(config: Config) -> list[Path]:
+    secrets = [
+        config.security.signing_key,
+        *(Secret(file=file) for file in config.security.previous_signing_keys),
+        *(
+            secret
+            for server in (config.mailbox, config.smtp)
+            for secret in (server.password, *([server.oauth.client_secret] if server.oauth else []))
+        ),
     ]
-    if shared:
-        return Finding(
-            "keys",
-            where,
-            Status.WARNING,
-            found,
-            (f"others may read {', '.join(shared)}: chmod 600, and owned by mailbridge's user",),
-        )
-    return Finding("keys", where, Status.OK, found)
+    url = make_url(config.database.url)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    data_dir = Path(config.storage.data_dir)
+    return [
+        *([config.source] if config.source else []),
+        *(secret.path(config.source) for secret in secrets if secret.file),
+        data_dir,
+        *([Path(database)] if database not in (None, "", ":memory:") else []),
+        data_dir / "blobs" / BLOB_FILE,
+    ]
+
+
+def open_to_others(path: Path) -> str | None:
+    """The one rule: a file 0600, a folder 0700; else what to type to make it so."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return None
+    fix = "chmod 700" if path.is_dir() else "chmod 600"
+    return f"{path} is {mode:04o}, open to group or others on this server: {fix} {quote(str(path))}"
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mailbridge.config import Config
 from mailbridge.errors import UserError
+from mailbridge.files import FOLDER_MODE, private_file, private_folder, private_open
 from mailbridge.store.blobs import FILE_NAME
 
 
@@ -33,7 +34,8 @@ def backup(config: Config, destination: Path, now: datetime) -> BackupReport:
     """Copy into a new folder `destination/mailbridge-YYYYmmdd-HHMMSS`; never overwrite."""
     folder = Path(destination) / f"mailbridge-{now:%Y%m%d-%H%M%S}"
     try:
-        folder.mkdir(parents=True)
+        private_folder(folder.parent)
+        folder.mkdir(mode=FOLDER_MODE)
     except FileExistsError:
         raise UserError(f"{folder} already exists: choose another folder") from None
     except OSError as exc:
@@ -51,8 +53,10 @@ def backup(config: Config, destination: Path, now: datetime) -> BackupReport:
     for path in sorted(blobs.rglob("*")) if blobs.is_dir() else []:
         if path.is_file() and len(path.name) == 64 and path.name.isalnum():
             target = folder / "blobs" / path.relative_to(blobs)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)  # written once, never changed: a plain copy is whole
+            private_folder(target.parent)
+            # Written once, never changed: a plain copy is whole.
+            with path.open("rb") as source, private_open(target, "wb") as copy:
+                shutil.copyfileobj(source, copy)
             report.blob_files += 1
     return report
 
@@ -60,7 +64,8 @@ def backup(config: Config, destination: Path, now: datetime) -> BackupReport:
 def _copy_sqlite(source: Path, target: Path) -> Path:
     if not source.exists():
         raise UserError(f"{source} does not exist: check [database] url and [storage] data_dir")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(target.parent)
+    private_file(target)  # SQLite keeps the mode of the file it opens
     try:
         with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
             src.backup(dst)

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mailbridge.files import private_file, private_folder
+
 FILE_NAME = "blobs.sqlite"
 # Inside a batch, pending bytes are written out early once they pass this size, so a batch
 # of large attachments never sits in memory whole.
@@ -54,7 +56,8 @@ class BlobStore:
             return self._db
         if self._db is not None:  # opened before a fork: this process needs its own
             _INHERITED.append(self._db)
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_folder(self.root)
+        private_file(self.file)
         db = sqlite3.connect(
             self.file, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )

@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel
 
 from mailbridge.config import shown_url
 from mailbridge.errors import MailbridgeError
+from mailbridge.files import private_file, private_folder
 
 
 def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine:
@@ -29,7 +30,8 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_folder(Path(path).parent)
+            private_file(Path(path))
         engine = create_engine(
             url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
         )

@@ -137,5 +137,5 @@ def test_check_warns_when_others_may_read_the_key(tmp_path: Path) -> None:
     assert "ok      keys" in ok(invoke("check", "--config", str(config)))
     key.chmod(0o644)
     out = ok(invoke("check", "--config", str(config)))
-    assert "warning keys" in out
-    assert f"others may read {key}: chmod 600" in out
+    assert "ok      keys" in out and "warning files" in out
+    assert f"{key} is 0644, open to group or others on this server: chmod 600 {key}" in out

@@ -28,6 +28,7 @@ from mailbridge.service.checks import (
     _look,
     check_database,
     check_delivery,
+    check_files,
     check_mailbox,
     check_scanner,
     check_smtp,
@@ -74,6 +75,7 @@ email = "member.support@example.gov.uk"
 {trust}""",
         encoding="utf-8",
     )
+    config.chmod(0o600)  # as a careful operator leaves it: check_files says otherwise
     return config
 
 
@@ -181,7 +183,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 7 parts would stop mailbridge" in out
+    assert "1 of 8 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -312,6 +314,44 @@ def test_the_virus_scanner_is_looked_for_only_when_one_is_set(tmp_path: Path) ->
     found = check_scanner(load_config(config))
     ok = Finding("scanner", sys.executable, Status.OK, f"virus scan by {sys.executable}")
     assert found == ok
+
+
+# --- who can read it on the server --------------------------------------------------------
+
+
+def test_files_others_may_read_are_named_with_the_chmod_that_closes_them(tmp_path: Path) -> None:
+    password = tmp_path / "imap password"  # a space: the advice quotes it for the shell
+    password.write_text("s3cret")
+    password.chmod(0o600)
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    config.write_text(config.read_text().replace(
+        'password_env = "MB_CHECK_IMAP_PASSWORD"', 'password_file = "imap password"'))  # fmt: skip
+    with_members(config)  # makes the database, private
+    database, data = tmp_path / "mailbridge.db", tmp_path / "data"
+    data.mkdir(mode=0o700)
+    assert check_files(load_config(config)).status is Status.OK
+    for path, mode in ((config, 0o644), (password, 0o640), (data, 0o755), (database, 0o604)):
+        path.chmod(mode)
+    found = check_files(load_config(config))
+    assert (found.status, found.found) == (
+        Status.WARNING,
+        "4 of 4 can be read by others on this server",
+    )
+    assert found.advice == (
+        f"{config} is 0644, open to group or others on this server: chmod 600 {config}",
+        f"{password} is 0640, open to group or others on this server: chmod 600 '{password}'",
+        f"{data} is 0755, open to group or others on this server: chmod 700 {data}",
+        f"{database} is 0604, open to group or others on this server: chmod 600 {database}",
+    )
+    result = check(config)
+    assert result.exit_code == 0 and "warning files" in result.stdout, result.output
+    assert f"→ {data} is 0755, open to group or others on this server: chmod 700 {data}" in (
+        result.stdout
+    )
+    for path, mode in ((config, 0o600), (password, 0o400), (data, 0o700), (database, 0o600)):
+        path.chmod(mode)
+    found = check_files(load_config(config))
+    assert (found.status, found.found) == (Status.OK, "4 readable by mailbridge's user only")
 
 
 # --- a real IMAP server and a real SMTP server -------------------------------------------
