@@ -67,10 +67,12 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 # folder given (ReadWritePaths=), an empty /tmp (PrivateTmp=yes), empty /root and /home
 # (ProtectHome=yes), no new privileges, and the umask a service gets without UMask=.
 # Python itself is given back read-only wherever it is (under /root here, by pyenv: a
-# service would run one installed under /usr or /opt, which ProtectHome leaves alone).
+# service would run one installed under /usr or /opt, which ProtectHome leaves alone), and
+# so is this checkout with its virtualenv (a clean clone may sit under /tmp or a home folder;
+# installed, the code is under /opt).
 CONFINE = """\
 set -e
-writable="$1"; python="$2"; shift 2
+writable="$1"; python="$2"; code="$3"; shift 3
 mount --rbind / /mnt
 for m in $(awk '{print $5}' /proc/self/mountinfo | grep '^/mnt' | sort); do
   case "$m" in /mnt/proc*|/mnt/sys*|/mnt/dev*) continue;; esac
@@ -82,6 +84,9 @@ mount -t tmpfs none /mnt/home
 mkdir -p "/mnt$python"
 mount --bind "$python" "/mnt$python"
 mount -o remount,bind,ro "/mnt$python"
+mkdir -p "/mnt$code"
+mount --bind "$code" "/mnt$code"
+mount -o remount,bind,ro "/mnt$code"
 mkdir -p "/mnt$writable"
 mount --bind "$writable" "/mnt$writable"
 umask 022
@@ -110,7 +115,7 @@ def test_the_service_runs_confined_as_the_unit_confines_it(tmp_path: Path) -> No
     subprocess.run([*members, str(ROOT / "samples" / "members.csv"), *config], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     done = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", CONFINE, "sh", str(home), sys.base_prefix,
+        ["unshare", "-rm", "sh", "-c", CONFINE, "sh", str(home), sys.base_prefix, str(ROOT),
          sys.executable, "-m", "mailbridge", "run", "--once", *config],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
