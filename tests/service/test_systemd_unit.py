@@ -15,11 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mailbridge.mailbox.maildir import maildir_drop
 from tests.helpers.cli import CONFIG
 from tests.helpers.clock import FIXED_NOW
+from tests.servers import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = "/opt/mailbridge/.venv/bin/mailbridge"
@@ -50,8 +49,9 @@ def test_the_unit_runs_mailbridge_private_and_confined() -> None:
     assert settings["ExecStart"] == f"{INSTALLED} run"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        unavailable("systemd-analyze", "Debian's systemd package (scripts/install-test-deps)")
     mailbridge = Path(sys.executable).parent / "mailbridge"
     assert mailbridge.is_file()
     unit = tmp_path / "mailbridge.service"
@@ -101,10 +101,11 @@ def can_confine() -> bool:
     return tried.returncode == 0
 
 
-@pytest.mark.skipif(not can_confine(), reason="needs unprivileged user and mount namespaces")
 def test_the_service_runs_confined_as_the_unit_confines_it(tmp_path: Path) -> None:
     """Nothing but the data folder (here beside the config, the Maildir mailbox and outbox)
     is written: a pass over the sample mail works with the rest of the machine read-only."""
+    if not can_confine():
+        unavailable("a confined run", "unshare and setpriv need user and mount namespaces")
     home = tmp_path / "srv"
     home.mkdir()
     (home / "config.toml").write_text(CONFIG, encoding="utf-8")
