@@ -20,14 +20,12 @@ import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import authres
 from publicsuffixlist import PublicSuffixList
 
+from mailbridge.config import Requirement
 from mailbridge.mail.parsing import ParsedEmail
-
-Requirement = Literal["dmarc", "aligned", "none"]
 
 _AUTH_RESULTS = "authentication-results"
 _AUTH_AS = "x-ms-exchange-organization-authas"

@@ -28,9 +28,9 @@ from mailbridge.cases.decisions import (
 )
 from mailbridge.cases.directory import Identity
 from mailbridge.cases.facts import CaseFacts
-from mailbridge.config import ServiceArea
+from mailbridge.config import Requirement, ServiceArea
 from mailbridge.mail import authentication
-from mailbridge.mail.authentication import Evidence, Requirement
+from mailbridge.mail.authentication import Evidence
 from mailbridge.mail.hygiene import AutoReply, Bounce, Loop, Verdict
 from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.mail.replies import Keywords
