@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -24,6 +24,7 @@ from mailbridge.cli import (
     run,
     schedule,
 )
+from mailbridge.cli.context import claim
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 from mailbridge.files import PRIVATE_UMASK
 
@@ -34,6 +35,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _everyone(
+    acting_as: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            envvar="MAILBRIDGE_AS",
+            help="Your address as a coordinator, when the server account is shared: what you "
+            "do and read is recorded as yours. Checked against the directory's coordinators.",
+        ),
+    ] = None,
+) -> None:
+    claim(acting_as)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(members_app, name="members")
 app.add_typer(officers_app, name="officers")

@@ -15,9 +15,12 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.text import Text
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlmodel import Session
 
 from mailbridge.config import Config, load_config
 from mailbridge.errors import MailbridgeError, UserError, one_line
+from mailbridge.privacy.audit import Actor
+from mailbridge.privacy.operators import operator
 from mailbridge.terminal import terminal_safe
 
 
@@ -101,6 +104,20 @@ def _error(words: str) -> None:
     err_console.print(
         Text.assemble(("error:", "bold red"), " ", words), highlight=False, soft_wrap=True
     )
+
+
+# `mailbridge --as ADDRESS ...` (or MAILBRIDGE_AS): the coordinator at the command line,
+# set by the app's callback before any command runs.
+_claimed: list[str | None] = [None]
+
+
+def claim(address: str | None) -> None:
+    _claimed[0] = address
+
+
+def actor_of(session: Session, config: Config) -> Actor:
+    """Who runs this command, for the audit and the case's events (privacy/operators.py)."""
+    return operator(session, config, _claimed[0])
 
 
 def load(path: Path) -> Config:

@@ -392,6 +392,9 @@ class ServiceArea(_Section):
 class Coordinator(_Section):
     name: Annotated[str, Field(min_length=1)]
     email: Email
+    # The server account this coordinator runs `mailbridge` as: the command line then acts,
+    # and is audited, as them without `--as` (docs/data-protection.md).
+    os_user: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class TemplatesConfig(_Section):

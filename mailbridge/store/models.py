@@ -159,6 +159,13 @@ class Case(SQLModel, table=True):
     # The member's answer (1-5) to the satisfaction question sent on completion.
     satisfaction: int | None = None
     satisfaction_at: datetime | None = None
+    # A legal hold (`case hold`): the retention policy and erasure leave the case alone.
+    hold_reason: str | None = Field(default=None, max_length=500)
+    held_at: datetime | None = None
+    held_by: str | None = Field(default=None, max_length=254)
+    # The content (subject, texts, attachments, raw mail) was erased then; the statistical
+    # skeleton stays (mailbridge/privacy/erasure.py).
+    content_erased_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -242,6 +249,8 @@ class Message(SQLModel, table=True):
     in_reply_to: str | None = Field(default=None, max_length=998)
     references: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     defects: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Subject, texts, addresses' names and the raw mail erased then (retention or a request).
+    erased_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -297,6 +306,8 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # The rendered email (raw, subject) erased then; the row stays as the record of a send.
+    erased_at: datetime | None = None
 
 
 class ScheduledSend(SQLModel, table=True):
@@ -343,6 +354,32 @@ class QuarantineItem(SQLModel, table=True):
     traceback: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = None
+    # The sender, subject, traceback and raw mail erased then; the reason stays.
+    erased_at: datetime | None = None
+
+
+class AuditRecord(SQLModel, table=True):
+    """One access to personal data (a case read, an export, a report, a SAR, an erasure):
+    who, when, what, from where (invariant 9). Append-only: nothing updates or deletes a
+    row, and on PostgreSQL the application's role can be refused UPDATE and DELETE
+    (docs/data-protection.md)."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_case_at", "case_reference", "at"),
+        Index("ix_audit_actor_at", "actor", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=254)  # a directory address, or "os:<user>" when unmapped
+    actor_id: int | None = None  # the directory person, when there is one (no key: kept as is)
+    channel: str = Field(max_length=16)  # cli, web, api, service
+    origin: str = Field(default="", max_length=500)  # host and OS user, or the client address
+    action: str = Field(max_length=64)
+    case_reference: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class MailboxState(SQLModel, table=True):

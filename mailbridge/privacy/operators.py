@@ -1,0 +1,56 @@
+"""Who is at the command line: the person the audit and a case's events name.
+
+An operating-system account proves more than an environment variable (`LOGNAME` is
+whatever the caller sets), so the account is read from the process's user id. A coordinator
+is named in config with the `os_user` they log in as; on a shared service account, `--as`
+names the coordinator, checked against the directory's coordinators.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+
+from sqlmodel import Session
+
+from mailbridge.cases.directory import identify
+from mailbridge.config import Config
+from mailbridge.errors import UserError
+from mailbridge.privacy.audit import Actor, Channel
+from mailbridge.store.models import PersonKind
+
+
+def os_account() -> str:
+    """The account this process runs as, from its user id (not from LOGNAME or USER)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a container's uid with no passwd entry
+        return f"uid {uid}"
+
+
+def operator(session: Session, config: Config, claimed: str | None) -> Actor:
+    """The command line's actor: `--as` (a coordinator), else the coordinator whose
+    `os_user` this account is, else the account itself as `os:<account>`."""
+    account = os_account()
+    origin = f"{account}@{socket.gethostname()}"
+    mapped = next((c for c in config.coordinators if c.os_user == account), None)
+    if claimed:
+        address = claimed.strip().lower()
+        who = identify(session, address)
+        if who.kind != PersonKind.COORDINATOR:
+            raise UserError(
+                f"--as {claimed.strip()}: not a coordinator in the directory (coordinators are "
+                "the [[coordinators]] in the config file); give your own address"
+            )
+        if mapped and mapped.email.lower() != address:
+            raise UserError(
+                f"--as {claimed.strip()}: this server account ({account}) belongs to "
+                f"{mapped.email}; run it as yourself, or without --as"
+            )
+        return Actor(address, Channel.CLI, origin, who.person_id)
+    if mapped:
+        who = identify(session, mapped.email)
+        return Actor(mapped.email.lower(), Channel.CLI, origin, who.person_id)
+    return Actor(f"os:{account}", Channel.CLI, origin)
