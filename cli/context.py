@@ -120,6 +120,13 @@ def actor_of(session: Session, config: Config) -> Actor:
     return operator(session, config, _claimed[0])
 
 
+def acting(config: Config, engine: object) -> Actor:
+    """`actor_of` in a session of its own, before the command reads or changes anything:
+    an `--as` that is not a coordinator stops it there, with nothing done."""
+    with Session(engine) as session:  # type: ignore[arg-type]
+        return actor_of(session, config)
+
+
 def load(path: Path) -> Config:
     return load_config(path)
 
