@@ -71,11 +71,13 @@ def audit(
             output=output,
         )
     if output is not None:
-        console.print(f"{len(rows):,} audit records written to {output}", highlight=False)
+        noun = "audit record" if len(rows) == 1 else "audit records"
+        console.print(f"{len(rows):,} {noun} written to {output}", highlight=False)
     elif format is AuditFormat.CSV:
         access.write_audit_csv(rows, stdout())  # type: ignore[arg-type]
     else:
-        table = Table(title=f"{len(rows):,} audit records" if rows else "No audit records match")
+        noun = "audit record" if len(rows) == 1 else "audit records"
+        table = Table(title=f"{len(rows):,} {noun}" if rows else "No audit records match")
         for heading in access.AUDIT_HEADINGS:
             table.add_column(heading, no_wrap=heading in ("When (UTC)", "Case"))
         for row in rows:

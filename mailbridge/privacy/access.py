@@ -193,8 +193,7 @@ def since_moment(text: str | None, calendar: WorkingCalendar) -> datetime | None
     except ValueError:
         pass
     else:
-        if len(value) == len("2026-12-01"):
-            return datetime.combine(day, time(), calendar.zone).astimezone(UTC)
+        return datetime.combine(day, time(), calendar.zone).astimezone(UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
