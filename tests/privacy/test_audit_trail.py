@@ -328,6 +328,18 @@ def test_a_mapped_os_user_acts_as_their_coordinator(desk: Desk) -> None:
     assert len(desk.audit()) == before + 2
 
 
+def test_an_account_linked_to_two_coordinators_names_neither(desk: Desk) -> None:
+    desk.map_os_user(ACCOUNT)
+    desk.map_os_user(ACCOUNT, DUTY)
+    before = len(desk.audit())
+    one_line_error(
+        desk.cli("case", "show", REF),
+        1,
+        f"this server account ({ACCOUNT}) is the os_user of 2 coordinators ({SUPPORT}, {DUTY})",
+    )
+    assert len(desk.audit()) == before
+
+
 # --- reading the audit ----------------------------------------------------------------
 
 
