@@ -87,7 +87,7 @@ def show_case(
     engine: Engine, reference: str, calendar: WorkingCalendar, actor: Actor
 ) -> views.CaseDetail:
     """`case show`: a case's whole story."""
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(engine) as session:
         detail = views.case_detail(session, reference, calendar, calendar.local_date(utcnow()))
     _record(engine, actor, "case.show", case_reference=detail.case.reference)
     return detail
@@ -130,9 +130,13 @@ def dashboard(
 
 
 def export(
-    engine: Engine, wanted: CaseFilter, path: Path, fmt: str, calendar: WorkingCalendar,
+    engine: Engine,
+    wanted: CaseFilter,
+    path: Path,
+    fmt: str,
+    calendar: WorkingCalendar,
     actor: Actor,
-) -> int:  # fmt: skip
+) -> int:
     """`export`: every case the filter selects, written to a file; how many."""
     today = calendar.local_date(utcnow())
     with Session(engine) as session:

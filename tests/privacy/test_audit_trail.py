@@ -14,14 +14,17 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner, Result
 
 from mailbridge.cli.app import app
+from mailbridge.console.filters import CaseFilter
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.privacy import access, audit
@@ -261,6 +264,25 @@ def test_quarantine_show_is_recorded_with_the_case_it_points_at(desk: Desk) -> N
     ok_lines(desk.cli("--as", SUPPORT, "--", "quarantine", "accept", str(item.id)))
     [accepted] = desk.council.events(kind="quarantine_accepted")
     assert accepted.actor == f"{SUPPORT} (cli, {ORIGIN})"
+
+
+@pytest.mark.parametrize("what", ["export", "report"])
+def test_a_file_whose_access_cannot_be_recorded_is_not_kept(desk: Desk, what: str) -> None:
+    """No audit table to write to (a database an administrator broke): the export or
+    report is written, its record fails, and the file goes with the command."""
+    engine = desk.council.engine
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit"))
+    out = desk.tmp / f"{what}.csv"
+    actor = Actor(SUPPORT, Channel.CLI, ORIGIN)
+    calendar = desk.council.services.calendar
+    with pytest.raises(DBAPIError):
+        if what == "export":
+            access.export(engine, CaseFilter(limit=None), out, "csv", calendar, actor)
+        else:
+            period = (date(2026, 11, 1), date(2026, 11, 30))
+            access.report(engine, calendar, period, "csv", out, actor)
+    assert not out.exists()
 
 
 # --- claims that are not proofs -------------------------------------------------------
