@@ -133,12 +133,15 @@ def load(path: Path) -> Config:
 
 @contextmanager
 def opened(path: Path) -> Iterator[tuple[Config, object]]:
-    """Config plus an engine on an upgraded database (created on first run)."""
+    """Config plus an engine on an upgraded database (created on first run); an `--as`
+    that is not a coordinator stops any command here."""
     from mailbridge.store.migrate import ensure_database
 
     config = load(path)
     engine = ensure_database(config.database.url)
     try:
+        if _claimed[0]:  # a command that names nobody still refuses a false --as
+            acting(config, engine)
         yield config, engine
     finally:
         engine.dispose()
