@@ -35,7 +35,13 @@ def operator(session: Session, config: Config, claimed: str | None) -> Actor:
     `os_user` this account is, else the account itself as `os:<account>`."""
     account = os_account()
     origin = f"{account}@{socket.gethostname()}"
-    mapped = next((c for c in config.coordinators if c.os_user == account), None)
+    owners = [c for c in config.coordinators if c.os_user == account]
+    if len(owners) > 1:
+        raise UserError(
+            f"this server account ({account}) is the os_user of {len(owners)} coordinators "
+            f"({', '.join(c.email for c in owners)}); give it to one in the config file"
+        )
+    mapped = owners[0] if owners else None
     if claimed:
         address = claimed.strip().lower()
         who = identify(session, address)
