@@ -315,12 +315,25 @@ def test_an_as_that_is_not_a_coordinator_is_refused_and_nothing_happens(
     audit_before, events_before = len(desk.audit()), desk.council.count(Event)
     for command in REFUSED:
         result = desk.cli("--as", claimed, "--", *(p.replace("{out}", str(out)) for p in command))
-        line = one_line_error(result, 1, f"--as {claimed}: not a coordinator in the directory")
+        line = one_line_error(result, 1, f"--as {claimed}: not a coordinator (coordinators are")
         assert result.exit_code == UserError.exit_code == 1, (command, line)
     assert len(desk.audit()) == audit_before
     assert desk.council.count(Event) == events_before
     assert not out.exists()
     assert desk.council.case().status == "new"
+
+
+def test_a_coordinator_added_to_config_counts_before_the_service_restarts(desk: Desk) -> None:
+    """The config file is the source of coordinators; the directory mirrors it only when the
+    service starts, and must not make a new coordinator wait for that."""
+    newcomer = "new.coordinator@example.gov.uk"
+    desk.config.write_text(
+        desk.config.read_text() + f'[[coordinators]]\nname = "New"\nemail = "{newcomer}"\n'
+    )
+    before = len(desk.audit())
+    ok_lines(desk.cli("--as", newcomer, "--", "case", "show", REF))
+    record = desk.one_new_record(before)
+    assert (record.actor, record.actor_id) == (newcomer, None)
 
 
 def test_logname_does_not_change_who_is_recorded(desk: Desk) -> None:
@@ -531,3 +544,18 @@ def test_the_append_only_check_finds_a_change(line: str) -> None:
 def test_the_append_only_check_leaves_other_tables_alone(line: str) -> None:
     """What erasure and retention write must pass: deleting other rows is theirs to do."""
     assert not CHANGES_AUDIT.search(line)
+
+
+def test_on_sqlite_the_database_itself_refuses_to_change_the_audit(tmp_path: Path) -> None:
+    """SQLite has no roles to refuse UPDATE and DELETE to; migration 0007's triggers do."""
+    engine = ensure_database(f"sqlite:///{tmp_path / 'audit.db'}")
+    with Session(engine) as session:
+        audit.record(session, audit.SERVICE, "retention.run", detail="nothing due")
+        session.commit()
+    for statement in ("UPDATE audit SET detail = ''", "DELETE FROM audit"):
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+            conn.execute(text(statement))
+    with Session(engine) as session:
+        [kept] = session.exec(select(AuditRecord)).all()
+        assert kept.detail == "nothing due"
+    engine.dispose()
