@@ -445,9 +445,10 @@ def run_daily(services: Services, now: datetime) -> Report | None:
     if key is None:
         return None
     sends = ScheduledSend.__table__  # type: ignore[attr-defined]
-    with transaction(services.engine) as session:
+    with Session(services.engine) as session:  # every tick: a read, not the write lock
         if session.get(ScheduledSend, key) is not None:
             return None
+    with transaction(services.engine) as session:
         conn = session.connection()
         claimed = conn.execute(
             insert_or_skip(sends, ("key",), conn.dialect.name, returning="key"),
