@@ -17,6 +17,7 @@ from mailbridge.privacy import audit
 from mailbridge.privacy.erasure import ERASED
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import (
+    AuditRecord,
     AutoMail,
     Case,
     Message,
@@ -77,7 +78,7 @@ def home(tmp_path: Path, migrated_db_url: str) -> Iterator[Home]:
     engine.dispose()
 
 
-def _audit(home: Home, action: str) -> list[audit.AuditRecord]:  # type: ignore[name-defined]
+def _audit(home: Home, action: str) -> list[AuditRecord]:
     with home.council.db() as session:
         return [r for r in audit.records(session) if r.action == action]
 

@@ -14,12 +14,13 @@ from sqlmodel import col, select
 
 from mailbridge.cases import coordinator
 from mailbridge.config import RetentionConfig
+from mailbridge.errors import UserError
+from mailbridge.pipeline import quarantine
 from mailbridge.privacy import audit, holds, retention
 from mailbridge.privacy.erasure import ERASED
 from mailbridge.privacy.retention import CaseState, case_due, months_before
 from mailbridge.store.models import (
     Attachment,
-    Case,
     Message,
     OutboxMessage,
     ProcessingFailure,
@@ -345,6 +346,8 @@ def test_quarantined_mail_sent_copies_and_tracebacks_go_after_their_days(
         failure = session.get(ProcessingFailure, "<failed@example.net>")
         assert failure is not None and failure.traceback == ""
     assert council.quarantined() == []  # nothing waits: nothing is left of it
+    with pytest.raises(UserError, match=f"quarantined message {item.id} was erased on "):
+        quarantine.waiting_copy(council.services, item.id or 0)
     # The failed message still names the raw mail: it stays until that row goes.
     assert council.services.blobs.exists(raw)
 
@@ -395,4 +398,3 @@ def test_no_daily_run_when_run_at_is_empty(tmp_path: Path, engine: Engine) -> No
     council = build_council(tmp_path, engine, retention={"run_at": ""})
     assert retention.run_daily(council.services, NOW) is None
     assert council.count(ScheduledSend) == 0
-    assert council.count(Case) == 0
