@@ -20,6 +20,7 @@ from mailbridge.cli import (
     console,
     db,
     keys,
+    privacy,
     quarantine,
     report,
     run,
@@ -65,6 +66,8 @@ app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(keys.app, name="keys")
+app.add_typer(privacy.retention_app, name="retention")
+app.add_typer(privacy.erase_app, name="erase")
 run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export

@@ -180,6 +180,11 @@ def show(
         fields.append(("Contact by", c.preferred_contact))
     if c.sensitive:
         fields.append(("Sensitive", "yes"))
+    if c.held_at is not None:
+        hold = f"since {c.held_at:%Y-%m-%d} by {c.held_by}: {c.hold_reason}; never erased"
+        fields.append(("Legal hold", hold))
+    if c.content_erased_at is not None:
+        fields.append(("Content erased", f"{c.content_erased_at:%Y-%m-%d} (the figures stay)"))
     if c.satisfaction is not None:
         answered = f", answered {c.satisfaction_at:%Y-%m-%d}" if c.satisfaction_at else ""
         fields.append(("Satisfaction", f"{c.satisfaction} of 5{answered}"))

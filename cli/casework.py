@@ -1,6 +1,7 @@
 """A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
-merge|convert|attachments|pause|resume`. The rules live in mailbridge/cases/coordinator.py
-and mailbridge/deadlines/clock.py; this only prints."""
+merge|convert|attachments|pause|resume|hold|release`. The rules live in
+mailbridge/cases/coordinator.py, mailbridge/deadlines/clock.py and
+mailbridge/privacy/holds.py; this only prints."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from mailbridge.cli.context import (
     now_from,
     opened,
 )
+from mailbridge.privacy import holds
 from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.models import CaseStatus
@@ -289,6 +291,38 @@ def resume(
         _say(f"  extended to {old:%a %d %b %Y} → {new:%a %d %b %Y}")
 
 
+def hold(
+    reference: Reference,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (a claim, a complaint, a request being answered).")
+    ],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+    now: NowOption = None,
+) -> None:
+    """Put a case on legal hold: neither the retention policy nor a request erases its
+    content until `case release`.
+
+    Example: mailbridge case hold MQ-2026-00042 --reason "insurance claim CL-1234"
+    """
+    with _services(config) as (services, who):
+        done = holds.hold(services, reference, reason, actor=who, now=now_from(now))
+    _say(f"{done.reference}: on legal hold ({done.reason}); it will not be erased")
+    _say(f"  `mailbridge case release {done.reference}` ends the hold")
+
+
+def release(
+    reference: Reference,
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """End a case's legal hold: the retention policy applies to it again.
+
+    Example: mailbridge case release MQ-2026-00042
+    """
+    with _services(config) as (services, who):
+        done = holds.release(services, reference, actor=who)
+    _say(f"{done.reference}: legal hold released (held since {done.since:%Y-%m-%d}: {done.reason})")
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
     "set": set_,
     "status": status,
@@ -301,6 +335,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "attachments": attachments,
     "pause": pause,
     "resume": resume,
+    "hold": hold,
+    "release": release,
 }
 
 

@@ -321,6 +321,25 @@ class ScheduleConfig(_Section):
     tick_seconds: Annotated[float, Field(gt=0)] = 60.0
 
 
+class RetentionConfig(_Section):
+    """How long residents' personal data is kept (docs/data-protection.md, "How long it is
+    kept"); `mailbridge retention run` and the service's daily run erase what is older."""
+
+    # A completed (or closed) case's content, counted from its latest completion.
+    completed_case_months: Annotated[int, Field(ge=1)] = 24
+    # Quarantined mail a coordinator did not accept, counted from its arrival.
+    quarantine_days: Annotated[int, Field(ge=1)] = 30
+    # The copy of each email sent, counted from its sending.
+    sent_mail_days: Annotated[int, Field(ge=1)] = 90
+    # Mail that belongs to no case and was not quarantined: status requests, automatic
+    # replies, bounces (which can quote the mail they return), counted from its arrival.
+    caseless_mail_days: Annotated[int, Field(ge=1)] = 30
+    # The technical detail (traceback) of mail whose processing failed.
+    failure_days: Annotated[int, Field(ge=1)] = 30
+    # When the service runs it each day, in the council's time zone ("" turns it off).
+    run_at: Clock | Literal[""] = "02:00"
+
+
 class SatisfactionConfig(_Section):
     # Ask the member to rate the response (reply 1-5) when a case is completed.
     ask: bool = False
@@ -469,6 +488,7 @@ class Config(_Section):
     sla: SlaConfig = SlaConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     satisfaction: SatisfactionConfig = SatisfactionConfig()
+    retention: RetentionConfig = RetentionConfig()
     automatic_mail: AutomaticMailConfig = AutomaticMailConfig()
     limits: LimitsConfig = LimitsConfig()
     templates: TemplatesConfig = TemplatesConfig()

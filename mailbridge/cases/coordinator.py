@@ -305,9 +305,7 @@ def _read_attachments(
     return files
 
 
-@action
 def reply(
-    session: Session,
     services: Services,
     reference: str,
     text: str,
@@ -319,7 +317,23 @@ def reply(
     """Email the member(s) on the case; recorded on it and counted as a response.
 
     `checked`: the coordinator checked the attached files, so one that is held back by
-    type (a program, a web page with a form...) may go; it is noted on the case."""
+    type (a program, a web page with a form...) may go; it is noted on the case.
+    Its attachments' blobs are kept from removal until the reply is committed."""
+    with services.blobs.keeping():
+        return _reply(services, reference, text, attach, actor=actor, checked=checked)
+
+
+@action
+def _reply(
+    session: Session,
+    services: Services,
+    reference: str,
+    text: str,
+    attach: Sequence[Path] = (),
+    *,
+    actor: str,
+    checked: bool = False,
+) -> Replied:
     body = _clean_text(text, "reply")
     case = find_case(session, reference)
     if case.status == CaseStatus.CLOSED:

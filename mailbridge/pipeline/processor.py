@@ -162,8 +162,10 @@ class Processor:
     @contextmanager
     def _batch(self, parsed: Sequence[ParsedEmail | None]) -> Iterator[tuple[Session, BatchFacts]]:
         """The batch's one transaction: its blobs synced to disk before the commit, its
-        events and outbox rows inserted together, what the database knows of it read once."""
+        events and outbox rows inserted together, what the database knows of it read once.
+        No blob removal runs until the commit (`keeping`, store/blobs.py)."""
         with (
+            self.services.blobs.keeping(),
             transaction(self.services.engine) as session,
             self.services.blobs.batch(),
             rows_later(session),

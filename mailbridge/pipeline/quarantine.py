@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbridge.cases import inbound
 from mailbridge.cases.decisions import Contribution
@@ -140,7 +140,7 @@ def record_failure(
     next pass, and quarantined with the reason once it has failed the configured number of
     times (docs/architecture.md, invariant 5). Its own transaction: the batch's rolled back."""
     limit = services.config.cases.max_processing_attempts
-    with transaction(services.engine) as session:
+    with services.blobs.keeping(), transaction(services.engine) as session:
         failure = session.get(ProcessingFailure, dedupe_key)
         attempts = (failure.attempts if failure else 0) + 1
         if attempts < limit:
@@ -170,8 +170,11 @@ def record_failure(
 def list_items(services: Services, *, include_resolved: bool = False) -> list[QuarantineItem]:
     with Session(services.engine) as session:
         query = select(QuarantineItem).order_by(QuarantineItem.id)  # type: ignore[arg-type]
-        if not include_resolved:
-            query = query.where(QuarantineItem.status == QuarantineStatus.WAITING)
+        if not include_resolved:  # an erased one waits for nothing: nothing is left of it
+            query = query.where(
+                QuarantineItem.status == QuarantineStatus.WAITING,
+                col(QuarantineItem.erased_at).is_(None),
+            )
         return list(session.exec(query).all())
 
 
@@ -224,6 +227,7 @@ def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | No
     item = get_item(services, item_id)
     if item.status != QuarantineStatus.WAITING:
         raise UserError(f"quarantined message {item_id} was already {item.status}")
+    refuse_erased(item)
     if item.reason_code == TOO_LARGE:
         raise UserError(
             f"quarantined message {item_id} was too large to keep, so it cannot be retried; "
@@ -243,6 +247,15 @@ def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | No
     return services.blobs.get(item.raw_sha256), received_at
 
 
+def refuse_erased(item: QuarantineItem) -> None:
+    if item.erased_at is not None:
+        raise UserError(
+            f"quarantined message {item.id} was erased on {item.erased_at:%Y-%m-%d} "
+            "(the retention policy, or a request): nothing is left to retry or accept; the "
+            "mailbox's quarantine folder may still hold the original"
+        )
+
+
 ACCEPT_AS = ("contribution",)
 
 
@@ -257,6 +270,7 @@ def accept(services: Services, item_id: int, as_: str = "contribution", *, actor
     item = get_item(services, item_id)
     if item.status != QuarantineStatus.WAITING:
         raise UserError(f"quarantined message {item_id} was already {item.status}")
+    refuse_erased(item)
     if item.case_id is None:
         raise UserError(
             f"quarantined message {item_id} does not point at a case; "
@@ -269,7 +283,7 @@ def accept(services: Services, item_id: int, as_: str = "contribution", *, actor
         )
     raw = services.blobs.get(item.raw_sha256)
     parsed = parse_raw(raw, Limits.of(services.config))
-    with transaction(services.engine) as session:
+    with services.blobs.keeping(), transaction(services.engine) as session:
         entry = session.get(QuarantineItem, item_id)
         assert entry is not None
         received_at = utcnow()

@@ -9,7 +9,8 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 4. hand     the committed batch's mail to the courier process, which sends it meanwhile
 5. move     each message to Processed or Quarantine, only now that its effect is committed
 6. deliver  what is still due (in this process when there is no courier)
-7. tick     reminders, escalations and digests due now, at most once a [schedule] tick
+7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
+            and once a day, at [retention] run_at, the retention policy's run
 
 Holds no business rule: decisions live in the pipeline, delivery in delivery/, what is due
 in deadlines/. Stops cleanly on SIGTERM, finishing the batch in hand.
@@ -49,6 +50,7 @@ from mailbridge.pipeline.outcomes import (
 )
 from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
+from mailbridge.privacy import retention
 from mailbridge.services import Services
 from mailbridge.store.models import utcnow
 
@@ -246,6 +248,18 @@ class Daemon:
         report.scheduled += done.queued
         if done.queued:
             self.deliver(report)
+        self._retention()
+
+    def _retention(self) -> None:
+        """The retention policy's run, once a day from [retention] run_at (claimed under a
+        key, so once across restarts and daemons); a failure is logged, never the end of
+        the service, and what it left is erased by tomorrow's run."""
+        try:
+            retention.run_daily(self.services, self.clock())
+        except DATABASE_AWAY as exc:
+            log.error("retention run failed: database unreachable", extra={"error": one_line(exc)})
+        except Exception:  # a bug here must not end the service: logged in full
+            log.exception("retention run failed")
 
     def _wait_seconds(self, poll: float) -> float:
         """Wait for mail at most until the next schedule tick."""

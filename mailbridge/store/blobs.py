@@ -10,6 +10,21 @@ data directory on PostgreSQL deployments too.
 
 Blobs written by earlier versions as files (`blobs/ab/<sha256>`, `blobs/ab/cd/<sha256>`)
 are still read, in place.
+
+Removal (erasure, mailbridge/privacy/erasure.py) and writing must not race: a parse worker
+or a batch may write a blob, or find it already stored and skip it, for a message whose case
+is not committed yet; a removal that checked the case database in between would delete bytes
+that case is about to name. So `blobs/.use.lock` is an flock: writers hold it shared from
+their first `put()` until the transaction that names the blob has committed (`keeping()`,
+around the pipeline's batch, a coordinator's reply, an accepted quarantined message), and
+`remove()` takes it exclusive while it asks which candidates are still named and deletes the
+others. A writer that starts after a removal finds the blob gone and writes it again; a
+removal that starts after a writer's commit sees the writer's reference. Only the digests an
+erasure released are candidates: there is never a sweep of the whole store.
+
+SQLite keeps the pages a removal frees on its free list and fills them with the next blobs
+written, so the file stops growing rather than shrinking; `VACUUM` (while the service is
+stopped) would hand the space back to the file system.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,6 +63,69 @@ class BlobStore:
         self._lock = threading.Lock()
         self._pending: dict[str, bytes] | None = None  # digest -> bytes, in a batch
         self._pending_size = 0
+        self._held = threading.local()  # .depth: keeping() blocks this thread is in
+
+    # -- writers and removal ----------------------------------------------------------
+
+    @contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Hold the store shared: no removal runs until the block ends. Wrap a writer's
+        `put()`s *and* the commit of what names them (see the module docstring)."""
+        depth = getattr(self._held, "depth", 0)
+        if depth:  # this thread holds it already: the outermost block releases it
+            self._held.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        with open(self._use_lock(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def remove(self, candidates: set[str], still_named: Callable[[set[str]], set[str]]) -> set[str]:
+        """Delete the candidates that `still_named` (asked while no writer runs) does not
+        return; return the digests deleted."""
+        if getattr(self._held, "depth", 0):
+            raise RuntimeError("a removal inside keeping() would wait for itself")
+        if not candidates:
+            return set()
+        with open(self._use_lock(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                gone = set(candidates) - still_named(set(candidates))
+                self._delete(gone)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return gone
+
+    def _use_lock(self) -> Path:
+        private_folder(self.root)
+        path = self.root / ".use.lock"
+        private_file(path)
+        return path
+
+    def _delete(self, digests: set[str]) -> None:
+        if not digests:
+            return
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM blob WHERE sha256 = ?", [(d,) for d in digests])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        for digest in digests:
+            for path in self._file_paths(digest):
+                path.unlink(missing_ok=True)
 
     # -- the database -----------------------------------------------------------------
 
@@ -126,8 +204,9 @@ class BlobStore:
         """
         digest = sha256 or hashlib.sha256(data).hexdigest()
         if self._pending is None:
-            if not self.exists(digest):
-                self._write({digest: bytes(data)})
+            with self.keeping():
+                if not self.exists(digest):
+                    self._write({digest: bytes(data)})
             return digest
         if self.exists(digest):
             return digest
@@ -162,8 +241,9 @@ class BlobStore:
         self._pending = {}
         self._pending_size = 0
         try:
-            yield
-            self._flush()
+            with self.keeping():
+                yield
+                self._flush()
         finally:
             self._pending = None
             self._pending_size = 0

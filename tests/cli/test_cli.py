@@ -594,6 +594,8 @@ def test_help_lists_every_command() -> None:
         "calendar",
         "schedule",
         "keys",
+        "retention",
+        "erase",
     ]
 
 

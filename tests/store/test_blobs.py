@@ -12,6 +12,7 @@ import multiprocessing
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,76 @@ def test_two_processes_making_a_new_store_at_once_both_succeed(tmp_path: Path) -
         failed.append(errors.get())
     assert failed == []
     assert all(len(rows(BlobStore(f))) == 2 for f in folders)
+
+
+# --- removal -------------------------------------------------------------------------------
+
+
+def _checkpointed_size(store: BlobStore) -> int:
+    """The database file's size with the write-ahead log folded into it."""
+    store._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return store.file.stat().st_size
+
+
+def test_removal_deletes_only_what_nothing_names_any_more(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    kept, gone = store.put(b"still on another case"), store.put(b"only on the erased case")
+    asked: list[set[str]] = []
+
+    def named(candidates: set[str]) -> set[str]:
+        asked.append(candidates)
+        return {kept} & candidates
+
+    assert store.remove({kept, gone}, named) == {gone}
+    assert asked == [{kept, gone}]  # only the candidates, never the whole store
+    assert store.exists(kept) and not store.exists(gone)
+    assert store.put(b"only on the erased case") == gone  # arriving again: stored again
+    assert store.get(gone) == b"only on the erased case"
+
+
+def test_a_blob_written_as_a_file_by_an_earlier_version_is_removed_too(tmp_path: Path) -> None:
+    data = b"kept as a file by version 0.3"
+    digest = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "blobs" / digest[:2] / digest
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    assert BlobStore(tmp_path).remove({digest}, lambda _: set()) == {digest}
+    assert not path.exists()
+
+
+def test_freed_pages_are_reused_so_the_file_does_not_grow(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    first = store.put_many([bytes([n]) * 200_000 for n in range(20)])
+    size = _checkpointed_size(store)
+    store.remove(set(first), lambda _: set())
+    store.put_many([bytes([n]) * 200_000 for n in range(100, 120)])  # as much again, new
+    assert _checkpointed_size(store) <= size
+
+
+def test_a_removal_waits_for_writers_that_have_not_committed(tmp_path: Path) -> None:
+    """A writer holds the store from its put() to its commit (`keeping`): a removal that
+    asked the database meanwhile would not see the writer's reference."""
+    store = BlobStore(tmp_path)
+    digest = store.put(b"the same attachment, arriving again")
+    asked = threading.Event()
+
+    def named(_: set[str]) -> set[str]:
+        asked.set()
+        return set()
+
+    remover = threading.Thread(target=store.remove, args=({digest}, named))
+    with store.keeping():
+        store.put(b"the same attachment, arriving again")  # found stored: not written
+        remover.start()
+        remover.join(timeout=0.5)
+        assert remover.is_alive() and not asked.is_set()  # waiting for the commit
+    remover.join()
+    assert asked.is_set()
+
+
+def test_a_removal_inside_keeping_is_refused_rather_than_waiting_for_ever(
+    tmp_path: Path,
+) -> None:
+    store = BlobStore(tmp_path)
+    with store.keeping(), pytest.raises(RuntimeError, match="wait for itself"):
+        store.remove({"0" * 64}, lambda _: set())
