@@ -90,6 +90,10 @@ def attachments_of(session: Session, services: Services, message_id: int, cap: i
         .where(Attachment.message_id == message_id, col(Attachment.inline).is_(False))
         .order_by(col(Attachment.id))
     ).all()
+    message = session.get(Message, message_id)
+    if rows and message is not None and message.erased_at is not None:
+        # Erased with its case (the retention policy, a request): names and bytes are gone.
+        return SentOn([], [f"{len(rows)} attached file(s), since erased"], [])
     for att in rows:
         if att.sha256 is None:
             listed.append(f"{att.filename} (refused: {att.refused_reason})")

@@ -156,11 +156,16 @@ class Plan:
     quarantine_tracebacks: list[int] = field(default_factory=list)
 
 
+_unerased_mail = select(Message.id).where(
+    Message.case_id == Case.id, col(Message.erased_at).is_(None)
+)
+
+
 def case_states(
     session: Session, cutoff: datetime, reference: str | None = None
 ) -> list[CaseState]:
-    """Finished cases not held or erased, that may have finished by `cutoff` (or the one
-    case `reference`, when it is such a case)."""
+    """Finished cases not held, with content left, that may have finished by `cutoff` (or
+    the one case `reference`, when it is such a case)."""
     closed_at = (
         select(Event.case_id, func.max(Event.at).label("at"))
         .where(col(Event.kind).in_(CLOSING_EVENTS))
@@ -173,7 +178,8 @@ def case_states(
         .where(
             col(Case.status).in_(FINISHED),
             col(Case.held_at).is_(None),
-            col(Case.content_erased_at).is_(None),
+            # Erased already, unless mail came since (an officer's late reply): that goes too.
+            col(Case.content_erased_at).is_(None) | _unerased_mail.exists(),
             (col(Case.completed_at) <= cutoff) | (Case.status == CaseStatus.CLOSED),
         )
         .order_by(col(Case.id))

@@ -13,14 +13,17 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from mailbridge.cases import coordinator
+from mailbridge.cases.correspondence import attachments_of
 from mailbridge.config import RetentionConfig
 from mailbridge.errors import UserError
 from mailbridge.pipeline import quarantine
 from mailbridge.privacy import audit, holds, retention
-from mailbridge.privacy.erasure import ERASED
+from mailbridge.privacy.erasure import ERASED, erase_case
 from mailbridge.privacy.retention import CaseState, case_due, months_before
+from mailbridge.store.db import transaction
 from mailbridge.store.models import (
     Attachment,
+    Case,
     Message,
     OutboxMessage,
     ProcessingFailure,
@@ -301,6 +304,37 @@ def test_retention_erases_what_is_due_keeps_the_figures_and_shared_blobs(
     assert records == ["erase.case"] * 3
 
 
+def test_mail_that_reaches_a_case_after_its_erasure_goes_at_the_next_run(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """An officer's late reply to a case erased already answers it again: its words go 24
+    months after that, not never."""
+    council = build_council(tmp_path, engine)
+    mails = council.assigned_pothole()
+    council.deliver(reply(mails[PRIYA], PRIYA, "The pothole was filled this morning."))
+    due = months_before(_completed(council, REF), -24) + DAY
+    with clock_at(due):
+        assert _run(council, due).cases == [REF]
+        late = reply(mails[PRIYA], PRIYA, "PS: the resident at 12 Mill Lane rang again.")
+        council.deliver(late)
+    with council.db() as session:
+        case_id = council.case(REF).id
+        kept = session.exec(
+            select(Message).where(Message.case_id == case_id, col(Message.erased_at).is_(None))
+        ).all()
+    assert kept and "12 Mill Lane" in kept[0].body_text
+    # Her reply answered the case again: its 24 months count from then.
+    again = months_before(_completed(council, REF), -24)
+    assert _run(council, again - DAY).cases == []
+    assert _run(council, again + DAY).cases == [REF]
+    with council.db() as session:
+        left = session.exec(
+            select(Message).where(Message.case_id == case_id, col(Message.erased_at).is_(None))
+        ).all()
+    assert left == []
+    assert _run(council, again + 2 * DAY).cases == []
+
+
 def test_an_open_or_reopened_case_is_never_erased(council: Council) -> None:
     coordinator.reopen(council.services, REF, "the repair failed", actor="test")
     assert _run(council, datetime(2035, 1, 1, tzinfo=UTC)).cases == [SECOND, THIRD]
@@ -398,3 +432,18 @@ def test_no_daily_run_when_run_at_is_empty(tmp_path: Path, engine: Engine) -> No
     council = build_council(tmp_path, engine, retention={"run_at": ""})
     assert retention.run_daily(council.services, NOW) is None
     assert council.count(ScheduledSend) == 0
+
+
+def test_an_erased_enquiry_is_sent_on_without_its_files_and_says_so(council: Council) -> None:
+    """A case erased while open (`erase person --erase-cases`) can still be assigned; its
+    officers are told the files were erased, not given "(erased) (refused: None)"."""
+    with transaction(council.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == SECOND)).one()
+        enquiry = session.exec(select(Message).where(Message.case_id == case.id)).first()
+        assert enquiry is not None and enquiry.id is not None
+        before = attachments_of(session, council.services, enquiry.id, 10**9)
+        assert len(before.files) == 2 and before.listed == []
+        erase_case(session, case, why="request: DPO-7", actor=audit.SERVICE, now=utcnow())
+        session.flush()
+        after = attachments_of(session, council.services, enquiry.id, 10**9)
+    assert (after.files, after.listed, after.held) == ([], ["2 attached file(s), since erased"], [])
