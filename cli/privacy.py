@@ -79,6 +79,7 @@ def run(
     _say(f"  emails outside any case: {done.caseless}")
     _say(f"  copies of sent mail: {done.sent_copies}")
     _say(f"  processing tracebacks: {done.tracebacks}")
+    _say(f"  notes of automatic mail sent (for its limits): {done.automatic_mail}")
     if not dry_run:
         _say(f"  stored files removed: {done.blobs_removed}")
     if done.skipped:

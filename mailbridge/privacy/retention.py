@@ -14,7 +14,9 @@ Due, at `now`:
 - the rendered copy of each email sent, `sent_mail_days` after it was sent (the row stays
   as the record of the send);
 - the traceback of a failed message, and of a quarantined one, `failure_days` after it
-  failed (or was quarantined).
+  failed (or was quarantined);
+- the note of each automatic email sent to an address, kept for the limits on automatic
+  mail (delivery/limits.py counts a day at most), after AUTOMATIC_MAIL_DAYS.
 
 `run` does each piece in a short transaction of its own, so a first run over years of
 cases never holds the database's write lock for long, and checks again inside it, so a
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from mailbridge.config import RetentionConfig
@@ -50,6 +52,7 @@ from mailbridge.privacy.erasure import (
 from mailbridge.services import Services
 from mailbridge.store.db import insert_or_skip, transaction
 from mailbridge.store.models import (
+    AutoMail,
     Case,
     CaseStatus,
     Disposition,
@@ -69,6 +72,8 @@ log = logging.getLogger(__name__)
 FINISHED = (CaseStatus.COMPLETED.value, CaseStatus.CLOSED.value)
 CLOSING_EVENTS = ("merged", "converted")  # when a closed case finished
 CHUNK = 200  # rows per transaction for the bulk pieces
+# The limits on automatic mail count the last hour and day: a week's notes is plenty.
+AUTOMATIC_MAIL_DAYS = 7
 
 
 # --- what is due (pure) ------------------------------------------------------------------
@@ -272,6 +277,7 @@ class Report:
     caseless: int = 0
     sent_copies: int = 0
     tracebacks: int = 0
+    automatic_mail: int = 0
     blobs_removed: int = 0
 
     def summary(self) -> str:
@@ -279,7 +285,7 @@ class Report:
             f"{len(self.cases)} cases' content, {self.quarantined} quarantined messages, "
             f"{self.caseless} emails outside any case, "
             f"{self.sent_copies} copies of sent mail, {self.tracebacks} tracebacks, "
-            f"{self.blobs_removed} stored files"
+            f"{self.automatic_mail} notes of automatic mail, {self.blobs_removed} stored files"
         )
 
 
@@ -293,6 +299,7 @@ def run(services: Services, now: datetime, *, dry_run: bool, actor: Actor) -> Re
         report.caseless = len(due.caseless)
         report.sent_copies = len(due.sent_copies)
         report.tracebacks = len(due.failure_tracebacks) + len(due.quarantine_tracebacks)
+        report.automatic_mail = _forget_automatic_mail(services, now, dry_run=True)
         return report
     policy = services.config.retention
     why = f"retention: {policy.completed_case_months} months after completion"
@@ -327,6 +334,7 @@ def run(services: Services, now: datetime, *, dry_run: bool, actor: Actor) -> Re
     report.blobs_removed += removed
     report.sent_copies = _erase_sent_copies(services, due.sent_copies, now)
     report.tracebacks = _erase_tracebacks(services, due)
+    report.automatic_mail = _forget_automatic_mail(services, now, dry_run=False)
     with transaction(services.engine) as session:
         audit.record(session, actor, "retention.run", detail=report.summary(), at=now)
     log.info(
@@ -426,6 +434,20 @@ def _erase_tracebacks(services: Services, due: Plan) -> int:
             )
             done += int(result.rowcount or 0)
     return done
+
+
+def _forget_automatic_mail(services: Services, now: datetime, *, dry_run: bool) -> int:
+    """Notes of automatic mail (an address and a time) older than the limits look back."""
+    notes = AutoMail.__table__  # type: ignore[attr-defined]
+    old = notes.c.at < now - timedelta(days=AUTOMATIC_MAIL_DAYS)
+    with transaction(services.engine) as session:
+        if dry_run:
+            return int(
+                session.connection()
+                .execute(select(func.count()).select_from(notes).where(old))
+                .scalar_one()
+            )
+        return int(session.connection().execute(delete(notes).where(old)).rowcount or 0)
 
 
 # --- once a day ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from mailbridge.privacy.retention import CaseState, case_due, months_before
 from mailbridge.store.db import transaction
 from mailbridge.store.models import (
     Attachment,
+    AutoMail,
     Case,
     Message,
     OutboxMessage,
@@ -447,3 +448,22 @@ def test_an_erased_enquiry_is_sent_on_without_its_files_and_says_so(council: Cou
         session.flush()
         after = attachments_of(session, council.services, enquiry.id, 10**9)
     assert (after.files, after.listed, after.held) == ([], ["2 attached file(s), since erased"], [])
+
+
+def test_notes_of_automatic_mail_go_after_a_week(council: Council) -> None:
+    """The limits on automatic mail look back a day; an address's notes are not kept longer
+    than a week for them."""
+    with council.db() as session:
+        for days in (8, 6):
+            session.add(AutoMail(address="x@example.net", kind="ack", at=NOW - days * DAY))
+        session.commit()
+        before = len(session.exec(select(AutoMail)).all())
+    assert _run(council, NOW, dry_run=True).automatic_mail >= 1
+    with council.db() as session:
+        assert len(session.exec(select(AutoMail)).all()) == before
+    done = _run(council, NOW)
+    with council.db() as session:
+        left = session.exec(select(AutoMail)).all()
+    assert done.automatic_mail == before - len(left) >= 1
+    assert [n.at.replace(tzinfo=UTC) for n in left] == [NOW - 6 * DAY]
+    assert _run(council, NOW).automatic_mail == 0
