@@ -22,6 +22,7 @@ from mailbridge.cli import (
     quarantine,
     report,
     run,
+    sar,
     schedule,
 )
 from mailbridge.cli.context import claim
@@ -64,6 +65,7 @@ app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(keys.app, name="keys")
+app.add_typer(sar.app, name="sar")
 run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export
