@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import select
 from typer.testing import Result
 
@@ -255,6 +256,9 @@ def test_hostile_names_and_subjects_stay_inside_the_zip_and_escaped(desk: Desk) 
             name='<b onmouseover="x">Gareth</b>',
         )
     )
+    desk.council.deliver(
+        new_email(GARETH, '=HYPERLINK("http://evil.example","x")', "A formula for a subject.")
+    )
     zf, _ = desk.export("--email", GARETH)
     for name in zf.namelist():
         assert not name.startswith("/") and "\\" not in name, name
@@ -275,6 +279,7 @@ def test_hostile_names_and_subjects_stay_inside_the_zip_and_escaped(desk: Desk) 
     assert "&lt;script&gt;alert(&#34;subject&#34;)&lt;/script&gt; &amp; more" in html
     rows = index_rows(zf)
     assert not any(cell.startswith("=") for r in rows for cell in r.values())
+    assert '\'=HYPERLINK("http://evil.example","x")' in [r["Subject or detail"] for r in rows]
 
 
 def test_an_existing_file_is_kept_unless_force_and_errors_are_one_line(desk: Desk) -> None:
@@ -320,3 +325,13 @@ def test_the_audit_names_the_operating_system_account_without_as(desk: Desk) -> 
     ok_lines(desk.sar("--email", JANE, "--out", str(out)))
     [done] = desk.audit("sar.export")
     assert done.actor.startswith("os:")
+
+
+def test_a_run_that_fails_at_the_end_leaves_no_zip_and_no_part_file(desk: Desk) -> None:
+    """The audit cannot be written (its table gone): the finished zip is thrown away."""
+    with transaction(desk.council.engine) as session:
+        session.exec(text("DROP TABLE audit"))  # type: ignore[call-overload]
+    out = desk.tmp / "sar.zip"
+    result = desk.sar("--name", RESIDENT, "--out", str(out))
+    assert result.exit_code != 0
+    assert [p.name for p in desk.tmp.iterdir() if "sar.zip" in p.name] == []
