@@ -559,13 +559,22 @@ def _message_text(m: Message, reader: _Reader, reference: str) -> bytes:
 class _Zip:
     """Writes the files of the export; collects index.csv's lines (names, no bodies)."""
 
-    def __init__(self, zf: zipfile.ZipFile, reader: _Reader) -> None:
+    def __init__(self, zf: zipfile.ZipFile, reader: _Reader, moment: datetime) -> None:
         self.zf = zf
         self.reader = reader
         self.items: list[Item] = []
+        self.made = reader.local(moment).timetuple()[:6]
+
+    def entry(self, name: str) -> zipfile.ZipInfo:
+        """A file in the zip, dated when the export was made, unpacked readable by its
+        owner only."""
+        info = zipfile.ZipInfo(name, date_time=self.made)  # type: ignore[arg-type]
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o600 << 16
+        return info
 
     def bytes(self, name: str, data: bytes) -> None:
-        self.zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+        self.zf.writestr(self.entry(name), data)
 
     def emails(self, emails: list[Email], reference: str) -> None:
         for e in emails:
@@ -703,7 +712,7 @@ def _write(
     actor: Actor,
     moment: datetime,
 ) -> Summary:
-    z = _Zip(zf, reader)
+    z = _Zip(zf, reader, moment)
     references: list[str] = []
     contents: list[tuple[str, str, str]] = []  # reference, subject, anchor
     counts = {"emails": 0, "attachments": 0, "events": 0}
@@ -782,7 +791,7 @@ def _write(
     template = reader.services.templates.env.get_template(TEMPLATE)
     # Each case read again as the index reaches it: the same rows give the same file names.
     cases = reader.each_case(order)
-    with zf.open("index.html", "w") as stream:
+    with zf.open(z.entry("index.html"), "w") as stream:
         for chunk in template.generate(
             search=found.search,
             people=people,

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import col, select
 from typer.testing import Result
 
 from mailbridge.errors import UserError
 from mailbridge.privacy.subject_access import Search
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
-from mailbridge.store.models import AuditRecord, Case, Message, utcnow
+from mailbridge.store.models import Attachment, AuditRecord, Case, Message, utcnow
 from tests.factories import add_person, fixture_bytes, ok_lines, one_error
 from tests.helpers.council import (
     GARETH,
@@ -259,12 +259,19 @@ def test_hostile_names_and_subjects_stay_inside_the_zip_and_escaped(desk: Desk) 
     desk.council.deliver(
         new_email(GARETH, '=HYPERLINK("http://evil.example","x")', "A formula for a subject.")
     )
+    # The parser makes names safe as it stores them; rows written before it did were not.
+    with transaction(desk.council.engine) as session:
+        rows = session.exec(select(Attachment).order_by(col(Attachment.id))).all()
+        old = ("../../../etc/passwd", "..\\..\\boot.ini", "/etc/cron.d/x", "..")
+        for row, name in zip(rows, old, strict=False):
+            row.filename = name
     zf, _ = desk.export("--email", GARETH)
     for name in zf.namelist():
         assert not name.startswith("/") and "\\" not in name, name
         assert ".." not in name.split("/"), name
         assert all(part and not part.startswith(".") for part in name.split("/")), name
         assert all(ord(c) >= 32 and c != "\x7f" for c in name), repr(name)
+        assert zf.getinfo(name).external_attr >> 16 == 0o600
         assert name.split("/")[0] in (
             "index.html",
             "index.csv",
