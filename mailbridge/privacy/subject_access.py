@@ -566,11 +566,9 @@ class _Zip:
         self.made = reader.local(moment).timetuple()[:6]
 
     def entry(self, name: str) -> zipfile.ZipInfo:
-        """A file in the zip, dated when the export was made, unpacked readable by its
-        owner only."""
+        """A file in the zip, dated when the export was made."""
         info = zipfile.ZipInfo(name, date_time=self.made)  # type: ignore[arg-type]
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = 0o600 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED  # unpacked 0600: zipfile gives no mode
         return info
 
     def bytes(self, name: str, data: bytes) -> None:

@@ -342,3 +342,11 @@ def test_a_run_that_fails_at_the_end_leaves_no_zip_and_no_part_file(desk: Desk) 
     result = desk.sar("--name", RESIDENT, "--out", str(out))
     assert result.exit_code != 0
     assert [p.name for p in desk.tmp.iterdir() if "sar.zip" in p.name] == []
+
+
+def test_her_primary_address_finds_mail_from_her_other_one_on_no_case(desk: Desk) -> None:
+    desk.council.deliver(new_email(JANE_HOME, "status", ""))  # a status request: no case
+    zf, _ = desk.export("--email", JANE)
+    loose = [r for r in index_rows(zf) if not r["Case"] and r["Item"].startswith("email")]
+    assert {(r["Item"], r["Subject or detail"]) for r in loose} >= {("email received", "status")}
+    assert any(r["Item"] == "email sent" and JANE_HOME in r["To"] for r in loose)
