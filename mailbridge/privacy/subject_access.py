@@ -25,6 +25,7 @@ import os
 import secrets
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -671,9 +672,9 @@ def export(
         raise UserError(f"--out {out} is a folder; give a file name such as {out}/sar.zip")
     if out.exists() and not force:
         raise UserError(f"{out} is there already; nothing written (use --force to replace it)")
-    private_folder(out.parent)
     temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.part")
     try:
+        private_folder(out.parent)
         with Session(services.engine) as session:
             found = gather(session, search)
             reader = _Reader(session, services, found)
@@ -697,8 +698,11 @@ def export(
                 )
             session.flush()
             _place(temporary, out, force)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; nothing written") from None
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):  # never made (the folder is not one), or renamed already
+            temporary.unlink()
     return summary
 
 

@@ -307,6 +307,11 @@ def test_an_existing_file_is_kept_unless_force_and_errors_are_one_line(desk: Des
     )
     assert out.read_bytes() == b"last month's export"
     assert desk.audit("sar.export") == []
+    (desk.tmp / "a-file").write_text("")
+    one_error(
+        desk.sar("--email", JANE, "--out", str(desk.tmp / "a-file" / "sar.zip")),
+        f"cannot write {desk.tmp / 'a-file' / 'sar.zip'}: Not a directory; nothing written",
+    )
     ok_lines(desk.sar("--email", JANE, "--out", str(out), "--force"))
     assert zipfile.is_zipfile(out) and stat.S_IMODE(out.stat().st_mode) == 0o600
     assert len(desk.audit("sar.export")) == 1
