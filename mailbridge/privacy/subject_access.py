@@ -716,16 +716,15 @@ def _write(
 ) -> Summary:
     z = _Zip(zf, reader, moment)
     references: list[str] = []
-    contents: list[tuple[str, str, str]] = []  # reference, subject, anchor
+    contents: list[tuple[str, str, bool, str]] = []  # reference, subject, erased, anchor
     counts = {"emails": 0, "attachments": 0, "events": 0}
     order = reader.case_ids()
     for case_id in order:
         view = reader.case(case_id)
         c = view.case
         references.append(c.reference)
-        subject = "" if c.content_erased_at else c.subject
-        contents.append((c.reference, subject, _anchor(c.reference)))
         erased = c.content_erased_at
+        contents.append((c.reference, c.subject, erased is not None, _anchor(c.reference)))
         z.items.append(
             Item(
                 "case",

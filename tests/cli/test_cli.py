@@ -593,6 +593,7 @@ def test_help_lists_every_command() -> None:
         "calendar",
         "schedule",
         "keys",
+        "sar",
     ]
 
 

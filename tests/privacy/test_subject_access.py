@@ -327,7 +327,7 @@ def test_erased_content_is_listed_as_erased_not_missing(desk: Desk) -> None:
     assert not [n for n in zf.namelist() if n.startswith(f"cases/{REF}/emails/")]
     assert f"cases/{REF}/events.csv" in zf.namelist()
     html = read(zf, "index.html")
-    assert "was erased on" in html
+    assert "was erased on" in html and f"{REF}</a> (content erased)" in html
     emails = [r for r in index_rows(zf) if r["Case"] == REF and r["Item"].startswith("email")]
     assert emails and all(r["Note"].startswith("erased on") and not r["Files"] for r in emails)
 
