@@ -144,7 +144,7 @@ class Found:
     people: list[Person] = field(default_factory=list)  # the directory's, with the address
     addresses: list[str] = field(default_factory=list)  # every address looked for
     cases: dict[int, set[str]] = field(default_factory=dict)  # case id -> why
-    loose: dict[int, set[str]] = field(default_factory=dict)  # message id (no case) -> why
+    loose: set[int] = field(default_factory=set)  # emails on no case (message ids)
     quarantine_only: set[int] = field(default_factory=set)  # quarantine ids with no message
     audit_ids: set[int] = field(default_factory=set)
 
@@ -153,8 +153,9 @@ class Found:
             self.cases.setdefault(case_id, set()).add(why)
 
     def message(self, message_id: int, case_id: int | None, why: str) -> None:
+        """An email: its case goes in (with the reason); one on no case goes in itself."""
         if case_id is None:
-            self.loose.setdefault(message_id, set()).add(why)
+            self.loose.add(message_id)
         else:
             self.case(case_id, why)
 
@@ -231,7 +232,7 @@ def _by_address(session: Session, found: Found, email: str) -> None:
             found.message(message_id, case_id, SENT)  # type: ignore[arg-type]
         elif {r.strip().lower() for r in to.split(",")} & addresses:
             found.message(message_id, case_id, RECEIVED)  # type: ignore[arg-type]
-    _quarantined(session, found, func.lower(QuarantineItem.sender).in_(addresses), "sent it")
+    _quarantined(session, found, func.lower(QuarantineItem.sender).in_(addresses))
     audit_actor = [func.lower(AuditRecord.actor).in_(addresses)]
     if ids:
         audit_actor.append(col(AuditRecord.actor_id).in_(ids))
@@ -249,22 +250,17 @@ def _by_name(session: Session, found: Found, name: str) -> None:
         found.message(message_id, case_id, NAMED_IN_EMAIL)  # type: ignore[arg-type]
     for case_id in session.exec(select(Event.case_id).where(named(Event.detail)).distinct()):
         found.case(case_id, NAMED_IN_TIMELINE)
-    _quarantined(
-        session,
-        found,
-        named(QuarantineItem.subject, QuarantineItem.sender),
-        "the name is in its subject or sender",
-    )
+    _quarantined(session, found, named(QuarantineItem.subject, QuarantineItem.sender))
 
 
-def _quarantined(session: Session, found: Found, where: ColumnElement[bool], why: str) -> None:
+def _quarantined(session: Session, found: Found, where: ColumnElement[bool]) -> None:
     for item_id, message_id in session.exec(
         select(QuarantineItem.id, QuarantineItem.message_id).where(where)
     ):
         if message_id is None:
             found.quarantine_only.add(item_id)  # type: ignore[arg-type]
         else:
-            found.loose.setdefault(message_id, set()).add(f"quarantined mail: {why}")
+            found.loose.add(message_id)
 
 
 # --- the zip's layout: what each item is called and whether it is there ----------------
