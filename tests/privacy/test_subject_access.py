@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from typer.testing import Result
 
+from mailbridge.cases.records import add_event
 from mailbridge.errors import UserError
 from mailbridge.privacy.subject_access import Search
 from mailbridge.store.db import transaction
@@ -37,6 +38,7 @@ from tests.helpers.council import (
     RAJ,
     REF,
     SUPPORT,
+    TOM,
     Council,
     build_council,
     council_cli,
@@ -354,3 +356,24 @@ def test_her_primary_address_finds_mail_from_her_other_one_on_no_case(desk: Desk
     zf, _ = desk.export("--email", JANE)
     loose = [r for r in index_rows(zf) if not r["Case"] and r["Item"].startswith("email")]
     assert {(r["Item"], r["Subject or detail"]) for r in loose} >= {("email received", "status")}
+
+
+def test_a_delegate_and_a_coordinator_find_the_cases_they_sent_in_or_acted_on(desk: Desk) -> None:
+    [school] = desk.council.deliver(fixture_bytes("delegate_writes_for_member.eml")).references
+    zf, _ = desk.export("--email", TOM)
+    assert case_folders(zf) == {school}
+    [case] = [r for r in index_rows(zf) if r["Item"] == "case"]
+    assert "they sent it in for the member (a delegate)" in case["Note"]
+    # An event as the audit's actors sign them: the coordinator's address, then the door.
+    with transaction(desk.council.engine) as session:
+        add_event(
+            session,
+            desk.council.case(desk.raj).id,
+            "note",
+            "Called the resident.",
+            actor=f"{SUPPORT} (cli, member.support@server)",
+        )
+    zf, _ = desk.export("--email", SUPPORT, name="support.zip")
+    assert case_folders(zf) == {desk.raj}
+    [case] = [r for r in index_rows(zf) if r["Item"] == "case"]
+    assert "they appear in its timeline" in case["Note"]
