@@ -12,6 +12,7 @@ import typer
 
 from mailbridge.cli import (
     addresses,
+    audit,
     calendar,
     cases,
     casework,
@@ -70,6 +71,7 @@ run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export
 report.register(app)
+audit.register(app)
 
 
 def main() -> None:

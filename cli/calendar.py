@@ -13,10 +13,10 @@ import typer
 from rich.table import Table
 
 from mailbridge.cases import coordinator
-from mailbridge.cli.cases import _actor
 from mailbridge.cli.context import (
     ConfigOption,
     NowOption,
+    acting,
     console,
     friendly,
     load,
@@ -95,7 +95,7 @@ def recompute(
     with opened(config) as (cfg, engine):
         changed = coordinator.recompute_deadlines(
             Services.build(cfg, engine),  # type: ignore[arg-type]
-            actor=_actor(),
+            actor=acting(cfg, engine).shown,
             now=now_from(now),
             dry_run=dry_run,
         )

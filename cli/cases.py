@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,12 +9,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlmodel import Session
 
 from mailbridge.cases import assignment
 from mailbridge.cli.context import (
     ConfigOption,
     NowOption,
+    acting,
     console,
     friendly,
     now_from,
@@ -23,11 +22,12 @@ from mailbridge.cli.context import (
     stdout,
 )
 from mailbridge.cli.filters import with_case_filter
-from mailbridge.console import export, filters, views
+from mailbridge.console import export
 from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
+from mailbridge.privacy import access
 from mailbridge.services import Services
-from mailbridge.store.models import Attachment, utcnow
+from mailbridge.store.models import Attachment
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)
@@ -70,15 +70,10 @@ def list_cases(
         limit=limit,
         page=page,
     )
-    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+    with opened(config) as (cfg, engine):
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
-        today = cal.local_date(utcnow())
-        rows = filters.list_cases(session, wanted, cal, today)
-        total = (
-            len(rows) + wanted.offset
-            if len(rows) < limit and (rows or page == 1)
-            else filters.count_cases(session, wanted, cal, today)
-        )
+        listed = access.list_cases(engine, wanted, cal, acting(cfg, engine))  # type: ignore[arg-type]
+    rows, total = listed.rows, listed.total
     if format is ListFormat.CSV:
         export.write_csv(rows, stdout(), cal)
         return
@@ -128,9 +123,9 @@ def show(
 
     Example: mailbridge case show MQ-2026-00042
     """
-    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+    with opened(config) as (cfg, engine):
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
-        d = views.case_detail(session, reference, cal, cal.local_date(utcnow()))
+        d = access.show_case(engine, reference, cal, acting(cfg, engine))  # type: ignore[arg-type]
     c = d.case
     left = d.working_days_left
     if c.completed_at:
@@ -223,11 +218,6 @@ def _attachment_note(a: Attachment) -> str:
     return "; ".join(notes)
 
 
-def _actor() -> str:
-    """Who ran the command, for the case's log."""
-    return f"coordinator ({getpass.getuser()} via the command line)"
-
-
 AlsoOption = Annotated[
     list[str] | None,
     typer.Option("--also", help="An additional officer's email; repeat for more."),
@@ -250,7 +240,7 @@ def _assign(
             reference,
             lead,
             also or [],
-            actor=_actor(),
+            actor=acting(cfg, engine).shown,
             reassign=reassign,
             reset_deadline=reset_deadline,
             now=now_from(now),

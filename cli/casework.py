@@ -12,8 +12,16 @@ from typing import Annotated
 import typer
 
 from mailbridge.cases import coordinator, lifecycle
-from mailbridge.cli.cases import _actor
-from mailbridge.cli.context import ConfigOption, NowOption, console, friendly, now_from, opened
+from mailbridge.cli.context import (
+    ConfigOption,
+    NowOption,
+    acting,
+    console,
+    friendly,
+    now_from,
+    opened,
+)
+from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.models import CaseStatus
 
@@ -22,10 +30,11 @@ QUEUED = "  emails go out with the next pass of `mailbridge run`"
 
 
 @contextmanager
-def _services(config: Path) -> Iterator[Services]:
-    """What an action needs; each action opens and commits its own transaction."""
+def _services(config: Path) -> Iterator[tuple[Services, Actor]]:
+    """What an action needs, and who acts (an unknown `--as` stops here, with nothing
+    done); each action opens and commits its own transaction."""
     with opened(config) as (cfg, engine):
-        yield Services.build(cfg, engine)  # type: ignore[arg-type]
+        yield Services.build(cfg, engine), acting(cfg, engine)  # type: ignore[arg-type]
 
 
 def _say(text: str) -> None:
@@ -57,11 +66,11 @@ def set_(
 
     Example: mailbridge case set MQ-2026-00042 --service-area Highways --contact phone
     """
-    with _services(config) as services:
+    with _services(config) as (services, who):
         done = coordinator.set_fields(
             services,
             reference,
-            actor=_actor(),
+            actor=who.shown,
             service_area=service_area,
             enquiry_type=enquiry_type,
             directorate=directorate,
@@ -92,8 +101,8 @@ def status(
 
     Example: mailbridge case status MQ-2026-00042 completed
     """
-    with _services(config) as services:
-        done = coordinator.set_status(services, reference, new_status, actor=_actor())
+    with _services(config) as (services, who):
+        done = coordinator.set_status(services, reference, new_status, actor=who.shown)
     _say(f"{done.reference}: {_word(done.old)} → {_word(done.new)}")
 
 
@@ -112,8 +121,8 @@ def note(
 
     Example: mailbridge case note MQ-2026-00042 "Spoke to the contractor: repair booked"
     """
-    with _services(config) as services:
-        ref = coordinator.add_note(services, reference, text, actor=_actor())
+    with _services(config) as (services, who):
+        ref = coordinator.add_note(services, reference, text, actor=who.shown)
     _say(f"{ref}: note added (not sent to anyone)")
 
 
@@ -141,9 +150,9 @@ def reply(
 
     Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
     """
-    with _services(config) as services:
+    with _services(config) as (services, who):
         done = coordinator.reply(
-            services, reference, text, attach or [], actor=_actor(), checked=checked
+            services, reference, text, attach or [], actor=who.shown, checked=checked
         )
     _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
     if done.attached:
@@ -162,8 +171,8 @@ def reopen(
 
     Example: mailbridge case reopen MQ-2026-00042 --reason "the repair failed"
     """
-    with _services(config) as services:
-        done = coordinator.reopen(services, reference, reason, actor=_actor())
+    with _services(config) as (services, who):
+        done = coordinator.reopen(services, reference, reason, actor=who.shown)
     _say(f"{done.reference}: reopened, now {_word(done.new)}")
 
 
@@ -178,8 +187,8 @@ def link(
 
     Example: mailbridge case link MQ-2026-00042 --member raj.patel@example.gov.uk
     """
-    with _services(config) as services:
-        done = coordinator.link(services, reference, member, actor=_actor())
+    with _services(config) as (services, who):
+        done = coordinator.link(services, reference, member, actor=who.shown)
     _say(f"{done.reference}: {done.member} added")
     _say(f"  responses now go to {', '.join(done.members)}")
 
@@ -195,8 +204,8 @@ def merge(
 
     Example: mailbridge case merge MQ-2026-00043 --into MQ-2026-00042
     """
-    with _services(config) as services:
-        done = coordinator.merge(services, reference, into, actor=_actor())
+    with _services(config) as (services, who):
+        done = coordinator.merge(services, reference, into, actor=who.shown)
     _say(f"{done.reference}: merged into {done.into} and closed")
     if done.members_added:
         _say(f"  now on {done.into}: {', '.join(done.members_added)}")
@@ -214,8 +223,8 @@ def convert(
 
     Example: mailbridge case convert MQ-2026-00042 --to complaint --reason "resident complaint"
     """
-    with _services(config) as services:
-        done = coordinator.convert(services, reference, to, reason, actor=_actor())
+    with _services(config) as (services, who):
+        done = coordinator.convert(services, reference, to, reason, actor=who.shown)
     _say(f"{done.reference}: converted to a {done.converted_to.replace('_', ' ')} and closed")
 
 
@@ -231,8 +240,8 @@ def attachments(
 
     Example: mailbridge case attachments MQ-2026-00042 --save ./MQ-2026-00042
     """
-    with _services(config) as services:
-        saved = coordinator.save_attachments(services, reference, save, force=force, actor=_actor())
+    with _services(config) as (services, who):
+        saved = coordinator.save_attachments(services, reference, save, force=force, actor=who)
     _say(f"{len(saved)} saved to {save}:")
     for item in saved:
         _say(f"  {item.path.name}  ({item.size:,} B)")
@@ -252,8 +261,8 @@ def pause(
 
     Example: mailbridge case pause MQ-2026-00042 --reason "awaiting information from the councillor"
     """
-    with _services(config) as services:
-        done = coordinator.pause(services, reference, reason, actor=_actor(), now=now_from(now))
+    with _services(config) as (services, who):
+        done = coordinator.pause(services, reference, reason, actor=who.shown, now=now_from(now))
     _say(f"{done.reference}: paused since {done.since:%a %d %b %Y} ({done.reason})")
     _say(f"  `mailbridge case resume {done.reference}` restarts the clock")
 
@@ -267,8 +276,8 @@ def resume(
 
     Example: mailbridge case resume MQ-2026-00042
     """
-    with _services(config) as services:
-        done = coordinator.resume(services, reference, actor=_actor(), now=now_from(now))
+    with _services(config) as (services, who):
+        done = coordinator.resume(services, reference, actor=who.shown, now=now_from(now))
     old, new = done.response_due
     _say(
         f"{done.reference}: resumed after {done.paused_days} working days paused "

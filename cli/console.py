@@ -9,16 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlmodel import Session
 
 from mailbridge.cli.cases import STATUS_LABEL, deadline_text
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, acting, console, friendly, opened
 from mailbridge.cli.filters import with_case_filter
-from mailbridge.console import dashboard as board
 from mailbridge.console import export as exporting
-from mailbridge.console import filters
 from mailbridge.console.filters import CaseFilter
 from mailbridge.deadlines.calendar import calendar_from_config
+from mailbridge.privacy import access
 from mailbridge.store.models import utcnow
 
 
@@ -41,9 +39,9 @@ def dashboard(
 
     Example: mailbridge dashboard --newest 30
     """
-    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+    with opened(config) as (cfg, engine):
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
-        d = board.dashboard(session, cal, cal.local_date(utcnow()), newest=newest)
+        d = access.dashboard(engine, cal, acting(cfg, engine), newest=newest)  # type: ignore[arg-type]
     counts = Table(title=f"{cfg.council.name}, {d.today:%A %d %B %Y}")
     headings = (
         "New",
@@ -126,11 +124,10 @@ def export(
     if format is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         format = ExportFormat(suffix) if suffix in ("csv", "xlsx") else ExportFormat.CSV
-    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+    with opened(config) as (cfg, engine):
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
-        today = cal.local_date(utcnow())
-        path = output or Path(f"cases-{today.isoformat()}.{format.value}")
-        rows = filters.iter_cases(session, wanted, cal, today)
-        written = exporting.export(rows, path, format.value, cal)
+        who = acting(cfg, engine)
+        path = output or Path(f"cases-{cal.local_date(utcnow()).isoformat()}.{format.value}")
+        written = access.export(engine, wanted, path, format.value, cal, who)  # type: ignore[arg-type]
     noun = "case" if written == 1 else "cases"
     console.print(f"{written:,} {noun} written to {path} ({format.value.upper()})", highlight=False)

@@ -120,18 +120,28 @@ def actor_of(session: Session, config: Config) -> Actor:
     return operator(session, config, _claimed[0])
 
 
+def acting(config: Config, engine: object) -> Actor:
+    """`actor_of` in a session of its own, before the command reads or changes anything:
+    an `--as` that is not a coordinator stops it there, with nothing done."""
+    with Session(engine) as session:  # type: ignore[arg-type]
+        return actor_of(session, config)
+
+
 def load(path: Path) -> Config:
     return load_config(path)
 
 
 @contextmanager
 def opened(path: Path) -> Iterator[tuple[Config, object]]:
-    """Config plus an engine on an upgraded database (created on first run)."""
+    """Config plus an engine on an upgraded database (created on first run); an `--as`
+    that is not a coordinator stops any command here."""
     from mailbridge.store.migrate import ensure_database
 
     config = load(path)
     engine = ensure_database(config.database.url)
     try:
+        if _claimed[0]:  # a command that names nobody still refuses a false --as
+            acting(config, engine)
         yield config, engine
     finally:
         engine.dispose()

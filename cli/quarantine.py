@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, acting, console, friendly, opened
 from mailbridge.pipeline import quarantine as q
 from mailbridge.pipeline.outcomes import (
     CaseOpened,
@@ -34,7 +34,8 @@ def list_items(
     Example: mailbridge quarantine list
     """
     with opened(config) as (cfg, engine):
-        items = q.list_items(Services.build(cfg, engine), include_resolved=all_items)  # type: ignore[arg-type]
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        items = q.shown_items(services, acting(cfg, engine), include_resolved=all_items)
     table = Table(title=f"{len(items)} quarantined" if items else "Quarantine is empty")
     for h in ("Id", "Received", "From", "Subject", "Reason", "Status"):
         table.add_column(h)
@@ -61,7 +62,7 @@ def show(
     Example: mailbridge quarantine show 3
     """
     with opened(config) as (cfg, engine):
-        i = q.get_item(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+        i = q.shown_item(Services.build(cfg, engine), item_id, acting(cfg, engine))  # type: ignore[arg-type]
     for label, value in (
         ("Id", i.id),
         ("From", i.sender),
@@ -109,7 +110,8 @@ def accept(
     Example: mailbridge quarantine accept 7 --as contribution
     """
     with opened(config) as (cfg, engine):
-        outcome = accept_quarantined(Services.build(cfg, engine), item_id, as_)  # type: ignore[arg-type]
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        outcome = accept_quarantined(services, item_id, as_, actor=acting(cfg, engine).shown)
     _report(item_id, outcome, as_)
     if isinstance(outcome, Quarantined):
         raise typer.Exit(1)

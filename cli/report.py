@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import Session
 
-from mailbridge.cli.context import ConfigOption, console, friendly, opened, stdout
-from mailbridge.console import report_render, reports
+from mailbridge.cli.context import ConfigOption, acting, console, friendly, opened, stdout
+from mailbridge.console import report_render
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
+from mailbridge.privacy import access
 
 
 def register(app: typer.Typer) -> None:
@@ -70,19 +70,24 @@ def report(
         raise UserError("--format xlsx needs --output FILE.xlsx")
     if fmt == "table" and output is not None:
         raise UserError("--output is for csv, xlsx and html; the table prints to the screen")
-    with opened(config) as (cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
+    with opened(config) as (cfg, engine):
         calendar = calendar_from_config(cfg.council, cfg.storage.data_dir)
-        built = reports.build_report(
-            session, calendar, first, last, compare_previous=compare_previous
-        )
+        try:
+            done = access.report(
+                engine,  # type: ignore[arg-type]
+                calendar,
+                (first, last),
+                fmt,
+                output,
+                acting(cfg, engine),
+                compare_previous=compare_previous,
+            )
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
+    text = done.text
     if fmt == "table":
-        console.print(report_render.render_table(built))
-        return
-    try:
-        text = report_render.write(built, fmt, output)
-    except OSError as exc:
-        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
-    if text is not None:
+        console.print(report_render.render_table(done.report))
+    elif text is not None:
         stdout().write(text)
     else:
         console.print(f"Report written to {output}")

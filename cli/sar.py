@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import Session
 
-from mailbridge.cli.context import ConfigOption, actor_of, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, acting, console, friendly, opened
 from mailbridge.privacy import subject_access
 from mailbridge.services import Services
 
@@ -58,13 +57,11 @@ def export(
     """
     search = subject_access.Search.of(email, name)
     with opened(config) as (cfg, engine):
-        with Session(engine) as session:  # type: ignore[arg-type]
-            actor = actor_of(session, cfg)
         done = subject_access.export(
             Services.build(cfg, engine),  # type: ignore[arg-type]
             search,
             out,
-            actor=actor,
+            actor=acting(cfg, engine),
             force=force,
         )
     c = done.counts

@@ -41,6 +41,8 @@ from mailbridge.errors import UserError
 from mailbridge.files import private_folder, private_open
 from mailbridge.mail.attachments import held_back
 from mailbridge.mail.parsing import UniqueNames, sanitise_filename
+from mailbridge.privacy import audit
+from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.db import action, insert_row
 from mailbridge.store.models import (
@@ -577,12 +579,12 @@ def save_attachments(
     target: Path,
     *,
     force: bool = False,
-    actor: str,
+    actor: Actor,
 ) -> list[Saved]:
     """Write the case's kept attachments (not inline images, not refused ones) into `target`.
 
     Nothing is written when any file is there already, unless `force`. The save is an event
-    on the case: who took a copy of what.
+    on the case (who took a copy of what) and an access in the audit, in this transaction.
     """
     case = find_case(session, reference)
     rows = session.exec(
@@ -625,13 +627,11 @@ def save_attachments(
         with private_open(path, "wb") as stream:
             stream.write(data)
         saved.append(Saved(path, len(data)))
-    add_event(
-        session,
-        case.id,
-        "attachments_saved",
-        f"{len(saved)} attachments saved to {target}: " + ", ".join(s.path.name for s in saved),
-        actor=actor,
+    what = f"{len(saved)} attachments saved to {target.resolve()}: " + ", ".join(
+        s.path.name for s in saved
     )
+    add_event(session, case.id, "attachments_saved", what, actor=actor.shown)
+    audit.record(session, actor, "attachments.save", case_reference=case.reference, detail=what)
     log.info("attachments saved", extra={"case": case.reference, "files": len(saved)})
     return saved
 

@@ -125,6 +125,19 @@ class CaseFilter:
         return any(v is not None and v is not False and v != "" for v in values)
 
     @property
+    def given(self) -> str:
+        """The filters set, as the audit records them: `status=new overdue member=Jane`
+        (`every case` when none is)."""
+        words = []
+        for name in FILTERS:
+            value = getattr(self, name)
+            if value is True:
+                words.append(name)
+            elif value is not None and value is not False and value != "":
+                words.append(f"{name}={value}")
+        return " ".join(words) or "every case"
+
+    @property
     def descending(self) -> bool:
         return _DEFAULT_DESC.get(self.sort, False) if self.desc is None else self.desc
 

@@ -246,8 +246,11 @@ def retry_quarantined(services: Services, item_id: int) -> Outcome:
     return Processor(services).process(raw, received_at, retry_of=item_id)
 
 
-def accept_quarantined(services: Services, item_id: int, as_: str = "contribution") -> Outcome:
-    """A coordinator's `mailbridge quarantine accept`, after checking who wrote it.
+def accept_quarantined(
+    services: Services, item_id: int, as_: str = "contribution", *, actor: str
+) -> Outcome:
+    """A coordinator's `mailbridge quarantine accept`, after checking who wrote it; the
+    acceptance on the case names them (`actor`).
 
     A message held because its sender was not proven, or as a flood, runs through the
     pipeline again vouched for: as if the gateway had proven its From and under the limit,
@@ -256,9 +259,18 @@ def accept_quarantined(services: Services, item_id: int, as_: str = "contributio
     """
     item = quarantine.get_item(services, item_id)
     if item.reason_code not in VOUCHABLE:
-        return CaseUpdated(quarantine.accept(services, item_id, as_), as_)
+        return CaseUpdated(quarantine.accept(services, item_id, as_, actor=actor), as_)
     raw, received_at = quarantine.waiting_copy(services, item_id)
-    steps = [_accepted if s is apply else s for s in STEPS]
+
+    def accepted(work: Work, services: Services) -> Outcome:
+        """The last step of an accepted message: its effect, and the acceptance on its case."""
+        outcome = apply(work, services)
+        assert work.retry_of is not None
+        if isinstance(outcome, CaseOpened | CaseUpdated):
+            quarantine.mark_accepted(work.session, work.retry_of, outcome.reference, actor=actor)
+        return outcome
+
+    steps = [accepted if s is apply else s for s in STEPS]
     outcome = Processor(services, steps).process(raw, received_at, retry_of=item_id, vouched=True)
     if isinstance(outcome, Failed):
         raise UserError(f"quarantined message {item_id} could not be accepted: {outcome.error}")
@@ -267,15 +279,6 @@ def accept_quarantined(services: Services, item_id: int, as_: str = "contributio
 
 # What a coordinator's word answers: who sent it, and whether one person may open so many.
 VOUCHABLE = frozenset({"sender_unauthenticated", floods.FLOOD})
-
-
-def _accepted(work: Work, services: Services) -> Outcome:
-    """The last step of an accepted message: its effect, and the acceptance on its case."""
-    outcome = apply(work, services)
-    assert work.retry_of is not None
-    if isinstance(outcome, CaseOpened | CaseUpdated):
-        quarantine.mark_accepted(work.session, work.retry_of, outcome.reference)
-    return outcome
 
 
 def pending_failures(services: Services) -> int:

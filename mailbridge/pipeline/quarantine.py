@@ -23,6 +23,8 @@ from mailbridge.mail import replies
 from mailbridge.mail.parsing import ParsedEmail, previous_key
 from mailbridge.pipeline.outcomes import Failed, Quarantined
 from mailbridge.pipeline.parse import Limits, parse_raw
+from mailbridge.privacy import audit
+from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
 from mailbridge.store.models import (
@@ -109,7 +111,7 @@ def release_for_retry(
             session.flush()
 
 
-def mark_accepted(session: Session, quarantine_id: int, reference: str) -> None:
+def mark_accepted(session: Session, quarantine_id: int, reference: str, *, actor: str) -> None:
     """A retried message a coordinator accepted: so recorded, on the item and its case."""
     entry = session.get(QuarantineItem, quarantine_id)
     assert entry is not None  # released for the retry in this transaction
@@ -121,6 +123,7 @@ def mark_accepted(session: Session, quarantine_id: int, reference: str) -> None:
         session, case_id, "quarantine_accepted",
         f"quarantined message {quarantine_id} from {entry.sender} accepted by a coordinator "
         f"({entry.reason_code})",
+        actor=actor,
     )  # fmt: skip
 
 
@@ -182,6 +185,39 @@ def get_item(services: Services, item_id: int) -> QuarantineItem:
     return item
 
 
+def shown_items(
+    services: Services, actor: Actor, *, include_resolved: bool = False
+) -> list[QuarantineItem]:
+    """`quarantine list` for a person: senders and subjects, so an access in the audit."""
+    items = list_items(services, include_resolved=include_resolved)
+    which = "waiting and resolved" if include_resolved else "waiting"
+    with transaction(services.engine) as session:
+        audit.record(
+            session, actor, "quarantine.list", detail=f"{which}; {len(items)} messages shown"
+        )
+    return items
+
+
+def shown_item(services: Services, item_id: int, actor: Actor) -> QuarantineItem:
+    """`quarantine show` for a person: one message's sender, subject and traceback,
+    recorded in the audit (with the case it points at, if any)."""
+    item = get_item(services, item_id)
+    with transaction(services.engine) as session:
+        reference = (
+            session.exec(select(Case.reference).where(Case.id == item.case_id)).first()
+            if item.case_id is not None
+            else None
+        )
+        audit.record(
+            session,
+            actor,
+            "quarantine.show",
+            case_reference=reference,
+            detail=f"quarantined message {item_id} ({item.reason_code})",
+        )
+    return item
+
+
 def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | None]:
     """A waiting message's stored bytes and when it arrived, to run through the pipeline
     again (processor.retry_quarantined), e.g. after its sender was added."""
@@ -210,7 +246,7 @@ def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | No
 ACCEPT_AS = ("contribution",)
 
 
-def accept(services: Services, item_id: int, as_: str = "contribution") -> str:
+def accept(services: Services, item_id: int, as_: str = "contribution", *, actor: str) -> str:
     """Attach a quarantined message to the case it points at, after a coordinator checked it.
 
     For a colleague an officer forwarded the enquiry to, say: never done automatically, as a
@@ -261,6 +297,7 @@ def accept(services: Services, item_id: int, as_: str = "contribution") -> str:
             session, facts.id, "quarantine_accepted",
             f"quarantined message {item_id} from {parsed.from_address} accepted as a "
             f"{as_} by a coordinator",
+            actor=actor,
         )  # fmt: skip
     assert applied.reference is not None
     return applied.reference

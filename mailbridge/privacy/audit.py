@@ -14,6 +14,8 @@ from sqlmodel import Session, col, select
 
 from mailbridge.store.models import AuditRecord, utcnow
 
+EVENT_ACTOR = 254  # models.Event.actor
+
 
 class Channel:
     """The door an access came through."""
@@ -40,8 +42,10 @@ class Actor:
 
     @property
     def shown(self) -> str:
-        """How the case's timeline and the audit show this actor."""
-        return f"{self.name} ({self.channel}{', ' + self.origin if self.origin else ''})"
+        """How the case's timeline and the audit show this actor: what a case event's
+        `actor` holds when a person changes a case (at most EVENT_ACTOR characters)."""
+        shown = f"{self.name} ({self.channel}{', ' + self.origin if self.origin else ''})"
+        return shown if len(shown) <= EVENT_ACTOR else shown[: EVENT_ACTOR - 1] + ")"
 
 
 SERVICE = Actor(name="mailbridge", channel=Channel.SERVICE)

@@ -35,22 +35,36 @@ def operator(session: Session, config: Config, claimed: str | None) -> Actor:
     `os_user` this account is, else the account itself as `os:<account>`."""
     account = os_account()
     origin = f"{account}@{socket.gethostname()}"
-    mapped = next((c for c in config.coordinators if c.os_user == account), None)
+    owners = [c for c in config.coordinators if c.os_user == account]
+    if len(owners) > 1:
+        raise UserError(
+            f"this server account ({account}) is the os_user of {len(owners)} coordinators "
+            f"({', '.join(c.email for c in owners)}); give it to one in the config file"
+        )
+    mapped = owners[0] if owners else None
     if claimed:
         address = claimed.strip().lower()
-        who = identify(session, address)
-        if who.kind != PersonKind.COORDINATOR:
+        # The config file is the only source of coordinators (the directory mirrors it when
+        # the service starts), so one just added counts before the service restarts, and
+        # one just removed no longer does.
+        if address not in {c.email.lower() for c in config.coordinators}:
             raise UserError(
-                f"--as {claimed.strip()}: not a coordinator in the directory (coordinators are "
-                "the [[coordinators]] in the config file); give your own address"
+                f"--as {claimed.strip()}: not a coordinator (coordinators are the "
+                "[[coordinators]] in the config file); give your own address"
             )
         if mapped and mapped.email.lower() != address:
             raise UserError(
                 f"--as {claimed.strip()}: this server account ({account}) belongs to "
                 f"{mapped.email}; run it as yourself, or without --as"
             )
-        return Actor(address, Channel.CLI, origin, who.person_id)
+        return Actor(address, Channel.CLI, origin, _coordinator_id(session, address))
     if mapped:
-        who = identify(session, mapped.email)
-        return Actor(mapped.email.lower(), Channel.CLI, origin, who.person_id)
+        address = mapped.email.lower()
+        return Actor(address, Channel.CLI, origin, _coordinator_id(session, address))
     return Actor(f"os:{account}", Channel.CLI, origin)
+
+
+def _coordinator_id(session: Session, address: str) -> int | None:
+    """The directory's coordinator at `address`; None until the service has mirrored it."""
+    who = identify(session, address)
+    return who.person_id if who.kind == PersonKind.COORDINATOR else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import stat
 from collections.abc import Callable
@@ -57,7 +58,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, keys, mailbox, smtp, delivery, trust, scanner
+    part: str  # database, storage, keys, mailbox, smtp, delivery, trust, scanner, accounts
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -66,6 +67,7 @@ class Finding:
 
 def check_all(config: Config) -> list[Finding]:
     scanner = check_scanner(config)
+    operators = check_operators(config)
     return [
         check_database(config),
         check_storage(config),
@@ -76,6 +78,7 @@ def check_all(config: Config) -> list[Finding]:
         check_delivery(config),
         check_trust(config),
         *([scanner] if scanner else []),
+        *([operators] if operators else []),
     ]
 
 
@@ -364,6 +367,44 @@ def check_scanner(config: Config) -> Finding | None:
             ),
         )
     return Finding("scanner", command[0], Status.OK, f"virus scan by {found}")
+
+
+# --- who is at the command line ----------------------------------------------------------
+
+
+def check_operators(config: Config) -> Finding | None:
+    """The server accounts `[[coordinators]] os_user` links to coordinators, when any is
+    set: one that is not an account here, or is linked twice, names nobody (the audit then
+    records the bare account, or the command refuses to guess)."""
+    linked = [(c.os_user, c.email) for c in config.coordinators if c.os_user]
+    if not linked:
+        return None
+    where = "[[coordinators]] os_user"
+    accounts = [account for account, _ in linked]
+    advice = tuple(
+        [
+            f"{account} ({email}) is not an account on this server: correct os_user"
+            for account, email in linked
+            if not _is_account(account)
+        ]
+        + [
+            f"{account} is the os_user of {accounts.count(account)} coordinators: give it to one"
+            for account in sorted(set(accounts))
+            if accounts.count(account) > 1
+        ]
+    )
+    if advice:
+        return Finding("accounts", where, Status.WARNING, f"{len(advice)} to correct", advice)
+    shown = ", ".join(f"{account} as {email}" for account, email in linked)
+    return Finding("accounts", where, Status.OK, f"server accounts linked: {shown}")
+
+
+def _is_account(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 # --- the signing key ---------------------------------------------------------------------

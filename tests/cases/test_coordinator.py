@@ -30,6 +30,7 @@ from mailbridge.store.models import (
     OutboxMessage,
 )
 from tests.factories import add_person, fixture_bytes, ok_lines, one_error
+from tests.helpers.cli import CLI_ACTOR
 from tests.helpers.council import (
     GARETH,
     JANE,
@@ -53,7 +54,6 @@ from tests.helpers.council import (
 pytestmark = pytest.mark.usefixtures("fixed_clock")
 
 runner = CliRunner()
-ACTOR_MARK = "via the command line"
 
 
 @dataclass
@@ -150,7 +150,7 @@ def test_set_changes_only_the_given_fields_and_logs_old_and_new(desk: Desk) -> N
         "service area: Highways → School Transport; enquiry type: (none) → Pothole; "
         "preferred contact: (none) → phone; sensitive: no → yes"
     )
-    assert ACTOR_MARK in event.actor
+    assert event.actor == CLI_ACTOR
     # The same values again change nothing and log nothing; "" clears a field.
     assert ok_lines(desk.cli("case", "set", REF, "--contact", "phone")) == [
         f"{REF}: nothing changed (the values were already so)"
@@ -227,7 +227,7 @@ def test_status_allows_only_the_transitions_that_make_sense(desk: Desk) -> None:
         "status in progress → new",
         "status in progress → completed",
     ]
-    assert all(ACTOR_MARK in e.actor for e in desk.events(kind="status_changed"))
+    assert all(e.actor == CLI_ACTOR for e in desk.events(kind="status_changed"))
 
 
 # --- note -----------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_note_is_internal_kept_on_the_case_and_mailed_to_nobody(desk: Desk) -> N
     ]
     assert desk.outbox_count() == mail_before
     [event] = desk.events(kind="note")
-    assert event.detail == "internal note" and ACTOR_MARK in event.actor
+    assert event.detail == "internal note" and event.actor == CLI_ACTOR
     with desk.council.db() as session:
         message = session.get(Message, event.message_id)
         assert message is not None
@@ -269,7 +269,7 @@ def test_link_puts_another_member_on_the_case_and_officer_responses_reach_both(
         (desk.council.case().id, desk.council.person_id(RAJ))
     ]
     [event] = desk.events(kind="member_linked")
-    assert RAJ in event.detail and ACTOR_MARK in event.actor
+    assert RAJ in event.detail and event.actor == CLI_ACTOR
     one_error(
         desk.cli("case", "link", REF, "--member", RAJ),
         f"Cllr Raj Patel <{RAJ}> is already on {REF}",
@@ -323,7 +323,7 @@ def test_reply_mails_every_member_with_the_tag_and_counts_as_a_response(desk: De
     assert attachment_names(sent) == ["repair plan.pdf"]
     [event] = desk.events(kind="replied")
     assert event.detail == f"reply sent to {JANE}, {RAJ}; attached repair plan.pdf"
-    assert ACTOR_MARK in event.actor
+    assert event.actor == CLI_ACTOR
     with desk.council.db() as session:
         out = session.get(Message, event.message_id)
         assert out is not None and (out.direction, out.role) == ("out", "reply")
@@ -374,7 +374,7 @@ def test_reopen_brings_a_completed_case_back(desk: Desk) -> None:
     assert event.detail == (
         "reopened by a coordinator (1 times so far); now new: the repair failed"
     )
-    assert ACTOR_MARK in event.actor
+    assert event.actor == CLI_ACTOR
     # With a lead officer it goes back to in progress.
     desk.council.assign(PRIYA)
     ok_lines(desk.cli("case", "status", REF, "completed"))
@@ -409,7 +409,7 @@ def test_merge_closes_one_case_into_the_other_and_copies_its_member(desk: Desk) 
     assert (
         on_kept.detail == f"{other} merged into this case; Cllr Raj Patel <{RAJ}> now on this case"
     )
-    assert ACTOR_MARK in on_merged.actor and ACTOR_MARK in on_kept.actor
+    assert on_merged.actor == CLI_ACTOR and on_kept.actor == CLI_ACTOR
     # The merged case keeps its history; the kept one shows where things came from.
     with Session(desk.council.engine) as session:
         cal = calendar_from_config(desk.council.services.config.council)
@@ -528,7 +528,7 @@ def test_attachments_save_writes_unique_names_and_never_overwrites_unasked(desk:
     ok_lines(desk.cli("case", "attachments", gareth_ref, "--save", str(target), "--force"))
     assert (target / letter).read_bytes() == blobs.get(rows[1].sha256 or "")
     saves = desk.events(gareth_ref, kind="attachments_saved")
-    assert len(saves) == 2 and ACTOR_MARK in saves[0].actor
+    assert len(saves) == 2 and saves[0].actor == CLI_ACTOR
     one_error(
         desk.cli("case", "attachments", REF, "--save", str(desk.tmp / "none")),
         f"{REF} has no kept attachments",

@@ -212,7 +212,7 @@ def test_a_coordinator_accepting_a_flood_item_opens_its_case(council: Council) -
     council.deliver(*burst(21), at=FIXED_NOW)
     council.new_mail()
     [held] = council.quarantined()
-    outcome = accept_quarantined(council.services, held.id or 0)
+    outcome = accept_quarantined(council.services, held.id or 0, actor=SUPPORT)
     assert isinstance(outcome, CaseOpened)
     council.run()
     [ack] = council.new_mail()
@@ -226,6 +226,7 @@ def test_a_coordinator_accepting_a_flood_item_opens_its_case(council: Council) -
     assert event.detail == (
         f"quarantined message {held.id} from {JANE} accepted by a coordinator (flood)"
     )
+    assert event.actor == SUPPORT
     assert count(council, Case) == 21
 
 

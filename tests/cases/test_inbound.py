@@ -46,6 +46,7 @@ from tests.factories import (
     ok_lines,
     one_error,
 )
+from tests.helpers.cli import CLI_ACTOR
 from tests.helpers.clock import FIXED_NOW
 from tests.helpers.council import (
     ANN,
@@ -1048,7 +1049,7 @@ def test_quarantined_colleague_reply_is_accepted_as_a_contribution(council: Coun
     assert (item.reason_code, item.case_id) == ("not_party_to_case", case.id)
     assert council.new_mail() == []
 
-    assert quarantine.accept(council.services, item.id or 0, "contribution") == REF
+    assert quarantine.accept(council.services, item.id or 0, "contribution", actor=SUPPORT) == REF
     with council.db() as session:
         entry = session.get(QuarantineItem, item.id)
         assert entry is not None
@@ -1058,6 +1059,7 @@ def test_quarantined_colleague_reply_is_accepted_as_a_contribution(council: Coun
     assert (stored.role, stored.case_id, stored.disposition) == ("contribution", case.id, "case")
     assert stored.reply_text == "The drainage survey from 2023 is attached to our file."
     assert council.kinds()[-2:] == ["contribution", "quarantine_accepted"]
+    assert council.events(kind="quarantine_accepted")[0].actor == SUPPORT
     council.run()
     [forwarded] = council.new_mail()
     assert recipients(forwarded) == [PRIYA, SUPPORT]
@@ -1065,9 +1067,9 @@ def test_quarantined_colleague_reply_is_accepted_as_a_contribution(council: Coun
     assert "The drainage survey from 2023" in text_of(forwarded)
 
     with pytest.raises(UserError, match=f"^quarantined message {item.id} was already accepted"):
-        quarantine.accept(council.services, item.id or 0, "contribution")
+        quarantine.accept(council.services, item.id or 0, "contribution", actor=SUPPORT)
     with pytest.raises(UserError, match=r"^--as must be one of: contribution$"):
-        quarantine.accept(council.services, item.id or 0, "response")
+        quarantine.accept(council.services, item.id or 0, "response", actor=SUPPORT)
     assert council.kinds().count("contribution") == 1
 
 
@@ -1075,7 +1077,7 @@ def test_accept_refuses_a_message_that_points_at_no_case(council: Council) -> No
     council.deliver(fixture_bytes("unknown_sender_enquiry.eml"))
     [item] = council.quarantined()
     with pytest.raises(UserError, match="does not point at a case"):
-        quarantine.accept(council.services, item.id or 0)
+        quarantine.accept(council.services, item.id or 0, actor=SUPPORT)
     assert council.quarantined()[0].status == "waiting"
 
 
@@ -1124,9 +1126,7 @@ def test_cli_case_assign_and_reassign(home: Home) -> None:
     assert lines[:2] == [f"{REF}: lead officer {ANN}", f"  the enquiry is queued for {ANN}"]
     assert home.council.case().lead_officer_id == home.council.person_id(ANN)
     [reassigned] = home.council.events(kind="reassigned")
-    assert reassigned.actor.startswith("coordinator (") and "via the command line" in (
-        reassigned.actor
-    )
+    assert reassigned.actor == CLI_ACTOR
 
 
 def test_cli_addresses_list_and_clear(home: Home) -> None:

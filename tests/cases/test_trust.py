@@ -119,7 +119,7 @@ def test_a_coordinator_accepts_an_unproven_reply_and_it_applies_as_the_officers(
     council.deliver(on_case(FORGED_REPLY))
     [item] = council.quarantined()
 
-    outcome = accept_quarantined(council.services, item.id or 0)
+    outcome = accept_quarantined(council.services, item.id or 0, actor="Member Support (test)")
 
     assert outcome == CaseUpdated(REF, "response")
     assert council.case().status == "completed"

@@ -582,6 +582,7 @@ def test_help_lists_every_command() -> None:
         "dashboard",
         "export",
         "report",
+        "audit",
         "db",
         "members",
         "officers",

@@ -4,11 +4,13 @@ known terminal width, and reading what it printed."""
 from __future__ import annotations
 
 import logging
+import socket
 
 from typer.testing import CliRunner, Result
 
 from mailbridge.cli import context
 from mailbridge.cli.app import app
+from mailbridge.privacy.operators import os_account
 from tests.factories import NO_TRUST_TOML
 
 CONFIG = (
@@ -56,6 +58,11 @@ email = "member.support@example.gov.uk"
 )
 
 runner = CliRunner()
+
+# Who a command run by this test process is, without --as or an os_user mapping: its account.
+ACCOUNT = os_account()
+ORIGIN = f"{ACCOUNT}@{socket.gethostname()}"
+CLI_ACTOR = f"os:{ACCOUNT} (cli, {ORIGIN})"
 
 
 def invoke(*args: str, width: int = 300, env: dict[str, str | None] | None = None) -> Result:

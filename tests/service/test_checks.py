@@ -30,6 +30,7 @@ from mailbridge.service.checks import (
     check_delivery,
     check_files,
     check_mailbox,
+    check_operators,
     check_scanner,
     check_smtp,
     check_storage,
@@ -40,6 +41,7 @@ from mailbridge.store.db import transaction
 from mailbridge.store.migrate import SCHEMA_HEAD, ensure_database
 from mailbridge.store.models import OutboxMessage
 from tests.factories import NO_TRUST_TOML, fixture_bytes
+from tests.helpers.cli import ACCOUNT
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 
@@ -314,6 +316,42 @@ def test_the_virus_scanner_is_looked_for_only_when_one_is_set(tmp_path: Path) ->
     found = check_scanner(load_config(config))
     ok = Finding("scanner", sys.executable, Status.OK, f"virus scan by {sys.executable}")
     assert found == ok
+
+
+def test_server_accounts_are_looked_at_only_when_a_coordinator_names_one(tmp_path: Path) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    assert check_operators(load_config(config)) is None
+    assert "os_user" not in check(config).stdout  # nothing said: no noise
+    support = 'email = "member.support@example.gov.uk"\n'
+    linked = config.read_text().replace(support, f'{support}os_user = "{ACCOUNT}"\n')
+    config.write_text(linked)
+    assert check_operators(load_config(config)) == Finding(
+        "accounts",
+        "[[coordinators]] os_user",
+        Status.OK,
+        f"server accounts linked: {ACCOUNT} as member.support@example.gov.uk",
+    )
+    config.write_text(
+        linked
+        + f"""
+[[coordinators]]
+name = "Duty"
+email = "duty@example.gov.uk"
+os_user = "{ACCOUNT}"
+[[coordinators]]
+name = "Typo"
+email = "typo@example.gov.uk"
+os_user = "no-such-account-here"
+"""
+    )
+    found = check_operators(load_config(config))
+    assert found is not None and found.status is Status.WARNING
+    assert found.advice == (
+        "no-such-account-here (typo@example.gov.uk) is not an account on this server: "
+        "correct os_user",
+        f"{ACCOUNT} is the os_user of 2 coordinators: give it to one",
+    )
+    assert "warning accounts [[coordinators]] os_user" in check(config).stdout
 
 
 # --- who can read it on the server --------------------------------------------------------

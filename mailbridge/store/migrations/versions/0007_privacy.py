@@ -41,6 +41,14 @@ def upgrade() -> None:
     op.create_index("ix_audit_at", "audit", ["at"], unique=False)
     op.create_index("ix_audit_case_at", "audit", ["case_reference", "at"], unique=False)
     op.create_index("ix_audit_actor_at", "audit", ["actor", "at"], unique=False)
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite has no roles to refuse UPDATE and DELETE to (PostgreSQL's grants are in
+        # docs/data-protection.md): the file refuses them itself.
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_append_only_{verb.lower()} BEFORE {verb} ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END"
+            )
     with op.batch_alter_table("case") as batch:
         batch.add_column(sa.Column("hold_reason", AutoString(length=500), nullable=True))
         batch.add_column(sa.Column("held_at", UTCDateTime(), nullable=True))
@@ -60,6 +68,9 @@ def downgrade() -> None:
         batch.drop_column("held_by")
         batch.drop_column("held_at")
         batch.drop_column("hold_reason")
+    if op.get_bind().dialect.name == "sqlite":
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS audit_append_only_{verb}")
     op.drop_index("ix_audit_actor_at", table_name="audit")
     op.drop_index("ix_audit_case_at", table_name="audit")
     op.drop_index("ix_audit_at", table_name="audit")

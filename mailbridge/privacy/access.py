@@ -1,0 +1,268 @@
+"""What the doors read of residents' personal data, each read recorded (invariant 9).
+
+Every function here reads through the console's read models (which stay pure: the digests
+and the status reply use them too, and are not a person looking) and then adds one audit
+record before it returns. Nothing reaches the screen or a file that is not recorded: if the
+record cannot be written the function raises, and a file it wrote is removed. The command
+line calls these with its Actor (`cli.context.actor_of`); the web console and the API call
+the same functions with theirs (channel web or api, origin the client's address).
+
+The record goes in a short transaction of its own after the read, not around it: on SQLite
+a writing transaction holds the database's one write lock, and an export of years of cases
+must not stop the daemon for as long as the file takes to write.
+
+A new kind of access (a subject access export, an erasure) follows the same shape:
+read or change, then `audit.record(session, actor, "<what>", case_reference=..., detail=...)`
+in the transaction that commits the change, or as here after a read.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from mailbridge.console import dashboard as board
+from mailbridge.console import export as exporting
+from mailbridge.console import filters, report_render, reports, views
+from mailbridge.console.filters import CaseFilter, CaseListRow
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.errors import UserError
+from mailbridge.files import private_folder, private_open
+from mailbridge.privacy import audit
+from mailbridge.privacy.audit import Actor
+from mailbridge.spreadsheet import neutralise
+from mailbridge.store.db import transaction
+from mailbridge.store.models import AuditRecord, utcnow
+
+
+def _record(
+    engine: Engine,
+    actor: Actor,
+    action: str,
+    *,
+    detail: str = "",
+    case_reference: str | None = None,
+) -> None:
+    with transaction(engine) as session:
+        audit.record(session, actor, action, case_reference=case_reference, detail=detail)
+
+
+def _record_or_remove(
+    path: Path | None,
+    engine: Engine,
+    actor: Actor,
+    action: str,
+    *,
+    detail: str,
+    case_reference: str | None = None,
+) -> None:
+    """Record the access that wrote `path`; when that fails the file goes, unrecorded."""
+    try:
+        _record(engine, actor, action, detail=detail, case_reference=case_reference)
+    except BaseException:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _where(path: Path | None) -> str:
+    return f"to {path.resolve()}" if path is not None else "on screen"
+
+
+# --- cases ----------------------------------------------------------------------------
+
+
+def show_case(
+    engine: Engine, reference: str, calendar: WorkingCalendar, actor: Actor
+) -> views.CaseDetail:
+    """`case show`: a case's whole story."""
+    with Session(engine) as session:
+        detail = views.case_detail(session, reference, calendar, calendar.local_date(utcnow()))
+    _record(engine, actor, "case.show", case_reference=detail.case.reference)
+    return detail
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    rows: list[CaseListRow]
+    total: int  # every page together
+
+
+def list_cases(
+    engine: Engine, wanted: CaseFilter, calendar: WorkingCalendar, actor: Actor
+) -> Listed:
+    """`cases list`: one page of the cases a filter selects, and how many there are."""
+    today = calendar.local_date(utcnow())
+    with Session(engine) as session:
+        rows = filters.list_cases(session, wanted, calendar, today)
+        limit = wanted.limit or len(rows)
+        total = (
+            len(rows) + wanted.offset
+            if len(rows) < limit and (rows or wanted.page == 1)
+            else filters.count_cases(session, wanted, calendar, today)
+        )
+    page = f"page {wanted.page} ({wanted.limit} a page)" if wanted.limit else "every page"
+    detail = f"filter: {wanted.given}; {page}; {_plural(len(rows), 'case')} shown"
+    _record(engine, actor, "cases.list", detail=detail)
+    return Listed(rows, total)
+
+
+def dashboard(
+    engine: Engine, calendar: WorkingCalendar, actor: Actor, *, newest: int
+) -> board.Dashboard:
+    """`dashboard`: the counts, and the newest cases with their members' names."""
+    with Session(engine) as session:
+        shown = board.dashboard(session, calendar, calendar.local_date(utcnow()), newest=newest)
+    detail = f"counts and the newest {newest}; {_plural(len(shown.newest), 'case')} shown"
+    _record(engine, actor, "dashboard", detail=detail)
+    return shown
+
+
+def export(
+    engine: Engine,
+    wanted: CaseFilter,
+    path: Path,
+    fmt: str,
+    calendar: WorkingCalendar,
+    actor: Actor,
+) -> int:
+    """`export`: every case the filter selects, written to a file; how many."""
+    today = calendar.local_date(utcnow())
+    with Session(engine) as session:
+        written = exporting.export(
+            filters.iter_cases(session, wanted, calendar, today), path, fmt, calendar
+        )
+    detail = f"filter: {wanted.given}; {_plural(written, 'case')}; {fmt} {_where(path)}"
+    _record_or_remove(path, engine, actor, "export", detail=detail)
+    return written
+
+
+# --- the scrutiny report --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    report: reports.Report
+    text: str | None  # csv or html to print, when no file was given
+
+
+def report(
+    engine: Engine,
+    calendar: WorkingCalendar,
+    period: tuple[date, date],
+    fmt: str,
+    output: Path | None,
+    actor: Actor,
+    *,
+    compare_previous: bool = False,
+) -> Reported:
+    """`report`: the scrutiny report over a period, in a format, printed or to a file."""
+    first, last = period
+    with Session(engine) as session:
+        built = reports.build_report(
+            session, calendar, first, last, compare_previous=compare_previous
+        )
+    text = None if fmt == "table" else report_render.write(built, fmt, output)
+    compared = ", with the period before" if compare_previous else ""
+    detail = (
+        f"scrutiny report {first.isoformat()} to {last.isoformat()}{compared}; "
+        f"{fmt} {_where(output)}"
+    )
+    _record_or_remove(output, engine, actor, "report", detail=detail)
+    return Reported(built, text)
+
+
+# --- the audit itself -------------------------------------------------------------------
+
+
+def since_moment(text: str | None, calendar: WorkingCalendar) -> datetime | None:
+    """`--since`: a day (YYYY-MM-DD, from the council's local midnight) or an ISO moment
+    (UTC when it names no zone), as an aware UTC moment."""
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time(), calendar.zone).astimezone(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(
+            f"--since {value!r} is not a date or a moment: write 2026-12-01 or 2026-12-01T09:30:00Z"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+AUDIT_HEADINGS = ("When (UTC)", "Who", "Channel", "From", "Action", "Case", "Detail")
+
+
+def audit_cells(row: AuditRecord) -> tuple[str, ...]:
+    """One record as the audit's table and CSV show it."""
+    return (
+        f"{row.at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+        row.actor,
+        row.channel,
+        row.origin,
+        row.action,
+        row.case_reference or "",
+        row.detail,
+    )
+
+
+def write_audit_csv(rows: Iterable[AuditRecord], stream: IO[str]) -> None:
+    writer = csv.writer(stream)
+    writer.writerow(AUDIT_HEADINGS)
+    for row in rows:
+        writer.writerow([neutralise(cell) for cell in audit_cells(row)])
+
+
+def read_audit(
+    engine: Engine,
+    actor: Actor,
+    *,
+    case_reference: str | None = None,
+    who: str | None = None,
+    since: datetime | None = None,
+    fmt: str = "table",
+    output: Path | None = None,
+) -> list[AuditRecord]:
+    """`mailbridge audit`: the records a filter selects, oldest first, written to `output`
+    as CSV when given. Reading the audit is itself recorded (`audit.read`)."""
+    reference = case_reference.strip().upper() if case_reference else None
+    with Session(engine) as session:
+        rows = audit.records(
+            session, case_reference=reference, actor=who.strip() if who else None, since=since
+        )
+    if output is not None:
+        private_folder(output.parent)
+        with private_open(output, "w", encoding="utf-8-sig", newline="") as stream:
+            write_audit_csv(rows, stream)
+    wanted = [
+        f"{name}={value}"
+        for name, value in (
+            ("case", reference),
+            ("actor", who),
+            ("since", since.isoformat() if since else None),
+        )
+        if value
+    ]
+    detail = (
+        f"filter: {' '.join(wanted) or 'every record'}; {_plural(len(rows), 'record')}; "
+        f"{fmt} {_where(output)}"
+    )
+    _record_or_remove(output, engine, actor, "audit.read", detail=detail, case_reference=reference)
+    return rows
