@@ -377,3 +377,10 @@ def test_a_delegate_and_a_coordinator_find_the_cases_they_sent_in_or_acted_on(de
     assert case_folders(zf) == {desk.raj}
     [case] = [r for r in index_rows(zf) if r["Item"] == "case"]
     assert "they appear in its timeline" in case["Note"]
+
+
+def test_an_unknown_as_is_refused_before_anything_is_written(desk: Desk) -> None:
+    out = desk.tmp / "sar.zip"
+    result = desk.sar("--email", JANE, "--out", str(out), acting_as="someone@example.org")
+    assert result.exit_code == 1 and "not a coordinator" in result.stderr, result.output
+    assert not out.exists() and desk.audit("sar.export") == []
