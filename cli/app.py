@@ -24,6 +24,7 @@ from mailbridge.cli import (
     quarantine,
     report,
     run,
+    sar,
     schedule,
 )
 from mailbridge.cli.context import claim
@@ -68,6 +69,7 @@ app.add_typer(schedule.app, name="schedule")
 app.add_typer(keys.app, name="keys")
 app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(privacy.erase_app, name="erase")
+app.add_typer(sar.app, name="sar")
 run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export

@@ -596,6 +596,7 @@ def test_help_lists_every_command() -> None:
         "keys",
         "retention",
         "erase",
+        "sar",
     ]
 
 
