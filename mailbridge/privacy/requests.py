@@ -44,7 +44,7 @@ from mailbridge.privacy import audit, erasure
 from mailbridge.privacy.audit import Actor
 from mailbridge.privacy.erasure import ERASED, Erased, release_blobs, still_named
 from mailbridge.services import Services
-from mailbridge.store.db import transaction
+from mailbridge.store.db import scrub, transaction
 from mailbridge.store.models import (
     AddressFlag,
     Attachment,
@@ -159,6 +159,7 @@ def erase_case(
         files = _removed(session, done.released, dry_run)
     if not dry_run:
         files = len(release_blobs(services, done.released))
+        scrub(services.engine)
     out.done = [_case_line(done), _files_line(files)]
     out.remains = [SKELETON, TIMELINE, SHELLS, AUDIT, OUTSIDE]
     return out
@@ -202,6 +203,7 @@ def erase_person(
         files = _removed(session, released, dry_run)
     if not dry_run:
         files = len(release_blobs(services, released))
+        scrub(services.engine)
     out.done.append(_files_line(files))
     out.remains += [AUDIT, OUTSIDE]
     return out

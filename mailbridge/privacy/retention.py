@@ -50,7 +50,7 @@ from mailbridge.privacy.erasure import (
     release_blobs,
 )
 from mailbridge.services import Services
-from mailbridge.store.db import insert_or_skip, transaction
+from mailbridge.store.db import insert_or_skip, scrub, transaction
 from mailbridge.store.models import (
     AutoMail,
     Case,
@@ -337,6 +337,7 @@ def run(services: Services, now: datetime, *, dry_run: bool, actor: Actor) -> Re
     report.automatic_mail = _forget_automatic_mail(services, now, dry_run=False)
     with transaction(services.engine) as session:
         audit.record(session, actor, "retention.run", detail=report.summary(), at=now)
+    scrub(services.engine)
     log.info(
         "retention run done",
         extra={

@@ -123,6 +123,9 @@ class BlobStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            # The deleted bytes' pages, zeroed in the file by secure_delete, are still whole
+            # in the write-ahead log until a checkpoint empties it.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for digest in digests:
             for path in self._file_paths(digest):
                 path.unlink(missing_ok=True)
@@ -154,6 +157,8 @@ class BlobStore:
             )
         # FULL: a committed blob is on disk before the case that names it is committed.
         db.execute("PRAGMA synchronous = FULL")
+        # A removed blob is overwritten with zeros, not left in free pages (`scrub`).
+        db.execute("PRAGMA secure_delete = ON")
         self._db, self._pid = db, os.getpid()
         return db
 

@@ -24,6 +24,18 @@ from mailbridge.errors import MailbridgeError
 from mailbridge.files import private_file, private_folder
 
 
+def scrub(engine: Engine) -> bool:
+    """Empty SQLite's write-ahead log into the database, whose freed space secure_delete
+    has zeroed, so what was just erased is in no file; False when a reader kept part of the
+    log (its old pages are overwritten by the next writes). PostgreSQL: nothing to do here
+    (docs/data-protection.md says what VACUUM does)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
+
+
 def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine:
     """Create an engine; for SQLite make the folder and set the pragmas we rely on."""
     synchronous = "FULL" if durable else "NORMAL"
@@ -44,6 +56,9 @@ def make_engine(url: str, *, echo: bool = False, durable: bool = True) -> Engine
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
+            # Erased text is overwritten with zeros, not left in the file's free space
+            # (privacy/erasure.py; `scrub` empties the write-ahead log after an erasure).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
