@@ -34,6 +34,7 @@ from mailbridge.store.blobs import FILE_NAME as BLOB_FILE
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import SCHEMA_HEAD
 from mailbridge.store.models import (
+    AuditRecord,
     Case,
     CaseStatus,
     OutboxMessage,
@@ -58,7 +59,7 @@ class Status(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    part: str  # database, storage, keys, mailbox, smtp, delivery, trust, scanner, accounts
+    part: str  # database, storage, files, keys, mailbox, smtp, delivery, retention, trust, ...
     where: str  # what was looked at, never with a password
     status: Status
     found: str
@@ -76,6 +77,7 @@ def check_all(config: Config) -> list[Finding]:
         check_mailbox(config),
         check_smtp(config),
         check_delivery(config),
+        check_retention(config),
         check_trust(config),
         *([scanner] if scanner else []),
         *([operators] if operators else []),
@@ -308,6 +310,60 @@ def _delivery_finding(conn: Connection, now: datetime) -> Finding:
         )
     return Finding(
         "delivery", "outbox", Status.WARNING if advice else Status.OK, found, tuple(advice)
+    )
+
+
+# --- retention --------------------------------------------------------------------------
+
+# The daily run is late when the last one is older than this (a day, and slack for a restart).
+RETENTION_LATE = timedelta(hours=36)
+
+
+def check_retention(config: Config, now: datetime | None = None) -> Finding:
+    """Whether the retention policy is being carried out: its daily run, when it last ran
+    (from the audit), and the cases on legal hold."""
+    policy = config.retention
+    where = f"[retention] {policy.completed_case_months} months after completion"
+    now = now or utcnow()
+    advice: list[str] = []
+    if not policy.run_at:
+        advice.append(
+            'the daily run is off (run_at = ""): run `mailbridge retention run` every day '
+            "yourself (cron, a systemd timer), or set run_at"
+        )
+    if _no_database_file(config):
+        return Finding(
+            "retention",
+            where,
+            Status.WARNING if advice else Status.OK,
+            "nothing kept yet",
+            tuple(advice),
+        )
+    engine = make_engine(config.database.url)
+    try:
+        with engine.connect() as conn:
+            last = conn.execute(
+                select(func.max(AuditRecord.at)).where(AuditRecord.action == "retention.run")
+            ).scalar_one()
+            held = conn.execute(
+                select(func.count()).where(col(Case.held_at).is_not(None))
+            ).scalar_one()
+            oldest = conn.execute(select(func.min(Case.created_at))).scalar_one()
+    except Exception as exc:  # noqa: BLE001 - the database finding says what is wrong
+        return Finding("retention", where, Status.OK, f"not looked at ({first_line(exc)[:80]})")
+    finally:
+        engine.dispose()
+    daily = f"daily at {policy.run_at}" if policy.run_at else "no daily run"
+    ran = f"last run {as_utc(last):%d %b %Y %H:%M} UTC" if last else "not run yet"
+    found = f"{daily}; {ran}; {plural(held, 'case')} on legal hold"
+    late_since = as_utc(last) if last else (as_utc(oldest) if oldest else None)
+    if policy.run_at and late_since is not None and now - late_since > RETENTION_LATE:
+        advice.append(
+            "no retention run for over a day: is `mailbridge run` running? "
+            "(`mailbridge retention run --dry-run` shows what is due)"
+        )
+    return Finding(
+        "retention", where, Status.WARNING if advice else Status.OK, found, tuple(advice)
     )
 
 

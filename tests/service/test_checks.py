@@ -21,6 +21,7 @@ from mailbridge.cli.app import app
 from mailbridge.config import Config, TrustConfig, load_config, without_password
 from mailbridge.delivery import outbox
 from mailbridge.delivery.transports.base import PermanentDeliveryError
+from mailbridge.privacy import audit, holds, retention
 from mailbridge.probe import Probe, loopback
 from mailbridge.service.checks import (
     Finding,
@@ -31,6 +32,7 @@ from mailbridge.service.checks import (
     check_files,
     check_mailbox,
     check_operators,
+    check_retention,
     check_scanner,
     check_smtp,
     check_storage,
@@ -39,9 +41,10 @@ from mailbridge.service.checks import (
 )
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import SCHEMA_HEAD, ensure_database
-from mailbridge.store.models import OutboxMessage
+from mailbridge.store.models import OutboxMessage, as_utc
 from tests.factories import NO_TRUST_TOML, fixture_bytes
 from tests.helpers.cli import ACCOUNT
+from tests.helpers.council import REF, build_council
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 
@@ -185,7 +188,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 8 parts would stop mailbridge" in out
+    assert "1 of 9 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(
@@ -288,6 +291,45 @@ def test_delivery_from_the_outbox(
     assert (finding.status, finding.found) == (status, found)
     assert advice in " ".join(finding.advice)
     assert bool(finding.advice) is bool(advice)
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_retention_says_when_it_last_ran_and_which_cases_are_held(
+    tmp_path: Path, migrated_db_url: str
+) -> None:
+    config = load_config(write(tmp_path, "maildir:./mailbox", "maildir:./outbox", migrated_db_url))
+    assert check_retention(config).found.startswith("daily at 02:00; not run yet")
+    engine = ensure_database(migrated_db_url)
+    (tmp_path / "council").mkdir()
+    council = build_council(tmp_path / "council", engine)
+    council.open_pothole_case()
+    later = as_utc(council.case(REF).created_at) + timedelta(days=2)
+
+    late = check_retention(config, now=later)
+    assert late.status is Status.WARNING
+    assert late.advice == (
+        "no retention run for over a day: is `mailbridge run` running? "
+        "(`mailbridge retention run --dry-run` shows what is due)",
+    )
+    holds.hold(council.services, REF, "claim CL-1", actor=audit.SERVICE, now=later)
+    retention.run(council.services, later, dry_run=False, actor=audit.SERVICE)
+    found = check_retention(config, now=later + timedelta(hours=3))
+    assert (found.status, found.found, found.advice) == (
+        Status.OK,
+        f"daily at 02:00; last run {later:%d %b %Y %H:%M} UTC; 1 case on legal hold",
+        (),
+    )
+    engine.dispose()
+
+
+def test_retention_warns_when_the_daily_run_is_off(tmp_path: Path) -> None:
+    off = write(tmp_path, "maildir:./mailbox", "maildir:./outbox", extra='[retention]\nrun_at = ""')
+    found = check_retention(load_config(off))
+    assert (found.status, found.found) == (Status.WARNING, "nothing kept yet")
+    assert found.advice[0].startswith('the daily run is off (run_at = ""): run `mailbridge')
 
 
 # --- storage ----------------------------------------------------------------------------
