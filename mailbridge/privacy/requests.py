@@ -18,11 +18,11 @@ A person is either in the directory or an address only:
   worked on stay as they are (the retention policy erases them in time).
 - anyone else (a resident, a colleague outside the council): every message from or to the
   address has its content erased, wherever it is (in a case, quarantined, or handled
-  without a case), with the attachments and the copies of mail sent to it; the address
-  itself is erased from those rows, and the bounce and mail-limit records of it are
-  deleted. The cases those messages were on keep the rest of their content: a resident's
-  name inside an enquiry's text is found by `mailbridge sar export --name`, and each such
-  case erased with `erase case`.
+  without a case; never on a case on legal hold: those are listed), with the attachments
+  and the copies of mail sent to it; the address itself is erased from those rows, and the
+  bounce and mail-limit records of it are deleted. The cases those messages were on keep
+  the rest of their content: a resident's name inside an enquiry's text is found by
+  `mailbridge sar export --name`, and each such case erased with `erase case`.
 
 In every case the mail server's own copies (the shared mailbox's Processed and Quarantine
 folders) and backups made earlier are not reached: the output says so.
@@ -407,8 +407,20 @@ def _without(field_text: str, address: str) -> str:
 def _erase_address(
     session: Session, out: Outcome, address: str, why: str, actor: Actor, now: datetime
 ) -> set[str]:
-    """Everything from or to an address that is not in the directory."""
+    """Everything from or to an address that is not in the directory, but on a case on
+    legal hold (left as it is, and listed)."""
     pattern = f"%{address}%"
+    held = dict(
+        session.exec(select(Case.id, Case.reference).where(col(Case.held_at).is_not(None))).all()
+    )
+    kept: set[int] = set()
+
+    def free(case_id: int | None) -> bool:
+        if case_id in held:
+            kept.add(case_id)  # type: ignore[arg-type]
+            return False
+        return True
+
     messages = [
         m
         for m in session.exec(
@@ -416,7 +428,7 @@ def _erase_address(
                 (Message.sender == address) | col(Message.recipients).ilike(pattern)
             )
         ).all()
-        if m.sender == address or _names(m.recipients, address)
+        if (m.sender == address or _names(m.recipients, address)) and free(m.case_id)
     ]
     released: set[str] = set()
     for message in messages:
@@ -424,7 +436,11 @@ def _erase_address(
         if message.sender == address:
             message.sender = ERASED
         released |= _erase_attachments_of(session, [message.id])  # type: ignore[list-item]
-    items = session.exec(select(QuarantineItem).where(QuarantineItem.sender == address)).all()
+    items = [
+        i
+        for i in session.exec(select(QuarantineItem).where(QuarantineItem.sender == address))
+        if free(i.case_id)
+    ]
     for item in items:
         released |= erasure.erase_quarantined(session, item, now)
     copies = [
@@ -432,7 +448,7 @@ def _erase_address(
         for c in session.exec(
             select(OutboxMessage).where(col(OutboxMessage.recipients).ilike(pattern))
         ).all()
-        if _names(c.recipients, address)
+        if _names(c.recipients, address) and free(c.case_id)
     ]
     for copy in copies:
         erasure.erase_sent_copy(session, copy, now)
@@ -458,6 +474,10 @@ def _erase_address(
     )
     if cases:
         out.done.append(f"those emails were on cases {', '.join(cases)}")
+    if kept:
+        out.remains.append(
+            f"on legal hold, left as they are: {', '.join(held[i] for i in sorted(kept))}"
+        )
     out.remains += [
         "the cases those emails were on keep the rest of their content (other emails, the "
         "enquiry); erase a case whole with `mailbridge erase case REF`",

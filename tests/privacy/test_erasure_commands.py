@@ -243,3 +243,21 @@ def test_retention_run_lists_what_it_would_do_and_does_it(home: Home) -> None:
     assert "  cases' content: 0" in out and "  stored files removed: 0" in out
     with home.council.db() as session:
         assert session.exec(select(Case).where(Case.content_erased_at != None)).all()  # noqa: E711
+
+
+def test_erasing_an_address_leaves_the_emails_on_a_held_case_as_they_are(home: Home) -> None:
+    """An erasure request never reaches into a held case, by address no more than whole."""
+    neighbour = "neighbour@example.net"
+    to = f"enquiries@example.gov.uk, {neighbour}"
+    opened = home.council.deliver(new_email(JANE, "Fence dispute", "Neighbour copied.", to=to))
+    [held_ref] = opened.references
+    home.ok("case", "hold", held_ref, "--reason", "claim CL-9")
+    out = home.ok("erase", "person", "--email", neighbour, "--reason", "request ER-19")
+    assert f"on legal hold, left as they are: {held_ref}" in out
+    with home.council.db() as session:
+        case = home.council.case(held_ref)
+        [message] = session.exec(select(Message).where(Message.case_id == case.id)
+                                 .where(Message.direction == "in")).all()  # fmt: skip
+        assert message.erased_at is None and message.subject == "Fence dispute"
+        assert neighbour in message.recipients
+    assert "mail_erased" not in home.council.kinds(held_ref)
