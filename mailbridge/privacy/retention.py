@@ -18,6 +18,9 @@ Due, at `now`:
 - the note of each automatic email sent to an address, kept for the limits on automatic
   mail (delivery/limits.py counts a day at most), after AUTOMATIC_MAIL_DAYS.
 
+A case on legal hold keeps all of its content: the copies of its mail sent and the mail
+quarantined on it are not due either, whatever their age.
+
 `run` does each piece in a short transaction of its own, so a first run over years of
 cases never holds the database's write lock for long, and checks again inside it, so a
 rerun (or a second daemon) erases nothing more. The service runs it once a day at `run_at`
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailbridge.config import RetentionConfig
@@ -161,6 +164,13 @@ class Plan:
     quarantine_tracebacks: list[int] = field(default_factory=list)
 
 
+def _not_held(case_id: ColumnElement[int | None]) -> ColumnElement[bool]:
+    """On no case, or on one not on legal hold: a hold keeps all of the case, its copies
+    of mail sent and the mail quarantined on it too."""
+    held = select(Case.id).where(col(Case.held_at).is_not(None))
+    return or_(case_id.is_(None), case_id.not_in(held))
+
+
 _unerased_mail = select(Message.id).where(
     Message.case_id == Case.id, col(Message.erased_at).is_(None)
 )
@@ -216,7 +226,9 @@ def plan(services: Services, now: datetime) -> Plan:
         arrived = now - timedelta(days=policy.quarantine_days)
         for item_id, status, created in session.exec(
             select(QuarantineItem.id, QuarantineItem.status, QuarantineItem.created_at).where(
-                col(QuarantineItem.erased_at).is_(None), col(QuarantineItem.created_at) <= arrived
+                col(QuarantineItem.erased_at).is_(None),
+                col(QuarantineItem.created_at) <= arrived,
+                _not_held(col(QuarantineItem.case_id)),
             )
         ):
             if quarantine_due(status, as_utc(created), False, now, policy):
@@ -234,7 +246,9 @@ def plan(services: Services, now: datetime) -> Plan:
         sent = now - timedelta(days=policy.sent_mail_days)
         for copy_id, status, sent_at in session.exec(
             select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.sent_at).where(
-                col(OutboxMessage.erased_at).is_(None), col(OutboxMessage.sent_at) <= sent
+                col(OutboxMessage.erased_at).is_(None),
+                col(OutboxMessage.sent_at) <= sent,
+                _not_held(col(OutboxMessage.case_id)),
             )
         ):
             if sent_copy_due(status, _utc(sent_at), False, now, policy):
@@ -386,11 +400,16 @@ def _erase_each(
         with transaction(services.engine) as session:
             for row_id in chunk:
                 row = session.get(model, row_id)
-                if row is not None and still_due(row):
+                if row is not None and still_due(row) and not _held(session, row.case_id):
                     released |= erase(session, row, now)
                     done += 1
         removed += len(release_blobs(services, released))
     return done, removed
+
+
+def _held(session: Session, case_id: int | None) -> bool:
+    case = session.get(Case, case_id) if case_id is not None else None
+    return case is not None and case.held_at is not None
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -406,7 +425,11 @@ def _erase_sent_copies(services: Services, ids: list[int], now: datetime) -> int
         with transaction(services.engine) as session:
             result = session.connection().execute(
                 update(table)
-                .where(table.c.id.in_(chunk), table.c.erased_at.is_(None))
+                .where(
+                    table.c.id.in_(chunk),
+                    table.c.erased_at.is_(None),
+                    _not_held(table.c.case_id),
+                )
                 .values(raw=b"", subject=ERASED, erased_at=now)
             )
             done += int(result.rowcount or 0)

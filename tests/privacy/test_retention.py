@@ -42,6 +42,7 @@ from tests.helpers.council import (
     build_council,
     daemon_for,
     new_email,
+    out_of_office,
     reply,
 )
 from tests.helpers.privacy import report_csv
@@ -393,6 +394,31 @@ def test_quarantined_mail_sent_copies_and_tracebacks_go_after_their_days(
         assert all(c.raw == b"" and c.subject == ERASED and c.erased_at for c in copies)
         assert all(c.status == "sent" and c.recipients for c in copies)  # the record stays
     assert _run(council, arrived + timedelta(days=92)).sent_copies == 0
+
+
+def test_a_held_cases_sent_copies_and_quarantined_mail_stay_past_their_days(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A legal hold keeps everything of the case, the copies of its mail sent and the mail
+    quarantined on it included, whatever the shorter periods say."""
+    council = build_council(tmp_path, engine)
+    mails = council.assigned_pothole()
+    council.deliver(out_of_office(mails[PRIYA], "locum@example.net", "A Locum"))
+    [item] = council.quarantined()
+    with council.db() as session:
+        case_id = council.case(REF).id
+        assert item.case_id == case_id
+        copies = session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id)).all()
+        assert copies and all(c.status == "sent" for c in copies)
+    holds.hold(council.services, REF, "claim CL-2", actor=audit.SERVICE, now=utcnow())
+    done = _run(council, utcnow() + timedelta(days=400))
+    assert (done.quarantined, done.sent_copies) == (0, 0)
+    with council.db() as session:
+        kept = session.get(QuarantineItem, item.id)
+        assert kept is not None and kept.erased_at is None and kept.raw_sha256
+        for copy in session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id)):
+            assert copy.erased_at is None and copy.raw
+    assert council.services.blobs.exists(item.raw_sha256)
 
 
 def test_the_service_runs_it_once_a_day_at_its_time(council: Council) -> None:
