@@ -183,6 +183,11 @@ def erase_person(
     address = email.strip().lower()
     if successor and erase_cases:
         raise UserError("give --successor or --erase-cases, not both")
+    if address in {c.email.strip().lower() for c in services.config.coordinators}:
+        raise UserError(
+            f"{address} is a [[coordinators]] entry in the config file: remove it there first "
+            "(it would be made active again when the service starts), then erase"
+        )
     out = Outcome(dry_run)
     released: set[str] = set()
     with _unit(services, dry_run) as session:

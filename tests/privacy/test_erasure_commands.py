@@ -33,6 +33,7 @@ from tests.helpers.council import (
     PRIYA,
     RAJ,
     REF,
+    SUPPORT,
     Council,
     build_council,
     council_cli,
@@ -261,3 +262,15 @@ def test_erasing_an_address_leaves_the_emails_on_a_held_case_as_they_are(home: H
         assert message.erased_at is None and message.subject == "Fence dispute"
         assert neighbour in message.recipients
     assert "mail_erased" not in home.council.kinds(held_ref)
+
+
+def test_a_coordinator_still_in_the_config_is_not_erased(home: Home) -> None:
+    """The config file is the source of coordinators: an entry left there would make the
+    erased coordinator active again at the service's next start, and --as them still works."""
+    before = snapshot(home.council)
+    one_error(
+        home.cli("erase", "person", "--email", SUPPORT.upper(), "--reason", "left ER-20"),
+        f"{SUPPORT} is a [[coordinators]] entry in the config file: remove it there first "
+        "(it would be made active again when the service starts), then erase",
+    )
+    assert snapshot(home.council) == before
