@@ -159,6 +159,7 @@ ACCESSES = [
         None,
         "waiting and resolved; 0 messages shown",
     ),
+    (("addresses", "list"), "addresses.list", None, "bounced addresses: 0 shown"),
     (
         ("audit", "--case", REF.lower(), "--since", "2026-11-01"),
         "audit.read",
