@@ -307,7 +307,9 @@ def _members_cases(
             _hand_over(session, out, case, person, heir, why, actor)
     if held:
         out.remains.append(f"on legal hold, left as they are: {', '.join(held)}")
-    still_open = [c.reference for c in own if c.status in OPEN and heir is None]
+    still_open = [
+        c.reference for c in own if c.status in OPEN and heir is None and c.held_at is None
+    ]
     if still_open:
         out.remains.append(
             f"still open, with their content erased: {', '.join(still_open)} "

@@ -274,3 +274,11 @@ def test_a_coordinator_still_in_the_config_is_not_erased(home: Home) -> None:
         "(it would be made active again when the service starts), then erase",
     )
     assert snapshot(home.council) == before
+
+
+def test_a_held_open_case_of_a_councillor_who_left_is_not_said_to_be_erased(home: Home) -> None:
+    home.ok("case", "hold", OPEN_REF, "--reason", "complaint OMB-3")
+    out = home.ok("erase", "person", "--email", JANE, "--reason", "left office", "--erase-cases")
+    assert f"on legal hold, left as they are: {OPEN_REF}" in out
+    assert "still open, with their content erased" not in out
+    assert home.council.case(OPEN_REF).content_erased_at is None
