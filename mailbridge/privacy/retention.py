@@ -10,7 +10,8 @@ Due, at `now`:
   (then it is part of its case and goes with the case's content). Waiting, retried and
   released items alike: a retried one became a case or a new quarantined item of its own;
 - mail that belongs to no case and was not quarantined (a status request, an automatic
-  reply, a bounce), `caseless_mail_days` after it arrived;
+  reply, a bounce), `caseless_mail_days` after it arrived; mail sent on no case (a status
+  reply, a digest: they list the subjects of many cases) `sent_mail_days` after it went;
 - the rendered copy of each email sent, `sent_mail_days` after it was sent (the row stays
   as the record of the send);
 - the traceback of a failed message, and of a quarantined one, `failure_days` after it
@@ -58,6 +59,7 @@ from mailbridge.store.models import (
     AutoMail,
     Case,
     CaseStatus,
+    Direction,
     Disposition,
     Event,
     Message,
@@ -126,10 +128,17 @@ def caseless_due(
     erased: bool,
     now: datetime,
     policy: RetentionConfig,
+    *,
+    outbound: bool = False,
 ) -> bool:
     """Mail that belongs to no case, handled without one (quarantined mail goes with its
-    quarantine item), is due `caseless_mail_days` after it arrived."""
-    if erased or case_id is not None or disposition != Disposition.HANDLED:
+    quarantine item), is due `caseless_mail_days` after it arrived; mail sent on no case
+    `sent_mail_days` after it went, as the copies of mail sent."""
+    if erased or case_id is not None:
+        return False
+    if outbound:
+        return arrived <= now - timedelta(days=policy.sent_mail_days)
+    if disposition != Disposition.HANDLED:
         return False
     return arrived <= now - timedelta(days=policy.caseless_mail_days)
 
@@ -233,15 +242,16 @@ def plan(services: Services, now: datetime) -> Plan:
         ):
             if quarantine_due(status, as_utc(created), False, now, policy):
                 due.quarantined.append(item_id)  # type: ignore[arg-type]
-        arrived = now - timedelta(days=policy.caseless_mail_days)
-        for message_id, disposition, received in session.exec(
-            select(Message.id, Message.disposition, Message.received_at).where(
+        arrived = now - timedelta(days=min(policy.caseless_mail_days, policy.sent_mail_days))
+        for message_id, disposition, direction, received in session.exec(
+            select(Message.id, Message.disposition, Message.direction, Message.received_at).where(
                 col(Message.case_id).is_(None),
                 col(Message.erased_at).is_(None),
                 col(Message.received_at) <= arrived,
             )
         ):
-            if caseless_due(disposition, None, as_utc(received), False, now, policy):
+            out = direction == Direction.OUT
+            if caseless_due(disposition, None, as_utc(received), False, now, policy, outbound=out):
                 due.caseless.append(message_id)  # type: ignore[arg-type]
         sent = now - timedelta(days=policy.sent_mail_days)
         for copy_id, status, sent_at in session.exec(
@@ -340,7 +350,13 @@ def run(services: Services, now: datetime, *, dry_run: bool, actor: Actor) -> Re
         Message,
         due.caseless,
         lambda m: caseless_due(
-            m.disposition, m.case_id, as_utc(m.received_at), m.erased_at is not None, now, policy
+            m.disposition,
+            m.case_id,
+            as_utc(m.received_at),
+            m.erased_at is not None,
+            now,
+            policy,
+            outbound=m.direction == Direction.OUT,
         ),
         erase_message,
         now,

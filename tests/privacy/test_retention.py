@@ -172,6 +172,22 @@ def test_mail_outside_any_case_is_due_30_days_after_it_arrived(
     assert retention.caseless_due(disposition, case_id, arrived, erased, NOW, POLICY) is due
 
 
+@pytest.mark.parametrize(
+    ("case_id", "age_days", "erased", "due"),
+    [
+        (None, 91, False, True),  # a status reply, a digest: as the copies of mail sent
+        (None, 89, False, False),
+        (None, 91, True, False),
+        (7, 400, False, False),  # goes with its case
+    ],
+)
+def test_mail_sent_on_no_case_is_due_90_days_after_it_went(
+    case_id: int | None, age_days: int, erased: bool, due: bool
+) -> None:
+    went = NOW - timedelta(days=age_days)
+    assert retention.caseless_due(None, case_id, went, erased, NOW, POLICY, outbound=True) is due
+
+
 def test_the_periods_come_from_the_config() -> None:
     short = RetentionConfig(completed_case_months=6, sent_mail_days=7, failure_days=1)
     finished = NOW - timedelta(days=200)
@@ -419,6 +435,26 @@ def test_a_held_cases_sent_copies_and_quarantined_mail_stay_past_their_days(
         for copy in session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id)):
             assert copy.erased_at is None and copy.raw
     assert council.services.blobs.exists(item.raw_sha256)
+
+
+def test_mail_sent_on_no_case_goes_after_the_sent_mails_days(council: Council) -> None:
+    """A status reply (or a digest) lists the subjects of many cases: its text goes with
+    the copies of mail sent, not never."""
+    outbound_on_no_case = (Message.direction == "out", col(Message.case_id).is_(None))
+    with council.db() as session:
+        sent = session.exec(select(Message).where(*outbound_on_no_case)).all()
+    assert sent and all(m.body_text for m in sent)
+    start = max(m.received_at.replace(tzinfo=UTC) for m in sent)
+    _run(council, start + timedelta(days=31))
+    with council.db() as session:
+        assert not any(
+            m.erased_at for m in session.exec(select(Message).where(*outbound_on_no_case))
+        )
+    done = _run(council, start + timedelta(days=91))
+    assert done.caseless >= len(sent)
+    with council.db() as session:
+        for message in session.exec(select(Message).where(*outbound_on_no_case)):
+            assert message.erased_at and (message.subject, message.body_text) == (ERASED, ERASED)
 
 
 def test_the_service_runs_it_once_a_day_at_its_time(council: Council) -> None:
