@@ -378,11 +378,18 @@ def _erase_caseless_mail(
     for message in messages:
         released |= erasure.erase_message(session, message, now)
         released |= _erase_attachments_of(session, [message.id])  # type: ignore[list-item]
-    items = session.exec(
-        select(QuarantineItem).where(
-            col(QuarantineItem.sender).in_(list(addresses)), col(QuarantineItem.erased_at).is_(None)
+    holds = _Holds(session)
+    items = [
+        i
+        for i in session.exec(
+            select(QuarantineItem).where(
+                col(QuarantineItem.sender).in_(list(addresses)),
+                col(QuarantineItem.erased_at).is_(None),
+            )
         )
-    ).all()
+        if holds.free(i.case_id)
+    ]
+    holds.tell(out)
     for item in items:
         released |= erasure.erase_quarantined(session, item, now)
     if messages or items:
@@ -391,6 +398,26 @@ def _erase_caseless_mail(
             "from them: content erased"
         )
     return released
+
+
+class _Holds:
+    """The cases on legal hold: what lies on one is left as it is, and listed."""
+
+    def __init__(self, session: Session) -> None:
+        query = select(Case.id, Case.reference).where(col(Case.held_at).is_not(None))
+        self.held = dict(session.exec(query).all())
+        self.kept: set[int] = set()
+
+    def free(self, case_id: int | None) -> bool:
+        if case_id in self.held:
+            self.kept.add(case_id)  # type: ignore[arg-type]
+            return False
+        return True
+
+    def tell(self, out: Outcome) -> None:
+        if self.kept:
+            kept = ", ".join(self.held[i] for i in sorted(self.kept))
+            out.remains.append(f"on legal hold, left as they are: {kept}")
 
 
 def _erase_attachments_of(session: Session, message_ids: list[int]) -> set[str]:
@@ -417,16 +444,7 @@ def _erase_address(
     """Everything from or to an address that is not in the directory, but on a case on
     legal hold (left as it is, and listed)."""
     pattern = f"%{address}%"
-    held = dict(
-        session.exec(select(Case.id, Case.reference).where(col(Case.held_at).is_not(None))).all()
-    )
-    kept: set[int] = set()
-
-    def free(case_id: int | None) -> bool:
-        if case_id in held:
-            kept.add(case_id)  # type: ignore[arg-type]
-            return False
-        return True
+    holds = _Holds(session)
 
     messages = [
         m
@@ -435,7 +453,7 @@ def _erase_address(
                 (Message.sender == address) | col(Message.recipients).ilike(pattern)
             )
         ).all()
-        if (m.sender == address or _names(m.recipients, address)) and free(m.case_id)
+        if (m.sender == address or _names(m.recipients, address)) and holds.free(m.case_id)
     ]
     released: set[str] = set()
     for message in messages:
@@ -446,7 +464,7 @@ def _erase_address(
     items = [
         i
         for i in session.exec(select(QuarantineItem).where(QuarantineItem.sender == address))
-        if free(i.case_id)
+        if holds.free(i.case_id)
     ]
     for item in items:
         released |= erasure.erase_quarantined(session, item, now)
@@ -455,7 +473,7 @@ def _erase_address(
         for c in session.exec(
             select(OutboxMessage).where(col(OutboxMessage.recipients).ilike(pattern))
         ).all()
-        if _names(c.recipients, address) and free(c.case_id)
+        if _names(c.recipients, address) and holds.free(c.case_id)
     ]
     for copy in copies:
         erasure.erase_sent_copy(session, copy, now)
@@ -481,10 +499,7 @@ def _erase_address(
     )
     if cases:
         out.done.append(f"those emails were on cases {', '.join(cases)}")
-    if kept:
-        out.remains.append(
-            f"on legal hold, left as they are: {', '.join(held[i] for i in sorted(kept))}"
-        )
+    holds.tell(out)
     out.remains += [
         "the cases those emails were on keep the rest of their content (other emails, the "
         "enquiry); erase a case whole with `mailbridge erase case REF`",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from mailbridge.store.models import (
 )
 from tests.factories import one_error
 from tests.helpers.council import (
+    ANN,
     JANE,
     JANE_HOME,
     PRIYA,
@@ -38,6 +41,7 @@ from tests.helpers.council import (
     build_council,
     council_cli,
     new_email,
+    out_of_office,
     reply,
     write_council_config,
 )
@@ -282,3 +286,21 @@ def test_a_held_open_case_of_a_councillor_who_left_is_not_said_to_be_erased(home
     assert f"on legal hold, left as they are: {OPEN_REF}" in out
     assert "still open, with their content erased" not in out
     assert home.council.case(OPEN_REF).content_erased_at is None
+
+
+def test_erasing_a_staff_member_leaves_their_mail_quarantined_on_a_held_case(home: Home) -> None:
+    """Quarantined mail that points at a case is part of it: a hold keeps it, whoever sent it."""
+    with home.council.db() as session:
+        [ack] = session.exec(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key == f"ack:{REF}")
+        ).all()
+    original = message_from_bytes(ack.raw, policy=email_policy.default)
+    home.council.deliver(out_of_office(original, ANN, "Ann Other"))  # type: ignore[arg-type]
+    [item] = [q for q in home.council.quarantined() if q.sender == ANN]
+    assert item.case_id == home.council.case(REF).id
+    home.ok("case", "hold", REF, "--reason", "claim CL-7")
+    out = home.ok("erase", "person", "--email", ANN, "--reason", "left ER-21")
+    assert f"on legal hold, left as they are: {REF}" in out
+    with home.council.db() as session:
+        kept = session.get(QuarantineItem, item.id)
+        assert kept is not None and kept.erased_at is None and kept.sender == ANN
