@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlmodel import Session
 
 from mailbridge.cases import directory
-from mailbridge.cli.context import ConfigOption, console, friendly, opened
+from mailbridge.cli.context import ConfigOption, acting, console, friendly, opened
+from mailbridge.privacy import access
 
 app = typer.Typer(help="Addresses that bounced permanently.", no_args_is_help=True)
 
@@ -21,8 +21,8 @@ def list_flags(config: ConfigOption = "config.toml") -> None:  # type: ignore[as
 
     Example: mailbridge addresses list
     """
-    with opened(config) as (_cfg, engine), Session(engine) as session:  # type: ignore[arg-type]
-        flags = directory.flagged_addresses(session)
+    with opened(config) as (cfg, engine):
+        flags = access.flagged_addresses(engine, acting(cfg, engine))  # type: ignore[arg-type]
     table = Table(title=f"{len(flags)} flagged" if flags else "No flagged addresses")
     for heading in ("Address", "Since", "Why"):
         table.add_column(heading)

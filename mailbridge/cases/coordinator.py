@@ -636,16 +636,22 @@ def save_attachments(
         )
     private_folder(target)
     saved: list[Saved] = []
-    for path, att in plan:
-        data = services.blobs.get(att.sha256 or "")
-        with private_open(path, "wb") as stream:
-            stream.write(data)
-        saved.append(Saved(path, len(data)))
-    what = f"{len(saved)} attachments saved to {target.resolve()}: " + ", ".join(
-        s.path.name for s in saved
-    )
-    add_event(session, case.id, "attachments_saved", what, actor=actor.shown)
-    audit.record(session, actor, "attachments.save", case_reference=case.reference, detail=what)
+    try:
+        for path, att in plan:
+            data = services.blobs.get(att.sha256 or "")
+            with private_open(path, "wb") as stream:
+                stream.write(data)
+            saved.append(Saved(path, len(data)))
+        what = f"{len(saved)} attachments saved to {target.resolve()}: " + ", ".join(
+            s.path.name for s in saved
+        )
+        add_event(session, case.id, "attachments_saved", what, actor=actor.shown)
+        audit.record(session, actor, "attachments.save", case_reference=case.reference, detail=what)
+        session.flush()
+    except BaseException:  # no file leaves without its record: those written go again
+        for done in saved:
+            done.path.unlink(missing_ok=True)
+        raise
     log.info("attachments saved", extra={"case": case.reference, "files": len(saved)})
     return saved
 

@@ -28,6 +28,7 @@ from typing import IO
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from mailbridge.cases import directory
 from mailbridge.console import dashboard as board
 from mailbridge.console import export as exporting
 from mailbridge.console import filters, report_render, reports, views
@@ -39,7 +40,7 @@ from mailbridge.privacy import audit
 from mailbridge.privacy.audit import Actor
 from mailbridge.spreadsheet import neutralise
 from mailbridge.store.db import transaction
-from mailbridge.store.models import AuditRecord, utcnow
+from mailbridge.store.models import AddressFlag, AuditRecord, utcnow
 
 
 def _record(
@@ -127,6 +128,14 @@ def dashboard(
     detail = f"counts and the newest {newest}; {_plural(len(shown.newest), 'case')} shown"
     _record(engine, actor, "dashboard", detail=detail)
     return shown
+
+
+def flagged_addresses(engine: Engine, actor: Actor) -> list[AddressFlag]:
+    """`addresses list`: residents' addresses that bounced, and the mail server's words."""
+    with Session(engine) as session:
+        flags = directory.flagged_addresses(session)
+    _record(engine, actor, "addresses.list", detail=f"bounced addresses: {len(flags):,} shown")
+    return flags
 
 
 def export(

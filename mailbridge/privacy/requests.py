@@ -18,11 +18,11 @@ A person is either in the directory or an address only:
   worked on stay as they are (the retention policy erases them in time).
 - anyone else (a resident, a colleague outside the council): every message from or to the
   address has its content erased, wherever it is (in a case, quarantined, or handled
-  without a case), with the attachments and the copies of mail sent to it; the address
-  itself is erased from those rows, and the bounce and mail-limit records of it are
-  deleted. The cases those messages were on keep the rest of their content: a resident's
-  name inside an enquiry's text is found by `mailbridge sar export --name`, and each such
-  case erased with `erase case`.
+  without a case; never on a case on legal hold: those are listed), with the attachments
+  and the copies of mail sent to it; the address itself is erased from those rows, and the
+  bounce and mail-limit records of it are deleted. The cases those messages were on keep
+  the rest of their content: a resident's name inside an enquiry's text is found by
+  `mailbridge sar export --name`, and each such case erased with `erase case`.
 
 In every case the mail server's own copies (the shared mailbox's Processed and Quarantine
 folders) and backups made earlier are not reached: the output says so.
@@ -184,6 +184,11 @@ def erase_person(
     address = email.strip().lower()
     if successor and erase_cases:
         raise UserError("give --successor or --erase-cases, not both")
+    if address in {c.email.strip().lower() for c in services.config.coordinators}:
+        raise UserError(
+            f"{address} is a [[coordinators]] entry in the config file: remove it there first "
+            "(it would be made active again when the service starts), then erase"
+        )
     out = Outcome(dry_run)
     released: set[str] = set()
     with _unit(services, dry_run) as session:
@@ -304,7 +309,9 @@ def _members_cases(
             _hand_over(session, out, case, person, heir, why, actor)
     if held:
         out.remains.append(f"on legal hold, left as they are: {', '.join(held)}")
-    still_open = [c.reference for c in own if c.status in OPEN and heir is None]
+    still_open = [
+        c.reference for c in own if c.status in OPEN and heir is None and c.held_at is None
+    ]
     if still_open:
         out.remains.append(
             f"still open, with their content erased: {', '.join(still_open)} "
@@ -373,11 +380,18 @@ def _erase_caseless_mail(
     for message in messages:
         released |= erasure.erase_message(session, message, now)
         released |= _erase_attachments_of(session, [message.id])  # type: ignore[list-item]
-    items = session.exec(
-        select(QuarantineItem).where(
-            col(QuarantineItem.sender).in_(list(addresses)), col(QuarantineItem.erased_at).is_(None)
+    holds = _Holds(session)
+    items = [
+        i
+        for i in session.exec(
+            select(QuarantineItem).where(
+                col(QuarantineItem.sender).in_(list(addresses)),
+                col(QuarantineItem.erased_at).is_(None),
+            )
         )
-    ).all()
+        if holds.free(i.case_id)
+    ]
+    holds.tell(out)
     for item in items:
         released |= erasure.erase_quarantined(session, item, now)
     if messages or items:
@@ -386,6 +400,26 @@ def _erase_caseless_mail(
             "from them: content erased"
         )
     return released
+
+
+class _Holds:
+    """The cases on legal hold: what lies on one is left as it is, and listed."""
+
+    def __init__(self, session: Session) -> None:
+        query = select(Case.id, Case.reference).where(col(Case.held_at).is_not(None))
+        self.held = dict(session.exec(query).all())
+        self.kept: set[int] = set()
+
+    def free(self, case_id: int | None) -> bool:
+        if case_id in self.held:
+            self.kept.add(case_id)  # type: ignore[arg-type]
+            return False
+        return True
+
+    def tell(self, out: Outcome) -> None:
+        if self.kept:
+            kept = ", ".join(self.held[i] for i in sorted(self.kept))
+            out.remains.append(f"on legal hold, left as they are: {kept}")
 
 
 def _erase_attachments_of(session: Session, message_ids: list[int]) -> set[str]:
@@ -409,8 +443,11 @@ def _without(field_text: str, address: str) -> str:
 def _erase_address(
     session: Session, out: Outcome, address: str, why: str, actor: Actor, now: datetime
 ) -> set[str]:
-    """Everything from or to an address that is not in the directory."""
+    """Everything from or to an address that is not in the directory, but on a case on
+    legal hold (left as it is, and listed)."""
     pattern = f"%{address}%"
+    holds = _Holds(session)
+
     messages = [
         m
         for m in session.exec(
@@ -418,7 +455,7 @@ def _erase_address(
                 (Message.sender == address) | col(Message.recipients).ilike(pattern)
             )
         ).all()
-        if m.sender == address or _names(m.recipients, address)
+        if (m.sender == address or _names(m.recipients, address)) and holds.free(m.case_id)
     ]
     released: set[str] = set()
     for message in messages:
@@ -426,7 +463,11 @@ def _erase_address(
         if message.sender == address:
             message.sender = ERASED
         released |= _erase_attachments_of(session, [message.id])  # type: ignore[list-item]
-    items = session.exec(select(QuarantineItem).where(QuarantineItem.sender == address)).all()
+    items = [
+        i
+        for i in session.exec(select(QuarantineItem).where(QuarantineItem.sender == address))
+        if holds.free(i.case_id)
+    ]
     for item in items:
         released |= erasure.erase_quarantined(session, item, now)
     copies = [
@@ -434,7 +475,7 @@ def _erase_address(
         for c in session.exec(
             select(OutboxMessage).where(col(OutboxMessage.recipients).ilike(pattern))
         ).all()
-        if _names(c.recipients, address)
+        if _names(c.recipients, address) and holds.free(c.case_id)
     ]
     for copy in copies:
         erasure.erase_sent_copy(session, copy, now)
@@ -460,6 +501,7 @@ def _erase_address(
     )
     if cases:
         out.done.append(f"those emails were on cases {', '.join(cases)}")
+    holds.tell(out)
     out.remains += [
         "the cases those emails were on keep the rest of their content (other emails, the "
         "enquiry); erase a case whole with `mailbridge erase case REF`",

@@ -10,13 +10,17 @@ Due, at `now`:
   (then it is part of its case and goes with the case's content). Waiting, retried and
   released items alike: a retried one became a case or a new quarantined item of its own;
 - mail that belongs to no case and was not quarantined (a status request, an automatic
-  reply, a bounce), `caseless_mail_days` after it arrived;
+  reply, a bounce), `caseless_mail_days` after it arrived; mail sent on no case (a status
+  reply, a digest: they list the subjects of many cases) `sent_mail_days` after it went;
 - the rendered copy of each email sent, `sent_mail_days` after it was sent (the row stays
   as the record of the send);
 - the traceback of a failed message, and of a quarantined one, `failure_days` after it
   failed (or was quarantined);
 - the note of each automatic email sent to an address, kept for the limits on automatic
   mail (delivery/limits.py counts a day at most), after AUTOMATIC_MAIL_DAYS.
+
+A case on legal hold keeps all of its content: the copies of its mail sent and the mail
+quarantined on it are not due either, whatever their age.
 
 `run` does each piece in a short transaction of its own, so a first run over years of
 cases never holds the database's write lock for long, and checks again inside it, so a
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailbridge.config import RetentionConfig
@@ -55,6 +59,7 @@ from mailbridge.store.models import (
     AutoMail,
     Case,
     CaseStatus,
+    Direction,
     Disposition,
     Event,
     Message,
@@ -123,10 +128,17 @@ def caseless_due(
     erased: bool,
     now: datetime,
     policy: RetentionConfig,
+    *,
+    outbound: bool = False,
 ) -> bool:
     """Mail that belongs to no case, handled without one (quarantined mail goes with its
-    quarantine item), is due `caseless_mail_days` after it arrived."""
-    if erased or case_id is not None or disposition != Disposition.HANDLED:
+    quarantine item), is due `caseless_mail_days` after it arrived; mail sent on no case
+    `sent_mail_days` after it went, as the copies of mail sent."""
+    if erased or case_id is not None:
+        return False
+    if outbound:
+        return arrived <= now - timedelta(days=policy.sent_mail_days)
+    if disposition != Disposition.HANDLED:
         return False
     return arrived <= now - timedelta(days=policy.caseless_mail_days)
 
@@ -159,6 +171,13 @@ class Plan:
     sent_copies: list[int] = field(default_factory=list)
     failure_tracebacks: list[str] = field(default_factory=list)  # dedupe keys
     quarantine_tracebacks: list[int] = field(default_factory=list)
+
+
+def _not_held(case_id: ColumnElement[int | None]) -> ColumnElement[bool]:
+    """On no case, or on one not on legal hold: a hold keeps all of the case, its copies
+    of mail sent and the mail quarantined on it too."""
+    held = select(Case.id).where(col(Case.held_at).is_not(None))
+    return or_(case_id.is_(None), case_id.not_in(held))
 
 
 _unerased_mail = select(Message.id).where(
@@ -216,25 +235,30 @@ def plan(services: Services, now: datetime) -> Plan:
         arrived = now - timedelta(days=policy.quarantine_days)
         for item_id, status, created in session.exec(
             select(QuarantineItem.id, QuarantineItem.status, QuarantineItem.created_at).where(
-                col(QuarantineItem.erased_at).is_(None), col(QuarantineItem.created_at) <= arrived
+                col(QuarantineItem.erased_at).is_(None),
+                col(QuarantineItem.created_at) <= arrived,
+                _not_held(col(QuarantineItem.case_id)),
             )
         ):
             if quarantine_due(status, as_utc(created), False, now, policy):
                 due.quarantined.append(item_id)  # type: ignore[arg-type]
-        arrived = now - timedelta(days=policy.caseless_mail_days)
-        for message_id, disposition, received in session.exec(
-            select(Message.id, Message.disposition, Message.received_at).where(
+        arrived = now - timedelta(days=min(policy.caseless_mail_days, policy.sent_mail_days))
+        for message_id, disposition, direction, received in session.exec(
+            select(Message.id, Message.disposition, Message.direction, Message.received_at).where(
                 col(Message.case_id).is_(None),
                 col(Message.erased_at).is_(None),
                 col(Message.received_at) <= arrived,
             )
         ):
-            if caseless_due(disposition, None, as_utc(received), False, now, policy):
+            out = direction == Direction.OUT
+            if caseless_due(disposition, None, as_utc(received), False, now, policy, outbound=out):
                 due.caseless.append(message_id)  # type: ignore[arg-type]
         sent = now - timedelta(days=policy.sent_mail_days)
         for copy_id, status, sent_at in session.exec(
             select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.sent_at).where(
-                col(OutboxMessage.erased_at).is_(None), col(OutboxMessage.sent_at) <= sent
+                col(OutboxMessage.erased_at).is_(None),
+                col(OutboxMessage.sent_at) <= sent,
+                _not_held(col(OutboxMessage.case_id)),
             )
         ):
             if sent_copy_due(status, _utc(sent_at), False, now, policy):
@@ -326,7 +350,13 @@ def run(services: Services, now: datetime, *, dry_run: bool, actor: Actor) -> Re
         Message,
         due.caseless,
         lambda m: caseless_due(
-            m.disposition, m.case_id, as_utc(m.received_at), m.erased_at is not None, now, policy
+            m.disposition,
+            m.case_id,
+            as_utc(m.received_at),
+            m.erased_at is not None,
+            now,
+            policy,
+            outbound=m.direction == Direction.OUT,
         ),
         erase_message,
         now,
@@ -387,11 +417,16 @@ def _erase_each(
         with transaction(services.engine) as session:
             for row_id in chunk:
                 row = session.get(model, row_id)
-                if row is not None and still_due(row):
+                if row is not None and still_due(row) and not _held(session, row.case_id):
                     released |= erase(session, row, now)
                     done += 1
         removed += len(release_blobs(services, released))
     return done, removed
+
+
+def _held(session: Session, case_id: int | None) -> bool:
+    case = session.get(Case, case_id) if case_id is not None else None
+    return case is not None and case.held_at is not None
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -407,7 +442,11 @@ def _erase_sent_copies(services: Services, ids: list[int], now: datetime) -> int
         with transaction(services.engine) as session:
             result = session.connection().execute(
                 update(table)
-                .where(table.c.id.in_(chunk), table.c.erased_at.is_(None))
+                .where(
+                    table.c.id.in_(chunk),
+                    table.c.erased_at.is_(None),
+                    _not_held(table.c.case_id),
+                )
                 .values(raw=b"", subject=ERASED, erased_at=now)
             )
             done += int(result.rowcount or 0)

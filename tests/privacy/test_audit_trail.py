@@ -159,6 +159,7 @@ ACCESSES = [
         None,
         "waiting and resolved; 0 messages shown",
     ),
+    (("addresses", "list"), "addresses.list", None, "bounced addresses: 0 shown"),
     (
         ("audit", "--case", REF.lower(), "--since", "2026-11-01"),
         "audit.read",
@@ -559,3 +560,24 @@ def test_on_sqlite_the_database_itself_refuses_to_change_the_audit(tmp_path: Pat
         [kept] = session.exec(select(AuditRecord)).all()
         assert kept.detail == "nothing due"
     engine.dispose()
+
+
+def test_attachments_that_cannot_all_be_saved_leave_no_file_unrecorded(desk: Desk) -> None:
+    """A save that fails half way (a folder where a file goes) keeps none of its files:
+    nothing leaves mailbridge without its audit record."""
+    add_person(desk.council.engine, "member", "Cllr Gareth Jones", GARETH, district="Harborough")
+    [reference] = desk.council.deliver(
+        fixture_bytes("member_enquiry_with_photo_and_pdf.eml")
+    ).references
+    first = desk.tmp / "first"
+    ok_lines(desk.cli("case", "attachments", reference, "--save", str(first)))
+    names = sorted(p.name for p in first.iterdir())
+    assert len(names) == 2 and "IMG_4521.jpg" in names
+    target = desk.tmp / "saved"
+    [other] = [n for n in names if n != "IMG_4521.jpg"]
+    (target / other).mkdir(parents=True)
+    before = len(desk.audit())
+    saving = ("case", "attachments", reference, "--save", str(target), "--force")
+    assert desk.cli(*saving).exit_code != 0
+    assert not (target / "IMG_4521.jpg").exists()
+    assert len(desk.audit()) == before

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import message_from_bytes
+from email import policy as email_policy
 from pathlib import Path
 
 import pytest
@@ -28,15 +30,18 @@ from mailbridge.store.models import (
 )
 from tests.factories import one_error
 from tests.helpers.council import (
+    ANN,
     JANE,
     JANE_HOME,
     PRIYA,
     RAJ,
     REF,
+    SUPPORT,
     Council,
     build_council,
     council_cli,
     new_email,
+    out_of_office,
     reply,
     write_council_config,
 )
@@ -243,3 +248,59 @@ def test_retention_run_lists_what_it_would_do_and_does_it(home: Home) -> None:
     assert "  cases' content: 0" in out and "  stored files removed: 0" in out
     with home.council.db() as session:
         assert session.exec(select(Case).where(Case.content_erased_at != None)).all()  # noqa: E711
+
+
+def test_erasing_an_address_leaves_the_emails_on_a_held_case_as_they_are(home: Home) -> None:
+    """An erasure request never reaches into a held case, by address no more than whole."""
+    neighbour = "neighbour@example.net"
+    to = f"enquiries@example.gov.uk, {neighbour}"
+    opened = home.council.deliver(new_email(JANE, "Fence dispute", "Neighbour copied.", to=to))
+    [held_ref] = opened.references
+    home.ok("case", "hold", held_ref, "--reason", "claim CL-9")
+    out = home.ok("erase", "person", "--email", neighbour, "--reason", "request ER-19")
+    assert f"on legal hold, left as they are: {held_ref}" in out
+    with home.council.db() as session:
+        case = home.council.case(held_ref)
+        [message] = session.exec(select(Message).where(Message.case_id == case.id)
+                                 .where(Message.direction == "in")).all()  # fmt: skip
+        assert message.erased_at is None and message.subject == "Fence dispute"
+        assert neighbour in message.recipients
+    assert "mail_erased" not in home.council.kinds(held_ref)
+
+
+def test_a_coordinator_still_in_the_config_is_not_erased(home: Home) -> None:
+    """The config file is the source of coordinators: an entry left there would make the
+    erased coordinator active again at the service's next start, and --as them still works."""
+    before = snapshot(home.council)
+    one_error(
+        home.cli("erase", "person", "--email", SUPPORT.upper(), "--reason", "left ER-20"),
+        f"{SUPPORT} is a [[coordinators]] entry in the config file: remove it there first "
+        "(it would be made active again when the service starts), then erase",
+    )
+    assert snapshot(home.council) == before
+
+
+def test_a_held_open_case_of_a_councillor_who_left_is_not_said_to_be_erased(home: Home) -> None:
+    home.ok("case", "hold", OPEN_REF, "--reason", "complaint OMB-3")
+    out = home.ok("erase", "person", "--email", JANE, "--reason", "left office", "--erase-cases")
+    assert f"on legal hold, left as they are: {OPEN_REF}" in out
+    assert "still open, with their content erased" not in out
+    assert home.council.case(OPEN_REF).content_erased_at is None
+
+
+def test_erasing_a_staff_member_leaves_their_mail_quarantined_on_a_held_case(home: Home) -> None:
+    """Quarantined mail that points at a case is part of it: a hold keeps it, whoever sent it."""
+    with home.council.db() as session:
+        [ack] = session.exec(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key == f"ack:{REF}")
+        ).all()
+    original = message_from_bytes(ack.raw, policy=email_policy.default)
+    home.council.deliver(out_of_office(original, ANN, "Ann Other"))  # type: ignore[arg-type]
+    [item] = [q for q in home.council.quarantined() if q.sender == ANN]
+    assert item.case_id == home.council.case(REF).id
+    home.ok("case", "hold", REF, "--reason", "claim CL-7")
+    out = home.ok("erase", "person", "--email", ANN, "--reason", "left ER-21")
+    assert f"on legal hold, left as they are: {REF}" in out
+    with home.council.db() as session:
+        kept = session.get(QuarantineItem, item.id)
+        assert kept is not None and kept.erased_at is None and kept.sender == ANN

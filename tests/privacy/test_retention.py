@@ -42,6 +42,7 @@ from tests.helpers.council import (
     build_council,
     daemon_for,
     new_email,
+    out_of_office,
     reply,
 )
 from tests.helpers.privacy import report_csv
@@ -169,6 +170,22 @@ def test_mail_outside_any_case_is_due_30_days_after_it_arrived(
 ) -> None:
     arrived = NOW - timedelta(days=age_days)
     assert retention.caseless_due(disposition, case_id, arrived, erased, NOW, POLICY) is due
+
+
+@pytest.mark.parametrize(
+    ("case_id", "age_days", "erased", "due"),
+    [
+        (None, 91, False, True),  # a status reply, a digest: as the copies of mail sent
+        (None, 89, False, False),
+        (None, 91, True, False),
+        (7, 400, False, False),  # goes with its case
+    ],
+)
+def test_mail_sent_on_no_case_is_due_90_days_after_it_went(
+    case_id: int | None, age_days: int, erased: bool, due: bool
+) -> None:
+    went = NOW - timedelta(days=age_days)
+    assert retention.caseless_due(None, case_id, went, erased, NOW, POLICY, outbound=True) is due
 
 
 def test_the_periods_come_from_the_config() -> None:
@@ -393,6 +410,51 @@ def test_quarantined_mail_sent_copies_and_tracebacks_go_after_their_days(
         assert all(c.raw == b"" and c.subject == ERASED and c.erased_at for c in copies)
         assert all(c.status == "sent" and c.recipients for c in copies)  # the record stays
     assert _run(council, arrived + timedelta(days=92)).sent_copies == 0
+
+
+def test_a_held_cases_sent_copies_and_quarantined_mail_stay_past_their_days(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A legal hold keeps everything of the case, the copies of its mail sent and the mail
+    quarantined on it included, whatever the shorter periods say."""
+    council = build_council(tmp_path, engine)
+    mails = council.assigned_pothole()
+    council.deliver(out_of_office(mails[PRIYA], "locum@example.net", "A Locum"))
+    [item] = council.quarantined()
+    with council.db() as session:
+        case_id = council.case(REF).id
+        assert item.case_id == case_id
+        copies = session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id)).all()
+        assert copies and all(c.status == "sent" for c in copies)
+    holds.hold(council.services, REF, "claim CL-2", actor=audit.SERVICE, now=utcnow())
+    done = _run(council, utcnow() + timedelta(days=400))
+    assert (done.quarantined, done.sent_copies) == (0, 0)
+    with council.db() as session:
+        kept = session.get(QuarantineItem, item.id)
+        assert kept is not None and kept.erased_at is None and kept.raw_sha256
+        for copy in session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case_id)):
+            assert copy.erased_at is None and copy.raw
+    assert council.services.blobs.exists(item.raw_sha256)
+
+
+def test_mail_sent_on_no_case_goes_after_the_sent_mails_days(council: Council) -> None:
+    """A status reply (or a digest) lists the subjects of many cases: its text goes with
+    the copies of mail sent, not never."""
+    outbound_on_no_case = (Message.direction == "out", col(Message.case_id).is_(None))
+    with council.db() as session:
+        sent = session.exec(select(Message).where(*outbound_on_no_case)).all()
+    assert sent and all(m.body_text for m in sent)
+    start = max(m.received_at.replace(tzinfo=UTC) for m in sent)
+    _run(council, start + timedelta(days=31))
+    with council.db() as session:
+        assert not any(
+            m.erased_at for m in session.exec(select(Message).where(*outbound_on_no_case))
+        )
+    done = _run(council, start + timedelta(days=91))
+    assert done.caseless >= len(sent)
+    with council.db() as session:
+        for message in session.exec(select(Message).where(*outbound_on_no_case)):
+            assert message.erased_at and (message.subject, message.body_text) == (ERASED, ERASED)
 
 
 def test_the_service_runs_it_once_a_day_at_its_time(council: Council) -> None:
