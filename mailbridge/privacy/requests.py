@@ -86,6 +86,10 @@ OUTSIDE = (
     "folders, under the mail server's retention), backups made before today (until they "
     "expire), and any export or report someone saved"
 )
+DIGESTS = (
+    "copies of digests and status replies already sent, which list cases' subjects, until "
+    "the retention policy erases them ([retention] sent_mail_days after they were sent)"
+)
 
 
 @dataclass
@@ -161,7 +165,7 @@ def erase_case(
         files = len(release_blobs(services, done.released))
         scrub(services.engine)
     out.done = [_case_line(done), _files_line(files)]
-    out.remains = [SKELETON, TIMELINE, SHELLS, AUDIT, OUTSIDE]
+    out.remains = [SKELETON, TIMELINE, SHELLS, AUDIT, DIGESTS, OUTSIDE]
     return out
 
 
@@ -204,13 +208,16 @@ def erase_person(
             released = _erase_directory_person(
                 session, out, person, why, successor, erase_cases, actor, now
             )
-        audit.record(session, actor, "erase.person", detail=f"{address}: {why}", at=now)
+        # A resident's address is what was erased: the audit, kept for ever, names the
+        # request instead. Staff in the directory are named, as the reports name them.
+        who = address if person is not None else "an address not in the directory"
+        audit.record(session, actor, "erase.person", detail=f"{who}: {why}", at=now)
         files = _removed(session, released, dry_run)
     if not dry_run:
         files = len(release_blobs(services, released))
         scrub(services.engine)
     out.done.append(_files_line(files))
-    out.remains += [AUDIT, OUTSIDE]
+    out.remains += [AUDIT, DIGESTS, OUTSIDE]
     return out
 
 

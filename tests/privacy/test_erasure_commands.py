@@ -214,6 +214,11 @@ def test_a_residents_address_has_every_email_from_or_to_it_erased(home: Home) ->
         "1 copies of mail sent to it; its bounce and mail-limit records deleted"
     ) in out
     assert "sar export --name" in out
+    assert "copies of digests and status replies already sent" in out
+    # The audit, kept for ever, names the request, not the address that was erased.
+    assert [r.detail for r in _audit(home, "erase.person")] == [
+        "an address not in the directory: request ER-18"
+    ]
     with home.council.db() as session:
         [item] = session.exec(select(QuarantineItem)).all()
         assert item.erased_at and item.sender == ERASED and item.raw_sha256 == ""
