@@ -239,7 +239,8 @@ class Message(SQLModel, table=True):
     subject: str = Field(default="", max_length=998)
     date_header: datetime | None = None
     received_at: datetime
-    raw_sha256: str | None = Field(default=None, max_length=64)
+    # Indexed: an erasure asks whether any other row still names a blob (privacy/erasure.py).
+    raw_sha256: str | None = Field(default=None, max_length=64, index=True)
     raw_size: int = 0
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     # What the message was on its case (enquiry, response, chaser, ...) and, for replies,
@@ -261,7 +262,7 @@ class Attachment(SQLModel, table=True):
     filename: str = Field(max_length=255)
     content_type: str = Field(max_length=255)
     size: int
-    sha256: str | None = Field(default=None, max_length=64)
+    sha256: str | None = Field(default=None, max_length=64, index=True)
     inline: bool = False
     refused_reason: str | None = Field(default=None, max_length=500)
     # Why it is never sent on to members or officers (mail/attachments.py held_back, or the
@@ -330,7 +331,7 @@ class ProcessingFailure(SQLModel, table=True):
     __tablename__ = "processing_failure"
 
     dedupe_key: str = Field(primary_key=True, max_length=998)
-    raw_sha256: str = Field(max_length=64)
+    raw_sha256: str = Field(max_length=64, index=True)
     attempts: int = 0
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     traceback: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -344,7 +345,7 @@ class QuarantineItem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
     dedupe_key: str = Field(max_length=998, index=True)
-    raw_sha256: str = Field(max_length=64)
+    raw_sha256: str = Field(max_length=64, index=True)
     reason_code: str = Field(max_length=64, index=True)
     reason: str = Field(sa_column=Column(Text, nullable=False))
     sender: str = Field(default="", max_length=998)

@@ -6,7 +6,8 @@ Create Date: 2026-12-06
 
 Residents' personal data handled as UK GDPR expects (#14): the append-only audit of every
 access; a legal hold on a case; when a case's content, a message, a sent email's copy or a
-quarantined email was erased (the retention policy, or a request).
+quarantined email was erased (the retention policy, or a request); indexes on the columns
+that name a blob, which an erasure asks about before removing one.
 """
 
 from collections.abc import Sequence
@@ -22,6 +23,12 @@ depends_on: str | Sequence[str] | None = None
 
 AutoString = sqlmodel.sql.sqltypes.AutoString
 UTCDateTime = sqlmodel.sql.sqltypes.UTCDateTime
+BLOB_NAMES = [
+    ("message", "raw_sha256"),
+    ("attachment", "sha256"),
+    ("quarantine", "raw_sha256"),
+    ("processing_failure", "raw_sha256"),
+]
 
 
 def upgrade() -> None:
@@ -57,9 +64,14 @@ def upgrade() -> None:
     for table in ("message", "outbox", "quarantine"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("erased_at", UTCDateTime(), nullable=True))
+    # An erasure asks, for each blob it released, whether any row still names it.
+    for table, column in BLOB_NAMES:
+        op.create_index(f"ix_{table}_{column}", table, [column], unique=False)
 
 
 def downgrade() -> None:
+    for table, column in BLOB_NAMES:
+        op.drop_index(f"ix_{table}_{column}", table_name=table)
     for table in ("quarantine", "outbox", "message"):
         with op.batch_alter_table(table) as batch:
             batch.drop_column("erased_at")
