@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,25 @@ def measure(url: str, runs: int) -> list[tuple[str, float | None, str]]:
     return out
 
 
+@contextmanager
+def scratch_database(database: str, pg_admin_url: str, sqlite_file: Path) -> Iterator[str]:
+    """The URL of a database of its own for one run: a SQLite file, or a PostgreSQL
+    database created on the server and dropped afterwards."""
+    if database != "postgres":
+        yield f"sqlite:///{sqlite_file}"
+        return
+    name = f"mb_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_admin_url.rpartition("/")[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100_000, help="cases (default 100,000)")
@@ -369,25 +389,12 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="mailbridge-console-bench-") as tmp:
-        pg_name = None
-        admin = None
-        if args.database == "postgres":
-            pg_name = f"mb_bench_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
-            url = args.pg_admin_url.rpartition("/")[0] + f"/{pg_name}"
-        else:
-            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        try:
-            generate(url, args.n)
-            figures = measure(url, args.runs)
-        finally:
-            if admin is not None:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-                admin.dispose()
+    with (
+        tempfile.TemporaryDirectory(prefix="mailbridge-console-bench-") as tmp,
+        scratch_database(args.database, args.pg_admin_url, Path(tmp) / "bench.db") as url,
+    ):
+        generate(url, args.n)
+        figures = measure(url, args.runs)
 
     cpu = platform.processor() or platform.machine()
     print(

@@ -47,14 +47,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlmodel import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from console import AREAS, DISTRICTS, FIRST, LAST, ROADS, people  # noqa: E402
+from console import AREAS, DISTRICTS, FIRST, LAST, ROADS, people, scratch_database  # noqa: E402
 
 from mailbridge.config import Config  # noqa: E402
 from mailbridge.deadlines.calendar import WorkingCalendar  # noqa: E402
@@ -582,30 +582,19 @@ def main() -> None:
     args = ap.parse_args()
 
     started = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="mailbridge-privacy-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="mailbridge-privacy-bench-") as tmp,
+        scratch_database(
+            args.database, args.pg_admin_url, Path(tmp) / "data" / "mailbridge.db"
+        ) as url,
+    ):
         data_dir = Path(tmp) / "data"
-        pg_name = None
-        admin = None
-        if args.database == "postgres":
-            pg_name = f"mb_bench_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
-            url = args.pg_admin_url.rpartition("/")[0] + f"/{pg_name}"
-        else:
-            url = f"sqlite:///{data_dir / 'mailbridge.db'}"
-        try:
-            services = build_services(url, data_dir)
-            targets = generate(
-                url, services, args.n, args.erase_cases, args.sar_cases, args.attachment_kb
-            )
-            services.engine.dispose()
-            figures = measure(url, data_dir, targets, args.runs, args.profile)
-        finally:
-            if admin is not None:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-                admin.dispose()
+        services = build_services(url, data_dir)
+        targets = generate(
+            url, services, args.n, args.erase_cases, args.sar_cases, args.attachment_kb
+        )
+        services.engine.dispose()
+        figures = measure(url, data_dir, targets, args.runs, args.profile)
 
     print(
         f"{started:%Y-%m-%d %H:%M} UTC, {machine()}, Python {platform.python_version()}, "
