@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -309,6 +309,10 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = None
     # The rendered email (raw, subject) erased then; the row stays as the record of a send.
     erased_at: datetime | None = None
+    # The sender that holds the row's lease (a courier's name): while that sender lives no
+    # other takes the row; once it is dead, the next sender takes it at once, not when the
+    # lease ends (delivery/courier.py).
+    claimed_by: str | None = Field(default=None, max_length=64)
 
 
 class ScheduledSend(SQLModel, table=True):
@@ -381,6 +385,32 @@ class AuditRecord(SQLModel, table=True):
     action: str = Field(max_length=64)
     case_reference: str | None = Field(default=None, max_length=32)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class Incident(SQLModel, table=True):
+    """Mail stopped flowing, or a standby took over: one row from the moment it was seen
+    until it cleared, so its alert and its all-clear each go once, whichever daemon or
+    restart sees it (service/alerts.py)."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        # At most one open incident of a kind in a scope (a mailbox, or the SMTP server).
+        Index(
+            "ix_incident_open",
+            "kind",
+            "scope",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    scope: str = Field(max_length=300)  # the mailbox's name, or "smtp"
+    started_at: datetime = Field(default_factory=utcnow)
+    detail: str = Field(default="", max_length=500)  # never personal data
+    cleared_at: datetime | None = None
 
 
 class MailboxState(SQLModel, table=True):
