@@ -473,6 +473,19 @@ class TrustConfig(_Section):
         }
 
 
+class AlertsConfig(_Section):
+    """Who hears when mail stops flowing, and after how long (docs/operations.md)."""
+
+    # The operators' addresses; the [[coordinators]] too unless include_coordinators = false.
+    # With nobody at all, alerts go to data_dir/health.json and the log only.
+    recipients: list[Email] = []
+    include_coordinators: bool = True
+    # No mail fetched for this long while the service runs: an alert.
+    no_fetch_minutes: Annotated[int, Field(ge=1)] = 30
+    # The oldest email still waiting in the outbox after this long: an alert.
+    outbox_stuck_minutes: Annotated[int, Field(ge=1)] = 30
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -495,6 +508,7 @@ class Config(_Section):
     security: SecurityConfig = SecurityConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
     trust: TrustConfig = TrustConfig()
+    alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []

@@ -27,6 +27,12 @@ class Unreachable(TransportError):
     certificate, which need a person."""
 
 
+class LoginRefused(TransportError):
+    """The server refused our credentials (a password changed or expired, an OAuth client
+    secret rejected): only a person renewing them helps, so the service waits meanwhile and
+    raises an alert (service/alerts.py) rather than ending."""
+
+
 class DeliveryError(TransportError):
     """Outgoing mail was not handed over (delivery.transports.base says whether to try
     again). The message holds the server's own words, which may run over several lines."""

@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -36,6 +37,16 @@ IDLE_SECONDS = 5.0
 # After a failed round (the database restarting, say): wait this long, doubling to the most.
 PAUSE_FIRST_SECONDS = 1.0
 PAUSE_MAX_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SmtpHealth:
+    """What delivery last saw of the SMTP server, for the alerts (service/alerts.py)."""
+
+    last_send: datetime | None
+    failing: str | None  # "login_refused" | "unreachable" | None
+    failing_since: datetime | None
+    detail: str
 
 
 @dataclass

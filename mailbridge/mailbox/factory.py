@@ -63,5 +63,16 @@ def open_source(
         idle_renew_seconds=box.idle_renew_seconds,
         timeout=box.timeout_seconds,
         ssl_context=login.tls_context,
-        name=f"{box.scheme}://{username}@{host}:{port}/{box.folder}",
+        name=source_name(config),
     )
+
+
+def source_name(config: Config) -> str:
+    """The mailbox's name, as its source gives it: what its UID mark, its incidents and its
+    entry in health.json are kept under (service/alerts.py reads it without logging in)."""
+    box = config.mailbox
+    if box.scheme == "maildir":
+        return f"maildir:{Path(box.url.split(':', 1)[1])}"
+    parts = urlsplit(box.url)
+    port = parts.port or _SECURITY[box.scheme][1]
+    return f"{box.scheme}://{box.login}@{parts.hostname or ''}:{port}/{box.folder}"

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from mailbridge.errors import TransportError, Unreachable
+from mailbridge.errors import LoginRefused, TransportError, Unreachable
 from mailbridge.mailbox.base import (
     MAX_BATCH_BYTES,
     MAX_HEADER_BYTES,
@@ -188,7 +188,7 @@ class ImapSource:
             raise
         except LoginError as exc:
             self._shutdown(client)
-            raise TransportError(
+            raise LoginRefused(
                 f"IMAP login to {where} as {self.username} failed: {_server_words(exc)}. "
                 "Check [mailbox] username and password_env"
                 + (" (or the [mailbox.oauth] settings)" if self._token_provider else "")

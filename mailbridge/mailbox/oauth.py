@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailbridge.config import OAuthConfig
-from mailbridge.errors import TransportError, Unreachable
+from mailbridge.errors import LoginRefused, TransportError, Unreachable
 
 TokenProvider = Callable[[], str]
 
@@ -63,8 +63,8 @@ def _msal_provider(oauth: OAuthConfig, client_secret: str) -> TokenProvider:
                     f"cannot get an OAuth token from {authority}: {reason} "
                     "(check [*.oauth] tenant_id, client_id and the network)"
                 ) from exc
-        if "access_token" not in result:
-            raise TransportError(
+        if "access_token" not in result:  # invalid_client: the secret expired or is wrong
+            raise LoginRefused(
                 "Microsoft 365 refused the OAuth client credentials: "
                 f"{result.get('error')}: {str(result.get('error_description', ''))[:200]}"
             )

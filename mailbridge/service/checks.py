@@ -77,6 +77,7 @@ def check_all(config: Config) -> list[Finding]:
         check_mailbox(config),
         check_smtp(config),
         check_delivery(config),
+        check_health(config),
         check_retention(config),
         check_trust(config),
         *([scanner] if scanner else []),
@@ -311,6 +312,70 @@ def _delivery_finding(conn: Connection, now: datetime) -> Finding:
     return Finding(
         "delivery", "outbox", Status.WARNING if advice else Status.OK, found, tuple(advice)
     )
+
+
+# --- health: what the running service last wrote ------------------------------------------
+
+
+def stale_after(config: Config) -> timedelta:
+    """health.json is rewritten every [schedule] tick; older than this, nobody is writing it
+    (a long batch delays a tick, hence the slack)."""
+    return max(timedelta(seconds=5 * config.schedule.tick_seconds), timedelta(minutes=10))
+
+
+def check_health(config: Config, now: datetime | None = None) -> Finding:
+    """What `mailbridge run` last wrote to health.json for this mailbox: FAILED while an
+    incident is open (the alert may not have gone: SMTP may be the failure), a warning when
+    nobody has written it lately."""
+    from mailbridge.mailbox.factory import source_name
+    from mailbridge.service.alerts import HEALTH_FILE, WORDS, Kind, alert_recipients, read_health
+
+    now = now or utcnow()
+    where = str(config.storage.data_dir / HEALTH_FILE)
+    advice: list[str] = []
+    if not alert_recipients(config):
+        advice.append(
+            "no [alerts] recipients and no coordinators: alerts go to health.json and the log only"
+        )
+    entry = ((read_health(config.storage.data_dir) or {}).get("mailboxes") or {}).get(
+        source_name(config)
+    )
+    if not isinstance(entry, dict):  # not running yet: the other parts say if it can
+        found = "nothing written yet: mailbridge run writes it every [schedule] tick"
+        return Finding("health", where, _worst(advice), found, tuple(advice))
+    found = (
+        f"{entry.get('state')} since {_when(entry.get('since'))}; last fetch "
+        f"{_when(entry.get('last_fetch'))}; last send {_when(entry.get('last_send'))}; "
+        f"written {_when(entry.get('written_at'))} by {entry.get('holder')}"
+    )
+    status = _worst(advice)
+    written = _moment(entry.get("written_at"))
+    if written is None or now - written > stale_after(config):
+        status = Status.WARNING
+        advice.insert(0, "not written lately: is mailbridge run running? (systemctl status)")
+    kinds = {k.value for k in Kind}
+    problems = [p for p in entry.get("problems") or [] if p.get("kind") in kinds]
+    for problem in reversed(problems):
+        words = WORDS[Kind(problem["kind"])]
+        status = Status.FAILED
+        advice.insert(0, f"{words.what} since {_when(problem.get('since'))}: {words.advice}")
+    return Finding("health", where, status, found, tuple(advice))
+
+
+def _worst(advice: list[str]) -> Status:
+    return Status.WARNING if advice else Status.OK
+
+
+def _moment(text: object) -> datetime | None:
+    try:
+        return as_utc(datetime.fromisoformat(str(text)))
+    except ValueError:
+        return None
+
+
+def _when(text: object) -> str:
+    moment = _moment(text)
+    return f"{moment:%d %b %H:%M} UTC" if moment else "never"
 
 
 # --- retention --------------------------------------------------------------------------

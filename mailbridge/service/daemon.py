@@ -10,7 +10,8 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 5. move     each message to Processed or Quarantine, only now that its effect is committed
 6. deliver  what is still due (in this process when there is no courier)
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
-            and once a day, at [retention] run_at, the retention policy's run
+            once a day, at [retention] run_at, the retention policy's run; and, in the
+            service, the alerts' review (service/alerts.py)
 
 Holds no business rule: decisions live in the pipeline, delivery in delivery/, what is due
 in deadlines/. Stops cleanly on SIGTERM, finishing the batch in hand.
@@ -35,9 +36,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mailbridge.config import without_password
 from mailbridge.deadlines import run
 from mailbridge.delivery import outbox
-from mailbridge.delivery.courier import Courier, CourierTotals, deliver_until_idle
+from mailbridge.delivery.courier import Courier, CourierTotals, SmtpHealth, deliver_until_idle
 from mailbridge.delivery.transports.base import Sender
-from mailbridge.errors import Unreachable, one_line
+from mailbridge.errors import LoginRefused, Unreachable, one_line
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
 from mailbridge.pipeline.outcomes import (
     AlreadyHandled,
@@ -51,6 +52,7 @@ from mailbridge.pipeline.outcomes import (
 from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
 from mailbridge.privacy import retention
+from mailbridge.service.alerts import Watch
 from mailbridge.services import Services
 from mailbridge.store.models import utcnow
 
@@ -136,6 +138,8 @@ class Daemon:
         self._last_full_scan = 0.0
         self._next_tick = 0.0  # monotonic time of the next schedule tick
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
+        self.watch = Watch(services, source.name, lambda: self.clock())
+        self.watching = False  # alerts are the service's: `run --once` raises none
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
 
@@ -164,6 +168,7 @@ class Daemon:
             if self.stopping:
                 break
         self.deliver(report)
+        self.watch.fetched(self.clock())
         if report.handled or report.sent:
             log.info(
                 "pass done",
@@ -249,6 +254,23 @@ class Daemon:
         if done.queued:
             self.deliver(report)
         self._retention()
+        self.review()
+
+    def review(self) -> None:
+        """The alerts' look at what it has seen (service/alerts.py); a failure is logged,
+        never the end of the service, and the next tick looks again."""
+        if not self.watching:
+            return
+        try:
+            self.watch.review(self.clock(), self.smtp_health())
+        except DATABASE_AWAY as exc:
+            log.error("alerts review failed: database unreachable", extra={"error": one_line(exc)})
+        except Exception:  # a bug here must not end the service: logged in full
+            log.exception("alerts review failed")
+
+    def smtp_health(self) -> SmtpHealth:
+        """What delivery last saw of the SMTP server (nothing known yet)."""
+        return SmtpHealth(last_send=None, failing=None, failing_since=None, detail="")
 
     def _retention(self) -> None:
         """The retention policy's run, once a day from [retention] run_at (claimed under a
@@ -347,6 +369,7 @@ class Daemon:
                 "delivery": "courier process" if self.courier else "between batches",
             },
         )
+        self.watching = True
         with self._signals():
             self._start_workers()
             try:
@@ -357,7 +380,8 @@ class Daemon:
 
     def _serve(self, poll: float) -> None:
         """Serve until stopped. An unreachable mailbox or database (a maintenance window,
-        a restart for patching, a network fault at boot) is waited out, trying again after
+        a restart for patching, a network fault at boot), or a refused mailbox login (an
+        expired password or client secret: alerted), is waited out, trying again after
         1, 2, 4 … seconds up to OUTAGE_WAIT_MAX, with the schedule tick still run meanwhile;
         it never ends the service, which a supervisor restarting it in a tight loop would
         soon give up on. Mail stays in the inbox until its case is committed."""
@@ -367,14 +391,18 @@ class Daemon:
             try:
                 self._serve_connected(poll)
                 return
+            except LoginRefused as exc:  # a person must renew the secret: alert, and wait
+                what, error = "mailbox login refused", str(exc)
+                self.watch.mailbox_refused(error, self.clock())
+                self.review()
             except Unreachable as exc:
-                what, error = "mailbox", str(exc)
+                what, error = "mailbox unreachable", str(exc)
             except DATABASE_AWAY as exc:
-                what, error = "database", one_line(exc)
+                what, error = "database unreachable", one_line(exc)
             if self._healthy:  # it had been up: a new outage starts from the beginning
                 delay = OUTAGE_WAIT_FIRST
             log.error(
-                f"{what} unreachable; trying again",
+                f"{what}; trying again",
                 extra={"error": error, "retry_in_seconds": delay},
             )
             self._pause(delay)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from mailbridge.config import Config, MailboxConfig
-from mailbridge.errors import TransportError
+from mailbridge.errors import LoginRefused, TransportError
 from mailbridge.mailbox.base import Destination, InboundMail
 from mailbridge.mailbox.factory import open_source
 from mailbridge.mailbox.imap import ImapSource
@@ -264,7 +264,7 @@ def test_wrong_password_gives_one_clear_line(
         state=state,
         timeout=15,
     )
-    with pytest.raises(TransportError) as caught:
+    with pytest.raises(LoginRefused) as caught:  # a person must act: the service waits
         source.open()
     text = str(caught.value)
     assert text.startswith(
