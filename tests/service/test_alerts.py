@@ -55,6 +55,12 @@ def review(w: Watch, moment: datetime, smtp: SmtpHealth) -> None:
         w.review(moment, smtp)
 
 
+def settle(w: Watch, moment: datetime, smtp: SmtpHealth = SMTP_OK) -> None:
+    """Reviewed at `moment` and again CLEAR_AFTER later: what is gone by then clears."""
+    review(w, moment, smtp)
+    review(w, moment + CLEAR_AFTER, smtp)
+
+
 def services_for(tmp_path: Path, engine: Engine, **alerts: Any) -> Services:
     return make_services(tmp_path, engine, alerts={**NOT_THE_OUTBOX, **alerts})
 
@@ -72,6 +78,10 @@ def alerts(engine: Engine) -> list[OutboxMessage]:
                 .order_by(col(OutboxMessage.id))
             ).all()
         )
+
+
+def kinds(engine: Engine) -> list[str]:
+    return [a.kind for a in alerts(engine)]
 
 
 def incidents(engine: Engine) -> list[Incident]:
@@ -109,10 +119,10 @@ def test_a_refused_login_alerts_once_and_clears_once_however_it_flaps(
     review(w, minutes(t0, 6), SMTP_OK)
     w.fetched(minutes(t0, 7))
     review(w, minutes(t0, 8), SMTP_OK)
-    assert [a.kind for a in alerts(engine)] == ["alert"]
+    assert kinds(engine) == ["alert"]
     review(w, minutes(t0, 8) + CLEAR_AFTER, SMTP_OK)  # gone long enough: over
     review(w, minutes(t0, 30), SMTP_OK)
-    assert [a.kind for a in alerts(engine)] == ["alert", "alert_cleared"]
+    assert kinds(engine) == ["alert", "alert_cleared"]
     [incident] = incidents(engine)
     assert incident.kind == Kind.MAILBOX_LOGIN_REFUSED and incident.scope == MAILBOX
     assert incident.cleared_at is not None
@@ -136,9 +146,8 @@ def test_no_fetch_for_the_configured_minutes_alerts_once_then_clears(
     [incident] = incidents(engine)
     assert (incident.kind, incident.cleared_at) == (Kind.NO_FETCH, None)
     w.fetched(minutes(t0, 61))
-    review(w, minutes(t0, 62), SMTP_OK)
-    review(w, minutes(t0, 62) + CLEAR_AFTER, SMTP_OK)
-    assert [a.kind for a in alerts(engine)] == ["alert", "alert_cleared"]
+    settle(w, minutes(t0, 62))
+    assert kinds(engine) == ["alert", "alert_cleared"]
 
 
 def test_a_restart_alone_clears_nothing(
@@ -156,9 +165,8 @@ def test_a_restart_alone_clears_nothing(
         review(again, minutes(t0, n), SMTP_OK)
     assert [i.cleared_at for i in incidents(engine)] == [None]
     again.fetched(minutes(t0, 51))
-    review(again, minutes(t0, 52), SMTP_OK)
-    review(again, minutes(t0, 52) + CLEAR_AFTER, SMTP_OK)
-    assert [a.kind for a in alerts(engine)] == ["alert", "alert_cleared"]
+    settle(again, minutes(t0, 52))
+    assert kinds(engine) == ["alert", "alert_cleared"]
 
 
 def test_two_daemons_open_one_incident_and_send_one_alert(
@@ -187,14 +195,12 @@ def test_a_refused_smtp_login_holds_until_mail_is_sent_again(
     w.fetched(t0)
     refused = SmtpHealth(None, "login_refused", t0, "535 5.7.8 authentication failed")
     review(w, t0, refused)
-    review(w, minutes(t0, 1), SmtpHealth(None, None, None, ""))  # no news: not over
-    review(w, minutes(t0, 1) + CLEAR_AFTER, SmtpHealth(None, None, None, ""))
+    settle(w, minutes(t0, 1))  # no news of the SMTP server: not over
     [incident] = incidents(engine)
     assert (incident.kind, incident.cleared_at) == (Kind.SMTP_LOGIN_REFUSED, None)
     sent = SmtpHealth(minutes(t0, 10), None, None, "")
-    review(w, minutes(t0, 10), sent)
-    review(w, minutes(t0, 10) + CLEAR_AFTER, sent)
-    assert [a.kind for a in alerts(engine)] == ["alert", "alert_cleared"]
+    settle(w, minutes(t0, 10), sent)
+    assert kinds(engine) == ["alert", "alert_cleared"]
     assert "[smtp]" in text_of(alerts(engine)[0])
 
 
@@ -233,9 +239,8 @@ def test_mail_waiting_in_the_outbox_past_the_minutes_alerts_once_for_every_mailb
         session.connection().execute(update(OutboxMessage).values(status=OutboxStatus.SENT))
     for w in (here, there):
         w.fetched(minutes(t0, 40))
-        review(w, minutes(t0, 40), SMTP_OK)
-        review(w, minutes(t0, 40) + CLEAR_AFTER, SMTP_OK)
-    assert [a.kind for a in alerts(engine)] == ["alert", "alert_cleared"]
+        settle(w, minutes(t0, 40))
+    assert kinds(engine) == ["alert", "alert_cleared"]
 
 
 def test_a_takeover_is_one_alert_and_no_all_clear(
