@@ -126,6 +126,7 @@ class Watch:
         self._takeovers: list[tuple[str | None, datetime]] = []
         self._gone_since: dict[tuple[str, str], datetime] = {}  # open, condition gone
         self._state: tuple[str, datetime] | None = None  # for health.json's "since"
+        self._queued = 0  # emails queued by the review under way
 
     @property
     def start(self) -> datetime:
@@ -153,10 +154,11 @@ class Watch:
 
     # -- the review -------------------------------------------------------------------
 
-    def review(self, now: datetime, smtp: SmtpHealth) -> list[Incident]:
+    def review(self, now: datetime, smtp: SmtpHealth) -> int:
         """Open what holds, clear what has been gone CLEAR_AFTER, queue their mail, write
-        health.json; the incidents open afterwards."""
+        health.json; how many emails it queued (the caller has them delivered)."""
         now = as_utc(now)
+        self._queued = 0
         with transaction(self.services.engine) as session:
             open_rows = self._open_incidents(session)
             opened = {(r.kind, r.scope): r for r in open_rows}
@@ -174,7 +176,7 @@ class Watch:
                 self._take_over(session, previous, at)
             still_open = self._open_incidents(session)
         self._write_health(now, smtp, still_open)
-        return still_open
+        return self._queued
 
     def _open_incidents(self, session: Session) -> list[Incident]:
         return list(
@@ -317,7 +319,7 @@ class Watch:
             return  # health.json and the log say it
         kind = Kind(incident.kind)
         started = as_utc(incident.started_at)
-        queue_mail(
+        queued = queue_mail(
             session,
             self.services,
             kind="alert_cleared" if cleared else "alert",
@@ -335,6 +337,7 @@ class Watch:
             },
             idempotency_key=f"{'alert-clear' if cleared else 'alert'}:{incident.id}",
         )
+        self._queued += queued is not None
 
     # -- health.json ------------------------------------------------------------------
 

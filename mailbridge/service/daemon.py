@@ -262,7 +262,8 @@ class Daemon:
         if not self.watching:
             return
         try:
-            self.watch.review(self.clock(), self.smtp_health())
+            if self.watch.review(self.clock(), self.smtp_health()):
+                self.deliver(PassReport())  # the alerts: not held up until the next pass
         except DATABASE_AWAY as exc:
             log.error("alerts review failed: database unreachable", extra={"error": one_line(exc)})
         except Exception:  # a bug here must not end the service: logged in full
