@@ -19,6 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_config_is_valid_and_documents_every_section() -> None:
     config = load_config(ROOT / "config.example.toml")
     assert config.cases.reference_prefix == "MQ"
+    assert (config.alerts.no_fetch_minutes, config.alerts.outbox_stuck_minutes) == (30, 30)
     assert [a.name for a in config.service_areas][:1] == ["Highways"]
     assert config.mailbox.url.startswith("maildir:/")  # made absolute beside the file
     text = (ROOT / "config.example.toml").read_text()
@@ -31,6 +32,7 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         "[cases]",
         "[templates]",
         "[security]",
+        "[alerts]",
         "[logging]",
         "[[service_areas]]",
         "[[coordinators]]",
@@ -51,6 +53,8 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         ("[database]\nurl = 'mysql://x'\n", "database.url"),
         ("[mailbox\n", "not valid TOML"),
         ("[storage]\nmax_attachment_bytes = 2000000000\n", "storage.max_attachment_bytes"),
+        ("[alerts]\nrecipients = ['it ops']\n", "alerts.recipients.0"),
+        ("[alerts]\nno_fetch_minutes = 0\n", "alerts.no_fetch_minutes"),
     ],
 )
 def test_bad_config_gives_one_line_naming_file_and_key(
