@@ -171,10 +171,11 @@ class Watch:
             for row in open_rows:
                 if (row.kind, row.scope) not in holding:
                     self._maybe_clear(session, row, now)
-            while self._takeovers:
-                previous, at = self._takeovers.pop(0)
+            takeovers = list(self._takeovers)
+            for previous, at in takeovers:
                 self._take_over(session, previous, at)
             still_open = self._open_incidents(session)
+        del self._takeovers[: len(takeovers)]  # alerted, now that it is committed
         self._write_health(now, smtp, still_open)
         return self._queued
 
@@ -293,7 +294,6 @@ class Watch:
         self._gone_since.pop(key, None)
         if done.rowcount != 1:  # another daemon cleared it meanwhile, with its all-clear
             return
-        row.cleared_at = now
         self._queue(session, row, cleared=True, now=now)
         log.info(
             f"all clear: {WORDS[Kind(row.kind)].what}",
@@ -337,7 +337,8 @@ class Watch:
             },
             idempotency_key=f"{'alert-clear' if cleared else 'alert'}:{incident.id}",
         )
-        self._queued += queued is not None
+        if queued is not None:
+            self._queued += 1
 
     # -- health.json ------------------------------------------------------------------
 
