@@ -68,11 +68,13 @@ def open_source(
 
 
 def source_name(config: Config) -> str:
-    """The mailbox's name, as its source gives it: what its UID mark, its incidents and its
-    entry in health.json are kept under (service/alerts.py reads it without logging in)."""
+    """The mailbox's name, which its lease, its UID mark, its incidents and its entry in
+    health.json go by: read from the config alone (no secret needed), so `mailbridge check`
+    names the same mailbox as the service."""
     box = config.mailbox
     if box.scheme == "maildir":
         return f"maildir:{Path(box.url.split(':', 1)[1])}"
+    _security, default_port = _SECURITY[box.scheme]
     parts = urlsplit(box.url)
-    port = parts.port or _SECURITY[box.scheme][1]
-    return f"{box.scheme}://{box.login}@{parts.hostname or ''}:{port}/{box.folder}"
+    where = f"{parts.hostname or ''}:{parts.port or default_port}"
+    return f"{box.scheme}://{box.login}@{where}/{box.folder}"

@@ -5,7 +5,7 @@ The daemon holds one `Watch` for its mailbox and tells it what happened: a fetch
 through, the login was refused, it took over from a standby. On every schedule tick it
 asks the Watch to `review`: each rule (`_conditions`) is held against the incidents open
 in the database. An incident is a row (models.Incident), opened once whichever daemon or
-restart sees it first (a unique index on the open ones), its alert queued in the same
+restart sees it first (`open_key`, unique while it is open), its alert queued in the same
 transaction; it clears once its condition has been gone for CLEAR_AFTER, with its
 all-clear. A condition that comes and goes within that time stays one incident: never a
 storm. A takeover is opened and cleared at once: one alert, no all-clear.
@@ -272,9 +272,12 @@ class Watch:
     def _insert(
         self, session: Session, condition: Condition, cleared_at: datetime | None = None
     ) -> Incident:
+        scope = condition.scope[:300]
         values: dict[str, Any] = {
             "kind": condition.kind.value,
-            "scope": condition.scope[:300],
+            "scope": scope,
+            # Unique while open: a second daemon's insert of the same fails (IntegrityError).
+            "open_key": f"{condition.kind.value} {scope}" if cleared_at is None else None,
             "started_at": condition.since,
             "detail": condition.detail[:500],
             "cleared_at": cleared_at,
@@ -289,7 +292,7 @@ class Watch:
         done = session.connection().execute(
             update(Incident)
             .where(col(Incident.id) == row.id, col(Incident.cleared_at).is_(None))
-            .values(cleared_at=now)
+            .values(cleared_at=now, open_key=None)
         )
         self._gone_since.pop(key, None)
         if done.rowcount != 1:  # another daemon cleared it meanwhile, with its all-clear
