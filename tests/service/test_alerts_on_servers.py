@@ -9,8 +9,10 @@ operator and the servers, and ends the service with SIGTERM as systemd would.
 
 from __future__ import annotations
 
+import mailbox
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -40,8 +42,11 @@ from mailbridge.store.models import utcnow
 from tests.factories import NO_TRUST_TOML, fixture_bytes, make_config
 from tests.helpers.clock import clock_at, python_command
 from tests.servers.dovecot import DovecotServer
+from tests.servers.fleet import TAKEN_OVER, Fleet
 from tests.servers.relay import Relay
 from tests.servers.smtp import SmtpServer
+from tests.service.test_standby import config_file
+from tests.service.test_standby import env as standby_env
 
 OFF = {"coordinator_digest_at": "", "member_digest_at": "", "management_summary_at": ""}
 MEMBER = {
@@ -313,3 +318,39 @@ def test_run_once_with_a_refused_login_exits_non_zero_with_one_line(
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"error: IMAP login to {imap_mailbox.host}:{imap_mailbox.port} as ")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_standby_taking_over_sends_one_alert_and_no_all_clear(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    inbox = tmp_path / "inbox"
+    mailbox.Maildir(inbox, create=True)
+    config = config_file(
+        tmp_path,
+        mailbox_url=f"maildir:{inbox}",
+        smtp_url=f"smtp://{smtp_server.host}:{smtp_server.port}",
+        db_url=f"sqlite:///{tmp_path / 'mailbridge.db'}",
+    )
+    config.write_text(config.read_text() + '[alerts]\nrecipients = ["it.ops@example.gov.uk"]\n')
+    fleet = Fleet(config, standby_env())
+    try:
+        both = fleet.start(2)
+        active = fleet.wait_for_holder()
+        [standby] = [d for d in both if d is not active]
+        standby.log.wait_for(f"standby: {socket.gethostname()}:{active.pid} holds the mailbox")
+        taker, _ = fleet.takeover(active)  # SIGKILL, as a power cut
+        taker.log.wait_for(TAKEN_OVER)
+        wait_until(lambda: subjects(smtp_server, "mailbridge alert:"), what="the alert")
+        time.sleep(2)  # the service goes on: nothing more may come
+    finally:
+        fleet.stop()
+    assert subjects(smtp_server, "mailbridge alert:") == [
+        "mailbridge alert: a standby mailbridge took over the mailbox"
+    ]
+    assert subjects(smtp_server, "mailbridge all clear:") == []
+    [alert] = smtp_server.messages
+    text = message_from_bytes(alert.content, policy=policy.default).get_body(("plain",))
+    assert f"took over from {socket.gethostname()}:{active.pid}" in text.get_content()  # type: ignore[union-attr]
+    assert "Traceback" not in fleet.logs()
