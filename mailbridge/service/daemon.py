@@ -395,26 +395,34 @@ class Daemon:
         stopped first. A standby fetches nothing, sends nothing and ticks nothing."""
         config = self.services.config
         shown: str | None = None  # the holder the log last named
-        waited = False
+        away = 0  # attempts in a row that found the database unreachable
         while not self.stopping:
             try:
                 if self.lease.try_acquire():
                     self._holding = True
-                    if waited:
+                    if shown is not None:  # another held it while we waited
                         log.warning(
                             "took over the mailbox",
-                            extra={"mailbox": self.source.name, "previous": shown or "unknown"},
+                            extra={"mailbox": self.source.name, "previous": shown},
                         )
                     return True
                 holder = lease_holder(config, self.source.name)
+                away = 0
             except DATABASE_AWAY as exc:
-                log.error("database unreachable; trying again", extra={"error": one_line(exc)})
-                holder = None
-            waited = True
-            name = holder.name if holder is not None else "another process"
-            if name != shown:
-                log.info(f"standby: {name} holds the mailbox", extra={"mailbox": self.source.name})
-                shown = name
+                holder, away = None, away + 1
+                if away & (away - 1) == 0:  # the 1st, 2nd, 4th, 8th … attempt: no flood
+                    log.error(
+                        "database unreachable; trying again",
+                        extra={"error": one_line(exc), "attempt": away},
+                    )
+            if holder is None:  # the database away, or the holder let go just now
+                self._sleep(LEASE_POLL_SECONDS if away else 0.1)
+                continue
+            if holder.name != shown:
+                log.info(
+                    f"standby: {holder.name} holds the mailbox", extra={"mailbox": self.source.name}
+                )
+                shown = holder.name
             self._sleep(LEASE_POLL_SECONDS)
         return False
 
