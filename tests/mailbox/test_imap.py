@@ -23,6 +23,7 @@ from mailbridge.mailbox.imap import ImapSource
 from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.mailbox.state import DbStateStore, MemoryStateStore
 from tests.helpers.mail import large_attachment
+from tests.helpers.person import delete, take_to_their_folder
 from tests.servers.dovecot import NO_MOVE_HOST, NO_UIDPLUS_HOST, DovecotServer
 
 
@@ -141,19 +142,6 @@ def test_moving_a_uid_already_gone_is_not_an_error(
     source.move([mail.key], Destination.PROCESSED)
     source.move([mail.key], Destination.PROCESSED)  # e.g. a second daemon moved it already
     assert imap_mailbox.uids("Processed") and imap_mailbox.uids("INBOX") == []
-
-
-def delete(client: IMAPClient, uid: int) -> None:
-    """A person deletes the message (Outlook: \\Deleted, then EXPUNGE)."""
-    client.delete_messages([uid])
-    client.expunge()
-
-
-def take_to_their_folder(client: IMAPClient, uid: int) -> None:
-    """A person files the message in a folder of their own (or a second daemon moved it)."""
-    if not client.folder_exists("Person"):
-        client.create_folder("Person")
-    client.move([uid], "Person")
 
 
 def after_our(source: ImapSource, command: str, change: Callable[[], None], nth: int = 1) -> None:
