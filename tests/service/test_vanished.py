@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from sqlalchemy import Engine, text
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.mailbox.imap import ImapSource
 from mailbridge.mailbox.state import DbStateStore
-from mailbridge.service.daemon import Daemon
+from mailbridge.service.daemon import Daemon, PassReport
+from mailbridge.services import Services
+from mailbridge.store.db import make_engine
 from tests.factories import make_services, seed_directory
 from tests.helpers.person import THEIR_FOLDER, BusyPerson, delete, move_back, take_to_their_folder
 from tests.servers.dovecot import DovecotServer
@@ -41,7 +44,7 @@ from tests.service.test_daemon import (
 STRANGER = "someone@example.org"
 
 
-def imap_source(server: DovecotServer, engine: Engine) -> ImapSource:
+def imap_source(server: DovecotServer, engine: Engine, batch_size: int = 200) -> ImapSource:
     return ImapSource(
         server.host,
         server.port,
@@ -50,7 +53,14 @@ def imap_source(server: DovecotServer, engine: Engine) -> ImapSource:
         password=server.password,
         state=DbStateStore(engine),
         timeout=15,
+        batch_size=batch_size,
     )
+
+
+def daemon_on(server: DovecotServer, services: Services, batch_size: int = 200) -> Daemon:
+    """A daemon on the mailbox that queues mail and sends none."""
+    source = imap_source(server, services.engine, batch_size)
+    return Daemon(services, source, lambda: open_sender(services.config), deliver=False)
 
 
 def reference_of(engine: Engine, message_id: str) -> str:
@@ -93,8 +103,8 @@ def test_a_message_a_person_takes_before_the_move_keeps_what_was_committed_and_i
         "second copy": enquiries[0],
     }[taken]
     uids = [imap_mailbox.append(raw) for _, raw in [*enquiries, extra]]
-    source = imap_source(imap_mailbox, engine)
-    daemon = Daemon(services, source, lambda: open_sender(services.config), deliver=False)
+    daemon = daemon_on(imap_mailbox, services)
+    source = daemon.source
     process = daemon.processor.process_batch
     with imap_mailbox.client() as person:
         person.select_folder("INBOX")
@@ -260,3 +270,60 @@ def test_a_person_working_in_the_inbox_during_a_backlog_crashes_nothing_and_doub
         f"{len(person.errors)} of their actions missed"
     )
     assert len(gone_refs) + len(untouched) > 0, "the person took nothing: nothing was proven"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_two_daemons_racing_on_one_mailbox_make_one_case_of_each_message(
+    tmp_path: Path, db_url: str, engine: Engine, imap_mailbox: DovecotServer
+) -> None:
+    """Two passes in two threads, each with its own connection to the mailbox and the
+    database, start on the same 200-message backlog at the same moment: both fetch every
+    message, one commits each first and the other finds it handled; whichever moves second
+    finds it gone. Neither raises; every message is one case with one acknowledgement."""
+    seed_directory(engine)
+    total = 200
+    ids = backlog(imap_mailbox, total)
+    limits = {"new_cases_per_sender_per_hour": 1000, "new_cases_per_sender_per_day": 1000}
+    daemons = []
+    for _ in range(2):
+        services = make_services(tmp_path, make_engine(db_url), limits=limits)
+        daemons.append(daemon_on(imap_mailbox, services, batch_size=25))
+    together = threading.Barrier(2)
+    errors: list[BaseException] = []
+    reports: list[PassReport] = []
+
+    def serve(daemon: Daemon) -> None:
+        try:
+            daemon.source.open()
+            together.wait()
+            reports.append(daemon.run_pass(full_scan=True))
+            daemon.source.close()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve, args=(d,)) for d in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=100)
+    for daemon in daemons:
+        daemon.services.engine.dispose()
+
+    assert errors == []
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT message_id FROM message WHERE direction = 'in'"))
+        inbound = Counter(r[0] for r in rows)
+        cases = conn.execute(text('SELECT count(*) FROM "case"')).scalar_one()
+        acks = conn.execute(text("SELECT count(DISTINCT message_id) FROM outbox")).scalar_one()
+    assert sorted(inbound) == sorted(ids) and set(inbound.values()) == {1}
+    assert cases == total and acks == total
+    assert imap_mailbox.uids("INBOX") == []
+    processed = folder_message_ids(imap_mailbox, "Processed")
+    assert set(processed) == set(ids)
+    # Both moving one message at the same moment, Dovecot may carry out both: two copies.
+    print(
+        f"cases opened by each: {[r.cases for r in reports]}, found handled by the other: "
+        f"{[r.duplicates for r in reports]}; {len(processed) - total} moved by both at once"
+    )
+    assert sum(r.duplicates for r in reports) > 0, "they never raced: nothing was proven"
