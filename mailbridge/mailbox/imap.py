@@ -3,7 +3,9 @@
 imapclient does not recover dropped connections, and IDLE can hang silently (Office 365),
 so this module keeps the connection alive itself: IDLE is renewed on a watchdog period,
 and any socket or protocol abort leads to a reconnect with backoff. Mail only leaves the
-inbox through `move`, which the caller invokes after its transaction committed.
+inbox through `move`, which the caller invokes after its transaction committed. The folder
+is shared (a person in Outlook, a second daemon): mail another client took meanwhile is
+named by `move`, never an error.
 """
 
 from __future__ import annotations
