@@ -407,6 +407,8 @@ class ImapSource:
         folder = self.folders[destination]
         validity = self._uidvalidity
 
+        # Run again after a reconnect, a MOVE the server carried out just before the
+        # connection dropped names its messages as gone: they are in the folder all the same.
         def run(client: IMAPClient) -> list[int]:
             if self._uidvalidity != validity:
                 return []
