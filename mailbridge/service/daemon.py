@@ -52,6 +52,7 @@ from mailbridge.pipeline.outcomes import (
     Handled,
     Outcome,
     Quarantined,
+    committed,
 )
 from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
@@ -236,15 +237,20 @@ class Daemon:
         return full_scan
 
     def _move(self, batch: list[InboundMail], outcomes: list[Outcome], report: PassReport) -> None:
-        """Only now, after the batch's transaction committed, does mail leave the inbox."""
+        """Only now, after the batch's transaction committed, does mail leave the inbox.
+
+        A message another client moved or deleted meanwhile (a person in Outlook, a second
+        daemon) is not an error: what was committed for it stands, and the log says so."""
         moves: dict[Destination, list[str]] = {d: [] for d in Destination}
         for mail, outcome in zip(batch, outcomes, strict=True):
             report.count(outcome)
             if outcome.destination is not None:
                 moves[outcome.destination].append(mail.key)
+        of_key = {mail.key: outcome for mail, outcome in zip(batch, outcomes, strict=True)}
         for destination, keys in moves.items():
             if keys:
-                self.source.move(keys, destination)
+                for key in self.source.move(keys, destination):
+                    log.info("message gone before it was moved", extra=committed(of_key[key]))
 
     def _parsed_ahead(
         self, batches: Iterator[list[InboundMail]]
