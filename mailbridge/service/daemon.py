@@ -35,7 +35,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mailbridge.config import without_password
 from mailbridge.deadlines import run
 from mailbridge.delivery import outbox
-from mailbridge.delivery.courier import Courier, CourierTotals, deliver_until_idle
+from mailbridge.delivery.courier import (
+    Courier,
+    CourierTotals,
+    HealthBoard,
+    SmtpHealth,
+    claimer_for,
+    deliver_until_idle,
+)
 from mailbridge.delivery.transports.base import Sender
 from mailbridge.errors import Unreachable, one_line
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
@@ -138,6 +145,9 @@ class Daemon:
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
+        # In-process delivery's name on the rows it claims; its lock is taken at the first.
+        self.claimer = claimer_for(services.config)
+        self.health = courier.health if courier is not None else HealthBoard()
 
     # -- one pass ---------------------------------------------------------------------
 
@@ -280,8 +290,14 @@ class Daemon:
             self.rate_limit,
             totals,
             lambda: self.stopping,
+            claimer=self.claimer,
+            health=self.health,
         )
         report.add_delivery(totals)
+
+    def smtp_health(self) -> SmtpHealth:
+        """How delivery is faring, from the courier process or this one's own delivery."""
+        return self.health.read()
 
     def _revive_courier(self) -> None:
         """A delivery process that ended (killed, out of memory) is replaced: otherwise every
@@ -293,7 +309,7 @@ class Daemon:
         log.error("delivery process ended; starting a new one", extra={"exit_code": code})
         self._earlier_deliveries.append(self.courier.totals())
         self.services.engine.dispose()  # no pooled connection may cross into the new child
-        self.courier = Courier(self.services.config)
+        self.courier = Courier(self.services.config, health=self.health)
         self.courier.start()
 
     def _start_workers(self) -> None:
@@ -305,6 +321,7 @@ class Daemon:
             self.courier.start()
 
     def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
+        self.claimer.release()
         if self.parse_pool is not None:
             self.parse_pool.close()
         if self.courier is None or not self.deliver_enabled:
