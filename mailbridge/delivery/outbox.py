@@ -165,7 +165,6 @@ def claim(
     claimed in its name, and the rows of senders that died are taken over first, after
     those receipts are marked (claims.py).
     """
-    name = claimer.hold() if claimer is not None else None
     dead = claimer.dead_senders(engine, now) if claimer is not None else []
     with (
         receipts.taken() if receipts is not None else nullcontext(None) as taken,
@@ -189,6 +188,9 @@ def claim(
         ids = list(session.execute(due).scalars().all())
         if not ids:
             return []
+        # Our lock is taken only once there is something to claim (a file, or a connection
+        # of its own on PostgreSQL), then kept by the courier for its life.
+        name = claimer.hold() if claimer is not None else None
         claimed = session.execute(
             update(OutboxMessage)
             .where(

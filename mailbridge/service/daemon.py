@@ -145,7 +145,7 @@ class Daemon:
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
-        # In-process delivery's name on the rows it claims; its lock is taken at the first.
+        # In-process delivery's name on the rows it claims, its lock held while it delivers.
         self.claimer = claimer_for(services.config)
         self.health = courier.health if courier is not None else HealthBoard()
 
@@ -283,16 +283,19 @@ class Daemon:
             self.courier.wake()
             return
         totals = CourierTotals()
-        deliver_until_idle(
-            self.services.engine,
-            self.services.config,
-            self.sender_factory,
-            self.rate_limit,
-            totals,
-            lambda: self.stopping,
-            claimer=self.claimer,
-            health=self.health,
-        )
+        try:
+            deliver_until_idle(
+                self.services.engine,
+                self.services.config,
+                self.sender_factory,
+                self.rate_limit,
+                totals,
+                lambda: self.stopping,
+                claimer=self.claimer,
+                health=self.health,
+            )
+        finally:
+            self.claimer.release()  # nothing is claimed between deliveries
         report.add_delivery(totals)
 
     def smtp_health(self) -> SmtpHealth:
@@ -321,7 +324,6 @@ class Daemon:
             self.courier.start()
 
     def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
-        self.claimer.release()
         if self.parse_pool is not None:
             self.parse_pool.close()
         if self.courier is None or not self.deliver_enabled:
