@@ -58,9 +58,10 @@ class SmtpHealth:
     """How delivery is faring, for alerts and the health file; never anything from a mail.
 
     `failing` is None while SMTP works, else what failed when the connection was opened:
-    "login_refused" (the server refused our login; `detail` holds its words), "refused"
-    (it lacks what the settings ask for, e.g. STARTTLS or AUTH) or "unreachable" (no
-    connection, a 4xx greeting, no OAuth token). The next email the server accepts clears it.
+    "login_refused", which needs a person (the server refused our login, and `detail` holds
+    its words alone; or it lacks what the login settings ask for, STARTTLS or AUTH, and
+    `detail` says which), or "unreachable" (no connection, a 4xx greeting, no OAuth token;
+    `detail` says which). The next email the server accepts clears it.
     """
 
     last_send: datetime | None  # when the server last accepted an email
@@ -69,7 +70,7 @@ class SmtpHealth:
     detail: str
 
 
-FAILURES = (None, "login_refused", "refused", "unreachable")
+FAILURES = (None, "login_refused", "unreachable")
 DETAIL_BYTES = 300
 
 
@@ -78,7 +79,7 @@ def failure_of(error: Exception) -> tuple[str, str]:
     if isinstance(error, SmtpLoginRefused):
         return "login_refused", error.words
     if isinstance(error, PermanentDeliveryError):
-        return "refused", str(error)
+        return "login_refused", str(error)
     return "unreachable", str(error)
 
 

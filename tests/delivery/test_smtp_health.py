@@ -91,3 +91,23 @@ def test_a_stopped_smtp_server_is_unreachable_as_the_courier_tells_the_daemon(
     assert health.failing_since is not None and health.failing_since >= before
     assert f"cannot reach SMTP server 127.0.0.1:{port}" in health.detail
     assert health.last_send is None
+
+
+def test_a_server_without_what_the_login_settings_ask_for_needs_a_person_too(
+    tmp_path: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    """smtp+starttls:// to a server that offers no STARTTLS: no mail can go until a person
+    changes the settings, as with a refused login; `detail` says what is missing."""
+    services = make_services(tmp_path, engine)
+    daemon = Daemon(
+        services,
+        MaildirSource(tmp_path / "mailbox"),
+        lambda: SmtpSender(smtp_server.host, smtp_server.port, security="starttls"),
+        courier=None,
+    )
+    queue(engine)
+    daemon.deliver(PassReport())
+    health = daemon.smtp_health()
+    assert health.failing == "login_refused"
+    assert "STARTTLS" in health.detail and MEMBER not in health.detail
+    assert smtp_server.messages == []
