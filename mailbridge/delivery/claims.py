@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from mailbridge.store.locks import ProcessLock, holder_of, lock_for, this_process
+from mailbridge.store.locks import FileLock, ProcessLock, holder_of, lock_for, this_process
 from mailbridge.store.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,15 @@ class Claimer:
         return True
 
     def release(self) -> None:
-        """Let go of our name (a process that ends lets go of it anyway)."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        """Let go of our name (a process that ends lets go of it anyway). On SQLite its lock
+        file goes too: no other process takes this name, and a `schedule run-due` from cron
+        would otherwise leave a file behind every few minutes."""
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        lock.release()
+        if isinstance(lock, FileLock):
+            lock.path.unlink(missing_ok=True)
 
 
 def take_over(session: Session, dead: list[str], now: datetime) -> int:

@@ -171,6 +171,8 @@ def test_a_retry_waiting_is_not_taken_for_a_dead_senders_lease(
     later = lambda: utcnow() + timedelta(minutes=5)  # noqa: E731 - past the 60 s backoff
     assert outbox.deliver_due(engine, smtp(smtp_server), claimer=second, now=later).sent == 1
     second.release()
+    locks = tmp_path / "data" / "locks"  # SQLite's: a sender that let go leaves no file
+    assert not locks.exists() or list(locks.iterdir()) == []
 
 
 def test_a_senders_name_fits_the_column_and_keeps_its_pid() -> None:
