@@ -30,7 +30,9 @@ def run(
 ) -> None:
     """Watch the shared mailbox: turn each email into a case and send acknowledgements.
 
-    Runs until SIGTERM or Ctrl-C, finishing the current message first.
+    Runs until SIGTERM or Ctrl-C, finishing the current message first. While another
+    `mailbridge run` processes the same mailbox, this one waits as its standby and takes
+    over when that one stops or dies (--once says so and exits).
     Example: mailbridge run --once --config config.toml
     """
     check_secrets(load(config))  # a missing secret stops us before the database is touched
@@ -43,7 +45,11 @@ def run(
         if not once:
             service.run_forever()
             return
-        report = service.run_once()
+        try:
+            report = service.run_once()
+        except daemon.MailboxHeld as held:  # the service is at work: nothing to do here
+            console.print(str(held), highlight=False)
+            return
         console.print(
             f"{report.cases} new cases, {report.updates} updates, "
             f"{report.quarantined} quarantined, "

@@ -47,6 +47,15 @@ NO_TRUST: dict[str, Any] = {
     for role in ("officers", "coordinators", "members", "delegates", "delivery_reports")
 }
 NO_TRUST_TOML = "\n".join(f'[trust.{role}]\nrequire = "none"' for role in NO_TRUST) + "\n"
+# Digests go out by the clock (a member's on Monday mornings): a test of a running service
+# that counts mail turns them off, and signs with the test key.
+QUIET_SERVICE_TOML = """[security]
+signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
+[schedule]
+coordinator_digest_at = ""
+member_digest_at = ""
+management_summary_at = ""
+"""
 
 
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:

@@ -63,5 +63,17 @@ def open_source(
         idle_renew_seconds=box.idle_renew_seconds,
         timeout=box.timeout_seconds,
         ssl_context=login.tls_context,
-        name=f"{box.scheme}://{username}@{host}:{port}/{box.folder}",
+        name=source_name(config),
     )
+
+
+def source_name(config: Config) -> str:
+    """The mailbox's name, which its lease and its UID mark go by: read from the config
+    alone (no secret needed), so `mailbridge check` names the same mailbox as the service."""
+    box = config.mailbox
+    if box.scheme == "maildir":
+        return f"maildir:{Path(box.url.split(':', 1)[1])}"
+    _security, default_port = _SECURITY[box.scheme]
+    parts = urlsplit(box.url)
+    where = f"{parts.hostname or ''}:{parts.port or default_port}"
+    return f"{box.scheme}://{box.login}@{where}/{box.folder}"

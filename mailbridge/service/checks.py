@@ -75,6 +75,7 @@ def check_all(config: Config) -> list[Finding]:
         check_files(config),
         check_keys(config),
         check_mailbox(config),
+        check_service(config),
         check_smtp(config),
         check_delivery(config),
         check_retention(config),
@@ -541,6 +542,33 @@ def open_to_others(path: Path) -> str | None:
         return None
     fix = "chmod 700" if path.is_dir() else "chmod 600"
     return f"{path} is {mode:04o}, open to group or others on this server: {fix} {quote(str(path))}"
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+def check_service(config: Config) -> Finding:
+    """Which `mailbridge run` holds the mailbox's lease, if any (service/lease.py)."""
+    from mailbridge.mailbox.factory import source_name
+    from mailbridge.service.lease import describe, lease_holder
+
+    where = without_password(source_name(config))
+    if _no_database_file(config):
+        return Finding("service", where, Status.OK, "not started yet")
+    try:
+        holder = lease_holder(config)
+    except Exception as exc:  # noqa: BLE001 - the database finding says what is wrong
+        return Finding("service", where, Status.OK, f"not looked at ({first_line(exc)[:80]})")
+    if holder is None:
+        return Finding(
+            "service", where, Status.OK, "no mailbridge run is processing this mailbox now"
+        )
+    return Finding(
+        "service",
+        where,
+        Status.OK,
+        f"held by {describe(holder)}; any other mailbridge run on it stands by",
+    )
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------

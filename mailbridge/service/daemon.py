@@ -12,6 +12,11 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
             and once a day, at [retention] run_at, the retention policy's run
 
+Only the holder of the mailbox's lease runs passes (service/lease.py); another `run` on
+the same mailbox waits as its standby, with its schedule tick off, and takes over when the
+holder dies or stops. The holder makes sure of its lease before each fetch and each batch,
+and every LEASE_CHECK_SECONDS while it waits: a lost lease stops it fetching at once.
+
 Holds no business rule: decisions live in the pipeline, delivery in delivery/, what is due
 in deadlines/. Stops cleanly on SIGTERM, finishing the batch in hand.
 """
@@ -44,7 +49,7 @@ from mailbridge.delivery.courier import (
     deliver_until_idle,
 )
 from mailbridge.delivery.transports.base import Sender
-from mailbridge.errors import Unreachable, one_line
+from mailbridge.errors import MailbridgeError, Unreachable, one_line
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
 from mailbridge.pipeline.outcomes import (
     AlreadyHandled,
@@ -58,7 +63,15 @@ from mailbridge.pipeline.outcomes import (
 from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
 from mailbridge.privacy import retention
+from mailbridge.service.lease import (
+    LEASE_CHECK_SECONDS,
+    LEASE_POLL_SECONDS,
+    describe,
+    lease_holder,
+    mailbox_lease,
+)
 from mailbridge.services import Services
+from mailbridge.store.locks import Holder
 from mailbridge.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -80,6 +93,26 @@ TICK_LIMIT = 500
 
 class StopRequested(Exception):
     """Raised out of a blocking wait when SIGTERM/SIGINT arrives."""
+
+
+class LeaseLost(MailbridgeError):
+    """The mailbox's lease ended under us (its database connection broke, its lock file was
+    removed): another `run` may be fetching now, so this one stops at once."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "stopped: this process lost the mailbox's lease (the database connection ended "
+            "or the lock file was removed); what it committed stands. Run it again"
+        )
+
+
+class MailboxHeld(Exception):
+    """`run --once` found another `mailbridge run` processing the mailbox."""
+
+    def __init__(self, holder: Holder | None) -> None:
+        self.holder = holder
+        who = describe(holder) if holder else "another process"
+        super().__init__(f"another mailbridge run ({who}) is processing this mailbox; nothing done")
 
 
 @dataclass
@@ -143,6 +176,8 @@ class Daemon:
         self._last_full_scan = 0.0
         self._next_tick = 0.0  # monotonic time of the next schedule tick
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
+        self.lease = mailbox_lease(services.config, source.name)
+        self._holding = False  # the lease is ours: passes may run
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
         # In-process delivery's name on the rows it claims, its lock held while it delivers.
@@ -154,9 +189,11 @@ class Daemon:
     def run_pass(self, *, full_scan: bool = False) -> PassReport:
         """Steps 1 to 6 of the pass (the module's docstring); the callers tick (step 7)."""
         report = PassReport()
+        self._check_lease()
         self._revive_workers()
         batches = self.source.fetch(full_scan=self._full_scan_due(full_scan))
         for batch, parsed in self._parsed_ahead(batches):
+            self._check_lease()
             outcomes = self.processor.process_batch(
                 [(m.raw, m.received_at) for m in batch],
                 parsed=parsed,
@@ -321,6 +358,8 @@ class Daemon:
         if self.parse_pool is not None:
             self.parse_pool.start()
         if self.courier is not None and self.deliver_enabled:
+            if self.courier.exitcode is not None:  # it ran while we held the lease before
+                self.courier = Courier(self.services.config)
             self.courier.start()
 
     def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
@@ -336,19 +375,78 @@ class Daemon:
     # -- once -------------------------------------------------------------------------
 
     def run_once(self) -> PassReport:
-        """Process what waits, deliver what is due, and return (`mailbridge run --once`)."""
+        """Process what waits, deliver what is due, and return (`mailbridge run --once`);
+        MailboxHeld when another `run` holds the mailbox's lease."""
+        if not self.lease.try_acquire():
+            raise MailboxHeld(lease_holder(self.services.config, self.source.name))
+        self._holding = True
         report: PassReport | None = None
-        self._start_workers()
         try:
-            self.source.open()
+            self._start_workers()
             try:
-                report = self.run_pass(full_scan=True)
-                self.schedule_tick(report, force=True)
+                self.source.open()
+                try:
+                    report = self.run_pass(full_scan=True)
+                    self.schedule_tick(report, force=True)
+                finally:
+                    self.source.close()
             finally:
-                self.source.close()
+                self._stop_workers(report, drain=report is not None)
         finally:
-            self._stop_workers(report, drain=report is not None)
+            self._release_lease()
         return report
+
+    # -- the lease --------------------------------------------------------------------
+
+    def _check_lease(self) -> None:
+        """Raise LeaseLost when the lease we hold ended (nothing to do without one: tests
+        that drive passes themselves hold none)."""
+        if self._holding and not self.lease.still_held():
+            self._holding = False
+            raise LeaseLost
+
+    def _release_lease(self) -> None:
+        self._holding = False
+        self.lease.release()
+
+    def _await_lease(self) -> bool:
+        """Take the mailbox's lease, waiting as a standby while another holds it; False when
+        stopped first. A standby fetches nothing, sends nothing and ticks nothing."""
+        config = self.services.config
+        shown: str | None = None  # the holder the log last named
+        waited = False
+        while not self.stopping:
+            try:
+                if self.lease.try_acquire():
+                    self._holding = True
+                    if waited:
+                        log.warning(
+                            "took over the mailbox",
+                            extra={"mailbox": self.source.name, "previous": shown or "unknown"},
+                        )
+                    return True
+                holder = lease_holder(config, self.source.name)
+            except DATABASE_AWAY as exc:
+                log.error("database unreachable; trying again", extra={"error": one_line(exc)})
+                holder = None
+            waited = True
+            name = holder.name if holder is not None else "another process"
+            if name != shown:
+                log.info(f"standby: {name} holds the mailbox", extra={"mailbox": self.source.name})
+                shown = name
+            self._sleep(LEASE_POLL_SECONDS)
+        return False
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, woken by SIGTERM/SIGINT."""
+        try:
+            self._waiting = True
+            if not self.stopping:
+                time.sleep(seconds)
+        except StopRequested:
+            return
+        finally:
+            self._waiting = False
 
     # -- forever ----------------------------------------------------------------------
 
@@ -367,11 +465,20 @@ class Daemon:
             },
         )
         with self._signals():
-            self._start_workers()
-            try:
-                self._serve(poll)
-            finally:
-                self._stop_workers(None, drain=False)
+            while self._await_lease():
+                try:
+                    self._start_workers()
+                    try:
+                        self._serve(poll)
+                    finally:
+                        self._stop_workers(None, drain=False)
+                except LeaseLost:
+                    log.error(
+                        "lease lost: stopped fetching; standing by",
+                        extra={"mailbox": self.source.name},
+                    )
+                finally:
+                    self._release_lease()
         log.info("stopped")
 
     def _serve(self, poll: float) -> None:
@@ -403,10 +510,11 @@ class Daemon:
         """Sleep, woken by SIGTERM/SIGINT, running the schedule tick when it is due."""
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            self._check_lease()
             self.schedule_tick(PassReport())
             try:
                 self._waiting = True
-                time.sleep(max(0.05, min(left, self._wait_seconds(left))))
+                time.sleep(max(0.05, min(left, self._wait_seconds(left), LEASE_CHECK_SECONDS)))
             except StopRequested:
                 return
             finally:
@@ -419,16 +527,27 @@ class Daemon:
             self._healthy = True
             while not self.stopping:
                 try:
-                    self._waiting = True
-                    self.source.wait(self._wait_seconds(poll))
+                    self._wait_for_mail(poll)
                 except StopRequested:
                     break
-                finally:
-                    self._waiting = False
                 if not self.stopping:
                     self.schedule_tick(self.run_pass())
         finally:
             self.source.close()
+
+    def _wait_for_mail(self, poll: float) -> None:
+        """Until mail may have come, the poll or the next tick is due, in slices short
+        enough that a lost lease is seen within LEASE_CHECK_SECONDS."""
+        deadline = time.monotonic() + self._wait_seconds(poll)
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            try:
+                self._waiting = True
+                woken = self.source.wait(min(left, LEASE_CHECK_SECONDS))
+            finally:
+                self._waiting = False
+            self._check_lease()
+            if woken:
+                return
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})

@@ -31,9 +31,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, NullPool, create_engine, text
+from sqlalchemy import NullPool, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from mailbridge.errors import one_line
 from mailbridge.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -117,20 +119,25 @@ def _close_in_child() -> None:
 os.register_at_fork(after_in_child=_close_in_child)
 
 
-def _lock_engine(database_url: str, application_name: str) -> Engine:
-    return create_engine(
-        database_url,
-        poolclass=NullPool,
-        connect_args={
-            "application_name": application_name[:63],
-            "connect_timeout": CLIENT_TIMEOUT_SECONDS,
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 3,
-            "tcp_user_timeout": CLIENT_TIMEOUT_SECONDS * 1000,
-        },
+def _connect(database_url: str, application_name: str) -> Any:
+    """A DB-API connection of the lock's own, outside any pool (a pool would reset it, and
+    log a traceback, when it is closed after the server went away)."""
+    url = make_url(database_url)
+    dialect = create_engine(url, poolclass=NullPool).dialect
+    cargs, cparams = dialect.create_connect_args(url)
+    cparams.update(
+        application_name=application_name[:63],
+        connect_timeout=CLIENT_TIMEOUT_SECONDS,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+        tcp_user_timeout=CLIENT_TIMEOUT_SECONDS * 1000,
     )
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except dialect.loaded_dbapi.Error as exc:  # as the service's own engine would say it
+        raise OperationalError("connect", {}, exc) from exc
 
 
 class AdvisoryLock:
@@ -138,7 +145,6 @@ class AdvisoryLock:
         self.name = name
         self.key = advisory_key(name)
         self._url = database_url
-        self._engine: Engine | None = None
         self._conn: Any = None  # the DB-API connection that holds the lock
         self._fd: int | None = None
 
@@ -146,25 +152,23 @@ class AdvisoryLock:
         if self._conn is not None:
             return True
         since = utcnow().isoformat(timespec="seconds")
-        engine = _lock_engine(self._url, f"mailbridge {this_process()} {since}")
-        conn = engine.raw_connection()
+        conn = _connect(self._url, f"mailbridge {this_process()} {since}")
         try:
-            cursor = conn.cursor()
-            for setting, value in KEEPALIVE.items():
-                cursor.execute(f"SET {setting} = {int(value)}")
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
-            (taken,) = cursor.fetchone()
+            with conn.cursor() as cursor:
+                for setting, value in KEEPALIVE.items():
+                    cursor.execute(f"SET {setting} = {int(value)}")
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+                (taken,) = cursor.fetchone()
             conn.commit()
-        except Exception:
-            conn.close()
-            engine.dispose()
-            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise OperationalError("SELECT pg_try_advisory_lock", {}, exc) from exc
         if not taken:
             conn.close()
-            engine.dispose()
             return False
-        self._engine, self._conn = engine, conn
-        self._fd = conn.dbapi_connection.fileno()  # type: ignore[union-attr]
+        self._conn = conn
+        self._fd = conn.fileno()
         _open_sockets.add(self)
         return True
 
@@ -172,13 +176,13 @@ class AdvisoryLock:
         if self._conn is None:
             return False
         try:
-            cursor = self._conn.cursor()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+            with self._conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
             self._conn.commit()
             return True
         except Exception as exc:  # noqa: BLE001 - any failure of the connection loses the lock
-            log.warning("lock connection lost", extra={"lock": self.name, "error": str(exc)})
+            log.warning("lock connection lost", extra={"lock": self.name, "error": one_line(exc)})
             self._close()
             return False
 
@@ -186,19 +190,16 @@ class AdvisoryLock:
         if self._conn is None:
             return
         with contextlib.suppress(Exception):  # a dead connection has let go already
-            cursor = self._conn.cursor()
-            cursor.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            with self._conn.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
             self._conn.commit()
         self._close()
 
     def _close(self) -> None:
-        conn, engine = self._conn, self._engine
-        self._conn = self._engine = self._fd = None
+        conn, self._conn, self._fd = self._conn, None, None
         _open_sockets.discard(self)
         with contextlib.suppress(Exception):
             conn.close()
-        if engine is not None:
-            engine.dispose()
 
     def forget_in_child(self) -> None:
         """In a forked child: close our copy of the socket, touching nothing else (the
@@ -206,7 +207,7 @@ class AdvisoryLock:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
-        self._conn = self._engine = self._fd = None
+        self._conn = self._fd = None
 
 
 _HOLDER = re.compile(r"^mailbridge (\S+) (\S+)$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -393,21 +393,13 @@ class Incident(SQLModel, table=True):
     restart sees it (service/alerts.py)."""
 
     __tablename__ = "incident"
-    __table_args__ = (
-        # At most one open incident of a kind in a scope (a mailbox, or the SMTP server).
-        Index(
-            "ix_incident_open",
-            "kind",
-            "scope",
-            unique=True,
-            sqlite_where=text("cleared_at IS NULL"),
-            postgresql_where=text("cleared_at IS NULL"),
-        ),
-    )
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=40)
     scope: str = Field(max_length=300)  # the mailbox's name, or "smtp"
+    # "kind scope" while open, None once cleared: at most one open incident of a kind in a
+    # scope, however many daemons see it at once (a unique column, as NULLs never clash).
+    open_key: str | None = Field(default=None, max_length=341, unique=True)
     started_at: datetime = Field(default_factory=utcnow)
     detail: str = Field(default="", max_length=500)  # never personal data
     cleared_at: datetime | None = None

@@ -188,7 +188,7 @@ def test_an_unreachable_database_fails_with_what_to_check(tmp_path: Path) -> Non
     assert "cannot open it:" in out
     assert "check [database] url and that the database server is running" in out
     assert "s3cret" not in out and "Traceback" not in out
-    assert "1 of 9 parts would stop mailbridge" in out
+    assert "1 of 10 parts would stop mailbridge" in out
 
 
 @pytest.mark.parametrize(

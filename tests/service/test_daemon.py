@@ -27,7 +27,7 @@ import pytest
 from mailbridge.cases.directory import import_members
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
-from tests.factories import NO_TRUST_TOML, fixture_bytes
+from tests.factories import NO_TRUST_TOML, QUIET_SERVICE_TOML, fixture_bytes
 from tests.helpers.clock import python_command
 from tests.helpers.mail import large_attachment
 from tests.servers.dovecot import DovecotServer
@@ -70,15 +70,7 @@ from_address = "enquiries@example.gov.uk"
 url = "{database_url or "sqlite:///./mailbridge.db"}"
 [storage]
 data_dir = "./data"
-[security]
-signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
-[schedule]
-# Digests go out by the clock (a member's on Monday mornings): none may join the mail
-# these tests count.
-coordinator_digest_at = ""
-member_digest_at = ""
-management_summary_at = ""
-[[service_areas]]
+{QUIET_SERVICE_TOML}[[service_areas]]
 name = "Highways"
 keywords = ["pothole", "road"]
 {extra}""",

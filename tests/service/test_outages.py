@@ -20,7 +20,7 @@ from mailbridge.cases.directory import import_members
 from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
-from tests.factories import NO_TRUST_TOML, fixture_bytes
+from tests.factories import NO_TRUST_TOML, QUIET_SERVICE_TOML, fixture_bytes
 from tests.helpers.clock import python_command
 from tests.servers.relay import Relay
 from tests.servers.service import Lines, terminate
@@ -70,15 +70,7 @@ from_address = "enquiries@example.gov.uk"
 url = "{via_relay}"
 [storage]
 data_dir = "{tmp_path / "data"}"
-[security]
-signing_key_env = "MAILBRIDGE_TEST_SIGNING_KEY"
-[schedule]
-# Digests go out by the clock (Jane's on a Monday morning, once her case is open): none may
-# join the mail this test counts.
-coordinator_digest_at = ""
-member_digest_at = ""
-management_summary_at = ""
-""",
+{QUIET_SERVICE_TOML}""",
         encoding="utf-8",
     )
     proc = subprocess.Popen(

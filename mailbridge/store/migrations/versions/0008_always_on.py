@@ -32,23 +32,16 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", AutoString(length=40), nullable=False),
         sa.Column("scope", AutoString(length=300), nullable=False),
+        sa.Column("open_key", AutoString(length=341), nullable=True),
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("detail", AutoString(length=500), nullable=False),
         sa.Column("cleared_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "ix_incident_open",
-        "incident",
-        ["kind", "scope"],
-        unique=True,
-        sqlite_where=sa.text("cleared_at IS NULL"),
-        postgresql_where=sa.text("cleared_at IS NULL"),
+        sa.UniqueConstraint("open_key"),
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_incident_open", table_name="incident")
     op.drop_table("incident")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("claimed_by")
