@@ -359,7 +359,7 @@ class Daemon:
             self.parse_pool.start()
         if self.courier is not None and self.deliver_enabled:
             if self.courier.exitcode is not None:  # it ran while we held the lease before
-                self.courier = Courier(self.services.config)
+                self.courier = Courier(self.services.config, health=self.health)
             self.courier.start()
 
     def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:
