@@ -113,8 +113,10 @@ class MailboxSource(Protocol):
         """Yield batches of waiting messages; a full scan ignores the last-UID mark."""
         ...
 
-    def move(self, keys: Sequence[str], destination: Destination) -> None:
-        """Move handled messages out of the inbox (folders created when missing)."""
+    def move(self, keys: Sequence[str], destination: Destination) -> list[str]:
+        """Move handled messages out of the inbox (folders created when missing); returns
+        the keys no longer there to move. A shared mailbox has other clients (a person in
+        Outlook, a second daemon) that move and delete mail too: that is not an error."""
         ...
 
     def wait(self, timeout: float) -> bool:

@@ -3,7 +3,9 @@
 imapclient does not recover dropped connections, and IDLE can hang silently (Office 365),
 so this module keeps the connection alive itself: IDLE is renewed on a watchdog period,
 and any socket or protocol abort leads to a reconnect with backoff. Mail only leaves the
-inbox through `move`, which the caller invokes after its transaction committed.
+inbox through `move`, which the caller invokes after its transaction committed. The folder
+is shared (a person in Outlook, a second daemon): mail another client took meanwhile is
+named by `move`, never an error.
 """
 
 from __future__ import annotations
@@ -310,6 +312,7 @@ class ImapSource:
             # and no batch holds more than max_batch_bytes.
             sizes = self._call(lambda c, chunk=chunk: c.fetch(chunk, _SIZE_ITEMS))
             known = [(uid, int(sizes[uid][b"RFC822.SIZE"])) for uid in chunk if uid in sizes]
+            self._gone_before_fetch([uid for uid in chunk if uid not in sizes])
             for run in by_bytes(known, self._cost, self.max_batch_bytes):
                 batch = self._fetch_run(run)
                 if self._uidvalidity != uidvalidity:
@@ -330,11 +333,13 @@ class ImapSource:
         data = self._call(lambda c: c.fetch(whole, _FETCH_ITEMS)) if whole else {}
         heads = self._call(lambda c: c.fetch(sorted(over), _HEADER_ITEMS)) if over else {}
         batch = []
+        gone = []
         for uid, _size in run:
             got = heads.get(uid, {}) if uid in over else data.get(uid, {})
             raw = got.get(b"BODY[HEADER]<0>" if uid in over else b"BODY[]")
             if raw is None:
-                continue  # it vanished meanwhile
+                gone.append(uid)
+                continue
             batch.append(
                 InboundMail(
                     key=str(uid),
@@ -343,7 +348,13 @@ class ImapSource:
                     oversize=over.get(uid),
                 )
             )
+        self._gone_before_fetch(gone)
         return batch
+
+    def _gone_before_fetch(self, uids: list[int]) -> None:
+        """Another client moved or deleted them after our SEARCH: nothing to do but say so."""
+        for uid in uids:
+            log.info("message gone before it was fetched", extra={"source": self.name, "uid": uid})
 
     # -- a look, for `mailbridge check` ------------------------------------------------
 
@@ -387,31 +398,37 @@ class ImapSource:
 
     # -- move -----------------------------------------------------------------------
 
-    def move(self, keys: Sequence[str], destination: Destination) -> None:
-        """Move the batch in one command, then advance the saved UID mark past it."""
+    def move(self, keys: Sequence[str], destination: Destination) -> list[str]:
+        """Move the batch in one command, then advance the saved UID mark past it; returns
+        the UIDs that were no longer in the folder (another client moved or deleted them)."""
         uids = sorted({int(k) for k in keys})
         if not uids:
-            return
+            return []
         folder = self.folders[destination]
         validity = self._uidvalidity
 
-        def run(client: IMAPClient) -> None:
+        # Run again after a reconnect, a MOVE the server carried out just before the
+        # connection dropped names its messages as gone: they are in the folder all the same.
+        def run(client: IMAPClient) -> list[int]:
             if self._uidvalidity != validity:
-                return
+                return []
             self._ensure_folder(client, folder)
             if client.has_capability("MOVE"):
-                client.move(uids, folder)
+                moved = _still_there(client, uids, lambda some: client.move(some, folder))
             else:
-                self._copy_and_expunge(client, uids, folder)
+                moved = self._copy_and_expunge(client, uids, folder)
+            return sorted(set(uids) - set(moved))
 
-        self._call(run)
+        gone = self._call(run)
         if self._uidvalidity != validity:
             # These UIDs name other messages now; the next full scan finds them again.
             log.warning("IMAP UIDVALIDITY changed: move skipped", extra={"source": self.name})
-            return
+            return []
+        # Past the vanished UIDs too: a UID is never given to another message in the folder.
         stored_validity, last_uid = self.state.load(self.name)
         if stored_validity == validity:
             self.state.save(self.name, validity, max(last_uid, uids[-1]))
+        return [str(uid) for uid in gone]
 
     def _ensure_folder(self, client: IMAPClient, folder: str) -> None:
         if folder in self._known_folders:
@@ -429,14 +446,18 @@ class ImapSource:
         self._known_folders.add(folder)
 
     @staticmethod
-    def _copy_and_expunge(client: IMAPClient, uids: list[int], folder: str) -> None:
-        """Servers without MOVE: COPY, flag \\Deleted, expunge only these UIDs if we can."""
-        client.copy(uids, folder)
-        client.delete_messages(uids, silent=True)
-        if client.has_capability("UIDPLUS"):
-            client.uid_expunge(uids)
-        else:
+    def _copy_and_expunge(client: IMAPClient, uids: list[int], folder: str) -> list[int]:
+        """Servers without MOVE: COPY, flag \\Deleted, expunge only these UIDs if we can;
+        returns the UIDs copied (the others were gone)."""
+        copied = _still_there(client, uids, lambda some: client.copy(some, folder))
+        flagged = _still_there(
+            client, copied, lambda some: client.delete_messages(some, silent=True)
+        )
+        if flagged and client.has_capability("UIDPLUS"):
+            client.uid_expunge(flagged)
+        elif flagged:
             client.expunge()
+        return copied
 
     # -- wait -----------------------------------------------------------------------
 
@@ -500,6 +521,43 @@ class ImapSource:
                 return True
             # Only a keep-alive or nothing: IDLE is re-issued, which is our watchdog.
         return False
+
+
+# How a server says a message in the command was expunged by another client (RFC 5530's
+# EXPUNGEISSUED; Dovecot's text "Some of the requested messages no longer exist").
+_GONE = re.compile(r"EXPUNGEISSUED|no longer exist", re.IGNORECASE)
+
+
+def _still_there(
+    client: IMAPClient, uids: list[int], command: Callable[[list[int]], object]
+) -> list[int]:
+    """Run `command` on those of `uids` still in the selected folder; returns them.
+
+    Another client may expunge a message at any moment. UID SEARCH first names the ones
+    still here; one expunged after it makes the server refuse the whole command
+    (EXPUNGEISSUED): NOOP takes the server's news of it, and the command goes again on
+    those left. Each round has one message fewer, so it ends."""
+    present = _present(client, uids)
+    while present:
+        try:
+            command(present)
+            return present
+        except IMAPClientError as exc:
+            if isinstance(exc, _CONNECTION_ERRORS) or not _GONE.search(str(exc)):
+                raise
+            client.noop()
+            left = _present(client, present)
+            if len(left) == len(present):
+                raise  # it says a message is gone, yet every one is still here
+            present = left
+    return present
+
+
+def _present(client: IMAPClient, uids: list[int]) -> list[int]:
+    if not uids:
+        return []
+    found = set(client.search(["UID", ",".join(map(str, uids))]))
+    return [uid for uid in uids if uid in found]
 
 
 def _take_exists(client: IMAPClient) -> bool:

@@ -7,6 +7,7 @@ is not an error.
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import os
 import time
@@ -27,7 +28,10 @@ from mailbridge.mailbox.base import (
 )
 from mailbridge.probe import Probe, plural
 
+log = logging.getLogger(__name__)
+
 _POLL_SECONDS = 0.5
+_RENAME_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,34 +126,54 @@ class MaildirSource:
         return entry.size if entry.size <= self.max_message_bytes else 0
 
     def _read(self, entry: _Entry) -> InboundMail | None:
-        received = datetime.fromtimestamp(int(entry.mtime), UTC).replace(tzinfo=None)
-        try:
-            if entry.size > self.max_message_bytes:
-                with entry.path.open("rb") as stream:
-                    header = read_header(stream)
-                return InboundMail(entry.key, header, received, oversize=entry.size)
-            return InboundMail(entry.key, entry.path.read_bytes(), received)
-        except FileNotFoundError:
-            return None
+        """The message, also when a mail client renamed it within the inbox since the scan
+        (new/ to cur/, a flag); None when it left the inbox."""
+        for _ in range(_RENAME_ROUNDS):
+            try:
+                return self._read_file(entry)
+            except FileNotFoundError:
+                again = [e for e in self._entries() if e.key == entry.key]
+                if not again:
+                    break
+                entry = again[0]
+        log.info(
+            "message gone before it was fetched", extra={"source": self.name, "key": entry.key}
+        )
+        return None
 
-    def move(self, keys: Sequence[str], destination: Destination) -> None:
-        """Rename each file into the folder's cur/ (created when missing)."""
+    def _read_file(self, entry: _Entry) -> InboundMail:
+        received = datetime.fromtimestamp(int(entry.mtime), UTC).replace(tzinfo=None)
+        if entry.size > self.max_message_bytes:
+            with entry.path.open("rb") as stream:
+                header = read_header(stream)
+            return InboundMail(entry.key, header, received, oversize=entry.size)
+        return InboundMail(entry.key, entry.path.read_bytes(), received)
+
+    def move(self, keys: Sequence[str], destination: Destination) -> list[str]:
+        """Rename each file into the folder's cur/ (created when missing); returns the keys
+        no longer in the inbox (another process moved or deleted the file)."""
         box = self._maildir()
         folder = self.folders[destination]
         if folder not in box.list_folders():
             box.add_folder(folder)
         target = self.path / f".{folder}" / "cur"
-        wanted = set(keys)
-        for entry in self._entries():
-            if entry.key not in wanted:
-                continue
-            name = entry.path.name
-            if entry.path.parent.name == "new" and ":" not in name:
-                name += ":2,"  # a message in cur/ carries an info part
-            try:
-                os.rename(entry.path, target / name)
-            except FileNotFoundError:
-                continue  # another process moved it first
+        left = set(keys)
+        # A file renamed under us may only have changed its name (a mail client marking it
+        # seen moves it from new/ to cur/ with flags): it is looked for again by its key.
+        for _ in range(_RENAME_ROUNDS):
+            found = [entry for entry in self._entries() if entry.key in left]
+            if not found:
+                break
+            for entry in found:
+                name = entry.path.name
+                if entry.path.parent.name == "new" and ":" not in name:
+                    name += ":2,"  # a message in cur/ carries an info part
+                try:
+                    os.rename(entry.path, target / name)
+                except FileNotFoundError:
+                    continue
+                left.discard(entry.key)
+        return sorted(left)
 
     def probe(self) -> Probe:
         """Count what waits; creates nothing (the first run makes what is missing)."""

@@ -58,3 +58,19 @@ class Failed:
 
 
 Outcome = CaseOpened | CaseUpdated | Handled | Quarantined | AlreadyHandled | Failed
+
+
+def committed(outcome: Outcome) -> dict[str, str]:
+    """What was committed for a message, as its log lines say it: the case reference and
+    what became of the message, nothing the email itself says."""
+    if isinstance(outcome, CaseOpened):
+        return {"case": outcome.reference, "outcome": "case"}
+    if isinstance(outcome, CaseUpdated):
+        return {"case": outcome.reference, "outcome": outcome.action}
+    if isinstance(outcome, Handled):
+        return {"outcome": outcome.action}
+    if isinstance(outcome, Quarantined):
+        return {"outcome": "quarantined", "reason_code": outcome.code}
+    if isinstance(outcome, AlreadyHandled):
+        return {"outcome": "duplicate"}
+    return {"outcome": "failed"}

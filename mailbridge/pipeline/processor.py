@@ -22,12 +22,12 @@ from mailbridge.mail.parsing import ParsedEmail
 from mailbridge.pipeline import quarantine
 from mailbridge.pipeline.apply import apply
 from mailbridge.pipeline.outcomes import (
+    AlreadyHandled,
     CaseOpened,
     CaseUpdated,
     Failed,
-    Handled,
     Outcome,
-    Quarantined,
+    committed,
 )
 from mailbridge.pipeline.parse import Limits, parse_or_none
 from mailbridge.pipeline.steps import STEPS, Step, already_handled
@@ -190,22 +190,10 @@ class Processor:
         raise RuntimeError("the processing steps ended without an outcome")
 
     def _log(self, outcome: Outcome) -> None:
-        if isinstance(outcome, CaseOpened):
-            log.info("message processed", extra={"case": outcome.reference, "outcome": "case"})
-        elif isinstance(outcome, CaseUpdated):
-            log.info(
-                "message processed",
-                extra={"case": outcome.reference, "outcome": outcome.action},
-            )
-        elif isinstance(outcome, Handled):
-            log.info("message processed", extra={"outcome": outcome.action})
-        elif isinstance(outcome, Quarantined):
-            log.info(
-                "message processed",
-                extra={"outcome": "quarantined", "reason_code": outcome.code},
-            )
-        else:
-            log.debug("message already handled", extra={"outcome": "duplicate"})
+        if isinstance(outcome, AlreadyHandled):
+            log.debug("message already handled", extra=committed(outcome))
+        elif not isinstance(outcome, Failed):  # a failure was logged as it happened
+            log.info("message processed", extra=committed(outcome))
 
     def _failed(self, work: Work, exc: Exception) -> Outcome:
         trace = "".join(tb.format_exception(exc))

@@ -59,6 +59,7 @@ from mailbridge.pipeline.outcomes import (
     Handled,
     Outcome,
     Quarantined,
+    committed,
 )
 from mailbridge.pipeline.parse import Limits, Parsed, ParsePool, workers_for
 from mailbridge.pipeline.processor import Processor, pending_failures
@@ -246,15 +247,20 @@ class Daemon:
         return full_scan
 
     def _move(self, batch: list[InboundMail], outcomes: list[Outcome], report: PassReport) -> None:
-        """Only now, after the batch's transaction committed, does mail leave the inbox."""
+        """Only now, after the batch's transaction committed, does mail leave the inbox.
+
+        A message another client moved or deleted meanwhile (a person in Outlook, a second
+        daemon) is not an error: what was committed for it stands, and the log says so."""
         moves: dict[Destination, list[str]] = {d: [] for d in Destination}
         for mail, outcome in zip(batch, outcomes, strict=True):
             report.count(outcome)
             if outcome.destination is not None:
                 moves[outcome.destination].append(mail.key)
+        of_key = {mail.key: outcome for mail, outcome in zip(batch, outcomes, strict=True)}
         for destination, keys in moves.items():
             if keys:
-                self.source.move(keys, destination)
+                for key in self.source.move(keys, destination):
+                    log.info("message gone before it was moved", extra=committed(of_key[key]))
 
     def _parsed_ahead(
         self, batches: Iterator[list[InboundMail]]
@@ -414,26 +420,34 @@ class Daemon:
         stopped first. A standby fetches nothing, sends nothing and ticks nothing."""
         config = self.services.config
         shown: str | None = None  # the holder the log last named
-        waited = False
+        away = 0  # attempts in a row that found the database unreachable
         while not self.stopping:
             try:
                 if self.lease.try_acquire():
                     self._holding = True
-                    if waited:
+                    if shown is not None:  # another held it while we waited
                         log.warning(
                             "took over the mailbox",
-                            extra={"mailbox": self.source.name, "previous": shown or "unknown"},
+                            extra={"mailbox": self.source.name, "previous": shown},
                         )
                     return True
                 holder = lease_holder(config, self.source.name)
+                away = 0
             except DATABASE_AWAY as exc:
-                log.error("database unreachable; trying again", extra={"error": one_line(exc)})
-                holder = None
-            waited = True
-            name = holder.name if holder is not None else "another process"
-            if name != shown:
-                log.info(f"standby: {name} holds the mailbox", extra={"mailbox": self.source.name})
-                shown = name
+                holder, away = None, away + 1
+                if away & (away - 1) == 0:  # the 1st, 2nd, 4th, 8th … attempt: no flood
+                    log.error(
+                        "database unreachable; trying again",
+                        extra={"error": one_line(exc), "attempt": away},
+                    )
+            if holder is None:  # the database away, or the holder let go just now
+                self._sleep(LEASE_POLL_SECONDS if away else 0.1)
+                continue
+            if holder.name != shown:
+                log.info(
+                    f"standby: {holder.name} holds the mailbox", extra={"mailbox": self.source.name}
+                )
+                shown = holder.name
             self._sleep(LEASE_POLL_SECONDS)
         return False
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import Engine
 
 from mailbridge.config import Config, MailboxConfig
@@ -20,7 +23,8 @@ from mailbridge.mailbox.imap import ImapSource
 from mailbridge.mailbox.maildir import MaildirSource
 from mailbridge.mailbox.state import DbStateStore, MemoryStateStore
 from tests.helpers.mail import large_attachment
-from tests.servers.dovecot import DovecotServer
+from tests.helpers.person import delete, take_to_their_folder
+from tests.servers.dovecot import NO_MOVE_HOST, NO_UIDPLUS_HOST, DovecotServer
 
 
 def message(n: int) -> bytes:
@@ -140,19 +144,109 @@ def test_moving_a_uid_already_gone_is_not_an_error(
     assert imap_mailbox.uids("Processed") and imap_mailbox.uids("INBOX") == []
 
 
-def test_copy_expunge_fallback_moves_only_the_given_uids(
-    imap_mailbox: DovecotServer, source: ImapSource
-) -> None:
-    uids = [imap_mailbox.append(message(n)) for n in range(3)]
-    fetch_all(source)
+def after_our(source: ImapSource, command: str, change: Callable[[], None], nth: int = 1) -> None:
+    """`change` happens once, right after the server answered the `nth` next `command`
+    (an imapclient method) on the source's connection: the moment between two of its
+    commands, where a person's action would fall in a real race."""
     client = source._client
     assert client is not None
-    source._ensure_folder(client, "Processed")
+    real = getattr(client, command)
+    calls = [0]
 
-    source._copy_and_expunge(client, uids[:2], "Processed")
+    def answer_then_change(*args: object, **kwargs: object) -> object:
+        answer = real(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == nth:
+            change()
+        return answer
 
-    assert imap_mailbox.uids("INBOX") == uids[2:]
-    assert len(imap_mailbox.uids("Processed")) == 2
+    setattr(client, command, answer_then_change)
+
+
+# Where the server offers MOVE, and where it does not (COPY, \\Deleted, then UID EXPUNGE
+# with UIDPLUS, or EXPUNGE without it): the same Dovecot, seen at another address.
+PATHS = {"MOVE": None, "COPY and UID EXPUNGE": NO_MOVE_HOST, "COPY and EXPUNGE": NO_UIDPLUS_HOST}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("meanwhile", [delete, take_to_their_folder])
+@pytest.mark.parametrize(
+    "when", ["before the move", "after our connection heard of it", "between SEARCH and MOVE"]
+)
+def test_move_returns_the_messages_another_client_took_and_moves_the_rest(
+    imap_mailbox: DovecotServer,
+    state: MemoryStateStore,
+    path: str,
+    meanwhile: Callable[[IMAPClient, int], None],
+    when: str,
+) -> None:
+    """A shared mailbox: a person (or a second daemon) moves or deletes a message after
+    we fetched it. Before our move, or once our connection has heard of it, the message is
+    simply not there; between our SEARCH and our MOVE, Dovecot refuses the whole command
+    (EXPUNGEISSUED). Either way the rest is moved and the gone one named."""
+    server = replace(imap_mailbox, host=PATHS[path] or imap_mailbox.host)
+    uids = [server.append(message(n)) for n in range(5)]
+    handled, taken = uids[:4], uids[3]  # the last one waits on: it failed, say
+    source = make_source(server, state)
+    assert source.open() is None and source._client is not None
+    assert source._client.has_capability("MOVE") == (path == "MOVE")
+    fetch_all(source)
+    with imap_mailbox.client() as person:  # a person whose server can MOVE
+        person.select_folder("INBOX")
+        if when == "between SEARCH and MOVE":
+            after_our(source, "search", lambda: meanwhile(person, taken))
+        else:
+            meanwhile(person, taken)
+        if when == "after our connection heard of it":
+            source._call(lambda c: c.noop())
+
+        gone = source.move([str(u) for u in handled], Destination.PROCESSED)
+
+    assert gone == [str(taken)]
+    assert server.uids("INBOX") == [uids[4]]  # only what it was given left the inbox
+    with server.client() as client:
+        client.select_folder("Processed", readonly=True)
+        held = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+    assert sorted(v[b"BODY[]"] for v in held.values()) == [message(n) for n in (0, 1, 2)]
+    assert state.load(source.name)[1] == taken  # the mark goes past the gone one too
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("command", "nth"), [("copy", 1), ("search", 2)], ids=["after COPY", "after its SEARCH"]
+)
+def test_without_move_a_message_deleted_after_our_copy_is_moved_not_gone(
+    imap_mailbox: DovecotServer, state: MemoryStateStore, command: str, nth: int
+) -> None:
+    """COPY done, then a person deletes the original before our STORE \\Deleted: the copy
+    in Processed is the move."""
+    server = replace(imap_mailbox, host=NO_MOVE_HOST)
+    uids = [server.append(message(n)) for n in range(2)]
+    source = make_source(server, state)
+    fetch_all(source)
+    with imap_mailbox.client() as person:  # a person whose server can MOVE
+        person.select_folder("INBOX")
+        after_our(source, command, lambda: delete(person, uids[0]), nth)
+
+        gone = source.move([str(u) for u in uids], Destination.PROCESSED)
+
+    assert gone == []
+    assert server.uids("INBOX") == [] and len(server.uids("Processed")) == 2
+    source.close()
+
+
+def test_a_message_gone_between_search_and_fetch_is_skipped_and_logged(
+    imap_mailbox: DovecotServer, source: ImapSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    uids = [imap_mailbox.append(message(n)) for n in range(3)]
+    with imap_mailbox.client() as person:
+        person.select_folder("INBOX")
+        after_our(source, "search", lambda: delete(person, uids[1]))
+        with caplog.at_level(logging.INFO, logger="mailbridge.mailbox.imap"):
+            assert [m.raw for m in fetch_all(source)] == [message(0), message(2)]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("message gone")]
+    assert record.getMessage() == "message gone before it was fetched"
+    assert record.levelno == logging.INFO and record.uid == uids[1]  # type: ignore[attr-defined]
 
 
 def test_incremental_fetch_returns_only_uids_above_the_mark_and_full_scan_all(

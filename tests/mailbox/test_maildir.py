@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,17 +121,85 @@ def test_move_renames_into_dovecot_style_folders_keeping_bytes(root: Path) -> No
     assert quarantined.name.startswith(keys[2]) and quarantined.name.endswith(":2,")
 
 
-def test_moving_a_message_another_process_took_is_ignored(root: Path) -> None:
-    key = maildir_drop(root, message(1))
+def delete(root: Path, key: str) -> None:
+    """A person deletes the message (or a second daemon took it)."""
+    inbox_file(root, key).unlink()
+
+
+def take_to_their_folder(root: Path, key: str) -> None:
+    """A person files the message in a folder of their own."""
+    (root / ".Person" / "cur").mkdir(parents=True, exist_ok=True)
+    path = inbox_file(root, key)
+    path.rename(root / ".Person" / "cur" / f"{key}:2,S")
+
+
+def mark_seen(root: Path, key: str) -> None:
+    """A person reads it: their mail client renames it into cur/ with the Seen flag."""
+    path = inbox_file(root, key)
+    path.rename(root / "cur" / f"{key}:2,S")
+
+
+def inbox_file(root: Path, key: str) -> Path:
+    (path,) = [p for sub in ("new", "cur") for p in (root / sub).glob(f"{key}*")]
+    return path
+
+
+def after_the_scan(source: MaildirSource, change: Callable[[], None]) -> None:
+    """`change` happens once, right after the source's next look at the inbox: the
+    moment between its scan and its reading or renaming a file."""
+    scan = source._entries
+    pending = [change]
+
+    def scan_then_change() -> list:
+        entries = scan()
+        while pending:
+            pending.pop()()
+        return entries
+
+    source._entries = scan_then_change  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "gone"),
+    [(delete, True), (take_to_their_folder, True), (mark_seen, False)],
+)
+@pytest.mark.parametrize("when", ["before the move", "between the scan and the rename"])
+def test_move_returns_the_messages_that_left_the_inbox_and_moves_the_rest(
+    root: Path, meanwhile: Callable[[Path, str], None], gone: bool, when: str
+) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(3)]
     source = MaildirSource(root)
-    (mail,) = fetch_all(source)
-    (path,) = (root / "new").iterdir()
-    path.unlink()  # as if a second daemon moved it first
+    fetch_all(source)
+    if when == "before the move":
+        meanwhile(root, keys[1])
+    else:
+        after_the_scan(source, lambda: meanwhile(root, keys[1]))
 
-    source.move([mail.key, "no-such-key"], Destination.PROCESSED)
+    left = source.move([*keys, "no-such-key"], Destination.PROCESSED)
 
-    assert list((root / ".Processed" / "cur").iterdir()) == []
-    assert key == mail.key
+    assert left == sorted(["no-such-key", *([keys[1]] if gone else [])])
+    moved = sorted(p.name.split(":")[0] for p in (root / ".Processed" / "cur").iterdir())
+    assert moved == sorted(k for k in keys if not (gone and k == keys[1]))
+    assert mailbox.Maildir(root, create=False).keys() == []
+
+
+def test_a_message_renamed_within_the_inbox_while_fetched_is_still_read(root: Path) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(2)]
+    source = MaildirSource(root)
+    after_the_scan(source, lambda: mark_seen(root, keys[0]))
+    assert [m.raw for m in fetch_all(source)] == [message(0), message(1)]
+
+
+def test_a_message_deleted_while_fetched_is_skipped_and_logged(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = [maildir_drop(root, message(n)) for n in range(2)]
+    source = MaildirSource(root)
+    after_the_scan(source, lambda: delete(root, keys[0]))
+    with caplog.at_level(logging.INFO, logger="mailbridge.mailbox.maildir"):
+        assert [m.raw for m in fetch_all(source)] == [message(1)]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("message gone")]
+    assert record.levelno == logging.INFO and record.key == keys[0]  # type: ignore[attr-defined]
 
 
 def test_fetch_again_returns_what_was_not_moved(root: Path) -> None:

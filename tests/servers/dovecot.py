@@ -34,6 +34,9 @@ from tests.servers import make_self_signed_cert, unavailable
 DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot")
 PASSWORD = "secret"
 NOBODY = 65534
+# Addresses where the server offers no MOVE, and no MOVE nor UIDPLUS (`_config`).
+NO_MOVE_HOST = "127.0.0.2"
+NO_UIDPLUS_HOST = "127.0.0.3"
 # Users present from the start, one per test that asks for a clean mailbox.
 SPARE_USERS = tuple(f"u{n:03d}-{uuid.uuid4().hex[:6]}" for n in range(300))
 _spare = iter(SPARE_USERS)
@@ -223,7 +226,7 @@ ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
+    address = 127.0.0.1 {NO_MOVE_HOST} {NO_UIDPLUS_HOST}
     port = {port}
   }}
   inet_listener imaps {{
@@ -232,6 +235,18 @@ service imap-login {{
     ssl = yes
   }}
 {who["chroot"]}}}
+# The same server, as seen on other loopback addresses, says it cannot MOVE (and there
+# without UIDPLUS): a client then takes its COPY, STORE \\Deleted and EXPUNGE path.
+local {NO_MOVE_HOST} {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE UIDPLUS
+  }}
+}}
+local {NO_UIDPLUS_HOST} {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE
+  }}
+}}
 service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0

@@ -110,6 +110,32 @@ def enquiry(n: int, sender: str = "raj.patel@example.gov.uk") -> tuple[str, byte
     return mid.strip("<>"), msg.as_bytes()
 
 
+# Lets one councillor open a whole backlog of cases at once: a flood (cases/floods.py)
+# otherwise.
+NO_FLOOD_LIMITS = (
+    "[limits]\nnew_cases_per_sender_per_hour = 1000\nnew_cases_per_sender_per_day = 1000"
+)
+
+
+def backlog(imap: DovecotServer, total: int) -> list[str]:
+    """`total` enquiries waiting in the inbox, received on the test's clock; their
+    Message-IDs."""
+    ids = []
+    with imap.client() as client:
+        for n in range(total):
+            mid, raw = enquiry(n)
+            ids.append(mid)
+            client.append("INBOX", raw, msg_time=datetime.now(UTC))
+    return ids
+
+
+def inbound_message_ids(tmp_path: Path) -> Counter[str]:
+    """How many times each Message-ID was stored as inbound mail."""
+    with sqlite3.connect(tmp_path / "mailbridge.db") as db:
+        rows = db.execute("select message_id from message where direction = 'in'")
+        return Counter(r[0] for r in rows)
+
+
 def test_run_once_turns_imap_mail_into_cases_and_acknowledgements(
     tmp_path: Path, imap_mailbox: DovecotServer, smtp_server: SmtpServer, fixed_clock: datetime
 ) -> None:
@@ -292,16 +318,10 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
     config = write_config(
         tmp_path, imap_mailbox, smtp_server,
         mailbox_extra="batch_size = 25", smtp_extra="lease_seconds = 1\nbatch_size = 10",
-        # 200 enquiries from one councillor at once: a flood (cases/floods.py) unless allowed.
-        extra="[limits]\nnew_cases_per_sender_per_hour = 1000\nnew_cases_per_sender_per_day = 1000",
+        extra=NO_FLOOD_LIMITS,
     )  # fmt: skip
     total = 200
-    ids = []
-    with imap_mailbox.client() as client:
-        for n in range(total):
-            mid, raw = enquiry(n)
-            ids.append(mid)
-            client.append("INBOX", raw, msg_time=datetime.now(UTC))  # on the test's clock
+    ids = backlog(imap_mailbox, total)
 
     kills = 0
     # Kill when the case count passes these marks, and once during delivery.
@@ -340,10 +360,8 @@ def test_sigkill_mid_batch_loses_nothing_and_doubles_nothing(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
+    inbound = inbound_message_ids(tmp_path)
     with sqlite3.connect(tmp_path / "mailbridge.db") as db:
-        inbound = Counter(
-            r[0] for r in db.execute("select message_id from message where direction = 'in'")
-        )
         outbox = {r[0]: r[1] for r in db.execute("select message_id, status from outbox")}
         cases = db.execute('select count(*) from "case"').fetchone()[0]
     assert cases == total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -160,6 +161,29 @@ def test_a_second_run_stands_by_says_who_is_active_and_takes_over_when_it_dies(
     assert count(db_url, 'SELECT count(*) FROM "case"') == 2
 
 
+def test_the_standby_takes_over_at_once_when_the_active_one_stops(tmp_path: Path) -> None:
+    """A planned restart of the active node: SIGTERM lets go of the lease on the way out."""
+    inbox = tmp_path / "inbox"
+    mailbox.Maildir(inbox, create=True)
+    config = config_file(
+        tmp_path, mailbox_url=f"maildir:{inbox}", smtp_url=f"maildir:{tmp_path / 'out'}",
+        db_url=f"sqlite:///{tmp_path / 'mailbridge.db'}",
+    )  # fmt: skip
+    fleet = Fleet(config, env())
+    try:
+        fleet.start(2)
+        active = fleet.wait_for_holder()
+        [standby] = fleet.standbys()
+        standby.log.wait_for("standby:")
+        active.proc.send_signal(signal.SIGTERM)
+        assert active.proc.wait(timeout=30) == 0
+        standby.log.wait_for(TAKEN_OVER, seconds=TAKEOVER_SECONDS)
+        assert fleet.holder() is standby
+    finally:
+        codes = fleet.stop()
+    assert codes == [0, 0], fleet.logs()
+
+
 def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
     """A cron `run --once` overlapping the service: while one holds the mailbox, a second
     --once says so; after, the mailbox is free again."""
@@ -173,17 +197,19 @@ def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
     for n in range(1000):  # several seconds of work
         raw = fixture_bytes(POTHOLE).replace(b"Message-ID: <", f"Message-ID: <{n}-".encode(), 1)
         maildir_drop(inbox, raw)
-    first = subprocess.Popen(
-        python_command("mailbridge", "run", "--once", "--config", str(config)),
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "first.log"  # a pipe nobody reads while it works would fill and stop it
+    with log.open("w") as err:
+        first = subprocess.Popen(
+            python_command("mailbridge", "run", "--once", "--config", str(config)),
+            env=env(), stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
     outputs = []
     while first.poll() is None:
         second = mailbridge("run", "--once", "--config", str(config))
         assert second.returncode == 0, second.stderr
         outputs.append(second.stdout)
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, log.read_text()
     outputs.append(out)
     busy = [o for o in outputs if "is processing this mailbox; nothing done" in o]
     assert busy, "no run --once overlapped another: nothing was shown"
