@@ -52,8 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.console import scratch_database  # noqa: E402
-from bench.ingest import enquiry, members  # noqa: E402
-from mailbridge.config import write_signing_key  # noqa: E402
+from bench.ingest import enquiry, members, set_up  # noqa: E402
 from mailbridge.store.models import Message, OutboxMessage, OutboxStatus, utcnow  # noqa: E402
 from tests.servers.dovecot import SPARE_USERS, DovecotServer, running_dovecot  # noqa: E402
 from tests.servers.fleet import Fleet  # noqa: E402
@@ -199,52 +198,8 @@ def rig(
     ):
         cleanup.callback(smtp.stop)
         work = Path(tmp)
-        write_signing_key(work / "signing.key")
-        config = work / "config.toml"
-        config.write_text(
-            f"""
-[mailbox]
-url = "imap://{imap.user}@{imap.host}:{imap.port}/"
-password_env = "BENCH_IMAP_PASSWORD"
-[smtp]
-url = "smtp://127.0.0.1:{smtp_port}"
-from_address = "enquiries@example.gov.uk"
-[database]
-url = "{db_url}"
-[storage]
-data_dir = "{work / "data"}"
-[security]
-signing_key_file = "{work / "signing.key"}"
-[trust]
-authserv_ids = ["mx.example.gov.uk"]
-[schedule]
-coordinator_digest_at = ""
-member_digest_at = ""
-management_summary_at = ""
-[limits]
-new_cases_per_sender_per_hour = 1000000
-new_cases_per_sender_per_day = 1000000
-[[service_areas]]
-name = "Highways"
-keywords = ["pothole", "road", "street light"]
-""",
-            encoding="utf-8",
-        )
-        csv = work / "members.csv"
-        csv.write_text(
-            "name,email,extra_emails,division,district,party\n"
-            + "".join(
-                f"{n},{e},,Division {i},District {i % 7},Independent\n"
-                for i, (n, e) in enumerate(members(60))
-            )
-        )
+        config = set_up(work, f"imap://{imap.user}@{imap.host}:{imap.port}/", smtp_port, db_url)
         env = {**os.environ, "BENCH_IMAP_PASSWORD": imap.password}
-        subprocess.run(
-            [sys.executable, "-m", "mailbridge", "members", "import", str(csv), "-c", str(config)],
-            check=True,
-            env=env,
-            capture_output=True,
-        )
         engine = create_engine(db_url)
         cleanup.callback(engine.dispose)
         yield Rig(imap, arrivals, db_url, engine, config, env)
