@@ -112,6 +112,7 @@ class Rig:
     engine: Engine
     config: Path
     env: dict[str, str]
+    fleet: Fleet  # the daemons on this mailbox
     ids: list[str] = field(default_factory=list)  # Message-IDs appended so far
     rng: random.Random = field(default_factory=lambda: random.Random(42))
     earlier: dict[str, list[str]] = field(default_factory=dict)
@@ -202,7 +203,16 @@ def rig(
         env = {**os.environ, "BENCH_IMAP_PASSWORD": imap.password}
         engine = create_engine(db_url)
         cleanup.callback(engine.dispose)
-        yield Rig(imap, arrivals, db_url, engine, config, env)
+        fleet = Fleet(config, env)
+        cleanup.callback(kill_survivors, fleet)
+        yield Rig(imap, arrivals, db_url, engine, config, env, fleet)
+
+
+def kill_survivors(fleet: Fleet) -> None:
+    """Whatever happened to the run, no daemon of it lives on."""
+    for daemon in fleet.daemons:
+        if daemon.alive:
+            fleet.kill(daemon)
 
 
 def stop(fleet: Fleet) -> int:
@@ -219,7 +229,7 @@ def max_median(values: list[float]) -> str:
 
 def takeover(rig: Rig, n: int, daemons: int, kills: int, ack_wait: float) -> dict[str, str]:
     rig.append(n)
-    fleet = Fleet(rig.config, rig.env)
+    fleet = rig.fleet
     fleet.start(daemons)
     fleet.wait_for_holder(60)
     takeovers: list[float] = []
@@ -274,7 +284,7 @@ def recovery(arrivals: Arrivals, waiting: list[tuple[float, set[str]]]) -> tuple
 
 
 def restart(rig: Rig, per_round: int, rounds: int, ack_wait: float) -> dict[str, str]:
-    fleet = Fleet(rig.config, rig.env)
+    fleet = rig.fleet
     [daemon] = fleet.start(1)
     fleet.wait_for_holder(60)
     kills = 0
@@ -366,7 +376,7 @@ def folders_of(imap: DovecotServer) -> dict[str, set[str]]:
 
 def person(rig: Rig, n: int, ack_wait: float) -> dict[str, str]:
     rig.append(n)
-    fleet = Fleet(rig.config, rig.env)
+    fleet = rig.fleet
     [daemon] = fleet.start(1)
     fleet.wait_for_holder(60)
     someone = Person(rig.imap)
