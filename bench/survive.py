@@ -39,12 +39,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import Engine, create_engine, func, select
 
@@ -80,7 +82,7 @@ class Arrivals:
     times: dict[str, list[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
         mid = message_id_of(envelope.content)
@@ -108,7 +110,6 @@ class Rig:
 
     imap: DovecotServer
     arrivals: Arrivals
-    db_url: str
     engine: Engine
     config: Path
     env: dict[str, str]
@@ -117,7 +118,7 @@ class Rig:
     rng: random.Random = field(default_factory=lambda: random.Random(42))
     earlier: dict[str, list[str]] = field(default_factory=dict)
 
-    def append(self, n: int) -> list[str]:
+    def append(self, n: int) -> None:
         """N more enquiries into INBOX (a tenth chase an earlier one), in one go."""
         people = members(60)
         start = len(self.ids)
@@ -131,9 +132,7 @@ class Rig:
                     "INBOX",
                     [{"msg": raw, "date": datetime.now(UTC)} for raw in raws[chunk : chunk + 200]],
                 )
-        added = [message_id_of(raw) for raw in raws]
-        self.ids += added
-        return added
+        self.ids += [message_id_of(raw) for raw in raws]
 
     def inbound(self) -> Counter[str]:
         """Inbound messages stored, by Message-ID (each is a case or part of one)."""
@@ -170,7 +169,7 @@ class Rig:
         return self.queued() <= self.arrivals.accepted()
 
 
-def wait_until(condition, seconds: float, step: float = 0.2) -> bool:
+def wait_until(condition: Callable[[], bool], seconds: float, step: float = 0.2) -> bool:
     """Whether the condition came true within the seconds."""
     deadline = time.monotonic() + seconds
     while not condition():
@@ -205,7 +204,7 @@ def rig(
         cleanup.callback(engine.dispose)
         fleet = Fleet(config, env)
         cleanup.callback(kill_survivors, fleet)
-        yield Rig(imap, arrivals, db_url, engine, config, env, fleet)
+        yield Rig(imap, arrivals, engine, config, env, fleet)
 
 
 def kill_survivors(fleet: Fleet) -> None:
@@ -345,7 +344,7 @@ class Person:
                         self.refused += 1
                 self.stopping.wait(rng.uniform(0.1, 0.5))
 
-    def take(self, client, uid: int, delete: bool) -> None:
+    def take(self, client: IMAPClient, uid: int, delete: bool) -> None:
         self.actions += 1
         if not delete:
             client.move([uid], PERSON_FOLDER)
