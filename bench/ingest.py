@@ -138,6 +138,65 @@ def enquiry(
     return msg.as_bytes()
 
 
+def set_up(
+    work: Path, mailbox_url: str, smtp_port: int, db_url: str, mailbox_extra: str = ""
+) -> Path:
+    """The benchmarks' config in `work` (a quiet log, the council's gateway named, no digests,
+    limits no councillor reaches) and its database with the 60 members; the config's path."""
+    write_signing_key(work / "signing.key")  # `run` refuses to start without one
+    config = work / "config.toml"
+    config.write_text(
+        f"""
+[mailbox]
+url = "{mailbox_url}"
+password_env = "BENCH_IMAP_PASSWORD"
+{mailbox_extra}[smtp]
+url = "smtp://127.0.0.1:{smtp_port}"
+from_address = "enquiries@example.gov.uk"
+[database]
+url = "{db_url}"
+[storage]
+data_dir = "{work / "data"}"
+[logging]
+level = "WARNING"
+[security]
+signing_key_file = "{work / "signing.key"}"
+[trust]
+authserv_ids = ["mx.example.gov.uk"]
+[schedule]
+# Digests go out by the clock: none in the middle of a run that counts the mail sent.
+coordinator_digest_at = ""
+member_digest_at = ""
+management_summary_at = ""
+[limits]
+# 60 members write all the emails within minutes: far beyond any councillor, not a flood.
+new_cases_per_sender_per_hour = 1000000
+new_cases_per_sender_per_day = 1000000
+[[service_areas]]
+name = "Highways"
+keywords = ["pothole", "road", "street light"]
+[[service_areas]]
+name = "School Transport"
+keywords = ["school transport"]
+""",
+        encoding="utf-8",
+    )
+    csv = work / "members.csv"
+    csv.write_text(
+        "name,email,extra_emails,division,district,party\n"
+        + "".join(
+            f"{n},{e},,Division {i},District {i % 7},Independent\n"
+            for i, (n, e) in enumerate(members(60))
+        )
+    )
+    subprocess.run(
+        [sys.executable, "-m", "mailbridge", "members", "import", str(csv), "-c", str(config)],
+        check=True,
+        capture_output=True,
+    )
+    return config
+
+
 def watch_peaks(pid: int, stop: threading.Event, peaks: dict[int, int]) -> None:
     """Each mailbridge process's peak RSS (VmHWM, kB), read until the run ends.
 
@@ -227,53 +286,11 @@ def main() -> None:
                     conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
                 admin.dispose()
                 db_url = args.pg.rsplit("/", 1)[0] + "/" + pg_name
-            write_signing_key(work / "signing.key")  # `run` refuses to start without one
-            (work / "config.toml").write_text(
-                f"""
-[mailbox]
-url = "imap://{dv.user}@{dv.host}:{dv.port}/"
-password_env = "BENCH_IMAP_PASSWORD"
-{workers}[smtp]
-url = "smtp://127.0.0.1:{smtp_port}"
-from_address = "enquiries@example.gov.uk"
-[database]
-url = "{db_url}"
-[storage]
-data_dir = "{work / "data"}"
-[logging]
-level = "WARNING"
-[security]
-signing_key_file = "{work / "signing.key"}"
-[trust]
-authserv_ids = ["mx.example.gov.uk"]
-[limits]
-# 60 members write all the emails within minutes: far beyond any councillor, not a flood.
-new_cases_per_sender_per_hour = 1000000
-new_cases_per_sender_per_day = 1000000
-[[service_areas]]
-name = "Highways"
-keywords = ["pothole", "road", "street light"]
-[[service_areas]]
-name = "School Transport"
-keywords = ["school transport"]
-"""
-            )
-            csv = work / "members.csv"
-            csv.write_text(
-                "name,email,extra_emails,division,district,party\n"
-                + "".join(
-                    f"{n},{e},,Division {i},District {i % 7},Independent\n"
-                    for i, (n, e) in enumerate(people)
-                )
+            config = set_up(
+                work, f"imap://{dv.user}@{dv.host}:{dv.port}/", smtp_port, db_url, workers
             )
             env = {**os.environ, "BENCH_IMAP_PASSWORD": dv.password}
             mb = [str(ROOT / ".venv/bin/mailbridge")]
-            subprocess.run(
-                [*mb, "members", "import", str(csv), "-c", str(work / "config.toml")],
-                check=True,
-                env=env,
-                capture_output=True,
-            )
 
             earlier: dict[str, list[str]] = {}
             raws = [enquiry(i, rng.choice(people), rng, earlier) for i in range(args.n)]
@@ -294,7 +311,7 @@ keywords = ["school transport"]
             )
 
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cmd = [*mb, "run", "--once", "-c", str(work / "config.toml")]
+            cmd = [*mb, "run", "--once", "-c", str(config)]
             if args.profile:
                 cmd = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "mailbridge",
                        *cmd[1:]]  # fmt: skip

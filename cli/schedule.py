@@ -15,7 +15,7 @@ from mailbridge.cli.context import ConfigOption, console, err_console, friendly,
 from mailbridge.deadlines import run
 from mailbridge.deadlines.plan import DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import outbox
-from mailbridge.delivery.courier import CourierTotals, deliver_until_idle
+from mailbridge.delivery.courier import CourierTotals, claimer_for, deliver_until_idle
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import UserError
 from mailbridge.services import Services
@@ -113,14 +113,19 @@ def run_due(
         report = run.run_due(services, _now(now, services))
         totals = CourierTotals()
         if not no_deliver and report.done:
-            deliver_until_idle(
-                engine,
-                cfg,
-                lambda: open_sender(cfg),
-                outbox.RateLimiter(cfg.smtp.rate_limit_per_minute),
-                totals,
-                lambda: False,
-            )
+            claimer = claimer_for(cfg)
+            try:
+                deliver_until_idle(
+                    engine,
+                    cfg,
+                    lambda: open_sender(cfg),
+                    outbox.RateLimiter(cfg.smtp.rate_limit_per_minute),
+                    totals,
+                    lambda: False,
+                    claimer=claimer,
+                )
+            finally:
+                claimer.release()
     for key, outcome in report.done:
         console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
     outcomes = [o for _, o in report.done]

@@ -2,8 +2,10 @@
 
 A slow or rate-limited SMTP server (Exchange Online takes 30 messages a minute) must never
 hold up turning mail into cases, and the two kinds of work then use two CPU cores. The
-courier and the ingest loop share nothing but the outbox table: ingest commits rows and
-wakes the courier; the courier claims rows under a lease, as any number of senders may.
+courier and the ingest loop share the outbox table and a little shared memory: ingest
+commits rows and wakes the courier; the courier claims rows under a lease and in its own
+name, as any number of senders may (claims.py), and tells the daemon how SMTP is faring
+(`SmtpHealth`), for the alerts and the health file.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from mailbridge import logs
 from mailbridge.config import Config
 from mailbridge.delivery import outbox
+from mailbridge.delivery.claims import Claimer
 from mailbridge.delivery.receipts import FOLD_SECONDS, Receipts
-from mailbridge.delivery.transports.base import Sender
+from mailbridge.delivery.transports.base import (
+    PermanentDeliveryError,
+    Sender,
+    SmtpLoginRefused,
+)
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import one_line
 from mailbridge.store.db import make_engine
@@ -39,21 +46,99 @@ PAUSE_FIRST_SECONDS = 1.0
 PAUSE_MAX_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class SmtpHealth:
-    """What delivery last saw of the SMTP server, for the alerts (service/alerts.py)."""
-
-    last_send: datetime | None
-    failing: str | None  # "login_refused" | "unreachable" | None
-    failing_since: datetime | None
-    detail: str
-
-
 @dataclass
 class CourierTotals:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpHealth:
+    """How delivery is faring, for alerts and the health file; never anything from a mail.
+
+    `failing` is None while SMTP works, else what failed when the connection was opened:
+    "login_refused", which needs a person (the server refused our login, and `detail` holds
+    its words alone; or it lacks what the login settings ask for, STARTTLS or AUTH, and
+    `detail` says which), or "unreachable" (no connection, a 4xx greeting, no OAuth token;
+    `detail` says which). The next email the server accepts clears it.
+    """
+
+    last_send: datetime | None  # when the server last accepted an email
+    failing: str | None
+    failing_since: datetime | None
+    detail: str
+
+
+FAILURES = (None, "login_refused", "unreachable")
+DETAIL_BYTES = 300
+
+
+def failure_of(error: Exception) -> tuple[str, str]:
+    """What kind of failure opening the transport is, and the words to keep for it."""
+    if isinstance(error, SmtpLoginRefused):
+        return "login_refused", error.words
+    if isinstance(error, PermanentDeliveryError):
+        return "login_refused", str(error)
+    return "unreachable", str(error)
+
+
+class HealthBoard:
+    """SmtpHealth in shared memory, written by whoever delivers (the courier process, or
+    the daemon itself) and read by the daemon.
+
+    No lock a dying courier could keep: a sequence number, odd while a write is under way,
+    tells the reader to read again; a writer killed mid-write leaves it odd, and the reader
+    then takes what it finds after a few tries, until the next write puts it right.
+    """
+
+    def __init__(self, ctx: Any = multiprocessing) -> None:
+        self._numbers = ctx.RawArray("d", 5)  # sequence, last send, failure, since, length
+        self._detail = ctx.RawArray("c", DETAIL_BYTES)
+
+    def sent(self, at: datetime) -> None:
+        self._write(last_send=at.timestamp(), failure=0, since=0.0, detail=b"")
+
+    def failed(self, error: Exception, at: datetime) -> None:
+        kind, words = failure_of(error)
+        code = FAILURES.index(kind)
+        since = self._numbers[3] if self._numbers[2] == code else at.timestamp()
+        detail = words.encode("utf-8", "replace")[:DETAIL_BYTES]
+        self._write(last_send=self._numbers[1], failure=code, since=since, detail=detail)
+
+    def record(self, report: outbox.DeliveryReport) -> None:
+        """What one batch learned: an open that failed, or mail accepted."""
+        if report.open_error is not None:
+            self.failed(report.open_error, datetime.now(UTC))
+        elif report.last_sent_at is not None:
+            self.sent(report.last_sent_at)
+
+    def read(self) -> SmtpHealth:
+        for _ in range(100):
+            sequence = self._numbers[0]
+            numbers, detail = self._numbers[:], self._detail.raw
+            if sequence % 2 == 0 and self._numbers[0] == sequence:
+                break
+            time.sleep(0.001)
+        _, last_send, code, since, length = numbers
+        return SmtpHealth(
+            last_send=_moment(last_send),
+            failing=FAILURES[int(code)] if 0 <= code < len(FAILURES) else None,
+            failing_since=_moment(since),
+            detail=detail[: int(length)].decode("utf-8", "replace"),
+        )
+
+    def _write(self, *, last_send: float, failure: int, since: float, detail: bytes) -> None:
+        sequence = int(self._numbers[0])
+        begun = sequence + 1 if sequence % 2 == 0 else sequence  # odd: a write under way
+        self._numbers[0] = begun
+        self._detail[: len(detail)] = detail
+        self._numbers[1:] = [last_send, failure, since, len(detail)]
+        self._numbers[0] = begun + 1
+
+
+def _moment(stamp: float) -> datetime | None:
+    return datetime.fromtimestamp(stamp, UTC) if stamp else None
 
 
 def deliver_until_idle(
@@ -64,6 +149,9 @@ def deliver_until_idle(
     totals: CourierTotals,
     stopping: Callable[[], bool],
     receipts: Receipts | None = None,
+    *,
+    claimer: Claimer | None = None,
+    health: HealthBoard | None = None,
 ) -> None:
     """Deliver batch after batch until a batch comes back short (nothing more is due)."""
     smtp = config.smtp
@@ -81,12 +169,20 @@ def deliver_until_idle(
                 rate_limit=rate_limit,
                 stopping=stopping,
                 receipts=receipts,
+                claimer=claimer,
             )
+        if health is not None:
+            health.record(result)
         totals.sent += result.sent
         totals.retried += result.retried
         totals.failed += result.failed
         if result.claimed < size:
             return
+
+
+def claimer_for(config: Config) -> Claimer:
+    """This process's name on the rows it claims (delivery/claims.py)."""
+    return Claimer(config.database.url, config.storage.data_dir)
 
 
 class Doorbell:
@@ -161,17 +257,20 @@ class Doorbell:
 class Courier:
     """Starts, wakes and stops the delivery process; collects what it sent."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, health: HealthBoard | None = None) -> None:
+        """`health`: a board to write on, shared with an earlier courier this one replaces
+        (the last send it saw stays known)."""
         # fork: the child shares the loaded modules and config, and starts in milliseconds.
         # It is started before any connection is open, and opens its own.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         self.config = config
+        self.health = health or HealthBoard(ctx)
         self._bell = Doorbell(ctx)
         self._counts = ctx.RawArray("q", 3)  # no lock a dying courier could keep
         self._process = ctx.Process(
             target=_courier_main,
-            args=(config, self._bell, self._counts, os.getpid()),
+            args=(config, self._bell, self._counts, os.getpid(), self.health),
             name="mailbridge-courier",
         )
 
@@ -208,7 +307,9 @@ class Courier:
         return self._process.exitcode
 
 
-def _courier_main(config: Config, bell: Doorbell, counts: Any, parent_pid: int) -> None:
+def _courier_main(
+    config: Config, bell: Doorbell, counts: Any, parent_pid: int, health: HealthBoard
+) -> None:
     """The delivery process: deliver, sleep until woken, repeat; leave when told or orphaned."""
     # Ctrl-C reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -217,6 +318,7 @@ def _courier_main(config: Config, bell: Doorbell, counts: Any, parent_pid: int) 
     # Its commits only mark mail sent: no sync to disk per email (see db.py).
     engine = make_engine(config.database.url, durable=False)
     receipts = receipts_for(config)
+    claimer = claimer_for(config)
     # A stop request cuts a rate-limit pause short.
     rate_limit = outbox.RateLimiter(config.smtp.rate_limit_per_minute, sleep=bell.pause)
     totals = CourierTotals()
@@ -231,7 +333,10 @@ def _courier_main(config: Config, bell: Doorbell, counts: Any, parent_pid: int) 
             bell.clear()
             try:
                 send = partial(open_sender, config)
-                deliver_until_idle(engine, config, send, rate_limit, totals, stopping, receipts)
+                deliver_until_idle(
+                    engine, config, send, rate_limit, totals, stopping, receipts,
+                    claimer=claimer, health=health,
+                )  # fmt: skip
             except Exception as exc:
                 if draining:  # run --once: say so and end, the rows stay queued
                     raise
@@ -257,6 +362,7 @@ def _courier_main(config: Config, bell: Doorbell, counts: Any, parent_pid: int) 
         counts[:] = [totals.sent, totals.retried, totals.failed]
         if receipts is not None:
             _leave(receipts, engine)
+        claimer.release()
         engine.dispose()
 
 

@@ -4,8 +4,10 @@ transaction, deliver later.
 Delivery claims due rows with a lease in one short transaction, talks SMTP with no
 transaction open, then records each result in its own short transaction (the courier on
 SQLite writes accepted mail to a receipts file and marks it in bulk: receipts.py). A
-sender that dies leaves its claimed rows to become due again when the lease expires;
-they are sent again with the same Message-ID, so a repeat is recognisable as one.
+sender writes its name on the rows it claims and holds a lock of that name while it lives
+(claims.py): the rows of a sender that died are taken over by the next claim, not left
+until the lease ends, and sent again with the same Message-ID, so a repeat is
+recognisable as one.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
+from mailbridge.delivery.claims import Claimer, take_over
 from mailbridge.delivery.receipts import Receipts
 from mailbridge.delivery.transports.base import (
     PermanentDeliveryError,
     Sender,
     TemporaryDeliveryError,
 )
+from mailbridge.errors import DeliveryError
 from mailbridge.store.db import insert_later, insert_row, transaction
 from mailbridge.store.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
 
@@ -135,6 +139,8 @@ class DeliveryReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    last_sent_at: datetime | None = None  # when the server last accepted an email
+    open_error: DeliveryError | None = None  # the transport could not be opened
 
     @property
     def claimed(self) -> int:
@@ -148,19 +154,26 @@ def claim(
     lease_seconds: float,
     now: datetime,
     receipts: Receipts | None = None,
+    claimer: Claimer | None = None,
 ) -> list[int]:
-    """Take due rows for this sender: no other sender gets them until the lease ends.
+    """Take due rows for this sender: no other sender gets them while this one lives and
+    the lease lasts.
 
     With `receipts`, every receipt in their folder (ours and other couriers') is marked
     sent in the same transaction, before anything is claimed: one wait for SQLite's lock,
-    not two, and no row that was sent can be claimed again.
+    not two, and no row that was sent can be claimed again. With `claimer`, the rows are
+    claimed in its name, and the rows of senders that died are taken over first, after
+    those receipts are marked (claims.py).
     """
+    dead = claimer.dead_senders(engine, now) if claimer is not None else []
     with (
         receipts.taken() if receipts is not None else nullcontext(None) as taken,
         transaction(engine) as session,
     ):
         if taken is not None:
             taken.mark(session)
+        if dead:
+            take_over(session, dead, now)
         due = (
             select(OutboxMessage.id)
             .where(
@@ -175,6 +188,9 @@ def claim(
         ids = list(session.execute(due).scalars().all())
         if not ids:
             return []
+        # Our lock is taken only once there is something to claim (a file, or a connection
+        # of its own on PostgreSQL), then kept by the courier for its life.
+        name = claimer.hold() if claimer is not None else None
         claimed = session.execute(
             update(OutboxMessage)
             .where(
@@ -185,6 +201,7 @@ def claim(
             .values(
                 next_attempt_at=now + timedelta(seconds=lease_seconds),
                 attempts=OutboxMessage.attempts + 1,
+                claimed_by=name,
             )
             .returning(OutboxMessage.id)
         )
@@ -204,6 +221,7 @@ def deliver_due(
     now: Callable[[], datetime] = utcnow,
     stopping: Callable[[], bool] | None = None,
     receipts: Receipts | None = None,
+    claimer: Claimer | None = None,
 ) -> DeliveryReport:
     """Send one batch of due mail over one connection; never inside a case transaction.
 
@@ -214,7 +232,12 @@ def deliver_due(
     """
     report = DeliveryReport()
     ids = claim(
-        engine, batch_size=batch_size, lease_seconds=lease_seconds, now=now(), receipts=receipts
+        engine,
+        batch_size=batch_size,
+        lease_seconds=lease_seconds,
+        now=now(),
+        receipts=receipts,
+        claimer=claimer,
     )
     if not ids:
         return report
@@ -223,6 +246,7 @@ def deliver_due(
     except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
         # The server is unreachable or refused our login: nothing is wrong with the mail.
         log.error("cannot open the mail transport", extra={"error": str(exc)})
+        report.open_error = exc
         for row in _load(engine, ids):
             if row is not None:
                 _retry_later(
@@ -264,6 +288,7 @@ def deliver_due(
         else:
             _sent(engine, row, result.refused, now())
         report.sent += 1
+        report.last_sent_at = now()
     return report
 
 
@@ -298,7 +323,7 @@ def _release(engine: Engine, ids: list[int]) -> None:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
-            .values(next_attempt_at=utcnow(), attempts=OutboxMessage.attempts - 1)
+            .values(next_attempt_at=utcnow(), attempts=OutboxMessage.attempts - 1, claimed_by=None)
         )
 
 
@@ -386,7 +411,11 @@ def _retry_later(
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == row.id)  # type: ignore[arg-type]
-            .values(next_attempt_at=at + timedelta(seconds=delay), last_error=error[:2000])
+            .values(
+                next_attempt_at=at + timedelta(seconds=delay),
+                last_error=error[:2000],
+                claimed_by=None,  # a retry waiting, not a lease: no takeover may cut it short
+            )
         )
     log.info(
         "mail delivery deferred",

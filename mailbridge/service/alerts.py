@@ -88,7 +88,7 @@ WORDS = {
         "(mailbridge check), and the log's 'delivery paused' lines",
     ),
     Kind.TAKEOVER: Words(
-        "a standby mailbridge took over the mailbox",
+        "a standby mailbridge has taken the mailbox over",
         "the instance that held it stopped or died: find out why on that machine (its log, "
         "systemctl status mailbridge) and start it again as the new standby",
     ),

@@ -41,7 +41,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from mailbridge.config import without_password
 from mailbridge.deadlines import run
 from mailbridge.delivery import outbox
-from mailbridge.delivery.courier import Courier, CourierTotals, SmtpHealth, deliver_until_idle
+from mailbridge.delivery.courier import (
+    Courier,
+    CourierTotals,
+    HealthBoard,
+    SmtpHealth,
+    claimer_for,
+    deliver_until_idle,
+)
 from mailbridge.delivery.transports.base import Sender
 from mailbridge.errors import LoginRefused, MailbridgeError, Unreachable, one_line
 from mailbridge.mailbox.base import Destination, InboundMail, MailboxSource
@@ -178,6 +185,9 @@ class Daemon:
         self.watching = False  # alerts are the service's: `run --once` raises none
         smtp = services.config.smtp
         self.rate_limit = outbox.RateLimiter(smtp.rate_limit_per_minute)
+        # In-process delivery's name on the rows it claims, its lock held while it delivers.
+        self.claimer = claimer_for(services.config)
+        self.health = courier.health if courier is not None else HealthBoard()
 
     # -- one pass ---------------------------------------------------------------------
 
@@ -312,10 +322,6 @@ class Daemon:
         except Exception:  # a bug here must not end the service: logged in full
             log.exception("alerts review failed")
 
-    def smtp_health(self) -> SmtpHealth:
-        """What delivery last saw of the SMTP server (nothing known yet)."""
-        return SmtpHealth(last_send=None, failing=None, failing_since=None, detail="")
-
     def _retention(self) -> None:
         """The retention policy's run, once a day from [retention] run_at (claimed under a
         key, so once across restarts and daemons); a failure is logged, never the end of
@@ -339,15 +345,24 @@ class Daemon:
             self.courier.wake()
             return
         totals = CourierTotals()
-        deliver_until_idle(
-            self.services.engine,
-            self.services.config,
-            self.sender_factory,
-            self.rate_limit,
-            totals,
-            lambda: self.stopping,
-        )
+        try:
+            deliver_until_idle(
+                self.services.engine,
+                self.services.config,
+                self.sender_factory,
+                self.rate_limit,
+                totals,
+                lambda: self.stopping,
+                claimer=self.claimer,
+                health=self.health,
+            )
+        finally:
+            self.claimer.release()  # nothing is claimed between deliveries
         report.add_delivery(totals)
+
+    def smtp_health(self) -> SmtpHealth:
+        """How delivery is faring, from the courier process or this one's own delivery."""
+        return self.health.read()
 
     def _revive_courier(self) -> None:
         """A delivery process that ended (killed, out of memory) is replaced: otherwise every
@@ -359,7 +374,7 @@ class Daemon:
         log.error("delivery process ended; starting a new one", extra={"exit_code": code})
         self._earlier_deliveries.append(self.courier.totals())
         self.services.engine.dispose()  # no pooled connection may cross into the new child
-        self.courier = Courier(self.services.config)
+        self.courier = Courier(self.services.config, health=self.health)
         self.courier.start()
 
     def _start_workers(self) -> None:
@@ -369,7 +384,7 @@ class Daemon:
             self.parse_pool.start()
         if self.courier is not None and self.deliver_enabled:
             if self.courier.exitcode is not None:  # it ran while we held the lease before
-                self.courier = Courier(self.services.config)
+                self.courier = Courier(self.services.config, health=self.health)
             self.courier.start()
 
     def _stop_workers(self, report: PassReport | None, *, drain: bool) -> None:

@@ -60,7 +60,10 @@ class Fleet:
         found = lease_holder(load_config(self.config))
         if found is None:
             return None
-        pid = int(found.name.rsplit(":", 1)[1])
+        host, _, pid_text = found.name.rpartition(":")
+        if not host or not pid_text.isdigit():
+            return None  # a new holder is writing its name this instant (no "host:pid" yet)
+        pid = int(pid_text)
         return next((d for d in self.daemons if d.pid == pid and d.alive), None)
 
     def wait_for_holder(self, seconds: float = 30) -> Daemon:

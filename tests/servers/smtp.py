@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import socket
@@ -63,6 +64,7 @@ class Handler:
 SERVER_FIXTURES = frozenset(
     {
         "smtp_server",
+        "smtp_slow_server",
         "smtp_idle_server",
         "smtp_ascii_server",
         "smtp_auth_server",
@@ -165,6 +167,23 @@ def _start(
 def smtp_server() -> Iterator[SmtpServer]:
     """A plain SMTP server that accepts everything (unless told otherwise)."""
     yield from _start(Handler())
+
+
+class SlowHandler(Handler):
+    """Takes a while over each message, as a real server does."""
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(SLOW_DATA_SECONDS)
+        return await super().handle_DATA(server, session, envelope)
+
+
+SLOW_DATA_SECONDS = 0.03
+
+
+@pytest.fixture
+def smtp_slow_server() -> Iterator[SmtpServer]:
+    """Takes 30 ms over each message: delivery lags ingest, so a kill can fall amid it."""
+    yield from _start(SlowHandler())
 
 
 @pytest.fixture

@@ -254,7 +254,7 @@ def test_a_takeover_is_one_alert_and_no_all_clear(
     review(w, t0, SMTP_OK)
     review(w, minutes(t0, 20), SMTP_OK)
     [alert] = alerts(engine)
-    assert "a standby mailbridge took over the mailbox" in text_of(alert)
+    assert "a standby mailbridge has taken the mailbox over" in text_of(alert)
     assert "took over from node-a:4242" in text_of(alert)
     [incident] = incidents(engine)
     assert incident.kind == Kind.TAKEOVER and incident.cleared_at is not None

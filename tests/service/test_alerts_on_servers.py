@@ -350,7 +350,7 @@ def test_a_standby_taking_over_sends_one_alert_and_no_all_clear(
     finally:
         fleet.stop()
     assert subjects(smtp_server, "mailbridge alert:") == [
-        "mailbridge alert: a standby mailbridge took over the mailbox"
+        "mailbridge alert: a standby mailbridge has taken the mailbox over"
     ], fleet.logs()
     assert subjects(smtp_server, "mailbridge all clear:") == []
     [alert] = smtp_server.messages

@@ -50,7 +50,10 @@ def write_config(
     mailbox_extra: str = "",
     smtp_extra: str = "",
     extra: str = "",
+    database_url: str | None = None,
 ) -> Path:
+    """The config of a service on these servers, its database set up (SQLite beside it
+    unless `database_url` names another) with the members in its directory."""
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -64,7 +67,7 @@ from_address = "enquiries@example.gov.uk"
 {smtp_extra}
 {NO_TRUST_TOML}
 [database]
-url = "sqlite:///./mailbridge.db"
+url = "{database_url or "sqlite:///./mailbridge.db"}"
 [storage]
 data_dir = "./data"
 {QUIET_SERVICE_TOML}[[service_areas]]
@@ -73,7 +76,7 @@ keywords = ["pothole", "road"]
 {extra}""",
         encoding="utf-8",
     )
-    engine = ensure_database(f"sqlite:///{tmp_path / 'mailbridge.db'}")
+    engine = ensure_database(database_url or f"sqlite:///{tmp_path / 'mailbridge.db'}")
     with transaction(engine) as session:
         import_members(session, MEMBERS)
     engine.dispose()

@@ -26,6 +26,17 @@ class PermanentDeliveryError(DeliveryError):
     """Do not try again: a 5xx reply. The message holds the server's words."""
 
 
+class SmtpLoginRefused(PermanentDeliveryError):
+    """The server refused our login: no mail goes until a person fixes the credentials.
+
+    `words` is the server's reply alone (e.g. "535 5.7.8 Authentication failed"), for an
+    alert that must carry nothing else."""
+
+    def __init__(self, message: str, words: str) -> None:
+        super().__init__(message)
+        self.words = words
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> server's words

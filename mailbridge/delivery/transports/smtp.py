@@ -19,6 +19,7 @@ from mailbridge.delivery.transports.base import (
     PermanentDeliveryError,
     Security,
     SendResult,
+    SmtpLoginRefused,
     TemporaryDeliveryError,
 )
 from mailbridge.errors import MailbridgeError
@@ -94,8 +95,10 @@ class SmtpSender(Lifecycle):
                 if self.token_provider is not None
                 else "[smtp] username and password_env / password_file"
             )
-            raise PermanentDeliveryError(
-                f"SMTP login to {self.where} as {self.username} failed: {_words(exc)}; check {keys}"
+            raise SmtpLoginRefused(
+                f"SMTP login to {self.where} as {self.username} failed: {_words(exc)}; "
+                f"check {keys}",
+                _words(exc),
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise TemporaryDeliveryError(f"SMTP server {self.where} said {_words(exc)}") from exc
