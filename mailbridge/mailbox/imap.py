@@ -273,6 +273,12 @@ class ImapSource:
                 raise Unreachable(
                     f"IMAP server {self.where} dropped the connection again: {_server_words(again)}"
                 ) from again
+        except IMAPClientError as exc:
+            # A refusal the server may lift (a folder locked, over quota, Exchange's "not
+            # connected"): the service waits it out as an outage, the mail stays put.
+            raise Unreachable(
+                f"IMAP server {self.where} refused a command: {_server_words(exc)}"
+            ) from exc
 
     # -- fetch ----------------------------------------------------------------------
 
@@ -413,10 +419,15 @@ class ImapSource:
             if self._uidvalidity != validity:
                 return []
             self._ensure_folder(client, folder)
-            if client.has_capability("MOVE"):
-                moved = _still_there(client, uids, lambda some: client.move(some, folder))
-            else:
-                moved = self._copy_and_expunge(client, uids, folder)
+            try:
+                moved = self._move_present(client, uids, folder)
+            except IMAPClientError as exc:
+                if "TRYCREATE" not in str(exc):
+                    raise
+                # A person deleted or renamed the folder since we made sure of it.
+                self._known_folders.discard(folder)
+                self._ensure_folder(client, folder)
+                moved = self._move_present(client, uids, folder)
             return sorted(set(uids) - set(moved))
 
         gone = self._call(run)
@@ -429,6 +440,11 @@ class ImapSource:
         if stored_validity == validity:
             self.state.save(self.name, validity, max(last_uid, uids[-1]))
         return [str(uid) for uid in gone]
+
+    def _move_present(self, client: IMAPClient, uids: list[int], folder: str) -> list[int]:
+        if client.has_capability("MOVE"):
+            return _still_there(client, uids, lambda some: client.move(some, folder))
+        return self._copy_and_expunge(client, uids, folder)
 
     def _ensure_folder(self, client: IMAPClient, folder: str) -> None:
         if folder in self._known_folders:

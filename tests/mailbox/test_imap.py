@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from sqlalchemy import Engine
 
 from mailbridge.config import Config, MailboxConfig
-from mailbridge.errors import LoginRefused, TransportError
+from mailbridge.errors import LoginRefused, TransportError, Unreachable
 from mailbridge.mailbox.base import Destination, InboundMail
 from mailbridge.mailbox.factory import open_source
 from mailbridge.mailbox.imap import ImapSource
@@ -142,6 +142,35 @@ def test_moving_a_uid_already_gone_is_not_an_error(
     source.move([mail.key], Destination.PROCESSED)
     source.move([mail.key], Destination.PROCESSED)  # e.g. a second daemon moved it already
     assert imap_mailbox.uids("Processed") and imap_mailbox.uids("INBOX") == []
+
+
+def test_a_processed_folder_a_person_deleted_is_made_again(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    first, second = imap_mailbox.append(message(1)), imap_mailbox.append(message(2))
+    fetch_all(source)
+    assert source.move([str(first)], Destination.PROCESSED) == []
+    with imap_mailbox.client() as person:
+        person.delete_folder("Processed")
+    assert source.move([str(second)], Destination.PROCESSED) == []
+    assert imap_mailbox.uids("INBOX") == []
+    assert len(imap_mailbox.uids("Processed")) == 1  # the first went with the folder
+
+
+def test_a_refusal_the_server_may_lift_is_an_outage_not_a_crash(
+    imap_mailbox: DovecotServer, source: ImapSource
+) -> None:
+    """A NO the service cannot act on (here the watched folder removed under it) is waited
+    out as an outage, with the server's words; the mail stays where it is."""
+    imap_mailbox.append(message(1))
+    fetch_all(source)
+    with imap_mailbox.client() as person:
+        person.create_folder("Elsewhere")
+    source.folder = "Elsewhere"
+    with imap_mailbox.client() as person:
+        person.delete_folder("Elsewhere")
+    with pytest.raises(Unreachable, match="refused a command"):
+        fetch_all(source)
 
 
 def after_our(source: ImapSource, command: str, change: Callable[[], None], nth: int = 1) -> None:
