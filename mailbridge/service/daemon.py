@@ -453,11 +453,12 @@ class Daemon:
                     return True
                 holder = lease_holder(config, self.source.name)
                 away = 0
-            except DATABASE_AWAY as exc:
+            except (*DATABASE_AWAY, OSError) as exc:  # OSError: the lock file (a full disk)
                 holder, away = None, away + 1
                 if away & (away - 1) == 0:  # the 1st, 2nd, 4th, 8th … attempt: no flood
+                    what = "lock file" if isinstance(exc, OSError) else "database"
                     log.error(
-                        "database unreachable; trying again",
+                        f"{what} unreachable; trying again",
                         extra={"error": one_line(exc), "attempt": away},
                     )
             if holder is None:  # the database away, or the holder let go just now

@@ -157,6 +157,12 @@ class AdvisoryLock:
             with conn.cursor() as cursor:
                 for setting, value in KEEPALIVE.items():
                     cursor.execute(f"SET {setting} = {int(value)}")
+                # A server set to end idle sessions would end the lock with them.
+                for setting in ("idle_in_transaction_session_timeout", "idle_session_timeout"):
+                    cursor.execute(
+                        "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = %s",
+                        (setting,),
+                    )
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
                 (taken,) = cursor.fetchone()
             conn.commit()
@@ -282,8 +288,13 @@ class FileLock:
         record = json.dumps(
             {"holder": this_process(), "since": utcnow().isoformat(timespec="seconds")}
         ).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
+        except OSError as exc:  # a full disk: the lock holds, only its holder's name is lost
+            log.warning(
+                "cannot write the lock's holder", extra={"lock": self.name, "error": str(exc)}
+            )
         self._fd = fd
         _held_here[self.path] = self
         return True

@@ -125,3 +125,21 @@ def test_a_lost_database_connection_is_a_lost_lock(pg_url: str, tmp_path: Path) 
     other = lock_for(pg_url, tmp_path, NAME)
     assert other.try_acquire()
     other.release()
+
+
+def test_a_server_that_ends_idle_sessions_does_not_end_the_lock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A DBA's idle_session_timeout (or a pooler's) would silently free the lock of a holder
+    with nothing to say for a while; the lock's session turns it off for itself."""
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.execute(text(f'ALTER DATABASE "{name}" SET idle_session_timeout = 500'))
+    admin.dispose()
+    lock = lock_for(pg_url, tmp_path, NAME)
+    assert lock.try_acquire()
+    time.sleep(1.5)
+    assert lock.still_held()
+    assert holder_of(pg_url, tmp_path, NAME) is not None
+    lock.release()

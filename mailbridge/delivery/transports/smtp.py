@@ -90,6 +90,10 @@ class SmtpSender(Lifecycle):
         try:
             self._run(client.connect())
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.code < 500:  # "454 Temporary authentication failure": try again
+                raise TemporaryDeliveryError(
+                    f"SMTP server {self.where} said {_words(exc)}"
+                ) from exc
             keys = (
                 "[smtp] username and [smtp.oauth]"
                 if self.token_provider is not None
