@@ -54,6 +54,7 @@ class Claimer:
         self.clock = clock
         self._lock: ProcessLock | None = None
         self._seen_alive: dict[str, float] = {}  # name -> when its lock was last seen held
+        self._checked = 0.0  # when still_ours last asked our own lock
 
     def hold(self) -> str | None:
         """The name to write on the rows claimed now: ours while we hold our lock (taken at
@@ -68,6 +69,20 @@ class Claimer:
             return None
         self._lock = lock
         return self.name
+
+    def still_ours(self) -> bool:
+        """Whether we still hold our lock, asked before each send (at most once every
+        ALIVE_SECONDS): a sender whose lock ended (its database session cut) looks dead to
+        the others, who take its rows; it must stop sending them at once."""
+        if self._lock is None:
+            return True  # no name on our rows: nobody takes them over
+        if self.clock() - self._checked < ALIVE_SECONDS:
+            return True
+        self._checked = self.clock()
+        if self._lock.still_held():
+            return True
+        self._lock = None
+        return False
 
     def dead_senders(self, engine: Engine, now: datetime) -> list[str]:
         """Senders whose leases are running and who have died: asked before the claim's

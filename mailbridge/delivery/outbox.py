@@ -264,6 +264,12 @@ def deliver_due(
         if stopping is not None and stopping():
             _release(engine, [r.id for r in rows[index:] if r.id is not None])
             break
+        if claimer is not None and not claimer.still_ours():
+            # Others may take our rows for a dead sender's now: those they have not taken
+            # go back to the outbox, and we send none of them.
+            log.warning("sender lock lost; the rest of the batch goes back to the outbox")
+            _release(engine, [r.id for r in rows[index:] if r.id is not None], claimer.name)
+            break
         recipients = [r.strip() for r in row.recipients.split(",") if r.strip()]
         try:
             result = sender.send(row.raw, row.sender, recipients)
@@ -315,14 +321,20 @@ def claim_size(batch_size: int, rate_limit_per_minute: int, lease_seconds: float
     return max(1, min(batch_size, int(rate_limit_per_minute * lease_seconds / 120)))
 
 
-def _release(engine: Engine, ids: list[int]) -> None:
-    """Claimed but not tried: due again now, and this claim does not count as an attempt."""
+def _release(engine: Engine, ids: list[int], owner: str | None = None) -> None:
+    """Claimed but not tried: due again now, and this claim does not count as an attempt.
+    With `owner`, only the rows still pending in that sender's name (another sender may
+    have taken the rest over)."""
     if not ids:
         return
+    ours = OutboxMessage.id.in_(ids)  # type: ignore[union-attr]
+    if owner is not None:
+        ours = ours & (OutboxMessage.claimed_by == owner)
+        ours = ours & (OutboxMessage.status == OutboxStatus.PENDING)
     with transaction(engine) as session:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .where(ours)
             .values(next_attempt_at=utcnow(), attempts=OutboxMessage.attempts - 1, claimed_by=None)
         )
 

@@ -7,20 +7,23 @@ database (SQLite and PostgreSQL), real aiosmtpd, real locks (store/locks.py).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from mailbridge.delivery import outbox
 from mailbridge.delivery.claims import ALIVE_SECONDS, Claimer, sender_name
 from mailbridge.delivery.receipts import Receipts
+from mailbridge.delivery.transports.base import SendResult
+from mailbridge.delivery.transports.smtp import SmtpSender
 from mailbridge.store.db import make_engine
 from mailbridge.store.locks import holder_of
 from mailbridge.store.models import utcnow
@@ -179,3 +182,38 @@ def test_a_senders_name_fits_the_column_and_keeps_its_pid() -> None:
     assert sender_name("relay-01:4242") == "sender:relay-01:4242"
     long = sender_name(f"{'h' * 100}.council.example.gov.uk:4194304")
     assert len(long) == 64 and long.endswith(":4194304") and long.startswith("sender:hhh")
+
+
+def test_a_sender_that_lost_its_lock_stops_sending_and_hands_its_rows_back(
+    pg_migrated_url: str, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """Its database session was cut (a failover, an idle killer): to the others it is dead
+    and its rows theirs, so it sends none of the rest and they go back to the outbox."""
+    engine = make_engine(pg_migrated_url)
+    queue(engine, 5)
+    ticks = itertools.count(step=10)  # every look at our own lock is a fresh one
+    claimer = Claimer(pg_migrated_url, tmp_path, clock=lambda: float(next(ticks)))
+
+    class CutAfterFirst(SmtpSender):
+        def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> SendResult:
+            result = super().send(raw, sender, recipients)
+            with engine.connect() as conn:  # the lock's session ends, as in a failover
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'mailbridge %' "
+                        "AND datname = current_database()"
+                    )
+                )
+            return result
+
+    cut = CutAfterFirst(smtp_server.host, smtp_server.port, security="plain", timeout=10)
+    with cut:
+        report = outbox.deliver_due(engine, cut, lease_seconds=300, claimer=claimer)
+    assert report.sent == 1
+    assert len(received(smtp_server)) == 1
+    left = [r for r in rows(engine) if r.status == "pending"]
+    assert len(left) == 4
+    assert all(r.claimed_by is None and r.attempts == 0 for r in left)
+    assert all(r.next_attempt_at <= utcnow() for r in left)  # due now, for whoever is alive
+    engine.dispose()
