@@ -69,6 +69,7 @@ from mailbridge.service.alerts import Watch
 from mailbridge.service.lease import (
     LEASE_CHECK_SECONDS,
     LEASE_POLL_SECONDS,
+    ONCE,
     describe,
     lease_holder,
     mailbox_lease,
@@ -402,6 +403,7 @@ class Daemon:
     def run_once(self) -> PassReport:
         """Process what waits, deliver what is due, and return (`mailbridge run --once`);
         MailboxHeld when another `run` holds the mailbox's lease."""
+        self.lease = mailbox_lease(self.services.config, self.source.name, ONCE)
         if not self.lease.try_acquire():
             raise MailboxHeld(lease_holder(self.services.config, self.source.name))
         self._holding = True
@@ -439,12 +441,15 @@ class Daemon:
         stopped first. A standby fetches nothing, sends nothing and ticks nothing."""
         config = self.services.config
         shown: str | None = None  # the holder the log last named
+        shown_role = ""  # and what it held the lease for
         away = 0  # attempts in a row that found the database unreachable
         while not self.stopping:
             try:
                 if self.lease.try_acquire():
                     self._holding = True
-                    if shown is not None:  # another held it while we waited
+                    if shown is not None and shown_role == ONCE:
+                        log.info("run --once finished; the mailbox is ours")
+                    elif shown is not None:  # another service held it while we waited
                         log.warning(
                             "took over the mailbox",
                             extra={"mailbox": self.source.name, "previous": shown},
@@ -469,6 +474,7 @@ class Daemon:
                     f"standby: {holder.name} holds the mailbox", extra={"mailbox": self.source.name}
                 )
                 shown = holder.name
+            shown_role = holder.role
             self._sleep(LEASE_POLL_SECONDS)
         return False
 

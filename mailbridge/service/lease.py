@@ -27,9 +27,14 @@ def lease_name(mailbox: str) -> str:
     return f"mailbox:{mailbox}"
 
 
-def mailbox_lease(config: Config, mailbox: str) -> ProcessLock:
+# The role a `run --once` holds the lease in: a service that waited for one to finish has
+# taken nothing over from anybody.
+ONCE = "once"
+
+
+def mailbox_lease(config: Config, mailbox: str, role: str = "") -> ProcessLock:
     """The lease on `mailbox` (a source's name), not yet taken."""
-    return lock_for(config.database.url, config.storage.data_dir, lease_name(mailbox))
+    return lock_for(config.database.url, config.storage.data_dir, lease_name(mailbox), role)
 
 
 def lease_holder(config: Config, mailbox: str | None = None) -> Holder | None:

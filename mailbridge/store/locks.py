@@ -57,6 +57,7 @@ def this_process() -> str:
 class Holder:
     name: str  # host:pid
     since: datetime | None  # naive UTC
+    role: str = ""  # what the holder said it holds the lock for (e.g. "once")
 
 
 class ProcessLock(Protocol):
@@ -74,11 +75,12 @@ class ProcessLock(Protocol):
     def release(self) -> None: ...
 
 
-def lock_for(database_url: str, data_dir: Path, name: str) -> ProcessLock:
-    """The lock called `name` among all processes on this database."""
+def lock_for(database_url: str, data_dir: Path, name: str, role: str = "") -> ProcessLock:
+    """The lock called `name` among all processes on this database; `role`, one word that
+    others reading the holder see (`holder_of`)."""
     if make_url(database_url).get_backend_name() == "postgresql":
-        return AdvisoryLock(database_url, name)
-    return FileLock(data_dir, name)
+        return AdvisoryLock(database_url, name, role)
+    return FileLock(data_dir, name, role)
 
 
 def holder_of(database_url: str, data_dir: Path, name: str) -> Holder | None:
@@ -141,8 +143,9 @@ def _connect(database_url: str, application_name: str) -> Any:
 
 
 class AdvisoryLock:
-    def __init__(self, database_url: str, name: str) -> None:
+    def __init__(self, database_url: str, name: str, role: str = "") -> None:
         self.name = name
+        self.role = role
         self.key = advisory_key(name)
         self._url = database_url
         self._conn: Any = None  # the DB-API connection that holds the lock
@@ -152,7 +155,7 @@ class AdvisoryLock:
         if self._conn is not None:
             return True
         since = utcnow().isoformat(timespec="seconds")
-        conn = _connect(self._url, f"mailbridge {this_process()} {since}")
+        conn = _connect(self._url, f"mailbridge {self.role or '-'} {since} {this_process()}")
         try:
             with conn.cursor() as cursor:
                 for setting, value in KEEPALIVE.items():
@@ -216,7 +219,9 @@ class AdvisoryLock:
         self._conn = self._fd = None
 
 
-_HOLDER = re.compile(r"^mailbridge (\S+) (\S+)$")
+# The lock session's application_name: role, since, then host:pid (a long host name is cut
+# from its end by the server's 63 characters; the role and since survive it).
+_HOLDER = re.compile(r"^mailbridge (\S+) (\S+) (\S+)$")
 
 
 def _advisory_holder(database_url: str, name: str) -> Holder | None:
@@ -244,11 +249,12 @@ def _advisory_holder(database_url: str, name: str) -> Holder | None:
     found = _HOLDER.match(row[0] or "")
     if found is None:
         return Holder("another process", None)
+    role, when, name = found.groups()
     try:
-        since: datetime | None = datetime.fromisoformat(found.group(2))
+        since: datetime | None = datetime.fromisoformat(when)
     except ValueError:
         since = None
-    return Holder(found.group(1), since)
+    return Holder(name, since, "" if role == "-" else role)
 
 
 # --- SQLite: a record lock on a file in data_dir ------------------------------------------
@@ -266,8 +272,9 @@ _held_here: dict[Path, FileLock] = {}
 
 
 class FileLock:
-    def __init__(self, data_dir: Path, name: str) -> None:
+    def __init__(self, data_dir: Path, name: str, role: str = "") -> None:
         self.name = name
+        self.role = role
         self.path = lock_path(data_dir, name)
         self._fd: int | None = None
 
@@ -285,9 +292,8 @@ class FileLock:
             if exc.errno in (errno.EACCES, errno.EAGAIN):
                 return False
             raise
-        record = json.dumps(
-            {"holder": this_process(), "since": utcnow().isoformat(timespec="seconds")}
-        ).encode()
+        since = utcnow().isoformat(timespec="seconds")
+        record = json.dumps({"holder": this_process(), "since": since, "role": self.role}).encode()
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, record, 0)
@@ -342,6 +348,7 @@ def _file_holder(data_dir: Path, name: str) -> Holder | None:
         os.close(fd)
     try:
         data = json.loads(record)
-        return Holder(str(data["holder"]), datetime.fromisoformat(data["since"]))
+        since = datetime.fromisoformat(data["since"])
+        return Holder(str(data["holder"]), since, str(data.get("role", "")))
     except (ValueError, KeyError, TypeError):
         return Holder("another process", None)

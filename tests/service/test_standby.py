@@ -191,9 +191,8 @@ def test_the_standby_takes_over_at_once_when_the_active_one_stops(tmp_path: Path
     assert codes == [0, 0], fleet.logs()
 
 
-def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
-    """A cron `run --once` overlapping the service: while one holds the mailbox, a second
-    --once says so; after, the mailbox is free again."""
+def maildir_backlog(tmp_path: Path, n: int) -> tuple[str, Path]:
+    """A Maildir inbox with `n` enquiries waiting, on SQLite: the database URL and config."""
     inbox = tmp_path / "inbox"
     mailbox.Maildir(inbox, create=True)
     db_url = f"sqlite:///{tmp_path / 'mailbridge.db'}"
@@ -201,9 +200,16 @@ def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
         tmp_path, mailbox_url=f"maildir:{inbox}", smtp_url=f"maildir:{tmp_path / 'out'}",
         db_url=db_url,
     )  # fmt: skip
-    for n in range(1000):  # several seconds of work
-        raw = fixture_bytes(POTHOLE).replace(b"Message-ID: <", f"Message-ID: <{n}-".encode(), 1)
+    for i in range(n):
+        raw = fixture_bytes(POTHOLE).replace(b"Message-ID: <", f"Message-ID: <{i}-".encode(), 1)
         maildir_drop(inbox, raw)
+    return db_url, config
+
+
+def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
+    """A cron `run --once` overlapping the service: while one holds the mailbox, a second
+    --once says so; after, the mailbox is free again."""
+    _, config = maildir_backlog(tmp_path, 1000)  # several seconds of work
     log = tmp_path / "first.log"  # a pipe nobody reads while it works would fill and stop it
     with log.open("w") as err:
         first = subprocess.Popen(
@@ -225,6 +231,32 @@ def test_run_once_holds_the_lease_while_it_works(tmp_path: Path) -> None:
     assert sum("1000 new cases" in o for o in outputs) == 1, outputs
     again = mailbridge("run", "--once", "--config", str(config))
     assert again.returncode == 0 and again.stdout.startswith("0 new cases"), again.stdout
+
+
+def test_a_service_that_waited_for_a_cron_run_once_has_taken_nothing_over(
+    tmp_path: Path,
+) -> None:
+    """A restart or deploy overlapping the cron's `run --once`: the service stands by until
+    the pass is done, then goes on without a takeover alert (nobody stopped or died)."""
+    db_url, config = maildir_backlog(tmp_path, 1000)  # several seconds of work
+    with (tmp_path / "once.log").open("w") as err:
+        once = subprocess.Popen(
+            python_command("mailbridge", "run", "--once", "--config", str(config)),
+            env=env(), stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    fleet = Fleet(config, env())
+    try:
+        wait_until(lambda: count(db_url, 'SELECT count(*) FROM "case"') > 0, fleet)
+        [service] = fleet.start(1)
+        service.log.wait_for("holds the mailbox")  # it stands by while the pass runs
+        assert once.wait(timeout=120) == 0
+        service.log.wait_for("run --once finished; the mailbox is ours")
+        fleet.wait_for_holder()
+    finally:
+        codes = fleet.stop()
+    assert codes == [0], fleet.logs()
+    assert TAKEN_OVER not in fleet.logs()
+    assert count(db_url, "SELECT count(*) FROM incident WHERE kind = 'takeover'") == 0
 
 
 def test_two_mailboxes_on_one_database_each_have_their_own_lease(tmp_path: Path) -> None:
