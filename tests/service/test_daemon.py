@@ -91,6 +91,15 @@ def mailbridge(*args: str) -> list[str]:
     return python_command("mailbridge", *args)
 
 
+def serve(config: Path, imap: DovecotServer) -> tuple[subprocess.Popen[str], Lines]:
+    """`mailbridge run` as the service, its log read as it comes."""
+    proc = subprocess.Popen(
+        mailbridge("run", "--config", str(config)), env=env(imap),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc, Lines(proc)
+
+
 def count_cases(tmp_path: Path) -> int:
     try:
         with sqlite3.connect(tmp_path / "mailbridge.db", timeout=5) as db:
@@ -281,11 +290,7 @@ def test_a_killed_delivery_process_is_replaced(
     one at its next delivery, so acknowledgements keep going out."""
     extra = "poll_seconds = 300\nparse_workers = 0"  # the courier is the only child
     config = write_config(tmp_path, imap_mailbox, smtp_server, extra)
-    proc = subprocess.Popen(
-        mailbridge("run", "--config", str(config)), env=env(imap_mailbox),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    log = Lines(proc)
+    proc, log = serve(config, imap_mailbox)
     try:
         log.wait_for("mailbridge.service.daemon: started")
         deadline = time.monotonic() + 10

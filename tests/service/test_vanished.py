@@ -28,7 +28,7 @@ from mailbridge.store.db import make_engine
 from tests.factories import make_services, seed_directory
 from tests.helpers.person import THEIR_FOLDER, BusyPerson, delete, move_back, take_to_their_folder
 from tests.servers.dovecot import DovecotServer
-from tests.servers.service import Lines, terminate
+from tests.servers.service import terminate
 from tests.servers.smtp import SmtpServer
 from tests.service.test_daemon import (
     NO_FLOOD_LIMITS,
@@ -38,6 +38,7 @@ from tests.service.test_daemon import (
     env,
     inbound_message_ids,
     mailbridge,
+    serve,
     write_config,
 )
 
@@ -207,11 +208,7 @@ def test_a_person_working_in_the_inbox_during_a_backlog_crashes_nothing_and_doub
     seed = time.time_ns() % 10_000
     print(f"person's seed {seed}")
     person = BusyPerson(imap_mailbox, seed)
-    proc = subprocess.Popen(
-        mailbridge("run", "--config", str(config)), env=env(imap_mailbox),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    log = Lines(proc)
+    proc, log = serve(config, imap_mailbox)
     try:
         log.wait_for("message processed", seconds=30)
         person.start()
