@@ -20,8 +20,9 @@ from mailbridge.store.db import transaction
 from mailbridge.store.models import OutboxMessage, Person
 from mailbridge.web.app import create_app
 from mailbridge.web.routing import CSRF_COOKIE, SESSION_COOKIE
-from tests.factories import add_person, make_config, seed_directory
+from tests.factories import add_person
 from tests.helpers.clock import FIXED_NOW
+from tests.helpers.council import JANE, PRIYA, REF, SUPPORT, TOM, Council, build_council
 
 # Who the tests sign in as: the directory's coordinator, officer, member and delegate, and
 # an officer imported with the coordinator flag.
@@ -46,7 +47,16 @@ class Web:
     config: Config
     clock: Clock
     people: dict[str, int]
+    council: Council
     clients: list[TestClient] = field(default_factory=list)
+    _pothole: list[str] = field(default_factory=list)
+
+    def pothole(self) -> str:
+        """Jane's pothole enquiry opened (once) by a real pass of the daemon: its reference."""
+        if not self._pothole:
+            self.council.open_pothole_case()
+            self._pothole.append(REF)
+        return self._pothole[0]
 
     def client(self) -> TestClient:
         client = TestClient(self.app, base_url="http://127.0.0.1:8080", follow_redirects=False)
@@ -89,17 +99,23 @@ class Web:
             return list(session.exec(query))
 
 
-def make_web(tmp_path: Path, url: str, engine: Engine, **sections: Any) -> Web:
-    config = make_config(tmp_path, url, **sections)
-    people = seed_directory(engine)
-    people["member"] = people["jane"]
-    people["delegate"] = people["tom"]
-    people["officer_coordinator"] = add_person(
-        engine, "officer", "Sam Lee", "sam.lee@example.gov.uk", coordinator=True
-    )
+def make_web(tmp_path: Path, engine: Engine, **sections: Any) -> Web:
+    """The console over a council on the embedded default (tests/helpers/council.py), whose
+    passes make real cases from real email."""
+    council = build_council(tmp_path, engine, **sections)
+    config = council.services.config
+    people = {
+        "coordinator": council.person_id(SUPPORT),
+        "officer": council.person_id(PRIYA),
+        "member": council.person_id(JANE),
+        "delegate": council.person_id(TOM),
+        "officer_coordinator": add_person(
+            engine, "officer", "Sam Lee", "sam.lee@example.gov.uk", coordinator=True
+        ),
+    }
     clock = Clock(FIXED_NOW)
     app = create_app(config, engine, clock=clock)
-    return Web(app, engine, config, clock, people)
+    return Web(app, engine, config, clock, people, council)
 
 
 @pytest.fixture
@@ -107,7 +123,7 @@ def web(tmp_path: Path, migrated_db_url: str) -> Iterator[Web]:
     from mailbridge.store.db import make_engine
 
     engine = make_engine(migrated_db_url)
-    site = make_web(tmp_path, migrated_db_url, engine)
+    site = make_web(tmp_path, engine)
     yield site
     for client in site.clients:
         client.close()

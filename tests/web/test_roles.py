@@ -15,7 +15,9 @@ from tests.web.conftest import ROLES, Web
 
 # What a route's {parameter} is filled with: something that exists, so the answer is about
 # the role and not about a missing thing.
-SAMPLES: dict[str, Callable[[Web], str]] = {}
+SAMPLES: dict[str, Callable[[Web], str]] = {
+    "reference": lambda web: web.pothole(),
+}
 
 # Who holds which role (signin/roles.py), by the keys of tests/web/conftest.ROLES.
 HOLDS: dict[str, set[Role]] = {
