@@ -22,12 +22,11 @@ from mailbridge.cli.context import (
     stdout,
 )
 from mailbridge.cli.filters import with_case_filter
-from mailbridge.console import export
+from mailbridge.console import export, views
 from mailbridge.console.filters import CaseFilter, CaseListRow
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.privacy import access
 from mailbridge.services import Services
-from mailbridge.store.models import Attachment
 
 cases_app = typer.Typer(help="Lists of cases.", no_args_is_help=True)
 case_app = typer.Typer(help="One case.", no_args_is_help=True)
@@ -127,68 +126,8 @@ def show(
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         d = access.show_case(engine, reference, cal, acting(cfg, engine))  # type: ignore[arg-type]
     c = d.case
-    left = d.working_days_left
-    if c.completed_at:
-        state = f"completed {c.completed_at:%a %d %b %Y}"
-    elif c.paused_at:
-        state = "paused: the deadline moves on when the case resumes"
-    elif left >= 0:
-        state = f"{left} working days left"
-    else:
-        state = f"overdue by {-left} working days"
-    deadline = f"{c.response_due:%a %d %b %Y} ({'the original' if c.extended_due else state})"
     console.print(Text.assemble((c.reference, "bold"), "  ", c.subject), highlight=False)
-    fields = [
-        ("Status", STATUS_LABEL.get(c.status, c.status)),
-        ("Member", f"{d.member.name} <{d.member.email}>"),
-        ("Submitted by", f"{d.submitter.name} <{d.submitter.email}>"),
-        ("Service area", c.service_area or "-"),
-        ("Directorate", c.directorate or "-"),
-        ("District", c.district or "-"),
-        ("Lead officer", d.lead_officer.name if d.lead_officer else "not assigned"),
-        ("Received", f"{c.received_at:%Y-%m-%d %H:%M} UTC"),
-        ("Acknowledge by", f"{c.acknowledge_due:%a %d %b %Y}"),
-        ("Reply due", deadline),
-    ]
-    if c.extended_due:
-        reason = f" ({c.extension_reason})" if c.extension_reason else ""
-        fields.append(("Extended to", f"{c.extended_due:%a %d %b %Y} ({state}){reason}"))
-    if c.paused_at:
-        since = f"{cal.local_date(c.paused_at):%a %d %b %Y}"
-        fields.append(("Paused", f"since {since} ({c.pause_reason or 'no reason given'})"))
-    if c.paused_working_days:
-        added = f"{c.paused_working_days} working days added to the deadline"
-        fields.append(("Paused days", added))
-    if c.chase_count:
-        fields.append(("Chased", f"{c.chase_count} times"))
-    extra_officers = [f"{p.name} <{p.email}>" for p, role in d.officers if role != "lead"]
-    if extra_officers:
-        fields.append(("Also officers", ", ".join(extra_officers)))
-    if d.other_members:
-        fields.append(("Also members", ", ".join(f"{p.name} <{p.email}>" for p in d.other_members)))
-    if d.linked_case:
-        fields.append(("Follows on from", d.linked_case))
-    if d.merged_from:
-        fields.append(("Merged in", ", ".join(d.merged_from)))
-    if d.merged_into:
-        fields.append(("Merged into", d.merged_into))
-    if d.converted_to:
-        fields.append(("Converted to", d.converted_to.replace("_", " ")))
-    if d.closed_reason and not d.merged_into:
-        fields.append(("Closed because", d.closed_reason))
-    if c.preferred_contact:
-        fields.append(("Contact by", c.preferred_contact))
-    if c.sensitive:
-        fields.append(("Sensitive", "yes"))
-    if c.held_at is not None:
-        hold = f"since {c.held_at:%Y-%m-%d} by {c.held_by}: {c.hold_reason}; never erased"
-        fields.append(("Legal hold", hold))
-    if c.content_erased_at is not None:
-        fields.append(("Content erased", f"{c.content_erased_at:%Y-%m-%d} (the figures stay)"))
-    if c.satisfaction is not None:
-        answered = f", answered {c.satisfaction_at:%Y-%m-%d}" if c.satisfaction_at else ""
-        fields.append(("Satisfaction", f"{c.satisfaction} of 5{answered}"))
-    for label, value in fields:
+    for label, value in views.summary(d, cal):
         console.print(f"  {label:<15} {value}", highlight=False)
     if c.body_text:
         console.print()
@@ -203,7 +142,7 @@ def show(
                 a.filename,
                 a.content_type,
                 f"{a.size:,} B",
-                _attachment_note(a),
+                views.attachment_note(a),
             )
         console.print(table)
     table = Table(title="Timeline")
@@ -212,15 +151,6 @@ def show(
     for t in d.timeline:
         table.add_row(f"{t.at:%Y-%m-%d %H:%M}", t.kind, t.who, t.text[:300])
     console.print(table)
-
-
-def _attachment_note(a: Attachment) -> str:
-    """Why it was refused or held back, the virus scan's verdict, inline."""
-    notes = [a.refused_reason] if a.refused_reason else []
-    notes += [f"held back: {a.held_reason}"] if a.held_reason else []
-    notes += [f"scan: {a.scan_result}"] if a.scan_result else []
-    notes += ["inline"] if a.inline else []
-    return "; ".join(notes)
 
 
 AlsoOption = Annotated[

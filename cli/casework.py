@@ -1,5 +1,5 @@
 """A coordinator's changes to one case: `mailbridge case set|status|note|reply|reopen|link|
-merge|convert|attachments|pause|resume|hold|release`. The rules live in
+merge|convert|attachments|pause|resume|extend|hold|release`. The rules live in
 mailbridge/cases/coordinator.py, mailbridge/deadlines/clock.py and
 mailbridge/privacy/holds.py; this only prints."""
 
@@ -22,6 +22,7 @@ from mailbridge.cli.context import (
     now_from,
     opened,
 )
+from mailbridge.errors import UserError
 from mailbridge.privacy import holds
 from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
@@ -152,9 +153,14 @@ def reply(
 
     Example: mailbridge case reply MQ-2026-00042 "The repair is booked." --attach plan.pdf
     """
+    uploads = []
+    for path in attach or []:
+        if not path.is_file():
+            raise UserError(f"--attach {path}: no such file")
+        uploads.append(coordinator.Upload(path.name, path.read_bytes(), f"--attach {path}"))
     with _services(config) as (services, who):
         done = coordinator.reply(
-            services, reference, text, attach or [], actor=who.shown, checked=checked
+            services, reference, text, uploads, actor=who.shown, checked=checked
         )
     _say(f"{done.reference}: reply queued for {', '.join(done.recipients)}")
     if done.attached:
@@ -291,6 +297,29 @@ def resume(
         _say(f"  extended to {old:%a %d %b %Y} → {new:%a %d %b %Y}")
 
 
+def extend(
+    reference: Reference,
+    days: Annotated[int, typer.Option("--days", help="How many working days to add.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the deadline moves (kept on the case).")
+    ],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Move a case's deadline on by working days, as an officer's `#extend N` does.
+
+    The deadline in force (the extended one, if any) moves on; the original stays in the
+    reports.
+
+    Example: mailbridge case extend MQ-2026-00042 --days 5 --reason "awaiting the contractor"
+    """
+    with _services(config) as (services, who):
+        done = coordinator.extend(services, reference, days, reason, actor=who.shown)
+    _say(
+        f"{done.reference}: deadline extended by {done.days} working days, "
+        f"{done.old:%a %d %b %Y} → {done.new:%a %d %b %Y}"
+    )
+
+
 def hold(
     reference: Reference,
     reason: Annotated[
@@ -335,6 +364,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "attachments": attachments,
     "pause": pause,
     "resume": resume,
+    "extend": extend,
     "hold": hold,
     "release": release,
 }

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from mailbridge.cases import directory, lifecycle, satisfaction
 from mailbridge.cases.correspondence import member_recipients, thread_for
@@ -274,22 +275,31 @@ class Replied:
     attached: tuple[str, ...]
 
 
-def _read_attachments(
-    services: Services, paths: Sequence[Path], checked: bool
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file a coordinator attaches to a reply, as read (a path on the command line, an
+    upload in the browser); `called` is how the person named it, for the error message."""
+
+    name: str
+    data: bytes
+    called: str
+
+
+def _check_attachments(
+    services: Services, uploads: Sequence[Upload], checked: bool
 ) -> list[tuple[str, str, bytes, str | None]]:
-    """The files to attach: (name, type, bytes, why it would be held back). A file the rule
-    holds back (mail/attachments.py) goes only when the coordinator says they checked it."""
+    """The files to attach: (name, type, bytes, why it would be held back). The type comes
+    from the safe name, never from whoever sent the file. A file the rule holds back
+    (mail/attachments.py) goes only when the coordinator says they checked it."""
     cap = services.config.storage.max_attachment_bytes
     unique = UniqueNames(services.config.storage.max_filename_length)
-    files: list[tuple[str, str, bytes]] = []
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"--attach {path}: no such file")
-        data = path.read_bytes()
+    files: list[tuple[str, str, bytes, str | None]] = []
+    for upload in uploads:
+        data = upload.data
         if cap and len(data) > cap:
-            raise UserError(f"--attach {path}: {len(data)} bytes is over the {cap}-byte limit")
+            raise UserError(f"{upload.called}: {len(data)} bytes is over the {cap}-byte limit")
         name = sanitise_filename(
-            path.name,
+            upload.name,
             fallback="attachment.bin",
             max_length=services.config.storage.max_filename_length,
         )
@@ -298,7 +308,7 @@ def _read_attachments(
         held = held_back(name, ctype, data)
         if held and not checked:
             raise UserError(
-                f"--attach {path}: held back as {held}; if you have checked it and mean to "
+                f"{upload.called}: held back as {held}; if you have checked it and mean to "
                 "send it, add --checked"
             )
         files.append((name, ctype, data, held))
@@ -309,7 +319,7 @@ def reply(
     services: Services,
     reference: str,
     text: str,
-    attach: Sequence[Path] = (),
+    attach: Sequence[Upload] = (),
     *,
     actor: str,
     checked: bool = False,
@@ -329,7 +339,7 @@ def _reply(
     services: Services,
     reference: str,
     text: str,
-    attach: Sequence[Path] = (),
+    attach: Sequence[Upload] = (),
     *,
     actor: str,
     checked: bool = False,
@@ -341,7 +351,7 @@ def _reply(
             f"{case.reference} is closed ({lifecycle.closed_why(session, case)}); "
             "reply on the case that carries on from it"
         )
-    files = _read_attachments(services, attach, checked)
+    files = _check_attachments(services, attach, checked)
     names = [name for name, _, _, _ in files]
     checked_names = [f"{name} ({held})" for name, _, _, held in files if held]
     to, cc = member_recipients(session, case)
@@ -579,6 +589,53 @@ def convert(
 # --- attachments ----------------------------------------------------------------------
 
 
+def kept_attachments(case_id: int | None) -> Select[tuple[Attachment]]:
+    """The attachments a coordinator may take a copy of: kept (a refused one has no bytes),
+    not an inline image of an email's body; by their order on the case."""
+    return (
+        select(Attachment)
+        .where(
+            Attachment.case_id == case_id,
+            col(Attachment.sha256).is_not(None),
+            col(Attachment.inline).is_(False),
+        )
+        .order_by(col(Attachment.id))
+    )
+
+
+class NoSuchAttachment(UserError):
+    """The case has no kept attachment with that id (another case's is not this case's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    filename: str  # safe on any disk
+    content_type: str  # as stored
+    data: bytes
+
+
+@action
+def take_attachment(
+    session: Session, services: Services, reference: str, attachment_id: int, *, actor: Actor
+) -> Taken:
+    """One kept attachment of the case, for a person to download: an event on the case and
+    an access in the audit, in this transaction, like `save_attachments`."""
+    case = find_case(session, reference)
+    att = session.exec(kept_attachments(case.id).where(Attachment.id == attachment_id)).first()
+    if att is None or not services.blobs.exists(att.sha256 or ""):
+        raise NoSuchAttachment(f"{case.reference} has no attachment {attachment_id} to download")
+    name = sanitise_filename(
+        att.filename,
+        fallback=f"attachment-{att.id}.bin",
+        max_length=services.config.storage.max_filename_length,
+    )
+    data = services.blobs.get(att.sha256 or "")
+    what = f"{name} downloaded ({len(data):,} B)"
+    add_event(session, case.id, "attachment_downloaded", what, actor=actor.shown)
+    audit.record(session, actor, "attachments.download", case_reference=case.reference, detail=what)
+    return Taken(name, att.content_type, data)
+
+
 @dataclass(frozen=True, slots=True)
 class Saved:
     path: Path
@@ -601,15 +658,7 @@ def save_attachments(
     on the case (who took a copy of what) and an access in the audit, in this transaction.
     """
     case = find_case(session, reference)
-    rows = session.exec(
-        select(Attachment)
-        .where(
-            Attachment.case_id == case.id,
-            col(Attachment.sha256).is_not(None),
-            col(Attachment.inline).is_(False),
-        )
-        .order_by(col(Attachment.id))
-    ).all()
+    rows = session.exec(kept_attachments(case.id)).all()
     if not rows:
         raise UserError(f"{case.reference} has no kept attachments")
     if target.exists() and not target.is_dir():
@@ -675,6 +724,34 @@ def resume(
 ) -> clock.Resumed:
     """Restart the case's clock: its deadlines move on by the working days it was paused."""
     return clock.resume(session, services, find_case(session, reference), actor=actor, now=now)
+
+
+EXTEND_MOST_DAYS = 260  # a year of working days
+
+
+@action
+def extend(
+    session: Session,
+    services: Services,
+    reference: str,
+    days: int,
+    reason: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> clock.Extended:
+    """Move the deadline in force on by working days (deadlines/clock.py says how), with a
+    reason, as an officer's `#extend N` does."""
+    if not 1 <= days <= EXTEND_MOST_DAYS:
+        raise UserError(f"--days must be from 1 to {EXTEND_MOST_DAYS} working days")
+    why = " ".join(reason.split())
+    if not why:
+        raise UserError("--reason is empty: say why the deadline moves")
+    if len(why) > 500:
+        raise UserError("--reason is longer than 500 characters")
+    case = find_case(session, reference)
+    clock.refuse_unless_open(case, "extended")
+    return clock.extend(session, services, case, days, why, actor=actor, now=now or utcnow())
 
 
 @action

@@ -44,7 +44,7 @@ from mailbridge.cases.records import (
     store_attachments,
 )
 from mailbridge.console.member_status import member_dashboard
-from mailbridge.deadlines import policy
+from mailbridge.deadlines import clock, policy
 from mailbridge.delivery import queue
 from mailbridge.delivery.limits import DAY, Window, reached
 from mailbridge.mail import hygiene, subjects
@@ -370,18 +370,14 @@ def officer_reply(
         session.add(case)
         return Applied("internal_note", case.reference)
     if decision.kind == "holding" and decision.extend_days:
-        # An extension adds working days to the deadline in force: it never brings it forward.
-        current = case.extended_due or case.response_due
-        case.extended_due = services.calendar.add_working_days(current, decision.extend_days)
-        case.extension_reason = (decision.extend_reason or "")[:500] or None
-        add_event(
+        clock.extend(
             session,
-            case.id,
-            "deadline_extended",
-            f"deadline extended by {decision.extend_days} working days to "
-            f"{case.extended_due.isoformat()} (the original, {case.response_due.isoformat()}, "
-            f"stays in reports)" + (f": {case.extension_reason}" if case.extension_reason else ""),
+            services,
+            case,
+            decision.extend_days,
+            decision.extend_reason,
             actor=officer,
+            now=now,
             message_id=message_id,
         )
     # Service-level figures count from when the reply reached us, not when we processed it.

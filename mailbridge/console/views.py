@@ -1,13 +1,18 @@
-"""Read-only views of cases for people: a case's whole story (lists are in filters.py)."""
+"""Read-only views of cases for people: a case's whole story (lists are in filters.py).
+
+`case_detail` reads it; `summary` and `attachment_note` put it in words, the same words for
+`mailbridge case show` and the web console's case page, so the two never tell it apart.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from mailbridge.console.export import STATUS_LABELS
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.store.models import (
@@ -28,6 +33,7 @@ class TimelineEntry:
     kind: str
     who: str
     text: str
+    body: str = ""  # an email's or note's text, as plain text (never its HTML)
 
 
 @dataclass
@@ -68,7 +74,9 @@ def case_detail(
     timeline: list[TimelineEntry] = []
     for m in session.exec(select(Message).where(Message.case_id == case.id)).all():
         arrow = "in" if m.direction == "in" else "out"
-        timeline.append(TimelineEntry(m.received_at, f"email {arrow}", m.sender, m.subject))
+        timeline.append(
+            TimelineEntry(m.received_at, f"email {arrow}", m.sender, m.subject, m.body_text)
+        )
     for e in session.exec(select(Event).where(Event.case_id == case.id)).all():
         timeline.append(TimelineEntry(e.at, e.kind, e.actor, e.detail))
     for o in session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case.id)).all():
@@ -123,3 +131,85 @@ def case_detail(
         converted_to=case.converted_to,
         closed_reason=case.closed_reason,
     )
+
+
+def attachment_note(a: Attachment) -> str:
+    """Why it was refused or held back, the virus scan's verdict, inline."""
+    notes = [a.refused_reason] if a.refused_reason else []
+    notes += [f"held back: {a.held_reason}"] if a.held_reason else []
+    notes += [f"scan: {a.scan_result}"] if a.scan_result else []
+    notes += ["inline"] if a.inline else []
+    return "; ".join(notes)
+
+
+def _day(value: date | datetime) -> str:
+    return f"{value:%a %d %b %Y}"
+
+
+def summary(d: CaseDetail, calendar: WorkingCalendar) -> list[tuple[str, str]]:
+    """The case's fields as (label, words), in the order a person reads them."""
+    c = d.case
+    left = d.working_days_left
+    if c.completed_at:
+        state = f"completed {_day(c.completed_at)}"
+    elif c.paused_at:
+        state = "paused: the deadline moves on when the case resumes"
+    elif left >= 0:
+        state = f"{left} working days left"
+    else:
+        state = f"overdue by {-left} working days"
+    deadline = f"{_day(c.response_due)} ({'the original' if c.extended_due else state})"
+    fields = [
+        ("Status", STATUS_LABELS.get(c.status, c.status)),
+        ("Member", f"{d.member.name} <{d.member.email}>"),
+        ("Submitted by", f"{d.submitter.name} <{d.submitter.email}>"),
+        ("Service area", c.service_area or "-"),
+        ("Enquiry type", c.enquiry_type or "-"),
+        ("Directorate", c.directorate or "-"),
+        ("District", c.district or "-"),
+        ("Lead officer", d.lead_officer.name if d.lead_officer else "not assigned"),
+        ("Received", f"{c.received_at:%Y-%m-%d %H:%M} UTC"),
+        ("Acknowledge by", _day(c.acknowledge_due)),
+    ]
+    if c.acknowledged_at:
+        fields.append(("Acknowledged", f"{c.acknowledged_at:%Y-%m-%d %H:%M} UTC"))
+    fields.append(("Reply due", deadline))
+    if c.extended_due:
+        reason = f" ({c.extension_reason})" if c.extension_reason else ""
+        fields.append(("Extended to", f"{_day(c.extended_due)} ({state}){reason}"))
+    if c.paused_at:
+        since = _day(calendar.local_date(c.paused_at))
+        fields.append(("Paused", f"since {since} ({c.pause_reason or 'no reason given'})"))
+    if c.paused_working_days:
+        added = f"{c.paused_working_days} working days added to the deadline"
+        fields.append(("Paused days", added))
+    if c.chase_count:
+        fields.append(("Chased", f"{c.chase_count} times"))
+    extra_officers = [f"{p.name} <{p.email}>" for p, role in d.officers if role != "lead"]
+    if extra_officers:
+        fields.append(("Also officers", ", ".join(extra_officers)))
+    if d.other_members:
+        fields.append(("Also members", ", ".join(f"{p.name} <{p.email}>" for p in d.other_members)))
+    if d.linked_case:
+        fields.append(("Follows on from", d.linked_case))
+    if d.merged_from:
+        fields.append(("Merged in", ", ".join(d.merged_from)))
+    if d.merged_into:
+        fields.append(("Merged into", d.merged_into))
+    if d.converted_to:
+        fields.append(("Converted to", d.converted_to.replace("_", " ")))
+    if d.closed_reason and not d.merged_into:
+        fields.append(("Closed because", d.closed_reason))
+    if c.preferred_contact:
+        fields.append(("Contact by", c.preferred_contact))
+    if c.sensitive:
+        fields.append(("Sensitive", "yes"))
+    if c.held_at is not None:
+        hold = f"since {c.held_at:%Y-%m-%d} by {c.held_by}: {c.hold_reason}; never erased"
+        fields.append(("Legal hold", hold))
+    if c.content_erased_at is not None:
+        fields.append(("Content erased", f"{c.content_erased_at:%Y-%m-%d} (the figures stay)"))
+    if c.satisfaction is not None:
+        answered = f", answered {c.satisfaction_at:%Y-%m-%d}" if c.satisfaction_at else ""
+        fields.append(("Satisfaction", f"{c.satisfaction} of 5{answered}"))
+    return fields

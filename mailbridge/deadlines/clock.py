@@ -192,7 +192,8 @@ def recompute(
 # --- pause and resume -----------------------------------------------------------------
 
 
-def _refuse_unless_open(case: Case, doing: str) -> None:
+def refuse_unless_open(case: Case, doing: str) -> None:
+    """Only an open case's clock can be stopped, restarted or moved on."""
     if case.status == CaseStatus.CLOSED:
         raise UserError(f"{case.reference} is closed; a closed case cannot be {doing}")
     if case.status == CaseStatus.COMPLETED:
@@ -219,7 +220,7 @@ def pause(
                         'information from the councillor"')  # fmt: skip
     if len(why) > 500:
         raise UserError("--reason is longer than 500 characters")
-    _refuse_unless_open(case, "paused")
+    refuse_unless_open(case, "paused")
     if case.paused_at is not None:
         raise UserError(
             f"{case.reference} is already paused since "
@@ -258,7 +259,7 @@ def resume(
     session: Session, services: Services, case: Case, *, actor: str, now: datetime
 ) -> Resumed:
     """Restart the clock: the deadlines move on by the working days the case was paused."""
-    _refuse_unless_open(case, "resumed")
+    refuse_unless_open(case, "resumed")
     if case.paused_at is None:
         raise UserError(
             f"{case.reference} is not paused (`mailbridge case pause {case.reference} "
@@ -313,6 +314,55 @@ def _end_pause(
         (old_response, case.response_due),
         (old_extended, case.extended_due) if old_extended and case.extended_due else None,
     )
+
+
+# --- extension ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    reference: str
+    days: int
+    old: date  # the deadline in force before
+    new: date  # extended_due now
+    reason: str | None
+
+
+def extend(
+    session: Session,
+    services: Services,
+    case: Case,
+    days: int,
+    reason: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    message_id: int | None = None,
+) -> Extended:
+    """Move the deadline in force on by `days` working days (an officer's `#extend N`, a
+    coordinator's `case extend`): an extension never brings a deadline forward, and the
+    original `response_due` stays for the reports."""
+    if days < 1:
+        raise UserError("--days must be 1 or more working days")
+    why = " ".join((reason or "").split())[:500] or None
+    current = case.extended_due or case.response_due
+    case.extended_due = services.calendar.add_working_days(current, days)
+    case.extension_reason = why
+    case.updated_at = now
+    session.add(case)
+    session.flush()
+    add_event(
+        session,
+        case.id,
+        "deadline_extended",
+        f"deadline extended by {days} working days to {case.extended_due.isoformat()} "
+        f"(the original, {case.response_due.isoformat()}, stays in reports)"
+        + (f": {why}" if why else ""),
+        actor=actor,
+        message_id=message_id,
+    )
+    log.info("deadline extended", extra={"case": case.reference, "days": days})
+    return Extended(case.reference, days, current, case.extended_due, why)
 
 
 # --- reset on reassignment ------------------------------------------------------------

@@ -85,11 +85,18 @@ def _where(path: Path | None) -> str:
 
 
 def show_case(
-    engine: Engine, reference: str, calendar: WorkingCalendar, actor: Actor
+    engine: Engine,
+    reference: str,
+    calendar: WorkingCalendar,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
 ) -> views.CaseDetail:
-    """`case show`: a case's whole story."""
+    """`case show` and the console's case page: a case's whole story (its working days
+    left counted from `now`, the console's clock)."""
     with Session(engine) as session:
-        detail = views.case_detail(session, reference, calendar, calendar.local_date(utcnow()))
+        today = calendar.local_date(now or utcnow())
+        detail = views.case_detail(session, reference, calendar, today)
     _record(engine, actor, "case.show", case_reference=detail.case.reference)
     return detail
 
