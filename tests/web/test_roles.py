@@ -11,12 +11,14 @@ from fastapi.routing import APIRoute
 
 from mailbridge.signin.roles import Role
 from mailbridge.web.routing import ROLE_KEY
+from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import ROLES, Web
 
 # What a route's {parameter} is filled with: something that exists, so the answer is about
 # the role and not about a missing thing.
 SAMPLES: dict[str, Callable[[Web], str]] = {
     "reference": lambda web: web.pothole(),
+    "attachment_id": lambda web: str(with_survey(web)[SURVEY_PDF]),
 }
 
 # Who holds which role (signin/roles.py), by the keys of tests/web/conftest.ROLES.
