@@ -110,7 +110,18 @@ def raj_case(desk: Desk) -> str:
 
 @pytest.mark.parametrize(
     "command",
-    ["set", "status", "note", "reply", "reopen", "link", "merge", "convert", "attachments"],
+    [
+        "set",
+        "status",
+        "note",
+        "reply",
+        "reopen",
+        "link",
+        "merge",
+        "convert",
+        "attachments",
+        "extend",
+    ],
 )
 def test_every_command_explains_itself_with_an_example(command: str) -> None:
     result = runner.invoke(app, ["case", command, "--help"], env={"COLUMNS": "200"})
@@ -597,3 +608,41 @@ def test_case_show_names_other_members_merges_and_conversions(desk: Desk) -> Non
         "complaint",
         "Formal complaint",
     )
+
+
+# --- extend ---------------------------------------------------------------------------
+
+
+def test_extend_moves_the_deadline_in_force_on_as_an_officers_extend_does(desk: Desk) -> None:
+    case = desk.council.case()
+    assert (case.response_due.isoformat(), case.extended_due) == ("2026-12-08", None)
+    lines = ok_lines(
+        desk.cli("case", "extend", REF, "--days", "5", "--reason", "awaiting  the contractor")
+    )
+    assert lines == [
+        f"{REF}: deadline extended by 5 working days, Tue 08 Dec 2026 → Tue 15 Dec 2026"
+    ]
+    ok_lines(desk.cli("case", "extend", REF, "--days", "1", "--reason", "one more day"))
+    case = desk.council.case()
+    assert case.response_due.isoformat() == "2026-12-08", "the original stays for the reports"
+    assert (case.extended_due.isoformat() if case.extended_due else None) == "2026-12-16"
+    assert case.extension_reason == "one more day"
+    first, second = desk.events(kind="deadline_extended")
+    assert first.detail == (
+        "deadline extended by 5 working days to 2026-12-15 (the original, 2026-12-08, stays in "
+        "reports): awaiting the contractor"
+    )
+    assert (second.actor, first.actor) == (CLI_ACTOR, CLI_ACTOR)
+    one_error(
+        desk.cli("case", "extend", REF, "--days", "0", "--reason", "x"),
+        "--days must be from 1 to 260 working days",
+    )
+    one_error(desk.cli("case", "extend", REF, "--days", "2", "--reason", " "),
+              "--reason is empty: say why the deadline moves")  # fmt: skip
+    ok_lines(desk.cli("case", "status", REF, "completed"))
+    one_error(
+        desk.cli("case", "extend", REF, "--days", "2", "--reason", "late"),
+        f"{REF} is completed; only an open case can be extended "
+        f"(`mailbridge case reopen {REF}` first)",
+    )
+    assert len(desk.events(kind="deadline_extended")) == 2
