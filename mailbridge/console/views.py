@@ -77,7 +77,8 @@ def case_detail(
         timeline.append(
             TimelineEntry(m.received_at, f"email {arrow}", m.sender, m.subject, m.body_text)
         )
-    for e in session.exec(select(Event).where(Event.case_id == case.id)).all():
+    events = session.exec(select(Event).where(Event.case_id == case.id)).all()
+    for e in events:
         timeline.append(TimelineEntry(e.at, e.kind, e.actor, e.detail))
     for o in session.exec(select(OutboxMessage).where(OutboxMessage.case_id == case.id)).all():
         state = o.status + (f" ({o.last_error})" if o.last_error else "")
@@ -107,10 +108,16 @@ def case_detail(
     ).one()
     merged_into = session.get(Case, case.merged_into_id) if case.merged_into_id else None
     linked = session.get(Case, case.linked_case_id) if case.linked_case_id else None
-    merged_from = list(
-        session.exec(
-            select(Case.reference).where(Case.merged_into_id == case.id).order_by(col(Case.id))
-        ).all()
+    # Cases merged into this one: each merge writes a "merged_in" event here
+    # (coordinator.merge), so only such a case looks for them (merged_into_id has no index).
+    merged_from = (
+        list(
+            session.exec(
+                select(Case.reference).where(Case.merged_into_id == case.id).order_by(col(Case.id))
+            ).all()
+        )
+        if any(e.kind == "merged_in" for e in events)
+        else []
     )
     return CaseDetail(
         case=case,
@@ -213,3 +220,15 @@ def summary(d: CaseDetail, calendar: WorkingCalendar) -> list[tuple[str, str]]:
         answered = f", answered {c.satisfaction_at:%Y-%m-%d}" if c.satisfaction_at else ""
         fields.append(("Satisfaction", f"{c.satisfaction} of 5{answered}"))
     return fields
+
+
+def choices(session: Session, kind: str) -> list[Person]:
+    """The active people of one kind by name: whom a coordinator picks from (a case's
+    officers, another member to put on it)."""
+    return list(
+        session.exec(
+            select(Person)
+            .where(Person.kind == kind, col(Person.active).is_(True))
+            .order_by(col(Person.name), col(Person.email))
+        ).all()
+    )

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, ImmutableMultiDict, UploadFile
 from starlette.responses import Response
 
-from mailbridge.cases import assignment, coordinator, directory, records
+from mailbridge.cases import assignment, coordinator, records
 from mailbridge.console import views
 from mailbridge.errors import UserError
 from mailbridge.privacy import access
@@ -112,12 +112,8 @@ def _case_page(
         raise HTTPException(status_code=404) from None
     case = detail.case
     with db(request) as session:
-        officers = [p for p, _ in directory.list_people(session, PersonKind.OFFICER) if p.active]
-        members = [
-            p
-            for p, _ in directory.list_people(session, PersonKind.MEMBER)
-            if p.active and p.id != case.member_id
-        ]
+        officers = views.choices(session, PersonKind.OFFICER)
+        members = [p for p in views.choices(session, PersonKind.MEMBER) if p.id != case.member_id]
         downloadable = {a.id for a in session.exec(coordinator.kept_attachments(case.id))}
     additional = [p.email for p, role in detail.officers if role != "lead"]
     return page(
