@@ -222,13 +222,25 @@ def summary(d: CaseDetail, calendar: WorkingCalendar) -> list[tuple[str, str]]:
     return fields
 
 
-def choices(session: Session, kind: str) -> list[Person]:
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A person a coordinator can pick: their address, and how they are offered."""
+
+    person_id: int
+    email: str
+    label: str  # "Priya Shah (Highways) – priya.shah@example.gov.uk"
+
+
+def choices(session: Session, kind: str) -> list[Choice]:
     """The active people of one kind by name: whom a coordinator picks from (a case's
-    officers, another member to put on it)."""
-    return list(
-        session.exec(
-            select(Person)
-            .where(Person.kind == kind, col(Person.active).is_(True))
-            .order_by(col(Person.name), col(Person.email))
-        ).all()
-    )
+    officers, another member to put on it). Plain rows, not entities: a council has
+    hundreds of officers and the case page lists them all."""
+    rows = session.exec(
+        select(Person.id, Person.name, Person.email, Person.service_area)
+        .where(Person.kind == kind, col(Person.active).is_(True))
+        .order_by(col(Person.name), col(Person.email))
+    ).all()
+    return [
+        Choice(pid or 0, email, f"{name}{f' ({area})' if area else ''} – {email}")
+        for pid, name, email, area in rows
+    ]

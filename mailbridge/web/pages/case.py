@@ -30,7 +30,7 @@ from mailbridge.errors import UserError
 from mailbridge.privacy import access
 from mailbridge.services import Services
 from mailbridge.signin.roles import Role
-from mailbridge.store.models import CaseStatus, Person, PersonKind
+from mailbridge.store.models import CaseStatus, PersonKind
 from mailbridge.web.render import page
 from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
 
@@ -113,7 +113,9 @@ def _case_page(
     case = detail.case
     with db(request) as session:
         officers = views.choices(session, PersonKind.OFFICER)
-        members = [p for p in views.choices(session, PersonKind.MEMBER) if p.id != case.member_id]
+        members = [
+            p for p in views.choices(session, PersonKind.MEMBER) if p.person_id != case.member_id
+        ]
         downloadable = {a.id for a in session.exec(coordinator.kept_attachments(case.id))}
     additional = [p.email for p, role in detail.officers if role != "lead"]
     return page(
@@ -125,7 +127,6 @@ def _case_page(
         c=case,
         fields=views.summary(detail, services.calendar),
         note_of=views.attachment_note,
-        person_label=person_label,
         downloadable=downloadable,
         version=records.version_of(case),
         officers=officers,
@@ -353,9 +354,3 @@ def _register(name: str) -> None:
 
 for _name in ACTIONS:
     _register(_name)
-
-
-def person_label(person: Person) -> str:
-    """How an officer or member is offered in a list: name, area, address."""
-    area = f" ({person.service_area})" if person.service_area else ""
-    return f"{person.name}{area} – {person.email}"
