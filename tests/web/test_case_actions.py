@@ -327,3 +327,41 @@ def test_a_held_back_upload_needs_the_checked_box(web: Web) -> None:
     assert "survey.htm: held back as web page with a form" in said[0]
     [event] = web.council.events(reference, "replied")
     assert event.detail.endswith("checked by the coordinator: survey.htm (web page with a form)")
+
+
+MISTAKES = {
+    "assign": ({"lead": ""}, "--lead : nobody in the directory has this address"),
+    "reassign": ({"lead": RAJ, "also": [SAM]}, f"--lead {RAJ} is a member, not an officer"),
+    "fields": ({"service_area": "Nowhere"}, "--service-area 'Nowhere' is not a service area"),
+    "status": ({"status": "closed"}, "a case is closed by `mailbridge case merge`"),
+    "pause": ({"reason": " "}, "--reason is empty: say why the clock stops"),
+    "resume": ({}, "is not paused"),
+    "extend": ({"days": "five", "reason": "x"}, "Enter the working days to add as a whole"),
+    "note": ({"text": ""}, "the note is empty"),
+    "reply": ({"text": "  "}, "the reply is empty"),
+    "reopen": ({"reason": "why not"}, "only a completed case can be reopened"),
+    "link": ({"member": PRIYA}, f"--member {PRIYA} is an officer, not a member"),
+    "merge": ({"into": "MQ-2026-09999"}, "no case has reference MQ-2026-09999"),
+    "convert": ({"to": "letter", "reason": "x"}, "--to must be one of: complaint, service-request"),
+}
+
+
+@pytest.mark.parametrize("action", list(MISTAKES))
+def test_a_mistake_in_any_action_shows_the_page_again_with_the_problem(
+    web: Web, action: str
+) -> None:
+    reference = web.pothole()
+    client, csrf = web.signed_in("coordinator")
+    version = _version(client.get(f"/cases/{reference}").text)
+    before = _counts(web, reference)
+    form, said = MISTAKES[action]
+    answer = client.post(
+        f"/cases/{reference}/{action}", data={**form, "csrf": csrf, "version": version}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "There is a problem" in answer.text
+    summary = re.search(r'<ul class="govuk-list govuk-error-summary__list">(.*?)</ul>',
+                        answer.text, re.S)  # fmt: skip
+    assert summary and said in summary.group(1).replace("&#39;", "'"), answer.text
+    assert answer.text.startswith("<!DOCTYPE html>")
+    assert _counts(web, reference) == before
