@@ -40,7 +40,8 @@ def _summary(page: str) -> dict[str, str]:
         page,
         re.S,
     )
-    return {html.unescape(k.strip()): html.unescape(v.strip()) for k, v in pairs}
+    text = {k.strip(): " ".join(re.sub(r"<[^>]+>", "", v).split()) for k, v in pairs}
+    return {html.unescape(k): html.unescape(v) for k, v in text.items()}
 
 
 def _case_show(web: Web, tmp_path: Path, reference: str) -> dict[str, str]:
@@ -80,6 +81,16 @@ def test_the_page_shows_what_case_show_shows(web: Web, tmp_path: Path) -> None:
     assert _summary(answer.text) == shown
     assert "Contractor booked" in answer.text
     assert "deadline extended by 5 working days" in answer.text
+
+    # Raj's case merged into it: each page links to the other, and says what case show says.
+    [other] = web.council.deliver(new_email(RAJ, "Mill Lane", "The pothole again.")).references
+    coordinator.merge(web.council.services, other, reference, actor="desk")
+    for one, two in ((reference, other), (other, reference)):
+        answer = client.get(f"/cases/{one}")
+        assert _summary(answer.text) == _case_show(web, tmp_path, one)
+        assert f'<a class="govuk-link" href="/cases/{two}">{two}</a>' in answer.text
+    assert "A closed case never changes." in answer.text
+    assert 'name="version"' not in answer.text, "a closed case offers no action"
 
 
 def test_every_view_of_a_case_is_in_the_audit(web: Web) -> None:
