@@ -15,7 +15,7 @@ import io
 from datetime import date
 from typing import Any
 
-from mailbridge.console.reports import PeriodReport
+from mailbridge.console.reports import PeriodReport, Slice, next_slice
 
 # Okabe & Ito (2008), strongest first; black last, for the "Other" stack.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -32,14 +32,27 @@ def slice_label(first: date, step: str, *, with_year: bool) -> str:
     return f"{text} {first.year}" if with_year else text
 
 
+def part_note(period: PeriodReport, part: Slice) -> str | None:
+    """'(3 days)' for a slice the period covers only in part, so a short bar is not read as
+    a quiet week or month; None for a whole one."""
+    days = period.days_in(part)
+    if days == (next_slice(part.start, period.step) - part.start).days:
+        return None
+    return f"({days} day{'' if days == 1 else 's'})"
+
+
 def tick_labels(period: PeriodReport) -> list[str]:
-    """Slice labels, with the year under the first and under each January."""
+    """Slice labels, with the year under the first and under each January, and the days
+    under a slice the period covers only in part."""
     labels = []
     year = None
     for part in period.timeline:
         first = part.start
         label = slice_label(first, period.step, with_year=False)
-        labels.append(label if first.year == year else f"{label}\n{first.year}")
+        if first.year != year:
+            label += f"\n{first.year}"
+        note = part_note(period, part)
+        labels.append(label if note is None else f"{label}\n{note}")
         year = first.year
     return labels
 
@@ -79,11 +92,12 @@ def on_time_png(period: PeriodReport, target: float | None) -> bytes:
         width=0.7,
         color=BAR,
     )
-    for bar in bars:
+    known = [p for p in period.timeline if p.on_time.of]
+    for bar, part in zip(bars, known, strict=True):
         height = bar.get_height()
         inside = height >= 15
         ax.annotate(
-            f"{height:.0f}%",
+            part.on_time.against(target),
             (bar.get_x() + bar.get_width() / 2, height),
             xytext=(0, -4 if inside else 3),
             textcoords="offset points",
@@ -119,6 +133,8 @@ def on_time_png(period: PeriodReport, target: float | None) -> bytes:
 
 def volume_png(period: PeriodReport) -> bytes:
     """Cases received per slice, stacked by directorate, the slice's total on top."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure()
     ax = fig.add_subplot()
     positions = list(range(len(period.timeline)))
@@ -151,6 +167,7 @@ def volume_png(period: PeriodReport) -> bytes:
             color=INK,
         )
     ax.set_ylim(0, max(top * 1.12, 1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("Enquiries received")
     _slices_axis(ax, period)
     if found:

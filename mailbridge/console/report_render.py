@@ -22,7 +22,14 @@ from rich.table import Table
 from rich.text import Text
 
 from mailbridge.console import report_charts
-from mailbridge.console.reports import NO_DIRECTORATE, GroupStats, PeriodReport, Ratio, Report
+from mailbridge.console.reports import (
+    NO_DIRECTORATE,
+    GroupStats,
+    PeriodReport,
+    Ratio,
+    Report,
+    Slice,
+)
 from mailbridge.delivery.templating import shipped_templates
 from mailbridge.files import private_open
 from mailbridge.spreadsheet import neutralise
@@ -388,15 +395,6 @@ def _templates() -> Environment:
 # --- figures and words --------------------------------------------------------------------
 
 
-def share(ratio: Ratio, target: float | None = None) -> str:
-    """A ratio's percentage as a person reads it, never rounded up onto a target it misses
-    (89.6% against 90% is "89.6%", not "90%")."""
-    pct = ratio.percent
-    if pct is not None and target is not None and pct < target <= math.floor(pct + 0.5):
-        return f"{math.floor(pct * 10) / 10:g}%"
-    return ratio.percent_text
-
-
 def _counts(ratio: Ratio) -> str:
     return f"{ratio.hit:,} of {ratio.of:,}"
 
@@ -428,9 +426,9 @@ def key_figures(report: Report) -> list[KeyFigure]:
         ),
         KeyFigure(
             "Answered within target",
-            share(now.on_time, target),
+            now.on_time.against(target),
             on_time,
-            previous(before and share(before.on_time, target)),
+            previous(before and before.on_time.against(target)),
         ),
         KeyFigure(
             "Median working days to first response",
@@ -446,9 +444,9 @@ def key_figures(report: Report) -> list[KeyFigure]:
         ),
         KeyFigure(
             "Acknowledged within target",
-            share(now.acknowledged),
+            now.acknowledged.percent_text,
             _counts(now.acknowledged),
-            previous(before and share(before.acknowledged)),
+            previous(before and before.acknowledged.percent_text),
         ),
     ]
     if now.satisfaction_answers or (before and before.satisfaction_answers):
@@ -525,7 +523,7 @@ def _on_time_sentence(h: Headline) -> str:
     if ratio.of == 1:
         subject = "It" if n == 1 else "The one answered or past its deadline"
         return f"{subject} was {'' if ratio.hit else 'not '}answered within target."
-    pct = share(ratio, h.target)
+    pct = ratio.against(h.target)
     if ratio.of == n:
         said = f"{pct} were answered within target"
     else:
@@ -534,7 +532,7 @@ def _on_time_sentence(h: Headline) -> str:
     if h.target is not None:
         said += f", against a target of {h.target:g}%"
     if h.previous_on_time is not None and h.previous_on_time.of:
-        said += f" ({share(h.previous_on_time, h.target)} in the previous period)"
+        said += f" ({h.previous_on_time.against(h.target)} in the previous period)"
     return said + "."
 
 
@@ -584,7 +582,7 @@ def charts(report: Report) -> list[Chart]:
     stacks = report_charts.stacks(period)
     volume_rows = [
         PanelRow(
-            _slice(part.start, step),
+            _slice_row(period, part),
             "slice",
             [*(Cell(f"{counts[i]:,}") for _name, counts in stacks), Cell(f"{part.total:,}")],
         )
@@ -603,12 +601,12 @@ def charts(report: Report) -> list[Chart]:
                 [column, "Answered within target", "Answered or past their deadline", "Share"],
                 [
                     PanelRow(
-                        _slice(part.start, step),
+                        _slice_row(period, part),
                         "slice",
                         [
                             Cell(f"{part.on_time.hit:,}"),
                             Cell(f"{part.on_time.of:,}"),
-                            Cell(share(part.on_time, target)),
+                            Cell(part.on_time.against(target)),
                         ],
                     )
                     for part in period.timeline
@@ -634,6 +632,13 @@ def _slice(first: date, step: str) -> str:
     return report_charts.slice_label(first, step, with_year=True)
 
 
+def _slice_row(period: PeriodReport, part: Slice) -> str:
+    """A slice's name in a chart's table, with its days when the period has only part of it."""
+    note = report_charts.part_note(period, part)
+    name = _slice(part.start, period.step)
+    return name if note is None else f"{name} {note}"
+
+
 def _on_time_summary(period: PeriodReport, target: float | None) -> str:
     known = [p for p in period.timeline if p.on_time.of]
     if not known:
@@ -642,11 +647,11 @@ def _on_time_summary(period: PeriodReport, target: float | None) -> str:
     best = max(known, key=lambda p: p.on_time.percent or 0.0)
     worst = min(known, key=lambda p: p.on_time.percent or 0.0)
     if best is worst:
-        said = f"{_slice(best.start, step)}: {share(best.on_time, target)}."
+        said = f"{_slice_row(period, best)}: {best.on_time.against(target)}."
     else:
         said = (
-            f"Highest: {_slice(best.start, step)}, {share(best.on_time, target)}; "
-            f"lowest: {_slice(worst.start, step)}, {share(worst.on_time, target)}."
+            f"Highest: {_slice_row(period, best)}, {best.on_time.against(target)}; "
+            f"lowest: {_slice_row(period, worst)}, {worst.on_time.against(target)}."
         )
     if target is not None:
         met = sum(1 for p in known if (p.on_time.percent or 0.0) >= target)
@@ -661,12 +666,13 @@ def _volume_summary(period: PeriodReport) -> str:
     busiest = max(period.directorates, key=lambda g: g.received)
     said = (
         f"{busiest.label} received the most: {busiest.received:,} of {total:,} "
-        f"({share(Ratio(busiest.received, total))})."
+        f"({Ratio(busiest.received, total).percent_text})."
     )
-    if len(period.timeline) > 1:
+    whole = [p for p in period.timeline if report_charts.part_note(period, p) is None]
+    if len(whole) > 1:  # a part of a week or month is no quiet one
         step = period.step
-        high = max(period.timeline, key=lambda p: p.total)
-        low = min(period.timeline, key=lambda p: p.total)
+        high = max(whole, key=lambda p: p.total)
+        low = min(whole, key=lambda p: p.total)
         said += (
             f" The busiest {step} was {_slice(high.start, step)} ({high.total:,}); "
             f"the quietest {_slice(low.start, step)} ({low.total:,})."

@@ -84,6 +84,14 @@ class Ratio:
         pct = self.percent
         return "-" if pct is None else f"{math.floor(pct + 0.5)}%"
 
+    def against(self, target: float | None) -> str:
+        """percent_text, but never rounded up onto a target it misses: 89.6% against 90% is
+        "89.6%", not "90%"."""
+        pct = self.percent
+        if pct is not None and target is not None and pct < target <= math.floor(pct + 0.5):
+            return f"{math.floor(pct * 10) / 10:g}%"
+        return self.percent_text
+
     def __str__(self) -> str:
         return f"{self.hit}/{self.of} ({self.percent_text})"
 
@@ -196,18 +204,18 @@ def slice_start(day: date, step: str) -> date:
     return day.replace(day=1) if step == "month" else day - timedelta(days=day.weekday())
 
 
+def next_slice(first: date, step: str) -> date:
+    if step == "week":
+        return first + timedelta(weeks=1)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
 def slice_starts(start: date, end: date, step: str) -> list[date]:
     """Every slice's first day, from the one holding `start` to the one holding `end`."""
     found = [slice_start(start, step)]
-    while True:
-        last = found[-1]
-        if step == "week":
-            following = last + timedelta(weeks=1)
-        else:
-            following = (last + timedelta(days=32)).replace(day=1)
-        if following > end:
-            return found
+    while (following := next_slice(found[-1], step)) <= end:
         found.append(following)
+    return found
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,12 @@ class PeriodReport:
     @property
     def directorates(self) -> list[GroupStats]:
         return [g for g in self.areas if g.level == "directorate"]
+
+    def days_in(self, part: Slice) -> int:
+        """The days of a slice inside the period: fewer than a whole week or month at the
+        ends of a period that does not start or end with one."""
+        last = min(next_slice(part.start, self.step) - timedelta(days=1), self.end)
+        return (last - max(part.start, self.start)).days + 1
 
 
 @dataclass(frozen=True)

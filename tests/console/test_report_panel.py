@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,8 +15,8 @@ from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import Engine
 
 from mailbridge.console import report_charts, report_render
-from mailbridge.console.report_render import Headline, sentences, share
-from mailbridge.console.reports import NO_DIRECTORATE, PeriodReport, Ratio, Slice
+from mailbridge.console.report_render import Headline, sentences
+from mailbridge.console.reports import NO_DIRECTORATE, PeriodReport, Ratio, Slice, next_slice
 from mailbridge.delivery.templating import shipped_templates
 from tests.console.test_reports import AH, ARGS, ET, build, cli, home, ok, seeded
 
@@ -132,7 +132,7 @@ def test_sentences(headline: Headline, said: list[str]) -> None:
 def test_a_share_never_rounds_onto_a_target_it_misses(
     ratio: Ratio, target: float | None, shown: str
 ) -> None:
-    assert share(ratio, target) == shown
+    assert ratio.against(target) == shown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,8 +144,22 @@ def empty(engine: Engine) -> PeriodReport:
     return build(engine).current
 
 
-def slices(period: PeriodReport, *parts: Slice, step: str = "month") -> PeriodReport:
-    return replace(period, step=step, timeline=list(parts))
+def slices(
+    period: PeriodReport,
+    *parts: Slice,
+    step: str = "month",
+    start: date | None = None,
+    end: date | None = None,
+) -> PeriodReport:
+    """`period` with these slices, from the first one's start to the last one's end unless
+    told otherwise."""
+    return replace(
+        period,
+        step=step,
+        timeline=list(parts),
+        start=start or parts[0].start,
+        end=end or next_slice(parts[-1].start, step) - timedelta(days=1),
+    )
 
 
 def test_beyond_seven_directorates_the_smallest_share_one_stack(empty: PeriodReport) -> None:
@@ -318,3 +332,42 @@ def test_an_empty_period_still_makes_a_page(engine: Engine) -> None:
     assert page.figures["Enquiries received"]["value"] == "0"
     assert page.sentences == ["No enquiries were received in this period."]
     assert len(page.images) == 2
+
+
+def test_a_slice_the_period_covers_in_part_says_so(empty: PeriodReport) -> None:
+    mondays = (date(2026, 8, 31), date(2026, 9, 7), date(2026, 11, 30))
+    parts = [Slice(monday, {}, Ratio(0, 0)) for monday in mondays]
+    # Tue 1 Sep to Mon 30 Nov
+    period = slices(empty, *parts, step="week", start=date(2026, 9, 1), end=date(2026, 11, 30))
+    assert [period.days_in(p) for p in parts] == [6, 7, 1]
+    assert [report_charts.part_note(period, p) for p in parts] == ["(6 days)", None, "(1 day)"]
+    labels = ["31 Aug\n2026\n(6 days)", "7 Sep", "30 Nov\n(1 day)"]
+    assert report_charts.tick_labels(period) == labels
+
+
+def test_each_chart_says_what_it_shows(seeded: tuple[Engine, dict[str, int]]) -> None:
+    engine, _ = seeded
+    report = replace(build(engine), target_percent=90.0)
+    on_time, volume = report_render.panel(report).charts
+    assert on_time.summary == (
+        "Highest: 7 Dec 2026, 100%; lowest: 21 Dec 2026, 0%. 3 of 4 weeks reached the 90% target."
+    )
+    assert "90% target" in on_time.alt and on_time.src.startswith("data:image/png;base64,")
+    assert [[c.text for c in row.cells] for row in on_time.table.rows] == [
+        ["1", "1", "100%"],
+        ["2", "2", "100%"],
+        ["0", "2", "0%"],
+        ["1", "1", "100%"],
+    ]
+    assert volume.summary == (
+        "Environment and Transport received the most: 5 of 8 (63%). The busiest week was "
+        "21 Dec 2026 (3); the quietest 7 Dec 2026 (1)."
+    )
+    assert volume.table.headings == [
+        "Week beginning",
+        ET,
+        AH,
+        "(no directorate)",
+        "Total",
+    ]
+    assert [row.cells[-1].text for row in volume.table.rows] == ["1", "2", "3", "2"]
