@@ -26,6 +26,7 @@ from mailbridge.cli import (
     run,
     sar,
     schedule,
+    web,
 )
 from mailbridge.cli.context import claim
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
@@ -75,6 +76,7 @@ check.register(app)
 console.register(app)  # dashboard, export
 report.register(app)
 audit.register(app)
+web.register(app)
 
 
 def main() -> None:

@@ -493,6 +493,72 @@ class AlertsConfig(_Section):
     outbox_stuck_minutes: Annotated[int, Field(ge=1)] = 30
 
 
+class SsoConfig(_Section):
+    """Single sign-on by OpenID Connect (docs/web.md): Microsoft Entra ID by its tenant, or
+    any provider by its issuer URL (discovery)."""
+
+    provider: Literal["entra", "oidc"] = "entra"
+    tenant_id: str | None = None  # Entra ID: the directory (tenant) ID
+    issuer: str | None = None  # any other provider: its issuer URL
+    client_id: Annotated[str, Field(min_length=1)]
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    # The claim matched to the directory's addresses: "email" or "preferred_username" (the
+    # Entra ID sign-in name, usually the mail address).
+    claim: Literal["email", "preferred_username"] = "email"
+    button_label: str = "Single Sign-on Login"
+
+    @property
+    def client_secret(self) -> Secret:
+        return Secret(env=self.client_secret_env, file=self.client_secret_file)
+
+    @property
+    def discovery_url(self) -> str:
+        if self.provider == "entra":
+            if not self.tenant_id:
+                raise ConfigError("[web.sso]: provider entra needs tenant_id")
+            return (
+                f"https://login.microsoftonline.com/{self.tenant_id}/v2.0"
+                "/.well-known/openid-configuration"
+            )
+        if not self.issuer:
+            raise ConfigError("[web.sso]: provider oidc needs issuer")
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+class WebConfig(_Section):
+    """The browser console: `mailbridge web` (docs/web.md)."""
+
+    # The address people type, as the reverse proxy serves it: sign-in links and SSO
+    # redirects are built from it. Plain http only on loopback.
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")] = (
+        "http://127.0.0.1:8080"
+    )
+    # X-Forwarded-For/-Proto are believed only from these addresses (the reverse proxy).
+    trusted_proxies: list[str] = []
+    # Signs sign-in links; without one, a key is made once in data_dir/web.key.
+    secret_key_env: str | None = None
+    secret_key_file: Path | None = None
+    idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    absolute_hours: Annotated[int, Field(ge=1, le=24 * 7)] = 12
+    # "Keep me logged in": how long, and whether coordinators may (off by default: they see
+    # every case).
+    keep_signed_in_days: Annotated[int, Field(ge=0, le=90)] = 30
+    keep_signed_in_coordinators: bool = False
+    link_minutes: Annotated[int, Field(ge=1, le=60)] = 15
+    # Sign-in links asked for in 15 minutes, per address and per client address.
+    links_per_address: Annotated[int, Field(ge=1, le=100)] = 3
+    links_per_client: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Off: only single sign-on (when [web.sso] is set).
+    email_links: bool = True
+    page_size: Annotated[int, Field(ge=5, le=200)] = 25
+    sso: SsoConfig | None = None
+
+    @property
+    def secret_key(self) -> Secret:
+        return Secret(env=self.secret_key_env, file=self.secret_key_file)
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -517,6 +583,7 @@ class Config(_Section):
     attachments: AttachmentsConfig = AttachmentsConfig()
     trust: TrustConfig = TrustConfig()
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []

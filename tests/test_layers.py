@@ -42,7 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("privacy", ("privacy",)),
     ("pipeline", ("pipeline",)),
     ("service", ("service",)),
-    ("doors", ("cli", "__main__")),
+    ("signin", ("signin",)),
+    ("doors", ("cli", "__main__", "web")),
 ]
 
 

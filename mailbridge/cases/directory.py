@@ -309,13 +309,13 @@ def _check_row(
         return f"name is longer than {MAX_TEXT} characters"
     if not given:
         return "email is empty"
-    if not _valid(email):
+    if not valid_address(email):
         return f"email '{given}' is not a valid address"
     extra: list[str] = []
     for a in _SEPARATORS.split(row.get("extra_emails", "")):
         if not a:
             continue
-        if not _valid(a.lower()):
+        if not valid_address(a.lower()):
             return f"extra address '{a}' is not a valid address"
         if a.lower() != email and a.lower() not in extra:
             extra.append(a.lower())
@@ -385,7 +385,7 @@ def _upsert(
     return "unchanged"
 
 
-def _valid(address: str) -> bool:
+def valid_address(address: str) -> bool:
     return len(address) <= MAX_EMAIL and _EMAIL.match(address) is not None
 
 

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 
 from mailbridge import logs
 from mailbridge.config import Config
-from mailbridge.delivery import outbox
+from mailbridge.delivery import outbox, wake
 from mailbridge.delivery.claims import Claimer
 from mailbridge.delivery.receipts import FOLD_SECONDS, Receipts
 from mailbridge.delivery.transports.base import (
@@ -200,6 +201,7 @@ class Doorbell:
         os.set_blocking(self._write.fileno(), False)
         self._flags = ctx.RawArray("b", 2)  # drain, stop
         self._rung = False  # the courier's side: a ring read while it paused
+        self._door: socket.socket | None = None  # rings from other processes (delivery/wake.py)
 
     # -- the daemon's side --------------------------------------------------------------
 
@@ -245,12 +247,22 @@ class Doorbell:
             if self._take(left):
                 self._rung = True
 
+    def open_door(self, door: socket.socket | None) -> None:
+        """The courier's side: also wake on a ring at this socket."""
+        self._door = door
+
     def _take(self, timeout: float) -> bool:
         fd = self._read.fileno()
-        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        watched = [fd] if self._door is None else [fd, self._door.fileno()]
+        ready, _, _ = select.select(watched, [], [], max(0.0, timeout))
         if not ready:
             return False
-        os.read(fd, 4096)
+        if fd in ready:
+            os.read(fd, 4096)
+        if self._door is not None and self._door.fileno() in ready:
+            with contextlib.suppress(BlockingIOError):
+                while self._door.recv(64):
+                    pass
         return True
 
 
@@ -322,6 +334,8 @@ def _courier_main(
     # A stop request cuts a rate-limit pause short.
     rate_limit = outbox.RateLimiter(config.smtp.rate_limit_per_minute, sleep=bell.pause)
     totals = CourierTotals()
+    door = wake.listen(config)
+    bell.open_door(door)
 
     def stopping() -> bool:
         return bell.stopped or os.getppid() != parent_pid
@@ -363,6 +377,7 @@ def _courier_main(
         if receipts is not None:
             _leave(receipts, engine)
         claimer.release()
+        wake.stop_listening(config, door)
         engine.dispose()
 
 

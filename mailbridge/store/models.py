@@ -73,6 +73,8 @@ class Person(SQLModel, table=True):
     directorate: str | None = Field(default=None, max_length=200)
     delegate_for_id: int | None = Field(default=None, foreign_key="person.id")
     active: bool = True
+    # An officer who also works as a coordinator (the officers' import's `coordinator` column).
+    coordinator: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -403,6 +405,40 @@ class Incident(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow)
     detail: str = Field(default="", max_length=500)  # never personal data
     cleared_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept, so a
+    copy of the database signs nobody in (signin/sessions.py)."""
+
+    __tablename__ = "web_session"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    csrf: str = Field(max_length=64)
+    method: str = Field(max_length=16)  # "sso" or "link"
+    client: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)  # the absolute end
+    idle_seconds: int
+
+
+class SigninLink(SQLModel, table=True):
+    """One emailed sign-in link, asked for by address: kept (hashed) to be used once, and to
+    count requests per address and per client (signin/links.py)."""
+
+    __tablename__ = "signin_link"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    address: str = Field(max_length=254, index=True)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+    client: str = Field(default="", max_length=64, index=True)
+    keep: bool = False
+    next_path: str = Field(default="/", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 class MailboxState(SQLModel, table=True):

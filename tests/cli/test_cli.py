@@ -583,6 +583,7 @@ def test_help_lists_every_command() -> None:
         "export",
         "report",
         "audit",
+        "web",
         "db",
         "members",
         "officers",

@@ -1,0 +1,42 @@
+"""A person's roles, read from the directory at every request: removing someone from the
+config or the directory takes effect on their next click, not at their next sign-in."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from mailbridge.store.models import Person, PersonKind
+
+
+class Role(StrEnum):
+    """What a route asks of whoever calls it (web/routing.py)."""
+
+    PUBLIC = "public"  # anyone, signed in or not: the sign-in pages
+    SIGNED_IN = "signed_in"  # anyone the directory knows, whatever their role
+    COORDINATOR = "coordinator"  # the Member Support Team
+    OFFICER = "officer"
+    MEMBER = "member"
+    DELEGATE = "delegate"
+
+
+def roles_of(person: Person | None) -> frozenset[Role]:
+    """Coordinators are the config's coordinators (mirrored into the directory) and officers
+    imported with the `coordinator` flag; an inactive person has no role at all."""
+    if person is None or not person.active:
+        return frozenset()
+    roles = {Role.SIGNED_IN}
+    if person.kind == PersonKind.COORDINATOR:
+        roles.add(Role.COORDINATOR)
+    elif person.kind == PersonKind.OFFICER:
+        roles.add(Role.OFFICER)
+        if person.coordinator:
+            roles.add(Role.COORDINATOR)
+    elif person.kind == PersonKind.MEMBER:
+        roles.add(Role.MEMBER)
+    elif person.kind == PersonKind.DELEGATE:
+        roles.add(Role.DELEGATE)
+    return frozenset(roles)
+
+
+def may(person: Person | None, role: Role) -> bool:
+    return role == Role.PUBLIC or role in roles_of(person)
