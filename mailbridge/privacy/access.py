@@ -175,12 +175,18 @@ def report(
     actor: Actor,
     *,
     compare_previous: bool = False,
+    target_percent: float | None = None,
 ) -> Reported:
     """`report`: the scrutiny report over a period, in a format, printed or to a file."""
     first, last = period
     with Session(engine) as session:
         built = reports.build_report(
-            session, calendar, first, last, compare_previous=compare_previous
+            session,
+            calendar,
+            first,
+            last,
+            compare_previous=compare_previous,
+            target_percent=target_percent,
         )
     text = None if fmt == "table" else report_render.write(built, fmt, output)
     compared = ", with the period before" if compare_previous else ""
