@@ -295,6 +295,12 @@ def _empty_like(group: GroupStats) -> GroupStats:
 # Building
 
 
+def year_to_date(today: date) -> tuple[date, date]:
+    """The council's financial year so far (from 1 April): the report page's first period."""
+    year = today.year if today.month >= 4 else today.year - 1
+    return date(year, 4, 1), today
+
+
 def previous_period(start: date, end: date) -> tuple[date, date]:
     """The period of the same length ending the day before `start`."""
     length = end - start
