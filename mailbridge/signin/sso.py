@@ -9,22 +9,13 @@ signed cookie of its own for the round trip.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from authlib.integrations.starlette_client import OAuth
-from starlette.applications import Starlette
-from starlette.middleware.sessions import SessionMiddleware
 
 from mailbridge.config import Config
 
 ENTRA_SIGN_IN = "https://login.microsoftonline.com"
-# The round trip's cookie: the state, nonce and PKCE verifier between the sign-in button
-# and the provider's answer, signed, and gone after ten minutes (a sign-in at the provider
-# takes less).
-ROUND_TRIP_COOKIE = "mailbridge_sso"
-ROUND_TRIP_SECONDS = 600
 
 
 class Sso:
@@ -44,18 +35,6 @@ class Sso:
             client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"},
         )
         self.client: Any = oauth.sso
-
-    def carry_round_trip(self, app: Starlette, key: bytes, *, secure: bool) -> None:
-        """Give `app` the signed cookie Authlib keeps the round trip in (request.session),
-        under a key of its own derived from the console's."""
-        app.add_middleware(
-            SessionMiddleware,
-            secret_key=hmac.new(key, b"sso round trip", hashlib.sha256).hexdigest(),
-            session_cookie=ROUND_TRIP_COOKIE,
-            max_age=ROUND_TRIP_SECONDS,
-            same_site="lax",  # sent on the provider's redirect back (a top-level GET)
-            https_only=secure,
-        )
 
     def address(self, claims: dict[str, Any]) -> str | None:
         """The address the provider vouches for, as the directory keeps addresses."""

@@ -82,8 +82,6 @@ def create_app(
     for area in (signin, home):
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
-    if sso is not None:
-        sso.carry_round_trip(app, state.key, secure=secure)
     targets = [origin(sso.authorize_origin)] if sso else []
     app.add_middleware(SecurityHeaders, csp=policy(targets), secure_cookies=secure)
     _answers(app)
