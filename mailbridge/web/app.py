@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
 
 from mailbridge.cases.directory import adopt_coordinators
@@ -83,6 +84,17 @@ def create_app(
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []
+    if sso is not None:
+        # Authlib keeps the round trip's state, nonce and PKCE verifier here: signed, for
+        # ten minutes, nothing else in it.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=state.key.decode(),
+            session_cookie="mailbridge_sso",
+            max_age=600,
+            same_site="lax",
+            https_only=secure,
+        )
     app.add_middleware(SecurityHeaders, csp=policy(targets), secure_cookies=secure)
     _answers(app)
     return app
