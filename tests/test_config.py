@@ -1,6 +1,7 @@
 """Config errors name the file and the key, in one line, with exit code 2 from the CLI."""
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,22 @@ def test_run_refuses_a_login_in_clear_text_at_start_up(
         check_secrets(load_config(path))
     assert str(err.value).startswith(f"{path}: [mailbox] url imap://imap.example.org would send")
     assert "s3cret" not in str(err.value) and "enquiries" not in str(err.value)
+
+
+def test_the_readmes_web_examples_are_valid_config(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [
+        textwrap.dedent(body)
+        for indent, body in re.findall(r"^( *)```toml\n(.*?)^\1```", readme, re.M | re.S)
+        if "[web" in body
+    ]
+    assert len(blocks) == 3  # Entra ID, another provider, behind a proxy
+    providers = []
+    for block in blocks:
+        config = load_config(write(tmp_path, block))
+        if config.web.sso is not None:
+            providers.append(config.web.sso.provider)
+            assert config.web.sso.discovery_url.endswith("/.well-known/openid-configuration")
+        else:
+            assert config.web.trusted_proxies
+    assert providers == ["entra", "oidc"]
