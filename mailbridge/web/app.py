@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mailbridge.cases.directory import adopt_coordinators
 from mailbridge.config import Config
@@ -96,6 +97,10 @@ def create_app(
             https_only=secure,
         )
     app.add_middleware(SecurityHeaders, csp=policy(targets), secure_cookies=secure)
+    if config.web.trusted_proxies:
+        # Outermost: the client's address and scheme are the proxy's word only when the
+        # proxy is one of ours; anyone else's X-Forwarded-For is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.web.trusted_proxies)
     _answers(app)
     return app
 
