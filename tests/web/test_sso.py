@@ -5,13 +5,15 @@ decides whether they are anyone here."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import oidc_provider_mock
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -20,6 +22,7 @@ from sqlmodel import Session, select
 from mailbridge.store.db import make_engine
 from mailbridge.store.models import AuditRecord
 from mailbridge.web.routing import SESSION_COOKIE
+from tests.oidc import Provider, authorize, oidc_provider
 from tests.web.conftest import Web, make_web
 
 COORDINATOR = "member.support@example.gov.uk"
@@ -27,9 +30,9 @@ SECRET_ENV = "MAILBRIDGE_TEST_SSO_SECRET"
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[str]:
-    with oidc_provider_mock.run_server_in_thread() as server:
-        yield f"http://localhost:{server.server_port}"
+def provider() -> Iterator[Provider]:
+    with oidc_provider() as running:
+        yield running
 
 
 @pytest.fixture
@@ -60,13 +63,13 @@ def sites(
 
 
 @pytest.fixture
-def web(sites: Callable[..., Web], issuer: str) -> Web:
-    return sites(issuer)
+def web(sites: Callable[..., Web], provider: Provider) -> Web:
+    return sites(provider.issuer)
 
 
-def set_user(issuer: str, sub: str, claims: dict[str, str]) -> None:
-    """What the provider will say about `sub` once they have signed in there."""
-    httpx.put(f"{issuer}/users/{sub}", json=claims, timeout=10).raise_for_status()
+def console_state(web: Web) -> Any:
+    """The app's shared state (web/app.py Console), where its SSO client lives."""
+    return web.app.state.console
 
 
 def start(client: TestClient, csrf: str, next_path: str = "/") -> Response:
@@ -74,16 +77,16 @@ def start(client: TestClient, csrf: str, next_path: str = "/") -> Response:
 
 
 def sign_in_at_provider(authorize_url: str, sub: str) -> str:
-    """Submit the provider's sign-in form as `sub`: the callback path and query it sends
-    the browser back to."""
-    answer = httpx.post(authorize_url, data={"sub": sub}, timeout=10)
-    assert answer.status_code == 302, answer.text
-    back = urlsplit(answer.headers["location"])
+    """Sign in at the provider as `sub`, as a person would: the callback path and query it
+    sends the browser back to."""
+    with httpx.Client(trust_env=False, timeout=10) as browser:
+        location = authorize(browser, authorize_url, sub)
+    back = urlsplit(location)
     assert f"{back.scheme}://{back.netloc}" == "http://127.0.0.1:8080"
     return f"{back.path}?{back.query}"
 
 
-def round_trip(web: Web, issuer: str, sub: str) -> tuple[TestClient, Response]:
+def round_trip(web: Web, sub: str) -> tuple[TestClient, Response]:
     client, csrf = web.anonymous()
     started = start(client, csrf)
     assert started.status_code == 302, started.text
@@ -96,16 +99,35 @@ def audit(web: Web, action: str) -> list[AuditRecord]:
         return list(session.exec(select(AuditRecord).where(AuditRecord.action == action)))
 
 
-def test_a_coordinator_signs_in_with_single_sign_on(web: Web, issuer: str) -> None:
-    set_user(issuer, "entra-object-id-1", {"email": COORDINATOR.upper(), "name": "Support"})
+def s256(verifier: str) -> str:
+    """The PKCE code challenge for a verifier (RFC 7636, S256)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def test_a_coordinator_signs_in_with_single_sign_on(
+    web: Web, provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider.set_user("entra-object-id-1", {"email": COORDINATOR.upper(), "name": "Support"})
+    # The provider accepts any code_verifier, so what the console sends it is watched
+    # (and passed on unchanged): the verifier must be the one the challenge was made from.
+    sso_client = console_state(web).sso.client
+    exchanged: list[dict[str, Any]] = []
+    fetch = sso_client.fetch_access_token
+
+    async def watched(**params: Any) -> Any:
+        exchanged.append(params)
+        return await fetch(**params)
+
+    monkeypatch.setattr(sso_client, "fetch_access_token", watched)
     client, csrf = web.anonymous()
 
     started = start(client, csrf, "/?status=new")
 
     assert started.status_code == 302  # Authlib's redirect: a browser follows it with a GET
-    authorize = urlsplit(started.headers["location"])
-    assert f"{authorize.scheme}://{authorize.netloc}" == issuer
-    query = parse_qs(authorize.query)
+    sent_to = urlsplit(started.headers["location"])
+    assert f"{sent_to.scheme}://{sent_to.netloc}" == provider.issuer
+    query = parse_qs(sent_to.query)
     assert query["code_challenge_method"] == ["S256"]
     assert len(query["code_challenge"][0]) == 43  # base64url of a SHA-256
     assert query["state"][0] and query["nonce"][0]
@@ -116,6 +138,8 @@ def test_a_coordinator_signs_in_with_single_sign_on(web: Web, issuer: str) -> No
 
     assert back.status_code == 303, back.text
     assert back.headers["location"] == "/?status=new"
+    [params] = exchanged
+    assert s256(params["code_verifier"]) == query["code_challenge"][0]
     assert SESSION_COOKIE in back.headers["set-cookie"]
     home = client.get("/")
     assert home.status_code == 200
@@ -124,9 +148,11 @@ def test_a_coordinator_signs_in_with_single_sign_on(web: Web, issuer: str) -> No
     assert (record.actor, record.channel, record.detail) == (COORDINATOR, "web", "single sign-on")
 
 
-def test_a_callback_with_another_browsers_state_signs_nobody_in(web: Web, issuer: str) -> None:
+def test_a_callback_with_another_browsers_state_signs_nobody_in(
+    web: Web, provider: Provider
+) -> None:
     """The code and state belong to the browser that started: replayed elsewhere they fail."""
-    set_user(issuer, "entra-object-id-2", {"email": COORDINATOR})
+    provider.set_user("entra-object-id-2", {"email": COORDINATOR})
     client, csrf = web.anonymous()
     callback = sign_in_at_provider(start(client, csrf).headers["location"], "entra-object-id-2")
     other, _ = web.anonymous()
@@ -140,10 +166,10 @@ def test_a_callback_with_another_browsers_state_signs_nobody_in(web: Web, issuer
     assert failed.detail.startswith("single sign-on: the provider refused")
 
 
-def test_someone_the_directory_does_not_know_is_refused(web: Web, issuer: str) -> None:
-    set_user(issuer, "stranger", {"email": "someone.else@example.gov.uk"})
+def test_someone_the_directory_does_not_know_is_refused(web: Web, provider: Provider) -> None:
+    provider.set_user("stranger", {"email": "someone.else@example.gov.uk"})
 
-    client, answer = round_trip(web, issuer, "stranger")
+    client, answer = round_trip(web, "stranger")
 
     assert answer.status_code == 403
     assert "your account is not one this service knows" in answer.text
@@ -156,10 +182,10 @@ def test_someone_the_directory_does_not_know_is_refused(web: Web, issuer: str) -
     )
 
 
-def test_a_provider_that_gives_no_address_signs_nobody_in(web: Web, issuer: str) -> None:
-    set_user(issuer, "no-mail", {"name": "Nobody Known", "preferred_username": COORDINATOR})
+def test_a_provider_that_gives_no_address_signs_nobody_in(web: Web, provider: Provider) -> None:
+    provider.set_user("no-mail", {"name": "Nobody Known", "preferred_username": COORDINATOR})
 
-    _, answer = round_trip(web, issuer, "no-mail")
+    _, answer = round_trip(web, "no-mail")
 
     assert answer.status_code == 403
     assert audit(web, "sign-in") == []
@@ -168,13 +194,13 @@ def test_a_provider_that_gives_no_address_signs_nobody_in(web: Web, issuer: str)
 
 
 def test_the_preferred_username_claim_can_name_the_person(
-    sites: Callable[..., Web], issuer: str
+    sites: Callable[..., Web], provider: Provider
 ) -> None:
     """Entra ID's sign-in name, for tenants whose tokens carry no email claim."""
-    web = sites(issuer, claim="preferred_username")
-    set_user(issuer, "upn-only", {"preferred_username": COORDINATOR})
+    web = sites(provider.issuer, claim="preferred_username")
+    provider.set_user("upn-only", {"preferred_username": COORDINATOR})
 
-    client, answer = round_trip(web, issuer, "upn-only")
+    client, answer = round_trip(web, "upn-only")
 
     assert answer.status_code == 303, answer.text
     assert "Member queries dashboard" in client.get("/").text
