@@ -70,6 +70,7 @@ def assign(
     `reset_deadline`: then the SLA's response days count afresh from today (clock.py)."""
     case = find_case(session, reference)
     assert case.id is not None
+    lifecycle.refuse_closed(session, case)
     if case.status == CaseStatus.COMPLETED:
         raise UserError(
             f"{case.reference} is completed; it reopens if the member replies within "
