@@ -89,7 +89,7 @@ def sign_in_at_provider(authorize_url: str, sub: str) -> str:
 def round_trip(web: Web, sub: str) -> tuple[TestClient, Response]:
     client, csrf = web.anonymous()
     started = start(client, csrf)
-    assert started.status_code == 302, started.text
+    assert started.status_code == 303, started.text
     callback = sign_in_at_provider(started.headers["location"], sub)
     return client, client.get(callback)
 
@@ -124,7 +124,7 @@ def test_a_coordinator_signs_in_with_single_sign_on(
 
     started = start(client, csrf, "/?status=new")
 
-    assert started.status_code == 302  # Authlib's redirect: a browser follows it with a GET
+    assert started.status_code == 303  # as after every form: followed with a GET
     sent_to = urlsplit(started.headers["location"])
     assert f"{sent_to.scheme}://{sent_to.netloc}" == provider.issuer
     query = parse_qs(sent_to.query)
