@@ -72,16 +72,19 @@ def show(
         ("Subject", i.subject),
         ("Reason", i.reason),
         ("Status", i.status),
-        ("Case", shown.case_reference or ""),
+        ("Case", shown.case_reference),
         ("Stored as", i.raw_sha256),
     ):
-        console.print(f"  {label:<10} {value}", highlight=False)
-    if letter.unreadable or letter.header_only:
-        console.print(f"\nOnly its record is shown: {letter.unreadable or letter.header_only}.")
+        if value is not None:
+            console.print(f"  {label:<10} {value}", highlight=False)
+    if letter.unreadable:
+        console.print(f"\nOnly its record is shown: {letter.unreadable}.", highlight=False)
+    if letter.header_only:
+        console.print(f"\nOnly its header was read: {letter.header_only}.", highlight=False)
     if letter.headers:
         console.print("\nHeader", highlight=False)
-        for name, value in letter.headers:
-            console.print(f"  {name}: {value}", highlight=False)
+        for name, text in letter.headers:
+            console.print(f"  {name}: {text}", highlight=False)
     for name, kind, size in letter.attachments:
         console.print(f"  Attachment: {name} ({kind}, {size:,} bytes)", highlight=False)
     if letter.text:
