@@ -104,7 +104,8 @@ def retry(
     Example: mailbridge quarantine retry 3
     """
     with opened(config) as (cfg, engine):
-        outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        outcome = retry_quarantined(services, item_id, actor=acting(cfg, engine))
     _report(item_id, outcome)
 
 

@@ -32,6 +32,7 @@ from mailbridge.pipeline.outcomes import (
 from mailbridge.pipeline.parse import Limits, parse_or_none
 from mailbridge.pipeline.steps import STEPS, Step, already_handled
 from mailbridge.pipeline.work import BatchFacts, Work
+from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.db import discard_later, flush_later, rows_later, transaction
 from mailbridge.store.models import ProcessingFailure, QuarantineItem
@@ -229,11 +230,14 @@ def _work(
     return work
 
 
-def retry_quarantined(services: Services, item_id: int) -> Outcome:
+def retry_quarantined(services: Services, item_id: int, *, actor: Actor) -> Outcome:
     """Run a quarantined message through the pipeline again (`mailbridge quarantine retry`),
-    e.g. after its sender was added to the directory."""
+    e.g. after its sender was added to the directory; who asked, and what came of it, in
+    the audit."""
     raw, received_at = quarantine.waiting_copy(services, item_id)
-    return Processor(services).process(raw, received_at, retry_of=item_id)
+    outcome = Processor(services).process(raw, received_at, retry_of=item_id)
+    quarantine.record_retry(services, item_id, actor, outcome)
+    return outcome
 
 
 def accept_quarantined(

@@ -24,7 +24,7 @@ from mailbridge.cases.records import Inbound, add_event, record_inbound
 from mailbridge.errors import UserError
 from mailbridge.mail import replies
 from mailbridge.mail.parsing import ParsedEmail, parse_header, previous_key
-from mailbridge.pipeline.outcomes import Failed, Quarantined
+from mailbridge.pipeline.outcomes import CaseOpened, CaseUpdated, Failed, Outcome, Quarantined
 from mailbridge.pipeline.parse import Limits, parse_or_none, parse_raw
 from mailbridge.privacy import audit
 from mailbridge.privacy.audit import Actor
@@ -363,6 +363,29 @@ def release(services: Services, item_id: int, *, actor: Actor) -> QuarantineItem
             detail=f"quarantined message {item_id} ({item.reason_code}) released",
         )
     return get_item(services, item_id)
+
+
+def record_retry(services: Services, item_id: int, actor: Actor, outcome: Outcome) -> None:
+    """A retry in the audit, as the person's who asked: the message and what came of it."""
+    reference = outcome.reference if isinstance(outcome, CaseOpened | CaseUpdated) else None
+    if isinstance(outcome, CaseOpened):
+        came = f"opened {reference}"
+    elif isinstance(outcome, CaseUpdated):
+        came = f"applied to {reference}"
+    elif isinstance(outcome, Quarantined):
+        came = f"quarantined again as {outcome.quarantine_id}"
+    elif isinstance(outcome, Failed):
+        came = "failed again"
+    else:
+        came = "handled"
+    with transaction(services.engine) as session:
+        audit.record(
+            session,
+            actor,
+            "quarantine.retry",
+            case_reference=reference,
+            detail=f"quarantined message {item_id} retried: {came}",
+        )
 
 
 def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | None]:

@@ -251,6 +251,11 @@ def test_retry_quarantines_again_until_the_sender_is_known_then_opens_a_case(web
     assert opened.headers["location"] == f"/quarantine/{new_id}?done=opened&case=MQ-2026-00001"  # type: ignore[attr-defined]
     assert web.council.case("MQ-2026-00001").subject == "Bins not collected"
 
+    retries = [(r.actor, r.case_reference, r.detail) for r in audit_of(web, "quarantine.retry")]
+    assert retries == [
+        (SUPPORT, None, f"quarantined message {held.id} retried: quarantined again as {new_id}"),
+        (SUPPORT, "MQ-2026-00001", f"quarantined message {new_id} retried: opened MQ-2026-00001"),
+    ]
     twice = post(client, csrf, f"/quarantine/{new_id}/retry")
     assert twice.status_code == 400  # type: ignore[attr-defined]
     assert error_summary(twice.text) == f"quarantined message {new_id} was already retried"  # type: ignore[attr-defined]

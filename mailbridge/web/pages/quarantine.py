@@ -125,7 +125,7 @@ def _done(item_id: int, word: str, reference: str | None = None) -> Response:
 @pages.post("/quarantine/{item_id}/retry", Role.COORDINATOR)
 def retry(request: Request, viewer: ViewerDep, item_id: ItemId) -> Response:
     try:
-        outcome = retry_quarantined(console(request).services, item_id)
+        outcome = retry_quarantined(console(request).services, item_id, actor=viewer.actor)
         if isinstance(outcome, Failed):
             raise UserError(f"message {item_id} failed again: {outcome.error}")
     except UserError as exc:
