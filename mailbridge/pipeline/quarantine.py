@@ -282,16 +282,14 @@ def read_letter(services: Services, item: QuarantineItem) -> Letter:
     if not services.blobs.exists(item.raw_sha256):
         return Letter([], "", [], unreadable="its stored copy is missing")
     raw = services.blobs.get(item.raw_sha256)
-    parsed = None
-    if item.reason_code not in HEADER_ONLY:
-        parsed = parse_or_none(raw, Limits.of(services.config))
+    kept_as_such = item.reason_code in HEADER_ONLY
+    parsed = None if kept_as_such else parse_or_none(raw, Limits.of(services.config))
+    why = None
     if parsed is None or parsed.too_complex or parsed.too_large:
-        parsed = parse_header(raw)
         why = "it was kept aside as too large or too complex to read whole"
-        if item.reason_code not in HEADER_ONLY:
+        if not kept_as_such:
             why = "it could not be read whole"
-    else:
-        why = None
+        parsed = parse_header(raw)
     fields = [
         *((name, parsed.headers[name]) for name in SHOWN_HEADERS if name in parsed.headers),
         *((name, value) for name, value in parsed.header_fields
@@ -331,7 +329,7 @@ def shown_item(services: Services, item_id: int, actor: Actor) -> Shown:
     return Shown(item, reference, read_letter(services, item))
 
 
-def release(services: Services, item_id: int, *, actor: Actor) -> QuarantineItem:
+def release(services: Services, item_id: int, *, actor: Actor) -> None:
     """A coordinator looked and nothing is to be done with it (a circular, a stranger's
     mistake): it leaves the waiting list and the digest, and is erased with the rest of
     the quarantine `quarantine_days` after it arrived. Recorded in the audit as theirs."""
@@ -362,7 +360,6 @@ def release(services: Services, item_id: int, *, actor: Actor) -> QuarantineItem
             case_reference=reference,
             detail=f"quarantined message {item_id} ({item.reason_code}) released",
         )
-    return get_item(services, item_id)
 
 
 def record_retry(services: Services, item_id: int, actor: Actor, outcome: Outcome) -> None:
