@@ -54,7 +54,7 @@ def secure_cookies(base_url: str) -> bool:
 def create_app(
     config: Config, engine: Engine, *, clock: Callable[[], datetime] = utcnow
 ) -> FastAPI:
-    from mailbridge.web.pages import home, signin
+    from mailbridge.web.pages import export, home, signin
 
     services = Services.build(config, engine)
     adopt_coordinators(engine, config.coordinators)
@@ -79,7 +79,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home):
+    for area in (signin, home, export):
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []
