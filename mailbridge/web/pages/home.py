@@ -89,7 +89,9 @@ def given(request: Request) -> dict[str, str]:
 
 def problems(exc: FilterErrors) -> list[tuple[str, str]]:
     """Each bad value as (its field, one line naming it by its label on the form)."""
-    return [(e.field, f"{LABELS.get(e.field, e.field)}: {e.problem}") for e in exc.errors]
+    order = {name: i for i, name in enumerate(LABELS)}  # as the form lists them
+    ordered = sorted(exc.errors, key=lambda e: order.get(e.field, len(order)))
+    return [(e.field, f"{LABELS.get(e.field, e.field)}: {e.problem}") for e in ordered]
 
 
 def link(path: str, values: Mapping[str, Any], **change: Any) -> str:
@@ -155,6 +157,8 @@ def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -
         "service_areas": [a.name for a in services.config.service_areas],
         "directorates": [d.name for d in services.config.directorates],
         "errors": [],
+        # The filters beyond the mock-up's seven and status are folded away unless in use.
+        "more_open": any(values[f.name] for f in FIELDS[8:]),
     }
     size = services.config.web.page_size
     try:
