@@ -37,7 +37,6 @@ def web(
     with opened(config) as (cfg, engine):
         logs.setup(cfg.logging.level, cfg.logging.format)
         app = create_app(cfg, engine)  # type: ignore[arg-type]
-        trusted = cfg.web.trusted_proxies
         console.print(
             f"mailbridge web console on http://{host}:{port} (people use {cfg.web.base_url})",
             highlight=False,
@@ -46,8 +45,7 @@ def web(
             app,
             host=host,
             port=port,
-            proxy_headers=bool(trusted),
-            forwarded_allow_ips=",".join(trusted) if trusted else "",
+            proxy_headers=False,  # the app reads them from [web] trusted_proxies only
             server_header=False,
             log_config=None,
             access_log=False,

@@ -29,7 +29,7 @@ from sqlmodel import col
 
 from mailbridge.config import Config, Secret, signing_keys, without_password
 from mailbridge.errors import DeliveryError, MailbridgeError, first_line
-from mailbridge.probe import Probe, plural
+from mailbridge.probe import Probe, loopback, plural
 from mailbridge.store.blobs import FILE_NAME as BLOB_FILE
 from mailbridge.store.db import make_engine
 from mailbridge.store.migrate import SCHEMA_HEAD
@@ -83,6 +83,7 @@ def check_all(config: Config) -> list[Finding]:
         check_trust(config),
         *([scanner] if scanner else []),
         *([operators] if operators else []),
+        *([web] if (web := check_web(config)) else []),
     ]
 
 
@@ -634,6 +635,74 @@ def check_service(config: Config) -> Finding:
         Status.OK,
         f"held by {describe(holder)}; any other mailbridge run on it stands by",
     )
+
+
+# --- the web console ----------------------------------------------------------------------
+
+
+def check_web(config: Config) -> Finding | None:
+    """The browser console, when the config has a [web] section: a console nobody can sign
+    in to, or whose cookies a browser drops, is a setting to correct before anyone tries."""
+    if "web" not in config.model_fields_set:
+        return None
+    web = config.web
+    where = web.base_url
+    if not web.email_links and web.sso is None:
+        return Finding(
+            "web", where, Status.FAILED, "nobody can sign in: email_links = false and no [web.sso]",
+            ("set up [web.sso] (docs/web.md), or set email_links = true",),
+        )  # fmt: skip
+    advice: list[str] = []
+    parts = urlsplit(web.base_url)
+    if parts.scheme == "http" and not loopback(parts.hostname or ""):
+        advice.append(
+            "base_url is plain http on a network address: browsers drop the console's "
+            "Secure cookies there, so nobody stays signed in; serve it over https behind a "
+            "reverse proxy (docs/web.md)"
+        )
+    found = "sign-in by emailed link" if web.email_links else "sign-in by single sign-on only"
+    if web.sso is not None:
+        problem = _sso_problem(config)
+        if problem:
+            return Finding("web", where, Status.FAILED, problem[0], (problem[1], *advice))
+        found = f"single sign-on by {web.sso.issuer or 'Entra ID'}" + (
+            " and emailed links" if web.email_links else ""
+        )
+    if advice:
+        return Finding("web", where, Status.WARNING, found, tuple(advice))
+    return Finding("web", where, Status.OK, found)
+
+
+def _sso_problem(config: Config) -> tuple[str, str] | None:
+    """(what is wrong, what to do) with [web.sso]: its secret, then the provider's discovery
+    document, fetched as the console would."""
+    import httpx2
+
+    sso = config.web.sso
+    assert sso is not None
+    try:
+        sso.client_secret.resolve("[web.sso] client_secret", config.source)
+        url = sso.discovery_url
+    except MailbridgeError as exc:
+        return first_line(exc), "correct [web.sso] (docs/web.md)"
+    try:
+        answer = httpx2.get(url, timeout=10.0, follow_redirects=True)
+        answer.raise_for_status()
+        document = answer.json()
+    except Exception as exc:  # noqa: BLE001 - any failure is one line for a person
+        return (
+            f"the single sign-on provider's discovery document could not be read: "
+            f"{first_line(exc)[:160]}",
+            f"check [web.sso] tenant_id or issuer, and that this server can reach {url}",
+        )
+    needed = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+    missing = [key for key in needed if not isinstance(document, dict) or key not in document]
+    if missing:
+        return (
+            f"the provider's discovery document lacks {', '.join(missing)}",
+            f"check that {url} is an OpenID Connect provider's",
+        )
+    return None
 
 
 # --- mailbox and SMTP -------------------------------------------------------------------

@@ -17,7 +17,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from mailbridge.cases.directory import adopt_coordinators
 from mailbridge.config import Config
@@ -83,7 +85,22 @@ def create_app(
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []
+    if sso is not None:
+        # Authlib keeps the round trip's state, nonce and PKCE verifier here: signed, for
+        # ten minutes, nothing else in it.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=state.key.decode(),
+            session_cookie="mailbridge_sso",
+            max_age=600,
+            same_site="lax",
+            https_only=secure,
+        )
     app.add_middleware(SecurityHeaders, csp=policy(targets), secure_cookies=secure)
+    if config.web.trusted_proxies:
+        # Outermost: the client's address and scheme are the proxy's word only when the
+        # proxy is one of ours; anyone else's X-Forwarded-For is ignored.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.web.trusted_proxies)
     _answers(app)
     return app
 

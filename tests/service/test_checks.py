@@ -4,11 +4,15 @@ fetched, moved or sent). Real Dovecot, aiosmtpd, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import Engine, update
@@ -37,6 +41,7 @@ from mailbridge.service.checks import (
     check_smtp,
     check_storage,
     check_trust,
+    check_web,
     rate_limit_advice,
 )
 from mailbridge.store.db import transaction
@@ -695,3 +700,96 @@ def test_microsoft365_without_its_auth_sources_warns_that_internal_senders_do_no
     assert found.status == Status.WARNING
     assert "not authenticated: members" in found.found
     assert "microsoft365_auth_sources" in found.advice[0]
+
+
+# --- the web console -------------------------------------------------------------------
+
+
+class _Discovery(BaseHTTPRequestHandler):
+    """An OpenID provider's discovery document, or a page that is not one."""
+
+    document: ClassVar[dict[str, str]] = {}
+
+    def do_GET(self) -> None:
+        if self.path != "/.well-known/openid-configuration":
+            self.send_error(404)
+            return
+        body = json.dumps(self.document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_web_console_is_looked_at_only_when_configured(tmp_path: Path, monkeypatch) -> None:
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    base = config.read_text()
+    assert check_web(load_config(config)) is None
+
+    config.write_text(base + '[web]\nbase_url = "https://enquiries.example.gov.uk"\n')
+    assert check_web(load_config(config)) == Finding(
+        "web", "https://enquiries.example.gov.uk", Status.OK, "sign-in by emailed link"
+    )
+
+    config.write_text(base + '[web]\nbase_url = "http://enquiries.example.gov.uk"\n')
+    found = check_web(load_config(config))
+    assert found is not None and found.status is Status.WARNING
+    assert "plain http on a network address" in found.advice[0]
+
+    config.write_text(base + "[web]\nemail_links = false\n")
+    found = check_web(load_config(config))
+    assert found is not None and found.status is Status.FAILED
+    assert found.found == "nobody can sign in: email_links = false and no [web.sso]"
+
+
+def test_single_sign_on_is_checked_by_reading_the_providers_discovery_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Discovery)
+    Thread(target=server.serve_forever, daemon=True).start()
+    issuer = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MB_TEST_SSO_SECRET", "s3cret")
+    config = write(tmp_path, "maildir:./mailbox", "maildir:./outbox")
+    base = config.read_text()
+    sso = (
+        f'[web]\n[web.sso]\nprovider = "oidc"\nissuer = "{issuer}"\nclient_id = "mailbridge"\n'
+        'client_secret_env = "MB_TEST_SSO_SECRET"\n'
+    )
+    try:
+        _Discovery.document = {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/authorize",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+        }
+        config.write_text(base + sso)
+        found = check_web(load_config(config))
+        assert found is not None and found.status is Status.OK, found
+        assert found.found == f"single sign-on by {issuer} and emailed links"
+
+        _Discovery.document = {"issuer": issuer}
+        found = check_web(load_config(config))
+        assert found is not None and found.status is Status.FAILED
+        assert found.found == (
+            "the provider's discovery document lacks authorization_endpoint, token_endpoint, "
+            "jwks_uri"
+        )
+
+        monkeypatch.delenv("MB_TEST_SSO_SECRET")
+        found = check_web(load_config(config))
+        assert found is not None and found.status is Status.FAILED
+        assert "MB_TEST_SSO_SECRET is not set" in found.found
+    finally:
+        server.shutdown()
+        server.server_close()
+    monkeypatch.setenv("MB_TEST_SSO_SECRET", "s3cret")
+    found = check_web(load_config(config))  # the provider is gone
+    assert found is not None and found.status is Status.FAILED
+    assert found.found.startswith("the single sign-on provider's discovery document could not")
+    shown = check(config)
+    assert shown.exit_code == 1
+    assert "discovery document could not be read" in shown.stdout

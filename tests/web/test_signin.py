@@ -224,3 +224,29 @@ def test_every_answer_carries_the_security_headers(web: Web) -> None:
         assert "frame-ancestors 'none'" in csp
         assert headers["referrer-policy"] == "same-origin"
         assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("trusted", [[], ["testclient"]])
+def test_forwarded_addresses_are_believed_only_from_a_trusted_proxy(
+    tmp_path, migrated_db_url: str, trusted: list[str]
+) -> None:
+    from mailbridge.store.db import make_engine
+    from mailbridge.store.models import SigninLink
+    from tests.web.conftest import make_web
+
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, web={"trusted_proxies": trusted})
+    try:
+        client, csrf = site.anonymous()
+        client.post(
+            "/sign-in/link",
+            data={"email": COORDINATOR, "csrf": csrf},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+        with Session(engine) as session:
+            [link] = session.exec(select(SigninLink)).all()
+        assert link.client == ("203.0.113.9" if trusted else "testclient")
+    finally:
+        for c in site.clients:
+            c.close()
+        engine.dispose()
