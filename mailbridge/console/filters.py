@@ -51,6 +51,9 @@ FILTERS = (
     "search",
 )
 SORTS = ("created", "due", "reference", "status", "member")
+# Beyond these a number is a slip (and a date or an offset past what a database holds).
+MOST_WORKING_DAYS = 1000
+MOST_PAGES = 10_000_000
 # Newest first for the creation date; soonest first for everything else.
 _DEFAULT_DESC = {"created": True}
 
@@ -135,7 +138,7 @@ def from_query(fields: Mapping[str, str], *, limit: int | None) -> CaseFilter:
             elif name == "status":
                 values[name] = normalise_status(given)
             elif name in ("created_from", "created_to"):
-                values[name] = parse_date(given, name)
+                values[name] = parse_date(given, _option(name))
             else:
                 values[name] = given
         except FilterError as exc:
@@ -150,11 +153,11 @@ def from_query(fields: Mapping[str, str], *, limit: int | None) -> CaseFilter:
         values["page"] = 1 if page is None else parse_whole(page, "page", least=1)
     except FilterError as exc:
         errors.append(exc)
-    try:
-        if not errors:
+    if not errors:
+        try:
             return CaseFilter(**values, limit=limit)
-    except FilterError as exc:
-        errors.append(exc)
+        except FilterError as exc:
+            errors.append(exc)
     raise FilterErrors(errors)
 
 
@@ -196,12 +199,16 @@ class CaseFilter:
         if self.sort not in SORTS:
             choices = ", ".join(SORTS)
             raise FilterError("sort", f"unknown sort key {self.sort!r}; use one of {choices}")
-        if self.due_within is not None and self.due_within < 0:
-            raise FilterError("due_within", "give a number of working days, 0 or more")
+        if self.due_within is not None and not 0 <= self.due_within <= MOST_WORKING_DAYS:
+            raise FilterError(
+                "due_within", f"give a number of working days from 0 to {MOST_WORKING_DAYS:,}"
+            )
         if self.limit is not None and self.limit < 1:
             raise FilterError("limit", "give a number of cases, 1 or more")
         if self.page < 1:
             raise FilterError("page", "pages start at 1")
+        if self.page > MOST_PAGES:
+            raise FilterError("page", f"no list has more than {MOST_PAGES:,} pages")
 
     @property
     def filtering(self) -> bool:

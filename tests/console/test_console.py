@@ -657,6 +657,10 @@ def test_the_filter_itself_rejects_bad_values_with_one_line() -> None:
         CaseFilter(created_to="1/2/2026")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="--page: pages start at 1"):
         CaseFilter(page=0)
+    with pytest.raises(UserError, match="--page: no list has more than 10,000,000 pages"):
+        CaseFilter(page=10**30)  # an offset no database could take
+    with pytest.raises(UserError, match="--due-within: give a number of working days from 0 to"):
+        CaseFilter(due_within=10**9)  # a date past the calendar's end
     assert CaseFilter(status="In Progress").status == "in_progress"
     assert not CaseFilter().filtering and CaseFilter(overdue=True).filtering
 
