@@ -57,6 +57,8 @@ def report(
     per member: received, acknowledged and responded within target (the original deadline,
     and with extensions), median and 90th-percentile working days to first response and to
     completion, overdue now, holding replies, extensions, reopened cases and chasers.
+    The html leads with the key figures, what they say and two charts, for a scrutiny panel,
+    and prints on A4.
 
     Example: mailbridge report --from 2026-04-01 --to 2027-03-31 --format html -o panel.html
     """
@@ -81,6 +83,7 @@ def report(
                 output,
                 acting(cfg, engine),
                 compare_previous=compare_previous,
+                target_percent=cfg.report.on_time_target_percent,
             )
         except OSError as exc:
             raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None

@@ -302,6 +302,13 @@ class SlaConfig(_Section):
     rules: list[SlaRule] = []
 
 
+class ReportConfig(_Section):
+    """The scrutiny report: the share of enquiries the council aims to answer within target,
+    drawn as the line its monthly figures are read against."""
+
+    on_time_target_percent: Annotated[float, Field(gt=0, le=100)] = 90
+
+
 class ScheduleConfig(_Section):
     """When scheduled mail goes out. Times are the council's (council.timezone)."""
 
@@ -565,6 +572,7 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     cases: CasesConfig = CasesConfig()
     sla: SlaConfig = SlaConfig()
+    report: ReportConfig = ReportConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     satisfaction: SatisfactionConfig = SatisfactionConfig()
     retention: RetentionConfig = RetentionConfig()

@@ -22,7 +22,7 @@ from mailbridge.cases.correspondence import (
     member_recipients,
     thread_for,
 )
-from mailbridge.cases.records import add_event
+from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
@@ -68,10 +68,9 @@ def assign(
 ) -> Assigned:
     """Assign (or reassign) the officers. Reassignment keeps the deadline unless
     `reset_deadline`: then the SLA's response days count afresh from today (clock.py)."""
-    case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
-    if case is None:
-        raise UserError(f"no case has reference {reference.strip()} (see `mailbridge cases list`)")
+    case = find_case(session, reference)
     assert case.id is not None
+    lifecycle.refuse_closed(session, case)
     if case.status == CaseStatus.COMPLETED:
         raise UserError(
             f"{case.reference} is completed; it reopens if the member replies within "

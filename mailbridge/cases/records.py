@@ -1,15 +1,28 @@
 """The records a case is made of: its reference, the messages on it, their attachments and
-its events (the audit trail). Each function writes inside the caller's one transaction."""
+its events (the audit trail). Each function writes inside the caller's one transaction.
+
+A case's version is its `updated_at` (`version_of`), which every change moves
+(`lifecycle.touch`). A page that shows a case carries the version it showed; the action it
+posts runs inside `expecting(reference, version)`, and `find_case`, at the start of the
+action's transaction, refuses with `CaseChanged` when the case has moved on since, so a
+coordinator never overwrites a change they did not see. On PostgreSQL the case's row is
+locked from that check to the commit (SQLite's writers hold the whole database already), so
+no other change can come between them. The command line acts on the case as it is now and
+expects nothing.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import bindparam, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbridge.cases.scan import CLEAN, scan
 from mailbridge.errors import UserError
@@ -196,9 +209,71 @@ def store_attachments(
     return kept, refused, held
 
 
+class CaseChanged(UserError):
+    """The case changed since the person acting on it loaded it: nothing was done."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    version: str
+    zone: tzinfo
+
+
+_EXPECTED: ContextVar[dict[str, _Expected]] = ContextVar("mailbridge_expected_versions")
+
+
+def version_of(case: Case) -> str:
+    """The case's version as a page carries it: its `updated_at`, to the microsecond."""
+    return as_utc(case.updated_at).isoformat(timespec="microseconds")
+
+
+@contextmanager
+def expecting(reference: str, version: str, *, zone: tzinfo = UTC) -> Iterator[None]:
+    """Inside the block, `find_case(reference)` insists on the case being at `version` (see
+    the module's note). Blocks nest, so a merge can expect both its cases. `zone` is the
+    council's, for the time the refusal names."""
+    key = reference.strip().upper()
+    token = _EXPECTED.set({**_EXPECTED.get({}), key: _Expected(version, zone)})
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
+
+
+def _changed(session: Session, case: Case, zone: tzinfo) -> CaseChanged:
+    """The refusal, naming when the case changed and, when an event says, who changed it:
+    the first event written from that change on (every change writes one)."""
+    moved = as_utc(case.updated_at)
+    by = session.exec(
+        select(Event.actor)
+        .where(Event.case_id == case.id, col(Event.at) >= moved)
+        .order_by(col(Event.at), col(Event.id))
+        .limit(1)
+    ).first()
+    local = moved.astimezone(zone)
+    today = utcnow().astimezone(zone).date()
+    when = f"{local:%H:%M}" if local.date() == today else f"{local:%d %b %Y %H:%M}"
+    when += " UTC" if zone is UTC else ""
+    who = f" by {by}" if by and by != "system" else ""
+    return CaseChanged(
+        f"{case.reference} changed since you opened it (at {when}{who}); nothing was done — "
+        "reload it and try again"
+    )
+
+
 def find_case(session: Session, reference: str) -> Case:
-    """The case a person named by its reference, or a UserError that says how to find one."""
-    case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
+    """The case a person named by its reference, or a UserError that says how to find one.
+
+    Inside `expecting` for this case: its row is locked (PostgreSQL) and CaseChanged raised
+    when it is not at the expected version. Call it first in the action's transaction."""
+    key = reference.strip().upper()
+    expected = _EXPECTED.get({}).get(key)
+    query = select(Case).where(Case.reference == key)
+    if expected is not None:
+        query = query.with_for_update()
+    case = session.exec(query).first()
     if case is None:
         raise UserError(f"no case has reference {reference.strip()} (see `mailbridge cases list`)")
+    if expected is not None and version_of(case) != expected.version:
+        raise _changed(session, case, expected.zone)
     return case

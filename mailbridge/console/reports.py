@@ -78,10 +78,22 @@ class Ratio:
     def percent(self) -> float | None:
         return None if self.of == 0 else 100.0 * self.hit / self.of
 
-    def __str__(self) -> str:
+    @property
+    def percent_text(self) -> str:
+        """The percentage in whole numbers, halves rounded up: "67%"; "-" out of none."""
         pct = self.percent
-        shown = "-" if pct is None else f"{math.floor(pct + 0.5)}%"  # halves round up
-        return f"{self.hit}/{self.of} ({shown})"
+        return "-" if pct is None else f"{math.floor(pct + 0.5)}%"
+
+    def against(self, target: float | None) -> str:
+        """percent_text, but never rounded up onto a target it misses: 89.6% against 90% is
+        "89.6%", not "90%"."""
+        pct = self.percent
+        if pct is not None and target is not None and pct < target <= math.floor(pct + 0.5):
+            return f"{math.floor(pct * 10) / 10:g}%"
+        return self.percent_text
+
+    def __str__(self) -> str:
+        return f"{self.hit}/{self.of} ({self.percent_text})"
 
 
 @dataclass(frozen=True)
@@ -166,14 +178,57 @@ NO_SERVICE_AREA = "(no service area)"
 
 
 @dataclass(frozen=True)
+class Slice:
+    """One week or calendar month of a period, as the charts draw it: one bar each."""
+
+    start: date  # the week's Monday or the month's 1st (it may come before the period's start)
+    received: dict[str | None, int]  # per directorate that had cases in it
+    on_time: Ratio  # the whole council's, counted as GroupStats.on_time
+
+    @property
+    def total(self) -> int:
+        return sum(self.received.values())
+
+
+# Periods longer than this are drawn month by month, shorter ones week by week.
+MONTHLY_FROM_DAYS = 92
+
+
+def step_of(start: date, end: date) -> str:
+    """ "month" or "week": the slices a period is drawn in, a dozen or so bars at most for a
+    year and never a single bar for a month."""
+    return "month" if (end - start).days + 1 > MONTHLY_FROM_DAYS else "week"
+
+
+def slice_start(day: date, step: str) -> date:
+    return day.replace(day=1) if step == "month" else day - timedelta(days=day.weekday())
+
+
+def next_slice(first: date, step: str) -> date:
+    if step == "week":
+        return first + timedelta(weeks=1)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def slice_starts(start: date, end: date, step: str) -> list[date]:
+    """Every slice's first day, from the one holding `start` to the one holding `end`."""
+    found = [slice_start(start, step)]
+    while (following := next_slice(found[-1], step)) <= end:
+        found.append(following)
+    return found
+
+
+@dataclass(frozen=True)
 class PeriodReport:
     start: date
     end: date
     total: GroupStats
     areas: list[GroupStats]  # each directorate's row followed by its service areas' rows
     members: list[GroupStats]
-    # Cases received per directorate per week (keyed by the week's Monday).
-    weekly: dict[str | None, dict[date, int]] = field(default_factory=dict)
+    # Week by week or month by month (see step_of): cases received per directorate, and
+    # the council's responses within target.
+    step: str = "week"
+    timeline: list[Slice] = field(default_factory=list)
 
     @property
     def days(self) -> int:
@@ -183,10 +238,11 @@ class PeriodReport:
     def directorates(self) -> list[GroupStats]:
         return [g for g in self.areas if g.level == "directorate"]
 
-    def weeks(self) -> list[date]:
-        """Every week's Monday from the one holding `start` to the one holding `end`."""
-        first = self.start - timedelta(days=self.start.weekday())
-        return [first + timedelta(weeks=i) for i in range((self.end - first).days // 7 + 1)]
+    def days_in(self, part: Slice) -> int:
+        """The days of a slice inside the period: fewer than a whole week or month at the
+        ends of a period that does not start or end with one."""
+        last = min(next_slice(part.start, self.step) - timedelta(days=1), self.end)
+        return (last - max(part.start, self.start)).days + 1
 
 
 @dataclass(frozen=True)
@@ -195,6 +251,9 @@ class Report:
     previous: PeriodReport | None
     today: date
     timezone: str
+    # The share of cases to answer within target, in %, from [report] in the config; None
+    # when the caller has none (the report then draws no target line).
+    target_percent: float | None = None
 
     def paired(self, section: str) -> list[tuple[GroupStats, GroupStats | None]]:
         """Rows of one section ("total", "areas" or "members"), each with the same group in
@@ -236,6 +295,12 @@ def _empty_like(group: GroupStats) -> GroupStats:
 # Building
 
 
+def year_to_date(today: date) -> tuple[date, date]:
+    """The council's financial year so far (from 1 April): the report page's first period."""
+    year = today.year if today.month >= 4 else today.year - 1
+    return date(year, 4, 1), today
+
+
 def previous_period(start: date, end: date) -> tuple[date, date]:
     """The period of the same length ending the day before `start`."""
     length = end - start
@@ -251,6 +316,7 @@ def build_report(
     *,
     compare_previous: bool = False,
     today: date | None = None,
+    target_percent: float | None = None,
 ) -> Report:
     """The report for cases received from `start` to `end` (local dates, both included)."""
     if end < start:
@@ -263,7 +329,7 @@ def build_report(
     previous = None
     if compare_previous:
         previous = build_period(session, calendar, *previous_period(start, end), today)
-    return Report(current, previous, today, calendar.zone.key)
+    return Report(current, previous, today, calendar.zone.key, target_percent)
 
 
 build = build_report  # the name the benchmark looks for
@@ -342,7 +408,7 @@ def build_period(
     ).where(in_period)
 
     # Per group key: the 15 _Counts figures in field order, then the working days to first
-    # response and to completion of its cases, then the day numbers they were received.
+    # response and to completion of its cases, then day numbers of receipt (see _COUNTS).
     groups: dict[tuple[Any, Any, Any], list[Any]] = {}
     result = conn.execute(rows)
     try:
@@ -365,23 +431,49 @@ def build_period(
             group = groups[tuple(key)] = _new_group()  # type: ignore[index]
         group[11 if kind == HOLDING_REPLY else 12] += int(n)
 
-    per_day: dict[str | None, Counter[int]] = defaultdict(Counter)
-    for (directorate, _area, _member), group in groups.items():
-        per_day[directorate].update(group[17])
-    weekly: dict[str | None, dict[date, int]] = defaultdict(lambda: defaultdict(int))
-    for directorate, received in per_day.items():
-        for number, n in received.items():
-            day = days.day(number)
-            weekly[directorate][day - timedelta(days=day.weekday())] += n
-
+    step = step_of(start, end)
     names = _member_names(session, {key[2] for key in groups})
     return PeriodReport(
         start=start,
         end=end,
         members=_roll_members(groups, names),
-        weekly={k: dict(sorted(v.items())) for k, v in weekly.items()},
+        step=step,
+        timeline=_timeline(groups, days, slice_starts(start, end, step), step),
         **_roll_areas(groups),
     )
+
+
+def _timeline(
+    groups: dict[tuple[Any, Any, Any], list[Any]], days: _Days, starts: list[date], step: str
+) -> list[Slice]:
+    """The slices' figures from the day numbers _tally kept: received per directorate, and
+    assessed and within target for the whole council."""
+    received: dict[str | None, Counter[int]] = defaultdict(Counter)
+    assessed: Counter[int] = Counter()
+    on_time: Counter[int] = Counter()
+    for (directorate, _area, _member), group in groups.items():
+        received[directorate].update(group[17])
+        assessed.update(group[18])
+        on_time.update(group[19])
+    owner = {n: slice_start(days.day(n), step) for c in (*received.values(), assessed) for n in c}
+    per_slice: dict[date, Counter[str | None]] = defaultdict(Counter)
+    for directorate in sorted(received, key=_order):
+        for number, n in received[directorate].items():
+            per_slice[owner[number]][directorate] += n
+    hits: Counter[date] = Counter()
+    of: Counter[date] = Counter()
+    for number, n in assessed.items():
+        of[owner[number]] += n
+    for number, n in on_time.items():
+        hits[owner[number]] += n
+    return [
+        Slice(
+            first,
+            {d: per_slice[first][d] for d in sorted(per_slice[first], key=_order)},
+            Ratio(hits[first], of[first]),
+        )
+        for first in starts
+    ]
 
 
 def _tally(
@@ -439,14 +531,17 @@ def _tally(
             group[2] += 1
         in_force = due if extended is None else extended
         if first is not None:
+            group[18].append(received)
             if first <= due:
                 group[4] += 1
+                group[19].append(received)
             if first <= in_force:
                 group[6] += 1
             group[15].append(rank[first] - rank[received])
         elif status != closed:
             if due < now:
                 group[5] += 1
+                group[18].append(received)
             if in_force < now:
                 group[7] += 1
         if in_force < now and status in open_:
@@ -465,11 +560,14 @@ def _tally(
         group[7] += group[3]
 
 
-_COUNTS = len(fields(_Counts))  # 15: then first-response days, completion days, received days
+# 15: then the working days to first response and to completion, and the day numbers on
+# which the group's cases were received: all of them, those assessed for responded within
+# target, and those within it (for the timeline).
+_COUNTS = len(fields(_Counts))
 
 
 def _new_group() -> list[Any]:
-    return [0] * _COUNTS + [[], [], []]
+    return [0] * _COUNTS + [[], [], [], [], []]
 
 
 def _stats(

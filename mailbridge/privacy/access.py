@@ -237,18 +237,27 @@ def report(
     actor: Actor,
     *,
     compare_previous: bool = False,
+    target_percent: float | None = None,
+    shown: str | None = None,
 ) -> Reported:
-    """`report`: the scrutiny report over a period, in a format, printed or to a file."""
+    """`report`: the scrutiny report over a period, in a format, printed or to a file.
+    Format "page" builds it only (the web console lays it out); `shown` says where it went
+    when that is not a file or the screen (the audit's words)."""
     first, last = period
     with Session(engine) as session:
         built = reports.build_report(
-            session, calendar, first, last, compare_previous=compare_previous
+            session,
+            calendar,
+            first,
+            last,
+            compare_previous=compare_previous,
+            target_percent=target_percent,
         )
-    text = None if fmt == "table" else report_render.write(built, fmt, output)
+    text = None if fmt in ("table", "page") else report_render.write(built, fmt, output)
     compared = ", with the period before" if compare_previous else ""
     detail = (
         f"scrutiny report {first.isoformat()} to {last.isoformat()}{compared}; "
-        f"{fmt} {_where(output)}"
+        f"{fmt} {shown or _where(output)}"
     )
     _record_or_remove(output, engine, actor, "report", detail=detail)
     return Reported(built, text)

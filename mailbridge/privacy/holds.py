@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailbridge.cases import lifecycle
 from mailbridge.cases.records import add_event, find_case
 from mailbridge.errors import UserError
 from mailbridge.privacy import audit
 from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.db import transaction
+from mailbridge.store.models import utcnow
 
 HELD = "legal_hold"
 RELEASED = "legal_hold_released"
@@ -45,6 +47,7 @@ def hold(services: Services, reference: str, reason: str, *, actor: Actor, now: 
                 f"({case.hold_reason}); release it first to give another reason"
             )
         case.hold_reason, case.held_at, case.held_by = why, now, actor.name
+        lifecycle.touch(case, utcnow())
         session.add(case)
         session.flush()
         add_event(session, case.id, HELD, f"legal hold: {why}", actor=actor.name)
@@ -60,6 +63,7 @@ def release(services: Services, reference: str, *, actor: Actor) -> Hold:
             raise UserError(f"{case.reference} is not on legal hold")
         ended = Hold(case.reference, case.hold_reason or "", case.held_at, case.held_by or "")
         case.hold_reason = case.held_at = case.held_by = None
+        lifecycle.touch(case, utcnow())
         session.add(case)
         session.flush()
         add_event(

@@ -553,6 +553,14 @@ def test_case_detail_lists_officers_and_members(desk: Desk) -> None:
     assert isinstance(view.case, Case)
 
 
+def test_a_merged_case_cannot_be_assigned(desk: Desk) -> None:
+    other = raj_case(desk)
+    ok_lines(desk.cli("case", "merge", other, "--into", REF))
+    result = desk.cli("case", "assign", other, "--lead", PRIYA)
+    one_error(result, f"{other} is closed (merged into {REF}) and cannot change")
+    assert desk.events(other, kind="assigned") == []
+
+
 def test_mail_on_a_merged_case_goes_to_the_case_it_was_merged_into(desk: Desk) -> None:
     report = desk.council.deliver(
         new_email(RAJ, "Pothole outside 14 Main Street", "Residents report a deep pothole.")
