@@ -13,6 +13,7 @@ from mailbridge.cli.context import ConfigOption, acting, console, friendly, open
 from mailbridge.deadlines.calendar import calendar_from_config
 from mailbridge.errors import UserError
 from mailbridge.privacy import access
+from mailbridge.privacy.audit import Channel
 
 
 class AuditFormat(StrEnum):
@@ -42,6 +43,27 @@ def audit(
             "(ISO 8601, UTC if no zone).",
         ),
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="DATE",
+            help="To the end of this day (YYYY-MM-DD, the council's local day) or up to "
+            "this moment (ISO 8601, UTC if no zone).",
+        ),
+    ] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--action",
+            help="Only this action (repeat for several): sign-in, sign-in failed, sign-out, "
+            "case.show, cases.list, dashboard, export, report, quarantine.show, "
+            "quarantine.release, audit.read ...",
+        ),
+    ] = None,
+    channel: Annotated[
+        Channel | None, typer.Option("--channel", help="Only accesses through this door.")
+    ] = None,
     format: Annotated[
         AuditFormat, typer.Option("--format", help="table for people; csv for a spreadsheet.")
     ] = AuditFormat.TABLE,
@@ -55,18 +77,24 @@ def audit(
     audit is itself recorded.
 
     Example: mailbridge audit --case MQ-2026-00042 --since 2026-12-01
+
+    Example: mailbridge audit --action "sign-in failed" --channel web --until 2026-12-06
     """
     if output is not None and format is AuditFormat.TABLE:
         raise UserError("--output writes CSV: add --format csv (the table prints to the screen)")
     with opened(config) as (cfg, engine):
         calendar = calendar_from_config(cfg.council, cfg.storage.data_dir)
         start = access.since_moment(since, calendar)
+        end = access.until_moment(until, calendar)
         rows = access.read_audit(
             engine,  # type: ignore[arg-type]
             acting(cfg, engine),
             case_reference=case,
             who=actor,
             since=start,
+            until=end,
+            actions=action or (),
+            channel=channel,
             fmt=format.value,
             output=output,
         )

@@ -25,8 +25,8 @@ EXAMPLES = {
         "Bowden,Harborough,Independent"
     ),
     "officers": (
-        "name,email,extra_emails,service_area,directorate\n"
-        "Priya Shah,priya.shah@example.gov.uk,,Highways,Environment and Transport"
+        "name,email,extra_emails,service_area,directorate,coordinator\n"
+        "Priya Shah,priya.shah@example.gov.uk,,Highways,Environment and Transport,"
     ),
     "delegates": "name,email,member_email\nTom Baker,tom.baker@example.gov.uk,"
     "cllr.jane.smith@example.gov.uk",
@@ -130,6 +130,8 @@ def _value(session: Session, person: Person, extra: list[str], column: str) -> s
     if column == "member_email":
         member = session.get(Person, person.delegate_for_id) if person.delegate_for_id else None
         return member.email if member else ""
+    if column == "coordinator":
+        return "yes" if person.coordinator else ""
     value = getattr(person, column)
     return "" if value is None else str(value)
 

@@ -29,13 +29,14 @@ def list_items(
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
     all_items: Annotated[bool, typer.Option("--all", help="Include retried ones.")] = False,
 ) -> None:
-    """Quarantined messages waiting for a coordinator.
+    """Quarantined messages waiting for a coordinator, newest first.
 
     Example: mailbridge quarantine list
     """
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        items = q.shown_items(services, acting(cfg, engine), include_resolved=all_items)
+        which = q.Listing.ALL if all_items else q.Listing.WAITING
+        items = q.shown_items(services, acting(cfg, engine), which=which).items
     table = Table(title=f"{len(items)} quarantined" if items else "Quarantine is empty")
     for h in ("Id", "Received", "From", "Subject", "Reason", "Status"):
         table.add_column(h)
@@ -57,21 +58,37 @@ def show(
     item_id: Annotated[int, typer.Argument(help="Id from `mailbridge quarantine list`.")],
     config: ConfigOption = "config.toml",  # type: ignore[assignment]
 ) -> None:
-    """One quarantined message: its reason and, for failures, the traceback.
+    """One quarantined message: its reason, its header fields, text and attachments and,
+    for failures, the traceback.
 
     Example: mailbridge quarantine show 3
     """
     with opened(config) as (cfg, engine):
-        i = q.shown_item(Services.build(cfg, engine), item_id, acting(cfg, engine))  # type: ignore[arg-type]
+        shown = q.shown_item(Services.build(cfg, engine), item_id, acting(cfg, engine))  # type: ignore[arg-type]
+    i, letter = shown.item, shown.letter
     for label, value in (
         ("Id", i.id),
         ("From", i.sender),
         ("Subject", i.subject),
         ("Reason", i.reason),
         ("Status", i.status),
+        ("Case", shown.case_reference),
         ("Stored as", i.raw_sha256),
     ):
-        console.print(f"  {label:<10} {value}", highlight=False)
+        if value is not None:
+            console.print(f"  {label:<10} {value}", highlight=False)
+    if letter.unreadable:
+        console.print(f"\nOnly its record is shown: {letter.unreadable}.", highlight=False)
+    if letter.header_only:
+        console.print(f"\nOnly its header was read: {letter.header_only}.", highlight=False)
+    if letter.headers:
+        console.print("\nHeader", highlight=False)
+        for name, text in letter.headers:
+            console.print(f"  {name}: {text}", highlight=False)
+    for name, kind, size in letter.attachments:
+        console.print(f"  Attachment: {name} ({kind}, {size:,} bytes)", highlight=False)
+    if letter.text:
+        console.print(f"\n{letter.text}", highlight=False)
     if i.traceback:
         console.print(i.traceback, highlight=False)
 
@@ -87,7 +104,8 @@ def retry(
     Example: mailbridge quarantine retry 3
     """
     with opened(config) as (cfg, engine):
-        outcome = retry_quarantined(Services.build(cfg, engine), item_id)  # type: ignore[arg-type]
+        services = Services.build(cfg, engine)  # type: ignore[arg-type]
+        outcome = retry_quarantined(services, item_id, actor=acting(cfg, engine))
     _report(item_id, outcome)
 
 
@@ -115,6 +133,23 @@ def accept(
     _report(item_id, outcome, as_)
     if isinstance(outcome, Quarantined):
         raise typer.Exit(1)
+
+
+@app.command("release")
+@friendly
+def release(
+    item_id: Annotated[int, typer.Argument(help="Id from `mailbridge quarantine list`.")],
+    config: ConfigOption = "config.toml",  # type: ignore[assignment]
+) -> None:
+    """Let a quarantined message go: nothing is done with it (a circular, a stranger's
+    mistake). It leaves the list and the digest, and is erased with the rest of the
+    quarantine after `quarantine_days`.
+
+    Example: mailbridge quarantine release 3
+    """
+    with opened(config) as (cfg, engine):
+        q.release(Services.build(cfg, engine), item_id, actor=acting(cfg, engine))  # type: ignore[arg-type]
+    console.print(f"message {item_id} released; nothing was done with it")
 
 
 def _report(item_id: int, outcome: Outcome, as_: str = "") -> None:

@@ -1,10 +1,12 @@
 """Config errors name the file and the key, in one line, with exit code 2 from the CLI."""
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from mailbridge.config import check_secrets, load_config
+from mailbridge.config import SsoConfig, WebConfig, check_secrets, load_config
 from mailbridge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +39,49 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
         "[[service_areas]]",
         "[[coordinators]]",
         "[mailbox.oauth]",
+        "[web]",
+        "[web.sso]",
     ):
         assert section in text
+
+
+def commented_block(text: str, header: str) -> str:
+    """The example's commented-out `# [header]` block as it reads once uncommented: the
+    header and its `# key = value` lines (`# # ...` alternatives stay commented)."""
+    lines = text.splitlines()
+    start = lines.index(f"# {header}")
+    kept = [header]
+    for line in lines[start + 1 :]:
+        if not line.startswith("#"):
+            break
+        if re.match(r"# \w+ = ", line):
+            kept.append(line.removeprefix("# "))
+    return "\n".join(kept) + "\n"
+
+
+def test_the_examples_web_sections_load_once_uncommented_and_name_every_key(
+    tmp_path: Path,
+) -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    web = commented_block(text, "[web]")
+    sso = commented_block(text, "[web.sso]")
+
+    config = load_config(write(tmp_path, web + sso))
+
+    assert config.web.base_url == "https://enquiries.example.gov.uk"
+    assert config.web.trusted_proxies == ["127.0.0.1"]
+    assert config.web.keep_signed_in_coordinators is False
+    assert config.web.sso is not None
+    assert config.web.sso.discovery_url == (
+        "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+        "/.well-known/openid-configuration"
+    )
+    assert str(config.web.sso.client_secret_file) == "/etc/mailbridge/sso-secret"
+    for model in (WebConfig, SsoConfig):
+        for key in model.model_fields:
+            if key != "sso":
+                assert re.search(rf"^# (# )?{key} = ", text, re.M), f"{key} not in the example"
+    assert "web" not in load_config(ROOT / "config.example.toml").model_fields_set
 
 
 @pytest.mark.parametrize(
@@ -185,3 +228,22 @@ def test_run_refuses_a_login_in_clear_text_at_start_up(
         check_secrets(load_config(path))
     assert str(err.value).startswith(f"{path}: [mailbox] url imap://imap.example.org would send")
     assert "s3cret" not in str(err.value) and "enquiries" not in str(err.value)
+
+
+def test_the_readmes_web_examples_are_valid_config(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [
+        textwrap.dedent(body)
+        for indent, body in re.findall(r"^( *)```toml\n(.*?)^\1```", readme, re.M | re.S)
+        if "[web" in body
+    ]
+    assert len(blocks) == 3  # Entra ID, another provider, behind a proxy
+    providers = []
+    for block in blocks:
+        config = load_config(write(tmp_path, block))
+        if config.web.sso is not None:
+            providers.append(config.web.sso.provider)
+            assert config.web.sso.discovery_url.endswith("/.well-known/openid-configuration")
+        else:
+            assert config.web.trusted_proxies
+    assert providers == ["entra", "oidc"]

@@ -127,9 +127,13 @@ def sync_coordinators(session: Session, coordinators: Sequence[Coordinator]) -> 
 
 COLUMNS = {
     "members": ("name", "email", "extra_emails", "division", "district", "party"),
-    "officers": ("name", "email", "extra_emails", "service_area", "directorate"),
+    "officers": ("name", "email", "extra_emails", "service_area", "directorate", "coordinator"),
     "delegates": ("name", "email", "member_email"),
 }
+# The officers' `coordinator` column: an officer who also works in the Member Support Team
+# (signs in to the web console as a coordinator). Empty or missing is no.
+YES = frozenset({"yes", "y", "true", "1"})
+NO = frozenset({"", "no", "n", "false", "0"})
 REQUIRED = {
     "members": ("name", "email"),
     "officers": ("name", "email"),
@@ -203,8 +207,20 @@ def import_members(session: Session, rows: Iterable[dict[str, str]]) -> ImportRe
 
 
 def import_officers(session: Session, rows: Iterable[dict[str, str]]) -> ImportReport:
-    """Officers who answer enquiries: name, email, extra_emails, service_area, directorate."""
-    return _import(session, PersonKind.OFFICER, rows, _text_fields("service_area", "directorate"))
+    """Officers who answer enquiries: name, email, extra_emails, service_area, directorate,
+    coordinator (yes for one who also works as a coordinator)."""
+    texts = _text_fields("service_area", "directorate")
+
+    def fields(s: Session, row: dict[str, str]) -> Fields | str:
+        found = texts(s, row)
+        if isinstance(found, str):
+            return found
+        given = row.get("coordinator", "").strip()
+        if given.lower() not in YES | NO:
+            return f"coordinator '{given[:20]}' is not yes or no"
+        return {**found, "coordinator": given.lower() in YES}
+
+    return _import(session, PersonKind.OFFICER, rows, fields)
 
 
 def import_delegates(session: Session, rows: Iterable[dict[str, str]]) -> ImportReport:

@@ -32,9 +32,10 @@ from mailbridge.pipeline.outcomes import (
 from mailbridge.pipeline.parse import Limits, parse_or_none
 from mailbridge.pipeline.steps import STEPS, Step, already_handled
 from mailbridge.pipeline.work import BatchFacts, Work
+from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
 from mailbridge.store.db import discard_later, flush_later, rows_later, transaction
-from mailbridge.store.models import ProcessingFailure
+from mailbridge.store.models import ProcessingFailure, QuarantineItem
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +230,14 @@ def _work(
     return work
 
 
-def retry_quarantined(services: Services, item_id: int) -> Outcome:
+def retry_quarantined(services: Services, item_id: int, *, actor: Actor) -> Outcome:
     """Run a quarantined message through the pipeline again (`mailbridge quarantine retry`),
-    e.g. after its sender was added to the directory."""
+    e.g. after its sender was added to the directory; who asked, and what came of it, in
+    the audit."""
     raw, received_at = quarantine.waiting_copy(services, item_id)
-    return Processor(services).process(raw, received_at, retry_of=item_id)
+    outcome = Processor(services).process(raw, received_at, retry_of=item_id)
+    quarantine.record_retry(services, item_id, actor, outcome)
+    return outcome
 
 
 def accept_quarantined(
@@ -248,7 +252,7 @@ def accept_quarantined(
     is attached to the case it points at as `as_` (quarantine.accept).
     """
     item = quarantine.get_item(services, item_id)
-    if item.reason_code not in VOUCHABLE:
+    if acceptance(item) != VOUCHED:
         return CaseUpdated(quarantine.accept(services, item_id, as_, actor=actor), as_)
     raw, received_at = quarantine.waiting_copy(services, item_id)
 
@@ -269,6 +273,16 @@ def accept_quarantined(
 
 # What a coordinator's word answers: who sent it, and whether one person may open so many.
 VOUCHABLE = frozenset({"sender_unauthenticated", floods.FLOOD})
+VOUCHED = "vouched"
+
+
+def acceptance(item: QuarantineItem) -> str | None:
+    """What accepting `item` does, for a door to offer it: VOUCHED (it runs again as if its
+    sender were proven and under the limit), one of quarantine.ACCEPT_AS (it joins the case
+    it points at), or None (nothing: it points at no case; retry it after adding its sender)."""
+    if item.reason_code in VOUCHABLE:
+        return VOUCHED
+    return quarantine.ACCEPT_AS[0] if item.case_id is not None else None
 
 
 def pending_failures(services: Services) -> int:

@@ -10,8 +10,11 @@ again and replaces the quarantined record in the same transaction.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
+from sqlalchemy import ColumnElement, and_, func, not_
 from sqlmodel import Session, col, select
 
 from mailbridge.cases import inbound
@@ -20,9 +23,9 @@ from mailbridge.cases.facts import load_cases
 from mailbridge.cases.records import Inbound, add_event, record_inbound
 from mailbridge.errors import UserError
 from mailbridge.mail import replies
-from mailbridge.mail.parsing import ParsedEmail, previous_key
-from mailbridge.pipeline.outcomes import Failed, Quarantined
-from mailbridge.pipeline.parse import Limits, parse_raw
+from mailbridge.mail.parsing import ParsedEmail, parse_header, previous_key
+from mailbridge.pipeline.outcomes import CaseOpened, CaseUpdated, Failed, Outcome, Quarantined
+from mailbridge.pipeline.parse import Limits, parse_or_none, parse_raw
 from mailbridge.privacy import audit
 from mailbridge.privacy.audit import Actor
 from mailbridge.services import Services
@@ -167,14 +170,34 @@ def record_failure(
         return Quarantined(entry.id or 0, entry.reason_code, entry.reason)
 
 
+class Listing(StrEnum):
+    """Which quarantined messages a list shows."""
+
+    WAITING = "waiting"  # for a coordinator: not retried, accepted, released or erased
+    RESOLVED = "resolved"
+    ALL = "all"
+
+
+def _listed(which: Listing) -> ColumnElement[bool] | None:
+    # An erased one waits for nothing: nothing is left of it.
+    waiting = and_(
+        col(QuarantineItem.status) == QuarantineStatus.WAITING,
+        col(QuarantineItem.erased_at).is_(None),
+    )
+    if which == Listing.WAITING:
+        return waiting
+    if which == Listing.RESOLVED:
+        return not_(waiting)
+    return None
+
+
 def list_items(services: Services, *, include_resolved: bool = False) -> list[QuarantineItem]:
+    """Every quarantined message waiting (or every one), oldest first."""
     with Session(services.engine) as session:
-        query = select(QuarantineItem).order_by(QuarantineItem.id)  # type: ignore[arg-type]
-        if not include_resolved:  # an erased one waits for nothing: nothing is left of it
-            query = query.where(
-                QuarantineItem.status == QuarantineStatus.WAITING,
-                col(QuarantineItem.erased_at).is_(None),
-            )
+        query = select(QuarantineItem).order_by(col(QuarantineItem.id))
+        where = _listed(Listing.ALL if include_resolved else Listing.WAITING)
+        if where is not None:
+            query = query.where(where)
         return list(session.exec(query).all())
 
 
@@ -188,22 +211,107 @@ def get_item(services: Services, item_id: int) -> QuarantineItem:
     return item
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    items: list[QuarantineItem]  # newest first
+    total: int  # every page together
+
+
 def shown_items(
-    services: Services, actor: Actor, *, include_resolved: bool = False
-) -> list[QuarantineItem]:
-    """`quarantine list` for a person: senders and subjects, so an access in the audit."""
-    items = list_items(services, include_resolved=include_resolved)
-    which = "waiting and resolved" if include_resolved else "waiting"
+    services: Services,
+    actor: Actor,
+    *,
+    which: Listing = Listing.WAITING,
+    limit: int | None = None,
+    offset: int = 0,
+) -> Listed:
+    """`quarantine list` and the console's quarantine page for a person: newest first, a
+    page of `limit` from `offset` (all when None), with how many there are in all; senders
+    and subjects, so an access in the audit."""
+    where = _listed(which)
+    query = select(QuarantineItem).order_by(col(QuarantineItem.id).desc())
+    counted = select(func.count()).select_from(QuarantineItem)
+    if where is not None:
+        query, counted = query.where(where), counted.where(where)
+    with Session(services.engine) as session:
+        items = list(session.exec(query.offset(offset).limit(limit)).all())
+        total = session.exec(counted).one() if limit is not None else len(items)
+    shown = {Listing.WAITING: "waiting", Listing.RESOLVED: "resolved"}.get(
+        which, "waiting and resolved"
+    )
+    page = f"from {offset + 1} ({limit} a page); " if limit is not None else ""
     with transaction(services.engine) as session:
         audit.record(
-            session, actor, "quarantine.list", detail=f"{which}; {len(items)} messages shown"
+            session, actor, "quarantine.list", detail=f"{shown}; {page}{len(items)} messages shown"
         )
-    return items
+    return Listed(items, total)
 
 
-def shown_item(services: Services, item_id: int, actor: Actor) -> QuarantineItem:
-    """`quarantine show` for a person: one message's sender, subject and traceback,
-    recorded in the audit (with the case it points at, if any)."""
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What a quarantined message says, as a coordinator reads it before acting on it."""
+
+    headers: list[tuple[str, str]]  # (name, value), in the order a mail client shows them
+    text: str  # the plain text (an HTML-only message's converted), never its HTML
+    attachments: list[tuple[str, str, int]]  # (file name, type, size in bytes)
+    header_only: str | None = None  # why only the header was read
+    unreadable: str | None = None  # why nothing of the message can be shown
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    item: QuarantineItem
+    case_reference: str | None  # the case it points at
+    letter: Letter
+
+
+SHOWN_HEADERS = (
+    "from", "sender", "reply-to", "to", "cc", "date", "subject", "message-id", "in-reply-to",
+    "return-path", "auto-submitted",
+)  # fmt: skip
+# Read by their header alone: reading such a message whole is what it was kept aside for.
+HEADER_ONLY = frozenset({"too_complex", TOO_LARGE})
+
+
+def read_letter(services: Services, item: QuarantineItem) -> Letter:
+    """The stored message, read for a person: its header fields (each Authentication-Results
+    too, top first: which one is the gateway's depends on where it stands), its text and
+    its attachments listed. One kept as too complex or too large is read by its header."""
+    if item.erased_at is not None:
+        return Letter([], "", [], unreadable=f"erased on {item.erased_at:%Y-%m-%d}")
+    if not services.blobs.exists(item.raw_sha256):
+        return Letter([], "", [], unreadable="its stored copy is missing")
+    raw = services.blobs.get(item.raw_sha256)
+    kept_as_such = item.reason_code in HEADER_ONLY
+    parsed = None if kept_as_such else parse_or_none(raw, Limits.of(services.config))
+    why = None
+    if parsed is None or parsed.too_complex or parsed.too_large:
+        why = "it was kept aside as too large or too complex to read whole"
+        if not kept_as_such:
+            why = "it could not be read whole"
+        parsed = parse_header(raw)
+    fields = [
+        *((name, parsed.headers[name]) for name in SHOWN_HEADERS if name in parsed.headers),
+        *((name, value) for name, value in parsed.header_fields
+          if name == "authentication-results"),
+    ]  # fmt: skip
+    return Letter(
+        headers=[(_field_name(k), v) for k, v in fields],
+        text=parsed.body_text if why is None else "",
+        attachments=[(a.filename, a.content_type, len(a.payload)) for a in parsed.attachments],
+        header_only=why,
+    )
+
+
+def _field_name(name: str) -> str:
+    """`message-id` as mail clients write it: Message-ID."""
+    return "Message-ID" if name == "message-id" else "-".join(map(str.capitalize, name.split("-")))
+
+
+def shown_item(services: Services, item_id: int, actor: Actor) -> Shown:
+    """`quarantine show` and the console's page of one message, for a person: its sender,
+    headers, text, attachments and traceback, recorded in the audit (with the case it
+    points at, if any)."""
     item = get_item(services, item_id)
     with transaction(services.engine) as session:
         reference = (
@@ -218,7 +326,63 @@ def shown_item(services: Services, item_id: int, actor: Actor) -> QuarantineItem
             case_reference=reference,
             detail=f"quarantined message {item_id} ({item.reason_code})",
         )
-    return item
+    return Shown(item, reference, read_letter(services, item))
+
+
+def release(services: Services, item_id: int, *, actor: Actor) -> None:
+    """A coordinator looked and nothing is to be done with it (a circular, a stranger's
+    mistake): it leaves the waiting list and the digest, and is erased with the rest of
+    the quarantine `quarantine_days` after it arrived. Recorded in the audit as theirs."""
+    item = get_item(services, item_id)
+    refuse_erased(item)
+    table = QuarantineItem.__table__  # type: ignore[attr-defined]
+    with transaction(services.engine) as session:
+        # One conditional update: of two coordinators releasing at once, one does.
+        done = session.connection().execute(
+            table.update()
+            .where(table.c.id == item_id, table.c.status == QuarantineStatus.WAITING)
+            .values(status=QuarantineStatus.RELEASED, resolved_at=utcnow())
+        )
+        if done.rowcount != 1:
+            status = session.exec(
+                select(QuarantineItem.status).where(QuarantineItem.id == item_id)
+            ).one()
+            raise UserError(f"quarantined message {item_id} was already {status}")
+        reference = (
+            session.exec(select(Case.reference).where(Case.id == item.case_id)).first()
+            if item.case_id is not None
+            else None
+        )
+        audit.record(
+            session,
+            actor,
+            "quarantine.release",
+            case_reference=reference,
+            detail=f"quarantined message {item_id} ({item.reason_code}) released",
+        )
+
+
+def record_retry(services: Services, item_id: int, actor: Actor, outcome: Outcome) -> None:
+    """A retry in the audit, as the person's who asked: the message and what came of it."""
+    reference = outcome.reference if isinstance(outcome, CaseOpened | CaseUpdated) else None
+    if isinstance(outcome, CaseOpened):
+        came = f"opened {reference}"
+    elif isinstance(outcome, CaseUpdated):
+        came = f"applied to {reference}"
+    elif isinstance(outcome, Quarantined):
+        came = f"quarantined again as {outcome.quarantine_id}"
+    elif isinstance(outcome, Failed):
+        came = "failed again"
+    else:
+        came = "handled"
+    with transaction(services.engine) as session:
+        audit.record(
+            session,
+            actor,
+            "quarantine.retry",
+            case_reference=reference,
+            detail=f"quarantined message {item_id} retried: {came}",
+        )
 
 
 def waiting_copy(services: Services, item_id: int) -> tuple[bytes, datetime | None]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -38,7 +38,7 @@ from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.files import private_folder, private_open
 from mailbridge.privacy import audit
-from mailbridge.privacy.audit import Actor
+from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.spreadsheet import neutralise
 from mailbridge.store.db import transaction
 from mailbridge.store.models import AddressFlag, AuditRecord, utcnow
@@ -266,9 +266,11 @@ def report(
 # --- the audit itself -------------------------------------------------------------------
 
 
-def since_moment(text: str | None, calendar: WorkingCalendar) -> datetime | None:
-    """`--since`: a day (YYYY-MM-DD, from the council's local midnight) or an ISO moment
-    (UTC when it names no zone), as an aware UTC moment."""
+def since_moment(
+    text: str | None, calendar: WorkingCalendar, option: str = "--since"
+) -> datetime | None:
+    """`--since` (or the `option` named): a day (YYYY-MM-DD, from the council's local
+    midnight) or an ISO moment (UTC when it names no zone), as an aware UTC moment."""
     if text is None or not text.strip():
         return None
     value = text.strip()
@@ -282,9 +284,22 @@ def since_moment(text: str | None, calendar: WorkingCalendar) -> datetime | None
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise UserError(
-            f"--since {value!r} is not a date or a moment: write 2026-12-01 or 2026-12-01T09:30:00Z"
+            f"{option} {value!r} is not a date or a moment: "
+            "write 2026-12-01 or 2026-12-01T09:30:00Z"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def until_moment(text: str | None, calendar: WorkingCalendar) -> datetime | None:
+    """`--until`: a day (to the end of that local day, the day included) or an ISO moment
+    (up to it), as the aware UTC moment the audit's records come before."""
+    if text is None or not text.strip():
+        return None
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return since_moment(text, calendar, "--until")
+    return datetime.combine(day + timedelta(days=1), time(), calendar.zone).astimezone(UTC)
 
 
 AUDIT_HEADINGS = ("When (UTC)", "Who", "Channel", "From", "Action", "Case", "Detail")
@@ -317,15 +332,27 @@ def read_audit(
     case_reference: str | None = None,
     who: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    actions: Sequence[str] = (),
+    channel: Channel | None = None,
     fmt: str = "table",
     output: Path | None = None,
 ) -> list[AuditRecord]:
     """`mailbridge audit`: the records a filter selects, oldest first, written to `output`
     as CSV when given. Reading the audit is itself recorded (`audit.read`)."""
     reference = case_reference.strip().upper() if case_reference else None
+    wanted_actions = [a.strip().lower() for a in actions if a.strip()]
+    if since is not None and until is not None and until <= since:
+        raise UserError("--until must come after --since")
     with Session(engine) as session:
         rows = audit.records(
-            session, case_reference=reference, actor=who.strip() if who else None, since=since
+            session,
+            case_reference=reference,
+            actor=who.strip() if who else None,
+            since=since,
+            until=until,
+            actions=wanted_actions,
+            channel=channel,
         )
     if output is not None:
         private_folder(output.parent)
@@ -337,6 +364,9 @@ def read_audit(
             ("case", reference),
             ("actor", who),
             ("since", since.isoformat() if since else None),
+            ("until", until.isoformat() if until else None),
+            ("action", ",".join(wanted_actions)),
+            ("channel", channel.value if channel else None),
         )
         if value
     ]

@@ -7,8 +7,10 @@ access it records where there is one (an erasure), so the two stand or fall toge
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
@@ -17,7 +19,7 @@ from mailbridge.store.models import AuditRecord, utcnow
 EVENT_ACTOR = 254  # models.Event.actor
 
 
-class Channel:
+class Channel(StrEnum):
     """The door an access came through."""
 
     CLI = "cli"
@@ -81,8 +83,12 @@ def records(
     case_reference: str | None = None,
     actor: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    actions: Collection[str] = (),
+    channel: Channel | None = None,
 ) -> list[AuditRecord]:
-    """The audit, oldest first, narrowed by case, actor and start."""
+    """The audit, oldest first, narrowed by case, actor, start (`since`, included), end
+    (`until`, excluded), any of `actions` and the door; one query."""
     query = select(AuditRecord).order_by(col(AuditRecord.at), col(AuditRecord.id))
     if case_reference:
         query = query.where(AuditRecord.case_reference == case_reference)
@@ -90,4 +96,10 @@ def records(
         query = query.where(AuditRecord.actor == actor.lower())
     if since:
         query = query.where(col(AuditRecord.at) >= since)
+    if until:
+        query = query.where(col(AuditRecord.at) < until)
+    if actions:
+        query = query.where(col(AuditRecord.action).in_(sorted(set(actions))))
+    if channel:
+        query = query.where(AuditRecord.channel == channel.value)
     return list(session.exec(query))

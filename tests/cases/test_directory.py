@@ -25,7 +25,8 @@ from mailbridge.cli.context import console
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
 from mailbridge.config import Coordinator
 from mailbridge.errors import ConfigError, UserError
-from mailbridge.store.db import transaction
+from mailbridge.signin.roles import Role, roles_of
+from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.models import Person, PersonAddress
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "directory"
@@ -402,3 +403,52 @@ def test_an_unreadable_file_is_one_line_and_exit_code_1(config_file: Path, tmp_p
     assert columns.exit_code == 1
     assert "missing column(s) name, email" in columns.stderr
     assert "name,email,extra_emails,service_area,directorate" in columns.stderr
+
+
+def test_the_officers_coordinator_column_makes_an_officer_a_coordinator_too(
+    config_file: Path, tmp_path: Path
+) -> None:
+    officers = tmp_path / "officers.csv"
+    officers.write_text(
+        "name,email,service_area,coordinator\n"
+        "Priya Shah,priya.shah@example.gov.uk,Highways,Yes\n"
+        "Mark Jones,mark.jones@example.gov.uk,School Transport,TRUE\n"
+        "Helen Carter,helen.carter@example.gov.uk,Adult Social Care,1\n"
+        "Sam Green,sam.green@example.gov.uk,Waste,\n"
+        "Ann Other,ann.other@example.gov.uk,Waste,no\n"
+        "Bob Vague,bob.vague@example.gov.uk,Waste,maybe\n",
+        encoding="utf-8",
+    )
+    imported = invoke(officers_app, "import", officers, "--config", config_file)
+    listed = invoke(officers_app, "list", "--format", "csv", "--config", config_file)
+
+    assert "5 officers imported: 5 created" in imported.stdout, imported.output
+    assert "coordinator 'maybe' is not yes or no" in imported.stdout
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(listed.stdout))}
+    assert {email: r["coordinator"] for email, r in rows.items()} == {
+        "priya.shah@example.gov.uk": "yes",
+        "mark.jones@example.gov.uk": "yes",
+        "helen.carter@example.gov.uk": "yes",
+        "sam.green@example.gov.uk": "",
+        "ann.other@example.gov.uk": "",
+    }
+    engine = make_engine(f"sqlite:///{tmp_path / 'mb.db'}")
+    with Session(engine) as session:
+        priya = session.exec(select(Person).where(Person.email == "priya.shah@example.gov.uk"))
+        assert roles_of(priya.one()) == {Role.SIGNED_IN, Role.OFFICER, Role.COORDINATOR}
+        sam = session.exec(select(Person).where(Person.email == "sam.green@example.gov.uk"))
+        assert roles_of(sam.one()) == {Role.SIGNED_IN, Role.OFFICER}
+
+    # The listing imports back unchanged; a file without the column (or a blank cell)
+    # takes the flag away, as any other column's empty cell clears what it held.
+    exported = tmp_path / "exported.csv"
+    exported.write_text(listed.stdout, encoding="utf-8")
+    back = invoke(officers_app, "import", exported, "--config", config_file)
+    assert "5 officers imported: 0 created, 0 updated, 5 unchanged" in back.stdout
+    plain = tmp_path / "plain.csv"
+    plain.write_text("name,email,service_area\nPriya Shah,priya.shah@example.gov.uk,Highways\n")
+    invoke(officers_app, "import", plain, "--config", config_file)
+    with Session(engine) as session:
+        priya = session.exec(select(Person).where(Person.email == "priya.shah@example.gov.uk"))
+        assert Role.COORDINATOR not in roles_of(priya.one())
+    engine.dispose()

@@ -22,6 +22,7 @@ from mailbridge.mailbox.maildir import maildir_drop
 from mailbridge.pipeline import apply, quarantine, steps
 from mailbridge.pipeline.outcomes import AlreadyHandled, CaseOpened, Failed, Quarantined
 from mailbridge.pipeline.processor import Processor, retry_quarantined
+from mailbridge.privacy.audit import SERVICE
 from mailbridge.services import Services
 from mailbridge.store.models import (
     Attachment,
@@ -255,7 +256,7 @@ def test_poison_message_is_retried_then_quarantined_while_others_go_on(
     assert item.traceback and "explode_on_mill_lane" in item.traceback
 
     # Once the bug is fixed, a coordinator retries it from the stored raw bytes.
-    outcome = retry_quarantined(services, item.id or 0)
+    outcome = retry_quarantined(services, item.id or 0, actor=SERVICE)
     assert isinstance(outcome, CaseOpened)
     assert quarantine.list_items(services) == []
 
@@ -266,11 +267,11 @@ def test_quarantined_stranger_can_be_retried_after_being_registered(
     drop(services, "unknown_sender_enquiry.eml")
     daemon_for(services).run_pass(full_scan=True)
     [item] = quarantine.list_items(services)
-    again = retry_quarantined(services, item.id or 0)
+    again = retry_quarantined(services, item.id or 0, actor=SERVICE)
     assert isinstance(again, Quarantined)  # still unknown: quarantined again, not lost
     [item2] = quarantine.list_items(services)
     add_person(services.engine, "member", "Cllr New Member", "resident@example.org")
-    outcome = retry_quarantined(services, item2.id or 0)
+    outcome = retry_quarantined(services, item2.id or 0, actor=SERVICE)
     assert isinstance(outcome, CaseOpened)
     with Session(services.engine) as session:
         # The enquiry, its acknowledgement, and one reply to the stranger: the retry while

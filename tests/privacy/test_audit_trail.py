@@ -267,6 +267,31 @@ def test_quarantine_show_is_recorded_with_the_case_it_points_at(desk: Desk) -> N
     assert accepted.actor == f"{SUPPORT} (cli, {ORIGIN})"
 
 
+def test_quarantine_release_lets_a_message_go_once_as_the_coordinator(desk: Desk) -> None:
+    desk.council.assign(PRIYA)
+    [notice] = [m for m in desk.council.new_mail() if PRIYA in str(m["To"])]
+    desk.council.deliver(reply(notice, ANN, "Our survey is attached.", name="Ann Other"))
+    [item] = desk.council.quarantined()
+    shown = ok_lines(desk.cli("quarantine", "show", str(item.id)))
+    assert f"  Case       {REF}" in shown and f"  From: Ann Other <{ANN}>" in shown
+    assert "Our survey is attached." in shown
+    before = len(desk.audit())
+    lines = ok_lines(desk.cli("--as", SUPPORT, "--", "quarantine", "release", str(item.id)))
+    assert lines == [f"message {item.id} released; nothing was done with it"]
+    record = desk.one_new_record(before)
+    assert (record.actor, record.action, record.case_reference, record.detail) == (
+        SUPPORT,
+        "quarantine.release",
+        REF,
+        f"quarantined message {item.id} (not_party_to_case) released",
+    )
+    assert desk.council.quarantined() == []
+    again = desk.cli("quarantine", "release", str(item.id))
+    one_line_error(again, 1, f"quarantined message {item.id} was already released")
+    one_line_error(desk.cli("quarantine", "accept", str(item.id)), 1, "was already released")
+    assert len(desk.audit()) == before + 1
+
+
 @pytest.mark.parametrize("what", ["export", "report"])
 def test_a_file_whose_access_cannot_be_recorded_is_not_kept(desk: Desk, what: str) -> None:
     """No audit table to write to (a database an administrator broke): the export or
@@ -426,6 +451,56 @@ def test_the_audit_reads_by_case_actor_and_day_and_records_its_reading(desk: Des
     ]
 
 
+def _plant_through(desk: Desk, at: datetime, actor: str, channel: Channel, action: str) -> None:
+    with Session(desk.council.engine) as session:
+        audit.record(session, Actor(actor, channel, "here"), action, at=at)
+        session.commit()
+
+
+def _actions(desk: Desk, *args: str) -> list[tuple[str, str, str]]:
+    """(when, channel, action) of each record `mailbridge audit ARGS` lists, as its CSV."""
+    result = desk.cli("audit", *args, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    return [(row[0], row[2], row[4]) for row in _csv(result.stdout)[1:]]
+
+
+def test_the_audit_filters_by_action_door_and_end(desk: Desk) -> None:
+    july = ("--since", "2026-07-01", "--until", "2026-07-31")  # not the readings themselves
+    for at, who, channel, action in (
+        (datetime(2026, 7, 1, 9, 0, tzinfo=UTC), SUPPORT, Channel.WEB, "sign-in"),
+        (datetime(2026, 7, 1, 10, 0, tzinfo=UTC), "unknown", Channel.WEB, "sign-in failed"),
+        # 23:30 UTC on 1 July is 00:30 on the council's 2 July (summer time).
+        (datetime(2026, 7, 1, 23, 30, tzinfo=UTC), DUTY, Channel.CLI, "export"),
+        (datetime(2026, 7, 3, 9, 0, tzinfo=UTC), SUPPORT, Channel.API, "case.show"),
+    ):
+        _plant_through(desk, at, who, channel, action)
+    assert _actions(desk, *july, "--action", "sign-in failed") == [
+        ("2026-07-01 10:00:00", "web", "sign-in failed")
+    ]
+    both = _actions(desk, *july, "--action", "sign-in", "--action", "EXPORT")
+    assert [a for _, _, a in both] == ["sign-in", "export"]
+    assert [c for _, c, _ in _actions(desk, *july, "--channel", "web")] == ["web", "web"]
+    assert [a for _, _, a in _actions(desk, *july, "--channel", "api")] == ["case.show"]
+    assert [a for _, _, a in _actions(desk, "--until", "2026-07-01")] == [
+        "sign-in",
+        "sign-in failed",
+    ]
+    # A moment: the records before it.
+    assert [a for _, _, a in _actions(desk, "--until", "2026-07-01T10:00:00Z")] == ["sign-in"]
+    assert [a for _, _, a in _actions(desk, "--since", "2026-07-02", "--until", "2026-07-02")] == [
+        "export"
+    ]
+    assert _actions(desk, *july, "--action", "no such action") == []
+    readings = [r.detail for r in desk.audit() if r.action == "audit.read"]
+    assert readings[0] == (
+        "filter: since=2026-06-30T23:00:00+00:00 until=2026-07-31T23:00:00+00:00 "
+        "action=sign-in failed; 1 record; csv on screen"
+    )
+    assert readings[2].startswith(
+        "filter: since=2026-06-30T23:00:00+00:00 until=2026-07-31T23:00:00+00:00 channel=web;"
+    )
+
+
 def test_the_audit_written_to_a_file_is_private_and_recorded(desk: Desk) -> None:
     _plant(desk, datetime(2026, 7, 1, 9, 0, tzinfo=UTC), SUPPORT, "case.show", REF, "")
     out = desk.tmp / "reports" / "audit.csv"
@@ -444,6 +519,9 @@ def test_the_audit_written_to_a_file_is_private_and_recorded(desk: Desk) -> None
         (("--since", "2026-13-01"), "write 2026-12-01 or 2026-12-01T09:30:00Z"),
         (("--output", "x.csv"), "--output writes CSV: add --format csv"),
         (("--format", "xml"), None),
+        (("--channel", "email"), None),
+        (("--until", "soon"), "--until 'soon' is not a date or a moment"),
+        (("--since", "2026-07-02", "--until", "2026-07-01"), "--until must come after --since"),
     ],
 )
 def test_a_bad_audit_option_is_one_line_and_reads_nothing(

@@ -1,4 +1,5 @@
-"""The README's systemd unit: hardened as issue #14 asks, and a unit systemd accepts.
+"""The README's systemd units (the service, and the web console beside it): hardened as
+issue #14 asks, and units systemd accepts.
 
 `systemd-analyze verify` reads the unit as systemd would: an unknown key, a value it cannot
 parse or a command that is not there is reported (on standard error, exit code 0 for the
@@ -15,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mailbridge.mailbox.maildir import maildir_drop
 from tests.helpers.cli import CONFIG
 from tests.helpers.clock import FIXED_NOW
@@ -24,10 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = "/opt/mailbridge/.venv/bin/mailbridge"
 
 
-def readme_unit() -> str:
+# Each unit in the README, and the command it runs.
+UNITS = {
+    "mailbridge": f"{INSTALLED} run",
+    "mailbridge-web": f"{INSTALLED} web --host 127.0.0.1 --port 8080",
+}
+
+
+def readme_unit(name: str = "mailbridge") -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"```ini\n(# /etc/systemd/system/mailbridge\.service\n.*?)```", readme, re.S)
-    assert found, "README.md has no ```ini block for mailbridge.service"
+    pattern = rf"```ini\n(# /etc/systemd/system/{re.escape(name)}\.service\n.*?)```"
+    found = re.search(pattern, readme, re.S)
+    assert found, f"README.md has no ```ini block for {name}.service"
     return found[1]
 
 
@@ -37,8 +48,9 @@ def service_settings(unit: str) -> dict[str, str]:
     return {key: value for key, value in pairs if not key.startswith("#")}
 
 
-def test_the_unit_runs_mailbridge_private_and_confined() -> None:
-    settings = service_settings(readme_unit())
+@pytest.mark.parametrize("name", UNITS)
+def test_the_unit_runs_mailbridge_private_and_confined(name: str) -> None:
+    settings = service_settings(readme_unit(name))
     assert {key: settings.get(key) for key in (
         "UMask", "ProtectSystem", "ReadWritePaths", "ProtectHome", "PrivateTmp",
         "NoNewPrivileges",
@@ -46,16 +58,19 @@ def test_the_unit_runs_mailbridge_private_and_confined() -> None:
         "UMask": "0077", "ProtectSystem": "strict", "ReadWritePaths": "/var/lib/mailbridge",
         "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
     }  # fmt: skip
-    assert settings["ExecStart"] == f"{INSTALLED} run"
+    assert settings["ExecStart"] == UNITS[name]
+    assert settings["User"] == "mailbridge"
+    assert settings["Environment"] == "MAILBRIDGE_CONFIG=/etc/mailbridge/config.toml"
 
 
-def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_accepts_the_unit(tmp_path: Path, name: str) -> None:
     if shutil.which("systemd-analyze") is None:
         unavailable("systemd-analyze", "Debian's systemd package (scripts/install-test-deps)")
     mailbridge = Path(sys.executable).parent / "mailbridge"
     assert mailbridge.is_file()
-    unit = tmp_path / "mailbridge.service"
-    unit.write_text(readme_unit().replace(INSTALLED, str(mailbridge)), encoding="utf-8")
+    unit = tmp_path / f"{name}.service"
+    unit.write_text(readme_unit(name).replace(INSTALLED, str(mailbridge)), encoding="utf-8")
     done = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
     )

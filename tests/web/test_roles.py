@@ -8,16 +8,31 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.routing import APIRoute
+from sqlmodel import Session, select
 
 from mailbridge.signin.roles import Role
+from mailbridge.store.models import QuarantineItem
 from mailbridge.web.routing import ROLE_KEY
+from tests.helpers.council import new_email
 from tests.web.conftest import ROLES, Web
 
 # What a route's {parameter} is filled with: something that exists, so the answer is about
 # the role and not about a missing thing.
 SAMPLES: dict[str, Callable[[Web], str]] = {
     "reference": lambda web: web.pothole(),
+    "item_id": lambda web: _quarantined(web),
 }
+
+
+def _quarantined(web: Web) -> str:
+    """The id of a message quarantined by a real pass (a stranger's), made once."""
+    with Session(web.engine) as session:
+        found = session.exec(select(QuarantineItem.id)).first()
+    if found is None:
+        web.council.deliver(new_email("bob@example.org", "Bins not collected", "Missed again."))
+        return _quarantined(web)
+    return str(found)
+
 
 # Who holds which role (signin/roles.py), by the keys of tests/web/conftest.ROLES.
 HOLDS: dict[str, set[Role]] = {

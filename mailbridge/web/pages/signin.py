@@ -154,7 +154,10 @@ async def start_sso(
     request.session["next"] = links.safe_next(next_path)
     hint = {"login_hint": email.strip()} if "@" in email else {}
     try:
-        return await state.sso.client.authorize_redirect(request, state.sso.redirect_uri, **hint)  # type: ignore[no-any-return]
+        sent = await state.sso.client.authorize_redirect(request, state.sso.redirect_uri, **hint)
+        # 303, as after every form: the browser follows with a GET, never a re-POST.
+        sent.status_code = 303
+        return sent  # type: ignore[no-any-return]
     except Exception as exc:  # noqa: BLE001 - the provider is away: say so, in one line
         log.warning("single sign-on provider unreachable", extra={"error": str(exc)[:300]})
         return _form(
