@@ -127,7 +127,7 @@ def export(
     with opened(config) as (cfg, engine):
         cal = calendar_from_config(cfg.council, cfg.storage.data_dir)
         who = acting(cfg, engine)
-        path = output or Path(f"cases-{cal.local_date(utcnow()).isoformat()}.{format.value}")
+        path = output or Path(exporting.file_name(cal.local_date(utcnow()), format.value))
         written = access.export(engine, wanted, path, format.value, cal, who)  # type: ignore[arg-type]
     noun = "case" if written == 1 else "cases"
     console.print(f"{written:,} {noun} written to {path} ({format.value.upper()})", highlight=False)

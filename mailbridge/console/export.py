@@ -9,8 +9,9 @@ carries the values as stored.
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -82,13 +83,30 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def write_csv(rows: Iterable[CaseListRow], stream: IO[str], calendar: WorkingCalendar) -> int:
-    """Write a header and one line per case; returns the number of cases."""
-    writer = csv.writer(stream)
+def csv_lines(rows: Iterable[CaseListRow], calendar: WorkingCalendar) -> Iterator[str]:
+    """The header, then one CSV line per case as it is read: the one layout of a file, a
+    pipe and the web console's streamed download."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def taken() -> str:
+        line = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return line
+
     writer.writerow(HEADINGS)
-    count = 0
+    yield taken()
     for row in rows:
         writer.writerow([neutralise(_text(c.value(row, calendar))) for c in COLUMNS])
+        yield taken()
+
+
+def write_csv(rows: Iterable[CaseListRow], stream: IO[str], calendar: WorkingCalendar) -> int:
+    """Write a header and one line per case; returns the number of cases."""
+    count = -1  # the header is no case
+    for line in csv_lines(rows, calendar):
+        stream.write(line)
         count += 1
     return count
 
@@ -164,6 +182,17 @@ def write_xlsx(rows: Iterable[CaseListRow], path: Path, calendar: WorkingCalenda
 
 
 FORMATS = ("csv", "xlsx")
+# With a byte-order mark, Excel reads a CSV file as UTF-8 (names, en dashes, accents).
+CSV_ENCODING = "utf-8-sig"
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def file_name(today: date, fmt: str) -> str:
+    """What an export is called unless a person names it: cases-2026-12-06.csv."""
+    return f"cases-{today.isoformat()}.{fmt}"
 
 
 def export(rows: Iterable[CaseListRow], path: Path, fmt: str, calendar: WorkingCalendar) -> int:
@@ -171,6 +200,5 @@ def export(rows: Iterable[CaseListRow], path: Path, fmt: str, calendar: WorkingC
     if fmt == "xlsx":
         return write_xlsx(rows, path, calendar)
     private_folder(path.parent)
-    # With a byte-order mark, Excel reads the file as UTF-8 (names, en dashes, accents).
-    with private_open(path, "w", encoding="utf-8-sig", newline="") as stream:
+    with private_open(path, "w", encoding=CSV_ENCODING, newline="") as stream:
         return write_csv(rows, stream, calendar)

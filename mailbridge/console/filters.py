@@ -10,7 +10,7 @@ local days, and the effective deadline is the extended one when an officer set o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -51,8 +51,33 @@ FILTERS = (
     "search",
 )
 SORTS = ("created", "due", "reference", "status", "member")
+# Beyond these a number is a slip (and a date or an offset past what a database holds).
+MOST_WORKING_DAYS = 1000
+MOST_PAGES = 10_000_000
 # Newest first for the creation date; soonest first for everything else.
 _DEFAULT_DESC = {"created": True}
+
+
+class FilterError(UserError):
+    """A bad filter value: the CaseFilter field it is for, and the problem in words that
+    name no command-line option (the web console puts its own label in front)."""
+
+    def __init__(self, field: str, problem: str, message: str | None = None) -> None:
+        super().__init__(message or f"{_option(field)}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class FilterErrors(UserError):
+    """Every bad value of a form at once, so a person can put them all right in one go."""
+
+    def __init__(self, errors: list[FilterError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def parse_date(text: str | date | None, option: str) -> date | None:
@@ -62,7 +87,8 @@ def parse_date(text: str | date | None, option: str) -> date | None:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise UserError(f"{option}: {text!r} is not a date; write it as YYYY-MM-DD") from None
+        problem = f"{text!r} is not a date; write it as YYYY-MM-DD"
+        raise FilterError(option.lstrip("-").replace("-", "_"), problem) from None
 
 
 def normalise_status(text: str | None) -> str | None:
@@ -71,8 +97,68 @@ def normalise_status(text: str | None) -> str | None:
         return None
     value = text.strip().lower().replace("-", "_").replace(" ", "_")
     if value not in STATUSES:
-        raise UserError(f"--status: unknown status {text!r}; use one of {', '.join(STATUSES)}")
+        raise FilterError("status", f"unknown status {text!r}; use one of {', '.join(STATUSES)}")
     return value
+
+
+def parse_whole(text: str, field: str, *, least: int) -> int:
+    """A whole number of at least `least` from a form's text field."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise FilterError(field, f"{text!r} is not a whole number of {least} or more")
+    return value
+
+
+# How a form or a URL says yes to a flag such as `overdue`.
+YES = ("yes", "true", "on", "1")
+ORDERS = ("asc", "desc")  # `order=` beside `sort=`
+
+
+def from_query(fields: Mapping[str, str], *, limit: int | None) -> CaseFilter:
+    """A CaseFilter from text fields named as its own (a web form, a bookmarked URL): blank
+    means unset, `overdue=yes`, `due_within=2`, `order=asc|desc`, `page=3`. Every bad value
+    is reported together (FilterErrors), each naming its field."""
+    values: dict[str, Any] = {}
+    errors: list[FilterError] = []
+
+    def text(name: str) -> str | None:
+        value = fields.get(name, "").strip()
+        return value or None
+
+    for name in FILTERS:
+        given = text(name)
+        try:
+            if name == "overdue":
+                values[name] = (given or "").lower() in YES
+            elif name == "due_within":
+                values[name] = None if given is None else parse_whole(given, name, least=0)
+            elif name == "status":
+                values[name] = normalise_status(given)
+            elif name in ("created_from", "created_to"):
+                values[name] = parse_date(given, _option(name))
+            else:
+                values[name] = given
+        except FilterError as exc:
+            errors.append(exc)
+    order = (text("order") or "").lower()
+    if order and order not in ORDERS:
+        errors.append(FilterError("order", f"unknown order {order!r}; use asc or desc"))
+    values["desc"] = None if order not in ORDERS else order == "desc"
+    values["sort"] = text("sort") or "created"
+    page = text("page")
+    try:
+        values["page"] = 1 if page is None else parse_whole(page, "page", least=1)
+    except FilterError as exc:
+        errors.append(exc)
+    if not errors:
+        try:
+            return CaseFilter(**values, limit=limit)
+        except FilterError as exc:
+            errors.append(exc)
+    raise FilterErrors(errors)
 
 
 @dataclass
@@ -104,19 +190,25 @@ class CaseFilter:
         self.created_from = parse_date(self.created_from, "--created-from")
         self.created_to = parse_date(self.created_to, "--created-to")
         if self.created_from and self.created_to and self.created_from > self.created_to:
-            raise UserError(
-                f"--created-from {self.created_from} is after --created-to {self.created_to}"
+            raise FilterError(
+                "created_to",
+                f"{self.created_to} is before the created-from date {self.created_from}",
+                f"--created-from {self.created_from} is after --created-to {self.created_to}",
             )
         self.sort = (self.sort or "created").strip().lower()
         if self.sort not in SORTS:
             choices = ", ".join(SORTS)
-            raise UserError(f"--sort: unknown sort key {self.sort!r}; use one of {choices}")
-        if self.due_within is not None and self.due_within < 0:
-            raise UserError("--due-within: give a number of working days, 0 or more")
+            raise FilterError("sort", f"unknown sort key {self.sort!r}; use one of {choices}")
+        if self.due_within is not None and not 0 <= self.due_within <= MOST_WORKING_DAYS:
+            raise FilterError(
+                "due_within", f"give a number of working days from 0 to {MOST_WORKING_DAYS:,}"
+            )
         if self.limit is not None and self.limit < 1:
-            raise UserError("--limit: give a number of cases, 1 or more")
+            raise FilterError("limit", "give a number of cases, 1 or more")
         if self.page < 1:
-            raise UserError("--page: pages start at 1")
+            raise FilterError("page", "pages start at 1")
+        if self.page > MOST_PAGES:
+            raise FilterError("page", f"no list has more than {MOST_PAGES:,} pages")
 
     @property
     def filtering(self) -> bool:

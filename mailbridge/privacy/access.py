@@ -18,8 +18,9 @@ in the transaction that commits the change, or as here after a read.
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -108,10 +109,16 @@ class Listed:
 
 
 def list_cases(
-    engine: Engine, wanted: CaseFilter, calendar: WorkingCalendar, actor: Actor
+    engine: Engine,
+    wanted: CaseFilter,
+    calendar: WorkingCalendar,
+    actor: Actor,
+    *,
+    today: date | None = None,
 ) -> Listed:
-    """`cases list`: one page of the cases a filter selects, and how many there are."""
-    today = calendar.local_date(utcnow())
+    """`cases list` and the web console's dashboard: one page of the cases a filter selects,
+    and how many there are (`today` from the caller's clock, else the council's today)."""
+    today = today or calendar.local_date(utcnow())
     with Session(engine) as session:
         rows = filters.list_cases(session, wanted, calendar, today)
         limit = wanted.limit or len(rows)
@@ -145,6 +152,10 @@ def flagged_addresses(engine: Engine, actor: Actor) -> list[AddressFlag]:
     return flags
 
 
+def _export_detail(wanted: CaseFilter, written: int, fmt: str, where: str) -> str:
+    return f"filter: {wanted.given}; {_plural(written, 'case')}; {fmt} {where}"
+
+
 def export(
     engine: Engine,
     wanted: CaseFilter,
@@ -152,16 +163,67 @@ def export(
     fmt: str,
     calendar: WorkingCalendar,
     actor: Actor,
+    *,
+    today: date | None = None,
+    download: bool = False,
 ) -> int:
-    """`export`: every case the filter selects, written to a file; how many."""
-    today = calendar.local_date(utcnow())
+    """`export`: every case the filter selects, written to a file; how many. A `download`
+    is a file the web console sends and removes: the record says so instead of its path."""
+    today = today or calendar.local_date(utcnow())
     with Session(engine) as session:
         written = exporting.export(
             filters.iter_cases(session, wanted, calendar, today), path, fmt, calendar
         )
-    detail = f"filter: {wanted.given}; {_plural(written, 'case')}; {fmt} {_where(path)}"
-    _record_or_remove(path, engine, actor, "export", detail=detail)
+    where = "download" if download else _where(path)
+    _record_or_remove(
+        path, engine, actor, "export", detail=_export_detail(wanted, written, fmt, where)
+    )
     return written
+
+
+CHUNK_BYTES = 64 * 1024
+
+
+def export_csv_download(
+    engine: Engine,
+    wanted: CaseFilter,
+    calendar: WorkingCalendar,
+    actor: Actor,
+    *,
+    today: date | None = None,
+) -> Iterator[bytes]:
+    """The web console's CSV export: the bytes `export --format csv` writes to its file, in
+    chunks as the cases are read, so memory stays flat however many there are.
+
+    The record is written before the last chunk goes: when it cannot be written the
+    download ends unfinished and the browser keeps nothing. A download that stops early
+    (the person went away, the database failed) is recorded with the cases read by then.
+    """
+    today = today or calendar.local_date(utcnow())
+    encoder = codecs.getincrementalencoder(exporting.CSV_ENCODING)()
+    written = -1  # the header is no case
+    chunk: list[bytes] = []
+    size = 0
+    finished = False
+    try:
+        with Session(engine) as session:
+            rows = filters.iter_cases(session, wanted, calendar, today)
+            for line in exporting.csv_lines(rows, calendar):
+                data = encoder.encode(line)
+                written += 1
+                chunk.append(data)
+                size += len(data)
+                if size >= CHUNK_BYTES:
+                    yield b"".join(chunk)
+                    chunk.clear()
+                    size = 0
+        finished = True
+        _record(engine, actor, "export", detail=_export_detail(wanted, written, "csv", "download"))
+        yield b"".join(chunk)
+    finally:
+        if not finished:
+            stopped = f"download stopped after {_plural(max(written, 0), 'case')} read"
+            _record(engine, actor, "export", detail=f"filter: {wanted.given}; csv {stopped}")
 
 
 # --- the scrutiny report --------------------------------------------------------------

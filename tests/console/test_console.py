@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from mailbridge.console.filters import CaseFilter
+from mailbridge.console.filters import CaseFilter, FilterErrors, from_query
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.store.db import transaction
@@ -657,5 +657,54 @@ def test_the_filter_itself_rejects_bad_values_with_one_line() -> None:
         CaseFilter(created_to="1/2/2026")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="--page: pages start at 1"):
         CaseFilter(page=0)
+    with pytest.raises(UserError, match="--page: no list has more than 10,000,000 pages"):
+        CaseFilter(page=10**30)  # an offset no database could take
+    with pytest.raises(UserError, match="--due-within: give a number of working days from 0 to"):
+        CaseFilter(due_within=10**9)  # a date past the calendar's end
     assert CaseFilter(status="In Progress").status == "in_progress"
     assert not CaseFilter().filtering and CaseFilter(overdue=True).filtering
+
+
+def test_a_url_reads_as_the_options_would() -> None:
+    """`from_query` (the web console's URL) makes the CaseFilter the same options make."""
+    wanted = from_query(
+        {
+            "status": "In progress",
+            "overdue": "yes",
+            "due_within": " 2 ",
+            "created_from": "2026-11-01",
+            "type": " ",
+            "sort": "due",
+            "order": "desc",
+            "page": "3",
+            "colour": "red",  # not a filter: ignored
+        },
+        limit=25,
+    )
+    assert wanted == CaseFilter(
+        status="in_progress",
+        overdue=True,
+        due_within=2,
+        created_from=date(2026, 11, 1),
+        sort="due",
+        desc=True,
+        page=3,
+        limit=25,
+    )
+    assert from_query({}, limit=None) == CaseFilter(limit=None)
+    assert not from_query({"overdue": "no"}, limit=None).overdue
+
+
+def test_a_url_with_bad_values_names_each_field_at_once() -> None:
+    bad = {"created_from": "31/02/2026", "due_within": "-1", "order": "up", "page": "x"}
+    with pytest.raises(FilterErrors) as caught:
+        from_query(bad, limit=25)
+    errors = caught.value.errors
+    assert [e.field for e in errors] == ["due_within", "created_from", "order", "page"]
+    assert errors[1].problem == "'31/02/2026' is not a date; write it as YYYY-MM-DD"
+    assert str(errors[1]) == "--created-from: '31/02/2026' is not a date; write it as YYYY-MM-DD"
+    with pytest.raises(FilterErrors) as caught:
+        from_query({"created_from": "2026-02-01", "created_to": "2026-01-01"}, limit=25)
+    (error,) = caught.value.errors
+    assert error.field == "created_to"
+    assert str(error) == "--created-from 2026-02-01 is after --created-to 2026-01-01"
