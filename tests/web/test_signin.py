@@ -23,7 +23,7 @@ def _link(web: Web) -> str:
     assert sent, "no sign-in email queued"
     message = email.message_from_bytes(sent[-1].raw, policy=policy.default)
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    found = re.search(r"http://127\.0\.0\.1:8080(/sign-in/link\?token=\S+)", text)
+    found = re.search(r"http://127\.0\.0\.1:\d+(/sign-in/link\?token=\S+)", text)
     assert found, text
     return found.group(1)
 

@@ -1,0 +1,145 @@
+"""A coordinator's morning in a real headless Chromium against `mailbridge web` served by
+uvicorn on loopback: sign in by the emailed link (read from the outbox), filter the
+dashboard, open the case, assign a lead officer, and see the assignment email queued.
+Every page is checked with axe-core (WCAG 2.2 AA) and photographed; the dashboard must work
+at 320 px wide. The screenshots are test artefacts; `MAILBRIDGE_DOCS_SCREENSHOTS=1` also
+writes the README's pictures to docs/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
+
+from mailbridge.store.db import make_engine
+from tests.browser import axe_violations, chromium, describe, screenshot
+from tests.web.conftest import Web, make_web
+from tests.web.test_signin import COORDINATOR, _link
+
+pytestmark = pytest.mark.slow
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Web, str]]:
+    """The console served by a real uvicorn on loopback, over a council with cases."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, web={"base_url": base})
+    site.pothole()
+    server = uvicorn.Server(
+        uvicorn.Config(site.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield site, base
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        engine.dispose()
+
+
+def _press(driver, label: str) -> None:
+    """Click the button with this text and wait for the page it leads to."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+    WebDriverWait(driver, 30).until(staleness_of(page))
+
+
+def _follow(driver, link_text: str) -> None:
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.LINK_TEXT, link_text).click()
+    WebDriverWait(driver, 30).until(staleness_of(page))
+
+
+def _checked(driver, name: str) -> Path:
+    """Screenshot, then axe-core: no WCAG 2.x A/AA violation on the page."""
+    shot = screenshot(driver, name)
+    violations = axe_violations(driver)
+    assert not violations, f"{name}: {describe(violations)}"
+    if os.environ.get("MAILBRIDGE_DOCS_SCREENSHOTS"):
+        shutil.copyfile(shot, DOCS / f"{name}.png")
+    return shot
+
+
+def test_a_coordinator_signs_in_filters_opens_a_case_and_assigns_it(
+    live: tuple[Web, str],
+) -> None:
+    site, base = live
+    with chromium(1280, 1000) as driver:
+        driver.get(base + "/")
+        assert driver.current_url.startswith(base + "/sign-in")
+        _checked(driver, "console-sign-in")
+        driver.find_element(By.ID, "email").send_keys(COORDINATOR)
+        _press(driver, "Email me a sign-in link")
+        assert "Check your email" in driver.find_element(By.TAG_NAME, "h1").text
+
+        driver.get(base + _link(site))
+        _press(driver, "Sign in")
+        assert driver.current_url == base + "/"
+        _checked(driver, "console-dashboard")
+
+        field = driver.find_element(By.ID, "service-area")
+        field.send_keys("Highways")
+        _press(driver, "Apply filters")
+        assert "service_area=Highways" in driver.current_url
+        reference = site.pothole()
+        _follow(driver, reference)
+        assert driver.current_url == f"{base}/cases/{reference}"
+        _checked(driver, "console-case")
+
+        driver.find_element(By.ID, "assign-lead").send_keys("priya.shah@example.gov.uk")
+        _press(driver, "Assign")
+        assert driver.current_url.startswith(f"{base}/cases/{reference}")
+        assert "Priya Shah" in driver.find_element(By.TAG_NAME, "main").text
+        queued = [m for m in site.outbox() if "priya.shah@example.gov.uk" in m.recipients]
+        assert queued, "the assignment email to the lead officer was not queued"
+        _checked(driver, "console-case-assigned")
+
+        driver.back()
+        driver.back()
+        assert "service_area=Highways" in driver.current_url  # the filter lives in the URL
+
+        driver.get(base + "/report?from=2026-11-01&to=2026-11-30&compare=yes")
+        assert "Member enquiries" in driver.find_element(By.TAG_NAME, "h1").text
+        _checked(driver, "console-report")
+
+    with chromium(320, 800) as narrow:
+        narrow.get(base + "/")
+        for name, value in driver_cookies_of(site):
+            narrow.add_cookie({"name": name, "value": value})
+        narrow.get(base + "/")
+        assert narrow.current_url == base + "/"
+        overflow = narrow.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the dashboard is {overflow} px wider than a 320 px screen"
+        _checked(narrow, "console-dashboard-320px")
+
+
+def driver_cookies_of(site: Web) -> list[tuple[str, str]]:
+    """A fresh coordinator session for the narrow-screen browser."""
+    client, _ = site.signed_in("coordinator")
+    return [(name, value) for name, value in client.cookies.items()]
