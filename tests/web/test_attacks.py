@@ -1,0 +1,115 @@
+"""What an attacker would try against the console: hostile input on every route, open
+redirects through `next`, sessions that outlive the rules that made them."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Person
+from tests.web.conftest import Web
+from tests.web.test_roles import _fill, routes
+from tests.web.test_signin import _link, _use
+
+ODD = [
+    "",
+    "x" * 5000,
+    "%00",
+    "\x00",
+    "%ff%fe",
+    "\u202e\u0000",
+    "<script>alert(1)</script>",
+    "'; DROP TABLE person; --",
+    "9" * 40,
+    "-1",
+    "2026-02-30",
+    "0001-01-01",
+    "9999-12-31",
+]
+
+
+def test_hostile_query_strings_and_forms_never_crash_a_route(web: Web) -> None:
+    """Every route, as a coordinator and as nobody, answers odd input with < 500."""
+    web.pothole()
+    coordinator, csrf = web.signed_in("coordinator")
+    nobody, anon_csrf = web.anonymous()
+    for method, path, _role in routes(web):
+        url = _fill(web, path)
+        for client, token in ((coordinator, csrf), (nobody, anon_csrf)):
+            for odd in ODD:
+                fields = ("next", "from", "to", "format", "token", "compare", "email", "q")
+                query = {name: odd for name in fields}
+                if method == "GET":
+                    answer = client.get(url, params=query)
+                else:
+                    answer = client.post(url, params=query, data={**query, "csrf": token})
+                assert answer.status_code < 500, (method, url, odd, answer.status_code)
+                assert "<script>alert" not in answer.text
+
+
+HOSTILE_NEXT = [
+    "//evil.example",
+    "/\\evil.example",
+    "/%2F%2Fevil.example",
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "/\r\nSet-Cookie: x=1",
+    "/%0d%0aSet-Cookie:%20x=1",
+    "https://evil.example",
+    "/\x00//evil.example",
+    " //evil.example",
+    "/./\\/evil.example",
+    "\\\\evil.example",
+]
+
+
+def _same_site(location: str) -> bool:
+    parts = urlsplit(location)
+    return (
+        not parts.scheme
+        and not parts.netloc
+        and location.startswith("/")
+        and not location.startswith("//")
+        and "\\" not in location
+        and not re.search(r"[\x00-\x20\x7f]", location)
+    )
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NEXT)
+def test_next_never_leads_off_the_site(web: Web, hostile: str) -> None:
+    client, _ = web.signed_in("coordinator")
+    answer = client.get("/sign-in", params={"next": hostile})
+    assert answer.status_code == 303
+    assert _same_site(answer.headers["location"]), answer.headers["location"]
+    assert "set-cookie: x" not in str(answer.headers).lower()
+
+
+def test_next_through_an_emailed_link_never_leads_off_the_site(web: Web) -> None:
+    for hostile in HOSTILE_NEXT:
+        client, csrf = web.anonymous()
+        client.post(
+            "/sign-in/link",
+            data={"email": "member.support@example.gov.uk", "csrf": csrf, "next": hostile},
+        )
+        _, answer = _use(web, _link(web))
+        assert answer.status_code == 303
+        assert _same_site(answer.headers["location"]), (hostile, answer.headers["location"])
+        web.clock.advance(minutes=16)  # past the per-address limit's window
+
+
+def test_a_kept_session_is_cut_short_once_its_officer_is_made_a_coordinator(web: Web) -> None:
+    """Keep-me-logged-in is off for coordinators: flagging an officer as one must not leave
+    them a 30-day session from before."""
+    client, _ = web.signed_in("officer", keep=True)
+    assert client.get("/").status_code == 200
+    with transaction(web.engine) as session:
+        person = session.get(Person, web.people["officer"])
+        assert person is not None
+        person.coordinator = True
+    web.clock.advance(hours=13)  # past the absolute end of a coordinator's session
+    answer = client.get("/")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/sign-in")
