@@ -4,15 +4,17 @@ redirects through `next`, sessions that outlive the rules that made them."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+import threading
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from mailbridge.signin import links
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Person
 from tests.web.conftest import Web
 from tests.web.test_roles import _fill, routes
-from tests.web.test_signin import _link, _use
+from tests.web.test_signin import _ask, _link, _use
 
 ODD = [
     "",
@@ -113,3 +115,31 @@ def test_a_kept_session_is_cut_short_once_its_officer_is_made_a_coordinator(web:
     answer = client.get("/")
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/sign-in")
+
+
+def test_one_link_posted_at_once_from_many_browsers_signs_in_only_one(web: Web) -> None:
+    """Eight redemptions of one link released together, each in its own transaction: the
+    conditional UPDATE lets exactly one through, on either database."""
+    _ask(web, "member.support@example.gov.uk")
+    signed = parse_qs(urlsplit(_link(web)).query)["token"][0]
+    key = web.app.state.console.key
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def redeem() -> None:
+        start.wait()
+        try:
+            with transaction(web.engine) as session:
+                links.redeem(session, key, signed, minutes=15, now=web.clock())
+            outcomes.append("signed in")
+        except links.LinkRefused as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=redeem) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(set(outcomes)) == sorted({"signed in", links._USED})
+    assert outcomes.count("signed in") == 1
+    assert len(outcomes) == 8
