@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from mailbridge.signin import links
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Person
-from tests.web.conftest import Web
+from mailbridge.web.routing import SESSION_COOKIE
+from tests.oidc import Provider, authorize, oidc_provider
+from tests.web.conftest import Web, make_web
 from tests.web.test_roles import _fill, routes
 from tests.web.test_signin import _ask, _link, _use
 
@@ -143,3 +149,80 @@ def test_one_link_posted_at_once_from_many_browsers_signs_in_only_one(web: Web) 
     assert sorted(set(outcomes)) == sorted({"signed in", links._USED})
     assert outcomes.count("signed in") == 1
     assert len(outcomes) == 8
+
+
+@pytest.fixture
+def sso_web(
+    tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Web, Provider]]:
+    from mailbridge.store.db import make_engine
+
+    monkeypatch.setenv("MB_TEST_SSO_SECRET", "not-a-real-secret")
+    engine = make_engine(migrated_db_url)
+    with oidc_provider() as provider:
+        sso = {
+            "provider": "oidc",
+            "issuer": provider.issuer,
+            "client_id": "mailbridge",
+            "client_secret_env": "MB_TEST_SSO_SECRET",
+        }
+        site = make_web(tmp_path, engine, web={"sso": sso})
+        yield site, provider
+        for client in site.clients:
+            client.close()
+    engine.dispose()
+
+
+def _sso_round_trip(site: Web, provider: Provider, sub: str) -> tuple[TestClient, str]:
+    """Press the SSO button, sign in at the provider as `sub`: the browser and the callback
+    path it is sent back to."""
+    client, csrf = site.anonymous()
+    started = client.post("/sign-in/sso", data={"csrf": csrf, "next": "/"})
+    assert started.status_code in (302, 303, 307), started.text
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        back = authorize(http, started.headers["location"], sub)
+    parts = urlsplit(back)
+    return client, f"{parts.path}?{parts.query}"
+
+
+def test_sso_refuses_an_address_the_provider_says_it_has_not_verified(
+    sso_web: tuple[Web, Provider],
+) -> None:
+    site, provider = sso_web
+    provider.set_user(
+        "intruder", {"email": "member.support@example.gov.uk", "email_verified": False}
+    )
+    client, callback = _sso_round_trip(site, provider, "intruder")
+    answer = client.get(callback)
+    assert answer.status_code == 403
+    assert SESSION_COOKIE not in client.cookies
+
+
+def test_sso_signs_in_a_verified_address_once_and_refuses_the_same_callback_again(
+    sso_web: tuple[Web, Provider],
+) -> None:
+    site, provider = sso_web
+    provider.set_user("support", {"email": "member.support@example.gov.uk", "email_verified": True})
+    client, callback = _sso_round_trip(site, provider, "support")
+    answer = client.get(callback)
+    assert answer.status_code == 303, answer.text
+    assert SESSION_COOKIE in client.cookies
+    again = site.client()
+    again.cookies.update(client.cookies)
+    again.cookies.delete(SESSION_COOKIE)
+    replay = again.get(callback)
+    assert replay.status_code < 500
+    assert SESSION_COOKIE not in again.cookies
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?state=x&code=y", "?error=access_denied", "?code=" + "y" * 5000]
+)
+def test_a_forged_sso_callback_signs_nobody_in_and_never_crashes(
+    sso_web: tuple[Web, Provider], query: str
+) -> None:
+    site, _ = sso_web
+    client, _ = site.anonymous()
+    answer = client.get("/sign-in/sso/callback" + query)
+    assert 400 <= answer.status_code < 500
+    assert SESSION_COOKIE not in client.cookies
