@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from mailbridge.signin import links
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Person
+from mailbridge.web.headers import MAX_BODY
 from mailbridge.web.routing import SESSION_COOKIE
 from tests.oidc import Provider, authorize, oidc_provider
 from tests.web.conftest import Web, make_web
@@ -226,3 +227,29 @@ def test_a_forged_sso_callback_signs_nobody_in_and_never_crashes(
     answer = client.get("/sign-in/sso/callback" + query)
     assert 400 <= answer.status_code < 500
     assert SESSION_COOKIE not in client.cookies
+
+
+def test_a_huge_upload_to_a_public_form_is_refused_before_it_is_stored(web: Web) -> None:
+    """Forms take small fields; a body of many megabytes (multipart files are spooled to
+    disk whatever their size) gets 413, with or without a Content-Length."""
+    client, csrf = web.anonymous()
+    huge = b"x" * (MAX_BODY + 1)
+    answer = client.post(
+        "/sign-in/link",
+        data={"csrf": csrf, "email": "member.support@example.gov.uk"},
+        files={"junk": ("junk.bin", huge)},
+    )
+    assert answer.status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        yield f"csrf={csrf}&email=x%40example.gov.uk&junk=".encode()
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = client.post(
+        "/sign-in/link",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert streamed.status_code == 413
+    assert web.outbox("signin_link") == []
