@@ -182,7 +182,10 @@ _INVALID = "This sign-in link is not valid. Check you copied all of it, or ask f
 
 
 def safe_next(path: str | None) -> str:
-    """Where to go after signing in: a path on this site only (never `//host` or a URL)."""
+    """Where to go after signing in: a path on this site only (never `//host` or a URL),
+    and no control characters (browsers drop tabs and newlines, and PostgreSQL refuses NUL)."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
         return "/"
     return path[:500]
