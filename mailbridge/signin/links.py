@@ -4,7 +4,8 @@ A link is a random nonce signed with the console's key (itsdangerous, so a link 
 installation, or edited, is refused before the database is asked), kept only as a hash, good
 for `link_minutes` and used once: the row is marked used by a conditional UPDATE, so two
 clicks racing cannot both sign in. Requests are counted per address and per client over 15
-minutes whether or not the address is known; the person asking always sees the same page,
+minutes whether or not the address is known (under a lock: asking in parallel does not
+get round it); the person asking always sees the same page,
 so the form reveals nobody.
 
 Opening the link shows a button that signs in (a POST): mail scanners such as Microsoft
@@ -21,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
 from mailbridge.cases.directory import identify, valid_address
@@ -95,6 +96,10 @@ def request_link(
     addr = address.strip().lower()
     if not valid_address(addr):
         raise UserError("Enter an email address in the correct format, like name@example.gov.uk")
+    if session.get_bind().dialect.name == "postgresql":
+        # Count and record under one lock, so requests made in parallel cannot all count
+        # the same few (SQLite's BEGIN IMMEDIATE already queues writers).
+        session.execute(text("LOCK TABLE signin_link IN SHARE ROW EXCLUSIVE MODE"))
     since = now - WINDOW
     by_address = _count(session, SigninLink.address == addr, since)
     by_client = _count(session, SigninLink.client == client[:64], since)

@@ -253,3 +253,37 @@ def test_a_huge_upload_to_a_public_form_is_refused_before_it_is_stored(web: Web)
     )
     assert streamed.status_code == 413
     assert web.outbox("signin_link") == []
+
+
+def test_requests_for_one_address_at_once_send_no_more_links_than_the_limit(web: Web) -> None:
+    """Twelve requests released together for one address: the per-address limit holds on
+    either database (counted and recorded under one lock), so nobody's inbox can be flooded
+    by asking in parallel."""
+    services = web.council.services
+    key = web.app.state.console.key
+    start = threading.Barrier(12)
+    sent: list[bool] = []
+
+    def ask(n: int) -> None:
+        start.wait()
+        with transaction(web.engine) as session:
+            asked = links.request_link(
+                session,
+                services,
+                key,
+                address="member.support@example.gov.uk",
+                client=f"203.0.113.{n}",
+                keep=False,
+                next_path="/",
+                now=web.clock(),
+            )
+        sent.append(asked.sent)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(sent) == 12
+    assert sent.count(True) == web.config.web.links_per_address
+    assert len(web.outbox("signin_link")) == web.config.web.links_per_address
