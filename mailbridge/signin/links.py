@@ -5,8 +5,7 @@ installation, or edited, is refused before the database is asked), kept only as 
 for `link_minutes` and used once: the row is marked used by a conditional UPDATE, so two
 clicks racing cannot both sign in. Requests are counted per address and per client over 15
 minutes whether or not the address is known (under a lock: asking in parallel does not
-get round it); the person asking always sees the same page,
-so the form reveals nobody.
+get round it); the person asking always sees the same page, so the form reveals nobody.
 
 Opening the link shows a button that signs in (a POST): mail scanners such as Microsoft
 Defender's Safe Links fetch every link in an email, and would otherwise use it up.
