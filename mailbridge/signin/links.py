@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session
 
 from mailbridge.cases.directory import identify, valid_address
@@ -37,6 +37,7 @@ from mailbridge.store.models import Person, SigninLink, as_utc
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # requests are counted over this long
+KEPT = timedelta(hours=1)  # past WINDOW and the longest link_minutes: then forgotten
 SALT = "mailbridge sign-in link"
 KEY_FILE = "web.key"
 
@@ -100,6 +101,9 @@ def request_link(
         # the same few (SQLite's BEGIN IMMEDIATE already queues writers).
         session.execute(text("LOCK TABLE signin_link IN SHARE ROW EXCLUSIVE MODE"))
     since = now - WINDOW
+    # Forget requests no count or link can need any more: the addresses typed are personal
+    # data, known or not.
+    session.execute(delete(SigninLink).where(SigninLink.created_at < now - KEPT))  # type: ignore[arg-type]
     by_address = _count(session, SigninLink.address == addr, since)
     by_client = _count(session, SigninLink.client == client[:64], since)
     if by_address >= web.links_per_address:

@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
 from mailbridge.signin import links
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Person
+from mailbridge.store.models import Person, SigninLink
 from mailbridge.web.headers import MAX_BODY
 from mailbridge.web.routing import SESSION_COOKIE
 from tests.oidc import Provider, authorize, oidc_provider
@@ -287,3 +288,14 @@ def test_requests_for_one_address_at_once_send_no_more_links_than_the_limit(web:
     assert len(sent) == 12
     assert sent.count(True) == web.config.web.links_per_address
     assert len(web.outbox("signin_link")) == web.config.web.links_per_address
+
+
+def test_addresses_typed_into_the_sign_in_form_are_not_kept_past_their_use(web: Web) -> None:
+    """The form records every address typed into it, known or not (to count requests):
+    once no count or link can need a row, it is gone."""
+    _ask(web, "stranger@example.org")
+    web.clock.advance(hours=2)
+    _ask(web, "member.support@example.gov.uk")
+    with Session(web.engine) as session:
+        kept = session.exec(select(SigninLink.address)).all()
+    assert list(kept) == ["member.support@example.gov.uk"]
