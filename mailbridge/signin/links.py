@@ -13,6 +13,7 @@ Defender's Safe Links fetch every link in an email, and would otherwise use it u
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -105,7 +106,8 @@ def request_link(
     # data, known or not.
     session.execute(delete(SigninLink).where(SigninLink.created_at < now - KEPT))  # type: ignore[arg-type]
     by_address = _count(session, SigninLink.address == addr, since)
-    by_client = _count(session, SigninLink.client == client[:64], since)
+    client = counted_as(client)
+    by_client = _count(session, SigninLink.client == client, since)
     if by_address >= web.links_per_address:
         return Asked(False, "too many for this address")
     if by_client >= web.links_per_client:
@@ -120,7 +122,7 @@ def request_link(
             token_hash=digest(nonce),
             address=addr,
             person_id=person.id if known and person else None,
-            client=client[:64],
+            client=client,
             keep=keep,
             next_path=safe_next(next_path),
             created_at=now,
@@ -146,6 +148,20 @@ def request_link(
         rate_limited=False,  # counted here, per address and per client
     )
     return Asked(True, "sent")
+
+
+def counted_as(client: str) -> str:
+    """The client a request is counted against: an IPv6 address's /64 (one household's or
+    one machine's whole network), any other address as it is."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((int(address), 64), strict=False))
+    return str(address)
 
 
 def _count(session: Session, clause: object, since: datetime) -> int:

@@ -299,3 +299,27 @@ def test_addresses_typed_into_the_sign_in_form_are_not_kept_past_their_use(web: 
     with Session(web.engine) as session:
         kept = session.exec(select(SigninLink.address)).all()
     assert list(kept) == ["member.support@example.gov.uk"]
+
+
+def test_the_per_client_limit_counts_an_ipv6_network_not_each_of_its_addresses(web: Web) -> None:
+    """Anyone with IPv6 holds a /64 (2^64 addresses): counting each address alone would
+    set no limit at all."""
+    services = web.council.services
+    key = web.app.state.console.key
+    sent = []
+    for n in range(web.config.web.links_per_client + 2):
+        with transaction(web.engine) as session:
+            asked = links.request_link(
+                session,
+                services,
+                key,
+                address=f"someone{n}@example.org",
+                client=f"2001:db8:1:2:{n:x}::{n + 1:x}",
+                keep=False,
+                next_path="/",
+                now=web.clock(),
+            )
+        sent.append(asked.why)
+    assert sent.count("too many from this client") == 2
+    assert links.counted_as("::ffff:192.0.2.7") == "192.0.2.7"  # not one bucket for all IPv4
+    assert links.counted_as("192.0.2.7") != links.counted_as("192.0.2.8")
