@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from mailbridge.signin import links
+from mailbridge.signin import links, sessions
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Person, SigninLink
 from mailbridge.web.headers import MAX_BODY
@@ -323,3 +323,23 @@ def test_the_per_client_limit_counts_an_ipv6_network_not_each_of_its_addresses(w
     assert sent.count("too many from this client") == 2
     assert links.counted_as("::ffff:192.0.2.7") == "192.0.2.7"  # not one bucket for all IPv4
     assert links.counted_as("192.0.2.7") != links.counted_as("192.0.2.8")
+
+
+def test_signing_in_again_in_one_browser_ends_the_session_it_held(web: Web) -> None:
+    """A browser holds one session: signing in anew (as anyone) leaves no other alive
+    behind it for whoever copied the old cookie."""
+    client, session_csrf = web.signed_in("officer")
+    old = client.cookies[SESSION_COOKIE]
+    asked = client.post(
+        "/sign-in/link", data={"email": "member.support@example.gov.uk", "csrf": session_csrf}
+    )
+    assert asked.status_code == 200
+    landing = client.get(_link(web))
+    token = re.search(r'name="token" value="([^"]+)"', landing.text)
+    assert token
+    csrf = re.search(r'name="csrf" value="([^"]+)"', landing.text)
+    assert csrf
+    answer = client.post("/sign-in/link/use", data={"token": token.group(1), "csrf": csrf.group(1)})
+    assert answer.status_code == 303
+    with Session(web.engine) as session:
+        assert sessions.live(session, old, web.clock()) is None

@@ -223,6 +223,7 @@ def _begin(
     the cookie."""
     state = console(request)
     client = client_of(request)
+    sessions.end(session, request.cookies.get(SESSION_COOKIE))  # one session per browser
     started = sessions.start(
         session,
         person,
