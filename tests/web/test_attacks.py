@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from mailbridge.signin import links, sessions
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Person, SigninLink
+from mailbridge.store.models import AuditRecord, Person, SigninLink
 from mailbridge.web.headers import MAX_BODY
 from mailbridge.web.routing import SESSION_COOKIE
 from tests.oidc import Provider, authorize, oidc_provider
@@ -343,3 +343,21 @@ def test_signing_in_again_in_one_browser_ends_the_session_it_held(web: Web) -> N
     assert answer.status_code == 303
     with Session(web.engine) as session:
         assert sessions.live(session, old, web.clock()) is None
+
+
+def test_a_forged_sso_error_writes_no_control_characters_into_the_audit(
+    sso_web: tuple[Web, Provider],
+) -> None:
+    """Anyone can call the callback with ?error=...&error_description=...: what reaches the
+    audit (read in a terminal by `mailbridge audit`) is one printable line."""
+    site, _ = sso_web
+    client, _ = site.anonymous()
+    answer = client.get(
+        "/sign-in/sso/callback",
+        params={"error": "access_denied", "error_description": "x\n\x1b[2J\r2026 sign-in ok"},
+    )
+    assert answer.status_code == 403
+    with Session(site.engine) as session:
+        details = session.exec(select(AuditRecord.detail)).all()
+    assert details
+    assert all(detail is None or detail.isprintable() for detail in details), details

@@ -198,6 +198,10 @@ def _finish_sso(
 
 def _sso_refused(request: Request, client: str, who: str, why: str) -> Response:
     state = console(request)
+    # Both may come from the query string (?error_description=): one printable line.
+    who, why = (
+        "".join(char if char.isprintable() else " " for char in text)[:300] for text in (who, why)
+    )
     with transaction(state.services.engine) as session:
         audit.record(
             session,
