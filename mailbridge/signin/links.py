@@ -4,8 +4,8 @@ A link is a random nonce signed with the console's key (itsdangerous, so a link 
 installation, or edited, is refused before the database is asked), kept only as a hash, good
 for `link_minutes` and used once: the row is marked used by a conditional UPDATE, so two
 clicks racing cannot both sign in. Requests are counted per address and per client over 15
-minutes whether or not the address is known; the person asking always sees the same page,
-so the form reveals nobody.
+minutes whether or not the address is known (under a lock: asking in parallel does not
+get round it); the person asking always sees the same page, so the form reveals nobody.
 
 Opening the link shows a button that signs in (a POST): mail scanners such as Microsoft
 Defender's Safe Links fetch every link in an email, and would otherwise use it up.
@@ -13,6 +13,7 @@ Defender's Safe Links fetch every link in an email, and would otherwise use it u
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session
 
 from mailbridge.cases.directory import identify, valid_address
@@ -37,6 +38,7 @@ from mailbridge.store.models import Person, SigninLink, as_utc
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)  # requests are counted over this long
+KEPT = timedelta(hours=1)  # past WINDOW and the longest link_minutes: then forgotten
 SALT = "mailbridge sign-in link"
 KEY_FILE = "web.key"
 
@@ -95,9 +97,17 @@ def request_link(
     addr = address.strip().lower()
     if not valid_address(addr):
         raise UserError("Enter an email address in the correct format, like name@example.gov.uk")
+    if session.get_bind().dialect.name == "postgresql":
+        # Count and record under one lock, so requests made in parallel cannot all count
+        # the same few (SQLite's BEGIN IMMEDIATE already queues writers).
+        session.execute(text("LOCK TABLE signin_link IN SHARE ROW EXCLUSIVE MODE"))
     since = now - WINDOW
+    # Forget requests no count or link can need any more: the addresses typed are personal
+    # data, known or not.
+    session.execute(delete(SigninLink).where(SigninLink.created_at < now - KEPT))  # type: ignore[arg-type]
     by_address = _count(session, SigninLink.address == addr, since)
-    by_client = _count(session, SigninLink.client == client[:64], since)
+    client = counted_as(client)
+    by_client = _count(session, SigninLink.client == client, since)
     if by_address >= web.links_per_address:
         return Asked(False, "too many for this address")
     if by_client >= web.links_per_client:
@@ -112,7 +122,7 @@ def request_link(
             token_hash=digest(nonce),
             address=addr,
             person_id=person.id if known and person else None,
-            client=client[:64],
+            client=client,
             keep=keep,
             next_path=safe_next(next_path),
             created_at=now,
@@ -138,6 +148,20 @@ def request_link(
         rate_limited=False,  # counted here, per address and per client
     )
     return Asked(True, "sent")
+
+
+def counted_as(client: str) -> str:
+    """The client a request is counted against: an IPv6 address's /64 (one household's or
+    one machine's whole network), any other address as it is."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((int(address), 64), strict=False))
+    return str(address)
 
 
 def _count(session: Session, clause: object, since: datetime) -> int:
@@ -182,7 +206,10 @@ _INVALID = "This sign-in link is not valid. Check you copied all of it, or ask f
 
 
 def safe_next(path: str | None) -> str:
-    """Where to go after signing in: a path on this site only (never `//host` or a URL)."""
+    """Where to go after signing in: a path on this site only (never `//host` or a URL),
+    and no control characters (browsers drop tabs and newlines, and PostgreSQL refuses NUL)."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
         return "/"
     return path[:500]

@@ -92,6 +92,28 @@ def live(session: Session, token: str | None, now: datetime) -> WebSession | Non
     return row
 
 
+def conforms(
+    session: Session, row: WebSession, person: Person, web: WebConfig, now: datetime
+) -> bool:
+    """Whether a session still fits its person's rules: one kept from before they became a
+    coordinator (who may not be kept) is cut to an ordinary session's limits, and is over if
+    those have passed."""
+    idle = timedelta(minutes=web.idle_minutes)
+    if row.idle_seconds <= idle.total_seconds() or may_keep(person, web):
+        return True
+    expires = min(
+        as_utc(row.expires_at), as_utc(row.created_at) + timedelta(hours=web.absolute_hours)
+    )
+    if now >= expires or now - as_utc(row.seen_at) > idle:
+        return False
+    session.execute(
+        update(WebSession)
+        .where(WebSession.token_hash == row.token_hash)  # type: ignore[arg-type]
+        .values(expires_at=expires, idle_seconds=int(idle.total_seconds()))
+    )
+    return True
+
+
 def end(session: Session, token: str | None) -> None:
     if token and len(token) <= 128:
         session.execute(delete(WebSession).where(WebSession.token_hash == digest(token)))  # type: ignore[arg-type]

@@ -37,8 +37,11 @@ class Sso:
         self.client: Any = oauth.sso
 
     def address(self, claims: dict[str, Any]) -> str | None:
-        """The address the provider vouches for, as the directory keeps addresses."""
+        """The address the provider vouches for, as the directory keeps addresses; none
+        when it says the address is unverified (anyone could have typed it)."""
         value = claims.get(self.claim)
+        if self.claim == "email" and claims.get("email_verified") in (False, "false"):
+            return None
         if not isinstance(value, str) or "@" not in value or len(value) > 254:
             return None
         return value.strip().lower()

@@ -27,7 +27,7 @@ from mailbridge.errors import UserError
 from mailbridge.services import Services
 from mailbridge.signin.links import console_key
 from mailbridge.store.models import utcnow
-from mailbridge.web.headers import SecurityHeaders, origin, policy
+from mailbridge.web.headers import BodyLimit, SecurityHeaders, origin, policy
 from mailbridge.web.render import environment, page
 from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, sign_in_url
 
@@ -96,6 +96,7 @@ def create_app(
             same_site="lax",
             https_only=secure,
         )
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, csp=policy(targets), secure_cookies=secure)
     if config.web.trusted_proxies:
         # Outermost: the client's address and scheme are the proxy's word only when the

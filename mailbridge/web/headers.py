@@ -1,17 +1,60 @@
 """Security headers on every response (docs/security.md): a Content-Security-Policy with
 no inline script and no framing, no referrer beyond this site, no MIME sniffing, and pages
-that are never cached by a shared proxy. Plus the pre-sign-in CSRF cookie."""
+that are never cached by a shared proxy. Plus the pre-sign-in CSRF cookie, and a cap on
+what a request may send (Starlette spools multipart files to disk whatever their size)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailbridge.signin.tokens import new_token
 from mailbridge.web.routing import CSRF_COOKIE
+
+# The most a request's body may hold: forms are small, and an attachment is at most what
+# an email could carry.
+MAX_BODY = 25 * 1024 * 1024
+
+
+class TooLarge(HTTPException):
+    """A request body past MAX_BODY: an HTTPException, so FastAPI's form reading lets it
+    through as it is instead of calling it a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "What you sent is too large, so nothing was done.")
+
+
+class BodyLimit:
+    """Refuse a body past `limit` as it is read: by its Content-Length, else as it streams."""
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "0")
+        too_long = not declared.isdigit() or int(declared) > self.limit
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            if too_long:
+                raise TooLarge()
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise TooLarge()
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def policy(form_targets: list[str]) -> str:

@@ -94,11 +94,17 @@ def current_viewer(request: Request) -> Viewer:
             row = sessions.live(session, token, now)
             person = session.get(Person, row.person_id) if row else None
             roles = roles_of(person)
-            if row is not None and person is not None and roles:
+            web = services.config.web
+            if (
+                row is not None
+                and person is not None
+                and roles
+                and sessions.conforms(session, row, person, web, now)
+            ):
                 viewer = Viewer(
                     person.id, person.name, person.email, roles, row.csrf, client, token
                 )
-            elif row is not None:  # removed from the directory: the session ends here
+            elif row is not None:  # removed from the directory, or no longer kept: it ends
                 sessions.end(session, token)
     request.state.viewer = viewer
     return viewer

@@ -201,6 +201,10 @@ def _finish_sso(
 
 def _sso_refused(request: Request, client: str, who: str, why: str) -> Response:
     state = console(request)
+    # Both may come from the query string (?error_description=): one printable line.
+    who, why = (
+        "".join(char if char.isprintable() else " " for char in text)[:300] for text in (who, why)
+    )
     with transaction(state.services.engine) as session:
         audit.record(
             session,
@@ -226,6 +230,7 @@ def _begin(
     the cookie."""
     state = console(request)
     client = client_of(request)
+    sessions.end(session, request.cookies.get(SESSION_COOKIE))  # one session per browser
     started = sessions.start(
         session,
         person,
