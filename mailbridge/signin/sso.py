@@ -26,6 +26,7 @@ class Sso:
         self.label = sso.button_label
         self.redirect_uri = f"{config.web.base_url.rstrip('/')}/sign-in/sso/callback"
         self.authorize_origin = ENTRA_SIGN_IN if sso.provider == "entra" else str(sso.issuer or "")
+        self.tenant = sso.tenant_id if sso.provider == "entra" else None
         oauth = OAuth()
         oauth.register(
             name="sso",
@@ -42,6 +43,18 @@ class Sso:
         value = claims.get(self.claim)
         if self.claim == "email" and claims.get("email_verified") in (False, "false"):
             return None
+        if self.tenant is not None and not _member_of(claims, self.tenant):
+            return None
         if not isinstance(value, str) or "@" not in value or len(value) > 254:
             return None
         return value.strip().lower()
+
+
+def _member_of(claims: dict[str, Any], tenant: str) -> bool:
+    """An Entra ID account of the council's own tenant. A guest invited from elsewhere signs
+    in through the council's tenant too, but its `email` and `preferred_username` are set in
+    its home tenant, by whoever runs that: its `idp` names that home, so it is refused."""
+    if str(claims.get("tid", "")).lower() != tenant.lower():
+        return False
+    home = claims.get("idp")
+    return home is None or home == claims.get("iss")

@@ -223,3 +223,32 @@ def test_a_provider_that_does_not_answer_gets_one_line(sites: Callable[..., Web]
     assert answer.status_code == 502
     assert "Single sign-on is not answering just now" in answer.text
     assert "Traceback" not in answer.text
+
+
+def test_entra_id_refuses_guests_and_other_tenants() -> None:
+    """An Entra guest's email is its home tenant's word, not the council's (unit: the
+    provider is Microsoft's, so no local provider plays it)."""
+    from mailbridge.config import Config
+    from mailbridge.signin.sso import Sso
+
+    tenant = "11111111-2222-3333-4444-555555555555"
+    config = Config.model_validate(
+        {
+            "web": {
+                "sso": {
+                    "provider": "entra",
+                    "tenant_id": tenant,
+                    "client_id": "x",
+                    "client_secret_env": "PATH",
+                }
+            }
+        }
+    )
+    sso = Sso(config)
+    iss = f"https://login.microsoftonline.com/{tenant}/v2.0"
+    own = {"email": "member.support@example.gov.uk", "tid": tenant, "iss": iss}
+    assert sso.address(own) == "member.support@example.gov.uk"
+    guest = own | {"idp": "https://sts.windows.net/99999999-0000-0000-0000-000000000000/"}
+    assert sso.address(guest) is None
+    assert sso.address(own | {"tid": "99999999-0000-0000-0000-000000000000"}) is None
+    assert sso.address({k: v for k, v in own.items() if k != "tid"}) is None
