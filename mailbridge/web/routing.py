@@ -131,13 +131,27 @@ async def _check_csrf(request: Request, viewer: Viewer = Depends(current_viewer)
         raise BadForm()
 
 
+def _refuse_cross_site(request: Request) -> None:
+    """Browsers say where a request came from (Sec-Fetch-Site); a cross-site one is refused.
+    Without the header (an old browser, a script) it goes on: the session cookie is
+    SameSite=Lax either way."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise Forbidden()
+
+
 class Pages:
     """A router whose every route names its role; a POST checks the CSRF token first."""
 
     def __init__(self) -> None:
         self.router = APIRouter()
 
-    def get(self, path: str, role: Role, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    def get(
+        self, path: str, role: Role, *, audited: bool = False, **options: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """`audited`: a GET that writes an audit record in the viewer's name (a download):
+        only started from the console itself, never by another site's link or image."""
+        if audited:
+            options.setdefault("dependencies", []).append(Depends(_refuse_cross_site))
         return self._route("GET", path, role, options)
 
     def post(self, path: str, role: Role, **options: Any) -> Callable[[Callable[..., Any]], Any]:
@@ -147,7 +161,7 @@ class Pages:
         self, method: str, path: str, role: Role, options: dict[str, Any]
     ) -> Callable[[Callable[..., Any]], Any]:
         def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-            checks = [Depends(_guard(role))]
+            checks = [Depends(_guard(role)), *options.pop("dependencies", [])]
             if method == "POST":
                 checks.append(Depends(_check_csrf))
             options.setdefault("response_class", HTMLResponse)

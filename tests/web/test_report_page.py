@@ -110,3 +110,15 @@ def test_the_panels_stylesheet_is_served_as_css(web: Web) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/css")
     assert "@media print" in answer.text
+
+
+def test_another_site_cannot_start_a_download_in_a_coordinators_name(web: Web) -> None:
+    client, _ = web.signed_in("coordinator")
+    for path in (f"/report/download?format=csv&{PERIOD}", "/export?format=csv"):
+        refused = client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+        assert refused.status_code == 403, path
+        own = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+        assert own.status_code == 200, path
+    with Session(web.engine) as session:
+        actions = [r.action for r in session.exec(select(AuditRecord))]
+    assert actions.count("report") == 1 and actions.count("export") == 1

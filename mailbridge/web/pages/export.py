@@ -39,7 +39,7 @@ def _sent_then_removed(folder: Path, path: Path) -> Iterator[bytes]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pages.get("/export", Role.COORDINATOR)
+@pages.get("/export", Role.COORDINATOR, audited=True)
 def export(
     request: Request,
     viewer: Annotated[Viewer, Depends(current_viewer)],

@@ -95,7 +95,7 @@ def panel_css(request: Request) -> Response:
     return Response(css, media_type="text/css", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@pages.get("/report/download", Role.COORDINATOR)
+@pages.get("/report/download", Role.COORDINATOR, audited=True)
 def download(request: Request, viewer: ViewerDep, format: str = "csv") -> Response:
     if format not in DOWNLOADS:
         raise UserError(f"format {format!r}: use csv, xlsx or html")
