@@ -9,55 +9,34 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from mailbridge.store.db import make_engine
 from tests.browser import axe_violations, chromium, describe, screenshot
-from tests.web.conftest import Web, make_web
+from tests.web.conftest import Web, free_port, make_web, serving
 from tests.web.test_signin import COORDINATOR, _link
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Web, str]]:
     """The console served by a real uvicorn on loopback, over a council with cases."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
+    port = free_port()
     engine = make_engine(migrated_db_url)
-    site = make_web(tmp_path, engine, web={"base_url": base})
+    site = make_web(tmp_path, engine, web={"base_url": f"http://127.0.0.1:{port}"})
     site.pothole()
-    server = uvicorn.Server(
-        uvicorn.Config(site.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield site, base
+        with serving(site.app, port) as base:
+            yield site, base
     finally:
-        server.should_exit = True
-        thread.join(10)
         engine.dispose()
 
 

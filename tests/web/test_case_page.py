@@ -24,7 +24,7 @@ from tests.helpers.council import (
     write_council_config,
 )
 from tests.web.case_helpers import SURVEY_PAGE, SURVEY_PDF, attachments_of, with_survey
-from tests.web.conftest import Web, make_web
+from tests.web.conftest import Web, free_port, make_web, serving
 
 pytestmark = pytest.mark.usefixtures("fixed_clock")
 
@@ -214,32 +214,13 @@ def test_a_refused_attachment_is_listed_but_not_downloadable(
 def test_the_page_passes_axe_core_and_fits_a_320_px_screen(web: Web) -> None:
     """In a real Chromium, every action's section open: no WCAG 2.x A/AA violation, and
     nothing wider than the screen (wide tables scroll in their own region)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from mailbridge.web.routing import SESSION_COOKIE
     from tests.browser import axe_violations, chromium, describe, screenshot
 
     with_survey(web)
     reference = web.pothole()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(web.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     client, _ = web.signed_in("coordinator")
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(web.app, free_port()) as base:
         for width in (1280, 320):
             with chromium(width, 900) as driver:
                 driver.get(base + "/sign-in")
@@ -257,6 +238,3 @@ def test_the_page_passes_axe_core_and_fits_a_320_px_screen(web: Web) -> None:
                     " - document.documentElement.clientWidth"
                 )
                 assert overflow <= 0, f"the case page is {overflow} px wider than {width} px"
-    finally:
-        server.should_exit = True
-        thread.join(10)
