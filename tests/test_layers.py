@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "delivery.transports",
             "delivery.receipts",
             "privacy.audit",
+            "cases.permissions",  # who may see what: read by console, cases, web and api
         ),
     ),
     ("services", ("services",)),

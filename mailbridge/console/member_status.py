@@ -1,8 +1,8 @@
 """A member's own enquiries, as the `status` reply and the weekly member digest show them.
 
 One builder for both emails, so the digest says exactly what a `status` request would.
-A member's cases are those they raised and those they were put on (CaseMember: `case
-link`, `case merge`); never another member's.
+A member's cases are those cases/permissions.py gives them: those they raised and those
+they were put on (`case link`, `case merge`); never another member's.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from mailbridge.cases.permissions import member_cases_clause
 from mailbridge.delivery import queue
 from mailbridge.services import Services
-from mailbridge.store.models import Case, CaseMember, CaseStatus, Person
+from mailbridge.store.models import Case, CaseStatus, Person
 
 OPEN = (CaseStatus.NEW.value, CaseStatus.IN_PROGRESS.value)
 COUNTED = (CaseStatus.NEW, CaseStatus.IN_PROGRESS, CaseStatus.COMPLETED)
@@ -42,18 +42,12 @@ class MemberDashboard:
         }
 
 
-def own_cases_clause(member_id: int) -> Any:
-    """Cases the member raised or was put on: the only ones they may be shown."""
-    joined = select(CaseMember.case_id).where(CaseMember.person_id == member_id)
-    return or_(Case.member_id == member_id, col(Case.id).in_(joined))
-
-
 def member_dashboard(
     session: Session, services: Services, member_id: int, today: date, *, open_only: bool = False
 ) -> MemberDashboard:
     """The member's cases with their lead officer, deadline in force, lateness and last
     response; counts by status over all of them (`open_only` lists only the open ones)."""
-    query = select(Case).where(own_cases_clause(member_id))
+    query = select(Case).where(member_cases_clause(member_id))
     rows = session.exec(query.order_by(col(Case.created_at).desc(), col(Case.id).desc())).all()
     counts = {status: sum(1 for c in rows if c.status == status) for status in COUNTED}
     if open_only:

@@ -10,8 +10,8 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 5. move     each message to Processed or Quarantine, only now that its effect is committed
 6. deliver  what is still due (in this process when there is no courier)
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
-            once a day, at [retention] run_at, the retention policy's run; and, in the
-            service, the alerts' review (service/alerts.py)
+            once a day, at [retention] run_at, the retention policy's run, and SQLite's
+            planner statistics; and, in the service, the alerts' review (service/alerts.py)
 
 Only the holder of the mailbox's lease runs passes (service/lease.py); another `run` on
 the same mailbox waits as its standby, with its schedule tick off, and takes over when the
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from importlib import metadata
 from types import FrameType
 
@@ -75,6 +75,7 @@ from mailbridge.service.lease import (
     mailbox_lease,
 )
 from mailbridge.services import Services
+from mailbridge.store.db import refresh_statistics
 from mailbridge.store.locks import Holder
 from mailbridge.store.models import utcnow
 
@@ -179,6 +180,7 @@ class Daemon:
         self._earlier_deliveries: list[CourierTotals] = []  # of couriers that ended early
         self._last_full_scan = 0.0
         self._next_tick = 0.0  # monotonic time of the next schedule tick
+        self._statistics_day: date | None = None  # when the planner's statistics were gathered
         self.clock: Callable[[], datetime] = utcnow  # tests set the schedule's "now"
         self.lease = mailbox_lease(services.config, source.name)
         self._holding = False  # the lease is ours: passes may run
@@ -308,6 +310,7 @@ class Daemon:
         if done.queued:
             self.deliver(report)
         self._retention()
+        self._statistics()
         self.review()
 
     def review(self) -> None:
@@ -333,6 +336,20 @@ class Daemon:
             log.error("retention run failed: database unreachable", extra={"error": one_line(exc)})
         except Exception:  # a bug here must not end the service: logged in full
             log.exception("retention run failed")
+
+    def _statistics(self) -> None:
+        """The query planner's statistics gathered afresh once a day (store/db.py), at this
+        process's first tick of each council day; a failure is logged and tried tomorrow."""
+        today = self.services.calendar.local_date(self.clock())
+        if self._statistics_day == today:
+            return
+        self._statistics_day = today
+        try:
+            refresh_statistics(self.services.engine)
+        except DATABASE_AWAY as exc:
+            log.error("statistics failed: database unreachable", extra={"error": one_line(exc)})
+        except Exception:  # a bug here must not end the service: logged in full
+            log.exception("statistics failed")
 
     def _wait_seconds(self, poll: float) -> float:
         """Wait for mail at most until the next schedule tick."""

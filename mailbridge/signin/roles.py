@@ -17,6 +17,7 @@ class Role(StrEnum):
     OFFICER = "officer"
     MEMBER = "member"
     DELEGATE = "delegate"
+    COUNCILLOR = "councillor"  # a member or a delegate: the councillors' pages
 
 
 def roles_of(person: Person | None) -> frozenset[Role]:
@@ -32,9 +33,9 @@ def roles_of(person: Person | None) -> frozenset[Role]:
         if person.coordinator:
             roles.add(Role.COORDINATOR)
     elif person.kind == PersonKind.MEMBER:
-        roles.add(Role.MEMBER)
+        roles |= {Role.MEMBER, Role.COUNCILLOR}
     elif person.kind == PersonKind.DELEGATE:
-        roles.add(Role.DELEGATE)
+        roles |= {Role.DELEGATE, Role.COUNCILLOR}
     return frozenset(roles)
 
 

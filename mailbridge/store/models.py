@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -106,6 +106,21 @@ class Case(SQLModel, table=True):
         Index("ix_case_status_due", "status", "response_due"),
         Index("ix_case_district", "district"),
         Index("ix_case_enquiry_type", "enquiry_type"),
+        # The dashboard's overdue and due-soon counts, read from the index alone (no
+        # expression: PostgreSQL scans an index alone only for plain columns).
+        Index(
+            "ix_case_running", "status", "paused_at", "service_area", "extended_due", "response_due"
+        ),
+        # A service area as typed (filters compare in lower case); PostgreSQL counts from
+        # the index alone only with the column itself in it.
+        Index(
+            "ix_case_area_status",
+            text("lower(service_area)"),
+            "status",
+            postgresql_include=["service_area"],
+        ),
+        # The list by deadline, the one that counts (console/filters.py's effective_due).
+        Index("ix_case_due", text("coalesce(extended_due, response_due)"), "id"),
         Index("ix_case_received", "received_at"),
         # New cases per sender (cases/floods.py), counted for every new case.
         Index("ix_case_submitter_received", "submitter_id", "received_at"),
@@ -142,7 +157,10 @@ class Case(SQLModel, table=True):
     reopened_count: int = 0
     # A member writing on a case completed too long ago opens a new case linked to it.
     linked_case_id: int | None = Field(default=None, foreign_key="case.id")
-    # Set by coordinators.
+    # The door the enquiry came in by: email, web (the on-line form) or api (another
+    # council system); every later step is the same whichever it was.
+    channel: str = Field(default="email", max_length=8)
+    # The resident's choice on the on-line form, or set by coordinators.
     preferred_contact: str | None = Field(default=None, max_length=32)  # email, phone, letter
     sensitive: bool = False
     # Closed here: converted to a complaint or service request, or merged into another case.
@@ -450,3 +468,64 @@ class MailboxState(SQLModel, table=True):
     uidvalidity: int | None = None
     last_uid: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FormSubmission(SQLModel, table=True):
+    """One on-line enquiry form as served: its token, in the form, is claimed once, so a
+    second submission (a refresh, a double click) finds the case the first one opened."""
+
+    __tablename__ = "form_submission"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiScope(StrEnum):
+    READ = "read"
+    WRITE = "write"  # read too
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of another council system (`mailbridge api-tokens create`): kept as
+    a hash, shown once; revoked tokens stay as the record of who called."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    scope: str = Field(max_length=8)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=254)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class WebhookStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the retries; `mailbridge webhooks` shows and retries
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A case event for one configured receiver: written in the transaction of the change
+    (never sent for a change that rolled back), body fixed then so its signature is too."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # receiver name + event: a second enqueue of the same event is skipped.
+    dedupe_key: str = Field(max_length=300, unique=True)
+    receiver: str = Field(max_length=100)
+    event: str = Field(max_length=32)  # opened, assigned, responded, completed, overdue
+    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=WebhookStatus.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

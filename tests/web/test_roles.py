@@ -40,8 +40,8 @@ def _quarantined(web: Web) -> str:
 HOLDS: dict[str, set[Role]] = {
     "coordinator": {Role.COORDINATOR},
     "officer": {Role.OFFICER},
-    "member": {Role.MEMBER},
-    "delegate": {Role.DELEGATE},
+    "member": {Role.MEMBER, Role.COUNCILLOR},
+    "delegate": {Role.DELEGATE, Role.COUNCILLOR},
     "officer_coordinator": {Role.OFFICER, Role.COORDINATOR},
 }
 
