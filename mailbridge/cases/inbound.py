@@ -135,6 +135,10 @@ def _party(session: Session, person_id: int) -> Party:
     return known[person_id]
 
 
+# How a case's first event names the door it came in by (Case.channel).
+DOORS = {"email": "an email", "web": "the on-line form", "api": "another council system"}
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedCase:
     id: int
@@ -181,6 +185,10 @@ def open_case(
     }
     if decision.linked_case_id is not None:
         case["linked_case_id"] = decision.linked_case_id
+    if decision.channel != "email":
+        case["channel"] = decision.channel
+    if decision.preferred_contact:
+        case["preferred_contact"] = decision.preferred_contact
     case_id = insert_row(session, Case, **case)
     message_id = record_inbound(session, item, Disposition.CASE, case_id, role="enquiry")
     via = f" via delegate {submitter.name}" if submitter.id != member.id else ""
@@ -189,8 +197,8 @@ def open_case(
         session,
         case_id,
         "case_opened",
-        f"opened from an email by {member.name}{via}; service area "
-        + (f"guessed as {area}" if area else "not guessed")
+        f"opened from {DOORS[decision.channel]} by {member.name}{via}; service area "
+        + (f"{'given' if decision.area_given else 'guessed'} as {area}" if area else "not guessed")
         + (
             f"; follows up case id {decision.linked_case_id}, completed too long ago to reopen"
             if decision.linked_case_id

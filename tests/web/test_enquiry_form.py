@@ -1,0 +1,283 @@
+"""The on-line enquiry form (issue #17, item 3): it opens a case through the email's own
+path, so the form and an email with the same content make the same case, events,
+attachments and acknowledgement; a form sent twice opens one case; hostile input stores
+nothing."""
+
+from __future__ import annotations
+
+import re
+import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+from mailbridge.cases import submissions
+from mailbridge.cases.submissions import Invalid, Problem, Submission, Upload, open_enquiry
+from mailbridge.privacy.audit import Actor, Channel
+from mailbridge.store.models import (
+    Attachment,
+    Case,
+    Direction,
+    Event,
+    FormSubmission,
+    Message,
+    OutboxMessage,
+    utcnow,
+)
+from tests.helpers.council import JANE, MAILBOX, TOM
+from tests.web.conftest import Web
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
+FILES = (Upload("survey.pdf", PDF), Upload("photo of the road.jpg", JPEG))
+MB2 = 2 * 1024 * 1024
+SUBJECT = "Pothole outside 14 Mill Lane"
+DETAILS = "A resident reports a deep pothole by the bus stop.\nTwo tyres burst this week."
+
+
+def sample(**changes: Any) -> Submission:
+    fields: dict[str, Any] = {
+        "member_id": 0,
+        "subject": SUBJECT,
+        "details": DETAILS,
+        "resident_name": "Mrs Ada Green",
+        "resident_address": "14 Mill Lane\nNorthtown NT1 2AB",
+        "uploads": FILES,
+    }
+    fields.update(changes)
+    return Submission(**fields)
+
+
+def as_person(web: Web, who: str) -> Actor:
+    with Session(web.engine) as session:
+        from mailbridge.store.models import Person
+
+        person = session.get(Person, web.people[who])
+        assert person is not None
+        return Actor(person.email, Channel.WEB, "testclient", person.id)
+
+
+def email_of(sender: str, submission: Submission) -> bytes:
+    """The email a councillor writes with the same content, from their own mail client."""
+    msg = EmailMessage()
+    msg["From"] = formataddr(("Cllr Jane Smith", sender))
+    msg["To"] = MAILBOX
+    msg["Subject"] = submission.subject
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_msgid(domain="example.gov.uk")
+    msg.set_content(submissions.body_of(submission))
+    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="survey.pdf")
+    msg.add_attachment(JPEG, maintype="image", subtype="jpeg", filename="photo of the road.jpg")
+    return msg.as_bytes()
+
+
+# --- what each door made ------------------------------------------------------------------
+
+CASE_FIELDS = (
+    "subject",
+    "body_text",
+    "status",
+    "member_id",
+    "submitter_id",
+    "lead_officer_id",
+    "service_area",
+    "directorate",
+    "district",
+    "acknowledge_due",
+    "response_due",
+    "linked_case_id",
+    "preferred_contact",
+    "prefix",
+    "year",
+)
+
+
+def made(web: Web, reference: str) -> dict[str, Any]:
+    """Everything a new case is made of, with its own reference and the door's name taken
+    out, so two doors' cases compare equal when they are the same case."""
+    with Session(web.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == reference)).one()
+        events = session.exec(
+            select(Event).where(Event.case_id == case.id).order_by(col(Event.id))
+        ).all()
+        attachments = session.exec(
+            select(Attachment).where(Attachment.case_id == case.id).order_by(col(Attachment.id))
+        ).all()
+        [message] = session.exec(
+            select(Message).where(Message.case_id == case.id, Message.direction == Direction.IN)
+        ).all()
+        [ack] = session.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.case_id == case.id, OutboxMessage.kind == "acknowledgement"
+            )
+        ).all()
+
+    def plain(text: str) -> str:
+        text = text.replace(reference, "REF")
+        return re.sub(r"opened from (an email|the on-line form)", "opened from DOOR", text)
+
+    ack_mail = message_from_bytes(ack.raw, policy=policy.default)
+    ack_text = ack_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    return {
+        "case": {name: getattr(case, name) for name in CASE_FIELDS},
+        "events": [(e.kind, e.actor, e.actor_id, plain(e.detail)) for e in events],
+        "attachments": [
+            (
+                a.filename,
+                a.content_type,
+                a.size,
+                a.sha256,
+                a.inline,
+                a.held_reason,
+                a.refused_reason,
+            )
+            for a in attachments
+        ],
+        "message": (
+            message.sender,
+            message.recipients,
+            message.subject,
+            message.body_text,
+            message.role,
+        ),
+        "ack": (ack.sender, ack.recipients, plain(ack.subject), plain(ack_text)),
+        "channel": case.channel,
+    }
+
+
+@pytest.mark.parametrize("who", ["member", "delegate"])
+def test_the_form_and_an_email_with_the_same_content_make_the_same_case(web: Web, who: str) -> None:
+    sender = JANE if who == "member" else TOM
+    form = sample(member_id=web.people["member"])
+    report = web.council.deliver(email_of(sender, form))
+    [by_email] = report.references
+    by_form = open_enquiry(web.council.services, form, actor=as_person(web, who))
+
+    email_case, form_case = made(web, by_email), made(web, by_form.reference)
+    assert (email_case.pop("channel"), form_case.pop("channel")) == ("email", "web")
+    assert form_case == email_case
+    assert form_case["case"]["service_area"] == "Highways"  # "Not sure": the keywords chose
+    assert [a[0] for a in form_case["attachments"]] == ["survey.pdf", "photo of the road.jpg"]
+    assert by_form.response_due == email_case["case"]["response_due"]
+    assert not by_form.repeated
+
+
+def test_a_chosen_area_and_contact_method_are_kept_on_the_case(web: Web) -> None:
+    form = sample(
+        member_id=web.people["member"],
+        service_area="Adult Social Care",
+        preferred_contact="phone",
+        uploads=(),
+    )
+    done = open_enquiry(web.council.services, form, actor=as_person(web, "member"))
+    with Session(web.engine) as session:
+        case = session.get(Case, done.case_id)
+        assert case is not None
+        assert (case.service_area, case.directorate) == ("Adult Social Care", "Adults and Health")
+        assert (case.preferred_contact, case.channel) == ("phone", "web")
+        assert "Preferred contact: phone" in case.body_text
+        opened = session.exec(
+            select(Event.detail).where(Event.case_id == case.id, Event.kind == "case_opened")
+        ).one()
+    assert "service area given as Adult Social Care" in opened
+
+
+def count(web: Web, model: type) -> int:
+    with Session(web.engine) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def test_a_token_sent_twice_opens_one_case(web: Web) -> None:
+    form = sample(member_id=web.people["member"], token=submissions.new_form_token())
+    actor = as_person(web, "member")
+    first = open_enquiry(web.council.services, form, actor=actor)
+    again = open_enquiry(web.council.services, form, actor=actor)
+    assert (again.reference, again.repeated) == (first.reference, True)
+    assert count(web, Case) == 1
+    assert count(web, FormSubmission) == 1
+
+
+def test_concurrent_posts_of_one_token_open_one_case(web: Web) -> None:
+    form = sample(member_id=web.people["member"], token=submissions.new_form_token())
+    actor = as_person(web, "member")
+    start = threading.Barrier(3)
+    results: list[submissions.Submitted] = []
+    errors: list[BaseException] = []
+
+    def post() -> None:
+        start.wait()
+        try:
+            results.append(open_enquiry(web.council.services, form, actor=actor))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len({r.reference for r in results}) == 1
+    assert sorted(r.repeated for r in results) == [False, True, True]
+    assert count(web, Case) == 1
+
+
+PROBLEMS = [
+    ({"subject": "  "}, "subject", "Enter a subject"),
+    ({"details": ""}, "details", "Enter the details of the enquiry"),
+    ({"service_area": "Parks"}, "service_area", "Select a service area from the list, or Not sure"),
+    ({"preferred_contact": "fax"}, "preferred_contact", "Select email, phone or letter"),
+    ({"uploads": (Upload("x.pdf", PDF),) * 11}, "files", "Select 10 files or fewer"),
+    (
+        {"uploads": (Upload("empty.txt", b""),)},
+        "files",
+        "empty.txt is empty: select the file again",
+    ),
+    (
+        {"uploads": (Upload("big.pdf", b"x" * (MB2 + 1)),)},
+        "files",
+        "big.pdf must be smaller than 2 MB",
+    ),
+    (
+        {"resident_name": "x" * 201},
+        "resident_name",
+        "Resident's name must be 200 characters or fewer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "text"), PROBLEMS)
+def test_problems_name_the_field_and_what_to_do(
+    changes: dict[str, Any], field: str, text: str
+) -> None:
+    areas = ["Highways", "Adult Social Care"]
+    found = submissions.problems(sample(**changes), areas, max_bytes=MB2, max_filename_length=120)
+    assert found == [Problem(field, text)]
+
+
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "a\\b.txt", ".htaccess", "bell\x07.txt", "a" * 200 + ".pdf", ""]
+)
+def test_a_file_name_the_email_path_would_change_is_refused(name: str) -> None:
+    found = submissions.problems(
+        sample(uploads=(Upload(name, PDF),)), [], max_bytes=0, max_filename_length=120
+    )
+    assert [p.field for p in found] == ["files"]
+    assert "rename the file" in found[0].text
+
+
+def test_refused_input_stores_nothing(web: Web) -> None:
+    form = sample(
+        member_id=web.people["member"],
+        subject="",
+        uploads=(Upload("../x.pdf", PDF),),
+        token=submissions.new_form_token(),
+    )
+    with pytest.raises(Invalid) as refused:
+        open_enquiry(web.council.services, form, actor=as_person(web, "member"))
+    assert [p.field for p in refused.value.problems] == ["subject", "files"]
+    assert (count(web, Case), count(web, Message), count(web, FormSubmission)) == (0, 0, 0)
