@@ -13,6 +13,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, col, func, select
 
 from mailbridge.cases import submissions
@@ -149,21 +150,191 @@ def made(web: Web, reference: str) -> dict[str, Any]:
     }
 
 
+# --- through the browser -------------------------------------------------------------------
+
+TOKEN = re.compile(r'name="token" value="([^"]+)"')
+
+
+def opened_form(client: TestClient) -> str:
+    """The form as served: its one-use token."""
+    answer = client.get("/enquiries/new")
+    assert answer.status_code == 200, answer.text
+    [token] = TOKEN.findall(answer.text)
+    return token
+
+
+def fields_of(submission: Submission, csrf: str, token: str) -> dict[str, str]:
+    return {
+        "csrf": csrf,
+        "token": token,
+        "service_area": submission.service_area or "",
+        "subject": submission.subject,
+        "details": submission.details,
+        "resident_name": submission.resident_name,
+        "resident_address": submission.resident_address,
+        "resident_reference": submission.resident_reference,
+        "preferred_contact": submission.preferred_contact or "",
+    }
+
+
+def post_form(client: TestClient, csrf: str, token: str, submission: Submission) -> Any:
+    files = [
+        ("files", (u.filename, u.data, "application/octet-stream")) for u in submission.uploads
+    ]
+    return client.post(
+        "/enquiries/new", data=fields_of(submission, csrf, token), files=files or None
+    )
+
+
+def sent_reference(answer: Any) -> str:
+    assert answer.status_code == 303, answer.text
+    found = re.fullmatch(r"/enquiries/(MQ-\d{4}-\d{5})/sent", answer.headers["location"])
+    assert found, answer.headers["location"]
+    return found.group(1)
+
+
 @pytest.mark.parametrize("who", ["member", "delegate"])
 def test_the_form_and_an_email_with_the_same_content_make_the_same_case(web: Web, who: str) -> None:
     sender = JANE if who == "member" else TOM
     form = sample(member_id=web.people["member"])
     report = web.council.deliver(email_of(sender, form))
     [by_email] = report.references
-    by_form = open_enquiry(web.council.services, form, actor=as_person(web, who))
+    client, csrf = web.signed_in(who)
+    by_form = sent_reference(post_form(client, csrf, opened_form(client), form))
 
-    email_case, form_case = made(web, by_email), made(web, by_form.reference)
+    email_case, form_case = made(web, by_email), made(web, by_form)
     assert (email_case.pop("channel"), form_case.pop("channel")) == ("email", "web")
     assert form_case == email_case
     assert form_case["case"]["service_area"] == "Highways"  # "Not sure": the keywords chose
     assert [a[0] for a in form_case["attachments"]] == ["survey.pdf", "photo of the road.jpg"]
-    assert by_form.response_due == email_case["case"]["response_due"]
-    assert not by_form.repeated
+    assert form_case["ack"][1] == (JANE if who == "member" else f"{JANE}, {TOM}")
+
+
+def test_the_confirmation_shows_the_reference_the_deadline_and_a_link(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    reference = sent_reference(
+        post_form(client, csrf, opened_form(client), sample(member_id=web.people["member"]))
+    )
+    with Session(web.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == reference)).one()
+    shown = client.get(f"/enquiries/{reference}/sent")
+    assert shown.status_code == 200
+    assert "govuk-panel--confirmation" in shown.text
+    assert f"<strong>{reference}</strong>" in shown.text
+    due = case.response_due
+    assert f"{due:%a} {due.day} {due:%b %Y}" in shown.text
+    assert f'href="/enquiries/{reference}"' in shown.text
+
+
+def test_another_members_confirmation_is_not_found(web: Web) -> None:
+    reference = web.pothole()  # Jane's
+    raj = Actor("raj.patel@example.gov.uk", Channel.WEB)
+    with Session(web.engine) as session:
+        from mailbridge.store.models import Person
+
+        raj_id = session.exec(select(Person.id).where(Person.email == raj.name)).one()
+    assert raj_id is not None
+    mine, _ = web.signed_in("delegate")
+    assert mine.get(f"/enquiries/{reference}/sent").status_code == 200
+    web.people["raj"] = raj_id
+    theirs, _ = web.signed_in("raj")  # type: ignore[arg-type]
+    assert theirs.get(f"/enquiries/{reference}/sent").status_code == 404
+    assert theirs.get("/enquiries/MQ-2026-99999/sent").status_code == 404
+    officer, _ = web.signed_in("officer")
+    assert officer.get("/enquiries/new").status_code == 403
+
+
+def test_a_refresh_or_second_click_shows_the_first_case(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    token = opened_form(client)
+    form = sample(member_id=web.people["member"])
+    first = sent_reference(post_form(client, csrf, token, form))
+    again = sent_reference(post_form(client, csrf, token, form))
+    edited = sent_reference(post_form(client, csrf, token, sample(member_id=0, subject="Other")))
+    assert first == again == edited
+    assert count(web, Case) == 1
+    assert len(web.outbox("acknowledgement")) == 1
+
+
+def test_concurrent_posts_of_one_form_open_one_case(web: Web) -> None:
+    clients = [web.signed_in("member") for _ in range(3)]
+    token = opened_form(clients[0][0])
+    form = sample(member_id=web.people["member"])
+    start = threading.Barrier(len(clients))
+    answers: list[Any] = []
+
+    def post(client: TestClient, csrf: str) -> None:
+        start.wait()
+        answers.append(post_form(client, csrf, token, form))
+
+    threads = [threading.Thread(target=post, args=pair) for pair in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len({sent_reference(a) for a in answers}) == 1
+    assert len(answers) == 3
+    assert count(web, Case) == 1
+
+
+def test_a_refused_form_shows_an_error_summary_keeps_the_input_and_stores_nothing(
+    web: Web,
+) -> None:
+    client, csrf = web.signed_in("member")
+    token = opened_form(client)
+    bad = sample(member_id=0, subject="", service_area="Parks", uploads=(Upload(".htaccess", PDF),))
+    answer = post_form(client, csrf, token, bad)
+    assert answer.status_code == 400
+    assert "govuk-error-summary" in answer.text
+    for anchor in ("#service_area", "#subject", "#files"):
+        assert f'href="{anchor}"' in answer.text
+    assert "Mrs Ada Green" in answer.text  # what was typed is kept
+    assert TOKEN.findall(answer.text) == [token]
+    assert (count(web, Case), count(web, Message), count(web, FormSubmission)) == (0, 0, 0)
+    fixed = sent_reference(post_form(client, csrf, token, sample(member_id=0)))
+    assert fixed.startswith("MQ-")
+
+
+def test_too_many_files_are_refused(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    many = sample(member_id=0, uploads=tuple(Upload(f"p{i}.pdf", PDF) for i in range(11)))
+    answer = post_form(client, csrf, opened_form(client), many)
+    assert answer.status_code == 400
+    assert "Select 10 files or fewer" in answer.text
+    assert count(web, Case) == 0
+
+
+def test_an_oversize_body_is_refused_with_413(web: Web) -> None:
+    from mailbridge.web.headers import MAX_BODY
+
+    client, csrf = web.signed_in("member")
+    huge = sample(member_id=0, uploads=(Upload("big.pdf", b"x" * (MAX_BODY + 1)),))
+    answer = post_form(client, csrf, opened_form(client), huge)
+    assert answer.status_code == 413
+    assert (count(web, Case), count(web, FormSubmission)) == (0, 0)
+
+
+def test_an_empty_file_input_is_no_file(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    fields = fields_of(sample(member_id=0), csrf, opened_form(client))
+    answer = client.post(
+        "/enquiries/new", data=fields, files=[("files", ("", b"", "application/octet-stream"))]
+    )
+    reference = sent_reference(answer)
+    with Session(web.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == reference)).one()
+        kept = session.exec(select(Attachment).where(Attachment.case_id == case.id)).all()
+    assert kept == []
+
+
+def test_the_preferred_contact_shows_on_the_coordinators_dashboard(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    form = sample(member_id=0, preferred_contact="letter")
+    reference = sent_reference(post_form(client, csrf, opened_form(client), form))
+    coordinator, _ = web.signed_in("coordinator")
+    board = coordinator.get("/")
+    row = board.text[board.text.index(reference) :]
+    assert "Letter" in row[: row.index("</tr>")]
 
 
 def test_a_chosen_area_and_contact_method_are_kept_on_the_case(web: Web) -> None:
