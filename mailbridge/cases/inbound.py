@@ -176,6 +176,7 @@ def open_case(
         "directorate": decision.directorate,
         "district": member.district,
         "received_at": item.received_at,
+        "channel": decision.channel,
         "acknowledge_due": due.acknowledge_due,
         "response_due": due.response_due,
         # The acknowledgement is queued below, in this same transaction.
@@ -185,8 +186,6 @@ def open_case(
     }
     if decision.linked_case_id is not None:
         case["linked_case_id"] = decision.linked_case_id
-    if decision.channel != "email":
-        case["channel"] = decision.channel
     if decision.preferred_contact:
         case["preferred_contact"] = decision.preferred_contact
     case_id = insert_row(session, Case, **case)

@@ -34,9 +34,9 @@ from email.utils import format_datetime, formataddr
 
 from sqlmodel import Session
 
-from mailbridge.cases import permissions
+from mailbridge.cases import floods, permissions
 from mailbridge.cases.areas import guess_service_area
-from mailbridge.cases.decisions import OpenCase
+from mailbridge.cases.decisions import HoldFlood, OpenCase
 from mailbridge.cases.inbound import open_case
 from mailbridge.cases.records import Inbound
 from mailbridge.errors import UserError
@@ -302,7 +302,6 @@ def submit(
     message_id = f"{actor.channel}.{secrets.token_hex(16)}@{domain}"
     raw = as_email(submission, submitter, mailbox, message_id, now)
     parsed = parse(raw, max_filename_length=cfg.storage.max_filename_length)
-    services.blobs.put(raw, sha256=parsed.raw_sha256)
     chosen = next((a for a in cfg.service_areas if a.name == submission.service_area), None)
     area = chosen or guess_service_area(f"{parsed.subject}\n{parsed.body_text}", cfg.service_areas)
     decision = OpenCase(
@@ -314,6 +313,12 @@ def submit(
         area_given=chosen is not None,
         preferred_contact=submission.preferred_contact,
     )
+    if isinstance(floods.limit(session, cfg.limits, decision, now, submitter.email), HoldFlood):
+        raise UserError(
+            "You have raised as many enquiries as the limit allows for now: try again in an "
+            "hour, or ask the Member Support Team"
+        )
+    services.blobs.put(raw, sha256=parsed.raw_sha256)
     opened = open_case(session, services, Inbound(parsed, now, len(raw)), decision)
     if submission.token is not None:
         row = session.get(FormSubmission, token_hash(submission.token))

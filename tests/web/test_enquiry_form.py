@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +32,9 @@ from mailbridge.store.models import (
     OutboxMessage,
     utcnow,
 )
+from tests.helpers.clock import clock_at
 from tests.helpers.council import JANE, MAILBOX, TOM
-from tests.web.conftest import Web
+from tests.web.conftest import Web, make_web
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
@@ -119,7 +123,8 @@ def made(web: Web, reference: str) -> dict[str, Any]:
 
     def plain(text: str) -> str:
         text = text.replace(reference, "REF")
-        return re.sub(r"opened from (an email|the on-line form)", "opened from DOOR", text)
+        text = re.sub(r"opened from (an email|the on-line form)", "opened from DOOR", text)
+        return re.sub(r"as your (email|enquiry) arrived", "as your DOOR arrived", text)
 
     ack_mail = message_from_bytes(ack.raw, policy=policy.default)
     ack_text = ack_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -452,3 +457,37 @@ def test_refused_input_stores_nothing(web: Web) -> None:
         open_enquiry(web.council.services, form, actor=as_person(web, "member"))
     assert [p.field for p in refused.value.problems] == ["subject", "files"]
     assert (count(web, Case), count(web, Message), count(web, FormSubmission)) == (0, 0, 0)
+
+
+def test_after_hours_the_acknowledgement_says_the_enquiry_arrived_late(web: Web) -> None:
+    client, csrf = web.signed_in("member")
+    token = opened_form(client)
+    with clock_at(datetime(2026, 12, 1, 19, 30, tzinfo=UTC)):
+        sent_reference(post_form(client, csrf, token, sample(member_id=0)))
+    [ack] = web.outbox("acknowledgement")
+    text = message_from_bytes(ack.raw, policy=policy.default).get_body(("plain",))
+    assert text is not None
+    assert "as your enquiry arrived outside office hours" in " ".join(text.get_content().split())
+
+
+@pytest.fixture
+def limited(tmp_path: Path, migrated_db_url: str) -> Iterator[Web]:
+    """The console with a limit of two new cases per sender an hour."""
+    from mailbridge.store.db import make_engine
+
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, limits={"new_cases_per_sender_per_hour": 2})
+    yield site
+    for client in site.clients:
+        client.close()
+    engine.dispose()
+
+
+def test_the_email_limit_on_new_cases_holds_for_the_form_too(limited: Web) -> None:
+    client, csrf = limited.signed_in("member")
+    for _ in range(2):
+        sent_reference(post_form(client, csrf, opened_form(client), sample(member_id=0)))
+    answer = post_form(client, csrf, opened_form(client), sample(member_id=0))
+    assert answer.status_code == 400
+    assert "as many enquiries as the limit allows" in answer.text
+    assert (count(limited, Case), count(limited, FormSubmission)) == (2, 2)
