@@ -171,8 +171,9 @@ async def send_enquiry(
 def enquiry_sent(
     request: Request, reference: str, viewer: Annotated[Viewer, Depends(current_viewer)]
 ) -> Response:
-    """The confirmation: the reference and the reply deadline (404 to anyone without a
-    standing on the case, as every case page)."""
+    """The confirmation: the reference and the reply deadline, nothing of the enquiry's
+    content (so showing it is no access to personal data), and 404 to anyone without a
+    standing on the case, as every case page."""
     with db(request) as session:
         case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
         person = session.get(Person, viewer.person_id)
@@ -185,5 +186,4 @@ def enquiry_sent(
         title="Enquiry sent",
         reference=case.reference,
         due=due,
-        subject=case.subject,
     )
