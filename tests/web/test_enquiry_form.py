@@ -491,3 +491,19 @@ def test_the_email_limit_on_new_cases_holds_for_the_form_too(limited: Web) -> No
     assert answer.status_code == 400
     assert "as many enquiries as the limit allows" in answer.text
     assert (count(limited, Case), count(limited, FormSubmission)) == (2, 2)
+
+
+def test_an_uploaded_program_is_kept_and_held_back_as_in_an_email(web: Web) -> None:
+    form = sample(
+        member_id=web.people["member"], uploads=(Upload("tool.exe", b"MZ" + b"\0" * 200),)
+    )
+    done = open_enquiry(web.council.services, form, actor=as_person(web, "member"))
+    with Session(web.engine) as session:
+        [kept] = session.exec(select(Attachment).where(Attachment.case_id == done.case_id)).all()
+        held = session.exec(
+            select(Event.detail).where(
+                Event.case_id == done.case_id, Event.kind == "attachment_held"
+            )
+        ).all()
+    assert kept.sha256 is not None and kept.held_reason
+    assert held == [f"tool.exe: held back from members and officers: {kept.held_reason}"]
