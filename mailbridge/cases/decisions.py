@@ -24,6 +24,8 @@ class OpenCase:
     channel: str = "email"
     area_given: bool = False  # the submitter chose the area (the form), not keyword routing
     preferred_contact: str | None = None  # the resident's choice, where the door asks it
+    # Who the first event names when no person submitted it (an API token, `Actor.shown`).
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

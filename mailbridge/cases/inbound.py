@@ -203,8 +203,8 @@ def open_case(
             if decision.linked_case_id
             else ""
         ),
-        actor_id=submitter.id,
-        actor=submitter.email,
+        actor_id=None if decision.actor else submitter.id,
+        actor=decision.actor or submitter.email,
         message_id=message_id,
     )
     kept, refused, held = store_attachments(session, services, item, message_id, case_id, reference)

@@ -312,6 +312,7 @@ def submit(
         channel=str(actor.channel),
         area_given=chosen is not None,
         preferred_contact=submission.preferred_contact,
+        actor=actor.shown if actor.person_id is None else None,
     )
     if isinstance(floods.limit(session, cfg.limits, decision, now, submitter.email), HoldFlood):
         raise UserError(

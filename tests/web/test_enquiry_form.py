@@ -21,6 +21,7 @@ from sqlmodel import Session, col, func, select
 
 from mailbridge.cases import submissions
 from mailbridge.cases.submissions import Invalid, Problem, Submission, Upload, open_enquiry
+from mailbridge.errors import UserError
 from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.store.models import (
     Attachment,
@@ -507,3 +508,39 @@ def test_an_uploaded_program_is_kept_and_held_back_as_in_an_email(web: Web) -> N
         ).all()
     assert kept.sha256 is not None and kept.held_reason
     assert held == [f"tool.exe: held back from members and officers: {kept.held_reason}"]
+
+
+def test_another_council_system_opens_a_case_for_a_member_in_its_own_name(web: Web) -> None:
+    crm = Actor("customer-services-crm", Channel.API, "10.0.0.7")
+    done = open_enquiry(
+        web.council.services, sample(member_id=web.people["member"], uploads=()), actor=crm
+    )
+    with Session(web.engine) as session:
+        case = session.get(Case, done.case_id)
+        assert case is not None
+        assert (case.channel, case.member_id, case.submitter_id) == (
+            "api",
+            *[web.people["member"]] * 2,
+        )
+        opened = session.exec(
+            select(Event).where(Event.case_id == case.id, Event.kind == "case_opened")
+        ).one()
+    assert (opened.actor, opened.actor_id) == (crm.shown, None)
+    assert opened.detail.startswith("opened from another council system by Cllr Jane Smith")
+
+
+def test_a_person_may_raise_enquiries_only_for_the_member_they_act_for(web: Web) -> None:
+    with Session(web.engine) as session:
+        from mailbridge.store.models import Person
+
+        raj = session.exec(
+            select(Person.id).where(Person.email == "raj.patel@example.gov.uk")
+        ).one()
+    assert raj is not None
+    with pytest.raises(UserError, match="only for yourself or the member you act for"):
+        open_enquiry(
+            web.council.services,
+            sample(member_id=raj, uploads=()),
+            actor=as_person(web, "delegate"),
+        )
+    assert count(web, Case) == 0
