@@ -24,7 +24,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, text
+from sqlmodel import SQLModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,10 +43,20 @@ TOKEN = re.compile(r'name="token" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def count_references(engine: Engine) -> None:
-    """The reference counters at the generated cases' highest numbers (the generator writes
-    cases, not counters), so the form's new case takes the next reference."""
+def count_on(engine: Engine) -> None:
+    """Numbering carried on after the generated rows (the generator writes cases with their
+    ids and references, not the counters): the reference counters at the highest numbers,
+    and on PostgreSQL each id sequence at its table's highest id."""
     with transaction(engine) as session:
+        if engine.dialect.name == "postgresql":
+            for table in SQLModel.metadata.sorted_tables:
+                if "id" in table.c and table.c.id.autoincrement in (True, "auto"):
+                    session.execute(
+                        text(
+                            f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
+                            f'coalesce(max(id), 0) + 1, false) FROM "{table.name}"'
+                        )
+                    )
         session.execute(delete(ReferenceCounter))
         highest = session.execute(
             select(Case.prefix, Case.year, func.max(Case.seq)).group_by(Case.prefix, Case.year)
@@ -77,7 +88,7 @@ def main() -> None:
     ):
         generate(url, args.n)
         engine = make_engine(url)
-        count_references(engine)
+        count_on(engine)
         config = config_for(url, Path(tmp))
         app = create_app(config, engine)
         with transaction(engine) as session:
