@@ -167,7 +167,10 @@ def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -
         context["errors"] = problems(exc)
         context["wrong"] = dict(context["errors"])
         return page(request, "web/dashboard.html", status_code=400, listed=None, **context)
-    listed = access.list_cases(services.engine, wanted, calendar, viewer.actor, today=today)
+    known = board.total(wanted)
+    listed = access.list_cases(
+        services.engine, wanted, calendar, viewer.actor, today=today, known_total=known
+    )
     last = max(1, -(-listed.total // size))
     kept = {k: v for k, v in values.items() if k != "page"}
     return page(
