@@ -8,7 +8,8 @@ completes the case), a holding reply (`#holding`), a holding reply that moves th
 officer's contribution (their reply, which goes to the lead and the coordinators). Who may
 do which is asked of cases/permissions.py, inside the action's transaction: someone with no
 standing on the case gets `NotOnCase` (a case that does not exist, to them), someone whose
-standing does not allow the action gets `NotAllowed`.
+standing does not allow the action gets `NotAllowed`. The case's events name the `actor`
+as the door gives it (the web console: the person, the channel and their address).
 
 The answer is kept as the email's would be: a Message on the case (direction "in", its role
 the kind, the text as its reply text) and its files beside it (records.keep_file: the size
@@ -151,6 +152,7 @@ def respond(
     uploads: Sequence[Upload] = (),
     *,
     officer_id: int,
+    actor: str,
     kind: str = "response",
     extend_days: int | None = None,
     extend_reason: str = "",
@@ -165,6 +167,7 @@ def respond(
             text,
             uploads,
             officer_id=officer_id,
+            actor=actor,
             kind=kind,
             extend_days=extend_days,
             extend_reason=extend_reason,
@@ -180,6 +183,7 @@ def _respond(
     uploads: Sequence[Upload],
     *,
     officer_id: int,
+    actor: str,
     kind: str,
     extend_days: int | None,
     extend_reason: str,
@@ -214,7 +218,7 @@ def _respond(
         message_id,
         kind=kind,
         text=body,
-        officer=officer.email,
+        officer=actor,
         answered=now,
         extend_days=extend_days,
         extend_reason=why or None,
@@ -223,7 +227,13 @@ def _respond(
 
 @action
 def add_note(
-    session: Session, services: Services, reference: str, text: str, *, officer_id: int
+    session: Session,
+    services: Services,
+    reference: str,
+    text: str,
+    *,
+    officer_id: int,
+    actor: str,
 ) -> Applied:
     """An internal note: the lead's is their `#internal` email; an additional officer's is
     kept the same way. Nobody is mailed."""
@@ -242,7 +252,7 @@ def add_note(
             message_id,
             kind="internal",
             text=body,
-            officer=officer.email,
+            officer=actor,
             answered=now,
         )
     add_event(
@@ -250,7 +260,7 @@ def add_note(
         case.id,
         "internal_note",
         "internal note from an additional officer",
-        actor=officer.email,
+        actor=actor,
         message_id=message_id,
     )
     lifecycle.touch(case, now)
@@ -265,11 +275,12 @@ def contribute(
     uploads: Sequence[Upload] = (),
     *,
     officer_id: int,
+    actor: str,
 ) -> Applied:
     """An additional officer's contribution, as their emailed reply: to the lead officer and
     the coordinators, never the member."""
     with services.blobs.keeping():
-        return _contribute(services, reference, text, uploads, officer_id=officer_id)
+        return _contribute(services, reference, text, uploads, officer_id=officer_id, actor=actor)
 
 
 @action
@@ -281,6 +292,7 @@ def _contribute(
     uploads: Sequence[Upload],
     *,
     officer_id: int,
+    actor: str,
 ) -> Applied:
     case, officer, _held = _officer_on(session, reference, officer_id, Action.CONTRIBUTE)
     lifecycle.refuse_closed(session, case)
@@ -301,7 +313,7 @@ def _contribute(
         case,
         message_id,
         text=body,
-        officer=officer.email,
+        officer=actor,
         author=officer.name or officer.email,
         thread=thread_for(session, case),
     )

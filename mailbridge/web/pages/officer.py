@@ -223,8 +223,8 @@ def download(
 
 # --- the answers ---------------------------------------------------------------------
 
-# An answer: (services, reference, form, officer's id) -> the banner's word.
-Answer = Callable[[Services, str, FormData, int], str]
+# An answer: (services, reference, form, officer's id, actor) -> the banner's word.
+Answer = Callable[[Services, str, FormData, int, str], str]
 
 
 def _text(form: FormData, name: str) -> str:
@@ -240,17 +240,23 @@ def _uploads(form: FormData) -> list[coordinator.Upload]:
     ]
 
 
-def _respond(services: Services, ref: str, form: FormData, officer_id: int) -> str:
+def _respond(services: Services, ref: str, form: FormData, officer_id: int, actor: str) -> str:
     kind = _text(form, "answer")
     if kind not in officer_actions.ANSWERS:
         raise UserError("Choose whether this is the response or a holding reply")
     officer_actions.respond(
-        services, ref, _text(form, "text"), _uploads(form), officer_id=officer_id, kind=kind
+        services,
+        ref,
+        _text(form, "text"),
+        _uploads(form),
+        officer_id=officer_id,
+        actor=actor,
+        kind=kind,
     )
     return kind
 
 
-def _extend(services: Services, ref: str, form: FormData, officer_id: int) -> str:
+def _extend(services: Services, ref: str, form: FormData, officer_id: int, actor: str) -> str:
     days = _text(form, "days").strip()
     if not days.isdigit():
         raise UserError("Enter the working days to add as a whole number, like 5")
@@ -259,6 +265,7 @@ def _extend(services: Services, ref: str, form: FormData, officer_id: int) -> st
         ref,
         _text(form, "text"),
         officer_id=officer_id,
+        actor=actor,
         kind="holding",
         extend_days=int(days),
         extend_reason=_text(form, "reason"),
@@ -266,14 +273,14 @@ def _extend(services: Services, ref: str, form: FormData, officer_id: int) -> st
     return "extended"
 
 
-def _note(services: Services, ref: str, form: FormData, officer_id: int) -> str:
-    officer_actions.add_note(services, ref, _text(form, "text"), officer_id=officer_id)
+def _note(services: Services, ref: str, form: FormData, officer_id: int, actor: str) -> str:
+    officer_actions.add_note(services, ref, _text(form, "text"), officer_id=officer_id, actor=actor)
     return "noted"
 
 
-def _contribute(services: Services, ref: str, form: FormData, officer_id: int) -> str:
+def _contribute(services: Services, ref: str, form: FormData, officer_id: int, actor: str) -> str:
     officer_actions.contribute(
-        services, ref, _text(form, "text"), _uploads(form), officer_id=officer_id
+        services, ref, _text(form, "text"), _uploads(form), officer_id=officer_id, actor=actor
     )
     return "contributed"
 
@@ -299,7 +306,7 @@ def _act(request: Request, reference: str, viewer: Viewer, name: str, form: Form
         if not version:
             raise UserError("The form did not say which version of the case it showed; reload it")
         with records.expecting(reference, version, zone=services.calendar.zone):
-            done = ANSWERS[name](services, reference, form, viewer.person_id)
+            done = ANSWERS[name](services, reference, form, viewer.person_id, viewer.actor.shown)
     except officer_actions.NotOnCase:
         raise HTTPException(status_code=404) from None
     except records.CaseChanged as exc:
