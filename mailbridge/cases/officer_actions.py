@@ -40,6 +40,7 @@ from mailbridge.store.db import action, insert_row
 from mailbridge.store.models import Case, Direction, Disposition, Message, Person, utcnow
 
 ANSWERS = ("response", "holding")
+OFFICER_STANDINGS = frozenset({Standing.LEAD, Standing.ADDITIONAL})
 TEXT_MOST_CHARS = 100_000
 
 
@@ -58,8 +59,10 @@ def _officer_on(
     when they may do `wanted` to it."""
     case = find_case(session, reference)
     officer = session.get(Person, officer_id)
-    held = standings(session, officer, case)
-    if officer is None or not held & {Standing.LEAD, Standing.ADDITIONAL}:
+    # Only their standing as an officer counts: an officer who also coordinates answers
+    # here as the email door takes their reply (routing looks at lead and additional first).
+    held = standings(session, officer, case) & OFFICER_STANDINGS
+    if officer is None or not held:
         raise NotOnCase(f"no case has reference {reference.strip()}")
     if not allows(held, wanted):
         raise NotAllowed(_REFUSALS[wanted])

@@ -421,3 +421,18 @@ def test_who_gets_an_officers_case_page(web: Web) -> None:
     }
     assert "You are the lead officer" in lead.get(path).text
     assert "You are an additional officer" in additional.get(path).text
+
+
+def test_an_officer_who_also_coordinates_answers_only_as_their_part_on_the_case(web: Web) -> None:
+    """As by email, where such an officer's reply on a case they are additional on is a
+    contribution: being a coordinator too does not make them the lead here."""
+    web.council.open_pothole_case()
+    web.council.assign(PRIYA, "sam.lee@example.gov.uk")
+    web.council.new_mail()
+    client, csrf = web.signed_in("officer_coordinator")
+    refused = _post(web, client, csrf, REF, "respond", answer="response", text="Done.")
+    assert refused.status_code == 403
+    assert web.council.case(REF).status in OPEN
+    assert _post(web, client, csrf, REF, "contribute", text="From me.").status_code == 303
+    [mail] = _sent(web)
+    assert PRIYA in recipients(mail) and JANE not in recipients(mail)

@@ -48,14 +48,17 @@ BANNERS = {
     "noted": "Internal note added (not sent to the member)",
     "contributed": "Contribution sent to the lead officer",
 }
-_ON_CASE = frozenset({Standing.LEAD, Standing.ADDITIONAL})
 
 
 def _standing(session: Session, viewer: Viewer, reference: str) -> frozenset[Standing]:
     """The viewer's officer standings on the case; 404 when they have none (or no case)."""
     case = session.exec(select(Case).where(Case.reference == reference.strip().upper())).first()
     person = session.get(Person, viewer.person_id) if viewer.person_id else None
-    held = standings(session, person, case) & _ON_CASE if case is not None else frozenset()
+    held = (
+        standings(session, person, case) & officer_actions.OFFICER_STANDINGS
+        if case is not None
+        else frozenset()
+    )
     if not held:
         raise HTTPException(status_code=404)
     return held
