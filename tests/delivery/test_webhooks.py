@@ -1,0 +1,384 @@
+"""Webhooks: case events POSTed to a real HTTP receiver on loopback, started by the test,
+on each database. The receiver checks signatures with the scheme docs/webhooks.md gives;
+the decisions (which events, retry or give up, backoff) are table-tested."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from mailbridge.cases import coordinator
+from mailbridge.cases.records import add_event
+from mailbridge.delivery import webhooks
+from mailbridge.delivery.webhooks import Verdict, backoff, events_for, verdict
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.models import Case, WebhookDelivery, WebhookStatus, utcnow
+from tests.helpers.council import PRIYA, REF, Council, build_council
+
+pytestmark = pytest.mark.timeout(120)
+
+SECRET = "a-receivers-shared-secret-of-some-length"
+SECRET_ENV = "MAILBRIDGE_TEST_WEBHOOK_SECRET"
+
+
+# --- a real receiver -------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on loopback that verifies each POST as a receiving system would, and
+    answers with the codes it is given (then 204)."""
+
+    port: int
+    answers: list[int] = field(default_factory=list)
+    got: list[dict[str, Any]] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/mailbridge"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.got.append(
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "valid": verified(self.headers, body),
+                    }
+                )
+                code = receiver.answers.pop(0) if receiver.answers else 204
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.got]
+
+
+def verified(headers: Any, body: bytes) -> bool:
+    """The check docs/webhooks.md tells a receiver to make, written from the docs."""
+    timestamp = headers["X-Mailbridge-Timestamp"]
+    expected = hmac.new(
+        SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest("sha256=" + expected, headers["X-Mailbridge-Signature"])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(0)
+    r.start()
+    yield r
+    r.stop()
+
+
+def council_with(tmp_path: Path, url: str, receiver_url: str, **hook: Any) -> Council:
+    engine = make_engine(url)
+    hooks = [{"name": "crm", "url": receiver_url, "secret_env": SECRET_ENV, **hook}]
+    return build_council(tmp_path, engine, webhooks=hooks)
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+
+
+def rows(engine: Engine) -> list[WebhookDelivery]:
+    with Session(engine) as session:
+        return list(session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))))
+
+
+def later(hours: float = 0, seconds: float = 0) -> Any:
+    moment = utcnow() + timedelta(hours=hours, seconds=seconds)
+    return lambda: moment
+
+
+# --- delivered once, signed ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("secret")
+def test_an_opened_case_is_posted_once_signed(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()  # the daemon's pass delivers mail, then webhooks
+    [got] = receiver.got
+    assert got["valid"] and got["path"] == "/hooks/mailbridge"
+    event = json.loads(got["body"])
+    assert event["event"] == "opened" and event["change"] == "case_opened"
+    assert got["headers"]["X-Mailbridge-Event-Id"] == event["id"]
+    assert got["headers"]["X-Mailbridge-Event"] == "opened"
+    case = event["case"]
+    assert case["reference"] == REF and case["status"] == "new" and case["lead_officer"] is None
+    assert case["respond_by"] and case["due"] == case["respond_by"]
+    assert "tyres" not in got["body"].decode()  # never a message's text
+    [row] = rows(council.engine)
+    assert row.status == WebhookStatus.DELIVERED and row.attempts == 1
+    assert webhooks.deliver_due(council.engine, council.services.config).tried == 0
+    council.run()
+    assert len(receiver.got) == 1
+
+
+@pytest.mark.usefixtures("secret")
+def test_assigned_responded_and_completed_each_reach_the_receiver(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    council.assign(PRIYA)
+    coordinator.set_status(council.services, REF, "completed", actor="coordinator (test)")
+    council.run()
+    kinds = [(e["event"], e["change"]) for e in receiver.events()]
+    assert kinds == [
+        ("opened", "case_opened"),
+        ("assigned", "assigned"),
+        ("completed", "status_changed"),
+    ]
+    assigned = receiver.events()[1]["case"]
+    assert assigned["lead_officer"]["email"] == PRIYA and assigned["status"] == "in_progress"
+    assert all(r["valid"] for r in receiver.got)
+    assert len({e["id"] for e in receiver.events()}) == 3
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_receiver_hears_only_the_events_it_asked_for(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url, events=["assigned"])
+    council.open_pothole_case()
+    council.assign(PRIYA)
+    assert [e["event"] for e in receiver.events()] == ["assigned"]
+
+
+# --- retried ------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_500_is_retried_later_with_the_same_event_id(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    receiver.answers = [500]
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    [row] = rows(council.engine)
+    assert row.status == WebhookStatus.PENDING and row.attempts == 1
+    assert row.last_error == "HTTP 500"
+    config = council.services.config
+    assert webhooks.deliver_due(council.engine, config).tried == 0  # not due yet
+    done = webhooks.deliver_due(council.engine, config, now=later(hours=1))
+    assert done.delivered == 1
+    first, second = receiver.got
+    assert first["body"] == second["body"] and second["valid"]
+    assert first["headers"]["X-Mailbridge-Event-Id"] == second["headers"]["X-Mailbridge-Event-Id"]
+    [row] = rows(council.engine)
+    assert row.status == WebhookStatus.DELIVERED and row.attempts == 2
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_receiver_that_is_down_gets_the_event_once_it_is_up(
+    tmp_path: Path, migrated_db_url: str
+) -> None:
+    down = Receiver(0)
+    down.start()  # learn a free port, then close it: nothing listens there
+    port = down.port
+    down.stop()
+    council = council_with(tmp_path, migrated_db_url, f"http://127.0.0.1:{port}/in")
+    council.open_pothole_case()
+    council.assign(PRIYA)
+    waiting = rows(council.engine)
+    assert [r.status for r in waiting] == [WebhookStatus.PENDING] * 2
+    assert [r.attempts for r in waiting] == [1, 1]
+    assert "Connection refused" in (waiting[0].last_error or "")
+    up = Receiver(port)
+    up.start()
+    try:
+        done = webhooks.deliver_due(council.engine, council.services.config, now=later(hours=2))
+        assert done.delivered == 2
+        assert [e["event"] for e in up.events()] == ["opened", "assigned"]
+        assert all(r["valid"] for r in up.got)
+    finally:
+        up.stop()
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_refusing_receiver_fails_after_three_tries_and_can_be_retried(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    receiver.answers = [401, 401, 401]
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    config = council.services.config
+    for hours in (1, 3):
+        webhooks.deliver_due(council.engine, config, now=later(hours=hours))
+    [row] = rows(council.engine)
+    assert row.status == WebhookStatus.FAILED and row.attempts == 3
+    assert row.last_error == "refused 3 times: HTTP 401"
+    assert webhooks.deliver_due(council.engine, config, now=later(hours=30)).tried == 0
+    assert webhooks.retry_failed(council.engine) == 1
+    assert webhooks.deliver_due(council.engine, config).delivered == 1
+    assert len(receiver.got) == 4
+
+
+# --- never for a change that rolled back; never two deliverers at once -----------------------
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_change_that_rolls_back_sends_nothing(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    before = len(receiver.got)
+    with pytest.raises(RuntimeError), transaction(council.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == REF)).one()
+        add_event(session, case.id, "assigned", "lead officer Priya Shah")
+        assert len(webhooks.listeners(session)) == 1
+        raise RuntimeError("the change fails after its event was recorded")
+    assert len(rows(council.engine)) == 1
+    assert webhooks.deliver_due(council.engine, council.services.config).tried == 0
+    assert len(receiver.got) == before
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_claimed_row_is_nobody_elses_until_its_lease_ends(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    receiver.stop()  # nothing delivered during the pass: the row waits
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    moment = later(hours=1)()
+    first = webhooks.claim(council.engine, moment)
+    assert first is not None
+    assert webhooks.claim(council.engine, moment) is None
+    lease_over = moment + timedelta(seconds=webhooks.LEASE_SECONDS + 1)
+    again = webhooks.claim(council.engine, lease_over)
+    assert again is not None and again.id == first.id and again.attempts == first.attempts + 1
+
+
+# --- overdue, from the deadlines tick ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_case_past_its_deadline_is_overdue_once(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    from mailbridge.deadlines import overdue
+
+    council = council_with(tmp_path, migrated_db_url, receiver.url, events=["overdue"])
+    council.open_pothole_case()
+    council.assign(PRIYA)
+    with Session(council.engine) as session:
+        due = session.exec(select(Case.response_due).where(Case.reference == REF)).one()
+    services = council.services
+    assert overdue.queue_overdue(services, due) == 0  # due today is not yet overdue
+    assert overdue.queue_overdue(services, due + timedelta(days=1)) == 1
+    assert overdue.queue_overdue(services, due + timedelta(days=2)) == 0
+    webhooks.deliver_due(council.engine, services.config)
+    [event] = receiver.events()
+    assert event["event"] == "overdue" and event["id"] == f"overdue:{REF}:{due.isoformat()}"
+    assert receiver.got[0]["valid"]
+
+
+# --- the decisions, table-tested --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "events"),
+    [
+        ("case_opened", "new", ("opened",)),
+        ("assigned", "in_progress", ("assigned",)),
+        ("reassigned", "in_progress", ("assigned",)),
+        ("responded", "completed", ("responded", "completed")),
+        ("holding_reply", "in_progress", ("responded",)),
+        ("replied", "in_progress", ("responded",)),
+        ("replied", "completed", ("responded", "completed")),
+        ("status_changed", "completed", ("completed",)),
+        ("status_changed", "in_progress", ()),
+        ("internal_note", "in_progress", ()),
+        ("reopened", "in_progress", ()),
+    ],
+)
+def test_which_case_events_a_receiver_hears_about(
+    kind: str, status: str, events: tuple[str, ...]
+) -> None:
+    assert events_for(kind, status) == events
+
+
+@pytest.mark.parametrize(
+    ("status", "attempts", "age_hours", "outcome"),
+    [
+        (200, 1, 0, "delivered"),
+        (204, 5, 23, "delivered"),
+        (500, 1, 0, "retry"),
+        (503, 9, 23, "retry"),
+        (None, 1, 0, "retry"),  # connection refused, timed out
+        (408, 5, 1, "retry"),
+        (429, 5, 1, "retry"),
+        (400, 1, 0, "retry"),
+        (401, 2, 0, "retry"),
+        (404, 3, 0, "failed"),  # a 4xx gives up after FOUR_XX_ATTEMPTS
+        (500, 2, 24, "failed"),  # and anything after GIVE_UP_HOURS
+        (None, 40, 25, "failed"),
+    ],
+)
+def test_after_an_attempt_retry_or_give_up(
+    status: int | None, attempts: int, age_hours: float, outcome: str
+) -> None:
+    said = verdict(status, "why", attempts, timedelta(hours=age_hours), rand=lambda: 0.5)
+    assert said.outcome == outcome
+    assert (said.delay > 0) == (outcome == "retry")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "low", "high"),
+    [(1, 15, 30), (2, 30, 60), (3, 60, 120), (8, 1800, 3600), (30, 1800, 3600)],
+)
+def test_backoff_doubles_to_a_ceiling_with_jitter_in_its_upper_half(
+    attempts: int, low: float, high: float
+) -> None:
+    assert backoff(attempts, rand=lambda: 0.0) == low
+    assert backoff(attempts, rand=lambda: 1.0) == high
+
+
+def test_the_signature_is_hmac_sha256_of_the_timestamp_dot_body() -> None:
+    body = b'{"id":"x"}'
+    expected = hmac.new(b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert webhooks.signature(b"k", 1_700_000_000, body) == "sha256=" + expected
+    assert webhooks.signature(b"k", 1_700_000_001, body) != "sha256=" + expected
+
+
+def test_verdict_keeps_the_receivers_words() -> None:
+    assert verdict(503, "HTTP 503", 1, timedelta(0), rand=lambda: 0.0) == Verdict(
+        "retry", 15.0, "HTTP 503"
+    )
