@@ -448,3 +448,37 @@ def retry_failed(engine: Engine, receiver: str | None = None, now: datetime | No
             )
         )
         return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    id: int
+    receiver: str
+    event: str
+    reference: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+def undelivered(engine: Engine, limit: int = 200) -> list[Undelivered]:
+    """Rows waiting or failed, oldest first (`mailbridge webhooks list`): never a body."""
+    with Session(engine) as session:
+        found = session.exec(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.receiver,
+                WebhookDelivery.event,
+                Case.reference,
+                WebhookDelivery.status,
+                WebhookDelivery.attempts,
+                WebhookDelivery.next_attempt_at,
+                WebhookDelivery.last_error,
+            )
+            .outerjoin(Case, col(Case.id) == col(WebhookDelivery.case_id))
+            .where(WebhookDelivery.status != WebhookStatus.DELIVERED)
+            .order_by(col(WebhookDelivery.id))
+            .limit(limit)
+        ).all()
+    return [Undelivered(*row) for row in found]  # type: ignore[arg-type]

@@ -594,6 +594,7 @@ def test_help_lists_every_command() -> None:
         "addresses",
         "calendar",
         "schedule",
+        "webhooks",
         "keys",
         "retention",
         "erase",

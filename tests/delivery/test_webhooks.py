@@ -7,7 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,11 +25,21 @@ from sqlmodel import Session, col, select
 
 from mailbridge.cases import coordinator
 from mailbridge.cases.records import add_event
+from mailbridge.config import Config
 from mailbridge.delivery import webhooks
 from mailbridge.delivery.webhooks import Verdict, backoff, events_for, verdict
+from mailbridge.service.checks import Finding, Status, check_webhooks
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.models import Case, WebhookDelivery, WebhookStatus, utcnow
-from tests.helpers.council import PRIYA, REF, Council, build_council
+from tests.helpers.council import (
+    PRIYA,
+    REF,
+    Council,
+    build_council,
+    council_cli,
+    reply,
+    write_council_config,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,6 +59,8 @@ class Receiver:
     answers: list[int] = field(default_factory=list)
     got: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # Given, each request is read and then held unanswered until the event is set.
+    hold: threading.Event | None = None
 
     @property
     def url(self) -> str:
@@ -64,6 +80,8 @@ class Receiver:
                         "valid": verified(self.headers, body),
                     }
                 )
+                if receiver.hold is not None:
+                    receiver.hold.wait(30)
                 code = receiver.answers.pop(0) if receiver.answers else 204
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -169,6 +187,23 @@ def test_assigned_responded_and_completed_each_reach_the_receiver(
     assert assigned["lead_officer"]["email"] == PRIYA and assigned["status"] == "in_progress"
     assert all(r["valid"] for r in receiver.got)
     assert len({e["id"] for e in receiver.events()}) == 3
+
+
+@pytest.mark.usefixtures("secret")
+def test_an_officers_emailed_holding_reply_and_response_are_responded_then_completed(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    sent = council.assigned_pothole()
+    council.deliver(reply(sent[PRIYA], PRIYA, "#holding\n\nThe contractor visits on Friday."))
+    council.deliver(reply(sent[PRIYA], PRIYA, "The pothole was filled this morning."))
+    said = [(e["event"], e["change"], e["case"]["status"]) for e in receiver.events()]
+    assert said[2:] == [
+        ("responded", "holding_reply", "in_progress"),
+        ("responded", "responded", "completed"),
+        ("completed", "responded", "completed"),
+    ]
+    assert "contractor" not in b"".join(r["body"] for r in receiver.got).decode()
 
 
 @pytest.mark.usefixtures("secret")
@@ -286,6 +321,52 @@ def test_a_claimed_row_is_nobody_elses_until_its_lease_ends(
     assert again is not None and again.id == first.id and again.attempts == first.attempts + 1
 
 
+def _deliver_in_child(url: str, config: Config) -> None:
+    """A deliverer in a process of its own, as the courier is."""
+    engine = make_engine(url)
+    webhooks.deliver_due(engine, config, now=later(hours=1))
+
+
+@pytest.mark.usefixtures("secret")
+def test_a_deliverer_killed_mid_request_leaves_the_event_to_be_sent_again_once(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    receiver.answers = [500]  # the pass's own attempt fails: the row waits for the child
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    receiver.hold = threading.Event()
+    council.engine.dispose()  # no pooled connection may cross into the child
+    child = multiprocessing.get_context("fork").Process(
+        target=_deliver_in_child, args=(migrated_db_url, council.services.config)
+    )
+    child.start()
+    try:
+        assert wait_for(lambda: len(receiver.got) == 2), "the child's request never came"
+        os.kill(child.pid or 0, signal.SIGKILL)  # mid-request: no answer read, no mark made
+        child.join(10)
+    finally:
+        receiver.hold.set()
+    [row] = rows(council.engine)
+    assert row.status == WebhookStatus.PENDING and row.attempts == 2
+    config = council.services.config
+    assert webhooks.deliver_due(council.engine, config, now=later(hours=1)).tried == 0  # leased
+    after_lease = later(hours=1, seconds=webhooks.LEASE_SECONDS + 5)
+    assert webhooks.deliver_due(council.engine, config, now=after_lease).delivered == 1
+    assert webhooks.deliver_due(council.engine, config, now=later(hours=30)).tried == 0
+    ids = [r["headers"]["X-Mailbridge-Event-Id"] for r in receiver.got]
+    assert len(ids) == 3 and len(set(ids)) == 1  # one event, which the receiver dedupes on
+    assert all(r["valid"] for r in receiver.got)
+
+
+def wait_for(condition: Any, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 # --- overdue, from the deadlines tick ---------------------------------------------------------
 
 
@@ -382,3 +463,43 @@ def test_verdict_keeps_the_receivers_words() -> None:
     assert verdict(503, "HTTP 503", 1, timedelta(0), rand=lambda: 0.0) == Verdict(
         "retry", 15.0, "HTTP 503"
     )
+
+
+# --- seen and retried by the operator ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("secret")
+def test_check_and_the_cli_show_a_failed_webhook_and_queue_it_again(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver.answers = [410, 410, 410]
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    for hours in (1, 3):
+        webhooks.deliver_due(council.engine, council.services.config, now=later(hours=hours))
+    [found] = check_webhooks(council.services.config)
+    assert found.status == Status.WARNING and found.found == "reachable; 0 waiting, 1 failed"
+    assert "mailbridge webhooks retry --receiver crm" in found.advice[0]
+    hooks = f'[[webhooks]]\nname = "crm"\nurl = "{receiver.url}"\nsecret_env = "{SECRET_ENV}"\n'
+    config = write_council_config(tmp_path, migrated_db_url, hooks)
+    listed = council_cli(config, "webhooks", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "failed" in listed.output and REF in listed.output and "HTTP 410" in listed.output
+    wrong = council_cli(config, "webhooks", "retry", "--receiver", "highways")
+    assert wrong.exit_code != 0 and "no [[webhooks]] entry is named highways" in wrong.output
+    retried = council_cli(config, "webhooks", "retry", "--receiver", "crm")
+    assert retried.exit_code == 0 and "1 failed webhooks queued again" in retried.output
+    assert webhooks.deliver_due(council.engine, council.services.config).delivered == 1
+    [found] = check_webhooks(council.services.config)
+    assert found == Finding(
+        "webhooks", f"crm {receiver.url}", Status.OK, "reachable; 0 waiting, 0 failed"
+    )
+    assert "every webhook has been delivered" in council_cli(config, "webhooks", "list").output
+    monkeypatch.delenv(SECRET_ENV)
+    [found] = check_webhooks(council.services.config)
+    assert found.status == Status.FAILED and SECRET_ENV in found.advice[0]
+    receiver.stop()
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    [found] = check_webhooks(council.services.config)
+    assert found.status == Status.WARNING and found.found.startswith("unreachable")
+    assert not receiver.got[4:]  # check sent nothing
