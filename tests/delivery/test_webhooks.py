@@ -9,6 +9,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -25,9 +26,10 @@ from sqlmodel import Session, col, select
 
 from mailbridge.cases import coordinator
 from mailbridge.cases.records import add_event
-from mailbridge.config import Config
+from mailbridge.config import Config, Webhook, load_config
 from mailbridge.delivery import webhooks
 from mailbridge.delivery.webhooks import Verdict, backoff, events_for, verdict
+from mailbridge.errors import ConfigError
 from mailbridge.service.checks import Finding, Status, check_webhooks
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.models import Case, WebhookDelivery, WebhookStatus, utcnow
@@ -40,6 +42,7 @@ from tests.helpers.council import (
     reply,
     write_council_config,
 )
+from tests.test_config import ROOT, commented_block
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -503,3 +506,50 @@ def test_check_and_the_cli_show_a_failed_webhook_and_queue_it_again(
     [found] = check_webhooks(council.services.config)
     assert found.status == Status.WARNING and found.found.startswith("unreachable")
     assert not receiver.got[4:]  # check sent nothing
+
+
+# --- the config ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ('url = "https://crm.example.gov.uk/in"', "set one of secret_env or secret_file"),
+        (
+            'url = "https://crm.example.gov.uk/in"\nsecret_env = "A"\nsecret_file = "b"',
+            "set one of secret_env or secret_file",
+        ),
+        ('url = "ftp://crm"\nsecret_env = "A"', "webhooks.0.url: String should match"),
+        ('url = "https://crm"\nsecret_env = "A"\nevents = ["closed"]', "webhooks.0.events.0"),
+        ('url = "https://crm"\nsecret_env = "A"\nevents = []', "events is empty"),
+        ('url = "https://crm"\nsecret = "inline"', "webhooks.0.secret: unknown key"),
+    ],
+)
+def test_a_bad_webhook_entry_is_refused_in_one_line(tmp_path: Path, entry: str, error: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[[webhooks]]\nname = "crm"\n{entry}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert error in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_webhook_names_differ_and_every_event_is_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    entry = '[[webhooks]]\nname = "crm"\nurl = "https://crm.example.gov.uk/in"\nsecret_env = "A"\n'
+    path.write_text(entry, encoding="utf-8")
+    [hook] = load_config(path).webhooks
+    assert hook.events == ["opened", "assigned", "responded", "completed", "overdue"]
+    path.write_text(entry * 2, encoding="utf-8")
+    with pytest.raises(ConfigError, match="crm is used twice"):
+        load_config(path)
+
+
+def test_the_examples_webhook_block_loads_once_uncommented(tmp_path: Path) -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(commented_block(text, "[[webhooks]]"), encoding="utf-8")
+    [hook] = load_config(path).webhooks
+    assert (hook.name, hook.secret_env) == ("highways", "MAILBRIDGE_WEBHOOK_HIGHWAYS")
+    assert hook.events == ["opened", "completed", "overdue"]
+    for key in Webhook.model_fields:
+        assert re.search(rf"^# (# )?{key} = |or {key} = ", text, re.M), f"{key} not in the example"
