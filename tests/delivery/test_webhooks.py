@@ -13,7 +13,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,13 +107,20 @@ class Receiver:
         return [json.loads(r["body"]) for r in self.got]
 
 
+def documented_check() -> Callable[[str, Any, bytes], bool]:
+    """The receiver's check exactly as docs/webhooks.md prints it, in Python."""
+    text = (ROOT / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"```python\n(.*?)```", text, re.S)
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), scope)
+    return scope["verified"]
+
+
+DOCUMENTED = documented_check()
+
+
 def verified(headers: Any, body: bytes) -> bool:
-    """The check docs/webhooks.md tells a receiver to make, written from the docs."""
-    timestamp = headers["X-Mailbridge-Timestamp"]
-    expected = hmac.new(
-        SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
-    ).hexdigest()
-    return hmac.compare_digest("sha256=" + expected, headers["X-Mailbridge-Signature"])
+    return DOCUMENTED(SECRET, headers, body)
 
 
 @pytest.fixture
@@ -453,6 +460,16 @@ def test_backoff_doubles_to_a_ceiling_with_jitter_in_its_upper_half(
 ) -> None:
     assert backoff(attempts, rand=lambda: 0.0) == low
     assert backoff(attempts, rand=lambda: 1.0) == high
+
+
+def test_the_documented_check_refuses_a_changed_body_an_old_request_or_another_secret() -> None:
+    body = b'{"id":"x"}'
+    now = int(time.time())
+    good = webhooks.headers(SECRET.encode(), body, "x", "opened", now)
+    assert verified(good, body)
+    assert not verified(good, body + b" ")
+    assert not verified(webhooks.headers(SECRET.encode(), body, "x", "opened", now - 600), body)
+    assert not verified(webhooks.headers(b"another secret", body, "x", "opened", now), body)
 
 
 def test_the_signature_is_hmac_sha256_of_the_timestamp_dot_body() -> None:
