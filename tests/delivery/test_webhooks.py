@@ -28,6 +28,7 @@ from mailbridge.cases import coordinator
 from mailbridge.cases.records import add_event
 from mailbridge.config import Config, Webhook, load_config
 from mailbridge.delivery import webhooks
+from mailbridge.delivery.courier import Courier
 from mailbridge.delivery.webhooks import Verdict, backoff, events_for, verdict
 from mailbridge.errors import ConfigError
 from mailbridge.service.checks import Finding, Status, check_webhooks
@@ -43,6 +44,7 @@ from tests.helpers.council import (
     write_council_config,
 )
 from tests.test_config import ROOT, commented_block
+from tests.web.conftest import make_web
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,6 +216,55 @@ def test_an_officers_emailed_holding_reply_and_response_are_responded_then_compl
         ("completed", "responded", "completed"),
     ]
     assert "contractor" not in b"".join(r["body"] for r in receiver.got).decode()
+
+
+@pytest.mark.usefixtures("secret")
+def test_the_courier_process_delivers_webhooks_after_the_mail(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    council.engine.dispose()  # no pooled connection crosses the fork
+    courier = Courier(council.services.config)
+    courier.start()
+    try:
+        coordinator.set_status(council.services, REF, "completed", actor="coordinator (test)")
+        courier.wake()
+        assert wait_for(lambda: len(receiver.got) == 2), "the courier sent no webhook"
+    finally:
+        courier.stop(timeout=10)
+    assert courier.exitcode == 0
+    assert [e["event"] for e in receiver.events()] == ["opened", "completed"]
+    assert [r.status for r in rows(council.engine)] == [WebhookStatus.DELIVERED] * 2
+
+
+@pytest.mark.usefixtures("secret")
+def test_an_assignment_in_the_browser_makes_the_same_webhook_as_the_command(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    engine = make_engine(migrated_db_url)
+    hooks = [{"name": "crm", "url": receiver.url, "secret_env": SECRET_ENV}]
+    web = make_web(tmp_path, engine, webhooks=hooks)
+    try:
+        reference = web.pothole()
+        client, csrf = web.signed_in("coordinator")
+        page = client.get(f"/cases/{reference}").text
+        [version] = re.findall(r'name="version" value="([^"]+)"', page)[:1]
+        answer = client.post(
+            f"/cases/{reference}/assign",
+            data={"lead": PRIYA, "also": [""], "csrf": csrf, "version": version},
+        )
+        assert answer.status_code == 303, answer.text
+        [opened, assigned] = rows(engine)
+        assert (opened.event, assigned.event) == ("opened", "assigned")
+        webhooks.deliver_due(engine, web.config)
+        event = receiver.events()[-1]
+        assert event["event"] == "assigned" and event["case"]["lead_officer"]["email"] == PRIYA
+        assert receiver.got[-1]["valid"]
+    finally:
+        for c in web.clients:
+            c.close()
+        engine.dispose()
 
 
 @pytest.mark.usefixtures("secret")
