@@ -5,8 +5,8 @@ Queueing. `cases/records.add_event` is called for every change to a case; for th
 a receiver hears about (`EVENTS`) it calls `record`, which writes one `webhook_delivery` row
 per interested receiver in the caller's transaction, with the body fixed then. So a change
 that rolls back sends nothing, and nothing is sent before the change commits. Which
-receivers listen is carried by the engine (`listen`, done by `Services.build`), so the 46
-callers of `add_event` need no new argument. "overdue" has no change behind it: the
+receivers listen is carried by the engine (an execution option `Services.build` sets), so
+the 46 callers of `add_event` need no new argument. "overdue" has no change behind it: the
 deadlines tick queues it (`deadlines/overdue.py`), once per case and deadline.
 
 Delivery. `deliver_due` runs after each round of mail, in the courier process (or the
@@ -71,8 +71,9 @@ LEASE_SECONDS = 60.0  # a claimed row is nobody else's this long (well over TIME
 RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
 GIVE_UP_HOURS = 24.0
-FOUR_XX_ATTEMPTS = 3  # a 4xx (not 408/429) is the receiver refusing: stop sooner
+FOUR_XX_ATTEMPTS = 3  # a 4xx (not 408/429) or 3xx is the receiver refusing: stop sooner
 RETRIED_STATUSES = frozenset({408, 429})
+_WARNED: set[str] = set()  # receivers whose unreadable secret this process has logged
 
 
 # --- what is sent ------------------------------------------------------------------------
@@ -246,7 +247,9 @@ def verdict(
     `status`, or (None) could not be reached or timed out, as `error` says."""
     if status is not None and 200 <= status < 300:
         return Verdict("delivered")
-    refused = status is not None and 400 <= status < 500 and status not in RETRIED_STATUSES
+    # Any other 4xx, or a redirect (not followed: the URL is to be put right), is the
+    # receiver refusing it.
+    refused = status is not None and status < 500 and status not in RETRIED_STATUSES
     if refused and attempts >= FOUR_XX_ATTEMPTS:
         return Verdict("failed", error=f"refused {attempts} times: {error}")
     if age >= timedelta(hours=GIVE_UP_HOURS):
@@ -393,7 +396,12 @@ def deliver_due(
     hooks: dict[str, Webhook] = {w.name: w for w in config.webhooks}
     keys = secrets_of(config)
     # Rows for a receiver no longer configured, or without a readable secret, wait.
-    report.down.update(name for name, key in keys.items() if isinstance(key, str))
+    for name, key in keys.items():
+        if isinstance(key, str):
+            report.down.add(name)
+            if name not in _WARNED:  # once a process: `mailbridge check` says it too
+                _WARNED.add(name)
+                log.warning("webhook secret unreadable; its events wait", extra={"error": key})
     unknown = _unknown(engine, hooks)
     started = time.monotonic()
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:

@@ -346,6 +346,19 @@ def test_a_refusing_receiver_fails_after_three_tries_and_can_be_retried(
     assert len(receiver.got) == 4
 
 
+def test_without_its_secret_a_receivers_events_wait_unsent(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    [row] = rows(council.engine)
+    assert (row.status, row.attempts) == (WebhookStatus.PENDING, 0) and receiver.got == []
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    assert webhooks.deliver_due(council.engine, council.services.config).delivered == 1
+    assert receiver.got[0]["valid"]
+
+
 # --- never for a change that rolled back; never two deliverers at once -----------------------
 
 
@@ -490,6 +503,8 @@ def test_which_case_events_a_receiver_hears_about(
         (400, 1, 0, "retry"),
         (401, 2, 0, "retry"),
         (404, 3, 0, "failed"),  # a 4xx gives up after FOUR_XX_ATTEMPTS
+        (302, 1, 0, "retry"),
+        (301, 3, 0, "failed"),  # as does a redirect, never followed
         (500, 2, 24, "failed"),  # and anything after GIVE_UP_HOURS
         (None, 40, 25, "failed"),
     ],
