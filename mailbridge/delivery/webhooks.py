@@ -3,8 +3,9 @@ outbox of their own (docs/webhooks.md).
 
 Queueing. `cases/records.add_event` is called for every change to a case; for the changes
 a receiver hears about (`EVENTS`) it calls `record`, which writes one `webhook_delivery` row
-per interested receiver in the caller's transaction, with the body fixed then. So a change
-that rolls back sends nothing, and nothing is sent before the change commits. Which
+per interested receiver in the caller's transaction, its body made again from the case as
+the transaction leaves it just before it commits (`_as_committed`). So a change that rolls
+back sends nothing, and nothing is sent before the change commits. Which
 receivers listen is carried by the engine (an execution option `Services.build` sets), so
 the 46 callers of `add_event` need no new argument. "overdue" has no change behind it: the
 deadlines tick queues it (`deadlines/overdue.py`), once per case and deadline.
@@ -36,11 +37,13 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from mailbridge.config import WEBHOOK_LISTENERS, Config, Webhook
 from mailbridge.errors import ConfigError, one_line
-from mailbridge.store.db import insert_later, insert_or_skip, transaction
+from mailbridge.store.db import flush_later, insert_later, insert_or_skip, transaction
 from mailbridge.store.models import (
     Case,
     Person,
@@ -145,14 +148,60 @@ def record(session: Session, case_id: int | None, kind: str, at: datetime) -> No
     if not any(e in wanted for e in events for _, wanted in receivers):
         return
     lead = session.get(Person, case.lead_officer_id) if case.lead_officer_id else None
+    written = session.info.setdefault(_WRITTEN, [])
     for event in events:
         event_id = str(uuid.uuid4())
         body = body_of(case, lead, event, event_id, at, kind)
+        keys = []
         for name, wanted in receivers:
             if event in wanted:
                 insert_later(
                     session, WebhookDelivery, **_row(name, event, event_id, case_id, body, at)
                 )
+                keys.append(f"{name}:{event_id}")
+        written.append(_Written(case_id, event, event_id, kind, at, tuple(keys)))
+
+
+# The rows `record` wrote in the session's transaction, their bodies made again at commit.
+_WRITTEN = "mailbridge.webhooks_written"
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    case_id: int
+    event: str
+    event_id: str
+    change: str
+    at: datetime
+    keys: tuple[str, ...]
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _as_committed(session: OrmSession) -> None:
+    """Each body written in this transaction made again from the case as the transaction
+    leaves it: a change often goes on after its event is recorded (an assignment that
+    resets the deadline records "assigned" first), and a receiver is told what committed.
+    A row a savepoint rolled back is simply not found."""
+    written: list[_Written] = session.info.pop(_WRITTEN, [])
+    if not written:
+        return
+    flush_later(session)
+    for item in written:
+        case = session.get(Case, item.case_id)
+        if case is None:
+            continue
+        lead = session.get(Person, case.lead_officer_id) if case.lead_officer_id else None
+        body = body_of(case, lead, item.event, item.event_id, item.at, item.change)
+        session.execute(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.dedupe_key).in_(item.keys))
+            .values(body=body)
+        )
+
+
+@sa_event.listens_for(OrmSession, "after_soft_rollback")
+def _forget(session: OrmSession, _previous: Any) -> None:
+    session.info.pop(_WRITTEN, None)
 
 
 def _row(

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from mailbridge.cases import coordinator
+from mailbridge.cases import assignment, coordinator
 from mailbridge.cases.records import add_event
 from mailbridge.config import Config, Webhook, load_config
 from mailbridge.delivery import webhooks
@@ -37,6 +37,7 @@ from mailbridge.store.models import Case, WebhookDelivery, WebhookStatus, utcnow
 from tests.helpers.council import (
     PRIYA,
     REF,
+    SAM,
     Council,
     build_council,
     council_cli,
@@ -265,6 +266,29 @@ def test_an_assignment_in_the_browser_makes_the_same_webhook_as_the_command(
         for c in web.clients:
             c.close()
         engine.dispose()
+
+
+@pytest.mark.usefixtures("secret")
+def test_the_body_shows_the_case_as_its_transaction_left_it(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    """A reassignment that resets the deadline records "reassigned" before the reset: the
+    receiver still gets the new deadline and lead officer."""
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    council.assign(PRIYA)
+    before = council.case().response_due
+    assignment.assign(
+        council.services, REF, SAM, actor="coordinator (test)", reassign=True, reset_deadline=True
+    )
+    council.run()
+    after = council.case().response_due
+    assert after != before
+    last = receiver.events()[-1]
+    assert (last["event"], last["change"]) == ("assigned", "reassigned")
+    assert last["case"]["respond_by"] == after.isoformat() == last["case"]["due"]
+    assert last["case"]["lead_officer"]["email"] == SAM
+    assert receiver.got[-1]["valid"]
 
 
 @pytest.mark.usefixtures("secret")
