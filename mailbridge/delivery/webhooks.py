@@ -33,9 +33,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import Engine, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session as OrmSession
@@ -53,6 +52,9 @@ from mailbridge.store.models import (
     utcnow,
 )
 
+if TYPE_CHECKING:  # imported when first used: every command imports this module
+    import httpx
+
 log = logging.getLogger(__name__)
 
 # The case events (records.add_event's kinds) a receiver hears about, and as what.
@@ -67,10 +69,11 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "status_changed": (),  # only when it completes the case
 }
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # each request, whatever the receiver does
+TIMEOUT_SECONDS = 10.0  # each request, whatever the receiver does
+CONNECT_SECONDS = 5.0
 PER_PASS = 20  # requests a round at most
 PASS_SECONDS = 30.0  # no new request is started after this long in one round
-LEASE_SECONDS = 60.0  # a claimed row is nobody else's this long (well over TIMEOUT)
+LEASE_SECONDS = 60.0  # a claimed row is nobody else's this long (well over TIMEOUT_SECONDS)
 RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
 GIVE_UP_HOURS = 24.0
@@ -384,6 +387,8 @@ def post(
     client: httpx.Client, url: str, secret: bytes, row: WebhookDelivery
 ) -> tuple[int | None, str]:
     """One request: the receiver's status code, or None and why it was not reached."""
+    import httpx
+
     body = row.body.encode("utf-8")
     sent = headers(secret, body, _event_id(row), row.event, int(time.time()))
     try:
@@ -453,7 +458,10 @@ def deliver_due(
                 log.warning("webhook secret unreadable; its events wait", extra={"error": key})
     unknown = _unknown(engine, hooks)
     started = time.monotonic()
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+    import httpx
+
+    timeout = httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_SECONDS)
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         while report.tried < limit and time.monotonic() - started < budget_seconds:
             if stopping():
                 break
