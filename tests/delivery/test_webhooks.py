@@ -465,6 +465,30 @@ def wait_for(condition: Any, seconds: float = 15.0) -> bool:
     return condition()
 
 
+@pytest.mark.usefixtures("secret")
+def test_two_deliverers_at_once_send_each_event_once(
+    tmp_path: Path, migrated_db_url: str, receiver: Receiver
+) -> None:
+    council = council_with(tmp_path, migrated_db_url, receiver.url)
+    council.open_pothole_case()
+    with transaction(council.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == REF)).one()
+        for _ in range(16):
+            add_event(session, case.id, "assigned", "lead officer Priya Shah")
+    config = council.services.config
+    threads = [
+        threading.Thread(target=webhooks.deliver_due, args=(council.engine, config))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = [r["headers"]["X-Mailbridge-Event-Id"] for r in receiver.got]
+    assert len(ids) == 17 and len(set(ids)) == 17
+    assert {r.status for r in rows(council.engine)} == {WebhookStatus.DELIVERED}
+
+
 # --- overdue, from the deadlines tick ---------------------------------------------------------
 
 
