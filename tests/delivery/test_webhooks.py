@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sqlmodel import Session, col, select
 from mailbridge.cases import assignment, coordinator
 from mailbridge.cases.records import add_event
 from mailbridge.config import Config, Webhook, load_config
+from mailbridge.deadlines import overdue, run
 from mailbridge.delivery import webhooks
 from mailbridge.delivery.courier import Courier
 from mailbridge.delivery.webhooks import Verdict, backoff, events_for, verdict
@@ -496,8 +498,6 @@ def test_two_deliverers_at_once_send_each_event_once(
 def test_a_case_past_its_deadline_is_overdue_once(
     tmp_path: Path, migrated_db_url: str, receiver: Receiver
 ) -> None:
-    from mailbridge.deadlines import overdue
-
     council = council_with(tmp_path, migrated_db_url, receiver.url, events=["overdue"])
     council.open_pothole_case()
     council.assign(PRIYA)
@@ -505,12 +505,19 @@ def test_a_case_past_its_deadline_is_overdue_once(
         due = session.exec(select(Case.response_due).where(Case.reference == REF)).one()
     services = council.services
     assert overdue.queue_overdue(services, due) == 0  # due today is not yet overdue
-    assert overdue.queue_overdue(services, due + timedelta(days=1)) == 1
-    assert overdue.queue_overdue(services, due + timedelta(days=2)) == 0
+    # The schedule's tick queues it, the day after the deadline (council time).
+    zone = services.calendar.zone
+    day_after = datetime.combine(due + timedelta(days=1), dt_time(12), tzinfo=zone)
+    assert run.run_due(services, day_after).overdue == 1
+    assert run.run_due(services, day_after + timedelta(days=1)).overdue == 0
+    assert overdue.queue_overdue(services, due + timedelta(days=5)) == 0
     webhooks.deliver_due(council.engine, services.config)
     [event] = receiver.events()
     assert event["event"] == "overdue" and event["id"] == f"overdue:{REF}:{due.isoformat()}"
-    assert receiver.got[0]["valid"]
+    assert event["case"]["due"] == due.isoformat() and receiver.got[0]["valid"]
+    coordinator.extend(services, REF, 3, "awaiting the contractor", actor="coordinator (test)")
+    assert overdue.queue_overdue(services, due + timedelta(days=1)) == 0  # extended: not yet
+    assert overdue.queue_overdue(services, due + timedelta(days=30)) == 1  # a second deadline
 
 
 # --- the decisions, table-tested --------------------------------------------------------------
