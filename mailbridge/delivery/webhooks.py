@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # imported when first used: every command imports this module
 log = logging.getLogger(__name__)
 
 # The case events (records.add_event's kinds) a receiver hears about, and as what.
-# "completed" is added for any of them that leaves the case completed (`events_for`).
+# "completed" is added when one of COMPLETING leaves the case completed (`events_for`).
 EVENTS: dict[str, tuple[str, ...]] = {
     "case_opened": ("opened",),
     "assigned": ("assigned",),
@@ -68,6 +68,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "replied": ("responded",),  # a coordinator's reply to the member
     "status_changed": (),  # only when it completes the case
 }
+# The changes that can complete a case (a coordinator's reply to a completed case does not).
+COMPLETING = frozenset({"responded", "status_changed"})
 
 TIMEOUT_SECONDS = 10.0  # each request, whatever the receiver does
 CONNECT_SECONDS = 5.0
@@ -89,7 +91,7 @@ def events_for(kind: str, status: str) -> tuple[str, ...]:
     """The webhook events a case event of `kind` is, the case being `status` after it."""
     if kind not in EVENTS:
         return ()
-    completed = ("completed",) if status == "completed" and kind != "case_opened" else ()
+    completed = ("completed",) if status == "completed" and kind in COMPLETING else ()
     return EVENTS[kind] + completed
 
 

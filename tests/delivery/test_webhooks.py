@@ -532,7 +532,7 @@ def test_a_case_past_its_deadline_is_overdue_once(
         ("responded", "completed", ("responded", "completed")),
         ("holding_reply", "in_progress", ("responded",)),
         ("replied", "in_progress", ("responded",)),
-        ("replied", "completed", ("responded", "completed")),
+        ("replied", "completed", ("responded",)),  # a reply to a case completed before
         ("status_changed", "completed", ("completed",)),
         ("status_changed", "in_progress", ()),
         ("internal_note", "in_progress", ()),
