@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.scan import CLEAN, scan
+from mailbridge.delivery import webhooks
 from mailbridge.errors import UserError
 from mailbridge.mail.attachments import UNPACKED
 from mailbridge.mail.parsing import ParsedEmail
@@ -123,6 +124,9 @@ def add_event(
     actor: str = "system",
     message_id: int | None = None,
 ) -> None:
+    """The change on the audit trail, and the webhooks it makes queued with it (the one place
+    both are written, in the caller's transaction)."""
+    at = utcnow()
     insert_later(
         session,
         Event,
@@ -132,8 +136,9 @@ def add_event(
         actor_id=actor_id,
         actor=actor,
         message_id=message_id,
-        at=utcnow(),
+        at=at,
     )
+    webhooks.record(session, case_id, kind, at)
 
 
 def store_attachments(
