@@ -125,6 +125,7 @@ def test_every_route_as_every_role_and_as_nobody(web: Web) -> None:
     # Each role's routes refuse exactly those who do not hold it.
     for needed, refusers in (
         (Role.COORDINATOR, {"officer", "member", "delegate"}),
+        (Role.OFFICER, {"coordinator", "member", "delegate"}),
         (Role.COUNCILLOR, {"coordinator", "officer", "officer_coordinator"}),
     ):
         if any(role == needed for _, _, role in table):
