@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -544,3 +545,39 @@ def test_a_person_may_raise_enquiries_only_for_the_member_they_act_for(web: Web)
             actor=as_person(web, "delegate"),
         )
     assert count(web, Case) == 0
+
+
+def test_the_form_queues_the_opened_webhook_as_an_email_does(
+    tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailbridge.store.db import make_engine
+    from mailbridge.store.models import WebhookDelivery
+
+    monkeypatch.setenv("MAILBRIDGE_TEST_FORM_HOOK", "a-receivers-shared-secret-of-some-length")
+    hooks = [
+        {"name": "crm", "url": "http://127.0.0.1:9/", "secret_env": "MAILBRIDGE_TEST_FORM_HOOK"}
+    ]
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, webhooks=hooks)
+    try:
+        form = sample(member_id=site.people["member"])
+        [by_email] = site.council.deliver(email_of(JANE, form)).references
+        client, csrf = site.signed_in("member")
+        by_form = sent_reference(post_form(client, csrf, opened_form(client), form))
+        with Session(engine) as session:
+            rows = session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))).all()
+        bodies = {}
+        for row in rows:
+            body = json.loads(row.body)
+            bodies[body["case"].pop("reference")] = (row.event, body["change"], body["case"])
+        email_hook, form_hook = bodies[by_email], bodies[by_form]
+        assert (email_hook[2].pop("channel"), form_hook[2].pop("channel")) == ("email", "web")
+        for hook in (email_hook, form_hook):
+            hook[2].pop("received_at")
+        assert form_hook == email_hook
+        assert form_hook[0] == "opened"
+        assert len(rows) == 2
+    finally:
+        for c in site.clients:
+            c.close()
+        engine.dispose()
