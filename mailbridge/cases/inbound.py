@@ -273,19 +273,42 @@ def queue_acknowledgement(
 
 
 def chase(session: Session, services: Services, item: Inbound, decision: Chase) -> Applied:
-    """The member asks for an update: counted, and the lead officer and coordinators told."""
+    """The member asks for an update by email."""
     case = _case(session, decision.case)
-    now = utcnow()
     message_id = _record_on_case(session, services, item, case, "chaser", item.reply_text)
+    request_update(
+        session,
+        services,
+        case,
+        actor=item.parsed.from_address or "",
+        text=item.reply_text,
+        message_id=message_id,
+    )
+    return Applied("chased", case.reference)
+
+
+def request_update(
+    session: Session,
+    services: Services,
+    case: Case,
+    *,
+    actor: str,
+    text: str | None,
+    message_id: int,
+    actor_id: int | None = None,
+) -> None:
+    """A chaser, by email or from the portal: counted, the lead officer and coordinators
+    told, an event naming who asked. `message_id`: the chaser's message on the case."""
     case.chase_count += 1
-    lifecycle.touch(case, now)
+    lifecycle.touch(case, utcnow())
     session.add(case)
     add_event(
         session,
         case.id,
         "update_requested",
         f"update requested ({case.chase_count} so far)",
-        actor=item.parsed.from_address or "",
+        actor=actor,
+        actor_id=actor_id,
         message_id=message_id,
     )
     tell_staff(
@@ -294,30 +317,53 @@ def chase(session: Session, services: Services, item: Inbound, decision: Chase) 
         case,
         "chase",
         count=case.chase_count,
-        text=item.reply_text,
+        text=text,
         lead=person(session, case.lead_officer_id),
         due=case.extended_due or case.response_due,
     )
-    return Applied("chased", case.reference)
 
 
 def reopen(session: Session, services: Services, item: Inbound, decision: Reopen) -> Applied:
     """A member writes on a recently completed case: it is open again."""
     case = _case(session, decision.case)
-    now = utcnow()
     message_id = _record_on_case(session, services, item, case, "reopened", item.reply_text)
-    lifecycle.reopen(case, now)
+    reopen_case(
+        session,
+        services,
+        case,
+        how="the member's email",
+        actor=item.parsed.from_address or "",
+        text=item.reply_text,
+        message_id=message_id,
+    )
+    return Applied("reopened", case.reference)
+
+
+def reopen_case(
+    session: Session,
+    services: Services,
+    case: Case,
+    *,
+    how: str,
+    actor: str,
+    text: str | None,
+    message_id: int,
+    actor_id: int | None = None,
+) -> None:
+    """A completed case open again at the member's word (an email on it, or the portal's
+    button), within the reopen window (lifecycle.reopens); the lead and coordinators told."""
+    lifecycle.reopen(case, utcnow())
     session.add(case)
     add_event(
         session,
         case.id,
         "reopened",
-        f"reopened by the member's email ({case.reopened_count} times so far)",
-        actor=item.parsed.from_address or "",
+        f"reopened by {how} ({case.reopened_count} times so far)",
+        actor=actor,
+        actor_id=actor_id,
         message_id=message_id,
     )
-    tell_staff(session, services, case, "reopened", text=item.reply_text)
-    return Applied("reopened", case.reference)
+    tell_staff(session, services, case, "reopened", text=text)
 
 
 def record_satisfaction(

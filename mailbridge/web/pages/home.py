@@ -1,5 +1,6 @@
-"""The first page after signing in: the coordinators' dashboard, or for anyone else a plain
-page saying the console is not yet theirs (councillors and officers work by email).
+"""The first page after signing in: the coordinators' dashboard; a councillor or delegate
+goes on to "My enquiries"; anyone else gets a plain page saying the console is not yet
+theirs.
 
 The dashboard is one GET form over the case list: every filter, the sort and the page live
 in the URL (console.filters.from_query reads them, the same rules as `cases list`), so a
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from mailbridge.console.dashboard import dashboard
@@ -130,6 +132,8 @@ def _headers(wanted: CaseFilter, values: Mapping[str, str]) -> list[dict[str, An
 @pages.get("/", Role.SIGNED_IN)
 def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -> Response:
     if Role.COORDINATOR not in viewer.roles:
+        if Role.COUNCILLOR in viewer.roles:
+            return RedirectResponse("/enquiries", status_code=303)
         return page(request, "web/not_available.html")
     state = console(request)
     services = state.services
