@@ -7,12 +7,12 @@ get. Nothing here decides; the pipeline's apply table calls these.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, func
+from sqlmodel import Session, col, select
 
 from mailbridge.cases import lifecycle, satisfaction
 from mailbridge.cases.correspondence import (
@@ -46,7 +46,7 @@ from mailbridge.cases.records import (
 from mailbridge.console.member_status import member_dashboard
 from mailbridge.deadlines import clock, policy
 from mailbridge.delivery import queue
-from mailbridge.delivery.limits import DAY, Window, reached
+from mailbridge.delivery.limits import DAY, Window, per_hour_and_day, reached
 from mailbridge.mail import hygiene, subjects
 from mailbridge.mail.hygiene import Bounce
 from mailbridge.mail.parsing import ParsedEmail
@@ -58,6 +58,7 @@ from mailbridge.store.models import (
     Case,
     CaseStatus,
     Disposition,
+    Message,
     Person,
     as_utc,
     utcnow,
@@ -276,15 +277,38 @@ def chase(session: Session, services: Services, item: Inbound, decision: Chase) 
     """The member asks for an update by email."""
     case = _case(session, decision.case)
     message_id = _record_on_case(session, services, item, case, "chaser", item.reply_text)
+    address = item.parsed.from_address or ""
     request_update(
         session,
         services,
         case,
-        actor=item.parsed.from_address or "",
+        sender=address,
+        actor=address,
         text=item.reply_text,
         message_id=message_id,
     )
     return Applied("chased", case.reference)
+
+
+def _earlier_chasers(
+    session: Session, case_id: int, sender: str, message_id: int, windows: Sequence[Window]
+) -> list[int]:
+    """The sender's other chasers on the case within each window ending now."""
+    now = utcnow()
+    return [
+        int(
+            session.exec(
+                select(func.count()).where(
+                    Message.case_id == case_id,
+                    Message.role == "chaser",
+                    func.lower(Message.sender) == sender.lower(),
+                    Message.id != message_id,
+                    col(Message.created_at) > now - window.span,
+                )
+            ).one()
+        )
+        for window in windows
+    ]
 
 
 def request_update(
@@ -292,13 +316,20 @@ def request_update(
     services: Services,
     case: Case,
     *,
+    sender: str,
     actor: str,
     text: str | None,
     message_id: int,
     actor_id: int | None = None,
-) -> None:
-    """A chaser, by email or from the portal: counted, the lead officer and coordinators
-    told, an event naming who asked. `message_id`: the chaser's message on the case."""
+) -> str | None:
+    """A chaser, by email or from the portal: counted, an event naming who asked, and the
+    lead officer and coordinators told, up to `[limits] chasers_per_case_per_hour` and
+    `_per_day` from one address on one case (the same rule for both doors). `message_id`:
+    the chaser's message on the case. Returns the limit reached, in words, or None."""
+    assert case.id is not None
+    limits = services.config.limits
+    windows = per_hour_and_day(limits.chasers_per_case_per_hour, limits.chasers_per_case_per_day)
+    full = reached(windows, _earlier_chasers(session, case.id, sender, message_id, windows))
     case.chase_count += 1
     lifecycle.touch(case, utcnow())
     session.add(case)
@@ -306,11 +337,15 @@ def request_update(
         session,
         case.id,
         "update_requested",
-        f"update requested ({case.chase_count} so far)",
+        f"update requested ({case.chase_count} so far)"
+        + (f"; nobody told again, as this address sent {full}" if full else ""),
         actor=actor,
         actor_id=actor_id,
         message_id=message_id,
     )
+    if full is not None:
+        log.info("chaser not passed on", extra={"case": case.reference, "reason": full})
+        return full
     tell_staff(
         session,
         services,
@@ -321,6 +356,7 @@ def request_update(
         lead=person(session, case.lead_officer_id),
         due=case.extended_due or case.response_due,
     )
+    return None
 
 
 def reopen(session: Session, services: Services, item: Inbound, decision: Reopen) -> Applied:

@@ -10,6 +10,7 @@ nothing about whether it exists).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -93,11 +94,18 @@ def _record(session: Session, case: Case, actor: Actor, role: str, text: str | N
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Requested:
+    reference: str
+    limit: str | None  # the chasers' limit reached (nobody told again), in words; None: told
+
+
 @action
 def request_update(
     session: Session, services: Services, reference: str, text: str, *, actor: Actor
-) -> str:
-    """The portal's "Request an update": a chaser, counted and told as one by email."""
+) -> Requested:
+    """The portal's "Request an update": a chaser, counted, told and limited as one by
+    email (inbound.request_update)."""
     case = member_case(session, actor.person_id, reference, Action.REQUEST_UPDATE)
     if case.status not in (CaseStatus.NEW, CaseStatus.IN_PROGRESS):
         raise UserError(
@@ -106,16 +114,17 @@ def request_update(
         )
     body = _clean(text)
     message_id = _record(session, case, actor, "chaser", body)
-    inbound.request_update(
+    limit = inbound.request_update(
         session,
         services,
         case,
+        sender=actor.name,
         actor=actor.shown,
         actor_id=actor.person_id,
         text=body,
         message_id=message_id,
     )
-    return case.reference
+    return Requested(case.reference, limit)
 
 
 def may_reopen(case: Case, calendar: WorkingCalendar, window: int, today: date) -> bool:

@@ -301,3 +301,39 @@ def test_events_name_the_delegate_who_acted(web: Web) -> None:
     with Session(web.engine) as session:
         [event] = session.exec(select(Event).where(Event.kind == "update_requested")).all()
     assert event.actor.startswith(TOM) and event.actor_id == web.people["delegate"]
+
+
+def test_request_an_update_and_a_chaser_email_share_one_limit(web: Web) -> None:
+    """Three update requests an hour from one address on one case are passed on, by
+    either door; beyond that each is counted and recorded, and nobody mailed again."""
+    ack = web.council.open_pothole_case()
+    web._pothole.append(REF)
+    client, csrf = web.signed_in("member")  # Jane: the same address as her email
+
+    def by_email(n: int) -> None:
+        web.council.deliver(reply(ack, JANE, f"Chasing again ({n})"))
+
+    def by_web(n: int) -> str:
+        answer = client.post(f"/enquiries/{REF}/update", data={"csrf": csrf, "text": f"({n})"})
+        assert answer.status_code == 303
+        return answer.headers["location"]
+
+    assert web.config.limits.chasers_per_case_per_hour == 3
+    by_email(1)
+    assert by_web(2).endswith("done=requested")
+    by_email(3)
+    assert len(web.outbox("chase_notice")) == 3
+    assert by_web(4).endswith("done=recorded")  # the web door hits the limit
+    by_email(5)  # and so does the email door
+    assert len(web.outbox("chase_notice")) == 3
+    assert _case(web).chase_count == 5
+    held = [e.detail for e in web.council.events(REF) if e.kind == "update_requested"][3:]
+    assert held == [
+        f"update requested ({n} so far); nobody told again, as this address sent "
+        f"{n - 1} in the last hour (the limit is 3)"
+        for n in (4, 5)
+    ]
+    # Tom, Jane's delegate, writes from his own address: his requests are told.
+    tom, tom_csrf = web.signed_in("delegate")
+    tom.post(f"/enquiries/{REF}/update", data={"csrf": tom_csrf})
+    assert len(web.outbox("chase_notice")) == 4

@@ -38,6 +38,8 @@ pages = Pages()
 
 BANNERS = {
     "requested": "Update requested: the lead officer and the Member Support Team have been told",
+    "recorded": "Update request recorded: the lead officer was told of your earlier requests "
+    "today, so was not emailed again",
     "reopened": "Enquiry reopened: the lead officer and the Member Support Team have been told",
 }
 
@@ -208,8 +210,8 @@ def _act(request: Request, reference: str, viewer: Viewer, name: str, form: Form
     text = sent if isinstance(sent, str) else ""
     try:
         if name == "update":
-            done = "requested"
-            ref = portal.request_update(services, reference, text, actor=viewer.actor)
+            requested = portal.request_update(services, reference, text, actor=viewer.actor)
+            ref, done = requested.reference, "recorded" if requested.limit else "requested"
         else:
             done = "reopened"
             ref = portal.reopen(services, reference, text, actor=viewer.actor, now=state.clock())
