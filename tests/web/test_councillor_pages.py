@@ -9,6 +9,7 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import Session, col, select
 
+from mailbridge.cases import coordinator
 from mailbridge.console.member_status import deadline_words, member_dashboard
 from mailbridge.deadlines import digests
 from mailbridge.store.db import transaction
@@ -69,7 +70,7 @@ def test_a_member_and_their_delegate_see_the_members_enquiries_and_no_one_elses(
     web.pothole()
     theirs = _raj_case(web)
     for who in ("member", "delegate"):
-        client, _ = web.signed_in(who)
+        client, csrf = web.signed_in(who)
         page = client.get("/enquiries")
         assert page.status_code == 200
         assert _listed(page.text) == [REF]
@@ -78,6 +79,8 @@ def test_a_member_and_their_delegate_see_the_members_enquiries_and_no_one_elses(
         assert client.get(f"/enquiries/{theirs}").status_code == 404
         assert client.get("/enquiries/MQ-2026-99999").status_code == 404
         assert client.get(f"/enquiries/{theirs.lower()}").status_code == 404
+        refused = client.post(f"/enquiries/{theirs}/update", data={"csrf": csrf})
+        assert refused.status_code == 404
     raj = web.signed_in("member")[0]
     with transaction(web.engine) as session:  # Raj signed in instead: Jane's case is not his
         from mailbridge.signin import sessions
@@ -91,6 +94,11 @@ def test_a_member_and_their_delegate_see_the_members_enquiries_and_no_one_elses(
     raj.cookies.set("mailbridge_session", token)
     assert _listed(raj.get("/enquiries").text) == [theirs]
     assert raj.get(f"/enquiries/{REF}").status_code == 404
+    assert _case(web, theirs).chase_count == 0
+    # Put on Jane's case by a coordinator, Raj sees it too.
+    coordinator.link(web.council.services, REF, RAJ, actor="coordinator (test)")
+    assert set(_listed(raj.get("/enquiries").text)) == {theirs, REF}
+    assert raj.get(f"/enquiries/{REF}").status_code == 200
 
 
 def test_officers_and_coordinators_are_refused_the_councillors_pages(web: Web) -> None:
