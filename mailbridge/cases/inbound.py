@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func
@@ -425,7 +426,6 @@ def officer_reply(
 ) -> Applied:
     """The lead officer answers: relayed to the member (unless #internal)."""
     case = _case(session, decision.case)
-    now = utcnow()
     text = strip_keywords(item.reply_text or "").strip()
     message_id = _record_on_case(session, services, item, case, decision.kind, text)
     officer = item.parsed.from_address or ""
@@ -439,7 +439,41 @@ def officer_reply(
             actor=officer,
             message_id=message_id,
         )
-    if decision.kind == "internal":
+    return officer_answer(
+        session,
+        services,
+        case,
+        message_id,
+        kind=decision.kind,
+        text=text,
+        officer=officer,
+        answered=item.received_at,
+        extend_days=decision.extend_days,
+        extend_reason=decision.extend_reason,
+    )
+
+
+def officer_answer(
+    session: Session,
+    services: Services,
+    case: Case,
+    message_id: int,
+    *,
+    kind: str,
+    text: str,
+    officer: str,
+    answered: datetime,
+    extend_days: int | None = None,
+    extend_reason: str | None = None,
+) -> Applied:
+    """What the lead officer's answer does, by email or in the browser: `kind` "response"
+    completes the case, "holding" keeps it open (and with `extend_days` moves its deadline),
+    "internal" is a note nobody is mailed. The answer's message (`message_id`) is on the
+    case already, with its attachments, which go on to the member.
+
+    `answered`: when the answer reached us, from which service-level figures count."""
+    now = utcnow()
+    if kind == "internal":
         add_event(
             session,
             case.id,
@@ -451,21 +485,19 @@ def officer_reply(
         lifecycle.touch(case, now)
         session.add(case)
         return Applied("internal_note", case.reference)
-    if decision.kind == "holding" and decision.extend_days:
+    if kind == "holding" and extend_days:
         clock.extend(
             session,
             services,
             case,
-            decision.extend_days,
-            decision.extend_reason,
+            extend_days,
+            extend_reason,
             actor=officer,
             now=now,
             message_id=message_id,
         )
-    # Service-level figures count from when the reply reached us, not when we processed it.
-    answered = item.received_at
     lifecycle.record_response(case, answered)
-    if decision.kind == "response":
+    if kind == "response":
         lifecycle.complete(session, services, case, at=answered, actor=officer, now=now)
     else:
         lifecycle.touch(case, now)
@@ -473,9 +505,9 @@ def officer_reply(
     add_event(
         session,
         case.id,
-        "responded" if decision.kind == "response" else "holding_reply",
+        "responded" if kind == "response" else "holding_reply",
         "response sent to the member; case completed"
-        if decision.kind == "response"
+        if kind == "response"
         else "holding reply sent to the member; case stays open",
         actor=officer,
         message_id=message_id,
@@ -487,7 +519,7 @@ def officer_reply(
     queue.queue_mail(
         session,
         services,
-        kind=decision.kind,
+        kind=kind,
         template="response",
         to=to,
         cc=cc,
@@ -495,7 +527,7 @@ def officer_reply(
         context={
             "case": case,
             "text": text,
-            "holding": decision.kind == "holding",
+            "holding": kind == "holding",
             "officer": person(session, case.lead_officer_id),
             "due": case.extended_due or case.response_due,
             "listed": sent_on.listed,
@@ -503,9 +535,9 @@ def officer_reply(
         },
         attachments=sent_on.files,
     )
-    if decision.kind == "response":
+    if kind == "response":
         satisfaction.ask(session, services, case, thread_for(session, case))
-    return Applied(decision.kind, case.reference)
+    return Applied(kind, case.reference)
 
 
 def contribution(
@@ -515,12 +547,38 @@ def contribution(
     case = _case(session, decision.case)
     text = (item.reply_text or "").strip()
     message_id = _record_on_case(session, services, item, case, "contribution", text)
+    return pass_on_contribution(
+        session,
+        services,
+        case,
+        message_id,
+        text=text,
+        officer=item.parsed.from_address or "",
+        author=item.parsed.from_name or item.parsed.from_address,
+        thread=thread_for(session, case, item),
+    )
+
+
+def pass_on_contribution(
+    session: Session,
+    services: Services,
+    case: Case,
+    message_id: int,
+    *,
+    text: str,
+    officer: str,
+    author: str | None,
+    thread: queue.Thread,
+) -> Applied:
+    """What an additional officer's contribution does, by email or in the browser: an event,
+    and the text with its files (on the case already as `message_id`) sent to the lead
+    officer and the coordinators, never to the member."""
     add_event(
         session,
         case.id,
         "contribution",
         "contribution from an additional officer",
-        actor=item.parsed.from_address or "",
+        actor=officer,
         message_id=message_id,
     )
     lifecycle.touch(case, utcnow())
@@ -534,11 +592,11 @@ def contribution(
         kind="contribution",
         template="contribution",
         to=lead_and_coordinators(session, services, case),
-        thread=thread_for(session, case, item),
+        thread=thread,
         context={
             "case": case,
             "text": text,
-            "author": item.parsed.from_name or item.parsed.from_address,
+            "author": author,
             "listed": sent_on.listed,
             "held": sent_on.held,
         },

@@ -56,7 +56,16 @@ def secure_cookies(base_url: str) -> bool:
 def create_app(
     config: Config, engine: Engine, *, clock: Callable[[], datetime] = utcnow
 ) -> FastAPI:
-    from mailbridge.web.pages import case, enquiries, export, home, quarantine, report, signin
+    from mailbridge.web.pages import (
+        case,
+        enquiries,
+        export,
+        home,
+        officer,
+        quarantine,
+        report,
+        signin,
+    )
 
     services = Services.build(config, engine)
     adopt_coordinators(engine, config.coordinators)
@@ -81,7 +90,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home, case, enquiries, export, quarantine, report):
+    for area in (signin, home, case, enquiries, export, quarantine, report, officer):
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []

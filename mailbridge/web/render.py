@@ -40,6 +40,7 @@ NAVIGATION = (
     ("Dashboard", "/", Role.COORDINATOR),
     ("Quarantine", "/quarantine", Role.COORDINATOR),
     ("Report", "/report", Role.COORDINATOR),
+    ("My cases", "/my-cases", Role.OFFICER),
     ("My enquiries", "/enquiries", Role.COUNCILLOR),
 )
 

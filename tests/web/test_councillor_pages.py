@@ -115,7 +115,7 @@ def test_home_sends_a_councillor_to_their_enquiries(web: Web) -> None:
         answer = client.get("/")
         assert (answer.status_code, answer.headers["location"]) == (303, "/enquiries")
     officer, _ = web.signed_in("officer")
-    assert officer.get("/").status_code == 200  # not theirs yet: another page's work
+    assert officer.get("/").headers["location"] == "/my-cases"
     coordinator, _ = web.signed_in("coordinator")
     assert "Member queries dashboard" in coordinator.get("/").text
 

@@ -1,6 +1,6 @@
-"""The first page after signing in: the coordinators' dashboard; a councillor or delegate
-goes on to "My enquiries"; anyone else gets a plain page saying the console is not yet
-theirs.
+"""The first page after signing in: the coordinators' dashboard; for an officer their own
+cases (/my-cases); for a councillor or delegate "My enquiries" (/enquiries); for anyone
+else a plain page saying the console is not yet theirs.
 
 The dashboard is one GET form over the case list: every filter, the sort and the page live
 in the URL (console.filters.from_query reads them, the same rules as `cases list`), so a
@@ -134,6 +134,8 @@ def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -
     if Role.COORDINATOR not in viewer.roles:
         if Role.COUNCILLOR in viewer.roles:
             return RedirectResponse("/enquiries", status_code=303)
+        if Role.OFFICER in viewer.roles:
+            return RedirectResponse("/my-cases", status_code=303)
         return page(request, "web/not_available.html")
     state = console(request)
     services = state.services
@@ -171,7 +173,10 @@ def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -
         context["errors"] = problems(exc)
         context["wrong"] = dict(context["errors"])
         return page(request, "web/dashboard.html", status_code=400, listed=None, **context)
-    listed = access.list_cases(services.engine, wanted, calendar, viewer.actor, today=today)
+    known = board.total(wanted)
+    listed = access.list_cases(
+        services.engine, wanted, calendar, viewer.actor, today=today, known_total=known
+    )
     last = max(1, -(-listed.total // size))
     kept = {k: v for k, v in values.items() if k != "page"}
     return page(
