@@ -164,7 +164,7 @@ def test_the_page_the_status_email_and_the_digest_list_the_same_cases(web: Web) 
     [status] = web.council.new_mail()
     text = status.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert list(dict.fromkeys(REFERENCE.findall(text))) == page
-    today = web.config and web.council.services.calendar.local_date(web.clock())
+    today = web.council.services.calendar.local_date(web.clock())
     with Session(web.engine) as session:
         mails = digests.member_digests(session, web.council.services, today)
         jane = next(m for m in mails if m.to == (JANE,))
