@@ -9,6 +9,8 @@ the median and the 95th percentile:
   unfiltered, and the overdue cases by deadline;
 * a case page (a different case each time, as a coordinator opening them; each view is an
   audit record, as in production);
+* a councillor's "My enquiries" (the member with the most cases: about 3,300 of 1,000,000),
+  page 1 unfiltered, by status and by text, and their enquiries' pages;
 * an export of about 10,000 cases as CSV, streamed to the end, with the peak of memory Python
   allocated while it ran, beside the same for four times as many rows (flat memory: the
   two peaks are alike).
@@ -148,6 +150,33 @@ def main() -> None:
             figures.append((label, f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
         p50, p95 = timed(lambda n: get(f"/cases/{references[n]}"), args.requests)
         figures.append(("case page", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+
+        with transaction(engine) as session:
+            busiest = session.execute(
+                select(Case.member_id).group_by(Case.member_id)
+                .order_by(func.count().desc()).limit(1)
+            ).scalar_one()  # fmt: skip
+            member = session.get(Person, busiest)
+            assert member is not None
+            theirs = session.execute(
+                select(func.count()).where(Case.member_id == busiest)
+            ).scalar_one()
+            mine = sessions.start(session, member, config.web, method="link",
+                                  client="bench", keep=False, now=datetime.now(UTC))  # fmt: skip
+        with Session(engine) as session:
+            own = list(session.execute(select(Case.reference).where(Case.member_id == busiest)
+                                       .limit(args.requests + 1)).scalars())  # fmt: skip
+        client.cookies.set(SESSION_COOKIE, mine.token)
+        for label, path in (
+            (f"my enquiries ({theirs:,} cases), page 1", "/enquiries"),
+            ("my enquiries, in progress", "/enquiries?status=in_progress"),
+            ("my enquiries, text", "/enquiries?q=pothole"),
+        ):
+            p50, p95 = timed(lambda _, path=path: get(path), args.requests)
+            figures.append((label, f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        p50, p95 = timed(lambda n: get(f"/enquiries/{own[n]}"), args.requests)
+        figures.append(("a councillor's enquiry page", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        client.cookies.set(SESSION_COOKIE, started.token)
 
         def export(path: str) -> int:
             with client.stream("GET", path) as answer:

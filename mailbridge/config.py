@@ -368,11 +368,17 @@ class AutomaticMailConfig(_Section):
 
 class LimitsConfig(_Section):
     """What one sender can cause, however their mail is forged: new cases per person (member
-    or delegate), and replies to strangers in total (docs/security.md)."""
+    or delegate), replies to strangers in total, and the notices one person's update
+    requests on a case send (docs/security.md)."""
 
     new_cases_per_sender_per_hour: Annotated[int, Field(ge=1)] = 20
     new_cases_per_sender_per_day: Annotated[int, Field(ge=1)] = 60
     stranger_replies_total_per_day: Annotated[int, Field(ge=0)] = 50
+    # Update requests (a chaser email, or the portal's button) on one case from one address
+    # that the lead officer and coordinators are told of; beyond them each is still
+    # counted and recorded on the case, but nobody is mailed again.
+    chasers_per_case_per_hour: Annotated[int, Field(ge=1)] = 3
+    chasers_per_case_per_day: Annotated[int, Field(ge=1)] = 6
 
 
 class CouncilConfig(_Section):

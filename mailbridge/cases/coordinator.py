@@ -622,6 +622,20 @@ def take_attachment(
     an access in the audit, in this transaction, like `save_attachments`."""
     case = find_case(session, reference)
     att = session.exec(kept_attachments(case.id).where(Attachment.id == attachment_id)).first()
+    return hand_over(session, services, case, att, attachment_id, actor=actor)
+
+
+def hand_over(
+    session: Session,
+    services: Services,
+    case: Case,
+    att: Attachment | None,
+    attachment_id: int,
+    *,
+    actor: Actor,
+) -> Taken:
+    """A found attachment's bytes for a download, recorded on the case and in the audit
+    (the coordinators' page and the portal alike); None or a lost blob: NoSuchAttachment."""
     if att is None or not services.blobs.exists(att.sha256 or ""):
         raise NoSuchAttachment(f"{case.reference} has no attachment {attachment_id} to download")
     name = sanitise_filename(

@@ -7,13 +7,13 @@ get. Nothing here decides; the pipeline's apply table calls these.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, func
+from sqlmodel import Session, col, select
 
 from mailbridge.cases import lifecycle, satisfaction
 from mailbridge.cases.correspondence import (
@@ -47,7 +47,7 @@ from mailbridge.cases.records import (
 from mailbridge.console.member_status import member_dashboard
 from mailbridge.deadlines import clock, policy
 from mailbridge.delivery import queue
-from mailbridge.delivery.limits import DAY, Window, reached
+from mailbridge.delivery.limits import DAY, Window, per_hour_and_day, reached
 from mailbridge.mail import hygiene, subjects
 from mailbridge.mail.hygiene import Bounce
 from mailbridge.mail.parsing import ParsedEmail
@@ -59,6 +59,7 @@ from mailbridge.store.models import (
     Case,
     CaseStatus,
     Disposition,
+    Message,
     Person,
     as_utc,
     utcnow,
@@ -281,51 +282,132 @@ def queue_acknowledgement(
 
 
 def chase(session: Session, services: Services, item: Inbound, decision: Chase) -> Applied:
-    """The member asks for an update: counted, and the lead officer and coordinators told."""
+    """The member asks for an update by email."""
     case = _case(session, decision.case)
-    now = utcnow()
     message_id = _record_on_case(session, services, item, case, "chaser", item.reply_text)
+    address = item.parsed.from_address or ""
+    request_update(
+        session,
+        services,
+        case,
+        sender=address,
+        actor=address,
+        text=item.reply_text,
+        message_id=message_id,
+    )
+    return Applied("chased", case.reference)
+
+
+def _earlier_chasers(
+    session: Session, case_id: int, sender: str, message_id: int, windows: Sequence[Window]
+) -> list[int]:
+    """The sender's other chasers on the case within each window ending now."""
+    now = utcnow()
+    return [
+        int(
+            session.exec(
+                select(func.count()).where(
+                    Message.case_id == case_id,
+                    Message.role == "chaser",
+                    func.lower(Message.sender) == sender.lower(),
+                    Message.id != message_id,
+                    col(Message.created_at) > now - window.span,
+                )
+            ).one()
+        )
+        for window in windows
+    ]
+
+
+def request_update(
+    session: Session,
+    services: Services,
+    case: Case,
+    *,
+    sender: str,
+    actor: str,
+    text: str | None,
+    message_id: int,
+    actor_id: int | None = None,
+) -> str | None:
+    """A chaser, by email or from the portal: counted, an event naming who asked, and the
+    lead officer and coordinators told, up to `[limits] chasers_per_case_per_hour` and
+    `_per_day` from one address on one case (the same rule for both doors). `message_id`:
+    the chaser's message on the case. Returns the limit reached, in words, or None."""
+    assert case.id is not None
+    limits = services.config.limits
+    windows = per_hour_and_day(limits.chasers_per_case_per_hour, limits.chasers_per_case_per_day)
+    full = reached(windows, _earlier_chasers(session, case.id, sender, message_id, windows))
     case.chase_count += 1
-    lifecycle.touch(case, now)
+    lifecycle.touch(case, utcnow())
     session.add(case)
     add_event(
         session,
         case.id,
         "update_requested",
-        f"update requested ({case.chase_count} so far)",
-        actor=item.parsed.from_address or "",
+        f"update requested ({case.chase_count} so far)"
+        + (f"; nobody told again, as this address sent {full}" if full else ""),
+        actor=actor,
+        actor_id=actor_id,
         message_id=message_id,
     )
+    if full is not None:
+        log.info("chaser not passed on", extra={"case": case.reference, "reason": full})
+        return full
     tell_staff(
         session,
         services,
         case,
         "chase",
         count=case.chase_count,
-        text=item.reply_text,
+        text=text,
         lead=person(session, case.lead_officer_id),
         due=case.extended_due or case.response_due,
     )
-    return Applied("chased", case.reference)
+    return None
 
 
 def reopen(session: Session, services: Services, item: Inbound, decision: Reopen) -> Applied:
     """A member writes on a recently completed case: it is open again."""
     case = _case(session, decision.case)
-    now = utcnow()
     message_id = _record_on_case(session, services, item, case, "reopened", item.reply_text)
-    lifecycle.reopen(case, now)
+    reopen_case(
+        session,
+        services,
+        case,
+        how="the member's email",
+        actor=item.parsed.from_address or "",
+        text=item.reply_text,
+        message_id=message_id,
+    )
+    return Applied("reopened", case.reference)
+
+
+def reopen_case(
+    session: Session,
+    services: Services,
+    case: Case,
+    *,
+    how: str,
+    actor: str,
+    text: str | None,
+    message_id: int,
+    actor_id: int | None = None,
+) -> None:
+    """A completed case open again at the member's word (an email on it, or the portal's
+    button), within the reopen window (lifecycle.reopens); the lead and coordinators told."""
+    lifecycle.reopen(case, utcnow())
     session.add(case)
     add_event(
         session,
         case.id,
         "reopened",
-        f"reopened by the member's email ({case.reopened_count} times so far)",
-        actor=item.parsed.from_address or "",
+        f"reopened by {how} ({case.reopened_count} times so far)",
+        actor=actor,
+        actor_id=actor_id,
         message_id=message_id,
     )
-    tell_staff(session, services, case, "reopened", text=item.reply_text)
-    return Applied("reopened", case.reference)
+    tell_staff(session, services, case, "reopened", text=text)
 
 
 def record_satisfaction(

@@ -98,6 +98,13 @@ def complete(
     touch(case, now)
 
 
+def reopens(working_days_since_completed: int | None, window: int) -> bool:
+    """Whether the member's word on a completed case reopens it (within `[cases]
+    reopen_working_days` of its completion) rather than opening a new, linked case: one
+    rule for a reply by email and the portal's Reopen button."""
+    return working_days_since_completed is not None and working_days_since_completed <= window
+
+
 def reopen(case: Case, now: datetime) -> None:
     """A completed case open again: in progress with its lead officer, else new."""
     case.status = CaseStatus.IN_PROGRESS if case.lead_officer_id else CaseStatus.NEW

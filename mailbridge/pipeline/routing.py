@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mailbridge.cases import lifecycle
 from mailbridge.cases.areas import guess_service_area
 from mailbridge.cases.decisions import (
     Chase,
@@ -178,8 +179,7 @@ def _on_case(
         if policy.satisfaction and rating is not None:
             # However long ago it was completed: an answer is never a new enquiry.
             return RecordSatisfaction(case, rating)
-        since = case.working_days_since_completed
-        if since is not None and since <= policy.reopen_working_days:
+        if lifecycle.reopens(case.working_days_since_completed, policy.reopen_working_days):
             return Reopen(case)
         decision = _open_case(parsed, sender, policy)
         assert isinstance(decision, OpenCase)

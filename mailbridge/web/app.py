@@ -58,6 +58,7 @@ def create_app(
 ) -> FastAPI:
     from mailbridge.web.pages import (
         case,
+        enquiries,
         enquiry_form,
         export,
         home,
@@ -90,7 +91,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home, case, export, quarantine, report, officer, enquiry_form):
+    for area in (signin, home, case, enquiry_form, enquiries, export, quarantine, report, officer):
         app.include_router(area.pages.router)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []

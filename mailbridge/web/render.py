@@ -41,6 +41,7 @@ NAVIGATION = (
     ("Quarantine", "/quarantine", Role.COORDINATOR),
     ("Report", "/report", Role.COORDINATOR),
     ("My cases", "/my-cases", Role.OFFICER),
+    ("My enquiries", "/enquiries", Role.COUNCILLOR),
     ("New enquiry", "/enquiries/new", Role.COUNCILLOR),
 )
 
@@ -51,11 +52,12 @@ def page(request: Request, name: str, *, status_code: int = 200, **context: Any)
     state = request.app.state.console
     viewer = current_viewer(request)
     path = request.url.path
-    nav = [
-        (label, href, href == path or (href != "/" and path.startswith(href)))
-        for label, href, role in NAVIGATION
-        if role in viewer.roles
-    ]
+    shown = [(label, href) for label, href, role in NAVIGATION if role in viewer.roles]
+    # The current item is the one whose path is the longest start of this page's (so
+    # /enquiries/new marks "New enquiry", not also "My enquiries").
+    starts = [href for _, href in shown if href == path or (href != "/" and path.startswith(href))]
+    current = max(starts, key=len, default=None)
+    nav = [(label, href, href == current) for label, href in shown]
     return state.templates.TemplateResponse(
         request,
         name,

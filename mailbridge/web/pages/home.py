@@ -1,5 +1,5 @@
 """The first page after signing in: the coordinators' dashboard; for an officer their own
-cases (/my-cases); for anyone else a plain page saying the console is not yet theirs.
+cases (/my-cases); for a councillor or delegate "My enquiries" (/enquiries).
 
 The dashboard is one GET form over the case list: every filter, the sort and the page live
 in the URL (console.filters.from_query reads them, the same rules as `cases list`), so a
@@ -24,7 +24,7 @@ from mailbridge.console.filters import FILTERS, STATUSES, CaseFilter, FilterErro
 from mailbridge.privacy import access
 from mailbridge.signin.roles import Role
 from mailbridge.web.render import page
-from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
+from mailbridge.web.routing import Forbidden, Pages, Viewer, console, current_viewer, db
 
 pages = Pages()
 
@@ -131,9 +131,12 @@ def _headers(wanted: CaseFilter, values: Mapping[str, str]) -> list[dict[str, An
 @pages.get("/", Role.SIGNED_IN)
 def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -> Response:
     if Role.COORDINATOR not in viewer.roles:
+        if Role.COUNCILLOR in viewer.roles:
+            return RedirectResponse("/enquiries", status_code=303)
         if Role.OFFICER in viewer.roles:
             return RedirectResponse("/my-cases", status_code=303)
-        return page(request, "web/not_available.html")
+        raise Forbidden  # fail closed: a directory kind with no pages of its own
+
     state = console(request)
     services = state.services
     calendar = services.calendar
