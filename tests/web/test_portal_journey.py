@@ -57,14 +57,17 @@ def _page(driver: Chrome, name: str, at: str | None = None) -> str:
     return str(driver.find_element(By.TAG_NAME, "main").text)
 
 
-def _sign_in(driver: Chrome, site: Web, base: str, address: str) -> list[dict]:
-    """Sign in as `address` by the link the console emails; the session's cookies."""
+def _sign_in(driver: Chrome, site: Web, base: str, address: str, who: str) -> list[dict]:
+    """Sign in as `address` by the link the console emails, each page checked; the
+    session's cookies."""
     driver.delete_all_cookies()
     driver.get(base + "/sign-in")
+    _page(driver, f"journey-{who}-sign-in")
     driver.find_element(By.ID, "email").send_keys(address)
     press(driver, "Email me a sign-in link")
-    assert "Check your email" in driver.find_element(By.TAG_NAME, "h1").text
+    assert "Check your email" in _page(driver, f"journey-{who}-check-email")
     driver.get(base + _link(site))
+    assert "Continue signing in" in _page(driver, f"journey-{who}-continue")
     press(driver, "Sign in")
     return list(driver.get_cookies())
 
@@ -101,7 +104,7 @@ def test_an_enquiry_raised_on_the_form_is_assigned_answered_chased_and_completed
     files[1].write_bytes(b"\xff\xd8\xff\xe0" + b"0" * 500 + b"\xff\xd9")
     with chromium(1024, 900) as driver:
         # The councillor: signs in by the emailed link and raises the enquiry.
-        jane = _sign_in(driver, site, base, JANE)
+        jane = _sign_in(driver, site, base, JANE, "councillor")
         assert driver.current_url == base + "/enquiries"
         assert "No enquiries yet" in _page(driver, "journey-no-enquiries")
         follow(driver, "New enquiry")
@@ -123,8 +126,10 @@ def test_an_enquiry_raised_on_the_form_is_assigned_answered_chased_and_completed
         assert reference in str(acknowledgement["Subject"])
 
         # A coordinator assigns it to Priya on the case page.
-        _sign_in(driver, site, base, SUPPORT)
-        driver.get(f"{base}/cases/{reference}")
+        _sign_in(driver, site, base, SUPPORT, "coordinator")
+        assert driver.current_url == base + "/"
+        assert reference in _page(driver, "journey-dashboard")
+        follow(driver, reference)
         _page(driver, "journey-case-new")
         driver.find_element(By.ID, "assign-lead").send_keys(PRIYA)
         press(driver, "Assign")
@@ -132,7 +137,7 @@ def test_an_enquiry_raised_on_the_form_is_assigned_answered_chased_and_completed
         assert _mail(site, "assignment", PRIYA), "the lead officer was not sent the enquiry"
 
         # The officer: signs in by the link, finds the case on My cases, sends a holding reply.
-        priya = _sign_in(driver, site, base, PRIYA)
+        priya = _sign_in(driver, site, base, PRIYA, "officer")
         assert driver.current_url == base + "/my-cases"
         _page(driver, "journey-my-cases")
         follow(driver, reference)
