@@ -29,7 +29,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -47,6 +46,15 @@ from mailbridge.signin import api_tokens
 from mailbridge.signin.roles import Role
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Case
+from mailbridge.web.api_models import (
+    LIST_PARAMETERS,
+    CaseOut,
+    CasePage,
+    ErrorOut,
+    Noted,
+    Responded,
+    TextIn,
+)
 from mailbridge.web.headers import BodyLimit
 from mailbridge.web.routing import ROLE_KEY, client_of, console
 
@@ -166,11 +174,12 @@ class ApiRoutes:
                 path,
                 endpoint,
                 methods=[method],
-                openapi_extra={ROLE_KEY: role.value},
+                openapi_extra={ROLE_KEY: role.value, **options.pop("openapi_extra", {})},
                 responses={
-                    401: {"description": "No live token"},
-                    403: {"description": "A read token asked to write"},
-                    422: {"description": "A value the API does not understand"},
+                    401: {"model": ErrorOut, "description": "No live token"},
+                    403: {"model": ErrorOut, "description": "A read token asked to write"},
+                    404: {"model": ErrorOut, "description": "No such case"},
+                    422: {"model": ErrorOut, "description": "A value not understood"},
                 },
                 **options,
             )
@@ -195,7 +204,14 @@ def _limit(text: str | None) -> int:
     return int(value)
 
 
-@api.route("GET", "/cases", Role.API_READ, summary="List cases")
+@api.route(
+    "GET",
+    "/cases",
+    Role.API_READ,
+    summary="List cases",
+    response_model=CasePage,
+    openapi_extra={"parameters": LIST_PARAMETERS},
+)
 def list_cases(request: Request, caller: Reader) -> dict[str, Any]:
     """The cases the filters select, a page at a time: the web dashboard's filters
     (`status`, `service_area`, `overdue=yes`, `due_within`, `search`, ...), `sort`,
@@ -235,7 +251,9 @@ def _case(services: Services, caller: Caller, reference: str, wanted: Action) ->
     return found
 
 
-@api.route("GET", "/cases/{reference}", Role.API_READ, summary="Read one case")
+@api.route(
+    "GET", "/cases/{reference}", Role.API_READ, summary="Read one case", response_model=CaseOut
+)
 def read_case(request: Request, reference: str, caller: Reader) -> dict[str, Any]:
     """A case's fields, deadlines, people, messages (the enquiry, responses, chasers,
     internal notes) and events."""
@@ -250,14 +268,6 @@ def read_case(request: Request, reference: str, caller: Reader) -> dict[str, Any
         return api_views.case_document(session, detail, today)
 
 
-class ResponseIn(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000, description="What the member is told.")
-
-
-class NoteIn(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000, description="Never sent to anyone.")
-
-
 def _done(result: Callable[[], Any]) -> Any:
     try:
         return result()
@@ -266,9 +276,14 @@ def _done(result: Callable[[], Any]) -> Any:
 
 
 @api.route(
-    "POST", "/cases/{reference}/responses", Role.API_WRITE, status_code=201, summary="Respond"
+    "POST",
+    "/cases/{reference}/responses",
+    Role.API_WRITE,
+    status_code=201,
+    summary="Respond to the member",
+    response_model=Responded,
 )
-def respond(request: Request, reference: str, body: ResponseIn, caller: Writer) -> Any:
+def respond(request: Request, reference: str, body: TextIn, caller: Writer) -> Any:
     """Email a response to the member(s) on the case, as a coordinator's reply does
     (`mailbridge case reply`): recorded on the case and counted as a response; the case
     stays open until the coordinators complete it."""
@@ -279,8 +294,15 @@ def respond(request: Request, reference: str, body: ResponseIn, caller: Writer) 
     return {"reference": replied.reference, "recipients": list(replied.recipients)}
 
 
-@api.route("POST", "/cases/{reference}/notes", Role.API_WRITE, status_code=201, summary="Note")
-def note(request: Request, reference: str, body: NoteIn, caller: Writer) -> Any:
+@api.route(
+    "POST",
+    "/cases/{reference}/notes",
+    Role.API_WRITE,
+    status_code=201,
+    summary="Add an internal note",
+    response_model=Noted,
+)
+def note(request: Request, reference: str, body: TextIn, caller: Writer) -> Any:
     """An internal note on the case: officers and coordinators see it; nobody is emailed."""
     services: Services = console(request).services
     found = _case(services, caller, reference, Action.NOTE)

@@ -337,6 +337,12 @@ def test_the_openapi_page_describes_every_route_and_its_bearer_auth(web: Web) ->
         "/api/v1/cases/{reference}/responses",
     ]
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    listing = document["paths"]["/api/v1/cases"]["get"]
+    assert {"status", "overdue", "search", "page", "limit"} <= {
+        p["name"] for p in listing["parameters"]
+    }
+    assert listing["x-mailbridge-role"] == "api_read"
+    assert "CaseOut" in document["components"]["schemas"]
     page = client.get("/api/v1/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert "script-src https://cdn.jsdelivr.net 'sha256-" in page.headers["content-security-policy"]
