@@ -28,6 +28,7 @@ from mailbridge.cli import (
     sar,
     schedule,
     web,
+    webhooks,
 )
 from mailbridge.cli.context import claim
 from mailbridge.cli.directory import delegates_app, members_app, officers_app
@@ -68,6 +69,7 @@ app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(addresses.app, name="addresses")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(keys.app, name="keys")
 app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(privacy.erase_app, name="erase")

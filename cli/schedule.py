@@ -14,7 +14,7 @@ import typer
 from mailbridge.cli.context import ConfigOption, console, err_console, friendly, opened
 from mailbridge.deadlines import run
 from mailbridge.deadlines.plan import DigestDue, Due, Escalation, Reminder, Stale
-from mailbridge.delivery import outbox
+from mailbridge.delivery import outbox, webhooks
 from mailbridge.delivery.courier import CourierTotals, claimer_for, deliver_until_idle
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import UserError
@@ -126,6 +126,8 @@ def run_due(
                 )
             finally:
                 claimer.release()
+        if not no_deliver and report.overdue:
+            webhooks.deliver_due(engine, cfg)  # type: ignore[arg-type]
     for key, outcome in report.done:
         console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
     outcomes = [o for _, o in report.done]
@@ -133,7 +135,8 @@ def run_due(
         f"{outcomes.count('queued')} queued, {outcomes.count('withheld')} withheld, "
         f"{outcomes.count('nothing_to_send')} with nothing to send, "
         f"{len(report.skipped)} skipped, {len(report.taken)} done elsewhere, "
-        f"{len(report.moved)} left as their case changed; "
+        f"{len(report.moved)} left as their case changed, "
+        f"{report.overdue} overdue webhooks queued; "
         f"{totals.sent} emails sent, {totals.retried} to retry, {totals.failed} failed",
         highlight=False,
         soft_wrap=True,

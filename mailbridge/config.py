@@ -559,6 +559,43 @@ class WebConfig(_Section):
         return Secret(env=self.secret_key_env, file=self.secret_key_file)
 
 
+# What a webhook receiver may hear about (docs/webhooks.md).
+WEBHOOK_EVENTS = ("opened", "assigned", "responded", "completed", "overdue")
+WebhookEvent = Literal["opened", "assigned", "responded", "completed", "overdue"]
+
+
+# The engine's execution option naming who listens for what, ((receiver, events), ...):
+# set by Services.build, read where case events are recorded (delivery/webhooks.py).
+WEBHOOK_LISTENERS = "mailbridge_webhooks"
+
+
+def webhook_listeners(config: Config) -> tuple[tuple[str, frozenset[str]], ...]:
+    return tuple((w.name, frozenset(w.events)) for w in config.webhooks)
+
+
+class Webhook(_Section):
+    """One system told of case events by a signed POST (docs/webhooks.md); its secret comes
+    from the environment or a file, never this file."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100)]
+    url: Annotated[str, Field(pattern=r"^https?://[^/?#\s]+(/[^\s]*)?$", max_length=2000)]
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    events: list[WebhookEvent] = list(WEBHOOK_EVENTS)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Webhook:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError(f"webhook {self.name}: set one of secret_env or secret_file")
+        if not self.events:
+            raise ValueError(f"webhook {self.name}: events is empty; leave it out for all")
+        return self
+
+    @property
+    def secret(self) -> Secret:
+        return Secret(env=self.secret_env, file=self.secret_file)
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -588,7 +625,16 @@ class Config(_Section):
     service_areas: list[ServiceArea] = []
     directorates: list[Directorate] = []
     coordinators: list[Coordinator] = []
+    webhooks: list[Webhook] = []
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, v: list[Webhook]) -> list[Webhook]:
+        names = [w.name for w in v]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"webhook names must differ: {', '.join(twice)} is used twice")
+        return v
 
     def resolve_paths(self) -> Config:
         """Make relative paths relative to the config file, so a service may start anywhere."""

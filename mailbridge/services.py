@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from mailbridge.config import Config, signing_keys
+from mailbridge.config import WEBHOOK_LISTENERS, Config, signing_keys, webhook_listeners
 from mailbridge.deadlines.calendar import WorkingCalendar, calendar_from_config
 from mailbridge.delivery.templating import Templates
 from mailbridge.store.blobs import BlobStore
@@ -27,6 +27,8 @@ class Services:
     @classmethod
     def build(cls, config: Config, engine: Engine) -> Services:
         keys = signing_keys(config)
+        # Every session on the engine then queues the webhooks of the changes it records.
+        engine.update_execution_options(**{WEBHOOK_LISTENERS: webhook_listeners(config)})
         return cls(
             config=config,
             engine=engine,

@@ -20,6 +20,12 @@ class OpenCase:
     service_area: str | None
     directorate: str | None
     linked_case_id: int | None = None  # a follow-up on a case completed too long ago
+    # The door it came in by (Case.channel): "email", or "web"/"api" (cases/submissions.py).
+    channel: str = "email"
+    area_given: bool = False  # the submitter chose the area (the form), not keyword routing
+    preferred_contact: str | None = None  # the resident's choice, where the door asks it
+    # Who the first event names when no person submitted it (an API token, `Actor.shown`).
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam
@@ -135,6 +136,10 @@ def _party(session: Session, person_id: int) -> Party:
     return known[person_id]
 
 
+# How a case's first event names the door it came in by (Case.channel).
+DOORS = {"email": "an email", "web": "the on-line form", "api": "another council system"}
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedCase:
     id: int
@@ -172,6 +177,7 @@ def open_case(
         "directorate": decision.directorate,
         "district": member.district,
         "received_at": item.received_at,
+        "channel": decision.channel,
         "acknowledge_due": due.acknowledge_due,
         "response_due": due.response_due,
         # The acknowledgement is queued below, in this same transaction.
@@ -181,6 +187,8 @@ def open_case(
     }
     if decision.linked_case_id is not None:
         case["linked_case_id"] = decision.linked_case_id
+    if decision.preferred_contact:
+        case["preferred_contact"] = decision.preferred_contact
     case_id = insert_row(session, Case, **case)
     message_id = record_inbound(session, item, Disposition.CASE, case_id, role="enquiry")
     via = f" via delegate {submitter.name}" if submitter.id != member.id else ""
@@ -189,15 +197,15 @@ def open_case(
         session,
         case_id,
         "case_opened",
-        f"opened from an email by {member.name}{via}; service area "
-        + (f"guessed as {area}" if area else "not guessed")
+        f"opened from {DOORS[decision.channel]} by {member.name}{via}; service area "
+        + (f"{'given' if decision.area_given else 'guessed'} as {area}" if area else "not guessed")
         + (
             f"; follows up case id {decision.linked_case_id}, completed too long ago to reopen"
             if decision.linked_case_id
             else ""
         ),
-        actor_id=submitter.id,
-        actor=submitter.email,
+        actor_id=None if decision.actor else submitter.id,
+        actor=decision.actor or submitter.email,
         message_id=message_id,
     )
     kept, refused, held = store_attachments(session, services, item, message_id, case_id, reference)
@@ -343,7 +351,6 @@ def officer_reply(
 ) -> Applied:
     """The lead officer answers: relayed to the member (unless #internal)."""
     case = _case(session, decision.case)
-    now = utcnow()
     text = strip_keywords(item.reply_text or "").strip()
     message_id = _record_on_case(session, services, item, case, decision.kind, text)
     officer = item.parsed.from_address or ""
@@ -357,7 +364,41 @@ def officer_reply(
             actor=officer,
             message_id=message_id,
         )
-    if decision.kind == "internal":
+    return officer_answer(
+        session,
+        services,
+        case,
+        message_id,
+        kind=decision.kind,
+        text=text,
+        officer=officer,
+        answered=item.received_at,
+        extend_days=decision.extend_days,
+        extend_reason=decision.extend_reason,
+    )
+
+
+def officer_answer(
+    session: Session,
+    services: Services,
+    case: Case,
+    message_id: int,
+    *,
+    kind: str,
+    text: str,
+    officer: str,
+    answered: datetime,
+    extend_days: int | None = None,
+    extend_reason: str | None = None,
+) -> Applied:
+    """What the lead officer's answer does, by email or in the browser: `kind` "response"
+    completes the case, "holding" keeps it open (and with `extend_days` moves its deadline),
+    "internal" is a note nobody is mailed. The answer's message (`message_id`) is on the
+    case already, with its attachments, which go on to the member.
+
+    `answered`: when the answer reached us, from which service-level figures count."""
+    now = utcnow()
+    if kind == "internal":
         add_event(
             session,
             case.id,
@@ -369,21 +410,19 @@ def officer_reply(
         lifecycle.touch(case, now)
         session.add(case)
         return Applied("internal_note", case.reference)
-    if decision.kind == "holding" and decision.extend_days:
+    if kind == "holding" and extend_days:
         clock.extend(
             session,
             services,
             case,
-            decision.extend_days,
-            decision.extend_reason,
+            extend_days,
+            extend_reason,
             actor=officer,
             now=now,
             message_id=message_id,
         )
-    # Service-level figures count from when the reply reached us, not when we processed it.
-    answered = item.received_at
     lifecycle.record_response(case, answered)
-    if decision.kind == "response":
+    if kind == "response":
         lifecycle.complete(session, services, case, at=answered, actor=officer, now=now)
     else:
         lifecycle.touch(case, now)
@@ -391,9 +430,9 @@ def officer_reply(
     add_event(
         session,
         case.id,
-        "responded" if decision.kind == "response" else "holding_reply",
+        "responded" if kind == "response" else "holding_reply",
         "response sent to the member; case completed"
-        if decision.kind == "response"
+        if kind == "response"
         else "holding reply sent to the member; case stays open",
         actor=officer,
         message_id=message_id,
@@ -405,7 +444,7 @@ def officer_reply(
     queue.queue_mail(
         session,
         services,
-        kind=decision.kind,
+        kind=kind,
         template="response",
         to=to,
         cc=cc,
@@ -413,7 +452,7 @@ def officer_reply(
         context={
             "case": case,
             "text": text,
-            "holding": decision.kind == "holding",
+            "holding": kind == "holding",
             "officer": person(session, case.lead_officer_id),
             "due": case.extended_due or case.response_due,
             "listed": sent_on.listed,
@@ -421,9 +460,9 @@ def officer_reply(
         },
         attachments=sent_on.files,
     )
-    if decision.kind == "response":
+    if kind == "response":
         satisfaction.ask(session, services, case, thread_for(session, case))
-    return Applied(decision.kind, case.reference)
+    return Applied(kind, case.reference)
 
 
 def contribution(
@@ -433,12 +472,38 @@ def contribution(
     case = _case(session, decision.case)
     text = (item.reply_text or "").strip()
     message_id = _record_on_case(session, services, item, case, "contribution", text)
+    return pass_on_contribution(
+        session,
+        services,
+        case,
+        message_id,
+        text=text,
+        officer=item.parsed.from_address or "",
+        author=item.parsed.from_name or item.parsed.from_address,
+        thread=thread_for(session, case, item),
+    )
+
+
+def pass_on_contribution(
+    session: Session,
+    services: Services,
+    case: Case,
+    message_id: int,
+    *,
+    text: str,
+    officer: str,
+    author: str | None,
+    thread: queue.Thread,
+) -> Applied:
+    """What an additional officer's contribution does, by email or in the browser: an event,
+    and the text with its files (on the case already as `message_id`) sent to the lead
+    officer and the coordinators, never to the member."""
     add_event(
         session,
         case.id,
         "contribution",
         "contribution from an additional officer",
-        actor=item.parsed.from_address or "",
+        actor=officer,
         message_id=message_id,
     )
     lifecycle.touch(case, utcnow())
@@ -452,11 +517,11 @@ def contribution(
         kind="contribution",
         template="contribution",
         to=lead_and_coordinators(session, services, case),
-        thread=thread_for(session, case, item),
+        thread=thread,
         context={
             "case": case,
             "text": text,
-            "author": item.parsed.from_name or item.parsed.from_address,
+            "author": author,
             "listed": sent_on.listed,
             "held": sent_on.held,
         },

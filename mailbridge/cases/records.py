@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.scan import CLEAN, scan
+from mailbridge.delivery import webhooks
 from mailbridge.errors import UserError
 from mailbridge.mail.attachments import UNPACKED
 from mailbridge.mail.parsing import ParsedEmail
@@ -123,6 +124,9 @@ def add_event(
     actor: str = "system",
     message_id: int | None = None,
 ) -> None:
+    """The change on the audit trail, and the webhooks it makes queued with it (the one place
+    both are written, in the caller's transaction)."""
+    at = utcnow()
     insert_later(
         session,
         Event,
@@ -132,8 +136,9 @@ def add_event(
         actor_id=actor_id,
         actor=actor,
         message_id=message_id,
-        at=utcnow(),
+        at=at,
     )
+    webhooks.record(session, case_id, kind, at)
 
 
 def store_attachments(
@@ -151,62 +156,107 @@ def store_attachments(
     officer's attached survey is on the case and can be sent on with the reply. Returns the
     names kept, refused, and held back ("name: why").
     """
-    cfg = services.config
-    cap = cfg.storage.max_attachment_bytes
     kept: list[str] = []
     refused: list[str] = []
     held: list[str] = []
     for att in item.parsed.attachments:
-        size = len(att.payload)
-        sha256 = None
-        refused_reason = None
-        held_reason = att.held
-        scanned = None
-        if cap and size > cap:
-            refused_reason = f"{size} bytes is over the {cap}-byte limit"
+        verdict = keep_file(
+            session,
+            services,
+            filename=att.filename,
+            content_type=att.content_type,
+            payload=att.payload,
+            inline=att.inline,
+            held=att.held,
+            message_id=message_id,
+            case_id=case_id,
+            reference=reference,
+        )
+        if verdict.refused:
             refused.append(att.filename)
+        elif not att.inline:
+            kept.append(att.filename)
+            if verdict.held:
+                held.append(f"{att.filename}: {verdict.held}")
+    return kept, refused, held
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """One file's verdict: refused (over the size cap: no bytes kept), or held back (kept,
+    never sent on) and why."""
+
+    refused: str | None = None
+    held: str | None = None
+
+
+def keep_file(
+    session: Session,
+    services: Services,
+    *,
+    filename: str,
+    content_type: str,
+    payload: bytes,
+    inline: bool,
+    held: str | None,
+    message_id: int,
+    case_id: int,
+    reference: str | None = None,
+) -> Kept:
+    """One file of a message on a case, by the rules every door shares: over the size cap
+    refused (its record kept, no bytes); else stored by content, virus-scanned, and held
+    back from members and officers with `held` (mail/attachments.py held_back) or a scan's
+    verdict. Refused and held files are events on the case."""
+    cfg = services.config
+    cap = cfg.storage.max_attachment_bytes
+    size = len(payload)
+    sha256 = None
+    refused_reason = None
+    held_reason = held
+    scanned = None
+    shown_held = None
+    if cap and size > cap:
+        refused_reason = f"{size} bytes is over the {cap}-byte limit"
+        add_event(
+            session,
+            case_id,
+            "attachment_refused",
+            f"{filename}: {refused_reason}",
+            message_id=message_id,
+        )
+    else:
+        sha256 = services.blobs.put(payload)
+        scanned = scan(cfg.attachments, payload, cfg.storage.data_dir / "scan")
+        if scanned is not None and scanned != CLEAN:
+            held_reason = held_reason or f"virus scan: {scanned}"
+            log.warning(
+                "attachment held back by the virus scan",
+                extra={"case": reference, "verdict": scanned[:100]},
+            )
+        if not inline and held_reason and held_reason != UNPACKED:
+            shown_held = held_reason
             add_event(
                 session,
                 case_id,
-                "attachment_refused",
-                f"{att.filename}: {refused_reason}",
+                "attachment_held",
+                f"{filename}: held back from members and officers: {held_reason}",
                 message_id=message_id,
             )
-        else:
-            sha256 = services.blobs.put(att.payload)
-            scanned = scan(cfg.attachments, att.payload, cfg.storage.data_dir / "scan")
-            if scanned is not None and scanned != CLEAN:
-                held_reason = held_reason or f"virus scan: {scanned}"
-                log.warning(
-                    "attachment held back by the virus scan",
-                    extra={"case": reference, "verdict": scanned[:100]},
-                )
-            if not att.inline:
-                kept.append(att.filename)
-                if held_reason and held_reason != UNPACKED:
-                    held.append(f"{att.filename}: {held_reason}")
-                    add_event(
-                        session,
-                        case_id,
-                        "attachment_held",
-                        f"{att.filename}: held back from members and officers: {held_reason}",
-                        message_id=message_id,
-                    )
-        insert_row(
-            session,
-            Attachment,
-            message_id=message_id,
-            case_id=case_id,
-            filename=att.filename,
-            content_type=att.content_type[:255],
-            size=size,
-            inline=att.inline,
-            sha256=sha256,
-            refused_reason=refused_reason,
-            held_reason=held_reason[:500] if held_reason else None,
-            scan_result=scanned[:500] if scanned else None,
-        )
-    return kept, refused, held
+    insert_row(
+        session,
+        Attachment,
+        message_id=message_id,
+        case_id=case_id,
+        filename=filename,
+        content_type=content_type[:255],
+        size=size,
+        inline=inline,
+        sha256=sha256,
+        refused_reason=refused_reason,
+        held_reason=held_reason[:500] if held_reason else None,
+        scan_result=scanned[:500] if scanned else None,
+    )
+    return Kept(refused_reason, shown_held)
 
 
 class CaseChanged(UserError):

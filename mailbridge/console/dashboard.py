@@ -5,7 +5,7 @@ Two aggregate queries and one page of the case list; the CLI only presents the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -37,6 +37,21 @@ class Dashboard:
     due_soon: int  # open cases due within `due_soon_days` working days from today
     due_soon_days: int
     newest: list[CaseListRow]  # none when asked for none (the web console lists its own)
+
+    def total(self, wanted: CaseFilter) -> int | None:
+        """How many cases `wanted` selects when these counts already say: no filter, or
+        a status alone (None: they do not)."""
+        by_status = {
+            "new": self.new,
+            "in_progress": self.in_progress,
+            "completed": self.completed,
+            "closed": self.closed,
+        }
+        if not wanted.filtering:
+            return sum(by_status.values())
+        if wanted.status in by_status and not replace(wanted, status=None).filtering:
+            return by_status[wanted.status]
+        return None
 
 
 def deadline_counts(calendar: WorkingCalendar, today: date, due_soon_days: int) -> Select[Any]:

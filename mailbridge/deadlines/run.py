@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.records import add_event
-from mailbridge.deadlines import digests, plan
+from mailbridge.deadlines import digests, overdue, plan
 from mailbridge.deadlines.plan import CaseClock, DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import queue
 from mailbridge.services import Services
@@ -42,6 +42,7 @@ class RunReport:
     moved: list[str] = field(default_factory=list)  # the case changed since; next tick decides
     failed: list[str] = field(default_factory=list)  # rolled back; tried again next tick
     left: int = 0  # due but over the call's limit: the next call takes them
+    overdue: int = 0  # "overdue" webhooks queued (overdue.py)
 
     @property
     def queued(self) -> int:
@@ -308,6 +309,10 @@ def run_due(services: Services, now: datetime, *, limit: int | None = None) -> R
     the next call takes them. Stale stages are recorded whatever the limit: they send nothing.
     """
     report = RunReport()
+    try:
+        report.overdue = overdue.queue_overdue(services, services.calendar.local_date(now))
+    except Exception:  # the webhooks wait for the next tick; the mail goes on
+        log.exception("queueing overdue webhooks failed")
     items = pending(services, now)
     _skip_stale(services, [i for i in items if isinstance(i, Stale)], now, report)
     live = [i for i in items if not isinstance(i, Stale)]

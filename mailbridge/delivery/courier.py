@@ -5,7 +5,8 @@ hold up turning mail into cases, and the two kinds of work then use two CPU core
 courier and the ingest loop share the outbox table and a little shared memory: ingest
 commits rows and wakes the courier; the courier claims rows under a lease and in its own
 name, as any number of senders may (claims.py), and tells the daemon how SMTP is faring
-(`SmtpHealth`), for the alerts and the health file.
+(`SmtpHealth`), for the alerts and the health file. After each round of mail it sends a
+bounded round of webhooks (webhooks.py), waking every IDLE_SECONDS for retries falling due.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from mailbridge import logs
 from mailbridge.config import Config
-from mailbridge.delivery import outbox, wake
+from mailbridge.delivery import outbox, wake, webhooks
 from mailbridge.delivery.claims import Claimer
 from mailbridge.delivery.receipts import FOLD_SECONDS, Receipts
 from mailbridge.delivery.transports.base import (
@@ -351,6 +352,8 @@ def _courier_main(
                     engine, config, send, rate_limit, totals, stopping, receipts,
                     claimer=claimer, health=health,
                 )  # fmt: skip
+                # Then a bounded round of webhooks: they never hold up mail for long.
+                webhooks.deliver_due(engine, config, stopping=stopping)
             except Exception as exc:
                 if draining:  # run --once: say so and end, the rows stay queued
                     raise

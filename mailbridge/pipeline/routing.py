@@ -8,10 +8,10 @@ in the batch's transaction.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mailbridge.cases.areas import guess_service_area
 from mailbridge.cases.decisions import (
     Chase,
     Contribution,
@@ -270,18 +270,3 @@ def _open_case(parsed: ParsedEmail, sender: Identity, policy: Policy) -> Decisio
         service_area=area.name if area else None,
         directorate=area.directorate if area else None,
     )
-
-
-def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    return re.compile(r"\b" + re.escape(keyword.strip()) + r"\b", re.IGNORECASE)
-
-
-def guess_service_area(text: str, areas: Sequence[ServiceArea]) -> ServiceArea | None:
-    """The area whose keywords occur most often; ties go to the first in config order."""
-    best: ServiceArea | None = None
-    best_hits = 0
-    for area in areas:
-        hits = sum(len(_keyword_pattern(k).findall(text)) for k in area.keywords if k.strip())
-        if hits > best_hits:
-            best, best_hits = area, hits
-    return best

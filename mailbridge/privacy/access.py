@@ -115,18 +115,21 @@ def list_cases(
     actor: Actor,
     *,
     today: date | None = None,
+    known_total: int | None = None,
 ) -> Listed:
     """`cases list` and the web console's dashboard: one page of the cases a filter selects,
-    and how many there are (`today` from the caller's clock, else the council's today)."""
+    and how many there are (`today` from the caller's clock, else the council's today;
+    `known_total` when the caller's counts already say, which saves counting them again)."""
     today = today or calendar.local_date(utcnow())
     with Session(engine) as session:
         rows = filters.list_cases(session, wanted, calendar, today)
         limit = wanted.limit or len(rows)
-        total = (
-            len(rows) + wanted.offset
-            if len(rows) < limit and (rows or wanted.page == 1)
-            else filters.count_cases(session, wanted, calendar, today)
-        )
+        if known_total is not None:
+            total = known_total
+        elif len(rows) < limit and (rows or wanted.page == 1):
+            total = len(rows) + wanted.offset
+        else:
+            total = filters.count_cases(session, wanted, calendar, today)
     page = f"page {wanted.page} ({wanted.limit} a page)" if wanted.limit else "every page"
     detail = f"filter: {wanted.given}; {page}; {_plural(len(rows), 'case')} shown"
     _record(engine, actor, "cases.list", detail=detail)

@@ -12,6 +12,8 @@ import contextlib
 import os
 import pwd
 import shutil
+import socket
+import ssl
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -43,6 +45,8 @@ from mailbridge.store.models import (
     PersonKind,
     QuarantineItem,
     QuarantineStatus,
+    WebhookDelivery,
+    WebhookStatus,
     as_utc,
     utcnow,
 )
@@ -84,6 +88,7 @@ def check_all(config: Config) -> list[Finding]:
         *([scanner] if scanner else []),
         *([operators] if operators else []),
         *([web] if (web := check_web(config)) else []),
+        *check_webhooks(config),
     ]
 
 
@@ -635,6 +640,87 @@ def check_service(config: Config) -> Finding:
         Status.OK,
         f"held by {describe(holder)}; any other mailbridge run on it stands by",
     )
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+WEBHOOK_PROBE_SECONDS = 5.0
+
+
+def check_webhooks(config: Config) -> list[Finding]:
+    """Each [[webhooks]] receiver: its secret readable, its host reachable (a connection,
+    and TLS for https, opened and closed: no request, so no event is sent), and what its
+    outbox holds undelivered."""
+    if not config.webhooks:
+        return []
+    held = _webhooks_held(config)
+    found = []
+    for hook in config.webhooks:
+        # Never the query: some receivers' URLs carry a key there (Power Automate's sig=).
+        where = f"{hook.name} {without_password(hook.url).split('?', 1)[0]}"
+        try:
+            config.secret(f"[[webhooks]] {hook.name} secret", hook.secret)
+        except MailbridgeError as exc:
+            found.append(Finding("webhooks", where, Status.FAILED, "secret missing", (str(exc),)))
+            continue
+        problem = _unreachable(hook.url)
+        waiting, failed = held.get(hook.name, (0, 0))
+        said = f"{waiting} waiting, {failed} failed"
+        advice = []
+        if problem:
+            advice.append(
+                f"cannot connect ({problem}): events wait in the outbox and are retried "
+                "for a day; check the URL and the firewall"
+            )
+        if failed:
+            advice.append(
+                f"{plural(failed, 'event')} given up on: mailbridge webhooks list shows why, "
+                f"mailbridge webhooks retry --receiver {hook.name} sends them again"
+            )
+        parts = urlsplit(hook.url)
+        if parts.scheme == "http" and not loopback(parts.hostname or ""):
+            advice.append("plain http on a network address: use https, the body names cases")
+        status = Status.WARNING if advice else Status.OK
+        reach = "unreachable" if problem else "reachable"
+        found.append(Finding("webhooks", where, status, f"{reach}; {said}", tuple(advice)))
+    return found
+
+
+def _unreachable(url: str) -> str | None:
+    """Why a connection to the URL's host cannot be opened, or None when it can."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=WEBHOOK_PROBE_SECONDS) as sock:
+            if parts.scheme == "https":
+                with ssl.create_default_context().wrap_socket(sock, server_hostname=host):
+                    pass
+    except (OSError, ssl.SSLError) as exc:
+        return first_line(exc)[:120] or type(exc).__name__
+    return None
+
+
+def _webhooks_held(config: Config) -> dict[str, tuple[int, int]]:
+    """Per receiver: rows waiting and rows failed (none looked at without a database)."""
+    if _no_database_file(config):
+        return {}
+    engine = make_engine(config.database.url)
+    held: dict[str, list[int]] = {}
+    try:
+        with engine.connect() as conn:
+            for receiver, status, count in conn.execute(
+                select(WebhookDelivery.receiver, WebhookDelivery.status, func.count())
+                .where(col(WebhookDelivery.status) != WebhookStatus.DELIVERED)
+                .group_by(WebhookDelivery.receiver, WebhookDelivery.status)
+            ):
+                slot = 0 if status == WebhookStatus.PENDING else 1
+                held.setdefault(receiver, [0, 0])[slot] += count
+    except Exception:  # noqa: BLE001 - the database finding says what is wrong
+        return {}
+    finally:
+        engine.dispose()
+    return {name: (w, f) for name, (w, f) in held.items()}
 
 
 # --- the web console ----------------------------------------------------------------------

@@ -8,7 +8,8 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 3. ingest   each batch through the pipeline's steps, in one transaction (pipeline/)
 4. hand     the committed batch's mail to the courier process, which sends it meanwhile
 5. move     each message to Processed or Quarantine, only now that its effect is committed
-6. deliver  what is still due (in this process when there is no courier)
+6. deliver  what is still due, then a round of webhooks (in this process when there is
+            no courier)
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
             once a day, at [retention] run_at, the retention policy's run, and SQLite's
             planner statistics; and, in the service, the alerts' review (service/alerts.py)
@@ -40,7 +41,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mailbridge.config import without_password
 from mailbridge.deadlines import run
-from mailbridge.delivery import outbox
+from mailbridge.delivery import outbox, webhooks
 from mailbridge.delivery.courier import (
     Courier,
     CourierTotals,
@@ -373,6 +374,9 @@ class Daemon:
                 lambda: self.stopping,
                 claimer=self.claimer,
                 health=self.health,
+            )
+            webhooks.deliver_due(
+                self.services.engine, self.services.config, stopping=lambda: self.stopping
             )
         finally:
             self.claimer.release()  # nothing is claimed between deliveries

@@ -57,7 +57,16 @@ def secure_cookies(base_url: str) -> bool:
 def create_app(
     config: Config, engine: Engine, *, clock: Callable[[], datetime] = utcnow
 ) -> FastAPI:
-    from mailbridge.web.pages import case, export, home, quarantine, report, signin
+    from mailbridge.web.pages import (
+        case,
+        enquiry_form,
+        export,
+        home,
+        officer,
+        quarantine,
+        report,
+        signin,
+    )
 
     services = Services.build(config, engine)
     adopt_coordinators(engine, config.coordinators)
@@ -82,7 +91,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home, case, export, quarantine, report):
+    for area in (signin, home, case, export, quarantine, report, officer, enquiry_form):
         app.include_router(area.pages.router)
     api.install(app, app.title)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")

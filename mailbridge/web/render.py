@@ -40,6 +40,8 @@ NAVIGATION = (
     ("Dashboard", "/", Role.COORDINATOR),
     ("Quarantine", "/quarantine", Role.COORDINATOR),
     ("Report", "/report", Role.COORDINATOR),
+    ("My cases", "/my-cases", Role.OFFICER),
+    ("New enquiry", "/enquiries/new", Role.COUNCILLOR),
 )
 
 

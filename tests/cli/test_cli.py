@@ -538,13 +538,14 @@ def test_the_process_ends_with_the_commands_code_and_all_its_output(
 
 def test_the_command_starts_without_what_only_workers_or_postgresql_need() -> None:
     """Every command pays for its imports: the parse workers import mail-parser after the
-    fork, the courier aiosmtplib, and only a PostgreSQL deployment SQLAlchemy's dialect."""
+    fork, the courier aiosmtplib, only a PostgreSQL deployment SQLAlchemy's dialect, and
+    only a config with webhooks httpx."""
     program = (
         "import sys\n"
         "import mailbridge.cli.app, mailbridge.service.daemon, mailbridge.pipeline.steps\n"
         "import mailbridge.delivery.courier\n"
-        "print(sorted(m for m in ('mailparser', 'aiosmtplib', 'sqlalchemy.dialects.postgresql')"
-        " if m in sys.modules))\n"
+        "late = ('mailparser', 'aiosmtplib', 'sqlalchemy.dialects.postgresql', 'httpx')\n"
+        "print(sorted(m for m in late if m in sys.modules))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
@@ -594,6 +595,7 @@ def test_help_lists_every_command() -> None:
         "addresses",
         "calendar",
         "schedule",
+        "webhooks",
         "keys",
         "retention",
         "erase",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from sqlmodel import Session
 
-from mailbridge.console.dashboard import deadline_counts
-from mailbridge.console.filters import CaseFilter, FilterErrors, from_query
+from mailbridge.console.dashboard import dashboard, deadline_counts
+from mailbridge.console.filters import CaseFilter, FilterErrors, count_cases, from_query
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
 from mailbridge.store.db import transaction
@@ -726,3 +728,30 @@ def test_dashboard_deadline_counts_read_the_index_alone(tmp_path: Path) -> None:
         engine.dispose()
     steps = " / ".join(row[-1] for row in plan)
     assert "USING COVERING INDEX ix_case_running" in steps, steps
+
+
+@pytest.mark.parametrize(
+    ("query", "known"),
+    [
+        ({}, True),
+        ({"status": "new"}, True),
+        ({"status": "completed"}, True),
+        ({"status": "new", "overdue": "yes"}, False),
+        ({"service_area": "Highways"}, False),
+    ],
+)
+def test_dashboard_counts_give_the_lists_total_only_when_they_can(
+    console: Console, query: dict[str, str], known: bool
+) -> None:
+    """The web dashboard takes the list's total from its counts (no second count of a
+    million rows) for no filter or a status alone; then it must equal the count."""
+    url = tomllib.loads(console.config.read_text(encoding="utf-8"))["database"]["url"]
+    engine = ensure_database(url)
+    try:
+        wanted = from_query(query, limit=25)
+        with Session(engine) as session:
+            board = dashboard(session, CAL, TODAY, newest=0)
+            counted = count_cases(session, wanted, CAL, TODAY)
+    finally:
+        engine.dispose()
+    assert board.total(wanted) == (counted if known else None)

@@ -114,7 +114,7 @@ def test_a_kept_session_is_cut_short_once_its_officer_is_made_a_coordinator(web:
     """Keep-me-logged-in is off for coordinators: flagging an officer as one must not leave
     them a 30-day session from before."""
     client, _ = web.signed_in("officer", keep=True)
-    assert client.get("/").status_code == 200
+    assert client.get("/my-cases").status_code == 200  # signed in: an officer's own page
     with transaction(web.engine) as session:
         person = session.get(Person, web.people["officer"])
         assert person is not None

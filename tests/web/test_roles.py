@@ -113,7 +113,7 @@ def _outcome(answer: Any) -> str:
 def test_every_route_as_every_role_and_as_nobody(web: Web) -> None:
     table = routes(web)
     assert len(table) >= 8  # the sign-in pages and the coordinators' console at least
-    seen: list[tuple[str, str, str | None, str]] = []
+    seen: list[tuple[Role, str | None, str]] = []
     for who in (None, *ROLES):
         if who is None:
             client, csrf = web.anonymous()
@@ -132,13 +132,19 @@ def test_every_route_as_every_role_and_as_nobody(web: Web) -> None:
             want = _expected(role, who)
             if role == Role.PUBLIC and who is not None and answer.status_code == 303:
                 got = "answered"  # a signed-in visitor to a sign-in page goes on to the console
-            seen.append((method, template, who, got))
+            seen.append((role, who, got))
             assert got == want, f"{method} {template} as {who or 'nobody'}: {got}, not {want}"
         out = client.post("/sign-out", data={"csrf": csrf})
         assert _outcome(out) == _expected(Role.SIGNED_IN, who)
-    if any(role == Role.COORDINATOR for _, _, role in table):
-        refused = {who for _, _, who, got in seen if got == "forbidden"}
-        assert refused == {"officer", "member", "delegate"}
+    # Each role's routes refuse exactly those who do not hold it.
+    for needed, refusers in (
+        (Role.COORDINATOR, {"officer", "member", "delegate"}),
+        (Role.OFFICER, {"coordinator", "member", "delegate"}),
+        (Role.COUNCILLOR, {"coordinator", "officer", "officer_coordinator"}),
+    ):
+        if any(role == needed for _, _, role in table):
+            refused = {who for role, who, got in seen if role == needed and got == "forbidden"}
+            assert refused == refusers, needed
 
 
 def test_a_route_without_a_declared_role_is_caught(web: Web) -> None:

@@ -207,12 +207,13 @@ def test_someone_removed_from_the_directory_is_signed_out_at_their_next_click(we
     from mailbridge.store.models import Person
 
     client, _ = web.signed_in("officer")
-    assert client.get("/").status_code == 200
+    assert client.get("/my-cases").status_code == 200  # an officer's own page
     with transaction(web.engine) as session:
         person = session.get(Person, web.people["officer"])
         assert person is not None
         person.active = False
-    assert client.get("/").status_code == 303
+    answer = client.get("/my-cases")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in")
 
 
 def test_every_answer_carries_the_security_headers(web: Web) -> None:

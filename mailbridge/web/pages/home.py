@@ -1,5 +1,5 @@
-"""The first page after signing in: the coordinators' dashboard, or for anyone else a plain
-page saying the console is not yet theirs (councillors and officers work by email).
+"""The first page after signing in: the coordinators' dashboard; for an officer their own
+cases (/my-cases); for anyone else a plain page saying the console is not yet theirs.
 
 The dashboard is one GET form over the case list: every filter, the sort and the page live
 in the URL (console.filters.from_query reads them, the same rules as `cases list`), so a
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from mailbridge.console.dashboard import dashboard
@@ -130,6 +131,8 @@ def _headers(wanted: CaseFilter, values: Mapping[str, str]) -> list[dict[str, An
 @pages.get("/", Role.SIGNED_IN)
 def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -> Response:
     if Role.COORDINATOR not in viewer.roles:
+        if Role.OFFICER in viewer.roles:
+            return RedirectResponse("/my-cases", status_code=303)
         return page(request, "web/not_available.html")
     state = console(request)
     services = state.services
@@ -167,7 +170,10 @@ def home(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]) -
         context["errors"] = problems(exc)
         context["wrong"] = dict(context["errors"])
         return page(request, "web/dashboard.html", status_code=400, listed=None, **context)
-    listed = access.list_cases(services.engine, wanted, calendar, viewer.actor, today=today)
+    known = board.total(wanted)
+    listed = access.list_cases(
+        services.engine, wanted, calendar, viewer.actor, today=today, known_total=known
+    )
     last = max(1, -(-listed.total // size))
     kept = {k: v for k, v in values.items() if k != "page"}
     return page(
