@@ -15,6 +15,7 @@ Errors are JSON, `{"error": "one line saying what to do"}`.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import logging
 import re
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -34,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mailbridge.cases import coordinator
+from mailbridge.cases import coordinator, directory, submissions
 from mailbridge.cases.permissions import Action, Standing, allows, api_standing
 from mailbridge.console import api_views
 from mailbridge.console.filters import FilterErrors, from_query
@@ -45,13 +46,16 @@ from mailbridge.services import Services
 from mailbridge.signin import api_tokens
 from mailbridge.signin.roles import Role
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Case
+from mailbridge.store.models import Case, PersonKind
 from mailbridge.web.api_models import (
     LIST_PARAMETERS,
+    CaseIn,
     CaseOut,
     CasePage,
     ErrorOut,
+    FileIn,
     Noted,
+    Opened,
     Responded,
     TextIn,
 )
@@ -63,8 +67,9 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 MOST_PER_PAGE = 100
 PER_PAGE = 50
-# A call's body is JSON text (no uploads): far below the console's cap.
-MAX_BODY = 1024 * 1024
+# A call's body is JSON: a new case's files come base64 in it (a third larger than the
+# files themselves), and nothing else needs more than a little text.
+MAX_BODY = 10 * 1024 * 1024
 TITLE = "mailbridge JSON API"
 
 
@@ -180,6 +185,7 @@ class ApiRoutes:
                     403: {"model": ErrorOut, "description": "A read token asked to write"},
                     404: {"model": ErrorOut, "description": "No such case"},
                     422: {"model": ErrorOut, "description": "A value not understood"},
+                    **options.pop("responses", {}),
                 },
                 **options,
             )
@@ -309,6 +315,77 @@ def note(request: Request, reference: str, body: TextIn, caller: Writer) -> Any:
     _done(lambda: coordinator.add_note(services, found, body.text, actor=caller.actor.shown))
     _record(services, caller, "api.note", case_reference=found, detail="internal note added")
     return {"reference": found}
+
+
+# --- a new enquiry --------------------------------------------------------------------
+
+
+def _member_id(services: Services, address: str) -> int:
+    """The member an address belongs to in the directory, else a 422 saying so."""
+    with Session(services.engine) as session:
+        who = directory.identify(session, address)
+    if who.person_id is None or who.kind != PersonKind.MEMBER:
+        raise ApiError(
+            422,
+            f"member: {address.strip()[:254]} is no member's address in the directory; "
+            "give the councillor's email address",
+        )
+    return who.person_id
+
+
+def _uploads(files: list[FileIn]) -> tuple[submissions.Upload, ...]:
+    found = []
+    for f in files:
+        try:
+            data = base64.b64decode(f.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, f"attachments: {f.filename[:60]} is not base64") from None
+        found.append(submissions.Upload(f.filename, data))
+    return tuple(found)
+
+
+@api.route(
+    "POST",
+    "/cases",
+    Role.API_WRITE,
+    status_code=201,
+    summary="Open a case for a member",
+    response_model=Opened,
+    responses={200: {"model": Opened, "description": "Opened before, by this Idempotency-Key"}},
+)
+def open_case(
+    request: Request,
+    body: CaseIn,
+    caller: Writer,
+    key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Any:
+    """Open an enquiry on behalf of a member, as if they had emailed it: the same case,
+    deadlines, events and acknowledgement to the member (`channel` "api"). Send an
+    `Idempotency-Key` header to make a retry safe: the same key finds the case it opened."""
+    services: Services = console(request).services
+    submission = submissions.Submission(
+        member_id=_member_id(services, body.member),
+        subject=body.subject,
+        details=body.details,
+        service_area=body.service_area,
+        resident_name=body.resident_name,
+        resident_address=body.resident_address,
+        resident_reference=body.resident_reference,
+        preferred_contact=body.preferred_contact,
+        uploads=_uploads(body.attachments),
+        token=f"api:{caller.name}:{key}" if key else None,
+    )
+    opened = _done(lambda: submissions.open_enquiry(services, submission, actor=caller.actor))
+    detail = "opened again by its Idempotency-Key" if opened.repeated else "case opened"
+    _record(services, caller, "api.open", case_reference=opened.reference, detail=detail)
+    return JSONResponse(
+        {
+            "reference": opened.reference,
+            "response_due": opened.response_due.isoformat(),
+            "repeated": opened.repeated,
+        },
+        status_code=200 if opened.repeated else 201,
+    )
 
 
 # --- the description and its page -----------------------------------------------------

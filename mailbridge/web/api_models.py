@@ -136,3 +136,28 @@ LIST_PARAMETERS = [
     _query("page", "From 1"),
     _query("limit", "Cases a page, 1 to 100 (50 unless given)"),
 ]
+
+
+class FileIn(BaseModel):
+    filename: str = Field(max_length=255)
+    content: str = Field(description="The file's bytes, base64.")
+
+
+class CaseIn(BaseModel):
+    member: str = Field(max_length=254, description="The councillor's email address.")
+    subject: str = Field(max_length=200)
+    details: str = Field(max_length=20_000)
+    service_area: str | None = Field(
+        default=None, description="One of the council's service areas; null: keyword routing."
+    )
+    resident_name: str = Field(default="", max_length=200)
+    resident_address: str = Field(default="", max_length=1_000)
+    resident_reference: str = Field(default="", max_length=100)
+    preferred_contact: str | None = Field(default=None, description="email, phone or letter")
+    attachments: list[FileIn] = Field(default_factory=list, max_length=10)
+
+
+class Opened(BaseModel):
+    reference: str
+    response_due: str = Field(description="YYYY-MM-DD")
+    repeated: bool = Field(description="True: this Idempotency-Key opened it before.")

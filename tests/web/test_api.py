@@ -5,6 +5,7 @@ the audit, and every refusal as one JSON line."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from mailbridge.store.models import ApiToken, AuditRecord, Event
 from mailbridge.web import api
 from tests.factories import fixture_bytes
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
-from tests.helpers.council import JANE, POTHOLE_ID, POTHOLE_TEXT
+from tests.helpers.council import JANE, POTHOLE_ID, POTHOLE_TEXT, PRIYA
 from tests.web.conftest import Web
 
 pytestmark = pytest.mark.usefixtures("fixed_clock")
@@ -242,7 +243,7 @@ def test_a_read_token_cannot_write_403_and_nothing_is_done(web: Web) -> None:
 def test_a_body_past_the_apis_cap_is_413(web: Web) -> None:
     reference = web.pothole()
     client = _caller(web, _token(web, "write"))
-    text = "x" * (api.MAX_BODY + 1)
+    text = "x" * (api.MAX_BODY + 1)  # a JSON body past the cap by its Content-Length
     answer = client.post(f"/api/v1/cases/{reference}/notes", json={"text": text})
     _error(answer, 413, "too large")
 
@@ -253,6 +254,70 @@ def test_the_api_sets_no_cookie_and_answers_unknown_addresses_in_json(web: Web) 
     assert answer.status_code == 200
     assert "set-cookie" not in answer.headers
     _error(client.get("/api/v1/nothing"), 404, "/api/v1/docs")
+
+
+# --- a new enquiry --------------------------------------------------------------------
+
+ENQUIRY = {
+    "member": JANE,
+    "subject": "Broken street light on Elm Road",
+    "details": "The light outside number 4 has been out for a week.",
+    "resident_name": "Mr A Resident",
+    "preferred_contact": "phone",
+}
+
+
+def test_a_case_opened_for_a_member_is_the_case_her_email_would_open(web: Web) -> None:
+    client = _caller(web, _token(web, "write"))
+    acks = len(web.outbox("acknowledgement"))
+    photo = base64.b64encode(b"%PDF-1.4 a survey").decode()
+    answer = client.post(
+        "/api/v1/cases",
+        json={**ENQUIRY, "attachments": [{"filename": "survey.pdf", "content": photo}]},
+    )
+    assert answer.status_code == 201, answer.text
+    opened = answer.json()
+    assert opened["repeated"] is False
+    case = client.get(f"/api/v1/cases/{opened['reference']}").json()
+    assert case["channel"] == "api"
+    assert case["service_area"] == "Highways"  # keyword routing: "street light"
+    assert case["preferred_contact"] == "phone"
+    assert case["member"]["email"] == JANE and case["submitter"]["email"] == JANE
+    assert case["deadlines"]["response_due"] == opened["response_due"]
+    assert "Resident: Mr A Resident" in case["enquiry"]
+    assert [a["filename"] for a in case["attachments"]] == ["survey.pdf"]
+    assert [e["kind"] for e in case["events"]][:2] == ["case_opened", "acknowledgement_queued"]
+    assert len(web.outbox("acknowledgement")) == acks + 1
+    assert ("api.open", opened["reference"], "case opened") in _audit(web)
+
+
+def test_the_same_idempotency_key_never_opens_two_cases(web: Web) -> None:
+    client = _caller(web, _token(web, "write"))
+    first = client.post("/api/v1/cases", json=ENQUIRY, headers={"Idempotency-Key": "f-1"})
+    again = client.post("/api/v1/cases", json=ENQUIRY, headers={"Idempotency-Key": "f-1"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == {**first.json(), "repeated": True}
+    other = client.post("/api/v1/cases", json=ENQUIRY, headers={"Idempotency-Key": "f-2"})
+    assert other.status_code == 201 and other.json()["reference"] != first.json()["reference"]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"member": "bob@example.org"}, "member: bob@example.org is no member's address"),
+        ({"member": PRIYA}, "is no member's address"),
+        ({"subject": " "}, "Enter a subject"),
+        ({"service_area": "Parks"}, "Select a service area from the list"),
+        ({"preferred_contact": "fax"}, "Select email, phone or letter"),
+        ({"attachments": [{"filename": "a.pdf", "content": "%%%"}]}, "a.pdf is not base64"),
+    ],
+)
+def test_a_case_that_cannot_be_opened_is_422_and_nothing_is_opened(
+    web: Web, change: dict[str, Any], fragment: str
+) -> None:
+    client = _caller(web, _token(web, "write"))
+    _error(client.post("/api/v1/cases", json={**ENQUIRY, **change}), 422, fragment)
+    assert client.get("/api/v1/cases").json()["total"] == 0
 
 
 # --- tokens ---------------------------------------------------------------------------
