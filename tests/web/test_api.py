@@ -6,6 +6,7 @@ the audit, and every refusal as one JSON line."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mailbridge.web import api
 from tests.factories import fixture_bytes
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
 from tests.helpers.council import JANE, POTHOLE_ID, POTHOLE_TEXT, PRIYA
-from tests.web.conftest import Web
+from tests.web.conftest import Web, make_web
 
 pytestmark = pytest.mark.usefixtures("fixed_clock")
 
@@ -411,3 +412,30 @@ def test_the_openapi_page_describes_every_route_and_its_bearer_auth(web: Web) ->
     page = client.get("/api/v1/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert "script-src https://cdn.jsdelivr.net 'sha256-" in page.headers["content-security-policy"]
+
+
+def test_a_case_opened_and_answered_through_the_api_is_heard_by_webhooks(
+    tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailbridge.store.db import make_engine
+    from mailbridge.store.models import WebhookDelivery
+
+    monkeypatch.setenv("MAILBRIDGE_TEST_API_HOOK", "a-receivers-shared-secret-of-some-length")
+    hooks = [
+        {"name": "crm", "url": "http://127.0.0.1:9/", "secret_env": "MAILBRIDGE_TEST_API_HOOK"}
+    ]
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, webhooks=hooks)
+    try:
+        client = _caller(site, _token(site, "write"))
+        reference = client.post("/api/v1/cases", json=ENQUIRY).json()["reference"]
+        answered = client.post(f"/api/v1/cases/{reference}/responses", json={"text": "Fixed."})
+        assert answered.status_code == 201, answered.text
+        with Session(engine) as session:
+            rows = session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))).all()
+        heard = [(row.event, json.loads(row.body)["case"]["channel"]) for row in rows]
+        assert heard == [("opened", "api"), ("responded", "api")]
+    finally:
+        for c in site.clients:
+            c.close()
+        engine.dispose()
