@@ -275,8 +275,11 @@ def read_case(request: Request, reference: str, caller: Reader) -> dict[str, Any
 
 
 def _done(result: Callable[[], Any]) -> Any:
+    """The action's result; its refusal as a 422 (each problem of a new case by its field)."""
     try:
         return result()
+    except submissions.Invalid as exc:
+        raise ApiError(422, "; ".join(f"{p.field}: {p.text}" for p in exc.problems)) from None
     except UserError as exc:
         raise ApiError(422, str(exc)) from None
 

@@ -307,9 +307,10 @@ def test_the_same_idempotency_key_never_opens_two_cases(web: Web) -> None:
     [
         ({"member": "bob@example.org"}, "member: bob@example.org is no member's address"),
         ({"member": PRIYA}, "is no member's address"),
-        ({"subject": " "}, "Enter a subject"),
-        ({"service_area": "Parks"}, "Select a service area from the list"),
-        ({"preferred_contact": "fax"}, "Select email, phone or letter"),
+        ({"subject": " "}, "subject: Enter a subject"),
+        ({"service_area": "Parks"}, "service_area: Select a service area from the list"),
+        ({"preferred_contact": "fax"}, "preferred_contact: Select email, phone or letter"),
+        ({"attachments": [{"filename": "../a.pdf", "content": "YQ=="}]}, "files: ../a.pdf"),
         ({"attachments": [{"filename": "a.pdf", "content": "%%%"}]}, "a.pdf is not base64"),
     ],
 )
