@@ -11,12 +11,14 @@ the median and the 95th percentile:
   audit record, as in production);
 * a councillor's "My enquiries" (the member with the most cases: about 3,300 of 1,000,000),
   page 1 unfiltered, by status and by text, and their enquiries' pages;
+* the JSON API with a read token: lists of 100 cases (newest, by deadline, filtered) and
+  one case (each call an audit record, as in production);
 * an export of about 10,000 cases as CSV, streamed to the end, with the peak of memory Python
   allocated while it ran, beside the same for four times as many rows (flat memory: the
   two peaks are alike).
 
-Never pass/fail: it prints figures (the targets: pages p95 <= 150 ms at 1,000,000 cases, a
-10,000-row export <= 3 s).
+Never pass/fail: it prints figures (the targets: pages p95 <= 150 ms at 1,000,000 cases, an
+API list of 100 cases <= 100 ms, a 10,000-row export <= 3 s).
 
     .venv/bin/python bench/web.py                      # 100,000 cases, SQLite
     .venv/bin/python bench/web.py -n 1000000 --database postgres
@@ -57,6 +59,13 @@ DASHBOARDS = (  # the benchmark's view first, then what a coordinator opens most
     ("dashboard, filtered, page 1", "/?service_area=Highways&status=in_progress&overdue=yes"),
     ("dashboard, no filter, page 1", "/"),
     ("dashboard, overdue by deadline, page 1", "/?overdue=yes&sort=due"),
+)
+
+
+API_CALLS = (
+    ("API: 100 newest cases", "/api/v1/cases?limit=100"),
+    ("API: 100 open cases by deadline", "/api/v1/cases?limit=100&status=in_progress&sort=due"),
+    ("API: 100 overdue, Highways", "/api/v1/cases?limit=100&service_area=Highways&overdue=yes"),
 )
 
 
@@ -115,6 +124,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
+    from mailbridge.signin import api_tokens
     from mailbridge.web.app import create_app
     from mailbridge.web.routing import SESSION_COOKIE
 
@@ -177,6 +187,15 @@ def main() -> None:
         p50, p95 = timed(lambda n: get(f"/enquiries/{own[n]}"), args.requests)
         figures.append(("a councillor's enquiry page", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
         client.cookies.set(SESSION_COOKIE, started.token)
+        # The JSON API (target: a list of 100 cases <= 100 ms), with a read token.
+        token = api_tokens.create(engine, "bench", "read", created_by="bench").token
+        client.headers["Authorization"] = f"Bearer {token}"
+        for label, path in API_CALLS:
+            p50, p95 = timed(lambda _, path=path: get(path), args.requests)
+            figures.append((label, f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        p50, p95 = timed(lambda n: get(f"/api/v1/cases/{references[n]}"), args.requests)
+        figures.append(("API: one case", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        del client.headers["Authorization"]
 
         def export(path: str) -> int:
             with client.stream("GET", path) as answer:
