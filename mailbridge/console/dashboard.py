@@ -1,6 +1,8 @@
 """The coordinator's morning view: counts by status, what is late or nearly due, the newest.
 
-Two aggregate queries and one page of the case list; the CLI only presents the result.
+The counts by status from the tally the database keeps (store/tally.py), one pass over the
+open cases' deadlines in an index, and one page of the case list; the CLI only presents
+the result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mailbridge.console.filters import (
     overdue_clause,
 )
 from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.store import tally
 from mailbridge.store.models import Case
 
 DUE_SOON_DAYS = 2
@@ -75,7 +78,7 @@ def dashboard(
     newest: int = 15,
     due_soon_days: int = DUE_SOON_DAYS,
 ) -> Dashboard:
-    by_status = dict(session.execute(select(Case.status, func.count()).group_by(Case.status)).all())
+    by_status = tally.by_status(session)
     overdue, due_soon = session.execute(deadline_counts(calendar, today, due_soon_days)).one()
     return Dashboard(
         today=today,

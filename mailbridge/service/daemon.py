@@ -76,6 +76,7 @@ from mailbridge.service.lease import (
     mailbox_lease,
 )
 from mailbridge.services import Services
+from mailbridge.store import tally
 from mailbridge.store.db import refresh_statistics
 from mailbridge.store.locks import Holder
 from mailbridge.store.models import utcnow
@@ -339,13 +340,15 @@ class Daemon:
             log.exception("retention run failed")
 
     def _statistics(self) -> None:
-        """The query planner's statistics gathered afresh once a day (store/db.py), at this
-        process's first tick of each council day; a failure is logged and tried tomorrow."""
+        """Once a day, at this process's first tick of each council day: the cases' tally
+        folded into a row per status (store/tally.py) and the query planner's statistics
+        gathered afresh (store/db.py); a failure is logged and tried tomorrow."""
         today = self.services.calendar.local_date(self.clock())
         if self._statistics_day == today:
             return
         self._statistics_day = today
         try:
+            tally.fold(self.services.engine)
             refresh_statistics(self.services.engine)
         except DATABASE_AWAY as exc:
             log.error("statistics failed: database unreachable", extra={"error": one_line(exc)})
