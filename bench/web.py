@@ -83,6 +83,9 @@ def config_for(url: str, folder: Path) -> Config:
             "smtp": {"url": f"maildir:{folder / 'outbox'}"},
             "coordinators": [{"name": "Member Support", "email": COORDINATOR}],
             "web": {"base_url": "http://127.0.0.1:8080"},
+            # One member posts every timed form: above the flood limit's 20 an hour the form
+            # refuses them (the check itself still runs, and is timed, on each).
+            "limits": {"new_cases_per_sender_per_hour": 1000, "new_cases_per_sender_per_day": 1000},
         }
     )
 
@@ -270,7 +273,8 @@ def main() -> None:
             )
             took = (time.perf_counter() - began) * 1000
             if answer.status_code != 303:
-                raise SystemExit(f"the form answered {answer.status_code}: {answer.text[:300]}")
+                shown = answer.text.partition("govuk-error-summary__list")[2] or answer.text
+                raise SystemExit(f"the form answered {answer.status_code}: {shown[:300]}")
             return took
 
         submit()  # warm
