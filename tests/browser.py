@@ -23,6 +23,9 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.servers import unavailable
 
@@ -66,16 +69,41 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]
         except WebDriverException as exc:
             unavailable("Chromium", str(exc).strip().splitlines()[0])
         try:
-            # The viewport is exactly width x height CSS pixels: a headless window cannot be
-            # narrower than 500 px, and the console must work at 320 (WCAG's reflow width).
-            # Not "mobile": that lays a page without a viewport meta tag out at 980 px.
-            driver.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-            )
+            viewport(driver, width, height)
             yield driver
         finally:
             driver.quit()
+
+
+def viewport(driver: webdriver.Chrome, width: int, height: int) -> None:
+    """Show pages exactly width x height CSS pixels from now on: a headless window cannot be
+    narrower than 500 px, and the console must work at 320 (WCAG's reflow width). Not
+    "mobile": that lays a page without a viewport meta tag out at 980 px."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def press(driver: webdriver.Chrome, label: str) -> None:
+    """Click the button with this text and wait for the page it leads to."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
+    WebDriverWait(driver, 30).until(staleness_of(page))
+
+
+def follow(driver: webdriver.Chrome, link_text: str) -> None:
+    """Click the link with this text and wait for the page it leads to."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.LINK_TEXT, link_text).click()
+    WebDriverWait(driver, 30).until(staleness_of(page))
+
+
+def overflow(driver: webdriver.Chrome) -> int:
+    """How many CSS pixels the page is wider than the viewport (0 or less: no sideways
+    scrolling, WCAG 1.4.10 Reflow)."""
+    script = "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    return int(driver.execute_script(script))
 
 
 def axe_violations(driver: webdriver.Chrome) -> list[dict[str, Any]]:
@@ -118,3 +146,12 @@ def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     if not driver.save_screenshot(str(path)):
         pytest.fail(f"Chromium could not write the screenshot {path}")
     return path
+
+
+def checked(driver: webdriver.Chrome, name: str) -> Path:
+    """Photograph the page (a test artefact named `name`), then fail on any WCAG 2.x A/AA
+    violation axe-core finds on it."""
+    shot = screenshot(driver, name)
+    violations = axe_violations(driver)
+    assert not violations, f"{name}: {describe(violations)}"
+    return shot

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import WebDriverWait
 
 from mailbridge.store.db import make_engine
-from tests.browser import axe_violations, chromium, describe, screenshot
+from tests.browser import checked, chromium, follow, overflow, press
 from tests.web.conftest import Web, free_port, make_web, serving
 from tests.web.test_signin import COORDINATOR, _link
 
@@ -40,24 +38,9 @@ def live(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Web, str]]:
         engine.dispose()
 
 
-def _press(driver, label: str) -> None:
-    """Click the button with this text and wait for the page it leads to."""
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
-
-
-def _follow(driver, link_text: str) -> None:
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.LINK_TEXT, link_text).click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
-
-
 def _checked(driver, name: str) -> Path:
-    """Screenshot, then axe-core: no WCAG 2.x A/AA violation on the page."""
-    shot = screenshot(driver, name)
-    violations = axe_violations(driver)
-    assert not violations, f"{name}: {describe(violations)}"
+    """Screenshot, then axe-core; copied to docs/ for the README when asked."""
+    shot = checked(driver, name)
     if os.environ.get("MAILBRIDGE_DOCS_SCREENSHOTS"):
         shutil.copyfile(shot, DOCS / f"{name}.png")
     return shot
@@ -72,25 +55,25 @@ def test_a_coordinator_signs_in_filters_opens_a_case_and_assigns_it(
         assert driver.current_url.startswith(base + "/sign-in")
         _checked(driver, "console-sign-in")
         driver.find_element(By.ID, "email").send_keys(COORDINATOR)
-        _press(driver, "Email me a sign-in link")
+        press(driver, "Email me a sign-in link")
         assert "Check your email" in driver.find_element(By.TAG_NAME, "h1").text
 
         driver.get(base + _link(site))
-        _press(driver, "Sign in")
+        press(driver, "Sign in")
         assert driver.current_url == base + "/"
         _checked(driver, "console-dashboard")
 
         field = driver.find_element(By.ID, "service-area")
         field.send_keys("Highways")
-        _press(driver, "Apply filters")
+        press(driver, "Apply filters")
         assert "service_area=Highways" in driver.current_url
         reference = site.pothole()
-        _follow(driver, reference)
+        follow(driver, reference)
         assert driver.current_url == f"{base}/cases/{reference}"
         _checked(driver, "console-case")
 
         driver.find_element(By.ID, "assign-lead").send_keys("priya.shah@example.gov.uk")
-        _press(driver, "Assign")
+        press(driver, "Assign")
         assert driver.current_url.startswith(f"{base}/cases/{reference}")
         assert "Priya Shah" in driver.find_element(By.TAG_NAME, "main").text
         queued = [m for m in site.outbox() if "priya.shah@example.gov.uk" in m.recipients]
@@ -111,10 +94,8 @@ def test_a_coordinator_signs_in_filters_opens_a_case_and_assigns_it(
             narrow.add_cookie({"name": name, "value": value})
         narrow.get(base + "/")
         assert narrow.current_url == base + "/"
-        overflow = narrow.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"the dashboard is {overflow} px wider than a 320 px screen"
+        wider = overflow(narrow)
+        assert wider <= 0, f"the dashboard is {wider} px wider than a 320 px screen"
         _checked(narrow, "console-dashboard-320px")
 
 

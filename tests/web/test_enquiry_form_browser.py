@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 from sqlmodel import Session, select
 
 from mailbridge.store.db import make_engine
 from mailbridge.store.models import Attachment, Case
-from tests.browser import axe_violations, chromium, describe, screenshot
+from tests.browser import checked, chromium, overflow, press
 from tests.web.conftest import Web, free_port, make_web, serving
 
 pytestmark = pytest.mark.slow
@@ -33,20 +32,11 @@ def live(tmp_path: Path, migrated_db_url: str) -> Iterator[tuple[Web, str]]:
         engine.dispose()
 
 
-def _checked(driver, name: str) -> None:
-    screenshot(driver, name)
-    overflow = driver.execute_script(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{name} is {overflow} px wider than the screen"
-    violations = axe_violations(driver)
-    assert not violations, f"{name}: {describe(violations)}"
-
-
-def _send(driver) -> None:
-    page = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.XPATH, "//button[normalize-space()='Send enquiry']").click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
+def _checked(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Photographed, checked by axe-core, and no wider than the screen."""
+    checked(driver, name)
+    wider = overflow(driver)
+    assert wider <= 0, f"{name} is {wider} px wider than the screen"
 
 
 def test_a_councillor_raises_an_enquiry_with_two_files_on_a_phone(
@@ -65,7 +55,7 @@ def test_a_councillor_raises_an_enquiry_with_two_files_on_a_phone(
         assert driver.find_element(By.TAG_NAME, "h1").text == "Raise an enquiry"
         _checked(driver, "enquiry-form-320px")
 
-        _send(driver)
+        press(driver, "Send enquiry")
         summary = driver.find_element(By.CLASS_NAME, "govuk-error-summary")
         assert "Enter a subject" in summary.text
         _checked(driver, "enquiry-form-errors-320px")
@@ -76,7 +66,7 @@ def test_a_councillor_raises_an_enquiry_with_two_files_on_a_phone(
         driver.find_element(By.ID, "resident_name").send_keys("Mrs Ada Green")
         driver.find_element(By.ID, "preferred_contact-phone").click()
         driver.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
-        _send(driver)
+        press(driver, "Send enquiry")
 
         panel = driver.find_element(By.CLASS_NAME, "govuk-panel--confirmation")
         reference = panel.find_element(By.TAG_NAME, "strong").text

@@ -12,10 +12,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from mailbridge.store.models import CaseStatus
-from tests.browser import chromium
+from tests.browser import checked, chromium, follow, overflow, press
 from tests.helpers.council import PRIYA
 from tests.web.conftest import Web, free_port, make_web, serving
-from tests.web.test_browser_journey import _checked, _follow, _press
 
 pytestmark = pytest.mark.slow
 
@@ -52,24 +51,24 @@ def test_an_officer_answers_their_case_in_the_browser(live: tuple[Web, str]) -> 
         _signed_in(driver, site, base)
         driver.get(base + "/")
         assert driver.current_url == base + "/my-cases"
-        _checked(driver, "officer-my-cases")
-        _follow(driver, reference)
+        checked(driver, "officer-my-cases")
+        follow(driver, reference)
         assert driver.current_url == f"{base}/my-cases/{reference}"
-        _checked(driver, "officer-case")
+        checked(driver, "officer-case")
 
         driver.find_element(By.ID, "respond-holding").click()
         driver.find_element(By.ID, "respond-text").send_keys("The contractor visits on Monday.")
-        _press(driver, "Send the reply")
+        press(driver, "Send the reply")
         assert "Holding reply sent" in driver.find_element(By.TAG_NAME, "main").text
         assert site.council.case(reference).status != CaseStatus.COMPLETED
-        _checked(driver, "officer-case-holding-sent")
+        checked(driver, "officer-case-holding-sent")
 
-        _press(driver, "Send the reply")  # nothing typed: the error summary
+        press(driver, "Send the reply")  # nothing typed: the error summary
         assert "There is a problem" in driver.find_element(By.TAG_NAME, "main").text
-        _checked(driver, "officer-case-error")
+        checked(driver, "officer-case-error")
 
         driver.find_element(By.ID, "respond-text").send_keys("The pothole is filled.")
-        _press(driver, "Send the reply")
+        press(driver, "Send the reply")
         assert "the case is completed" in driver.find_element(By.TAG_NAME, "main").text
         assert site.council.case(reference).status == CaseStatus.COMPLETED
 
@@ -77,8 +76,6 @@ def test_an_officer_answers_their_case_in_the_browser(live: tuple[Web, str]) -> 
         _signed_in(narrow, site, base)
         for path, name in (("/my-cases", "list"), (f"/my-cases/{reference}", "case")):
             narrow.get(base + path)
-            overflow = narrow.execute_script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0, f"{path} is {overflow} px wider than a 320 px screen"
-            _checked(narrow, f"officer-{name}-320px")
+            wider = overflow(narrow)
+            assert wider <= 0, f"{path} is {wider} px wider than a 320 px screen"
+            checked(narrow, f"officer-{name}-320px")
