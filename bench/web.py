@@ -15,6 +15,8 @@ the median and the 95th percentile:
 * an officer's "My cases": the officer whose number of cases led is the median of all
   officers (a typical load: the figure printed), page 1 and the overdue ones, and the
   officer's case pages;
+* the JSON API with a read token: lists of 100 cases (newest, by deadline, filtered) and
+  one case (each call an audit record, as in production);
 * an export of about 10,000 cases as CSV, streamed to the end, with the peak of memory Python
   allocated while it ran, beside the same for four times as many rows (flat memory: the
   two peaks are alike);
@@ -24,7 +26,8 @@ the median and the 95th percentile:
   each one. Last, as it adds cases.
 
 Never pass/fail: it prints figures (issue #17's targets at 1,000,000 cases: pages p95 <=
-150 ms, the form <= 500 ms; issue #16's: a 10,000-row export <= 3 s).
+150 ms, an API list of 100 cases <= 100 ms, the form <= 500 ms; issue #16's: a 10,000-row
+export <= 3 s).
 
     .venv/bin/python bench/web.py                      # 100,000 cases, SQLite
     .venv/bin/python bench/web.py -n 1000000 --database postgres
@@ -72,6 +75,13 @@ FORM_MEMBER = "member001@example.gov.uk"  # not the bench member: their count st
 UPLOAD_BYTES = 5 * 1024 * 1024
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+API_CALLS = (
+    ("API: 100 newest cases", "/api/v1/cases?limit=100"),
+    ("API: 100 open cases by deadline", "/api/v1/cases?limit=100&status=in_progress&sort=due"),
+    ("API: 100 overdue, Highways", "/api/v1/cases?limit=100&service_area=Highways&overdue=yes"),
+)
 
 
 def config_for(url: str, folder: Path) -> Config:
@@ -167,6 +177,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
+    from mailbridge.signin import api_tokens
     from mailbridge.web.app import create_app
     from mailbridge.web.routing import SESSION_COOKIE
 
@@ -232,6 +243,16 @@ def main() -> None:
         p50, p95 = timed(lambda n: get(f"/my-cases/{own[n]}"), args.requests)
         figures.append(("an officer's case page", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
         client.cookies.set(SESSION_COOKIE, signed_in(engine, config, coordinator))
+        # The JSON API (target: a list of 100 cases <= 100 ms), with a read token.
+        token = api_tokens.create(engine, "bench", "read", created_by="bench").token
+        client.headers["Authorization"] = f"Bearer {token}"
+        for label, path in API_CALLS:
+            returned = len(get(path).json()["cases"])  # fewer than 100: the filter's all
+            p50, p95 = timed(lambda _, path=path: get(path), args.requests)
+            figures.append((f"{label} ({returned})", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        p50, p95 = timed(lambda n: get(f"/api/v1/cases/{references[n]}"), args.requests)
+        figures.append(("API: one case", f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"))
+        del client.headers["Authorization"]
 
         def export(path: str) -> int:
             with client.stream("GET", path) as answer:

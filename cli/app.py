@@ -12,6 +12,7 @@ import typer
 
 from mailbridge.cli import (
     addresses,
+    api_tokens,
     audit,
     calendar,
     cases,
@@ -73,6 +74,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(privacy.erase_app, name="erase")
 app.add_typer(sar.app, name="sar")
+app.add_typer(api_tokens.app, name="api-tokens")
 run.register(app)
 check.register(app)
 console.register(app)  # dashboard, export

@@ -37,6 +37,7 @@ from mailbridge.cases import directory, lifecycle, satisfaction
 from mailbridge.cases.correspondence import member_recipients, thread_for
 from mailbridge.cases.records import add_event, find_case
 from mailbridge.deadlines import clock
+from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.delivery import queue
 from mailbridge.errors import UserError
 from mailbridge.files import private_folder, private_open
@@ -738,9 +739,6 @@ def resume(
 ) -> clock.Resumed:
     """Restart the case's clock: its deadlines move on by the working days it was paused."""
     return clock.resume(session, services, find_case(session, reference), actor=actor, now=now)
-
-
-EXTEND_MOST_DAYS = 260  # a year of working days
 
 
 @action

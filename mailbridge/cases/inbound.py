@@ -46,6 +46,7 @@ from mailbridge.cases.records import (
 )
 from mailbridge.console.member_status import member_dashboard
 from mailbridge.deadlines import clock, policy
+from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.delivery import queue
 from mailbridge.delivery.limits import DAY, Window, per_hour_and_day, reached
 from mailbridge.mail import hygiene, subjects
@@ -441,8 +442,8 @@ def officer_reply(
             session,
             case.id,
             "keyword_not_understood",
-            f"{line!r} was not understood (use e.g. #extend 5 waiting for the contractor); "
-            "the deadline is unchanged",
+            f"{line!r} was not understood (use e.g. #extend 5 waiting for the contractor, "
+            f"1 to {EXTEND_MOST_DAYS} working days); the deadline is unchanged",
             actor=officer,
             message_id=message_id,
         )
@@ -539,6 +540,7 @@ def officer_answer(
             "due": case.extended_due or case.response_due,
             "listed": sent_on.listed,
             "held": sent_on.held,
+            "reopen_days": services.config.cases.reopen_working_days,
         },
         attachments=sent_on.files,
     )

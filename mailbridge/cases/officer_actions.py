@@ -26,12 +26,13 @@ from datetime import datetime
 from sqlmodel import Session
 
 from mailbridge.cases import lifecycle
-from mailbridge.cases.coordinator import EXTEND_MOST_DAYS, Upload
+from mailbridge.cases.coordinator import Upload
 from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.inbound import Applied, officer_answer, pass_on_contribution
 from mailbridge.cases.permissions import Action, Standing, allows, standings
 from mailbridge.cases.records import add_event, find_case, keep_file
 from mailbridge.deadlines import clock
+from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.errors import UserError
 from mailbridge.mail.attachments import held_back
 from mailbridge.mail.parsing import UniqueNames, sanitise_filename

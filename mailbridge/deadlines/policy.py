@@ -12,6 +12,10 @@ from datetime import date, datetime
 from mailbridge.config import Config, EscalationStep, SlaRule
 from mailbridge.deadlines.calendar import WorkingCalendar
 
+# The longest extension an officer or coordinator may give at once, by email (`#extend N`),
+# in the browser or with `case extend`: a year of working days.
+EXTEND_MOST_DAYS = 260
+
 
 @dataclass(frozen=True, slots=True)
 class Sla:

@@ -66,6 +66,7 @@ from functools import lru_cache
 from mailparser_reply import EmailMessage
 from mailparser_reply.constants import MAIL_LANGUAGES
 
+from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.mail.subjects import without_tags
 
 __all__ = [
@@ -319,8 +320,8 @@ class Keywords:
     flags; the first readable `#extend N [reason]`
     (`#extend 5 awaiting contractor survey`, `#extend 5 days - awaiting survey`) gives
     `extend_days` and `extend_reason` ("" when none was given). An `#extend` line that could
-    not be read (`#extend`, `#extend five`, `#extend 0`) is listed in `malformed`, so the
-    officer can be told rather than the request silently ignored.
+    not be read (`#extend`, `#extend five`, `#extend 0`, more than EXTEND_MOST_DAYS) is listed
+    in `malformed`, so the officer can be told rather than the request silently ignored.
     """
 
     holding: bool = False
@@ -330,10 +331,15 @@ class Keywords:
     extend_reason: str = ""
     malformed: tuple[str, ...] = ()
 
+    @property
+    def extending(self) -> bool:
+        """Whether the reply asks for an extension, readably or not."""
+        return self.extend_days is not None or bool(self.malformed)  # only #extend lines
+
 
 def _extend_args(rest: str) -> tuple[int, str] | None:
     match = _EXTEND_ARGS.match(rest)
-    if not match or int(match[1]) < 1:
+    if not match or not 1 <= int(match[1]) <= EXTEND_MOST_DAYS:
         return None
     return int(match[1]), _WS.sub(" ", match[2]).strip()
 

@@ -195,7 +195,9 @@ def _on_case(
         bad = keywords.malformed
         if keywords.internal:
             return OfficerReply(case, "internal", malformed=bad)
-        if keywords.holding:
+        # An extension means the answer is not final: `#extend N why` alone is a holding
+        # reply too, and so is an `#extend` that could not be read (the officer is told).
+        if keywords.holding or keywords.extending:
             return OfficerReply(
                 case, "holding", keywords.extend_days, keywords.extend_reason, malformed=bad
             )

@@ -18,6 +18,10 @@ class Role(StrEnum):
     MEMBER = "member"
     DELEGATE = "delegate"
     COUNCILLOR = "councillor"  # a member or a delegate: the councillors' pages
+    # Another council system's bearer token (web/api.py), never a person's: a read token
+    # reads cases, a write token reads them too and adds to them.
+    API_READ = "api_read"
+    API_WRITE = "api_write"
 
 
 def roles_of(person: Person | None) -> frozenset[Role]:

@@ -27,6 +27,7 @@ from mailbridge.errors import UserError
 from mailbridge.services import Services
 from mailbridge.signin.links import console_key
 from mailbridge.store.models import utcnow
+from mailbridge.web import api
 from mailbridge.web.headers import BodyLimit, SecurityHeaders, origin, policy
 from mailbridge.web.render import environment, page
 from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, sign_in_url
@@ -93,6 +94,7 @@ def create_app(
     app.state.console = state
     for area in (signin, home, case, enquiry_form, enquiries, export, quarantine, report, officer):
         app.include_router(area.pages.router)
+    api.install(app, app.title)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []
     if sso is not None:
@@ -147,6 +149,8 @@ def _answers(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         status, title, text = REFUSALS[type(exc)]
+        if isinstance(exc, RequestValidationError) and api.is_api(request):
+            return api.answer(422, api.invalid(exc))
         return page(request, "web/error.html", status_code=status, title=title, text=text)
 
     for kind in REFUSALS:
@@ -158,6 +162,8 @@ def _answers(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> Response:
+        if api.is_api(request):
+            return api.answer(422, str(exc))
         return page(
             request,
             "web/error.html",
@@ -168,6 +174,8 @@ def _answers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if api.is_api(request):
+            return api.answer(exc.status_code, api.http_text(exc))
         if exc.status_code == 404:
             title, text = "Page not found", "If you typed the web address, check it is correct."
         else:
@@ -177,6 +185,8 @@ def _answers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:
         log.exception("web request failed", extra={"path": request.url.path})
+        if api.is_api(request):
+            return api.answer(500, "The service failed; try again later. It has been logged.")
         return page(
             request,
             "web/error.html",

@@ -84,13 +84,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         cookie = HTTPConnection(scope).cookies.get(CSRF_COOKIE)
-        fresh = None if cookie and 20 <= len(cookie) <= 64 else new_token()
+        # The JSON API (web/api.py) is called with a bearer token: it sets no cookie.
+        api = scope["path"].startswith("/api/")
+        fresh = None if api or (cookie and 20 <= len(cookie) <= 64) else new_token()
         scope.setdefault("state", {})["csrf_cookie"] = fresh or cookie
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = self.csp
+                # A page may carry a stricter policy of its own (the API's docs page).
+                headers.setdefault("Content-Security-Policy", self.csp)
                 headers["Referrer-Policy"] = "same-origin"
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"

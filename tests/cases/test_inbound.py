@@ -301,6 +301,8 @@ def test_lead_officer_reply_is_relayed_to_the_member_and_completes_the_case(
     body = text_of(relayed)
     assert body.startswith(PRIYA_ANSWER + "\n\nPriya Shah, Highways\n")
     assert "This completes your enquiry" in body
+    window = "within 5 working days and it will be reopened"  # [cases] reopen_working_days
+    assert window in " ".join(body.split()) and window in " ".join(html_of(relayed).split())
     for leaked in ("Highways Inspector", "0116 305 0000", "Kind regards", "From: Member",
                    POTHOLE_TEXT, "HOW TO REPLY", "#holding"):  # fmt: skip
         assert leaked not in body and leaked not in html_of(relayed), leaked

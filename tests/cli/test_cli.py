@@ -576,7 +576,7 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     out = ok(invoke("--help"))
     assert "Email-first case management for council member enquiries." in out
-    commands = re.findall(r"^│ (\w+)\s{2,}", out, re.MULTILINE)
+    commands = re.findall(r"^│ (\w[\w-]*)\s{2,}", out, re.MULTILINE)
     assert commands == [
         "run",
         "check",
@@ -600,6 +600,7 @@ def test_help_lists_every_command() -> None:
         "retention",
         "erase",
         "sar",
+        "api-tokens",
     ]
 
 

@@ -95,6 +95,19 @@ REPLIES = [
         Keywords(holding=True, extend_days=5, extend_reason="waiting for contractor"),
         to_member=HOLDING_ANSWER,
     ),
+    Reply(
+        "officer_reply_extend_without_holding_keyword.eml",
+        f"#extend 5 waiting for contractor\n\n{HOLDING_ANSWER}",
+        Keywords(extend_days=5, extend_reason="waiting for contractor"),
+        to_member=HOLDING_ANSWER,
+    ),
+    # More than 260 working days is not read as an extension: listed as not understood.
+    Reply(
+        "officer_reply_extend_beyond_a_year_of_working_days.eml",
+        f"#extend 300 waiting for contractor\n\n{HOLDING_ANSWER}",
+        Keywords(malformed=("#extend 300 waiting for contractor",)),
+        to_member=HOLDING_ANSWER,
+    ),
     # HTML only: parsing converts it; the <hr> before the header block is dropped too.
     Reply(
         "officer_reply_internal_note_html_only.eml",

@@ -90,6 +90,26 @@ ROWS = [
         decisions.OfficerReply,
         {"kind": "holding", "extend_days": 5},
     ),
+    # An extension means the answer is not final: a holding reply without the #holding.
+    Row(
+        "officer_reply_extend_without_holding_keyword.eml",
+        "lead",
+        CASE,
+        decisions.OfficerReply,
+        {"kind": "holding", "extend_days": 5, "extend_reason": "waiting for contractor"},
+    ),
+    # More than a year of working days cannot be read: held, not final, and the officer told.
+    Row(
+        "officer_reply_extend_beyond_a_year_of_working_days.eml",
+        "lead",
+        CASE,
+        decisions.OfficerReply,
+        {
+            "kind": "holding",
+            "extend_days": None,
+            "malformed": ("#extend 300 waiting for contractor",),
+        },
+    ),
     Row(
         "officer_reply_holding_keyword_only_in_quoted_text.eml",
         "lead",

@@ -10,10 +10,11 @@ from typing import Any
 from fastapi.routing import APIRoute
 from sqlmodel import Session, select
 
+from mailbridge.signin import api_tokens
 from mailbridge.signin.roles import Role
 from mailbridge.store.models import QuarantineItem
 from mailbridge.web.routing import ROLE_KEY
-from tests.helpers.council import new_email
+from tests.helpers.council import JANE, new_email
 from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import ROLES, Web
 
@@ -35,6 +36,21 @@ def _quarantined(web: Web) -> str:
         return _quarantined(web)
     return str(found)
 
+
+# The JSON API's roles: held by a bearer token (web/api.py), never by a person's session.
+API_ROLES = {Role.API_READ, Role.API_WRITE}
+# What each kind of token holds: a write token reads too; a revoked one holds nothing.
+TOKENS: dict[str, set[Role]] = {
+    "read": {Role.API_READ},
+    "write": {Role.API_READ, Role.API_WRITE},
+    "revoked": set(),
+}
+
+# What an API route's POST sends, so a token that may call it gets its answer (a note's or
+# a response's text unless named here).
+API_BODIES: dict[str, dict[str, str]] = {
+    "/api/v1/cases": {"member": JANE, "subject": "Checking who may", "details": "A test."},
+}
 
 # Who holds which role (signin/roles.py), by the keys of tests/web/conftest.ROLES.
 HOLDS: dict[str, set[Role]] = {
@@ -113,6 +129,10 @@ def test_every_route_as_every_role_and_as_nobody(web: Web) -> None:
             if (method, template) == ("POST", "/sign-out"):
                 continue  # would end this client's session: the last call below
             path = _fill(web, template)
+            if role in API_ROLES:  # a session cookie is no API token
+                answer = client.request(method, path, json={"text": "x"})
+                assert answer.status_code == 401, f"{method} {template} as {who}: {answer}"
+                continue
             answer = client.request(method, path, data={"csrf": csrf} if method == "POST" else None)
             got = _outcome(answer)
             want = _expected(role, who)
@@ -145,3 +165,30 @@ def test_a_route_without_a_declared_role_is_caught(web: Web) -> None:
         assert "/undeclared declares no role" in str(exc)
     else:
         raise AssertionError("an undeclared route passed")
+
+
+def _api_expected(role: Role, token: str | None) -> int:
+    if token is None or not TOKENS[token]:
+        return 401
+    return 403 if role not in TOKENS[token] else 200
+
+
+def test_every_api_route_with_every_kind_of_token_and_none(web: Web) -> None:
+    table = [(m, t, r) for m, t, r in routes(web) if r in API_ROLES]
+    assert {r for _, _, r in table} == API_ROLES
+    secrets = {
+        scope: api_tokens.create(web.engine, scope, scope, created_by="test").token
+        for scope in ("read", "write")
+    }
+    secrets["revoked"] = api_tokens.create(web.engine, "gone", "write", created_by="test").token
+    api_tokens.revoke(web.engine, "gone")
+    for token in (None, *TOKENS):
+        client = web.client()
+        if token is not None:
+            client.headers["Authorization"] = f"Bearer {secrets[token]}"
+        for method, template, role in table:
+            body = API_BODIES.get(template, {"text": "x"})
+            answer = client.request(method, _fill(web, template), json=body)
+            got = 200 if answer.status_code in (200, 201) else answer.status_code
+            want = _api_expected(role, token)
+            assert got == want, f"{method} {template} with {token or 'no'} token: {got}, not {want}"

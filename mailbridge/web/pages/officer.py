@@ -29,6 +29,7 @@ from mailbridge.console import views
 from mailbridge.console.export import status_label
 from mailbridge.console.filters import FilterError, normalise_status
 from mailbridge.console.my_cases import my_cases
+from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.errors import UserError
 from mailbridge.privacy import access
 from mailbridge.services import Services
@@ -168,7 +169,7 @@ def _case_page(
         may_note=allows(held, Action.NOTE) and not closed,
         may_contribute=allows(held, Action.CONTRIBUTE) and not closed,
         closed=closed,
-        extend_most=coordinator.EXTEND_MOST_DAYS,
+        extend_most=EXTEND_MOST_DAYS,
         banner=banner,
         error=error,
         failed=failed,
