@@ -2,7 +2,10 @@
 
 Generates two years of cases (about 300 members, 200 officers, 12 service areas in five
 directorates, eight districts; statuses by age, extensions, additional officers) with bulk
-Core inserts, then times, warm, the median of several runs of:
+Core inserts, one named member (`BENCH_MEMBER`) with exactly `BENCH_MEMBER_CASES` of them
+and the rest shared by the others, and the numbering carried on after them (reference
+counters, PostgreSQL's id sequences) so a case opened afterwards gets the next reference
+and id; then times, warm, the median of several runs of:
 
 * the dashboard's data (counts by status, overdue, due within 2 working days, newest 15);
 * `cases list` with three filters (service area + status + overdue), page and total;
@@ -33,8 +36,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select
-from sqlmodel import Session
+from sqlalchemy import Connection, create_engine, delete, func, insert, select, text
+from sqlmodel import Session, SQLModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +46,13 @@ from mailbridge.console import dashboard, filters  # noqa: E402
 from mailbridge.deadlines.calendar import WorkingCalendar  # noqa: E402
 from mailbridge.store.db import refresh_statistics  # noqa: E402
 from mailbridge.store.migrate import ensure_database  # noqa: E402
-from mailbridge.store.models import Case, CaseOfficer, Person, PersonAddress  # noqa: E402
+from mailbridge.store.models import (  # noqa: E402
+    Case,
+    CaseOfficer,
+    Person,
+    PersonAddress,
+    ReferenceCounter,
+)
 
 FIRST = ["Jane", "Raj", "Margaret", "David", "Helen", "Tom", "Aisha", "Gareth", "Sue", "Li"]
 LAST = ["Smith", "Patel", "Owen", "Okafor", "Jones", "Baker", "Rahman", "Lewis", "Wood", "Chen"]
@@ -92,6 +101,10 @@ WORDS = [
     "shops",
 ]
 CHUNK = 5000
+# The member "My enquiries" is timed for (bench/web.py): issue #17's figure is a member with
+# 2,000 cases, whatever the total (an even share would be ~3,300 of 1,000,000).
+BENCH_MEMBER = "member000@example.gov.uk"
+BENCH_MEMBER_CASES = 2000
 
 
 def people(conn: Any, rng: random.Random, members: int, officers: int) -> tuple[list, list]:
@@ -133,6 +146,30 @@ def people(conn: Any, rng: random.Random, members: int, officers: int) -> tuple[
     return member_ids, officer_ids
 
 
+def carry_numbering_on(conn: Connection) -> None:
+    """Numbering carried on after the generated rows, which are written with their ids and
+    references: the reference counters at the highest numbers, and on PostgreSQL each id
+    sequence at its table's highest id (SQLite takes the next id from the table itself)."""
+    if conn.dialect.name == "postgresql":
+        for table in SQLModel.metadata.sorted_tables:
+            if "id" in table.c and table.c.id.autoincrement in (True, "auto"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "
+                        f'coalesce(max(id), 0) + 1, false) FROM "{table.name}"'
+                    )
+                )
+    conn.execute(delete(ReferenceCounter))
+    highest = conn.execute(
+        select(Case.prefix, Case.year, func.max(Case.seq)).group_by(Case.prefix, Case.year)
+    ).all()
+    if highest:
+        conn.execute(
+            insert(ReferenceCounter),
+            [{"prefix": prefix, "year": year, "last": last} for prefix, year, last in highest],
+        )
+
+
 def generate(url: str, n: int) -> None:
     rng = random.Random(11)
     cal = WorkingCalendar()
@@ -149,6 +186,11 @@ def generate(url: str, n: int) -> None:
     started = time.perf_counter()
     with engine.begin() as conn:
         members, officers = people(conn, rng, 300, 200)
+        bench = conn.execute(
+            select(PersonAddress.person_id).where(PersonAddress.email == BENCH_MEMBER)
+        ).scalar_one()
+        others = [m for m in members if m != bench]
+        theirs = set(rng.sample(range(n), min(BENCH_MEMBER_CASES, n)))
         officers_by_area: dict[str, list[int]] = {}
         for k, oid in enumerate(officers):
             officers_by_area.setdefault(AREAS[k % len(AREAS)][0], []).append(oid)
@@ -168,12 +210,12 @@ def generate(url: str, n: int) -> None:
                 conn.execute(insert(CaseOfficer), links)
                 links.clear()
 
-        for offset in moments:
+        for number, offset in enumerate(moments):
             created = start + timedelta(seconds=offset)
             local = cal.local_date(created)
             age = (today - local).days
             area, directorate, types = rng.choice(AREAS)
-            member = rng.choice(members)
+            member = bench if number in theirs else rng.choice(others)
             roll = rng.random()
             if age > 40:
                 status = "completed" if roll < 0.93 else "closed" if roll < 0.96 else "in_progress"
@@ -234,6 +276,7 @@ def generate(url: str, n: int) -> None:
             if len(cases) >= CHUNK:
                 flush()
         flush()
+        carry_numbering_on(conn)
     if url.startswith("postgresql"):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")

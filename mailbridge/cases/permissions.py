@@ -133,9 +133,13 @@ def member_cases_clause(member_id: int) -> Any:
 
 
 def officer_cases_clause(officer_id: int) -> Any:
-    """Cases the officer leads or is an additional officer on."""
+    """Cases the officer leads or is an additional officer on.
+
+    One IN over the union, as for a member: the OR of the two made PostgreSQL scan every
+    case ("My cases" for an officer on 550 cases: 63 ms at 100,000 cases, 6 ms so)."""
+    led = select(Case.id).where(Case.lead_officer_id == officer_id)
     joined = select(CaseOfficer.case_id).where(CaseOfficer.person_id == officer_id)
-    return or_(Case.lead_officer_id == officer_id, col(Case.id).in_(joined))
+    return col(Case.id).in_(union_all(led, joined))
 
 
 def visible_clause(person: Person | None) -> Any:
