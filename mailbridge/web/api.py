@@ -60,7 +60,7 @@ from mailbridge.web.api_models import (
     TextIn,
 )
 from mailbridge.web.headers import BodyLimit
-from mailbridge.web.routing import ROLE_KEY, client_of, console
+from mailbridge.web.routing import ROLE_KEY, client_of, console, refuse_nul
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ CDN = "https://cdn.jsdelivr.net"
 def install(app: FastAPI, title: str) -> None:
     """The API's routes, its description and docs page, its errors as JSON and its cap on a
     call's body."""
-    app.include_router(api.router)
+    app.include_router(api.router, dependencies=[Depends(refuse_nul)])
     document = openapi_document(title)
     docs = APIRouter()
 

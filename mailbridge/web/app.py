@@ -11,7 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -30,7 +30,7 @@ from mailbridge.store.models import utcnow
 from mailbridge.web import api
 from mailbridge.web.headers import BodyLimit, SecurityHeaders, origin, policy
 from mailbridge.web.render import environment, page
-from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, sign_in_url
+from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, refuse_nul, sign_in_url
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home, case, enquiry_form, enquiries, export, quarantine, report, officer):
-        app.include_router(area.pages.router)
+    app.include_router(signin.pages.router)  # its `next` takes any text, and handles a NUL
+    for area in (home, case, enquiry_form, enquiries, export, quarantine, report, officer):
+        app.include_router(area.pages.router, dependencies=[Depends(refuse_nul)])
     api.install(app, app.title)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []

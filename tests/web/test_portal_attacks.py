@@ -8,9 +8,10 @@ from sqlmodel import Session, select
 
 from mailbridge.cases import permissions
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Case, Person
+from mailbridge.store.models import Case, Message, Person
 from tests.helpers.council import JANE, REF
 from tests.web.conftest import Web
+from tests.web.test_api import _caller, _token
 
 
 def _deactivate(web: Web, address: str) -> None:
@@ -41,3 +42,50 @@ def test_a_delegate_whose_member_was_deactivated_no_longer_reaches_their_cases(
         case = session.exec(select(Case).where(Case.reference == REF)).one()
         assert permissions.standings(session, tom, case) == frozenset()
         assert session.exec(select(Case.id).where(permissions.visible_clause(tom))).all() == []
+
+
+# --- a NUL character: PostgreSQL refuses it in text, so it must never reach a query ------
+
+
+def test_a_nul_in_a_portal_address_or_query_is_refused_not_a_crash(web: Web) -> None:
+    web.pothole()
+    member, _ = web.signed_in("member")
+    officer, _ = web.signed_in("officer")
+    for client, url in (
+        (member, "/enquiries?q=%00"),
+        (member, f"/enquiries/{REF}%00"),
+        (member, "/enquiries/%00/sent"),
+        (member, f"/enquiries/{REF}%00/attachments/1"),
+        (officer, "/my-cases/%00"),
+        (officer, f"/my-cases/{REF}%00/attachments/1"),
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 400, (url, answer.status_code)
+        assert "NUL" in answer.text
+
+
+def test_a_nul_in_a_portal_form_is_refused_and_nothing_is_recorded(web: Web) -> None:
+    web.pothole()
+    member, csrf = web.signed_in("member")
+    answer = member.post(f"/enquiries/{REF}/update", data={"csrf": csrf, "text": "any\x00news"})
+    assert answer.status_code == 400
+    assert "NUL" in answer.text
+    with Session(web.engine) as session:
+        roles = session.exec(select(Message.role).join(Case).where(Case.reference == REF)).all()
+    assert "chaser" not in roles
+
+
+def test_a_nul_in_an_api_call_is_a_json_422_not_a_crash(web: Web) -> None:
+    web.pothole()
+    client = _caller(web, _token(web, "write"))
+    for method, url, body in (
+        ("GET", "/api/v1/cases?search=%00", None),
+        ("GET", "/api/v1/cases?service_area=%00", None),
+        ("GET", "/api/v1/cases/%00", None),
+        ("POST", f"/api/v1/cases/{REF}/notes", {"text": "a\x00b"}),
+        ("POST", f"/api/v1/cases/{REF}/responses", {"text": "a\x00b"}),
+        ("POST", "/api/v1/cases", {"member": "\x00", "subject": "s", "details": "d"}),
+    ):
+        answer = client.request(method, url, json=body)
+        assert answer.status_code in (400, 422), (url, answer.status_code)
+        assert list(answer.json()) == ["error"] and "NUL" in answer.json()["error"]
