@@ -13,10 +13,10 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
@@ -155,6 +155,11 @@ async def refuse_nul(request: Request) -> None:
         sent += [v for v in form.values() if isinstance(v, str)]
     if any("\x00" in text for text in sent):
         raise HTTPException(400, NUL_REFUSED)
+
+
+# A row id in a URL: at most what the database's INTEGER holds (a larger one is a 400,
+# not the database's overflow as a 500).
+AttachmentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class Pages:

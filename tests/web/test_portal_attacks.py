@@ -89,3 +89,29 @@ def test_a_nul_in_an_api_call_is_a_json_422_not_a_crash(web: Web) -> None:
         answer = client.request(method, url, json=body)
         assert answer.status_code in (400, 422), (url, answer.status_code)
         assert list(answer.json()) == ["error"] and "NUL" in answer.json()["error"]
+
+
+# --- numbers past what a database holds -------------------------------------------------
+
+
+def test_a_page_number_past_any_list_is_a_400_not_a_crash(web: Web) -> None:
+    web.pothole()
+    member, _ = web.signed_in("member")
+    officer, _ = web.signed_in("officer")
+    for client, url in ((member, "/enquiries"), (officer, "/my-cases")):
+        answer = client.get(url, params={"page": "9" * 30})
+        assert answer.status_code == 400, (url, answer.status_code)
+        assert "Page:" in answer.text
+
+
+def test_an_attachment_id_past_any_integer_is_not_found_not_a_crash(web: Web) -> None:
+    web.pothole()
+    member, _ = web.signed_in("member")
+    officer, _ = web.signed_in("officer")
+    coordinator, _ = web.signed_in("coordinator")
+    for client, url in (
+        (member, f"/enquiries/{REF}/attachments/{'9' * 20}"),
+        (officer, f"/my-cases/{REF}/attachments/{'9' * 20}"),
+        (coordinator, f"/cases/{REF}/attachments/{'9' * 20}"),
+    ):
+        assert client.get(url).status_code in (400, 404), url

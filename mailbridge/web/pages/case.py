@@ -32,7 +32,7 @@ from mailbridge.services import Services
 from mailbridge.signin.roles import Role
 from mailbridge.store.models import CaseStatus, PersonKind
 from mailbridge.web.render import page
-from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
+from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
 
 pages = Pages()
 
@@ -160,7 +160,7 @@ def show(
 def download(
     request: Request,
     reference: str,
-    attachment_id: int,
+    attachment_id: AttachmentId,
     viewer: Annotated[Viewer, Depends(current_viewer)],
 ) -> Response:
     """One kept attachment of this case, as a download (an event and an audit record, as
