@@ -10,6 +10,7 @@ from mailbridge.cases import permissions
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Case, Message, Person
 from tests.helpers.council import JANE, REF
+from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import Web
 from tests.web.test_api import _caller, _token
 
@@ -115,3 +116,24 @@ def test_an_attachment_id_past_any_integer_is_not_found_not_a_crash(web: Web) ->
         (coordinator, f"/cases/{REF}/attachments/{'9' * 20}"),
     ):
         assert client.get(url).status_code in (400, 404), url
+
+
+# --- a download started by another site --------------------------------------------------
+
+
+def test_no_download_route_serves_a_file_to_a_request_another_site_started(web: Web) -> None:
+    """A download writes an event and an audit record in the viewer's name: another site's
+    link must not make one (Sec-Fetch-Site: cross-site), on any of the three doors."""
+    file_id = with_survey(web)[SURVEY_PDF]
+    member, _ = web.signed_in("member")
+    officer, _ = web.signed_in("officer")
+    coordinator, _ = web.signed_in("coordinator")
+    for client, path in (
+        (member, f"/enquiries/{REF}/attachments/{file_id}"),
+        (officer, f"/my-cases/{REF}/attachments/{file_id}"),
+        (coordinator, f"/cases/{REF}/attachments/{file_id}"),
+    ):
+        refused = client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+        assert refused.status_code == 403, (path, refused.status_code)
+        served = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+        assert served.status_code == 200, (path, served.status_code)

@@ -156,7 +156,7 @@ def show(
     return _case_page(request, reference, viewer, banner=BANNERS.get(done or ""))
 
 
-@pages.get("/cases/{reference}/attachments/{attachment_id}", Role.COORDINATOR)
+@pages.get("/cases/{reference}/attachments/{attachment_id}", Role.COORDINATOR, audited=True)
 def download(
     request: Request,
     reference: str,
