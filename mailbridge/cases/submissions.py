@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
@@ -55,6 +56,11 @@ DETAILS_CHARS = 20_000
 NAME_CHARS = 200
 ADDRESS_CHARS = 1_000
 REFERENCE_CHARS = 100
+
+
+# Direction controls (bidi embeddings, overrides, isolates and marks): "invoice<U+202E>fdp.exe"
+# shows as "invoiceexe.pdf" wherever the case's files are listed.
+_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +175,16 @@ def problems(
     for upload in uploads[:MAX_FILES]:
         name = unicodedata.normalize("NFC", upload.filename)
         shown = _one_line(name)[:60] or "A file"
-        if not name.strip() or _safe_name(name, max_filename_length) != name:
+        if (
+            not name.strip()
+            or _safe_name(name, max_filename_length) != name
+            or _DIRECTION.search(name)
+        ):
             found.append(
                 Problem(
                     "files",
-                    f"{shown}: rename the file without folders, slashes, control characters "
+                    f"{shown}: rename the file without folders, slashes, control or direction "
+                    "characters "
                     f"or a leading dot, in {max_filename_length} characters or fewer",
                 )
             )

@@ -4,9 +4,11 @@ attack it shows refused."""
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
 
-from mailbridge.cases import permissions
+from mailbridge.cases import permissions, submissions
+from mailbridge.cases.submissions import Submission, Upload
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Case, Message, Person
 from tests.helpers.council import JANE, REF
@@ -137,3 +139,37 @@ def test_no_download_route_serves_a_file_to_a_request_another_site_started(web: 
         assert refused.status_code == 403, (path, refused.status_code)
         served = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
         assert served.status_code == 200, (path, served.status_code)
+
+
+# --- file names that show as something they are not ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["invoice\u202efdp.exe", "report\u2067.pdf", "a\u200fb.pdf", "x\u061c.doc"]
+)
+def test_a_file_name_with_a_direction_control_is_refused_at_the_form_and_the_api(
+    name: str,
+) -> None:
+    """U+202E and its kin make "invoice<RLO>fdp.exe" show as "invoiceexe.pdf" on the pages
+    that list the case's files: the person is asked to rename it, as for a control character."""
+    found = submissions.problems(
+        Submission(member_id=1, subject="s", details="d", uploads=(Upload(name, b"%PDF"),)),
+        [],
+        max_bytes=0,
+        max_filename_length=120,
+    )
+    assert [p.field for p in found] == ["files"]
+    assert "rename the file" in found[0].text
+
+
+def test_the_form_refuses_a_file_named_to_hide_its_type(web: Web) -> None:
+    member, csrf = web.signed_in("member")
+    form = member.get("/enquiries/new").text
+    token = form.split('name="token" value="', 1)[1].split('"', 1)[0]
+    answer = member.post(
+        "/enquiries/new",
+        data={"csrf": csrf, "token": token, "subject": "Bins", "details": "Not collected"},
+        files=[("files", ("invoice\u202efdp.exe", b"MZ", "application/octet-stream"))],
+    )
+    assert answer.status_code == 400
+    assert "rename the file" in answer.text
