@@ -4,7 +4,11 @@ attack it shows refused."""
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from mailbridge.cases import permissions, submissions
@@ -173,3 +177,49 @@ def test_the_form_refuses_a_file_named_to_hide_its_type(web: Web) -> None:
     )
     assert answer.status_code == 400
     assert "rename the file" in answer.text
+
+
+# --- a double click on the councillors' buttons -------------------------------------------
+
+
+def test_reopen_clicked_twice_at_once_reopens_the_case_once(web: Web) -> None:
+    """Two posts of Reopen at the same moment (a double click, two tabs): one reopens the
+    case, the other finds it open; never two reopenings, two emails or a 500."""
+    with_survey(web)
+    web.council.new_mail()
+    _completed(web, 1)
+    clients = [web.signed_in("member"), web.signed_in("delegate"), web.signed_in("member")]
+    start = threading.Barrier(len(clients))
+    answers: list[int] = []
+
+    def post(client: TestClient, csrf: str) -> None:
+        start.wait()
+        sent = {"csrf": csrf, "text": "Still broken"}
+        answers.append(client.post(f"/enquiries/{REF}/reopen", data=sent).status_code)
+
+    threads = [threading.Thread(target=post, args=pair) for pair in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(answers) == [303, 400, 400]
+    with Session(web.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == REF)).one()
+        roles = session.exec(select(Message.role).where(Message.case_id == case.id)).all()
+    assert (case.status, case.reopened_count, roles.count("reopened")) == ("in_progress", 1, 1)
+    assert [e.kind for e in web.council.events(REF)].count("reopened") == 1
+
+
+def _completed(web: Web, working_days_ago: int) -> None:
+    with transaction(web.engine) as session:
+        case = session.exec(select(Case).where(Case.reference == REF)).one()
+        calendar = web.council.services.calendar
+        today = calendar.local_date(web.clock())
+        day = today
+        for _ in range(working_days_ago):
+            day -= timedelta(days=1)
+            while not calendar.is_working_day(day):
+                day -= timedelta(days=1)
+        case.status = "completed"
+        case.completed_at = web.clock() - (today - day)
+        session.add(case)
