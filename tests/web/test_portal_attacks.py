@@ -14,11 +14,12 @@ from sqlmodel import Session, select
 from mailbridge.cases import permissions, submissions
 from mailbridge.cases.submissions import Submission, Upload
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Case, Message, Person
-from tests.helpers.council import JANE, REF
+from mailbridge.store.models import Attachment, Case, Message, Person
+from tests.helpers.council import JANE, PRIYA, REF
 from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import Web
 from tests.web.test_api import _caller, _token
+from tests.web.test_enquiry_form import as_person
 
 
 def _deactivate(web: Web, address: str) -> None:
@@ -223,3 +224,29 @@ def _completed(web: Web, working_days_ago: int) -> None:
         case.status = "completed"
         case.completed_at = web.clock() - (today - day)
         session.add(case)
+
+
+# --- files asked for by id ------------------------------------------------------------------
+
+
+def test_a_held_back_or_other_cases_file_is_not_found_by_its_id(web: Web) -> None:
+    """Ids typed into the download URLs: a program held back from members and officers, and
+    another case's file asked for through a case the viewer is on."""
+    survey = with_survey(web)[SURVEY_PDF]  # on REF: Jane's pothole, Priya leads
+    program = Submission(
+        member_id=web.people["member"],
+        subject="Fly-tipping on Elm Road",
+        details="Bags dumped by the gate.",
+        uploads=(Upload("tool.exe", b"MZ" + b"\0" * 200),),
+    )
+    second = submissions.open_enquiry(web.council.services, program, actor=as_person(web, "member"))
+    web.council.assign(PRIYA, reference=second.reference)
+    with Session(web.engine) as session:
+        held = session.exec(select(Attachment.id).where(Attachment.case_id == second.case_id)).one()
+    member, _ = web.signed_in("member")
+    priya, _ = web.signed_in("officer")
+    for client, door in ((member, "enquiries"), (priya, "my-cases")):
+        for file_id in (held, survey):
+            path = f"/{door}/{second.reference}/attachments/{file_id}"
+            assert client.get(path).status_code == 404, path
+        assert client.get(f"/{door}/{REF}/attachments/{survey}").status_code == 200
