@@ -250,3 +250,15 @@ def test_a_held_back_or_other_cases_file_is_not_found_by_its_id(web: Web) -> Non
             path = f"/{door}/{second.reference}/attachments/{file_id}"
             assert client.get(path).status_code == 404, path
         assert client.get(f"/{door}/{REF}/attachments/{survey}").status_code == 200
+
+
+def test_the_last_date_there_is_as_a_filter_is_no_crash(web: Web) -> None:
+    """created_to=9999-12-31: the day after it, the end of the range, is past what a date
+    holds; it means no upper bound (the API and the coordinators' dashboard)."""
+    web.pothole()
+    client = _caller(web, _token(web))
+    answer = client.get("/api/v1/cases", params={"created_to": "9999-12-31"})
+    assert answer.status_code == 200, answer.text
+    assert [c["reference"] for c in answer.json()["cases"]] == [REF]
+    coordinator, _ = web.signed_in("coordinator")
+    assert coordinator.get("/", params={"created_to": "9999-12-31"}).status_code == 200
