@@ -42,7 +42,7 @@ from mailbridge.cases.inbound import open_case
 from mailbridge.cases.records import Inbound
 from mailbridge.errors import UserError
 from mailbridge.mail.parsing import parse, sanitise_filename
-from mailbridge.privacy.audit import Actor
+from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.services import Services
 from mailbridge.store.db import insert_or_skip, transaction
 from mailbridge.store.models import Case, FormSubmission, Person, as_utc, utcnow
@@ -254,7 +254,9 @@ def new_form_token() -> str:
 # --- the door ---------------------------------------------------------------------------
 
 
-def _claim(session: Session, submission: Submission, person_id: int | None) -> Submitted | None:
+def _claim(
+    session: Session, submission: Submission, person_id: int | None, channel: str
+) -> Submitted | None:
     """Claim the form's token in this transaction; the case it opened before, if any."""
     if submission.token is None:
         return None
@@ -271,6 +273,10 @@ def _claim(session: Session, submission: Submission, person_id: int | None) -> S
     assert row is not None  # the insert found it there
     case = session.get(Case, row.case_id) if row.case_id is not None else None
     if case is None or row.person_id != person:
+        if channel == Channel.API:
+            raise UserError(
+                "This Idempotency-Key opened a case already: send a new key for a new case"
+            )
         raise UserError("This form was sent already: open a new form to raise another enquiry")
     assert case.id is not None
     return Submitted(case.id, case.reference, case.response_due, repeated=True)
@@ -304,7 +310,7 @@ def submit(
         if person is None or permissions.acting_for(person) != member.id:
             raise UserError("You can raise enquiries only for yourself or the member you act for")
         submitter = person
-    earlier = _claim(session, submission, submitter.id)
+    earlier = _claim(session, submission, submitter.id, actor.channel)
     if earlier is not None:
         return earlier
     now = utcnow()

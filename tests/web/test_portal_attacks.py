@@ -15,7 +15,7 @@ from mailbridge.cases import permissions, submissions
 from mailbridge.cases.submissions import Submission, Upload
 from mailbridge.store.db import transaction
 from mailbridge.store.models import Attachment, Case, Message, Person
-from tests.helpers.council import JANE, PRIYA, REF
+from tests.helpers.council import JANE, PRIYA, RAJ, REF
 from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import Web
 from tests.web.test_api import _caller, _token
@@ -262,3 +262,23 @@ def test_the_last_date_there_is_as_a_filter_is_no_crash(web: Web) -> None:
     assert [c["reference"] for c in answer.json()["cases"]] == [REF]
     coordinator, _ = web.signed_in("coordinator")
     assert coordinator.get("/", params={"created_to": "9999-12-31"}).status_code == 200
+
+
+def test_an_idempotency_key_reused_for_another_member_opens_nothing_and_says_so(
+    web: Web,
+) -> None:
+    """A key finds only the case it opened for the same member; another token's same key is
+    its own (the token's name is part of it)."""
+    client = _caller(web, _token(web, "write"))
+    body = {"member": JANE, "subject": "Bins", "details": "Not collected on Monday."}
+    first = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    again = client.post(
+        "/api/v1/cases", json={**body, "member": RAJ}, headers={"Idempotency-Key": "k1"}
+    )
+    error = again.json()["error"]
+    assert again.status_code == 422 and "Idempotency-Key" in error and "form" not in error
+    other = _caller(web, _token(web, "write", name="other"))
+    theirs = other.post("/api/v1/cases", json=body, headers={"Idempotency-Key": "k1"})
+    assert theirs.status_code == 201
+    assert theirs.json()["reference"] != first.json()["reference"]
