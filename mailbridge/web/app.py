@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
@@ -151,6 +152,7 @@ def _answers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> Response:
         status, title, text = REFUSALS[type(exc)]
         if isinstance(exc, RequestValidationError) and api.is_api(request):
+            await run_in_threadpool(api.audit_refusal, request, 422)
             return api.answer(422, api.invalid(exc))
         return page(request, "web/error.html", status_code=status, title=title, text=text)
 

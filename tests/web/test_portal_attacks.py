@@ -18,7 +18,7 @@ from mailbridge.store.models import Attachment, Case, Message, Person
 from tests.helpers.council import JANE, PRIYA, RAJ, REF
 from tests.web.case_helpers import SURVEY_PDF, with_survey
 from tests.web.conftest import Web
-from tests.web.test_api import _caller, _token
+from tests.web.test_api import _audit, _caller, _token
 from tests.web.test_enquiry_form import as_person
 
 
@@ -282,3 +282,20 @@ def test_an_idempotency_key_reused_for_another_member_opens_nothing_and_says_so(
     theirs = other.post("/api/v1/cases", json=body, headers={"Idempotency-Key": "k1"})
     assert theirs.status_code == 201
     assert theirs.json()["reference"] != first.json()["reference"]
+
+
+def test_an_api_call_refused_as_not_understood_is_in_the_audit_too(web: Web) -> None:
+    """Every API call is an audit event (issue #17, item 6): a write the case or the body
+    refuses (422) as much as one that succeeds, naming the call but not what was sent."""
+    web.pothole()
+    client = _caller(web, _token(web, "write"))
+    assert client.post(f"/api/v1/cases/{REF}/notes", json={"text": ""}).status_code == 422
+    assert client.get("/api/v1/cases", params={"status": "nope"}).status_code == 422
+    sent = {"member": RAJ + ".invalid", "subject": "Bins", "details": "Not collected"}
+    assert client.post("/api/v1/cases", json=sent).status_code == 422
+    refused = [d for action, _ref, d in _audit(web) if action == "api.refused"]
+    assert refused == [
+        f"POST /api/v1/cases/{REF}/notes: refused (422)",
+        "GET /api/v1/cases: refused (422)",
+        "POST /api/v1/cases: refused (422)",
+    ]
