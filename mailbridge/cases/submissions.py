@@ -11,7 +11,7 @@ only structure beyond the email is the door (`Case.channel`), the area when the 
 chose one (else keyword routing guesses it, as for an email), and the resident's preferred
 contact method (`Case.preferred_contact`).
 
-Double submission: the form carries a one-use token; its sha256 is inserted into
+Double submission: the form carries a one-use token; its sha256 (with the door) is put in
 `form_submission` in the case's own transaction (insert-or-skip on the primary key), so of
 two posts of one form, however close, one opens the case and the other waits for it and
 finds that case (PostgreSQL: the second insert waits on the first's row; SQLite: writers
@@ -242,8 +242,10 @@ def as_email(
     return mail.as_bytes()
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def token_hash(token: str, channel: str) -> str:
+    """The stored key of a token sent through `channel`: each door's tokens apart, so a
+    form's token (the browser's to write) never claims an API client's Idempotency-Key."""
+    return hashlib.sha256(f"{channel}:{token}".encode()).hexdigest()
 
 
 def new_form_token() -> str:
@@ -260,7 +262,7 @@ def _claim(
     """Claim the form's token in this transaction; the case it opened before, if any."""
     if submission.token is None:
         return None
-    key = token_hash(submission.token)
+    key = token_hash(submission.token, channel)
     conn = session.connection()
     table = FormSubmission.__table__  # type: ignore[attr-defined]
     insert = insert_or_skip(table, ("token_hash",), conn.dialect.name, "token_hash")
@@ -339,7 +341,7 @@ def submit(
     services.blobs.put(raw, sha256=parsed.raw_sha256)
     opened = open_case(session, services, Inbound(parsed, now, len(raw)), decision)
     if submission.token is not None:
-        row = session.get(FormSubmission, token_hash(submission.token))
+        row = session.get(FormSubmission, token_hash(submission.token, actor.channel))
         assert row is not None  # claimed above, in this transaction
         row.case_id = opened.id
         session.add(row)

@@ -299,3 +299,17 @@ def test_an_api_call_refused_as_not_understood_is_in_the_audit_too(web: Web) -> 
         "GET /api/v1/cases: refused (422)",
         "POST /api/v1/cases: refused (422)",
     ]
+
+
+def test_a_form_token_cannot_take_an_api_clients_idempotency_key(web: Web) -> None:
+    """The form's token is the browser's to send: one written as an API client's key
+    ("api:<token name>:<key>") must not claim that key before the client uses it."""
+    member, csrf = web.signed_in("member")
+    sent = {"csrf": csrf, "subject": "Bins", "details": "Not collected on Monday."}
+    answer = member.post("/enquiries/new", data={**sent, "token": "api:crm:record-42"})
+    assert answer.status_code == 303
+    client = _caller(web, _token(web, "write"))
+    body = {"member": JANE, "subject": "Dog fouling", "details": "On the school path."}
+    opened = client.post("/api/v1/cases", json=body, headers={"Idempotency-Key": "record-42"})
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["repeated"] is False
