@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import false, or_, true, union_all
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from mailbridge.store.models import (
@@ -85,14 +86,22 @@ def _is_coordinator(person: Person) -> bool:
 
 def acting_for(person: Person) -> int | None:
     """The member whose cases this person sees as their own: themselves, or for a
-    delegate the member they are registered for (None: neither)."""
+    delegate the member they are registered for (None: neither).
+
+    A delegate acts only while that member is an active member, as by email
+    (directory.identify): a member who leaves takes their delegate's access with them. The
+    member is read through the session `person` was loaded in (none: no access)."""
     if not person.active:
         return None
     if person.kind == PersonKind.MEMBER:
         return person.id
-    if person.kind == PersonKind.DELEGATE:
-        return person.delegate_for_id
-    return None
+    if person.kind != PersonKind.DELEGATE or person.delegate_for_id is None:
+        return None
+    session = object_session(person)
+    member = session.get(Person, person.delegate_for_id) if session is not None else None
+    if member is None or not member.active or member.kind != PersonKind.MEMBER:
+        return None
+    return member.id
 
 
 def standings(session: Session, person: Person | None, case: Case) -> frozenset[Standing]:

@@ -54,6 +54,10 @@ def member_case(session: Session, person_id: int | None, reference: str, what: A
         raise NotYours(f"no enquiry {reference.strip()} of yours") from None
     if not may(session, who, case, what):
         raise NotYours(f"no enquiry {reference.strip()} of yours")
+    if what != Action.SEE:
+        # A change: the row locked and read again, so of two clicks at once the second waits
+        # for the first and sees what it did (PostgreSQL; SQLite's writers queue anyway).
+        session.refresh(case, with_for_update=True)
     return case
 
 

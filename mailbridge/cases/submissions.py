@@ -11,7 +11,7 @@ only structure beyond the email is the door (`Case.channel`), the area when the 
 chose one (else keyword routing guesses it, as for an email), and the resident's preferred
 contact method (`Case.preferred_contact`).
 
-Double submission: the form carries a one-use token; its sha256 is inserted into
+Double submission: the form carries a one-use token; its sha256 (with the door) is put in
 `form_submission` in the case's own transaction (insert-or-skip on the primary key), so of
 two posts of one form, however close, one opens the case and the other waits for it and
 finds that case (PostgreSQL: the second insert waits on the first's row; SQLite: writers
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from mailbridge.cases.inbound import open_case
 from mailbridge.cases.records import Inbound
 from mailbridge.errors import UserError
 from mailbridge.mail.parsing import parse, sanitise_filename
-from mailbridge.privacy.audit import Actor
+from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.services import Services
 from mailbridge.store.db import insert_or_skip, transaction
 from mailbridge.store.models import Case, FormSubmission, Person, as_utc, utcnow
@@ -55,6 +56,11 @@ DETAILS_CHARS = 20_000
 NAME_CHARS = 200
 ADDRESS_CHARS = 1_000
 REFERENCE_CHARS = 100
+
+
+# Direction controls (bidi embeddings, overrides, isolates and marks): "invoice<U+202E>fdp.exe"
+# shows as "invoiceexe.pdf" wherever the case's files are listed.
+_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +175,16 @@ def problems(
     for upload in uploads[:MAX_FILES]:
         name = unicodedata.normalize("NFC", upload.filename)
         shown = _one_line(name)[:60] or "A file"
-        if not name.strip() or _safe_name(name, max_filename_length) != name:
+        if (
+            not name.strip()
+            or _safe_name(name, max_filename_length) != name
+            or _DIRECTION.search(name)
+        ):
             found.append(
                 Problem(
                     "files",
-                    f"{shown}: rename the file without folders, slashes, control characters "
+                    f"{shown}: rename the file without folders, slashes, control or direction "
+                    "characters "
                     f"or a leading dot, in {max_filename_length} characters or fewer",
                 )
             )
@@ -231,8 +242,10 @@ def as_email(
     return mail.as_bytes()
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def token_hash(token: str, channel: str) -> str:
+    """The stored key of a token sent through `channel`: each door's tokens apart, so a
+    form's token (the browser's to write) never claims an API client's Idempotency-Key."""
+    return hashlib.sha256(f"{channel}:{token}".encode()).hexdigest()
 
 
 def new_form_token() -> str:
@@ -243,11 +256,13 @@ def new_form_token() -> str:
 # --- the door ---------------------------------------------------------------------------
 
 
-def _claim(session: Session, submission: Submission, person_id: int | None) -> Submitted | None:
+def _claim(
+    session: Session, submission: Submission, person_id: int | None, channel: str
+) -> Submitted | None:
     """Claim the form's token in this transaction; the case it opened before, if any."""
     if submission.token is None:
         return None
-    key = token_hash(submission.token)
+    key = token_hash(submission.token, channel)
     conn = session.connection()
     table = FormSubmission.__table__  # type: ignore[attr-defined]
     insert = insert_or_skip(table, ("token_hash",), conn.dialect.name, "token_hash")
@@ -260,6 +275,10 @@ def _claim(session: Session, submission: Submission, person_id: int | None) -> S
     assert row is not None  # the insert found it there
     case = session.get(Case, row.case_id) if row.case_id is not None else None
     if case is None or row.person_id != person:
+        if channel == Channel.API:
+            raise UserError(
+                "This Idempotency-Key opened a case already: send a new key for a new case"
+            )
         raise UserError("This form was sent already: open a new form to raise another enquiry")
     assert case.id is not None
     return Submitted(case.id, case.reference, case.response_due, repeated=True)
@@ -293,7 +312,7 @@ def submit(
         if person is None or permissions.acting_for(person) != member.id:
             raise UserError("You can raise enquiries only for yourself or the member you act for")
         submitter = person
-    earlier = _claim(session, submission, submitter.id)
+    earlier = _claim(session, submission, submitter.id, actor.channel)
     if earlier is not None:
         return earlier
     now = utcnow()
@@ -322,7 +341,7 @@ def submit(
     services.blobs.put(raw, sha256=parsed.raw_sha256)
     opened = open_case(session, services, Inbound(parsed, now, len(raw)), decision)
     if submission.token is not None:
-        row = session.get(FormSubmission, token_hash(submission.token))
+        row = session.get(FormSubmission, token_hash(submission.token, actor.channel))
         assert row is not None  # claimed above, in this transaction
         row.case_id = opened.id
         session.add(row)

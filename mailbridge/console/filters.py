@@ -355,7 +355,7 @@ def conditions(f: CaseFilter, calendar: WorkingCalendar, today: date) -> list[Co
         where.append(due_within_clause(today, calendar, f.due_within))
     if f.created_from:
         where.append(Case.created_at >= _local_midnight_utc(f.created_from, calendar))
-    if f.created_to:
+    if f.created_to and f.created_to < date.max:  # up to the last date there is: no bound
         end = _local_midnight_utc(f.created_to + timedelta(days=1), calendar)
         where.append(Case.created_at < end)
     if f.search:

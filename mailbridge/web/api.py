@@ -31,6 +31,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,7 +61,7 @@ from mailbridge.web.api_models import (
     TextIn,
 )
 from mailbridge.web.headers import BodyLimit
-from mailbridge.web.routing import ROLE_KEY, client_of, console
+from mailbridge.web.routing import ROLE_KEY, client_of, console, refuse_nul
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,15 @@ def _record(services: Services, caller: Caller, action: str, **detail: Any) -> N
         audit.record(session, caller.actor, action, **detail)
 
 
+def audit_refusal(request: Request, status: int) -> None:
+    """A call refused as not understood (422), in the audit as the call it was: its method
+    and path, never what it sent (an address, a filter's text)."""
+    caller = getattr(request.state, "api_caller", None)
+    if caller is not None and status == 422:
+        detail = f"{request.method} {request.url.path}: refused ({status})"
+        _record(console(request).services, caller, "api.refused", detail=detail)
+
+
 def _guard(role: Role) -> Callable[..., Caller]:
     def guard(
         request: Request,
@@ -152,6 +162,7 @@ def _guard(role: Role) -> Callable[..., Caller]:
             token.scope,
             Actor(f"api:{token.name}", Channel.API, client_of(request)),
         )
+        request.state.api_caller = caller  # a refusal after this is audited (`refused`)
         if role == Role.API_WRITE and api_standing(token.scope) != Standing.API_WRITE:
             _record(
                 state.services,
@@ -419,7 +430,7 @@ CDN = "https://cdn.jsdelivr.net"
 def install(app: FastAPI, title: str) -> None:
     """The API's routes, its description and docs page, its errors as JSON and its cap on a
     call's body."""
-    app.include_router(api.router)
+    app.include_router(api.router, dependencies=[Depends(refuse_nul)])
     document = openapi_document(title)
     docs = APIRouter()
 
@@ -448,6 +459,7 @@ def install(app: FastAPI, title: str) -> None:
 
     @app.exception_handler(ApiError)
     async def refused(request: Request, exc: ApiError) -> Response:
+        await run_in_threadpool(audit_refusal, request, exc.status)
         return answer(exc.status, exc.text)
 
     app.add_middleware(ApiBodyLimit)

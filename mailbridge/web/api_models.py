@@ -3,9 +3,21 @@ built by console/api_views.py)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
 
 from mailbridge.console.filters import FILTERS
+
+
+def _no_nul(text: str) -> str:
+    """PostgreSQL refuses a NUL in text: a 422 here, never a 500 at the query."""
+    if "\x00" in text:
+        raise ValueError("remove the NUL character (\\u0000)")
+    return text
+
+
+NoNul = AfterValidator(_no_nul)
 
 
 class ErrorOut(BaseModel):
@@ -105,7 +117,7 @@ class CaseOut(BaseModel):
 
 
 class TextIn(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: Annotated[str, NoNul] = Field(min_length=1, max_length=100_000)
 
 
 class Responded(BaseModel):
@@ -144,7 +156,9 @@ class FileIn(BaseModel):
 
 
 class CaseIn(BaseModel):
-    member: str = Field(max_length=254, description="The councillor's email address.")
+    member: Annotated[str, NoNul] = Field(
+        max_length=254, description="The councillor's email address."
+    )
     subject: str = Field(max_length=200)
     details: str = Field(max_length=20_000)
     service_area: str | None = Field(

@@ -11,11 +11,12 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
@@ -30,7 +31,7 @@ from mailbridge.store.models import utcnow
 from mailbridge.web import api
 from mailbridge.web.headers import BodyLimit, SecurityHeaders, origin, policy
 from mailbridge.web.render import environment, page
-from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, sign_in_url
+from mailbridge.web.routing import BadForm, Forbidden, SignInNeeded, refuse_nul, sign_in_url
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,9 @@ def create_app(
         openapi_url=None,
     )
     app.state.console = state
-    for area in (signin, home, case, enquiry_form, enquiries, export, quarantine, report, officer):
-        app.include_router(area.pages.router)
+    app.include_router(signin.pages.router)  # its `next` takes any text, and handles a NUL
+    for area in (home, case, enquiry_form, enquiries, export, quarantine, report, officer):
+        app.include_router(area.pages.router, dependencies=[Depends(refuse_nul)])
     api.install(app, app.title)
     app.mount("/static", StaticFiles(directory=str(static_folder())), name="static")
     targets = [origin(sso.authorize_origin)] if sso else []
@@ -150,6 +152,7 @@ def _answers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> Response:
         status, title, text = REFUSALS[type(exc)]
         if isinstance(exc, RequestValidationError) and api.is_api(request):
+            await run_in_threadpool(api.audit_refusal, request, 422)
             return api.answer(422, api.invalid(exc))
         return page(request, "web/error.html", status_code=status, title=title, text=text)
 

@@ -32,7 +32,7 @@ from mailbridge.services import Services
 from mailbridge.signin.roles import Role
 from mailbridge.store.models import CaseStatus, PersonKind
 from mailbridge.web.render import page
-from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
+from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
 
 pages = Pages()
 
@@ -156,11 +156,11 @@ def show(
     return _case_page(request, reference, viewer, banner=BANNERS.get(done or ""))
 
 
-@pages.get("/cases/{reference}/attachments/{attachment_id}", Role.COORDINATOR)
+@pages.get("/cases/{reference}/attachments/{attachment_id}", Role.COORDINATOR, audited=True)
 def download(
     request: Request,
     reference: str,
-    attachment_id: int,
+    attachment_id: AttachmentId,
     viewer: Annotated[Viewer, Depends(current_viewer)],
 ) -> Response:
     """One kept attachment of this case, as a download (an event and an audit record, as

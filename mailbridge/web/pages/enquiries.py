@@ -21,7 +21,7 @@ from starlette.responses import Response
 from mailbridge.cases import portal
 from mailbridge.cases.permissions import Action, acting_for
 from mailbridge.console.export import status_label
-from mailbridge.console.filters import STATUSES
+from mailbridge.console.filters import MOST_PAGES, STATUSES
 from mailbridge.console.member_status import entry, member_dashboard, sent_to_member
 from mailbridge.errors import UserError
 from mailbridge.privacy import audit
@@ -32,7 +32,7 @@ from mailbridge.store.models import CaseStatus, Person
 from mailbridge.web.pages.case import disposition, served_type
 from mailbridge.web.pages.home import STATUS_TAGS, link, pagination
 from mailbridge.web.render import page
-from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
+from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
 
 pages = Pages()
 
@@ -52,7 +52,7 @@ def _filters(request: Request) -> tuple[dict[str, str], list[tuple[str, str]], i
         errors.append(("status", "Status: choose one from the list"))
     number = 1
     if values["page"]:
-        if values["page"].isdigit() and int(values["page"]) >= 1:
+        if values["page"].isdigit() and 1 <= int(values["page"]) <= MOST_PAGES:
             number = int(values["page"])
         else:
             errors.append(("page", "Page: give a whole number, like 2"))
@@ -186,7 +186,7 @@ def enquiry(
 def download(
     request: Request,
     reference: str,
-    attachment_id: int,
+    attachment_id: AttachmentId,
     viewer: Annotated[Viewer, Depends(current_viewer)],
 ) -> Response:
     """One of the files the member may have; any other id, or a case not theirs: not found."""

@@ -27,7 +27,7 @@ from mailbridge.cases import coordinator, officer_actions, records
 from mailbridge.cases.permissions import Action, Standing, allows, standings
 from mailbridge.console import views
 from mailbridge.console.export import status_label
-from mailbridge.console.filters import FilterError, normalise_status
+from mailbridge.console.filters import MOST_PAGES, FilterError, normalise_status
 from mailbridge.console.my_cases import my_cases
 from mailbridge.deadlines.policy import EXTEND_MOST_DAYS
 from mailbridge.errors import UserError
@@ -38,7 +38,7 @@ from mailbridge.store.models import Attachment, Case, CaseStatus, Person
 from mailbridge.web.pages.case import disposition, served_type
 from mailbridge.web.pages.home import STATUS_TAGS, link, pagination
 from mailbridge.web.render import page
-from mailbridge.web.routing import Pages, Viewer, console, current_viewer, db
+from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
 
 pages = Pages()
 
@@ -81,7 +81,7 @@ def my_list(request: Request, viewer: Annotated[Viewer, Depends(current_viewer)]
     except FilterError:
         errors.append(("status", "Status: choose one from the list"))
     number = values["page"].strip() or "1"
-    if not number.isdigit() or int(number) < 1:
+    if not number.isdigit() or not 1 <= int(number) <= MOST_PAGES:
         errors.append(("page", "Page: give a page number, 1 or more"))
     overdue = values["overdue"] == "yes"
     context: dict[str, Any] = {
@@ -198,7 +198,7 @@ def show(
 def download(
     request: Request,
     reference: str,
-    attachment_id: int,
+    attachment_id: AttachmentId,
     viewer: Annotated[Viewer, Depends(current_viewer)],
 ) -> Response:
     """One of the case's files, as a download (an event and an audit record); a file held
