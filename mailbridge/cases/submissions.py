@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-import re
 import secrets
 import unicodedata
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ from mailbridge.cases.decisions import HoldFlood, OpenCase
 from mailbridge.cases.inbound import open_case
 from mailbridge.cases.records import Inbound
 from mailbridge.errors import UserError
-from mailbridge.mail.parsing import parse, sanitise_filename
+from mailbridge.mail.parsing import DIRECTION_CONTROLS, parse, sanitise_filename
 from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.services import Services
 from mailbridge.store.db import insert_or_skip, transaction
@@ -56,11 +55,6 @@ DETAILS_CHARS = 20_000
 NAME_CHARS = 200
 ADDRESS_CHARS = 1_000
 REFERENCE_CHARS = 100
-
-
-# Direction controls (bidi embeddings, overrides, isolates and marks): "invoice<U+202E>fdp.exe"
-# shows as "invoiceexe.pdf" wherever the case's files are listed.
-_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +172,7 @@ def problems(
         if (
             not name.strip()
             or _safe_name(name, max_filename_length) != name
-            or _DIRECTION.search(name)
+            or DIRECTION_CONTROLS.search(name)
         ):
             found.append(
                 Problem(

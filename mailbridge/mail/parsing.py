@@ -98,6 +98,10 @@ _ID = re.compile(r"<([^<>\s]+)>")
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (0x9B is a terminal CSI)
 _UNSAFE = re.compile(r'[/\\:*?"<>|]')
+# Direction controls (bidi embeddings, overrides, isolates and marks): "invoice<U+202E>fdp.exe"
+# shows as "invoiceexe.pdf" wherever a file is listed. Dropped from attachment names; the
+# on-line form refuses them outright (cases/submissions.py).
+DIRECTION_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                      *(f"lpt{i}" for i in range(1, 10))}  # fmt: skip
 
@@ -244,10 +248,12 @@ def _split_extension(name: str) -> tuple[str, str]:
 
 
 def sanitise_filename(name: str | None, *, fallback: str, max_length: int = 120) -> str:
-    """A name safe on any disk: no separators, control characters or leading dots; capped."""
+    """A name safe on any disk and honest on screen: no separators, control or direction
+    characters or leading dots; capped."""
     text = unicodedata.normalize("NFC", _header_text(name) if name else "")
     text = PurePath(text.replace("\\", "/")).name if text else ""  # drop any directory part
-    text = _CONTROL.sub("", _UNSAFE.sub("_", text)).strip().lstrip(".").strip()
+    text = _CONTROL.sub("", _UNSAFE.sub("_", text))
+    text = DIRECTION_CONTROLS.sub("", text).strip().lstrip(".").strip()
     if not text or set(text) <= {"_", " ", "."}:
         text = fallback
     stem, ext = _split_extension(text)

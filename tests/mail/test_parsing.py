@@ -869,6 +869,8 @@ FALLBACK = "attachment-1.bin"
         ("=?utf-8?Q?Caf=C3=A9_licence.pdf?=", "Café licence.pdf"),
         ("=?utf-8?Q?=2E=2E=2F=2E=2E=2Fsecret.txt?=", "secret.txt"),
         ("e\u0301cole.pdf", "\u00e9cole.pdf"),  # NFC
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),  # shown as "invoiceexe.pdf" if kept
+        ("\u2067report\u2069\u200f.pdf", "report.pdf"),
         ("Minutes 12.11.2026 meeting with residents", "Minutes 12.11.2026 meeting with residents"),
         ("St. Mary's School transport appeal", "St. Mary's School transport appeal"),
     ],
