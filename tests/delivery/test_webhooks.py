@@ -600,6 +600,29 @@ def test_the_signature_is_hmac_sha256_of_the_timestamp_dot_body() -> None:
     assert webhooks.signature(b"k", 1_700_000_001, body) != "sha256=" + expected
 
 
+@pytest.mark.parametrize(
+    "timestamp", [None, "", "soon", "-1", "1e9", str(int(time.time()) - 301)], ids=repr
+)
+def test_the_documented_check_refuses_a_missing_odd_or_stale_timestamp(
+    timestamp: str | None,
+) -> None:
+    """The receiver's check as the docs print it answers False, never raises, for what an
+    attacker could send; a fresh, genuine request passes."""
+    body = b'{"id":"x"}'
+    now = int(time.time())
+    good = {
+        "X-Mailbridge-Timestamp": str(now),
+        "X-Mailbridge-Signature": webhooks.signature(SECRET.encode(), now, body),
+    }
+    assert verified(good, body)
+    headers = dict(good)
+    if timestamp is None:
+        del headers["X-Mailbridge-Timestamp"]
+    else:
+        headers["X-Mailbridge-Timestamp"] = timestamp
+    assert not verified(headers, body)
+
+
 def test_verdict_keeps_the_receivers_words() -> None:
     assert verdict(503, "HTTP 503", 1, timedelta(0), rand=lambda: 0.0) == Verdict(
         "retry", 15.0, "HTTP 503"
