@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from mailbridge.console import dashboard, filters  # noqa: E402
 from mailbridge.deadlines.calendar import WorkingCalendar  # noqa: E402
+from mailbridge.store import tally  # noqa: E402
 from mailbridge.store.db import refresh_statistics  # noqa: E402
 from mailbridge.store.migrate import ensure_database  # noqa: E402
 from mailbridge.store.models import (  # noqa: E402
@@ -277,6 +278,7 @@ def generate(url: str, n: int) -> None:
                 flush()
         flush()
         carry_numbering_on(conn)
+    tally.fold(engine)  # as the service's tick does: the cases' tally in a row per status
     if url.startswith("postgresql"):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")

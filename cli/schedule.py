@@ -19,6 +19,7 @@ from mailbridge.delivery.courier import CourierTotals, claimer_for, deliver_unti
 from mailbridge.delivery.transports.factory import open_sender
 from mailbridge.errors import UserError
 from mailbridge.services import Services
+from mailbridge.store import tally
 
 app = typer.Typer(
     help="Reminders, escalations and digests: send what is due, or list it.",
@@ -111,6 +112,7 @@ def run_due(
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
         report = run.run_due(services, _now(now, services))
+        tally.fold(engine)  # as the service's tick does (store/tally.py)
         totals = CourierTotals()
         if not no_deliver and report.done:
             claimer = claimer_for(cfg)

@@ -11,8 +11,9 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 6. deliver  what is still due, then a round of webhooks (in this process when there is
             no courier)
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
-            once a day, at [retention] run_at, the retention policy's run, and SQLite's
-            planner statistics; and, in the service, the alerts' review (service/alerts.py)
+            the cases' tally folded; once a day, at [retention] run_at, the retention
+            policy's run, and SQLite's planner statistics; and, in the service, the
+            alerts' review (service/alerts.py)
 
 Only the holder of the mailbox's lease runs passes (service/lease.py); another `run` on
 the same mailbox waits as its standby, with its schedule tick off, and takes over when the
@@ -311,6 +312,7 @@ class Daemon:
         report.scheduled += done.queued
         if done.queued:
             self.deliver(report)
+        self._fold_tally()
         self._retention()
         self._statistics()
         self.review()
@@ -339,16 +341,25 @@ class Daemon:
         except Exception:  # a bug here must not end the service: logged in full
             log.exception("retention run failed")
 
+    def _fold_tally(self) -> None:
+        """The rows the cases' tally gained since the last tick folded into one per status
+        (store/tally.py), so the dashboard's counts stay a sum over a few rows; a failure is
+        logged and the next tick folds them."""
+        try:
+            tally.fold(self.services.engine)
+        except DATABASE_AWAY as exc:
+            log.error("tally fold failed: database unreachable", extra={"error": one_line(exc)})
+        except Exception:  # a bug here must not end the service: logged in full
+            log.exception("tally fold failed")
+
     def _statistics(self) -> None:
-        """Once a day, at this process's first tick of each council day: the cases' tally
-        folded into a row per status (store/tally.py) and the query planner's statistics
-        gathered afresh (store/db.py); a failure is logged and tried tomorrow."""
+        """The query planner's statistics gathered afresh once a day (store/db.py), at this
+        process's first tick of each council day; a failure is logged and tried tomorrow."""
         today = self.services.calendar.local_date(self.clock())
         if self._statistics_day == today:
             return
         self._statistics_day = today
         try:
-            tally.fold(self.services.engine)
             refresh_statistics(self.services.engine)
         except DATABASE_AWAY as exc:
             log.error("statistics failed: database unreachable", extra={"error": one_line(exc)})

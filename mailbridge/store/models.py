@@ -531,8 +531,8 @@ class WebhookDelivery(SQLModel, table=True):
 class CaseTally(SQLModel, table=True):
     """How many cases each status holds, kept by the database itself: triggers on `case`
     add a row (+1 / -1) for every insert, status change and delete, whichever door made
-    it, so the dashboard sums a few rows instead of counting a million cases; the daily
-    run folds the rows into one per status (store/tally.py)."""
+    it, so the dashboard sums a few rows instead of counting a million cases; the
+    service's tick folds the rows into one per status (store/tally.py)."""
 
     __tablename__ = "case_tally"
 

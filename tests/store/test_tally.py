@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlmodel import Session
 
+from mailbridge.service.daemon import PassReport
 from mailbridge.store import tally
 from mailbridge.store.db import transaction
 from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, CaseTally
-from tests.factories import add_person
+from tests.factories import add_person, make_services
+from tests.helpers.council import daemon_for
 
 
 def counted(engine: Engine) -> dict[str, int]:
@@ -110,5 +113,20 @@ def test_a_database_upgraded_with_cases_starts_its_tally_from_them(tmp_path) -> 
         add_cases(engine, member, ["new", "completed", "completed"])
         command.upgrade(alembic_config(engine), "head")
         assert summed(engine) == counted(engine) == {"new": 1, "completed": 2}
+    finally:
+        engine.dispose()
+
+
+def test_the_service_folds_the_tally_at_each_tick(tmp_path: Path) -> None:
+    engine = ensure_database(f"sqlite:///{tmp_path / 'mailbridge.db'}")
+    try:
+        (tmp_path / "mailbox").mkdir()
+        daemon = daemon_for(make_services(tmp_path, engine))
+        member = add_person(engine, "member", "Cllr Jane Smith", "jane.smith@example.gov.uk")
+        add_cases(engine, member, ["new"] * 3)
+        daemon.schedule_tick(PassReport(), force=True)
+        with Session(engine) as session:
+            rows = session.execute(select(CaseTally.status, CaseTally.delta)).all()
+        assert rows == [("new", 3)]
     finally:
         engine.dispose()
