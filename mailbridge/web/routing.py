@@ -10,7 +10,7 @@ cannot be posted from another site.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,6 +19,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.responses import Response
 
 from mailbridge.privacy.audit import Actor, Channel
 from mailbridge.services import Services
@@ -162,6 +165,10 @@ async def refuse_nul(request: Request) -> None:
 AttachmentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+# What a case action's route runs: (request, reference, viewer, action name, form) -> page.
+FormAction = Callable[[Request, str, "Viewer", str, FormData], Response]
+
+
 class Pages:
     """A router whose every route names its role; a POST checks the CSRF token first."""
 
@@ -179,6 +186,28 @@ class Pages:
 
     def post(self, path: str, role: Role, **options: Any) -> Callable[[Callable[..., Any]], Any]:
         return self._route("POST", path, role, options)
+
+    def actions(
+        self, path: str, role: Role, names: Iterable[str], act: FormAction, *, prefix: str
+    ) -> None:
+        """One POST route per action on a case, `{action}` in `path` naming it: the form
+        read whole (its files too), `act(request, reference, viewer, name, form)` run in a
+        worker thread (it waits on the database), the form's files closed after."""
+        for name in names:
+            self._action(path.replace("{action}", name), role, name, act, prefix)
+
+    def _action(self, path: str, role: Role, name: str, act: FormAction, prefix: str) -> None:
+        async def endpoint(
+            request: Request, reference: str, viewer: Annotated[Viewer, Depends(current_viewer)]
+        ) -> Response:
+            form = await request.form()
+            try:
+                return await run_in_threadpool(act, request, reference, viewer, name, form)
+            finally:
+                await form.close()
+
+        endpoint.__name__ = f"{prefix}_{name}"
+        self.post(path, role)(endpoint)
 
     def _route(
         self, method: str, path: str, role: Role, options: dict[str, Any]

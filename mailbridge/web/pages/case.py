@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, ImmutableMultiDict, UploadFile
 from starlette.responses import Response
 
@@ -84,6 +83,15 @@ def disposition(filename: str) -> str:
     """`attachment`, never inline, with an ASCII name and the exact one (RFC 6266/5987)."""
     plain = re.sub(r"[^A-Za-z0-9 ._()-]", "_", filename).strip() or "attachment"
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def file_download(taken: coordinator.Taken) -> Response:
+    """A case's file as the browser gets it: saved, never shown, and never cached."""
+    return Response(
+        taken.data,
+        media_type=served_type(taken.content_type),
+        headers={"Content-Disposition": disposition(taken.filename), "Cache-Control": "no-store"},
+    )
 
 
 # --- the page -------------------------------------------------------------------------
@@ -171,14 +179,7 @@ def download(
         )
     except UserError:  # no such case, or no such kept attachment on it
         raise HTTPException(status_code=404) from None
-    return Response(
-        taken.data,
-        media_type=served_type(taken.content_type),
-        headers={
-            "Content-Disposition": disposition(taken.filename),
-            "Cache-Control": "no-store",
-        },
-    )
+    return file_download(taken)
 
 
 # --- the actions ----------------------------------------------------------------------
@@ -338,19 +339,4 @@ def _act(request: Request, reference: str, viewer: Viewer, name: str, form: Form
     return RedirectResponse(f"/cases/{target}?done={done}", status_code=303)
 
 
-def _register(name: str) -> None:
-    async def endpoint(
-        request: Request, reference: str, viewer: Annotated[Viewer, Depends(current_viewer)]
-    ) -> Response:
-        form = await request.form()
-        try:
-            return await run_in_threadpool(_act, request, reference, viewer, name, form)
-        finally:
-            await form.close()
-
-    endpoint.__name__ = f"case_{name}"
-    pages.post(f"/cases/{{reference}}/{name}", Role.COORDINATOR)(endpoint)
-
-
-for _name in ACTIONS:
-    _register(_name)
+pages.actions("/cases/{reference}/{action}", Role.COORDINATOR, ACTIONS, _act, prefix="case")

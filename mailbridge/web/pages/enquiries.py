@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -29,7 +28,7 @@ from mailbridge.services import Services
 from mailbridge.signin.roles import Role
 from mailbridge.store.db import transaction
 from mailbridge.store.models import CaseStatus, Person
-from mailbridge.web.pages.case import disposition, served_type
+from mailbridge.web.pages.case import file_download
 from mailbridge.web.pages.home import STATUS_TAGS, link, pagination
 from mailbridge.web.render import page
 from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
@@ -196,11 +195,7 @@ def download(
         )
     except UserError:
         raise HTTPException(status_code=404) from None
-    return Response(
-        taken.data,
-        media_type=served_type(taken.content_type),
-        headers={"Content-Disposition": disposition(taken.filename), "Cache-Control": "no-store"},
-    )
+    return file_download(taken)
 
 
 def _act(request: Request, reference: str, viewer: Viewer, name: str, form: FormData) -> Response:
@@ -224,19 +219,6 @@ def _act(request: Request, reference: str, viewer: Viewer, name: str, form: Form
     return RedirectResponse(f"/enquiries/{ref}?done={done}", status_code=303)
 
 
-def _register(name: str) -> None:
-    async def endpoint(
-        request: Request, reference: str, viewer: Annotated[Viewer, Depends(current_viewer)]
-    ) -> Response:
-        form = await request.form()
-        try:
-            return await run_in_threadpool(_act, request, reference, viewer, name, form)
-        finally:
-            await form.close()
-
-    endpoint.__name__ = f"enquiry_{name}"
-    pages.post(f"/enquiries/{{reference}}/{name}", Role.COUNCILLOR)(endpoint)
-
-
-for _name in ("update", "reopen"):
-    _register(_name)
+pages.actions(
+    "/enquiries/{reference}/{action}", Role.COUNCILLOR, ("update", "reopen"), _act, prefix="enquiry"
+)

@@ -19,7 +19,6 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, ImmutableMultiDict, UploadFile
 from starlette.responses import Response
 
@@ -35,7 +34,7 @@ from mailbridge.privacy import access
 from mailbridge.services import Services
 from mailbridge.signin.roles import Role
 from mailbridge.store.models import Attachment, Case, CaseStatus, Person
-from mailbridge.web.pages.case import disposition, served_type
+from mailbridge.web.pages.case import file_download
 from mailbridge.web.pages.home import STATUS_TAGS, link, pagination
 from mailbridge.web.render import page
 from mailbridge.web.routing import AttachmentId, Pages, Viewer, console, current_viewer, db
@@ -215,14 +214,7 @@ def download(
         )
     except UserError:
         raise HTTPException(status_code=404) from None
-    return Response(
-        taken.data,
-        media_type=served_type(taken.content_type),
-        headers={
-            "Content-Disposition": disposition(taken.filename),
-            "Cache-Control": "no-store",
-        },
-    )
+    return file_download(taken)
 
 
 # --- the answers ---------------------------------------------------------------------
@@ -336,19 +328,4 @@ def _act(request: Request, reference: str, viewer: Viewer, name: str, form: Form
     return RedirectResponse(f"/my-cases/{target}?done={done}", status_code=303)
 
 
-def _register(name: str) -> None:
-    async def endpoint(
-        request: Request, reference: str, viewer: Annotated[Viewer, Depends(current_viewer)]
-    ) -> Response:
-        form = await request.form()
-        try:
-            return await run_in_threadpool(_act, request, reference, viewer, name, form)
-        finally:
-            await form.close()
-
-    endpoint.__name__ = f"my_case_{name}"
-    pages.post(f"/my-cases/{{reference}}/{name}", Role.OFFICER)(endpoint)
-
-
-for _name in ANSWERS:
-    _register(_name)
+pages.actions("/my-cases/{reference}/{action}", Role.OFFICER, ANSWERS, _act, prefix="my_case")
