@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from axe_selenium_python import Axe
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.servers import unavailable
@@ -89,14 +89,33 @@ def press(driver: webdriver.Chrome, label: str) -> None:
     """Click the button with this text and wait for the page it leads to."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
+    _wait_for_next_page(driver, page)
 
 
 def follow(driver: webdriver.Chrome, link_text: str) -> None:
     """Click the link with this text and wait for the page it leads to."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.LINK_TEXT, link_text).click()
-    WebDriverWait(driver, 30).until(staleness_of(page))
+    _wait_for_next_page(driver, page)
+
+
+def _wait_for_next_page(driver: webdriver.Chrome, page: WebElement) -> None:
+    """Until the old page's root is gone. Asked mid-navigation, chromedriver may answer
+    "Node with given id does not belong to the document" instead of "stale element
+    reference": both say the old page is gone."""
+
+    def gone(_: webdriver.Chrome) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return True
+        return False
+
+    WebDriverWait(driver, 30).until(gone)
 
 
 def overflow(driver: webdriver.Chrome) -> int:

@@ -121,6 +121,8 @@ class Case(SQLModel, table=True):
         Index("ix_case_received", "received_at"),
         # New cases per sender (cases/floods.py), counted for every new case.
         Index("ix_case_submitter_received", "submitter_id", "received_at"),
+        # The clock's work: the cases whose next reminder or escalation moment has come.
+        Index("ix_case_next_stage", "next_stage_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -183,6 +185,10 @@ class Case(SQLModel, table=True):
     # The content (subject, texts, attachments, raw mail) was erased then; the statistical
     # skeleton stays (mailbridge/privacy/erasure.py).
     content_erased_at: datetime | None = None
+    # When the clock next has something to do for this case (its next reminder or
+    # escalation, UTC), or None while nothing can be due (closed, paused, no lead officer).
+    # Kept by deadlines/stages.py in the transaction of any change that moves it.
+    next_stage_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -526,6 +532,15 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
+
+
+class Setting(SQLModel, table=True):
+    """A fact the service keeps about itself, by name: e.g. the basis (SLA rules, calendar,
+    sending hours) the cases' next stage moments were counted on (deadlines/stages.py)."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class CaseTally(SQLModel, table=True):
