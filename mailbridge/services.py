@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from mailbridge.config import WEBHOOK_LISTENERS, Config, signing_keys, webhook_listeners
+from mailbridge.deadlines import stages
 from mailbridge.deadlines.calendar import WorkingCalendar, calendar_from_config
 from mailbridge.delivery.templating import Templates
 from mailbridge.store.blobs import BlobStore
@@ -27,12 +28,15 @@ class Services:
     @classmethod
     def build(cls, config: Config, engine: Engine) -> Services:
         keys = signing_keys(config)
-        # Every session on the engine then queues the webhooks of the changes it records.
+        # Every session on the engine then queues the webhooks of the changes it records,
+        # and keeps the cases' next stage moments on this config's rules.
         engine.update_execution_options(**{WEBHOOK_LISTENERS: webhook_listeners(config)})
+        calendar = calendar_from_config(config.council, config.storage.data_dir)
+        stages.watch(engine, stages.Basis(config, calendar))
         return cls(
             config=config,
             engine=engine,
-            calendar=calendar_from_config(config.council, config.storage.data_dir),
+            calendar=calendar,
             blobs=BlobStore(config.storage.data_dir),
             templates=Templates(config.templates.directory),
             signing_key=keys[0] if keys else None,

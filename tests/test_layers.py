@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deadlines.calendar",
             "deadlines.policy",
             "deadlines.plan",
+            "deadlines.stages",  # each case's next stage moment, kept on every change
             "delivery.templating",
             "delivery.compose",
             "delivery.transports",

@@ -55,6 +55,15 @@ class WorkingCalendar:
             self._working[day] = known
         return known
 
+    def rules(self) -> dict[str, object]:
+        """What decides which days are working days, and in which zone: what a moment counted
+        on this calendar depends on (deadlines/stages.py fingerprints it)."""
+        return {
+            "zone": self.zone.key,
+            "holidays": [self.country, self.subdivision, _holidays_version()],
+            "closures": sorted(day.isoformat() for day in self.closures),
+        }
+
     def local_date(self, moment: datetime) -> date:
         """The council's calendar date of a naive-UTC moment."""
         aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
 from mailbridge.config import Config, EscalationStep, EscalationTarget
@@ -211,6 +211,52 @@ def case_due(
     return out
 
 
+# --- when each stage comes (the case's next stage moment, deadlines/stages.py) --------------
+
+
+def running(status: str, paused: bool, has_lead: bool) -> bool:
+    """Whether the clock can have anything for a case: open, not paused, with a lead."""
+    return status in OPEN and not paused and has_lead
+
+
+@lru_cache(maxsize=4096)
+def opening(calendar: WorkingCalendar, send_at: str, day: date) -> datetime:
+    """The first moment case mail may go on or after `day` (UTC): `send_at`, council time,
+    on the first working day from `day`. A stage reached on `day` is first planned then."""
+    first = day if calendar.is_working_day(day) else calendar.next_working_day(day)
+    local = datetime.combine(first, time.fromisoformat(send_at), tzinfo=calendar.zone)
+    return local.astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _stage_moments(
+    calendar: WorkingCalendar,
+    send_at: str,
+    deadline: date,
+    reminders: tuple[int, ...],
+    steps: tuple[int, ...],
+) -> tuple[datetime, ...]:
+    """The moments of a deadline's stages, reminders (largest offset first) then steps."""
+    days = [working_days_before(calendar, deadline, offset) for offset in reminders]
+    # An escalation "after 0" counts from the first day past the deadline, working or not.
+    days += [
+        deadline + timedelta(days=1) if after == 0 else calendar.add_working_days(deadline, after)
+        for after in steps
+    ]
+    return tuple(opening(calendar, send_at, day) for day in days)
+
+
+def stages(
+    config: Config, calendar: WorkingCalendar, reference: str, deadline: date, sla: Sla
+) -> list[tuple[str, datetime]]:
+    """Every stage of one deadline: its key and the moment `case_due` first returns it."""
+    steps = tuple(step.after_working_days for step in sla.escalation)
+    keys = [reminder_key(reference, offset, deadline) for offset in sla.reminders]
+    keys += [escalation_key(reference, after, deadline) for after in steps]
+    moments = _stage_moments(calendar, config.schedule.send_at, deadline, sla.reminders, steps)
+    return list(zip(keys, moments, strict=True))
+
+
 def _at(value: str) -> time | None:
     return time.fromisoformat(value) if value else None
 
@@ -264,11 +310,20 @@ def due(
     """Everything due at `now`: the digests, then (in sending hours only) the case stages."""
     out: list[Due] = list(digests_due(config, calendar, now))
     if in_sending_hours(config, calendar, now):
-        today = _local(calendar, now).date()
-        slas: dict[tuple[str | None, str | None], Sla] = {}
-        for case in cases:
-            kind = (case.service_area, case.enquiry_type)
-            if kind not in slas:
-                slas[kind] = sla_for(config, *kind)
-            out.extend(case_due(config, calendar, today, case, slas[kind]))
+        out.extend(stages_due(config, calendar, now, cases))
+    return out
+
+
+def stages_due(
+    config: Config, calendar: WorkingCalendar, now: datetime, cases: Sequence[CaseClock]
+) -> list[Reminder | Escalation | Stale]:
+    """The cases' stages due at `now`, which is in sending hours."""
+    today = _local(calendar, now).date()
+    slas: dict[tuple[str | None, str | None], Sla] = {}
+    out: list[Reminder | Escalation | Stale] = []
+    for case in cases:
+        kind = (case.service_area, case.enquiry_type)
+        if kind not in slas:
+            slas[kind] = sla_for(config, *kind)
+        out.extend(case_due(config, calendar, today, case, slas[kind]))
     return out

@@ -1,10 +1,15 @@
 """Sending what plan.py says is due, each item exactly once.
 
-Each due item is one transaction: claim its key in `scheduled_send` (INSERT ... ON CONFLICT
-DO NOTHING), and only if this transaction inserted the row, queue its mail in the outbox and
-record an event on the case. A second daemon racing on the same key waits on the unique key
-until the first commits, then inserts nothing and moves on; a restart finds the key done.
-A failing item rolls back alone (its key stays free, so the next tick tries again).
+A tick reads only the cases whose next stage moment has come (`case.next_stage_at`, kept by
+stages.py), a page at a time in the order of their moments, and plans them with plan.py.
+It then deals with them a batch of cases to a transaction: each case's facts are read again
+under a lock (a case that changed since is left: its change has set its moment), each due
+key is claimed in `scheduled_send` (INSERT ... ON CONFLICT DO NOTHING) and only if this
+transaction inserted the row is its mail queued and an event recorded, and each case's
+moment moves on to its next stage. A second daemon racing on the same key waits on it until
+the first commits, then inserts nothing and moves on; a restart finds the keys done; a kill
+mid-batch leaves every key free and every moment as it was. A failing batch is done again a
+case at a time, so one bad case holds back only itself. Digests are one transaction each.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select, func
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.records import add_event
-from mailbridge.deadlines import digests, overdue, plan
+from mailbridge.deadlines import digests, overdue, plan, stages
 from mailbridge.deadlines.plan import CaseClock, DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import queue
 from mailbridge.services import Services
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 _SENDS = ScheduledSend.__table__  # type: ignore[attr-defined]
 CHUNK = 500
+PAGE = 1000  # due cases read and planned at a time
+BATCH = 200  # cases dealt with in one transaction
 
 
 @dataclass
@@ -52,27 +60,22 @@ class RunReport:
 # --- reading the facts -------------------------------------------------------------------
 
 
-def case_clocks(session: Session, case_ids: Sequence[int] | None = None) -> list[CaseClock]:
-    """The schedule's facts of every open case with a lead officer (or of `case_ids`)."""
-    query = (
-        select(  # columns, not Case: a tick must not load every open case's text
-            Case.id,
-            Case.reference,
-            Case.status,
-            Person.email,
-            Case.service_area,
-            Case.directorate,
-            Case.enquiry_type,
-            Case.extended_due,
-            Case.response_due,
-            Case.paused_at,
-        )
-        .join(Person, col(Person.id) == col(Case.lead_officer_id))
-        .where(col(Case.status).in_(plan.OPEN))
-    )
-    if case_ids is not None:
-        query = query.where(col(Case.id).in_(case_ids))
-    rows = session.exec(query.order_by(col(Case.id))).all()
+def _clock_query() -> Select[Any]:
+    return select(  # columns, not Case: a tick must not load cases' text
+        Case.id,
+        Case.reference,
+        Case.status,
+        Person.email,
+        Case.service_area,
+        Case.directorate,
+        Case.enquiry_type,
+        Case.extended_due,
+        Case.response_due,
+        Case.paused_at,
+    ).join(Person, col(Person.id) == col(Case.lead_officer_id))
+
+
+def _clocks(session: Session, rows: Sequence[Any]) -> list[CaseClock]:
     additional: dict[int, list[str]] = {}
     ids = [r.id for r in rows]
     for start in range(0, len(ids), CHUNK):
@@ -103,6 +106,43 @@ def case_clocks(session: Session, case_ids: Sequence[int] | None = None) -> list
     ]
 
 
+def case_clocks(
+    session: Session, case_ids: Sequence[int], *, lock: bool = False
+) -> list[CaseClock]:
+    """The schedule's facts of these cases, if open with a lead officer. `lock`: held until
+    the transaction ends, so no change lands between what a batch reads and what it writes."""
+    query = _clock_query().where(col(Case.id).in_(case_ids), col(Case.status).in_(plan.OPEN))
+    if lock:
+        query = query.with_for_update(of=Case)
+    return _clocks(session, session.exec(query.order_by(col(Case.id))).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a tick has read up to, in the order of the cases' moments."""
+
+    moment: datetime
+    case_id: int
+
+
+def due_clocks(
+    session: Session, now: datetime, *, after: Cursor | None = None, limit: int = PAGE
+) -> tuple[list[CaseClock], Cursor | None]:
+    """The next page of cases whose moment has come (oldest moment first), and where the
+    page ends: the index on the moment is all a tick reads in the steady state."""
+    moment = col(Case.next_stage_at)
+    query = _clock_query().add_columns(moment).where(moment <= now)
+    if after is not None:
+        query = query.where(
+            (moment > after.moment) | ((moment == after.moment) & (col(Case.id) > after.case_id))
+        )
+    rows = session.exec(query.order_by(moment, col(Case.id)).limit(limit)).all()
+    if not rows:
+        return [], None
+    last = rows[-1]
+    return _clocks(session, rows), Cursor(last.next_stage_at, last.id)
+
+
 def _done_keys(session: Session, keys: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(keys), CHUNK):
@@ -116,24 +156,37 @@ def _done_keys(session: Session, keys: Sequence[str]) -> set[str]:
     return found
 
 
-def pending(services: Services, now: datetime) -> list[Due]:
-    """What is due at `now` and not done yet (`schedule show` prints this; sends nothing)."""
-    cfg, calendar = services.config, services.calendar
-    with Session(services.engine) as session:
-        clocks = case_clocks(session) if plan.in_sending_hours(cfg, calendar, now) else []
-        items = plan.due(cfg, calendar, now, clocks)
-        live = [i for i in items if not isinstance(i, Stale)]
-        done = _done_keys(session, [i.key for i in live])
-        # A case whose latest stage is done has nothing stale left to record: look up the
-        # stale keys only of the others (in the steady state, none), not every tick for all.
-        settled = {i.case.case_id for i in live if i.key in done and not isinstance(i, DigestDue)}
-        stale = [i for i in items if isinstance(i, Stale) and i.case.case_id not in settled]
-        done |= _done_keys(session, [i.key for i in stale])
+def _not_done(session: Session, items: Sequence[Due]) -> list[Due]:
+    """The items whose keys are not done. A case whose latest stage is done has nothing stale
+    left to record: the stale keys are looked up only for the others (in the steady state,
+    none), not every stage a case ever had."""
+    live = [i for i in items if not isinstance(i, Stale)]
+    done = _done_keys(session, [i.key for i in live])
+    settled = {i.case.case_id for i in live if i.key in done and not isinstance(i, DigestDue)}
+    stale = [i for i in items if isinstance(i, Stale) and i.case.case_id not in settled]
+    done |= _done_keys(session, [i.key for i in stale])
     return [i for i in items if i.key not in done and not _settled(i, settled)]
 
 
 def _settled(item: Due, settled: set[int]) -> bool:
     return isinstance(item, Stale) and item.case.case_id in settled
+
+
+def _digests(session: Session, services: Services, now: datetime) -> list[Due]:
+    return _not_done(session, plan.digests_due(services.config, services.calendar, now))
+
+
+def pending(services: Services, now: datetime) -> list[Due]:
+    """What is due at `now` and not done yet (`schedule show` prints this; sends nothing)."""
+    cfg, calendar = services.config, services.calendar
+    with Session(services.engine) as session:
+        out = _digests(session, services, now)
+        if plan.in_sending_hours(cfg, calendar, now):
+            clocks, cursor = due_clocks(session, now)
+            while clocks:
+                out += _not_done(session, plan.stages_due(cfg, calendar, now, clocks))
+                clocks, cursor = due_clocks(session, now, after=cursor)
+    return out
 
 
 # --- doing one item ------------------------------------------------------------------------
@@ -281,62 +334,157 @@ def _do(services: Services, item: Due, now: datetime) -> str | None:
         return outcome
 
 
-def _skip_stale(services: Services, stale: list[Stale], now: datetime, report: RunReport) -> None:
-    """Record stale stages as skipped, many to a transaction: they send nothing, and the first
-    tick after an upgrade or a long outage can find thousands of them."""
-    for start in range(0, len(stale), CHUNK):
-        chunk = stale[start : start + CHUNK]
-        skipped: list[str] = []
-        taken: list[str] = []
-        try:
-            with transaction(services.engine) as session:
-                conn = session.connection()
-                for item in chunk:
-                    (skipped if _claim(conn, item, now) else taken).append(item.key)
-        except Exception:  # the next tick tries them again
-            log.exception("recording skipped stages failed", extra={"count": len(chunk)})
-            report.failed.extend(item.key for item in chunk)
-            continue
-        report.skipped.extend(skipped)
-        report.taken.extend(taken)
+def _basis(services: Services) -> stages.Basis:
+    return stages.Basis(services.config, services.calendar)
+
+
+@dataclass
+class _Budget:
+    """The mails a call may still queue (None: no limit)."""
+
+    room: int | None
+
+    @property
+    def spent(self) -> bool:
+        return self.room is not None and self.room <= 0
+
+    def spend(self, count: int) -> None:
+        if self.room is not None:
+            self.room -= count
+
+
+def _batch(
+    services: Services,
+    now: datetime,
+    clocks: Sequence[CaseClock],
+    items: dict[int, list[Due]],
+    budget: _Budget,
+) -> tuple[RunReport, int, bool]:
+    """Cases of one page in one transaction: their stale stages recorded, their mail queued,
+    their next moments set, all or nothing (a kill mid-way leaves every key free and every
+    moment as it was). Returns what was done, the mails queued, and whether the budget
+    stopped it."""
+    part, sent, stopped = RunReport(), 0, False
+    basis = _basis(services)
+    with transaction(services.engine) as session:
+        conn = session.connection()
+        ids = [c.case_id for c in clocks]
+        fresh = {c.case_id: c for c in case_clocks(session, ids, lock=True)}
+        session.exec(select(Case).where(col(Case.id).in_(ids))).all()  # one read, not one each
+        moments: dict[int, datetime | None] = {}
+        for clock in clocks:
+            todo = items.get(clock.case_id, [])
+            if fresh.get(clock.case_id) != clock:  # its change has set its moment
+                part.moved.extend(i.key for i in todo if not isinstance(i, Stale))
+                continue
+            live = [i for i in todo if isinstance(i, Reminder | Escalation)]
+            if live and budget.room is not None and sent + len(live) > budget.room:
+                stopped = True
+                break
+            for item in todo:
+                if not _claim(conn, item, now):
+                    part.taken.append(item.key)
+                elif isinstance(item, Stale):
+                    part.skipped.append(item.key)
+                else:
+                    outcome = (
+                        _remind(session, services, item)
+                        if isinstance(item, Reminder)
+                        else _escalate(session, services, item)  # type: ignore[arg-type]
+                    )
+                    _record(session, item.key, outcome)
+                    part.done.append((item.key, outcome))
+                    sent += 1
+            moments[clock.case_id] = stages.after_tick(basis, clock, now)
+        session.flush()
+        stages.set_moments(conn, moments)
+    return part, sent, stopped
+
+
+def _run_cases(
+    services: Services,
+    now: datetime,
+    clocks: Sequence[CaseClock],
+    items: dict[int, list[Due]],
+    budget: _Budget,
+    report: RunReport,
+) -> bool:
+    """One batch, or, when it fails, each of its cases alone, so one bad case holds back
+    only itself (its keys stay free and its moment stays: the next tick tries again).
+    False once the budget stopped it."""
+    try:
+        part, sent, stopped = _batch(services, now, clocks, items, budget)
+    except Exception:
+        if len(clocks) > 1:
+            return all(
+                _run_cases(services, now, [clock], items, budget, report) for clock in clocks
+            )
+        reference = clocks[0].reference
+        log.exception("scheduled send failed", extra={"case": reference})
+        report.failed.extend(i.key for i in items.get(clocks[0].case_id, []))
+        return True
+    budget.spend(sent)
+    for name in ("done", "skipped", "taken", "moved"):
+        getattr(report, name).extend(getattr(part, name))
+    for key, outcome in part.done:
+        log.info("scheduled send", extra={"key": key, "outcome": outcome})
+    return not stopped
+
+
+def _due_count(services: Services, now: datetime) -> int:
+    with Session(services.engine) as session:
+        return session.exec(select(func.count()).where(col(Case.next_stage_at) <= now)).one()
 
 
 def run_due(services: Services, now: datetime, *, limit: int | None = None) -> RunReport:
-    """Send what is due at `now` (aware), once; one item's failure stops only that item.
+    """Send what is due at `now` (aware), once; one case's failure stops only that case.
 
-    `limit` caps the mails one call queues (the daemon's tick, so a first morning after an
-    upgrade or a long outage never holds up incoming mail for long); the rest stay due and
-    the next call takes them. Stale stages are recorded whatever the limit: they send nothing.
+    Reads only the cases whose next stage moment has come (stages.py), a page at a time, and
+    deals with them in transactions of a few hundred, so the first tick after an upgrade or
+    a long outage takes minutes, not hours. `limit` caps the mails one call queues (the
+    daemon's tick, so such a morning never holds up incoming mail for long); the rest stay
+    due and the next call takes them.
     """
     report = RunReport()
     try:
         report.overdue = overdue.queue_overdue(services, services.calendar.local_date(now))
     except Exception:  # the webhooks wait for the next tick; the mail goes on
         log.exception("queueing overdue webhooks failed")
-    items = pending(services, now)
-    _skip_stale(services, [i for i in items if isinstance(i, Stale)], now, report)
-    live = [i for i in items if not isinstance(i, Stale)]
-    if limit is not None and len(live) > limit:
-        report.left = len(live) - limit
-        live = live[:limit]
-    for item in live:
-        reference = None if isinstance(item, DigestDue) else item.case.reference
+    stages.follow_basis(services.engine, _basis(services), now)
+    budget = _Budget(limit)
+    with Session(services.engine) as session:
+        digests_due = _digests(session, services, now)
+    for item in digests_due:
+        if budget.spent:
+            report.left += 1
+            continue
         try:
             outcome = _do(services, item, now)
         except Exception:  # one bad item must not stop the others
-            log.exception("scheduled send failed", extra={"key": item.key, "case": reference})
+            log.exception("scheduled send failed", extra={"key": item.key})
             report.failed.append(item.key)
             continue
+        budget.spend(1)
         if outcome is None:
             report.taken.append(item.key)
-        elif outcome == "skipped":
-            report.skipped.append(item.key)
-        elif outcome == "moved":
-            report.moved.append(item.key)
         else:
             report.done.append((item.key, outcome))
-            log.info(
-                "scheduled send",
-                extra={"key": item.key, "case": reference, "outcome": outcome},
-            )
+            log.info("scheduled send", extra={"key": item.key, "outcome": outcome})
+    if not plan.in_sending_hours(services.config, services.calendar, now):
+        return report
+    cfg, calendar = services.config, services.calendar
+    cursor: Cursor | None = None
+    while not budget.spent:
+        with Session(services.engine) as session:
+            clocks, cursor = due_clocks(session, now, after=cursor)
+            if not clocks:
+                return report
+            items: dict[int, list[Due]] = {}
+            for item in _not_done(session, plan.stages_due(cfg, calendar, now, clocks)):
+                items.setdefault(item.case.case_id, []).append(item)  # type: ignore[union-attr]
+        for start in range(0, len(clocks), BATCH):
+            if not _run_cases(services, now, clocks[start : start + BATCH], items, budget, report):
+                report.left += _due_count(services, now)
+                return report
+    report.left += _due_count(services, now)
     return report

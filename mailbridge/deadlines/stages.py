@@ -1,0 +1,178 @@
+"""Each open case's next stage moment: when the clock next has something to do for it.
+
+A tick (deadlines/run.py) reads only the cases whose `next_stage_at` has come, so its work
+follows what is due, not how many cases are open. The moment is kept by three rules:
+
+* **a change** to anything the stages depend on (status, lead officer, pause, the deadlines,
+  service area or enquiry type) sets it in the same flush, whichever door made the change
+  (an email, the console, the command line, the API): a session event, so no change can
+  forget it. It is the moment of the earliest stage whose key is not done, or None while
+  the case can have none (completed, closed, paused, no lead officer);
+* **a tick** that has dealt with a case sets it to the case's first stage still to come;
+* **a new basis** (SLA rules, the calendar, the sending hours: the config, read at start)
+  marks every running case due now, and the ticks count them again in batches.
+
+The moment is never later than the first time the planner (plan.py) would have something
+for the case, so a tick misses nothing; it may be earlier (a stage settled by a later one,
+say), which costs one look and puts it right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, bindparam, event, inspect, or_, update
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from mailbridge.config import Config
+from mailbridge.deadlines import plan
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.deadlines.policy import sla_for
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Case, ScheduledSend, Setting, utcnow
+
+log = logging.getLogger(__name__)
+
+OPTION = "mailbridge_stages"  # the engine's execution option that carries the Basis
+BASIS = "clock_basis"  # the Setting that names the basis the moments were counted on
+# What the stages depend on: a change to any of these moves the case's moment.
+WATCHED = (
+    "status",
+    "lead_officer_id",
+    "paused_at",
+    "extended_due",
+    "response_due",
+    "service_area",
+    "enquiry_type",
+)
+# "Look at this case at the next tick", when a session has no basis to count with.
+AT_ONCE = datetime(2000, 1, 1, tzinfo=UTC)
+_CASES = Case.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What the stage moments are counted with: the council's config and calendar."""
+
+    config: Config
+    calendar: WorkingCalendar
+
+    def fingerprint(self) -> str:
+        """Changes when any rule that places a stage in time changes."""
+        schedule = self.config.schedule
+        facts = {
+            "sla": self.config.sla.model_dump(mode="json"),
+            "hours": [schedule.send_at, schedule.send_until],
+            "calendar": self.calendar.rules(),
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def watch(engine: Engine, basis: Basis) -> None:
+    """Every session on the engine keeps its cases' moments with this basis from now on."""
+    engine.update_execution_options(**{OPTION: basis})
+
+
+def running_clause() -> ColumnElement[bool]:
+    """plan.running in SQL: the cases the clock can have anything for."""
+    return (
+        col(Case.status).in_(plan.OPEN)
+        & col(Case.lead_officer_id).is_not(None)
+        & col(Case.paused_at).is_(None)
+    )
+
+
+def _stages(basis: Basis, case: Case | plan.CaseClock) -> list[tuple[str, datetime]]:
+    deadline = (case.extended_due or case.response_due) if isinstance(case, Case) else case.deadline
+    sla = sla_for(basis.config, case.service_area, case.enquiry_type)
+    return plan.stages(basis.config, basis.calendar, case.reference, deadline, sla)
+
+
+def after_change(session: Session, basis: Basis | None, case: Case) -> datetime | None:
+    """The moment of the case's earliest stage whose key is not done (see the module)."""
+    if not plan.running(case.status, case.paused_at is not None, case.lead_officer_id is not None):
+        return None
+    if basis is None:
+        return AT_ONCE
+    staged = _stages(basis, case)
+    if not staged:
+        return None
+    done = set(
+        session.exec(
+            select(ScheduledSend.key).where(col(ScheduledSend.key).in_([k for k, _ in staged]))
+        ).all()
+    )
+    return min((moment for key, moment in staged if key not in done), default=None)
+
+
+def after_tick(basis: Basis, clock: plan.CaseClock, now: datetime) -> datetime | None:
+    """After a tick at `now` dealt with the case: its first stage still to come."""
+    if not plan.running(clock.status, clock.paused, clock.lead_officer is not None):
+        return None
+    return min((moment for _, moment in _stages(basis, clock) if moment > now), default=None)
+
+
+def set_moments(conn: Connection, moments: Mapping[int, datetime | None]) -> None:
+    """Write the tick's moments, one statement for a batch (never the case's updated_at:
+    the console reads that as the case's version, and the clock changes nothing a person
+    sees)."""
+    if not moments:
+        return
+    conn.execute(
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("case_id"))
+        .values(next_stage_at=bindparam("moment")),
+        [{"case_id": case_id, "moment": moment} for case_id, moment in moments.items()],
+    )
+
+
+def _moved(case: Case) -> bool:
+    state = inspect(case)
+    return state.pending or any(state.attrs[name].history.has_changes() for name in WATCHED)
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _follow(session: OrmSession, _context: object, _instances: object) -> None:
+    """Any change that moves a case's stages moves its moment, in the change's own flush."""
+    cases = [o for o in (*session.new, *session.dirty) if isinstance(o, Case) and _moved(o)]
+    if not cases:
+        return
+    basis = session.connection().get_execution_options().get(OPTION)
+    with session.no_autoflush:
+        for case in cases:
+            case.next_stage_at = after_change(session, basis, case)  # type: ignore[arg-type]
+
+
+def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
+    """When the rules that place stages in time have changed since the moments were counted
+    (or were never recorded: the first tick after the upgrade), mark every running case due
+    now, so the ticks count its stages again; how many were marked."""
+    value = basis.fingerprint()
+    with Session(engine) as session:  # a read: every tick, almost always the same
+        known = session.get(Setting, BASIS)
+        if known is not None and known.value == value:
+            return 0
+    with transaction(engine) as session:
+        known = session.get(Setting, BASIS)
+        if known is not None and known.value == value:
+            return 0  # another process did it meanwhile
+        marked = session.connection().execute(
+            update(_CASES)
+            .where(
+                running_clause(),
+                or_(col(Case.next_stage_at).is_(None), col(Case.next_stage_at) > now),
+            )
+            .values(next_stage_at=now)
+        )
+        row = known or Setting(name=BASIS, value=value)
+        row.value, row.updated_at = value, utcnow()
+        session.add(row)
+    log.info("stage moments to be counted again", extra={"cases": marked.rowcount})
+    return int(marked.rowcount)
