@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func
+from sqlalchemy import Connection, Select, func, update
 from sqlmodel import Session, col, select
 
 from mailbridge.cases.correspondence import thread_for
@@ -193,6 +193,8 @@ def pending(services: Services, now: datetime) -> list[Due]:
 
 
 def _claim(conn: Connection, item: Due, now: datetime) -> bool:
+    """Take the item's key; False when it was done already (by another daemon). A mail's key
+    is taken as "queued", its outcome recorded only when it is another (`_record`)."""
     case_id = None if isinstance(item, DigestDue) else item.case.case_id
     kind = item.kind if not isinstance(item, Stale) else item.key.split(":", 1)[0]
     result = conn.execute(
@@ -201,18 +203,55 @@ def _claim(conn: Connection, item: Due, now: datetime) -> bool:
             "key": item.key,
             "kind": kind,
             "case_id": case_id,
-            "outcome": "skipped" if isinstance(item, Stale) else "claimed",
+            "outcome": "skipped" if isinstance(item, Stale) else "queued",
             "done_at": now,
         },
     )
     return result.scalar() is not None  # RETURNING: a row only when this insert made it
 
 
+def _skip(conn: Connection, stale: Sequence[Stale], now: datetime) -> tuple[list[str], list[str]]:
+    """Record a batch's stale stages as skipped, in one statement; (skipped, taken). Under
+    the batch's locks nobody else records them meanwhile: the ones found done are taken."""
+    keys = [item.key for item in stale]
+    taken = set(conn.execute(select(_SENDS.c.key).where(_SENDS.c.key.in_(keys))).scalars())
+    rows = [
+        {
+            "key": item.key,
+            "kind": item.key.split(":", 1)[0],
+            "case_id": item.case.case_id,
+            "outcome": "skipped",
+            "done_at": now,
+        }
+        for item in stale
+        if item.key not in taken
+    ]
+    if rows:
+        conn.execute(insert_or_skip(_SENDS, ("key",), conn.dialect.name), rows)
+    return [row["key"] for row in rows], sorted(taken)
+
+
 def _record(session: Session, key: str, outcome: str) -> None:
-    row = session.get(ScheduledSend, key)
-    assert row is not None  # claimed in this transaction
-    row.outcome = outcome
-    session.add(row)
+    """The claimed key's outcome, when it is not "queued" (claimed in this transaction)."""
+    if outcome != "queued":
+        session.connection().execute(
+            update(_SENDS).where(_SENDS.c.key == key).values(outcome=outcome)
+        )
+
+
+def _names(session: Session, addresses: Sequence[str]) -> dict[str, str]:
+    """People's names by address, remembered for the session: a batch's escalations tell
+    the same coordinators and heads again and again."""
+    known: dict[str, str] = session.info.setdefault("names", {})
+    missing = [a for a in addresses if a not in known]
+    if missing:
+        known.update({a: a for a in missing})
+        known.update(
+            session.exec(
+                select(Person.email, Person.name).where(col(Person.email).in_(missing))
+            ).all()
+        )
+    return known
 
 
 def _still_due(session: Session, item: Reminder | Escalation) -> bool:
@@ -258,11 +297,7 @@ def _escalate(session: Session, services: Services, item: Escalation) -> str:
     if not (item.to or item.cc):
         add_event(session, case.id, "escalation_unsent", f"{item.key}: nobody to tell")
         return "nothing_to_send"
-    names = dict(
-        session.exec(
-            select(Person.email, Person.name).where(col(Person.email).in_(item.to + item.cc))
-        ).all()
-    )
+    names = _names(session, item.to + item.cc)
     queued = queue.queue_mail(
         session,
         services,
@@ -370,8 +405,13 @@ def _batch(
         conn = session.connection()
         ids = [c.case_id for c in clocks]
         fresh = {c.case_id: c for c in case_clocks(session, ids, lock=True)}
-        session.exec(select(Case).where(col(Case.id).in_(ids))).all()  # one read, not one each
+        # The cases and their people read once for the batch, not once per mail (held here:
+        # the session keeps only what something refers to).
+        held: list[object] = list(session.exec(select(Case).where(col(Case.id).in_(ids))).all())
+        people = {c.member_id for c in held} | {c.lead_officer_id for c in held}  # type: ignore[attr-defined]
+        held += session.exec(select(Person).where(col(Person.id).in_(people - {None}))).all()
         moments: dict[int, datetime | None] = {}
+        stale: list[Stale] = []
         for clock in clocks:
             todo = items.get(clock.case_id, [])
             if fresh.get(clock.case_id) != clock:  # its change has set its moment
@@ -381,11 +421,10 @@ def _batch(
             if live and budget.room is not None and sent + len(live) > budget.room:
                 stopped = True
                 break
-            for item in todo:
+            stale.extend(i for i in todo if isinstance(i, Stale))
+            for item in live:
                 if not _claim(conn, item, now):
                     part.taken.append(item.key)
-                elif isinstance(item, Stale):
-                    part.skipped.append(item.key)
                 else:
                     outcome = (
                         _remind(session, services, item)
@@ -396,6 +435,9 @@ def _batch(
                     part.done.append((item.key, outcome))
                     sent += 1
             moments[clock.case_id] = stages.after_tick(basis, clock, now)
+        skipped, taken = _skip(conn, stale, now)
+        part.skipped.extend(skipped)
+        part.taken.extend(taken)
         session.flush()
         stages.set_moments(conn, moments)
     return part, sent, stopped

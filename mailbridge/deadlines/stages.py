@@ -35,7 +35,7 @@ from mailbridge.config import Config
 from mailbridge.deadlines import plan
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.deadlines.policy import sla_for
-from mailbridge.store.db import transaction
+from mailbridge.store.db import insert_or_skip, transaction
 from mailbridge.store.models import Case, ScheduledSend, Setting, utcnow
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,12 @@ def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
             )
             .values(next_stage_at=now)
         )
-        row = known or Setting(name=BASIS, value=value)
-        row.value, row.updated_at = value, utcnow()
-        session.add(row)
+        # Two processes starting at once may both get here: each marks (the second finds
+        # nothing left to mark) and neither trips on the other's row.
+        conn = session.connection()
+        table = Setting.__table__  # type: ignore[attr-defined]
+        row = {"name": BASIS, "value": value, "updated_at": utcnow()}
+        conn.execute(insert_or_skip(table, ("name",), conn.dialect.name), row)
+        conn.execute(update(table).where(table.c.name == BASIS).values(row))
     log.info("stage moments to be counted again", extra={"cases": marked.rowcount})
     return int(marked.rowcount)

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, select
 
 from mailbridge.cases import assignment, coordinator
-from mailbridge.deadlines import plan, run
+from mailbridge.deadlines import plan, run, stages
 from mailbridge.errors import UserError
 from mailbridge.services import Services
-from mailbridge.store.models import Case, ScheduledSend, as_utc
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.models import Case, ScheduledSend, Setting, as_utc
 from tests.factories import add_person, fixture_bytes, make_services
 from tests.helpers.clock import FIXED_NOW, clock_at
 from tests.helpers.council import ANN, PRIYA, REF, SAM, Council, build_council
@@ -256,3 +258,42 @@ def test_an_upgraded_database_has_its_running_cases_counted_by_the_first_tick(
         assert first is not None and as_utc(first) == nine(8)
     finally:
         engine.dispose()
+
+
+def test_two_processes_starting_at_once_both_take_a_new_basis(
+    tmp_path: Path, engine: Engine, db_url: str
+) -> None:
+    """Three times over (a race is a matter of timing): two processes with a new basis at
+    once; one marks the case due, the other finds it done, neither fails."""
+    council = build_council(tmp_path, engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    basis = stages.Basis(council.services.config, council.services.calendar)
+    for round in range(3):
+        now = nine(2) - timedelta(hours=round)
+        with transaction(engine) as session:
+            session.execute(delete(Setting))
+        start = threading.Barrier(2)
+        failures: list[Exception] = []
+        marked: list[int] = []
+
+        def process(now: datetime, start: threading.Barrier, marked: list[int]) -> None:
+            own = make_engine(db_url)
+            try:
+                start.wait(30)
+                marked.append(stages.follow_basis(own, basis, now))
+            except Exception as exc:  # noqa: BLE001 - what the test reports
+                failures.append(exc)  # noqa: B023 - read below, in the same round
+            finally:
+                own.dispose()
+
+        threads = [threading.Thread(target=process, args=(now, start, marked)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == [], round
+        assert sorted(marked) == [0, 1], "one marks the case, the other finds it marked"
+        assert moment(council) == now, "due at once, to be counted on the new basis"
+        with Session(engine) as session:
+            rows = session.exec(select(Setting)).all()
+        assert [(r.name, r.value) for r in rows] == [(stages.BASIS, basis.fingerprint())]
