@@ -23,13 +23,14 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, update
 from sqlmodel import Session, col, select
 
+from mailbridge.cases import facts
 from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.records import add_event
 from mailbridge.deadlines import digests, overdue, plan, stages
 from mailbridge.deadlines.plan import CaseClock, DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import queue
 from mailbridge.services import Services
-from mailbridge.store.db import insert_or_skip, transaction
+from mailbridge.store.db import insert_or_skip, rows_later, transaction
 from mailbridge.store.models import Case, CaseOfficer, OfficerRole, Person, ScheduledSend
 
 log = logging.getLogger(__name__)
@@ -210,25 +211,31 @@ def _claim(conn: Connection, item: Due, now: datetime) -> bool:
     return result.scalar() is not None  # RETURNING: a row only when this insert made it
 
 
-def _skip(conn: Connection, stale: Sequence[Stale], now: datetime) -> tuple[list[str], list[str]]:
-    """Record a batch's stale stages as skipped, in one statement; (skipped, taken). Under
-    the batch's locks nobody else records them meanwhile: the ones found done are taken."""
-    keys = [item.key for item in stale]
-    taken = set(conn.execute(select(_SENDS.c.key).where(_SENDS.c.key.in_(keys))).scalars())
-    rows = [
-        {
-            "key": item.key,
-            "kind": item.key.split(":", 1)[0],
-            "case_id": item.case.case_id,
-            "outcome": "skipped",
-            "done_at": now,
-        }
-        for item in stale
-        if item.key not in taken
-    ]
-    if rows:
-        conn.execute(insert_or_skip(_SENDS, ("key",), conn.dialect.name), rows)
-    return [row["key"] for row in rows], sorted(taken)
+def _claim_all(
+    conn: Connection, items: Sequence[Due], now: datetime
+) -> tuple[list[Due], list[str]]:
+    """Take a batch's keys in one statement; (the items this batch took, the keys done
+    already). Under the batch's locks on its cases nobody else takes them meanwhile (a
+    second daemon waits on those locks, then finds the keys done here). A mail's key is
+    taken as "queued", a stale stage's as "skipped"; `_record` writes any other outcome."""
+    keys = [item.key for item in items]
+    done = set(conn.execute(select(_SENDS.c.key).where(_SENDS.c.key.in_(keys))).scalars())
+    mine = [item for item in items if item.key not in done]
+    if mine:
+        conn.execute(
+            insert_or_skip(_SENDS, ("key",), conn.dialect.name),
+            [
+                {
+                    "key": item.key,
+                    "kind": item.key.split(":", 1)[0],
+                    "case_id": item.case.case_id,  # type: ignore[union-attr]
+                    "outcome": "skipped" if isinstance(item, Stale) else "queued",
+                    "done_at": now,
+                }
+                for item in mine
+            ],
+        )
+    return mine, sorted(done)
 
 
 def _record(session: Session, key: str, outcome: str) -> None:
@@ -401,7 +408,8 @@ def _batch(
     stopped it."""
     part, sent, stopped = RunReport(), 0, False
     basis = _basis(services)
-    with transaction(services.engine) as session:
+    # The batch's events and outbox rows go in one statement per table at its end.
+    with transaction(services.engine) as session, rows_later(session):
         conn = session.connection()
         ids = [c.case_id for c in clocks]
         fresh = {c.case_id: c for c in case_clocks(session, ids, lock=True)}
@@ -410,34 +418,35 @@ def _batch(
         held: list[object] = list(session.exec(select(Case).where(col(Case.id).in_(ids))).all())
         people = {c.member_id for c in held} | {c.lead_officer_id for c in held}  # type: ignore[attr-defined]
         held += session.exec(select(Person).where(col(Person.id).in_(people - {None}))).all()
+        facts.remember_roots(session, ids)
         moments: dict[int, datetime | None] = {}
-        stale: list[Stale] = []
+        todo: list[Due] = []
         for clock in clocks:
-            todo = items.get(clock.case_id, [])
+            due = items.get(clock.case_id, [])
             if fresh.get(clock.case_id) != clock:  # its change has set its moment
-                part.moved.extend(i.key for i in todo if not isinstance(i, Stale))
+                part.moved.extend(i.key for i in due if not isinstance(i, Stale))
                 continue
-            live = [i for i in todo if isinstance(i, Reminder | Escalation)]
-            if live and budget.room is not None and sent + len(live) > budget.room:
+            live = sum(1 for i in due if not isinstance(i, Stale))
+            if live and budget.room is not None and sent + live > budget.room:
                 stopped = True
                 break
-            stale.extend(i for i in todo if isinstance(i, Stale))
-            for item in live:
-                if not _claim(conn, item, now):
-                    part.taken.append(item.key)
-                else:
-                    outcome = (
-                        _remind(session, services, item)
-                        if isinstance(item, Reminder)
-                        else _escalate(session, services, item)  # type: ignore[arg-type]
-                    )
-                    _record(session, item.key, outcome)
-                    part.done.append((item.key, outcome))
-                    sent += 1
+            sent += live
+            todo += due
             moments[clock.case_id] = stages.after_tick(basis, clock, now)
-        skipped, taken = _skip(conn, stale, now)
-        part.skipped.extend(skipped)
-        part.taken.extend(taken)
+        mine, part.taken = _claim_all(conn, todo, now)
+        taken = set(part.taken)
+        sent -= sum(1 for i in todo if not isinstance(i, Stale) and i.key in taken)
+        for item in mine:
+            if isinstance(item, Stale):
+                part.skipped.append(item.key)
+                continue
+            outcome = (
+                _remind(session, services, item)
+                if isinstance(item, Reminder)
+                else _escalate(session, services, item)  # type: ignore[arg-type]
+            )
+            _record(session, item.key, outcome)
+            part.done.append((item.key, outcome))
         session.flush()
         stages.set_moments(conn, moments)
     return part, sent, stopped
