@@ -157,15 +157,24 @@ def _done_keys(session: Session, keys: Sequence[str]) -> set[str]:
     return found
 
 
-def _not_done(session: Session, items: Sequence[Due]) -> list[Due]:
+def _done_on(conn: Connection, case_ids: Sequence[int]) -> set[str]:
+    """The keys done on these cases: a look-up by case (an index of integers), cheaper than
+    one by hundreds of keys, and a case has few."""
+    found: set[str] = set()
+    for start in range(0, len(case_ids), CHUNK):
+        chunk = case_ids[start : start + CHUNK]
+        found.update(
+            conn.execute(select(_SENDS.c.key).where(_SENDS.c.case_id.in_(chunk))).scalars()
+        )
+    return found
+
+
+def _not_done(items: Sequence[Due], done: set[str]) -> list[Due]:
     """The items whose keys are not done. A case whose latest stage is done has nothing stale
-    left to record: the stale keys are looked up only for the others (in the steady state,
-    none), not every stage a case ever had."""
-    live = [i for i in items if not isinstance(i, Stale)]
-    done = _done_keys(session, [i.key for i in live])
-    settled = {i.case.case_id for i in live if i.key in done and not isinstance(i, DigestDue)}
-    stale = [i for i in items if isinstance(i, Stale) and i.case.case_id not in settled]
-    done |= _done_keys(session, [i.key for i in stale])
+    left to record (it settles the older ones, whether or not they were recorded)."""
+    settled = {
+        i.case.case_id for i in items if i.key in done and not isinstance(i, Stale | DigestDue)
+    }
     return [i for i in items if i.key not in done and not _settled(i, settled)]
 
 
@@ -174,7 +183,17 @@ def _settled(item: Due, settled: set[int]) -> bool:
 
 
 def _digests(session: Session, services: Services, now: datetime) -> list[Due]:
-    return _not_done(session, plan.digests_due(services.config, services.calendar, now))
+    items = plan.digests_due(services.config, services.calendar, now)
+    return _not_done(items, _done_keys(session, [i.key for i in items]))
+
+
+def _cases_due(
+    session: Session, services: Services, now: datetime, clocks: Sequence[CaseClock]
+) -> list[Due]:
+    """What these cases have due at `now` (in sending hours) and not done."""
+    items = plan.stages_due(services.config, services.calendar, now, clocks)
+    done = _done_on(session.connection(), [c.case_id for c in clocks])
+    return _not_done(items, done)
 
 
 def pending(services: Services, now: datetime) -> list[Due]:
@@ -185,7 +204,7 @@ def pending(services: Services, now: datetime) -> list[Due]:
         if plan.in_sending_hours(cfg, calendar, now):
             clocks, cursor = due_clocks(session, now)
             while clocks:
-                out += _not_done(session, plan.stages_due(cfg, calendar, now, clocks))
+                out += _cases_due(session, services, now, clocks)
                 clocks, cursor = due_clocks(session, now, after=cursor)
     return out
 
@@ -218,8 +237,8 @@ def _claim_all(
     already). Under the batch's locks on its cases nobody else takes them meanwhile (a
     second daemon waits on those locks, then finds the keys done here). A mail's key is
     taken as "queued", a stale stage's as "skipped"; `_record` writes any other outcome."""
-    keys = [item.key for item in items]
-    done = set(conn.execute(select(_SENDS.c.key).where(_SENDS.c.key.in_(keys))).scalars())
+    ids = list(dict.fromkeys(item.case.case_id for item in items))  # type: ignore[union-attr]
+    done = _done_on(conn, ids)
     mine = [item for item in items if item.key not in done]
     if mine:
         conn.execute(
@@ -235,7 +254,7 @@ def _claim_all(
                 for item in mine
             ],
         )
-    return mine, sorted(done)
+    return mine, sorted(item.key for item in items if item.key in done)
 
 
 def _record(session: Session, key: str, outcome: str) -> None:
@@ -523,7 +542,6 @@ def run_due(services: Services, now: datetime, *, limit: int | None = None) -> R
             log.info("scheduled send", extra={"key": item.key, "outcome": outcome})
     if not plan.in_sending_hours(services.config, services.calendar, now):
         return report
-    cfg, calendar = services.config, services.calendar
     cursor: Cursor | None = None
     while not budget.spent:
         with Session(services.engine) as session:
@@ -531,7 +549,7 @@ def run_due(services: Services, now: datetime, *, limit: int | None = None) -> R
             if not clocks:
                 return report
             items: dict[int, list[Due]] = {}
-            for item in _not_done(session, plan.stages_due(cfg, calendar, now, clocks)):
+            for item in _cases_due(session, services, now, clocks):
                 items.setdefault(item.case.case_id, []).append(item)  # type: ignore[union-attr]
         for start in range(0, len(clocks), BATCH):
             if not _run_cases(services, now, clocks[start : start + BATCH], items, budget, report):
