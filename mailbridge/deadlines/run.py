@@ -444,6 +444,8 @@ def _batch(
             due = items.get(clock.case_id, [])
             if fresh.get(clock.case_id) != clock:  # its change has set its moment
                 part.moved.extend(i.key for i in due if not isinstance(i, Stale))
+                if clock.case_id not in fresh:  # no longer running: nothing more to look at
+                    moments[clock.case_id] = None
                 continue
             live = sum(1 for i in due if not isinstance(i, Stale))
             if live and budget.room is not None and sent + live > budget.room:
