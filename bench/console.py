@@ -306,11 +306,13 @@ def timed(fn: Callable[[], object], runs: int) -> float:
 def schedule_ticks(
     engine: Any, cal: WorkingCalendar, today: date, runs: int
 ) -> list[tuple[str, float | None, str]]:
-    """The clock on the next working morning at 10:00. First the first tick after the
-    upgrade: migration 0013 marked every running case due, so each is planned, the latest
-    stage of each mailed and the earlier ones recorded as skipped, all at once (no limit, as
-    `schedule run-due` does; the service's tick takes TICK_LIMIT mails a minute). Then the
-    service's tick in the steady state, a minute later: what it costs every `tick_seconds`."""
+    """The clock on the next working morning. The day's digests go in a tick before sending
+    hours (at 08:45; on a Monday the week's member digests and management summaries too).
+    At 10:00 the first tick after the upgrade: migration 0013 marked every running case due,
+    so each is planned, the latest stage of each mailed and the earlier ones recorded as
+    skipped, all at once (no limit, as `schedule run-due` does; the service's tick takes
+    TICK_LIMIT mails a minute). Then the service's tick in the steady state, a minute later:
+    what it costs every `tick_seconds`."""
     from mailbridge.config import Config
     from mailbridge.deadlines import run
     from mailbridge.service.daemon import TICK_LIMIT
@@ -336,15 +338,25 @@ def schedule_ticks(
         running = session.exec(
             select(func.count()).select_from(Case).where(Case.next_stage_at.is_not(None))  # type: ignore[union-attr]
         ).scalar_one()
+    # The morning's digests go before sending hours (from 08:00), in a tick of their own.
+    early = datetime(day.year, day.month, day.day, 8, 45, tzinfo=cal.zone).astimezone(UTC)
+    started = time.perf_counter()
+    digests = run.run_due(services, early)
+    digests_ms = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
     first = run.run_due(services, now)
     first_ms = (time.perf_counter() - started) * 1000
     later = now + timedelta(minutes=1)
     return [
         (
+            f"schedule: the digests' tick, {day:%A} 08:45",
+            digests_ms,
+            f"{digests.queued} digests queued (each week's member digests as one)",
+        ),
+        (
             "schedule: first tick after the upgrade (the whole backlog)",
             first_ms,
-            f"{running:,} running cases: {first.queued:,} reminders, escalations and digests "
+            f"{running:,} running cases: {first.queued:,} reminders and escalations "
             f"queued, {len(first.skipped):,} stale stages recorded",
         ),
         (
