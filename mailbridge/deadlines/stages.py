@@ -7,7 +7,10 @@ follows what is due, not how many cases are open. The moment is kept by three ru
   service area or enquiry type) sets it in the same flush, whichever door made the change
   (an email, the console, the command line, the API): a session event, so no change can
   forget it. It is the moment of the earliest stage whose key is not done, or None while
-  the case can have none (completed, closed, paused, no lead officer);
+  the case can have none (completed, closed, paused, no lead officer), counted on the row
+  as the flush leaves it (read again under lock: another change may have committed since
+  the case was read) and on the rules the clock counts on: a process on other rules (a
+  console started before the config changed) marks the case due at once instead;
 * **a tick** that has dealt with a case sets it to the case's first stage still to come;
 * **a new basis** (SLA rules, the calendar, the sending hours: the config, read at start)
   marks every running case due now, and the ticks count them again in batches.
@@ -22,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine, bindparam, event, inspect, or_, update
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -55,6 +59,7 @@ WATCHED = (
 # "Look at this case at the next tick", when a session has no basis to count with.
 AT_ONCE = datetime(2000, 1, 1, tzinfo=UTC)
 _CASES = Case.__table__  # type: ignore[attr-defined]
+_SETTINGS = Setting.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +68,39 @@ class Basis:
 
     config: Config
     calendar: WorkingCalendar
+    _print: str = field(init=False, repr=False, compare=False)
 
-    def fingerprint(self) -> str:
-        """Changes when any rule that places a stage in time changes."""
+    def __post_init__(self) -> None:
         schedule = self.config.schedule
         facts = {
             "sla": self.config.sla.model_dump(mode="json"),
             "hours": [schedule.send_at, schedule.send_until],
             "calendar": self.calendar.rules(),
         }
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "_print", digest)  # once: every change's flush asks
+
+    def fingerprint(self) -> str:
+        """Changes when any rule that places a stage in time changes."""
+        return self._print
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a case's stages depend on (WATCHED), as its row will be once a flush is done."""
+
+    reference: str
+    status: str
+    lead_officer_id: int | None
+    paused_at: datetime | None
+    extended_due: date | None
+    response_due: date
+    service_area: str | None
+    enquiry_type: str | None
+
+    @property
+    def deadline(self) -> date:
+        return self.extended_due or self.response_due
 
 
 def watch(engine: Engine, basis: Basis) -> None:
@@ -89,14 +117,14 @@ def running_clause() -> ColumnElement[bool]:
     )
 
 
-def _stages(basis: Basis, case: Case | plan.CaseClock) -> list[tuple[str, datetime]]:
-    deadline = (case.extended_due or case.response_due) if isinstance(case, Case) else case.deadline
+def _stages(basis: Basis, case: Facts | plan.CaseClock) -> list[tuple[str, datetime]]:
     sla = sla_for(basis.config, case.service_area, case.enquiry_type)
-    return plan.stages(basis.config, basis.calendar, case.reference, deadline, sla)
+    return plan.stages(basis.config, basis.calendar, case.reference, case.deadline, sla)
 
 
-def after_change(session: Session, basis: Basis | None, case: Case) -> datetime | None:
-    """The moment of the case's earliest stage whose key is not done (see the module)."""
+def after_change(session: Session, basis: Basis | None, case: Facts) -> datetime | None:
+    """The moment of the case's earliest stage whose key is not done (see the module); at
+    once when there is no basis to count it on."""
     if not plan.running(case.status, case.paused_at is not None, case.lead_officer_id is not None):
         return None
     if basis is None:
@@ -133,9 +161,53 @@ def set_moments(conn: Connection, moments: Mapping[int, datetime | None]) -> Non
     )
 
 
+def _clock_basis(session: OrmSession) -> Basis | None:
+    """The session's basis when the clock counts on the same rules (or none is recorded
+    yet), else None: the change then leaves its case to the clock's next tick. A console
+    or command started before the config changed, beside a daemon started after, would
+    count a later moment than the daemon's planner: a stage never sent."""
+    conn = session.connection()
+    basis: Basis | None = conn.get_execution_options().get(OPTION)
+    if basis is None:
+        return None
+    known = conn.execute(select(_SETTINGS.c.value).where(_SETTINGS.c.name == BASIS)).scalar()
+    return basis if known in (None, basis.fingerprint()) else None
+
+
 def _moved(case: Case) -> bool:
     state = inspect(case)
     return state.pending or any(state.attrs[name].history.has_changes() for name in WATCHED)
+
+
+def _as_flushed(session: OrmSession, cases: Sequence[Case]) -> list[Facts]:
+    """The cases' facts as their rows will be once the flush is done: the session's own
+    changes over the rows as committed now, read under lock (PostgreSQL; SQLite's writers
+    queue), so a change another transaction committed since this one read a case counts,
+    and none can land before this one commits."""
+    stored = [c.id for c in cases if not inspect(c).pending]
+    rows = (
+        {
+            row.id: row
+            for row in session.connection().execute(
+                select(_CASES.c.id, *(_CASES.c[name] for name in WATCHED))
+                .where(_CASES.c.id.in_(stored))
+                .with_for_update()
+            )
+        }
+        if stored
+        else {}
+    )
+    facts = []
+    for case in cases:
+        values = {name: getattr(case, name) for name in WATCHED}
+        row = rows.get(case.id)
+        if row is not None:
+            state = inspect(case)
+            for name in WATCHED:
+                if not state.attrs[name].history.has_changes():
+                    values[name] = getattr(row, name)
+        facts.append(Facts(reference=case.reference, **values))
+    return facts
 
 
 @event.listens_for(OrmSession, "before_flush")
@@ -144,10 +216,12 @@ def _follow(session: OrmSession, _context: object, _instances: object) -> None:
     cases = [o for o in (*session.new, *session.dirty) if isinstance(o, Case) and _moved(o)]
     if not cases:
         return
-    basis = session.connection().get_execution_options().get(OPTION)
+    basis = _clock_basis(session)
     with session.no_autoflush:
-        for case in cases:
-            case.next_stage_at = after_change(session, basis, case)  # type: ignore[arg-type]
+        for case, facts in zip(cases, _as_flushed(session, cases), strict=True):
+            case.next_stage_at = after_change(session, basis, facts)  # type: ignore[arg-type]
+            # Written even when the session read this value: the row may hold another's.
+            flag_modified(case, "next_stage_at")
 
 
 def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
@@ -174,9 +248,8 @@ def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
         # Two processes starting at once may both get here: each marks (the second finds
         # nothing left to mark) and neither trips on the other's row.
         conn = session.connection()
-        table = Setting.__table__  # type: ignore[attr-defined]
         row = {"name": BASIS, "value": value, "updated_at": utcnow()}
-        conn.execute(insert_or_skip(table, ("name",), conn.dialect.name), row)
-        conn.execute(update(table).where(table.c.name == BASIS).values(row))
+        conn.execute(insert_or_skip(_SETTINGS, ("name",), conn.dialect.name), row)
+        conn.execute(update(_SETTINGS).where(_SETTINGS.c.name == BASIS).values(row))
     log.info("stage moments to be counted again", extra={"cases": marked.rowcount})
     return int(marked.rowcount)

@@ -1,0 +1,104 @@
+"""Attacks on the clock's next stage moments (deadlines/stages.py, run.py), each a defect
+found in review (#18): a moment later than the planner's first stage is a stage never sent.
+
+Jane's case (REF) is due Tue 8 Dec 2026: reminders 2 and 0 working days before (Fri 4 and
+Tue 8 Dec), escalations 1 and 5 working days after (Wed 9 and Tue 15 Dec), from 09:00 (GMT:
+UTC in December).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from mailbridge.cases import assignment, coordinator
+from mailbridge.cases.records import find_case
+from mailbridge.deadlines import clock, run
+from mailbridge.store.db import make_engine, transaction
+from mailbridge.store.models import Case, as_utc
+from tests.factories import make_services
+from tests.helpers.clock import FIXED_NOW
+from tests.helpers.council import REF, SAM, Council, build_council
+
+NO_DIGESTS = {"coordinator_digest_at": "", "member_digest_at": "", "management_summary_at": ""}
+ACTOR = "coordinator (test)"
+
+
+def nine(day: int) -> datetime:
+    return datetime(2026, 12, day, 9, 0, tzinfo=UTC)
+
+
+def moment(council: Council) -> datetime | None:
+    with Session(council.engine) as session:
+        at = session.exec(select(Case.next_stage_at).where(Case.reference == REF)).one()
+    return None if at is None else as_utc(at)
+
+
+@pytest.fixture
+def pg_engine(pg_schema_url: str) -> Iterator[Engine]:
+    """PostgreSQL only: SQLite's writers queue (BEGIN IMMEDIATE), so no two interleave."""
+    engine = make_engine(pg_schema_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_a_change_committed_meanwhile_is_counted_in_the_moment(
+    tmp_path: Path, pg_engine: Engine
+) -> None:
+    """A change of enquiry type read the case while it was extended to Tue 22 Dec; a
+    reassignment with --reset-deadline (due Tue 15 Dec) committed meanwhile. The moment
+    must be counted on the row as it will be (due 15 Dec, a complaint's reminder 4 working
+    days before: Wed 9 Dec), not on the deadline the change read (22 Dec: Wed 16 Dec,
+    after the deadline: the reminder would never go)."""
+    council = build_council(
+        tmp_path, pg_engine, schedule=NO_DIGESTS,
+        sla={"rules": [{"enquiry_type": "Complaint", "reminder_working_days_before": [4]}]},
+    )  # fmt: skip
+    council.assigned_pothole()
+    services, now = council.services, FIXED_NOW  # Tue 1 Dec
+    coordinator.extend(services, REF, 10, "a contractor's report", actor=ACTOR, now=now)
+    with transaction(pg_engine) as session:
+        case = find_case(session, REF)  # extended to 22 Dec, as read
+        assignment.assign(
+            services, REF, SAM, actor=ACTOR, reassign=True, reset_deadline=True, now=now
+        )  # committed meanwhile: due 15 Dec, the extension cleared
+        case.enquiry_type = "Complaint"
+        session.flush()
+        clock.follow_sla(session, services, case, actor=ACTOR, now=now)
+    row = council.case()
+    assert (row.response_due, row.extended_due, row.enquiry_type) == (
+        date(2026, 12, 15),
+        None,
+        "Complaint",
+    )
+    assert moment(council) == nine(9)
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_a_process_on_other_rules_leaves_the_moment_to_the_clocks_own(
+    tmp_path: Path, engine: Engine, db_url: str
+) -> None:
+    """The web console still runs on yesterday's config (reminders 2 and 0 days before)
+    while the daemon restarted on today's (4, 2 and 0) and its tick took them. An extension
+    in the console must not count the moment on the console's rules: 2 days before Fri 11
+    Dec is Wed 9 Dec, and the daemon's reminder 4 days before (Mon 7 Dec) would never go."""
+    council = build_council(tmp_path, engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    web_engine = make_engine(db_url)
+    try:
+        web = make_services(tmp_path, web_engine, schedule=NO_DIGESTS)  # yesterday's rules
+        council.services = make_services(
+            tmp_path, engine, schedule=NO_DIGESTS, sla={"reminder_working_days_before": [4, 2, 0]}
+        )
+        assert run.run_due(council.services, FIXED_NOW).done == []  # took the new rules
+        coordinator.extend(web, REF, 3, "a contractor's report", actor=ACTOR, now=FIXED_NOW)
+    finally:
+        web_engine.dispose()
+    report = run.run_due(council.services, nine(7) + timedelta(minutes=5))
+    assert report.done == [(f"reminder:{REF}:4:2026-12-11", "queued")]
