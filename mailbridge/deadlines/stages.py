@@ -216,9 +216,12 @@ def _follow(session: OrmSession, _context: object, _instances: object) -> None:
     cases = [o for o in (*session.new, *session.dirty) if isinstance(o, Case) and _moved(o)]
     if not cases:
         return
-    basis = _clock_basis(session)
     with session.no_autoflush:
-        for case, facts in zip(cases, _as_flushed(session, cases), strict=True):
+        flushed = _as_flushed(session, cases)
+        # Asked under the cases' locks: a new basis committed meanwhile (follow_basis) has
+        # marked them, and this flush must not put back a moment counted on the old one.
+        basis = _clock_basis(session)
+        for case, facts in zip(cases, flushed, strict=True):
             case.next_stage_at = after_change(session, basis, facts)  # type: ignore[arg-type]
             # Written even when the session read this value: the row may hold another's.
             flag_modified(case, "next_stage_at")

@@ -8,19 +8,20 @@ UTC in December).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
 
 from mailbridge.cases import assignment, coordinator
 from mailbridge.cases.records import find_case
-from mailbridge.deadlines import clock, run
+from mailbridge.deadlines import clock, run, stages
 from mailbridge.store.db import make_engine, transaction
-from mailbridge.store.models import Case, as_utc
+from mailbridge.store.models import Case, Setting, as_utc
 from tests.factories import make_services
 from tests.helpers.clock import FIXED_NOW
 from tests.helpers.council import REF, SAM, Council, build_council
@@ -101,4 +102,65 @@ def test_a_process_on_other_rules_leaves_the_moment_to_the_clocks_own(
     finally:
         web_engine.dispose()
     report = run.run_due(council.services, nine(7) + timedelta(minutes=5))
+    assert report.done == [(f"reminder:{REF}:4:2026-12-11", "queued")]
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    """Whether a session of the test's database waits on a lock (asked afresh each time:
+    a transaction sees one snapshot of pg_stat_activity)."""
+    with engine.connect() as probe:
+        return bool(
+            probe.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            ).scalar()
+        )
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_a_change_waiting_on_a_new_basis_does_not_put_back_the_old_ones_moment(
+    tmp_path: Path, pg_engine: Engine, pg_schema_url: str
+) -> None:
+    """The daemon, restarted on new rules (reminders 4, 2 and 0 days before), marks every
+    running case due while the console, on the old rules (2 and 0), extends Jane's case: the
+    console's flush waits on the case's lock and must then see the new basis, not put back
+    the moment it would have counted on the old one (Wed 9 Dec, past the daemon's Mon 7)."""
+    council = build_council(tmp_path, pg_engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    assert run.run_due(council.services, FIXED_NOW).done == []  # the clock's basis: the old
+    web_engine = make_engine(pg_schema_url)
+    web = make_services(tmp_path, web_engine, schedule=NO_DIGESTS)
+    daemon = make_services(
+        tmp_path, pg_engine, schedule=NO_DIGESTS, sla={"reminder_working_days_before": [4, 2, 0]}
+    )
+    failures: list[BaseException] = []
+
+    def console() -> None:
+        try:
+            coordinator.extend(web, REF, 3, "a contractor's report", actor=ACTOR, now=FIXED_NOW)
+        except BaseException as exc:  # noqa: BLE001 - what the test reports
+            failures.append(exc)
+
+    thread = threading.Thread(target=console)
+    try:
+        with pg_engine.connect() as conn:  # follow_basis's transaction, held open
+            conn.execute(update(Case).values(next_stage_at=FIXED_NOW))
+            conn.execute(
+                update(Setting)
+                .where(Setting.name == stages.BASIS)
+                .values(value=stages.Basis(daemon.config, daemon.calendar).fingerprint())
+            )
+            thread.start()
+            for _ in range(200):  # until the console's flush waits on the case's lock
+                if _waiting_on_a_lock(pg_engine):
+                    break
+                threading.Event().wait(0.05)
+            conn.commit()
+        thread.join(30)
+    finally:
+        web_engine.dispose()
+    assert failures == []
+    report = run.run_due(daemon, nine(7) + timedelta(minutes=5))
     assert report.done == [(f"reminder:{REF}:4:2026-12-11", "queued")]
