@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 OPTION = "mailbridge_stages"  # the engine's execution option that carries the Basis
 BASIS = "clock_basis"  # the Setting that names the basis the moments were counted on
+BEFORE = "clock_basis_before"  # the basis before it (follow_basis: rules taken back)
 # What the stages depend on: a change to any of these moves the case's moment.
 WATCHED = (
     "status",
@@ -166,12 +167,18 @@ def _clock_basis(session: OrmSession) -> Basis | None:
     yet), else None: the change then leaves its case to the clock's next tick. A console
     or command started before the config changed, beside a daemon started after, would
     count a later moment than the daemon's planner: a stage never sent."""
-    conn = session.connection()
-    basis: Basis | None = conn.get_execution_options().get(OPTION)
-    if basis is None:
-        return None
-    known = conn.execute(select(_SETTINGS.c.value).where(_SETTINGS.c.name == BASIS)).scalar()
-    return basis if known in (None, basis.fingerprint()) else None
+    basis: Basis | None = session.connection().get_execution_options().get(OPTION)
+    return basis if basis is not None and counted_on(session, basis) else None
+
+
+def counted_on(session: Session | OrmSession, basis: Basis) -> bool:
+    """Whether the moments in the database were counted on `basis` (or none is recorded)."""
+    known = (
+        session.connection()
+        .execute(select(_SETTINGS.c.value).where(_SETTINGS.c.name == BASIS))
+        .scalar()
+    )
+    return known in (None, basis.fingerprint())
 
 
 def _moved(case: Case) -> bool:
@@ -191,6 +198,7 @@ def _as_flushed(session: OrmSession, cases: Sequence[Case]) -> list[Facts]:
             for row in session.connection().execute(
                 select(_CASES.c.id, *(_CASES.c[name] for name in WATCHED))
                 .where(_CASES.c.id.in_(stored))
+                .order_by(_CASES.c.id)  # in the tick's order: no deadlock between them
                 .with_for_update()
             )
         }
@@ -230,7 +238,9 @@ def _follow(session: OrmSession, _context: object, _instances: object) -> None:
 def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
     """When the rules that place stages in time have changed since the moments were counted
     (or were never recorded: the first tick after the upgrade), mark every running case due
-    now, so the ticks count its stages again; how many were marked."""
+    now, so the ticks count its stages again; how many were marked. Rules taken back (the
+    basis before the last) are said in the log: processes on different configs sharing the
+    database would otherwise mark every running case due again at each of their ticks."""
     value = basis.fingerprint()
     with Session(engine) as session:  # a read: every tick, almost always the same
         known = session.get(Setting, BASIS)
@@ -240,6 +250,8 @@ def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
         known = session.get(Setting, BASIS)
         if known is not None and known.value == value:
             return 0  # another process did it meanwhile
+        before = session.get(Setting, BEFORE)
+        back = before is not None and before.value == value
         marked = session.connection().execute(
             update(_CASES)
             .where(
@@ -251,8 +263,17 @@ def follow_basis(engine: Engine, basis: Basis, now: datetime) -> int:
         # Two processes starting at once may both get here: each marks (the second finds
         # nothing left to mark) and neither trips on the other's row.
         conn = session.connection()
-        row = {"name": BASIS, "value": value, "updated_at": utcnow()}
-        conn.execute(insert_or_skip(_SETTINGS, ("name",), conn.dialect.name), row)
-        conn.execute(update(_SETTINGS).where(_SETTINGS.c.name == BASIS).values(row))
+        kept = {BASIS: value} | ({BEFORE: known.value} if known is not None else {})
+        for name, kept_value in kept.items():
+            row = {"name": name, "value": kept_value, "updated_at": utcnow()}
+            conn.execute(insert_or_skip(_SETTINGS, ("name",), conn.dialect.name), row)
+            conn.execute(update(_SETTINGS).where(_SETTINGS.c.name == name).values(row))
+    if back:
+        log.warning(
+            "the clock's rules (SLA, calendar, sending hours) are back to those before the "
+            "last change: if this repeats, processes with different configs share the "
+            "database, and each change of rules has every running case counted again",
+            extra={"cases": marked.rowcount},
+        )
     log.info("stage moments to be counted again", extra={"cases": marked.rowcount})
     return int(marked.rowcount)

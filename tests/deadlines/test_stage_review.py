@@ -164,3 +164,56 @@ def test_a_change_waiting_on_a_new_basis_does_not_put_back_the_old_ones_moment(
     assert failures == []
     report = run.run_due(daemon, nine(7) + timedelta(minutes=5))
     assert report.done == [(f"reminder:{REF}:4:2026-12-11", "queued")]
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_processes_on_different_rules_taking_turns_are_said_in_the_log(
+    tmp_path: Path, engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon on one config and `schedule run-due` from cron on another: each tick of
+    either takes its own rules back and marks every running case due again (a recount of
+    every running case, each time). The clock cannot tell which config is right, but the
+    log says what is happening, once the rules come back to those before."""
+    council = build_council(tmp_path, engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    cron_engine = make_engine(db_url)
+    try:
+        cron = make_services(
+            tmp_path, cron_engine, schedule=NO_DIGESTS, sla={"reminder_working_days_before": [4]}
+        )
+        with caplog.at_level("INFO", logger=stages.__name__):
+            for turn in range(4):
+                run.run_due(
+                    cron if turn % 2 else council.services, FIXED_NOW + timedelta(hours=turn)
+                )
+    finally:
+        cron_engine.dispose()
+    said = [r for r in caplog.records if r.name == stages.__name__]
+    assert [(r.levelname, getattr(r, "cases", None)) for r in said] == [
+        ("INFO", 1),
+        ("INFO", 1),
+        ("WARNING", 1),
+        ("INFO", 1),
+        ("WARNING", 1),
+        ("INFO", 1),
+    ], "every turn counts the case again; from the third, the log says why"
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_schedule_show_on_new_rules_lists_what_the_next_tick_would_send(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """`schedule show` before the first tick on new rules (the README asks for it after a
+    change): the moments were counted on the old rules (reminders 2 and 0 days before: Fri
+    4 Dec), the next tick counts every running case again and sends the new rules'
+    reminder 4 days before Tue 8 Dec (Wed 2 Dec); show must list it too."""
+    council = build_council(tmp_path, engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    assert run.run_due(council.services, FIXED_NOW).done == []  # the old rules' moments
+    new = make_services(
+        tmp_path, engine, schedule=NO_DIGESTS, sla={"reminder_working_days_before": [4, 2, 0]}
+    )
+    at = nine(2) + timedelta(minutes=5)
+    expected = [f"reminder:{REF}:4:2026-12-08"]
+    assert [item.key for item in run.pending(new, at)] == expected
+    assert [key for key, _ in run.run_due(new, at).done] == expected
