@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -122,8 +122,32 @@ _ROOT = (
 )
 
 
+_ROOTS = "mailbridge.roots"
+
+
+def remember_roots(session: Session, case_ids: Sequence[int]) -> None:
+    """Read the roots of many cases in one query, for the rest of the session: a batch of
+    scheduled mail threads on hundreds of cases and adds no member's email to any."""
+    roots: dict[int, str | None] = dict.fromkeys(case_ids)
+    rows = session.connection().execute(
+        select(Message.case_id, Message.message_id)
+        .where(
+            col(Message.case_id).in_(case_ids),
+            Message.direction == Direction.IN,
+            col(Message.message_id).is_not(None),
+        )
+        .order_by(col(Message.id))
+    )
+    for case_id, message_id in rows:
+        roots[case_id] = roots[case_id] or message_id
+    session.info[_ROOTS] = roots
+
+
 def root_message_id(session: Session, case_id: int) -> str | None:
     """The Message-ID of the member's first email on the case: every reply references it."""
+    known: dict[int, str | None] = session.info.get(_ROOTS, {})
+    if case_id in known:
+        return known[case_id]
     return session.connection().execute(_ROOT, {"case_id": case_id}).scalar()
 
 

@@ -23,13 +23,14 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, update
 from sqlmodel import Session, col, select
 
+from mailbridge.cases import facts
 from mailbridge.cases.correspondence import thread_for
 from mailbridge.cases.records import add_event
 from mailbridge.deadlines import digests, overdue, plan, stages
 from mailbridge.deadlines.plan import CaseClock, DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import queue
 from mailbridge.services import Services
-from mailbridge.store.db import insert_or_skip, transaction
+from mailbridge.store.db import insert_or_skip, rows_later, transaction
 from mailbridge.store.models import Case, CaseOfficer, OfficerRole, Person, ScheduledSend
 
 log = logging.getLogger(__name__)
@@ -156,15 +157,24 @@ def _done_keys(session: Session, keys: Sequence[str]) -> set[str]:
     return found
 
 
-def _not_done(session: Session, items: Sequence[Due]) -> list[Due]:
+def _done_on(conn: Connection, case_ids: Sequence[int]) -> set[str]:
+    """The keys done on these cases: a look-up by case (an index of integers), cheaper than
+    one by hundreds of keys, and a case has few."""
+    found: set[str] = set()
+    for start in range(0, len(case_ids), CHUNK):
+        chunk = case_ids[start : start + CHUNK]
+        found.update(
+            conn.execute(select(_SENDS.c.key).where(_SENDS.c.case_id.in_(chunk))).scalars()
+        )
+    return found
+
+
+def _not_done(items: Sequence[Due], done: set[str]) -> list[Due]:
     """The items whose keys are not done. A case whose latest stage is done has nothing stale
-    left to record: the stale keys are looked up only for the others (in the steady state,
-    none), not every stage a case ever had."""
-    live = [i for i in items if not isinstance(i, Stale)]
-    done = _done_keys(session, [i.key for i in live])
-    settled = {i.case.case_id for i in live if i.key in done and not isinstance(i, DigestDue)}
-    stale = [i for i in items if isinstance(i, Stale) and i.case.case_id not in settled]
-    done |= _done_keys(session, [i.key for i in stale])
+    left to record (it settles the older ones, whether or not they were recorded)."""
+    settled = {
+        i.case.case_id for i in items if i.key in done and not isinstance(i, Stale | DigestDue)
+    }
     return [i for i in items if i.key not in done and not _settled(i, settled)]
 
 
@@ -173,7 +183,17 @@ def _settled(item: Due, settled: set[int]) -> bool:
 
 
 def _digests(session: Session, services: Services, now: datetime) -> list[Due]:
-    return _not_done(session, plan.digests_due(services.config, services.calendar, now))
+    items = plan.digests_due(services.config, services.calendar, now)
+    return _not_done(items, _done_keys(session, [i.key for i in items]))
+
+
+def _cases_due(
+    session: Session, services: Services, now: datetime, clocks: Sequence[CaseClock]
+) -> list[Due]:
+    """What these cases have due at `now` (in sending hours) and not done."""
+    items = plan.stages_due(services.config, services.calendar, now, clocks)
+    done = _done_on(session.connection(), [c.case_id for c in clocks])
+    return _not_done(items, done)
 
 
 def _running_clocks(session: Session) -> Iterator[list[CaseClock]]:
@@ -193,18 +213,17 @@ def pending(services: Services, now: datetime) -> list[Due]:
     """What is due at `now` and not done yet (`schedule show` prints this; sends nothing).
     On rules the moments were not counted on, every running case: the next tick counts
     them all again (stages.follow_basis)."""
-    cfg, calendar = services.config, services.calendar
     with Session(services.engine) as session:
         out = _digests(session, services, now)
-        if not plan.in_sending_hours(cfg, calendar, now):
+        if not plan.in_sending_hours(services.config, services.calendar, now):
             return out
         if not stages.counted_on(session, _basis(services)):
             for clocks in _running_clocks(session):
-                out += _not_done(session, plan.stages_due(cfg, calendar, now, clocks))
+                out += _cases_due(session, services, now, clocks)
             return out
         clocks, cursor = due_clocks(session, now)
         while clocks:
-            out += _not_done(session, plan.stages_due(cfg, calendar, now, clocks))
+            out += _cases_due(session, services, now, clocks)
             clocks, cursor = due_clocks(session, now, after=cursor)
     return out
 
@@ -230,25 +249,31 @@ def _claim(conn: Connection, item: Due, now: datetime) -> bool:
     return result.scalar() is not None  # RETURNING: a row only when this insert made it
 
 
-def _skip(conn: Connection, stale: Sequence[Stale], now: datetime) -> tuple[list[str], list[str]]:
-    """Record a batch's stale stages as skipped, in one statement; (skipped, taken). Under
-    the batch's locks nobody else records them meanwhile: the ones found done are taken."""
-    keys = [item.key for item in stale]
-    taken = set(conn.execute(select(_SENDS.c.key).where(_SENDS.c.key.in_(keys))).scalars())
-    rows = [
-        {
-            "key": item.key,
-            "kind": item.key.split(":", 1)[0],
-            "case_id": item.case.case_id,
-            "outcome": "skipped",
-            "done_at": now,
-        }
-        for item in stale
-        if item.key not in taken
-    ]
-    if rows:
-        conn.execute(insert_or_skip(_SENDS, ("key",), conn.dialect.name), rows)
-    return [row["key"] for row in rows], sorted(taken)
+def _claim_all(
+    conn: Connection, items: Sequence[Due], now: datetime
+) -> tuple[list[Due], list[str]]:
+    """Take a batch's keys in one statement; (the items this batch took, the keys done
+    already). Under the batch's locks on its cases nobody else takes them meanwhile (a
+    second daemon waits on those locks, then finds the keys done here). A mail's key is
+    taken as "queued", a stale stage's as "skipped"; `_record` writes any other outcome."""
+    ids = list(dict.fromkeys(item.case.case_id for item in items))  # type: ignore[union-attr]
+    done = _done_on(conn, ids)
+    mine = [item for item in items if item.key not in done]
+    if mine:
+        conn.execute(
+            insert_or_skip(_SENDS, ("key",), conn.dialect.name),
+            [
+                {
+                    "key": item.key,
+                    "kind": item.key.split(":", 1)[0],
+                    "case_id": item.case.case_id,  # type: ignore[union-attr]
+                    "outcome": "skipped" if isinstance(item, Stale) else "queued",
+                    "done_at": now,
+                }
+                for item in mine
+            ],
+        )
+    return mine, sorted(item.key for item in items if item.key in done)
 
 
 def _record(session: Session, key: str, outcome: str) -> None:
@@ -421,7 +446,8 @@ def _batch(
     stopped it."""
     part, sent, stopped = RunReport(), 0, False
     basis = _basis(services)
-    with transaction(services.engine) as session:
+    # The batch's events and outbox rows go in one statement per table at its end.
+    with transaction(services.engine) as session, rows_later(session):
         conn = session.connection()
         ids = [c.case_id for c in clocks]
         fresh = {c.case_id: c for c in case_clocks(session, ids, lock=True)}
@@ -430,34 +456,37 @@ def _batch(
         held: list[object] = list(session.exec(select(Case).where(col(Case.id).in_(ids))).all())
         people = {c.member_id for c in held} | {c.lead_officer_id for c in held}  # type: ignore[attr-defined]
         held += session.exec(select(Person).where(col(Person.id).in_(people - {None}))).all()
+        facts.remember_roots(session, ids)
         moments: dict[int, datetime | None] = {}
-        stale: list[Stale] = []
+        todo: list[Due] = []
         for clock in clocks:
-            todo = items.get(clock.case_id, [])
+            due = items.get(clock.case_id, [])
             if fresh.get(clock.case_id) != clock:  # its change has set its moment
-                part.moved.extend(i.key for i in todo if not isinstance(i, Stale))
+                part.moved.extend(i.key for i in due if not isinstance(i, Stale))
+                if clock.case_id not in fresh:  # no longer running: nothing more to look at
+                    moments[clock.case_id] = None
                 continue
-            live = [i for i in todo if isinstance(i, Reminder | Escalation)]
-            if live and budget.room is not None and sent + len(live) > budget.room:
+            live = sum(1 for i in due if not isinstance(i, Stale))
+            if live and budget.room is not None and sent + live > budget.room:
                 stopped = True
                 break
-            stale.extend(i for i in todo if isinstance(i, Stale))
-            for item in live:
-                if not _claim(conn, item, now):
-                    part.taken.append(item.key)
-                else:
-                    outcome = (
-                        _remind(session, services, item)
-                        if isinstance(item, Reminder)
-                        else _escalate(session, services, item)  # type: ignore[arg-type]
-                    )
-                    _record(session, item.key, outcome)
-                    part.done.append((item.key, outcome))
-                    sent += 1
+            sent += live
+            todo += due
             moments[clock.case_id] = stages.after_tick(basis, clock, now)
-        skipped, taken = _skip(conn, stale, now)
-        part.skipped.extend(skipped)
-        part.taken.extend(taken)
+        mine, part.taken = _claim_all(conn, todo, now)
+        taken = set(part.taken)
+        sent -= sum(1 for i in todo if not isinstance(i, Stale) and i.key in taken)
+        for item in mine:
+            if isinstance(item, Stale):
+                part.skipped.append(item.key)
+                continue
+            outcome = (
+                _remind(session, services, item)
+                if isinstance(item, Reminder)
+                else _escalate(session, services, item)  # type: ignore[arg-type]
+            )
+            _record(session, item.key, outcome)
+            part.done.append((item.key, outcome))
         session.flush()
         stages.set_moments(conn, moments)
     return part, sent, stopped
@@ -534,7 +563,6 @@ def run_due(services: Services, now: datetime, *, limit: int | None = None) -> R
             log.info("scheduled send", extra={"key": item.key, "outcome": outcome})
     if not plan.in_sending_hours(services.config, services.calendar, now):
         return report
-    cfg, calendar = services.config, services.calendar
     cursor: Cursor | None = None
     while not budget.spent:
         with Session(services.engine) as session:
@@ -542,7 +570,7 @@ def run_due(services: Services, now: datetime, *, limit: int | None = None) -> R
             if not clocks:
                 return report
             items: dict[int, list[Due]] = {}
-            for item in _not_done(session, plan.stages_due(cfg, calendar, now, clocks)):
+            for item in _cases_due(session, services, now, clocks):
                 items.setdefault(item.case.case_id, []).append(item)  # type: ignore[union-attr]
         for start in range(0, len(clocks), BATCH):
             if not _run_cases(services, now, clocks[start : start + BATCH], items, budget, report):

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, Engine, bindparam, event, inspect, or_, update
+from sqlalchemy import Connection, Engine, event, inspect, or_, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.sql.elements import ColumnElement
@@ -149,17 +149,14 @@ def after_tick(basis: Basis, clock: plan.CaseClock, now: datetime) -> datetime |
 
 
 def set_moments(conn: Connection, moments: Mapping[int, datetime | None]) -> None:
-    """Write the tick's moments, one statement for a batch (never the case's updated_at:
-    the console reads that as the case's version, and the clock changes nothing a person
-    sees)."""
-    if not moments:
-        return
-    conn.execute(
-        update(_CASES)
-        .where(_CASES.c.id == bindparam("case_id"))
-        .values(next_stage_at=bindparam("moment")),
-        [{"case_id": case_id, "moment": moment} for case_id, moment in moments.items()],
-    )
+    """Write the tick's moments, one statement per distinct moment (a batch's cases share a
+    few mornings), never the case's updated_at: the console reads that as the case's
+    version, and the clock changes nothing a person sees."""
+    by_moment: dict[datetime | None, list[int]] = {}
+    for case_id, moment in moments.items():
+        by_moment.setdefault(moment, []).append(case_id)
+    for moment, ids in by_moment.items():
+        conn.execute(update(_CASES).where(_CASES.c.id.in_(ids)).values(next_stage_at=moment))
 
 
 def _clock_basis(session: OrmSession) -> Basis | None:

@@ -31,7 +31,7 @@ from mailbridge.delivery.transports.base import (
     TemporaryDeliveryError,
 )
 from mailbridge.errors import DeliveryError
-from mailbridge.store.db import insert_later, insert_row, transaction
+from mailbridge.store.db import insert_later, transaction
 from mailbridge.store.models import Direction, Event, Message, OutboxMessage, OutboxStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def enqueue(
 ) -> None:
     """Add the email to the caller's transaction; it is sent only if that commits.
 
-    Inside `db.rows_later` (ingest's batches) the row waits to go in with the batch's
-    others: nothing in a batch reads the outbox back.
+    Inside `db.rows_later` (ingest's batches, the clock's) the rows wait to go in with the
+    batch's others: nothing in a batch reads the outbox or its own sent mail back.
     """
     moment = now or utcnow()
     to = ", ".join(recipients)
@@ -77,7 +77,7 @@ def enqueue(
         next_attempt_at=moment,
         created_at=moment,
     )
-    insert_row(
+    insert_later(
         session,
         Message,
         direction=Direction.OUT,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete, insert, update
 from sqlmodel import Session, select
 
 from mailbridge.cases import assignment, coordinator
@@ -297,3 +297,17 @@ def test_two_processes_starting_at_once_both_take_a_new_basis(
         with Session(engine) as session:
             rows = session.exec(select(Setting)).all()
         assert [(r.name, r.value) for r in rows] == [(stages.BASIS, basis.fingerprint())]
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_a_case_no_longer_running_is_not_read_again(tmp_path: Path, engine: Engine) -> None:
+    """Completed by a statement that no session event saw (an administrator's SQL, say):
+    the next tick finds nothing to do for it and stops reading it."""
+    council = build_council(tmp_path, engine, schedule=NO_DIGESTS)
+    council.assigned_pothole()
+    with transaction(engine) as session:
+        session.execute(update(Case).where(Case.reference == REF).values(status="completed"))
+    assert moment(council) == nine(4)
+    report = run.run_due(council.services, nine(4) + timedelta(minutes=5))
+    assert report.done == [] and report.skipped == []
+    assert moment(council) is None
