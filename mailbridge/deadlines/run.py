@@ -15,7 +15,7 @@ case at a time, so one bad case holds back only itself. Digests are one transact
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -196,16 +196,35 @@ def _cases_due(
     return _not_done(items, done)
 
 
+def _running_clocks(session: Session) -> Iterator[list[CaseClock]]:
+    """Every running case, a page at a time (by id)."""
+    last = 0
+    while ids := session.exec(
+        select(Case.id)
+        .where(stages.running_clause(), col(Case.id) > last)
+        .order_by(col(Case.id))
+        .limit(PAGE)
+    ).all():
+        last = ids[-1]  # type: ignore[assignment]
+        yield case_clocks(session, ids)  # type: ignore[arg-type]
+
+
 def pending(services: Services, now: datetime) -> list[Due]:
-    """What is due at `now` and not done yet (`schedule show` prints this; sends nothing)."""
-    cfg, calendar = services.config, services.calendar
+    """What is due at `now` and not done yet (`schedule show` prints this; sends nothing).
+    On rules the moments were not counted on, every running case: the next tick counts
+    them all again (stages.follow_basis)."""
     with Session(services.engine) as session:
         out = _digests(session, services, now)
-        if plan.in_sending_hours(cfg, calendar, now):
-            clocks, cursor = due_clocks(session, now)
-            while clocks:
+        if not plan.in_sending_hours(services.config, services.calendar, now):
+            return out
+        if not stages.counted_on(session, _basis(services)):
+            for clocks in _running_clocks(session):
                 out += _cases_due(session, services, now, clocks)
-                clocks, cursor = due_clocks(session, now, after=cursor)
+            return out
+        clocks, cursor = due_clocks(session, now)
+        while clocks:
+            out += _cases_due(session, services, now, clocks)
+            clocks, cursor = due_clocks(session, now, after=cursor)
     return out
 
 
