@@ -50,7 +50,7 @@ class RunReport:
     taken: list[str] = field(default_factory=list)  # another daemon did them first
     moved: list[str] = field(default_factory=list)  # the case changed since; next tick decides
     failed: list[str] = field(default_factory=list)  # rolled back; tried again next tick
-    left: int = 0  # due but over the call's limit: the next call takes them
+    left: int = 0  # digests, and cases whose moment has come, still due when the limit stopped it
     overdue: int = 0  # "overdue" webhooks queued (overdue.py)
 
     @property
