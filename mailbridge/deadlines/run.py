@@ -231,20 +231,22 @@ def pending(services: Services, now: datetime) -> list[Due]:
 # --- doing one item ------------------------------------------------------------------------
 
 
+def _send_row(item: Due, now: datetime) -> dict[str, object]:
+    """The `scheduled_send` row that takes an item's key: a mail's as "queued" (`_record`
+    writes any other outcome), a stale stage's as "skipped"."""
+    return {
+        "key": item.key,
+        "kind": item.kind if not isinstance(item, Stale) else item.key.split(":", 1)[0],
+        "case_id": None if isinstance(item, DigestDue) else item.case.case_id,
+        "outcome": "skipped" if isinstance(item, Stale) else "queued",
+        "done_at": now,
+    }
+
+
 def _claim(conn: Connection, item: Due, now: datetime) -> bool:
-    """Take the item's key; False when it was done already (by another daemon). A mail's key
-    is taken as "queued", its outcome recorded only when it is another (`_record`)."""
-    case_id = None if isinstance(item, DigestDue) else item.case.case_id
-    kind = item.kind if not isinstance(item, Stale) else item.key.split(":", 1)[0]
+    """Take the item's key; False when it was done already (by another daemon)."""
     result = conn.execute(
-        insert_or_skip(_SENDS, ("key",), conn.dialect.name, returning="key"),
-        {
-            "key": item.key,
-            "kind": kind,
-            "case_id": case_id,
-            "outcome": "skipped" if isinstance(item, Stale) else "queued",
-            "done_at": now,
-        },
+        insert_or_skip(_SENDS, ("key",), conn.dialect.name, returning="key"), _send_row(item, now)
     )
     return result.scalar() is not None  # RETURNING: a row only when this insert made it
 
@@ -262,16 +264,7 @@ def _claim_all(
     if mine:
         conn.execute(
             insert_or_skip(_SENDS, ("key",), conn.dialect.name),
-            [
-                {
-                    "key": item.key,
-                    "kind": item.key.split(":", 1)[0],
-                    "case_id": item.case.case_id,  # type: ignore[union-attr]
-                    "outcome": "skipped" if isinstance(item, Stale) else "queued",
-                    "done_at": now,
-                }
-                for item in mine
-            ],
+            [_send_row(item, now) for item in mine],
         )
     return mine, sorted(item.key for item in items if item.key in done)
 
