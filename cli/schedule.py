@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mailbridge.cli.context import ConfigOption, console, err_console, friendly, opened
+from mailbridge.console import report_months
 from mailbridge.deadlines import run
 from mailbridge.deadlines.plan import DigestDue, Due, Escalation, Reminder, Stale
 from mailbridge.delivery import outbox, webhooks
@@ -111,8 +112,10 @@ def run_due(
     """
     with opened(config) as (cfg, engine):
         services = Services.build(cfg, engine)  # type: ignore[arg-type]
-        report = run.run_due(services, _now(now, services))
+        moment = _now(now, services)
+        report = run.run_due(services, moment)
         tally.fold(engine)  # as the service's tick does (store/tally.py)
+        report_months.refresh(engine, services.calendar, services.calendar.local_date(moment))
         totals = CourierTotals()
         if not no_deliver and report.done:
             claimer = claimer_for(cfg)

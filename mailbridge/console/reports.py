@@ -24,39 +24,29 @@ council, per directorate and service area, and per member:
 * holding replies and extensions: events of those kinds on the period's cases; reopened:
   times the cases were reopened; chasers: update requests from members (``chase_count``).
 
-One query fetches, for each of the period's cases, only its group keys (directorate, service
-area, member), its moments and deadlines, its status and its two tallies — never whole rows —
-and one pass here counts everything by group key, rolled up to service areas, directorates,
-members and the whole council; a second query counts the holding replies and extensions.
-Dates travel as day numbers: PostgreSQL converts moments to local dates with the zone itself
-and sends days since the period's eve; SQLite sends its stored text, whose local date is
-looked up by the UTC hour in a table built from the zone's UTC offsets (see _Days). Working
-days are then a difference of precomputed ranks.
+The cases are read through console/report_counts.py (one pass, counted into a Tally) and
+console/report_months.py (each past month's settled cases counted ahead of time); the rows,
+roll-ups and slices are made here from the Tally.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from operator import add
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, Integer, String, and_, cast, func, literal, select, type_coerce
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import select
 from sqlmodel import Session
 
+from mailbridge.console import report_months
+from mailbridge.console.report_counts import COUNTS, Counts, Group, Tally
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.errors import UserError
-from mailbridge.store.models import Case, CaseStatus, Event, Person, utcnow
-
-OPEN_STATUSES = (CaseStatus.NEW.value, CaseStatus.IN_PROGRESS.value)
-HOLDING_REPLY = "holding_reply"
-DEADLINE_EXTENDED = "deadline_extended"
+from mailbridge.store.models import Person, utcnow
 
 
 class ReportError(UserError):
@@ -105,9 +95,19 @@ class Spread:
     p90: float | None
 
     @classmethod
-    def of(cls, values: Iterable[int]) -> Spread:
-        ordered = sorted(values)
-        return cls(len(ordered), percentile(ordered, 50), percentile(ordered, 90))
+    def of_counts(cls, counts: Mapping[int, int]) -> Spread:
+        """From {value: how many}: the same figures as the values one by one."""
+        runs = sorted((v, n) for v, n in counts.items() if n)
+        size = sum(n for _, n in runs)
+
+        def at(index: int) -> float:
+            for value, n in runs:
+                if index < n:
+                    return value
+                index -= n
+            raise IndexError(index)
+
+        return cls(size, _interpolated(at, size, 50), _interpolated(at, size, 90))
 
 
 def percentile(ordered: Sequence[float], pct: float) -> float | None:
@@ -120,12 +120,17 @@ def percentile(ordered: Sequence[float], pct: float) -> float | None:
     in a spreadsheet; its 50th percentile is the ordinary median (the mean of the middle two
     of an even count). Results are rounded to 2 decimal places.
     """
-    if not ordered:
+    return _interpolated(ordered.__getitem__, len(ordered), pct)
+
+
+def _interpolated(at: Callable[[int], float], size: int, pct: float) -> float | None:
+    """percentile over `size` sorted values, the `i`th of which is at(i)."""
+    if not size:
         return None
-    position = (len(ordered) - 1) * pct / 100.0
+    position = (size - 1) * pct / 100.0
     low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    value = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    high = min(low + 1, size - 1)
+    value = at(low) + (at(high) - at(low)) * (position - low)
     return round(value, 2)
 
 
@@ -285,9 +290,7 @@ def _empty_like(group: GroupStats) -> GroupStats:
         group.service_area,
         group.member_id,
         group.member,
-        _Counts(),
-        [],
-        [],
+        ([0] * COUNTS, {}, {}),
     )
 
 
@@ -335,239 +338,41 @@ def build_report(
 build = build_report  # the name the benchmark looks for
 
 
-@dataclass
-class _Counts:
-    """Additive counts for one group (see the module docstring for each)."""
-
-    received: int = 0
-    ack_on_time: int = 0
-    ack_assessed: int = 0
-    responded: int = 0
-    on_time: int = 0
-    assessed: int = 0
-    on_time_ext: int = 0
-    assessed_ext: int = 0
-    overdue: int = 0
-    chasers: int = 0
-    reopened: int = 0
-    holding: int = 0
-    extensions: int = 0
-    satisfaction_sum: int = 0
-    satisfaction_answers: int = 0
-
-
 def build_period(
     session: Session, calendar: WorkingCalendar, start: date, end: date, today: date
 ) -> PeriodReport:
-    lo = _local_midnight(calendar.zone, start)
-    hi = _local_midnight(calendar.zone, end + timedelta(days=1))
-    conn = session.connection()
-    dialect = conn.dialect.name
-    c = Case.__table__.c  # type: ignore[attr-defined]
-    last_day = max(today, end)
-    in_period = and_(c.received_at >= lo, c.received_at < hi)
-    keys = (c.directorate, c.service_area, c.member_id)
-
-    # One pass over the period's cases: the group keys, the moments and deadlines as day
-    # numbers (see _Days), the status and the two tallies; every figure is rolled up here.
-    days = _Days(
-        calendar,
-        start - timedelta(days=1),
-        last_day + timedelta(days=90),
-        raw=dialect != "postgresql",
-    )
-    if days.raw:
-
-        def moment(column: Any) -> ColumnElement[Any]:
-            return type_coerce(column, String)
-
-        def deadline(column: Any) -> ColumnElement[Any]:
-            return type_coerce(column, String)
-    else:
-        base = literal(days.first, Date)
-
-        def moment(column: Any) -> ColumnElement[Any]:
-            return type_coerce(cast(func.timezone(calendar.zone.key, column), Date) - base, Integer)
-
-        def deadline(column: Any) -> ColumnElement[Any]:
-            return type_coerce(column - base, Integer)
-
-    rows = select(
-        *keys,
-        moment(c.received_at),
-        moment(c.acknowledged_at),
-        deadline(c.acknowledge_due),
-        moment(c.first_response_at),
-        deadline(c.response_due),
-        deadline(c.extended_due),
-        moment(c.completed_at),
-        c.status,
-        c.chase_count,
-        c.reopened_count,
-        c.satisfaction,
-    ).where(in_period)
-
-    # Per group key: the 15 _Counts figures in field order, then the working days to first
-    # response and to completion of its cases, then day numbers of receipt (see _COUNTS).
-    groups: dict[tuple[Any, Any, Any], list[Any]] = {}
-    result = conn.execute(rows)
-    try:
-        # The DBAPI's own tuples: none of these columns has a result processor, and a Row per
-        # case would cost more than everything done with it below.
-        _tally(result.cursor, groups, days, today)
-    finally:
-        result.close()
-
-    e = Event.__table__.c  # type: ignore[attr-defined]
-    events = (
-        select(*keys, e.kind, func.count())
-        .select_from(Event.__table__.join(Case.__table__, e.case_id == c.id))  # type: ignore[attr-defined]
-        .where(in_period, e.kind.in_((HOLDING_REPLY, DEADLINE_EXTENDED)))
-        .group_by(*keys, e.kind)
-    )
-    for *key, kind, n in conn.execute(events):
-        group = groups.get(tuple(key))  # type: ignore[arg-type]
-        if group is None:
-            group = groups[tuple(key)] = _new_group()  # type: ignore[index]
-        group[11 if kind == HOLDING_REPLY else 12] += int(n)
-
+    figures = report_months.tally(session.connection(), calendar, start, end, today)
     step = step_of(start, end)
-    names = _member_names(session, {key[2] for key in groups})
+    names = _member_names(session, set(figures.members))
     return PeriodReport(
         start=start,
         end=end,
-        members=_roll_members(groups, names),
+        members=_roll_members(figures, names),
         step=step,
-        timeline=_timeline(groups, days, slice_starts(start, end, step), step),
-        **_roll_areas(groups),
+        timeline=_timeline(figures, slice_starts(start, end, step), step),
+        **_roll_areas(figures),
     )
 
 
-def _timeline(
-    groups: dict[tuple[Any, Any, Any], list[Any]], days: _Days, starts: list[date], step: str
-) -> list[Slice]:
-    """The slices' figures from the day numbers _tally kept: received per directorate, and
-    assessed and within target for the whole council."""
-    received: dict[str | None, Counter[int]] = defaultdict(Counter)
-    assessed: Counter[int] = Counter()
-    on_time: Counter[int] = Counter()
-    for (directorate, _area, _member), group in groups.items():
-        received[directorate].update(group[17])
-        assessed.update(group[18])
-        on_time.update(group[19])
-    owner = {n: slice_start(days.day(n), step) for c in (*received.values(), assessed) for n in c}
+def _timeline(figures: Tally, starts: list[date], step: str) -> list[Slice]:
+    """The slices' figures from the Tally's days: received per directorate, and assessed
+    and within target for the whole council."""
     per_slice: dict[date, Counter[str | None]] = defaultdict(Counter)
-    for directorate in sorted(received, key=_order):
-        for number, n in received[directorate].items():
-            per_slice[owner[number]][directorate] += n
     hits: Counter[date] = Counter()
     of: Counter[date] = Counter()
-    for number, n in assessed.items():
-        of[owner[number]] += n
-    for number, n in on_time.items():
-        hits[owner[number]] += n
+    for ordinal, (received, (assessed, on_time)) in figures.days.items():
+        first = slice_start(date.fromordinal(ordinal), step)
+        per_slice[first].update(received)
+        of[first] += assessed
+        hits[first] += on_time
     return [
         Slice(
             first,
-            {d: per_slice[first][d] for d in sorted(per_slice[first], key=_order)},
+            {d: n for d in sorted(per_slice[first], key=_order) if (n := per_slice[first][d])},
             Ratio(hits[first], of[first]),
         )
         for first in starts
     ]
-
-
-def _tally(
-    rows: Iterable[Sequence[Any]],
-    groups: dict[tuple[Any, Any, Any], list[Any]],
-    days: _Days,
-    today: date,
-) -> None:
-    """Adds each case of `rows` (the columns of build_period's query) to its group."""
-    raw = days.raw
-    cut = days.cut
-    number = days.number  # local text -> day number (SQLite only)
-    rank = days.rank  # day number -> working-day rank
-    now = days.index(today)
-    closed = CaseStatus.CLOSED.value
-    open_ = OPEN_STATUSES
-    for (
-        directorate,
-        area,
-        member,
-        received,
-        acked,
-        ack_due,
-        first,
-        due,
-        extended,
-        done,
-        status,
-        chasers,
-        reopened,
-        satisfaction,
-    ) in rows:
-        if raw:
-            received = number[received[:cut]]
-            ack_due = number[ack_due]
-            due = number[due]
-            if acked is not None:
-                acked = number[acked[:cut]]
-            if first is not None:
-                first = number[first[:cut]]
-            if extended is not None:
-                extended = number[extended]
-            if done is not None:
-                done = number[done[:cut]]
-        key = (directorate, area, member)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _new_group()
-        group[17].append(received)
-        if acked is not None:
-            group[2] += 1
-            if acked <= ack_due:
-                group[1] += 1
-        elif ack_due < now and status != closed:
-            group[2] += 1
-        in_force = due if extended is None else extended
-        if first is not None:
-            group[18].append(received)
-            if first <= due:
-                group[4] += 1
-                group[19].append(received)
-            if first <= in_force:
-                group[6] += 1
-            group[15].append(rank[first] - rank[received])
-        elif status != closed:
-            if due < now:
-                group[5] += 1
-                group[18].append(received)
-            if in_force < now:
-                group[7] += 1
-        if in_force < now and status in open_:
-            group[8] += 1
-        group[9] += chasers
-        group[10] += reopened
-        if satisfaction is not None:
-            group[13] += satisfaction
-            group[14] += 1
-        if done is not None:
-            group[16].append(rank[done] - rank[received])
-    for group in groups.values():  # what the loop left out: received, responded (assessed)
-        group[0] = len(group[17])
-        group[3] = len(group[15])
-        group[5] += group[3]
-        group[7] += group[3]
-
-
-# 15: then the working days to first response and to completion, and the day numbers on
-# which the group's cases were received: all of them, those assessed for responded within
-# target, and those within it (for the timeline).
-_COUNTS = len(fields(_Counts))
-
-
-def _new_group() -> list[Any]:
-    return [0] * _COUNTS + [[], [], [], [], []]
 
 
 def _stats(
@@ -576,10 +381,10 @@ def _stats(
     service_area: str | None,
     member_id: int | None,
     member: str | None,
-    n: _Counts,
-    first: Iterable[int],
-    done: Iterable[int],
+    group: Group,
 ) -> GroupStats:
+    counts, first, done = group
+    n = Counts(*counts)
     return GroupStats(
         level=level,
         directorate=directorate,
@@ -591,8 +396,8 @@ def _stats(
         responded=Ratio(n.responded, n.received),
         on_time=Ratio(n.on_time, n.assessed),
         on_time_extended=Ratio(n.on_time_ext, n.assessed_ext),
-        to_first_response=Spread.of(first),
-        to_completion=Spread.of(done),
+        to_first_response=Spread.of_counts(first),
+        to_completion=Spread.of_counts(done),
         overdue_now=n.overdue,
         holding_replies=n.holding,
         extensions=n.extensions,
@@ -610,74 +415,38 @@ def _order(value: str | None) -> tuple[bool, str]:
     return (value is None, (value or "").casefold())
 
 
-# A rolled-up group: its _COUNTS counts in _Counts field order, and the working days to first
-# response and to completion of its cases (sorted once the roll-up is done).
-_Rolled = tuple[list[int], list[int], list[int]]
-
-
-def _roll(rolled: dict[Any, _Rolled], key: Any, group: list[Any]) -> None:
-    found = rolled.get(key)
-    if found is None:
-        rolled[key] = (group[:_COUNTS], list(group[_COUNTS]), list(group[_COUNTS + 1]))
-        return
-    counts, first, done = found
-    counts[:] = map(add, counts, group[:_COUNTS])
-    first.extend(group[_COUNTS])
-    done.extend(group[_COUNTS + 1])
-
-
-def _combine(parts: Iterable[_Rolled]) -> _Rolled:
-    counts = [0] * _COUNTS
-    first: list[int] = []
-    done: list[int] = []
+def _combine(parts: Iterable[Group]) -> Group:
+    counts = [0] * COUNTS
+    first: Counter[int] = Counter()
+    done: Counter[int] = Counter()
     for part_counts, part_first, part_done in parts:
         counts[:] = map(add, counts, part_counts)
-        first += part_first
-        done += part_done
-    first.sort()  # sorted runs: cheap
-    done.sort()
+        first.update(part_first)
+        done.update(part_done)
     return counts, first, done
 
 
-def _roll_areas(groups: dict[tuple[Any, Any, Any], list[Any]]) -> dict[str, Any]:
+def _roll_areas(figures: Tally) -> dict[str, Any]:
     """The total row, and each directorate's row followed by its service areas' rows."""
-    by_area: dict[tuple[Any, Any], _Rolled] = {}
-    for (directorate, area, _member), group in groups.items():
-        _roll(by_area, (directorate, area), group)
+    by_area = figures.areas
     rows: list[GroupStats] = []
-    subtotals: list[_Rolled] = []
+    subtotals: list[Group] = []
     for directorate in sorted({d for d, _ in by_area}, key=_order):
         areas = sorted((a for d, a in by_area if d == directorate), key=_order)
+        subtotal = _combine(by_area[directorate, a] for a in areas)
+        subtotals.append(subtotal)
+        rows.append(_stats("directorate", directorate, None, None, None, subtotal))
         for area in areas:
-            by_area[directorate, area][1].sort()
-            by_area[directorate, area][2].sort()
-        counts, first, done = _combine(by_area[directorate, a] for a in areas)
-        subtotals.append((counts, first, done))
-        rows.append(
-            _stats("directorate", directorate, None, None, None, _Counts(*counts), first, done)
-        )
-        for area in areas:
-            counts, first, done = by_area[directorate, area]
             rows.append(
-                _stats("service_area", directorate, area, None, None, _Counts(*counts), first, done)
+                _stats("service_area", directorate, area, None, None, by_area[directorate, area])
             )
-    counts, first, done = _combine(subtotals)
-    total = _stats("total", None, None, None, None, _Counts(*counts), first, done)
+    total = _stats("total", None, None, None, None, _combine(subtotals))
     return {"total": total, "areas": rows}
 
 
-def _roll_members(
-    groups: dict[tuple[Any, Any, Any], list[Any]], names: dict[int, str]
-) -> list[GroupStats]:
-    by_member: dict[int, _Rolled] = {}
-    for (_directorate, _area, member), group in groups.items():
-        _roll(by_member, member, group)
-    ordered = sorted(by_member, key=lambda m: (names.get(m, "").casefold(), m))
-    rows = []
-    for m in ordered:
-        counts, first, done = by_member[m]
-        rows.append(_stats("member", None, None, m, names.get(m), _Counts(*counts), first, done))
-    return rows
+def _roll_members(figures: Tally, names: dict[int, str]) -> list[GroupStats]:
+    ordered = sorted(figures.members, key=lambda m: (names.get(m, "").casefold(), m))
+    return [_stats("member", None, None, m, names.get(m), figures.members[m]) for m in ordered]
 
 
 def _member_names(session: Session, ids: set[int]) -> dict[int, str]:
@@ -686,120 +455,3 @@ def _member_names(session: Session, ids: set[int]) -> dict[int, str]:
     p = Person.__table__.c  # type: ignore[attr-defined]
     rows = session.connection().execute(select(p.id, p.name).where(p.id.in_(sorted(ids))))
     return {pid: name for pid, name in rows}
-
-
-# ---------------------------------------------------------------------------------------------
-# Dates and working days
-
-
-def _local_midnight(zone: ZoneInfo, day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-
-@lru_cache(maxsize=32)
-def _utc_offsets(zone_key: str, first: date, last: date) -> tuple[tuple[datetime, int], ...]:
-    """(from this UTC instant, offset in minutes) pieces covering first..last; the first
-    piece also stands for everything before, the last for everything after."""
-    zone = ZoneInfo(zone_key)
-
-    def offset(moment: datetime) -> int:
-        delta = moment.astimezone(zone).utcoffset() or timedelta(0)
-        return int(delta.total_seconds() // 60)
-
-    moment = datetime.combine(first, time(), tzinfo=UTC)
-    stop = datetime.combine(last, time(), tzinfo=UTC)
-    pieces = [(moment, offset(moment))]
-    while moment < stop:
-        step = moment + timedelta(hours=12)
-        if offset(step) != pieces[-1][1]:
-            lo, hi = moment, step  # the change is in (lo, hi]: find it to the second
-            while hi - lo > timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                if offset(mid) == pieces[-1][1]:
-                    lo = mid
-                else:
-                    hi = mid
-            hi = hi.replace(microsecond=0)
-            pieces.append((hi, offset(hi)))
-        moment = step
-    return tuple(pieces)
-
-
-class _Lookup(dict[Any, int]):
-    """A dict that computes (and remembers) what it does not hold yet."""
-
-    def __init__(self, compute: Callable[[Any], int]) -> None:
-        super().__init__()
-        self.compute = compute
-
-    def __missing__(self, key: Any) -> int:
-        value = self[key] = self.compute(key)
-        return value
-
-
-_HOURS = tuple(f" {h:02d}" for h in range(24))
-
-
-class _Days:
-    """Local dates as day numbers (days after `first`) and their working-day ranks, so that
-    working days between two dates are a subtraction (the same as
-    WorkingCalendar.working_days_between) and dates compare as integers.
-
-    PostgreSQL sends day numbers. With `raw`, SQLite sends its stored text: dates
-    ('YYYY-MM-DD') and UTC moments ('YYYY-MM-DD HH:MM:SS.ffffff'), whose local date is looked
-    up by their UTC hour (or minute, for zones with offsets or changes that are not whole
-    hours): `number` maps that text to a day number. The dates and UTC hours from `first` to
-    `last` are prepared; anything else is computed with the calendar when met."""
-
-    def __init__(self, calendar: WorkingCalendar, first: date, last: date, *, raw: bool) -> None:
-        self.calendar = calendar
-        self.first = first
-        self.raw = raw
-        span = (last - first).days
-        self.rank = _Lookup(self._rank)
-        n = 0
-        self.rank[0] = 0
-        for i in range(1, span + 91):  # ranks run on 90 days, for late completions
-            if calendar.is_working_day(first + timedelta(days=i)):
-                n += 1
-            self.rank[i] = n
-        self.number = _Lookup(self._number)
-        self.cut = 0
-        if not raw:
-            return
-        pieces = _utc_offsets(
-            calendar.zone.key, first - timedelta(days=2), last + timedelta(days=2)
-        )
-        whole_hours = all(off % 60 == 0 and (at.minute, at.second) == (0, 0) for at, off in pieces)
-        self.cut = 13 if whole_hours else 16
-        origin = datetime.combine(first, time(), tzinfo=UTC)
-        # (from this hour after `first` 00:00 UTC, the offset in minutes)
-        changes = [(int((at - origin).total_seconds()) // 3600, off) for at, off in pieces]
-        k = 0
-        for i in range(span + 1):
-            iso = (first + timedelta(days=i)).isoformat()
-            self.number[iso] = i
-            if not whole_hours:
-                continue
-            for h, suffix in enumerate(_HOURS):
-                hour = i * 24 + h
-                while k + 1 < len(changes) and changes[k + 1][0] <= hour:
-                    k += 1
-                self.number[iso + suffix] = i + (h * 60 + changes[k][1]) // 1440
-
-    def index(self, day: date) -> int:
-        return (day - self.first).days
-
-    def day(self, number: int) -> date:
-        return self.first + timedelta(days=number)
-
-    def _number(self, text: str) -> int:
-        if len(text) == 10:
-            return self.index(date.fromisoformat(text))
-        minute = text[14:16] if len(text) >= 16 else "00"
-        utc_moment = datetime.fromisoformat(f"{text[:10]}T{text[11:13]}:{minute}+00:00")
-        return self.index(self.calendar.local_date(utc_moment))
-
-    def _rank(self, number: int) -> int:
-        # Outside the prepared range: count from its first day.
-        return self.calendar.working_days_between(self.first, self.day(number))

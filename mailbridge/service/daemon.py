@@ -11,7 +11,8 @@ The pass, in order (`Daemon.run_pass`; docs/architecture.md, "The daemon's pass"
 6. deliver  what is still due, then a round of webhooks (in this process when there is
             no courier)
 7. tick     reminders, escalations and digests due now, at most once a [schedule] tick;
-            the cases' tally folded; once a day, at [retention] run_at, the retention
+            the cases' tally folded; the report's past months counted where they
+            changed (console/report_months.py); once a day, at [retention] run_at, the retention
             policy's run, and SQLite's planner statistics; and, in the service, the
             alerts' review (service/alerts.py)
 
@@ -41,6 +42,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mailbridge.config import without_password
+from mailbridge.console import report_months
 from mailbridge.deadlines import run
 from mailbridge.delivery import outbox, webhooks
 from mailbridge.delivery.courier import (
@@ -313,6 +315,7 @@ class Daemon:
         if done.queued:
             self.deliver(report)
         self._fold_tally()
+        self._count_report_months()
         self._retention()
         self._statistics()
         self.review()
@@ -351,6 +354,28 @@ class Daemon:
             log.error("tally fold failed: database unreachable", extra={"error": one_line(exc)})
         except Exception:  # a bug here must not end the service: logged in full
             log.exception("tally fold failed")
+
+    def _count_report_months(self) -> None:
+        """The scrutiny report's past months that are not counted yet, or changed since,
+        counted again (console/report_months.py), a couple of seconds' worth a tick so mail
+        is not held up; a failure is logged and the next tick counts them. Until then the
+        report counts those months live: slower, never wrong."""
+        calendar = self.services.calendar
+        try:
+            counted = report_months.refresh(
+                self.services.engine, calendar, calendar.local_date(self.clock())
+            )
+        except DATABASE_AWAY as exc:
+            log.error("report months failed: database unreachable", extra={"error": one_line(exc)})
+            return
+        except Exception:  # a bug here must not end the service: logged in full
+            log.exception("report months failed")
+            return
+        if counted:
+            log.info(
+                "report months counted",
+                extra={"months": [m.isoformat()[:7] for m in counted]},
+            )
 
     def _statistics(self) -> None:
         """The query planner's statistics gathered afresh once a day (store/db.py), at this

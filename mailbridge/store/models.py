@@ -99,6 +99,17 @@ class ReferenceCounter(SQLModel, table=True):
     last: int = 0
 
 
+# When a case's figures in the scrutiny report can still change (console/report_months.py):
+# while it is open, or completed without an acknowledgement or a first response. An index of
+# UNSETTLED_AT (its moment of receipt then, else NULL) finds the few among a month's cases;
+# laid out as PostgreSQL prints it back, so the schema test compares it with the database's.
+UNSETTLED = (
+    "status = 'new' OR status = 'in_progress' OR status = 'completed' AND "
+    "(acknowledged_at IS NULL OR first_response_at IS NULL)"
+)
+UNSETTLED_AT = f"(\nCASE\n    WHEN {UNSETTLED} THEN received_at\n    ELSE NULL\nEND)"
+
+
 class Case(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("prefix", "year", "seq", name="uq_case_prefix_year_seq"),
@@ -123,6 +134,8 @@ class Case(SQLModel, table=True):
         Index("ix_case_submitter_received", "submitter_id", "received_at"),
         # The clock's work: the cases whose next reminder or escalation moment has come.
         Index("ix_case_next_stage", "next_stage_at"),
+        # The report's live pass: the cases whose figures can still change, by receipt.
+        Index("ix_case_unsettled", text(UNSETTLED_AT)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -592,7 +605,125 @@ _POSTGRESQL_TALLY = (
 TALLY_TRIGGERS = {"sqlite": _SQLITE_TALLY, "postgresql": _POSTGRESQL_TALLY}
 
 
+class ReportMonth(SQLModel, table=True):
+    """The scrutiny report's figures for one local month's settled cases, counted ahead of
+    time (console/report_months.py): used only while no `report_change` row falls inside
+    [lo, hi) and the basis (zone, working days) is today's."""
+
+    __tablename__ = "report_month"
+
+    month: date = Field(primary_key=True)  # its first day, in the council's zone
+    lo: datetime  # its first moment, UTC
+    hi: datetime  # the next month's first moment, UTC
+    basis: str = Field(max_length=64)
+    figures: str = Field(sa_column=Column(Text, nullable=False))
+    counted_at: datetime = Field(default_factory=utcnow)
+
+
+class ReportChange(SQLModel, table=True):
+    """A change to what the report says of the cases received at `received_at`, written by
+    the database's own triggers whichever door made it (insert-only: no writer waits on
+    another for it); the month's figures are counted again and its rows removed."""
+
+    __tablename__ = "report_change"
+    __table_args__ = (Index("ix_report_change_received", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime
+
+
+# The case columns the report reads: a change to any of them is a report_change.
+REPORT_COLUMNS = (
+    "received_at",
+    "status",
+    "member_id",
+    "directorate",
+    "service_area",
+    "acknowledged_at",
+    "acknowledge_due",
+    "first_response_at",
+    "response_due",
+    "extended_due",
+    "completed_at",
+    "chase_count",
+    "reopened_count",
+    "satisfaction",
+)
+# The events the report counts.
+REPORT_EVENTS = ("holding_reply", "deadline_extended")
+
+
+def _report_triggers(dialect: str) -> tuple[str, ...]:
+    columns = ", ".join(REPORT_COLUMNS)
+    kinds = ", ".join(f"'{kind}'" for kind in REPORT_EVENTS)
+    log = "INSERT INTO report_change (received_at)"
+    if dialect == "sqlite":
+        changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in REPORT_COLUMNS)
+        of_case = 'SELECT received_at FROM "case" WHERE id ='
+        return (
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_case_insert AFTER INSERT ON "case"
+            BEGIN {log} VALUES (NEW.received_at); END""",
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_case_update
+            AFTER UPDATE OF {columns} ON "case" WHEN {changed} BEGIN
+                {log} VALUES (OLD.received_at);
+                {log} SELECT NEW.received_at WHERE NEW.received_at IS NOT OLD.received_at;
+            END""",
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_case_delete AFTER DELETE ON "case"
+            BEGIN {log} VALUES (OLD.received_at); END""",
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_event_insert AFTER INSERT ON event
+            WHEN NEW.kind IN ({kinds}) BEGIN {log} {of_case} NEW.case_id; END""",
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_event_delete AFTER DELETE ON event
+            WHEN OLD.kind IN ({kinds}) BEGIN {log} {of_case} OLD.case_id; END""",
+            f"""CREATE TRIGGER IF NOT EXISTS report_change_event_update
+            AFTER UPDATE OF kind, case_id ON event
+            WHEN OLD.kind IN ({kinds}) OR NEW.kind IN ({kinds}) BEGIN
+                {log} {of_case} OLD.case_id;
+                {log} {of_case} NEW.case_id;
+            END""",
+        )
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in REPORT_COLUMNS)
+    return (
+        f"""CREATE OR REPLACE FUNCTION report_change_case() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                {log} VALUES (OLD.received_at);
+            END IF;
+            IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE'
+                    AND NEW.received_at IS DISTINCT FROM OLD.received_at) THEN
+                {log} VALUES (NEW.received_at);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE OR REPLACE TRIGGER report_change_case_insert_delete
+        AFTER INSERT OR DELETE ON "case" FOR EACH ROW EXECUTE FUNCTION report_change_case()""",
+        f"""CREATE OR REPLACE TRIGGER report_change_case_update AFTER UPDATE OF {columns}
+        ON "case" FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION report_change_case()""",
+        f"""CREATE OR REPLACE FUNCTION report_change_event() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.kind IN ({kinds}) THEN
+                {log} SELECT received_at FROM "case" WHERE id = OLD.case_id;
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.kind IN ({kinds}) THEN
+                {log} SELECT received_at FROM "case" WHERE id = NEW.case_id;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE OR REPLACE TRIGGER report_change_event_insert_delete
+        AFTER INSERT OR DELETE ON event FOR EACH ROW EXECUTE FUNCTION report_change_event()""",
+        """CREATE OR REPLACE TRIGGER report_change_event_update AFTER UPDATE OF kind, case_id
+        ON event FOR EACH ROW EXECUTE FUNCTION report_change_event()""",
+    )
+
+
+# The triggers that write report_change, by dialect: made by migration 0014 and by
+# create_all.
+REPORT_TRIGGERS = {dialect: _report_triggers(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 @event.listens_for(SQLModel.metadata, "after_create")
 def _tally_triggers(target: Any, connection: Any, **_: Any) -> None:
-    for statement in TALLY_TRIGGERS.get(connection.dialect.name, ()):
+    dialect = connection.dialect.name
+    for statement in (*TALLY_TRIGGERS.get(dialect, ()), *REPORT_TRIGGERS.get(dialect, ())):
         connection.exec_driver_sql(statement)

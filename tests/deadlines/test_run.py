@@ -8,7 +8,7 @@ Priya, her reminder "2 working days before" is due on Fri 4 Dec from 09:00.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from mailbridge.service.daemon import Daemon
 from mailbridge.services import Services
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.migrate import ensure_database
-from mailbridge.store.models import Case, OutboxMessage, ScheduledSend
+from mailbridge.store.models import Case, OutboxMessage, ReportMonth, ScheduledSend
 from tests.factories import AREAS, ok_lines
 from tests.helpers.council import (
     PRIYA,
@@ -422,6 +422,16 @@ def test_run_once_sends_the_due_reminder_after_ingest(tmp_path: Path, engine: En
     assert recipients(mail) == [PRIYA] and f"[{REF}]" in str(mail["Subject"])
     daemon.run_once()
     assert council.new_mail() == [], "the next run finds the key done"
+
+
+def test_a_tick_counts_the_reports_past_months(tmp_path: Path, engine: Engine) -> None:
+    council = assigned_council(tmp_path, engine)
+    month = council.case().received_at.astimezone(LONDON).date().replace(day=1)
+    daemon = daemon_for(council.services)
+    daemon.clock = lambda: at((month + timedelta(days=40)).replace(day=5))  # the month after
+    daemon.run_once()
+    with Session(engine) as session:
+        assert session.exec(select(ReportMonth.month)).all() == [month]
 
 
 class IdleSource(MaildirSource):

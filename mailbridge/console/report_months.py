@@ -1,0 +1,199 @@
+"""The scrutiny report's figures for settled cases, counted a month at a time ahead of time.
+
+A case is *settled* when nothing the report says of it can change by the passing of days:
+closed, or completed with its acknowledgement and first response given (UNSETTLED_AT in
+store/models.py says the opposite). Most of a year's cases are settled, so a period's
+report is each whole month's settled figures, kept here in `report_month`, plus a live
+count of the period's unsettled cases and of whatever no kept month covers; a month that
+the period only partly covers is used too when that is cheaper, less a live count of its
+settled cases outside the period (Tallies add and subtract: console/report_counts.py).
+
+A kept month is trusted only while
+
+* no `report_change` row falls inside it: the database's own triggers write one for every
+  change to what the report reads (a case's moments, deadlines, status, tallies, groups; a
+  holding reply or extension; a case inserted or deleted), whichever door made it;
+* its basis is today's: the council's zone and working days (bank holidays, closure days),
+  and FORMAT, which a change to what the report counts must raise.
+
+Otherwise the report counts that month live, as before; its figures never depend on the
+kept ones being up to date. The service's tick counts the months that need it (`refresh`),
+each in a transaction that removes the month's change rows it can see and counts what
+they changed: a change not yet committed keeps its row, so the month is counted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, text
+
+from mailbridge.console.report_counts import (
+    ALL,
+    SETTLED,
+    UNSETTLED_CASES,
+    Tally,
+    count,
+    local_midnight,
+)
+from mailbridge.deadlines.calendar import WorkingCalendar
+from mailbridge.store.db import transaction
+from mailbridge.store.models import Case, ReportChange, ReportMonth, utcnow
+
+FORMAT = 1  # raise it when what a month's figures hold changes
+
+
+def basis(calendar: WorkingCalendar) -> str:
+    """Changes when the zone or the working days change: the kept months are then unused."""
+    facts = {"format": FORMAT, "calendar": calendar.rules()}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(first: date) -> date:
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A live count: the `which` cases received from `first` to `last`, added or taken off."""
+
+    first: date
+    last: date
+    which: str
+    sign: int = 1
+
+
+def kept(conn: Connection, calendar: WorkingCalendar, first: date, last: date) -> dict[date, str]:
+    """The kept months from `first` to `last` still to be trusted, with their figures."""
+    m = ReportMonth.__table__.c  # type: ignore[attr-defined]
+    r = ReportChange.__table__.c  # type: ignore[attr-defined]
+    changed = exists().where(and_(r.received_at >= m.lo, r.received_at < m.hi))
+    rows = conn.execute(
+        select(m.month, m.figures).where(
+            m.month >= first, m.month <= last, m.basis == basis(calendar), ~changed
+        )
+    )
+    return {month: figures for month, figures in rows}
+
+
+def plan(months: set[date], start: date, end: date) -> tuple[list[date], list[Pass]]:
+    """Which kept months a period from `start` to `end` uses, and what it counts live."""
+    used: list[date] = []
+    passes: list[Pass] = []
+    month = month_start(start)
+    while month <= end:
+        last_day = next_month(month) - timedelta(days=1)
+        first, last = max(month, start), min(last_day, end)
+        inside = (last - first).days + 1
+        if month not in months or inside < (last_day - month).days + 1 - inside:
+            passes.append(Pass(first, last, ALL))
+        else:
+            used.append(month)
+            passes.append(Pass(first, last, UNSETTLED_CASES))
+            if month < first:
+                passes.append(Pass(month, first - timedelta(days=1), SETTLED, -1))
+            if last < last_day:
+                passes.append(Pass(last + timedelta(days=1), last_day, SETTLED, -1))
+        month = next_month(month)
+    return used, _joined(passes)
+
+
+def _joined(passes: list[Pass]) -> list[Pass]:
+    """Neighbouring passes of the same kind as one."""
+    out: list[Pass] = []
+    for p in sorted(passes, key=lambda p: (p.which, p.sign, p.first)):
+        last = out[-1] if out else None
+        if last and (last.which, last.sign, last.last + timedelta(days=1)) == (
+            p.which,
+            p.sign,
+            p.first,
+        ):
+            out[-1] = Pass(last.first, p.last, p.which, p.sign)
+            continue
+        out.append(p)
+    return out
+
+
+def tally(
+    conn: Connection, calendar: WorkingCalendar, start: date, end: date, today: date
+) -> Tally:
+    """The Tally of every case received from `start` to `end`: kept months plus live counts."""
+    found = kept(conn, calendar, month_start(start), month_start(end))
+    used, passes = plan(set(found), start, end)
+    total = Tally()
+    for month in used:
+        total.add(Tally.from_json(found[month]))
+    for p in passes:
+        total.add(count(conn, calendar, p.first, p.last, today, p.which), p.sign)
+    total.trim(start, end)
+    return total
+
+
+def refresh(
+    engine: Engine, calendar: WorkingCalendar, today: date, *, seconds: float = 2.0
+) -> list[date]:
+    """Counts the past months not kept or changed since (oldest first), at least one and
+    then until `seconds` have gone; returns the months counted. The service's tick calls
+    it, so a change to an old case is counted again within a tick or two."""
+    last = month_start(today) - timedelta(days=1)
+    with engine.connect() as conn:
+        c = Case.__table__.c  # type: ignore[attr-defined]
+        r = ReportChange.__table__.c  # type: ignore[attr-defined]
+        oldest = [
+            conn.execute(select(func.min(c.received_at))).scalar(),
+            conn.execute(select(func.min(r.received_at))).scalar(),
+        ]
+        moments = [m for m in oldest if m is not None]
+        if not moments:
+            return []
+        month = month_start(calendar.local_date(min(moments)))
+        good = set(kept(conn, calendar, month, last))
+    counted: list[date] = []
+    started = time.monotonic()
+    while month <= last:
+        if month not in good:
+            if counted and time.monotonic() - started > seconds:
+                break
+            count_month(engine, calendar, month)
+            counted.append(month)
+        month = next_month(month)
+    return counted
+
+
+def count_month(engine: Engine, calendar: WorkingCalendar, month: date) -> None:
+    """Counts one month's settled cases and keeps the figures, in one transaction that first
+    removes the month's change rows it can see (see the module docstring)."""
+    lo = local_midnight(calendar.zone, month)
+    hi = local_midnight(calendar.zone, next_month(month))
+    with transaction(engine) as session:
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":  # one counter of a month at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(month)})
+        r = ReportChange.__table__.c  # type: ignore[attr-defined]
+        conn.execute(delete(ReportChange).where(r.received_at >= lo, r.received_at < hi))
+        last = next_month(month) - timedelta(days=1)
+        figures = count(conn, calendar, month, last, month, SETTLED)
+        conn.execute(delete(ReportMonth).where(ReportMonth.month == month))  # type: ignore[arg-type]
+        conn.execute(
+            insert(ReportMonth).values(
+                month=month,
+                lo=lo,
+                hi=hi,
+                basis=basis(calendar),
+                figures=figures.to_json(),
+                counted_at=utcnow(),
+            )
+        )
+
+
+def _lock_key(month: date) -> int:
+    """An advisory lock's number of its own for a month (a constant in the high bits)."""
+    return (0x4D42_5250 << 20) + month.year * 12 + month.month
