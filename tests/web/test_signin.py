@@ -310,3 +310,19 @@ def test_cookies_are_secure_and_hsts_sent_unless_plain_http_on_loopback(
         for c in site.clients:
             c.close()
         engine.dispose()
+
+
+def test_the_demo_names_the_button_the_link_page_shows(web: Web) -> None:
+    """scripts/demo tells people which button to press on the page the link opens: the
+    words must be that button's."""
+    from pathlib import Path
+
+    demo = (Path(__file__).parents[2] / "scripts" / "demo").read_text(encoding="utf-8")
+    pressed = re.findall(r'press\s+"([^"]+)"', demo)
+    assert pressed, "the demo says which button to press"
+    _ask(web, COORDINATOR)
+    landing = web.client().get(_link(web))
+    buttons = [b.strip() for b in re.findall(r"<button[^>]*>([^<]*)</button>", landing.text)]
+    assert buttons == ["Sign in"]
+    for words in pressed:
+        assert words in buttons, f'the demo says press "{words}"; the page shows {buttons}'
