@@ -23,6 +23,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from mailbridge.cases import officer_actions
+from mailbridge.cases.coordinator import Upload
 from mailbridge.cases.records import version_of
 from mailbridge.signin import api_tokens
 from mailbridge.signin.roles import Role
@@ -32,7 +34,7 @@ from mailbridge.web.routing import ROLE_KEY
 from tests.factories import add_person, fixture_bytes
 from tests.helpers.council import ANN, JANE, PRIYA, RAJ, REF, SAM, new_email
 from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
-from tests.web.case_helpers import SURVEY_PDF, attachments_of, with_survey
+from tests.web.case_helpers import SURVEY_PAGE, SURVEY_PDF, attachments_of, with_survey
 from tests.web.conftest import ROLES, Web, make_web
 
 # What a route's {parameter} is filled with: something that exists, so the answer is about
@@ -332,6 +334,23 @@ CASE_ROUTES: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {
     ),
 }
 
+# REF's other files, at each door that hands out files (the PDF sent to the member is the
+# table's): the web page held back from sending on (mail/attachments.py) goes to the
+# coordinators only; a file on an additional officer's contribution never to the member.
+SITE_NOTES = "site notes.txt"
+FILES: dict[str, dict[str, dict[str, str]]] = {
+    "held": {
+        "/enquiries/": _member_route(NOT_FOUND),
+        "/my-cases/": _officer_route(NOT_FOUND, NOT_FOUND),
+        "/cases/": _coordinator_route(OK),
+    },
+    "internal": {
+        "/enquiries/": _member_route(NOT_FOUND),
+        "/my-cases/": _officer_route(OK, OK),
+        "/cases/": _coordinator_route(OK),
+    },
+}
+
 
 @dataclass
 class World:
@@ -340,7 +359,7 @@ class World:
     web: Web
     reference: str
     theirs: str  # Raj's case
-    attachment: int  # the survey PDF on REF: the member's, the officers' and the team's
+    files: dict[str, int]  # REF's files by kind: "sent" (the survey PDF), and FILES's
     their_attachment: int  # a file on Raj's case
     version: str  # REF's, to check that no row changed it
     tokens: dict[str, str]
@@ -372,6 +391,15 @@ def world(
     council.open_pothole_case()
     council.assign(PRIYA, SAM)
     council.deliver(fixture_bytes("attack_officer_reply_html_password_form.eml"))
+    officer_actions.contribute(
+        council.services,
+        REF,
+        "Site notes for the lead.",
+        [Upload(SITE_NOTES, b"Kerb cracked too.", SITE_NOTES)],
+        officer_id=council.person_id(SAM),
+        actor=SAM,
+    )
+    council.run()
     council.deliver(
         _with_file(new_email(RAJ, "Streetlight out on Hill Road", "Dark since Monday."))
     )
@@ -399,7 +427,11 @@ def world(
         web,
         REF,
         theirs,
-        attachments_of(web, REF)[SURVEY_PDF],
+        {
+            "sent": attachments_of(web, REF)[SURVEY_PDF],
+            "held": attachments_of(web, REF)[SURVEY_PAGE],
+            "internal": attachments_of(web, REF)[SITE_NOTES],
+        },
         attachments_of(web, theirs)["photo.pdf"],
         version,
         tokens,
@@ -451,11 +483,17 @@ def test_every_case_route_as_everyone_who_might_ask(world: World, who: str) -> N
     wrong = []
     for (method, template), (body, answers) in CASE_ROUTES.items():
         path = template.replace("{reference}", world.reference).replace(
-            "{attachment_id}", str(world.attachment)
+            "{attachment_id}", str(world.files["sent"])
         )
         got = _case_outcome(_call(world, client, csrf, method, path, body), path)
         if got != answers[who]:
             wrong.append(f"{method} {template}: {got}, not {answers[who]}")
+    for kind, doors in FILES.items():
+        for door, answers in doors.items():
+            path = f"{door}{world.reference}/attachments/{world.files[kind]}"
+            got = _case_outcome(client.get(path), path)
+            if got != answers[who]:
+                wrong.append(f"GET {door}.../attachments/({kind} file): {got}, not {answers[who]}")
     assert not wrong, f"as {who}:\n" + "\n".join(wrong)
     assert version_of(world.web.council.case(REF)) == world.version, "nothing changed REF"
 
@@ -484,5 +522,5 @@ def test_a_guessed_reference_or_file_id_is_not_found(world: World, door: str) ->
             path = path.replace("{attachment_id}", str(world.their_attachment))
             assert _call(world, client, csrf, method, path, body).status_code == 404, path
         guessed = template.replace("{reference}", "MQ-2026-99999")
-        guessed = guessed.replace("{attachment_id}", str(world.attachment))
+        guessed = guessed.replace("{attachment_id}", str(world.files["sent"]))
         assert _call(world, client, csrf, method, guessed, body).status_code == 404, guessed
