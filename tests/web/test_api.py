@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -410,9 +411,31 @@ def test_the_openapi_page_describes_every_route_and_its_bearer_auth(web: Web) ->
     }
     assert listing["x-mailbridge-role"] == "api_read"
     assert "CaseOut" in document["components"]["schemas"]
+
+
+def test_the_docs_page_loads_swagger_ui_from_this_site_only(web: Web) -> None:
+    """Vendored files, never a CDN: every address the page names is this site's, its
+    policy names no other origin and allows no inline script, and the files are served."""
+    client = web.client()
     page = client.get("/api/v1/docs")
-    assert page.status_code == 200 and "swagger-ui" in page.text
-    assert "script-src https://cdn.jsdelivr.net 'sha256-" in page.headers["content-security-policy"]
+    assert page.status_code == 200
+    named = re.findall(r'(?:src|href|data-openapi-url)="([^"]*)"', page.text)
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in named
+    assert "/static/swagger-ui/swagger-ui.css" in named
+    assert all(url.startswith("/") and not url.startswith("//") for url in named), named
+    assert "://" not in page.text  # no address of another site anywhere on the page
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text) is None, "an inline script"
+    csp = page.headers["content-security-policy"]
+    assert "http" not in csp and "'unsafe-inline'" not in csp and "sha256-" not in csp
+    assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp
+    for url in [u for u in named if u.startswith("/static/")]:
+        served = client.get(url)
+        assert served.status_code == 200 and served.content, url
+    bundle = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in bundle.text
+    assert "SwaggerUIBundle(" in client.get("/static/swagger-init.js").text
+    assert "Apache License" in client.get("/static/swagger-ui/LICENSE").text
+    assert client.get("/api/v1/openapi.json").status_code == 200
 
 
 def test_a_case_opened_and_answered_through_the_api_is_heard_by_webhooks(

@@ -23,6 +23,9 @@ from tests.helpers.clock import python_command
 from tests.servers.smtp import SmtpServer
 
 COORDINATOR = "member.support@example.gov.uk"
+# Issue #16: with `mailbridge run` beside the console, the link reaches the SMTP server
+# within 5 seconds of asking for it.
+LINK_WITHIN = 5.0
 
 
 def write_config(home: Path, smtp_url: str, database_url: str) -> Path:
@@ -87,8 +90,14 @@ def test_a_sign_in_link_reaches_the_smtp_server_through_the_running_service(
             )
         assert answer.status_code == 200, answer.text
         assert "Check your email" in answer.text
-        wait_for("sign-in email at the SMTP server", lambda: smtp_server.messages, log)
-        print(f"sign-in link at the SMTP server {time.monotonic() - asked:.2f} s after asking")
+        wait_for(
+            f"sign-in email at the SMTP server within {LINK_WITHIN:g} s of asking",
+            lambda: smtp_server.messages,
+            log,
+            seconds=asked + LINK_WITHIN - time.monotonic(),
+        )
+        took = time.monotonic() - asked
+        assert took <= LINK_WITHIN, f"the link reached the SMTP server {took:.2f} s after asking"
     finally:
         service.terminate()
         code = service.wait(timeout=30)

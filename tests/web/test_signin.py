@@ -251,3 +251,78 @@ def test_forwarded_addresses_are_believed_only_from_a_trusted_proxy(
         for c in site.clients:
             c.close()
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "secure"),
+    [("https://mailbridge.example.gov.uk", True), ("http://127.0.0.1:8080", False)],
+)
+def test_cookies_are_secure_and_hsts_sent_unless_plain_http_on_loopback(
+    tmp_path, migrated_db_url: str, base_url: str, secure: bool
+) -> None:
+    """Served over https: every cookie `Secure` and every answer `Strict-Transport-Security`;
+    as plain http on loopback (the demo), neither, or the browser could not sign in."""
+    from fastapi.testclient import TestClient
+
+    from mailbridge.store.db import make_engine
+    from tests.web.conftest import make_web
+
+    engine = make_engine(migrated_db_url)
+    site = make_web(tmp_path, engine, web={"base_url": base_url})
+    client = TestClient(site.app, base_url=base_url, follow_redirects=False)
+    try:
+        first = client.get("/sign-in")
+        asked = client.post(
+            "/sign-in/link",
+            data={"email": COORDINATOR, "csrf": client.cookies["mailbridge_csrf"], "next": "/"},
+        )
+        assert asked.status_code == 200 and "Check your email" in asked.text
+        message = email.message_from_bytes(
+            site.outbox("signin_link")[-1].raw, policy=policy.default
+        )
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        found = re.search(re.escape(base_url) + r"(/sign-in/link\?token=\S+)", text)
+        assert found, text
+        landing = client.get(found.group(1))
+        token = re.search(r'name="token" value="([^"]+)"', landing.text)
+        assert token
+        used = client.post(
+            "/sign-in/link/use",
+            data={"token": token.group(1), "csrf": client.cookies["mailbridge_csrf"]},
+        )
+        assert used.status_code == 303 and used.headers["location"] == "/"
+        home = client.get("/")
+        assert home.status_code == 200  # the session cookie came back
+        cookies = {
+            "csrf": first.headers["set-cookie"],
+            "session": used.headers["set-cookie"],
+        }
+        assert cookies["session"].startswith(f"{SESSION_COOKIE}=")
+        for name, cookie in cookies.items():
+            flags = {flag.strip().lower() for flag in cookie.split(";")[1:]}
+            assert ("secure" in flags) is secure, (name, cookie)
+            assert "httponly" in flags and "samesite=lax" in flags, (name, cookie)
+        for answer in (first, asked, landing, used, home):
+            hsts = answer.headers.get("strict-transport-security")
+            assert hsts == ("max-age=31536000" if secure else None), answer.request.url
+    finally:
+        client.close()
+        for c in site.clients:
+            c.close()
+        engine.dispose()
+
+
+def test_the_demo_names_the_button_the_link_page_shows(web: Web) -> None:
+    """scripts/demo tells people which button to press on the page the link opens: the
+    words must be that button's."""
+    from pathlib import Path
+
+    demo = (Path(__file__).parents[2] / "scripts" / "demo").read_text(encoding="utf-8")
+    pressed = re.findall(r'press\s+"([^"]+)"', demo)
+    assert pressed, "the demo says which button to press"
+    _ask(web, COORDINATOR)
+    landing = web.client().get(_link(web))
+    buttons = [b.strip() for b in re.findall(r"<button[^>]*>([^<]*)</button>", landing.text)]
+    assert buttons == ["Sign in"]
+    for words in pressed:
+        assert words in buttons, f'the demo says press "{words}"; the page shows {buttons}'
