@@ -1,8 +1,9 @@
 """Console benchmark: the coordinator's queries on N realistic cases (100,000 by default).
 
 Generates two years of cases (about 300 members, 200 officers, 12 service areas in five
-directorates, eight districts; statuses by age, extensions, additional officers) with bulk
-Core inserts, one named member (`BENCH_MEMBER`) with exactly `BENCH_MEMBER_CASES` of them
+directorates, eight districts; statuses by age, extensions, additional officers; each
+case's opening, assignment, extension and holding reply in its timeline) with bulk Core
+inserts, one named member (`BENCH_MEMBER`) with exactly `BENCH_MEMBER_CASES` of them
 and the rest shared by the others, and the numbering carried on after them (reference
 counters, PostgreSQL's id sequences) so a case opened afterwards gets the next reference
 and id; then times, warm, the median of several runs of:
@@ -54,6 +55,7 @@ from mailbridge.store.migrate import ensure_database  # noqa: E402
 from mailbridge.store.models import (  # noqa: E402
     Case,
     CaseOfficer,
+    Event,
     Person,
     PersonAddress,
     ReferenceCounter,
@@ -205,6 +207,8 @@ def generate(url: str, n: int) -> None:
         seqs: dict[int, int] = {}
         cases: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        chance = random.Random(12)  # the events' own draws: the cases stay as they were
         case_id = conn.execute(select(Case.id).order_by(Case.id.desc())).scalar() or 0
 
         def flush() -> None:
@@ -214,6 +218,9 @@ def generate(url: str, n: int) -> None:
             if links:
                 conn.execute(insert(CaseOfficer), links)
                 links.clear()
+            if events:
+                conn.execute(insert(Event), events)
+                events.clear()
 
         for number, offset in enumerate(moments):
             created = start + timedelta(seconds=offset)
@@ -274,6 +281,11 @@ def generate(url: str, n: int) -> None:
                     "next_stage_at": created if status in ("new", "in_progress") and lead else None,
                 }
             )
+            # What the report counts from the timeline, beside its opening and assignment.
+            story = ["case_opened"] + ["assigned"] * bool(lead)
+            story += ["deadline_extended"] * bool(extended)
+            story += ["holding_reply"] * (lead is not None and chance.random() < 0.1)
+            events += [{"case_id": case_id, "at": created, "kind": k} for k in story]
             if lead:
                 links.append({"case_id": case_id, "person_id": lead, "role": "lead"})
                 if rng.random() < 0.1:
