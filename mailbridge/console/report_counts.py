@@ -254,13 +254,14 @@ def count(
     ).where(chosen)
 
     # Per group key: the 15 Counts figures in field order, then the working days to first
-    # response and to completion of its cases, then day numbers of receipt (see _tally).
+    # response and to completion of its cases, then the timeline's lists (see _new_group).
     groups: dict[tuple[Any, Any, Any], list[Any]] = {}
+    timeline = _Timeline()
     result = conn.execute(rows)
     try:
         # The DBAPI's own tuples: none of these columns has a result processor, and a Row per
         # case would cost more than everything done with it below.
-        _tally(result.cursor, groups, days, today)
+        _tally(result.cursor, groups, timeline, days, today)
     finally:
         result.close()
 
@@ -274,39 +275,45 @@ def count(
     for *key, kind, n in conn.execute(events):
         group = groups.get(tuple(key))  # type: ignore[arg-type]
         if group is None:
-            group = groups[tuple(key)] = _new_group()  # type: ignore[index]
+            group = groups[tuple(key)] = _new_group([], [], [])  # type: ignore[index]
         group[11 if kind == HOLDING_REPLY else 12] += int(n)
-    return _fold(groups, days)
+    return _fold(groups, timeline, days)
 
 
-def _fold(groups: dict[tuple[Any, Any, Any], list[Any]], days: _Days) -> Tally:
-    """The groups _tally kept, by (directorate, area, member), as a Tally."""
+def _fold(groups: dict[tuple[Any, Any, Any], list[Any]], timeline: _Timeline, days: _Days) -> Tally:
+    """The groups and timeline _tally kept, by (directorate, area, member), as a Tally."""
     tally = Tally()
-    origin = days.first.toordinal()
     for (directorate, area, member), group in groups.items():
         counts = group[:COUNTS]
         first, done = Counter(group[COUNTS]), Counter(group[COUNTS + 1])
         _add_group(tally.areas, (directorate, area), counts, first, done, 1)
         _add_group(tally.members, member, counts, first, done, 1)
-        for slot, numbers in enumerate(group[COUNTS + 2 :]):
-            for number, n in Counter(numbers).items():
-                day = tally.days.get(origin + number)
-                if day is None:
-                    day = tally.days[origin + number] = ({}, [0, 0])
-                if slot == 0:
-                    day[0][directorate] = day[0].get(directorate, 0) + n
-                else:
-                    day[1][slot - 1] += n
+    origin = days.first.toordinal()
+
+    def day(number: int) -> Day:
+        found = tally.days.get(origin + number)
+        if found is None:
+            found = tally.days[origin + number] = ({}, [0, 0])
+        return found
+
+    for directorate, numbers in timeline.received.items():
+        for number, n in Counter(numbers).items():
+            day(number)[0][directorate] = n
+    for slot, numbers in enumerate((timeline.assessed, timeline.on_time)):
+        for number, n in Counter(numbers).items():
+            day(number)[1][slot] += n
     return tally
 
 
 def _tally(
     rows: Iterable[Sequence[Any]],
     groups: dict[tuple[Any, Any, Any], list[Any]],
+    timeline: _Timeline,
     days: _Days,
     today: date,
 ) -> None:
-    """Adds each case of `rows` (the columns of build_period's query) to its group."""
+    """Adds each case of `rows` (the columns of count's query) to its group and the
+    timeline."""
     raw = days.raw
     cut = days.cut
     number = days.number  # local text -> day number (SQLite only)
@@ -345,7 +352,9 @@ def _tally(
         key = (directorate, area, member)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = _new_group()
+            received_in = timeline.received.setdefault(directorate, [])
+            group = groups[key] = _new_group(received_in, timeline.assessed, timeline.on_time)
+        group[0] += 1
         group[17].append(received)
         if acked is not None:
             group[2] += 1
@@ -377,18 +386,26 @@ def _tally(
             group[14] += 1
         if done is not None:
             group[16].append(rank[done] - rank[received])
-    for group in groups.values():  # what the loop left out: received, responded (assessed)
-        group[0] = len(group[17])
+    for group in groups.values():  # what the loop left out: responded (and assessed)
         group[3] = len(group[15])
         group[5] += group[3]
         group[7] += group[3]
 
 
-# 15: then the working days to first response and to completion, and the day numbers on
-# which the group's cases were received: all of them, those assessed for responded within
-# target, and those within it (for the timeline).
-def _new_group() -> list[Any]:
-    return [0] * COUNTS + [[], [], [], [], []]
+@dataclass
+class _Timeline:
+    """Day numbers of receipt, for the slices: of every case by directorate, of those
+    assessed for responses within target, and of those within it."""
+
+    received: dict[str | None, list[int]] = field(default_factory=dict)
+    assessed: list[int] = field(default_factory=list)
+    on_time: list[int] = field(default_factory=list)
+
+
+def _new_group(received: list[int], assessed: list[int], on_time: list[int]) -> list[Any]:
+    """The COUNTS counts, the working days to first response and to completion, and the
+    timeline's lists (shared by every group of a directorate: one append a case)."""
+    return [0] * COUNTS + [[], [], received, assessed, on_time]
 
 
 # ---------------------------------------------------------------------------------------------
