@@ -28,7 +28,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, text
 
@@ -71,17 +71,20 @@ class Pass:
     sign: int = 1
 
 
-def kept(conn: Connection, calendar: WorkingCalendar, first: date, last: date) -> dict[date, str]:
-    """The kept months from `first` to `last` still to be trusted, with their figures."""
+def kept(
+    conn: Connection, calendar: WorkingCalendar, first: date, last: date
+) -> dict[date, tuple[str, datetime]]:
+    """The kept months from `first` to `last` still to be trusted, with their figures and
+    when they were counted."""
     m = ReportMonth.__table__.c  # type: ignore[attr-defined]
     r = ReportChange.__table__.c  # type: ignore[attr-defined]
     changed = exists().where(and_(r.received_at >= m.lo, r.received_at < m.hi))
     rows = conn.execute(
-        select(m.month, m.figures).where(
+        select(m.month, m.figures, m.counted_at).where(
             m.month >= first, m.month <= last, m.basis == basis(calendar), ~changed
         )
     )
-    return {month: figures for month, figures in rows}
+    return {month: (figures, counted_at) for month, figures, counted_at in rows}
 
 
 def plan(months: set[date], start: date, end: date) -> tuple[list[date], list[Pass]]:
@@ -125,14 +128,29 @@ def _joined(passes: list[Pass]) -> list[Pass]:
 def tally(
     conn: Connection, calendar: WorkingCalendar, start: date, end: date, today: date
 ) -> Tally:
-    """The Tally of every case received from `start` to `end`: kept months plus live counts."""
-    found = kept(conn, calendar, month_start(start), month_start(end))
-    used, passes = plan(set(found), start, end)
-    total = Tally()
-    for month in used:
-        total.add(Tally.from_json(found[month]))
-    for p in passes:
-        total.add(count(conn, calendar, p.first, p.last, today, p.which), p.sign)
+    """The Tally of every case received from `start` to `end`: kept months plus live counts.
+
+    Each statement may see newer commits than the last (PostgreSQL's READ COMMITTED): a case
+    settled or unsettled after `kept` read its month would be missed or counted twice by
+    the live passes, so the months used are read again after them, and the whole counted
+    again if one has changed (a change row, or counted again since); all live the third
+    time."""
+    first, last = month_start(start), month_start(end)
+    for _ in range(2):
+        found = kept(conn, calendar, first, last)
+        used, passes = plan(set(found), start, end)
+        total = Tally()
+        for month in used:
+            total.add(Tally.from_json(found[month][0]))
+        for p in passes:
+            total.add(count(conn, calendar, p.first, p.last, today, p.which), p.sign)
+        if used:
+            again = kept(conn, calendar, first, last)
+            if any(again.get(month) != found[month] for month in used):
+                continue
+        total.trim(start, end)
+        return total
+    total = count(conn, calendar, start, end, today, ALL)
     total.trim(start, end)
     return total
 

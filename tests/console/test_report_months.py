@@ -20,10 +20,18 @@ from sqlmodel import Session, select
 
 from mailbridge.console import report_months
 from mailbridge.console.report_months import Pass, kept, plan, refresh
+from mailbridge.console.reports import build_report
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.store.db import make_engine, transaction
 from mailbridge.store.models import Case, Event, ReportMonth
-from tests.console.test_report_reference import CALENDAR, _built, assert_definition, seed
+from tests.console.test_report_reference import (
+    CALENDAR,
+    _built,
+    _cases,
+    assert_definition,
+    reference,
+    seed,
+)
 
 COUNTED_ON = date(2026, 12, 6)  # the past months: February to November 2026
 MONTHS = [date(2026, m, 1) for m in range(2, 12)]
@@ -260,3 +268,52 @@ def test_the_migration_makes_the_triggers(migrated_db_url: str) -> None:
         assert rows and rows >= 400  # a row for each case inserted at least
     finally:
         engine.dispose()
+
+
+def test_a_case_settled_while_a_report_reads_is_counted_once(
+    counted: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case settled (or unsettled) by a writer that commits after the report has read which
+    months are kept but before its live passes: PostgreSQL's READ COMMITTED shows each
+    statement the newest commits, so the kept month (without the case, unsettled when
+    counted) and the live pass of unsettled cases (without it, settled now) both missed it."""
+    start, end, today = PERIODS[0]
+    with Session(counted) as session:
+        june = datetime(2026, 6, 1, tzinfo=UTC)
+        case = session.exec(
+            select(Case)
+            .where(Case.received_at >= june, Case.received_at < june + timedelta(days=29))
+            .where(Case.status == "in_progress")
+            .order_by(Case.id)  # type: ignore[arg-type]
+        ).first()
+        assert case is not None
+    moment = case.received_at + timedelta(days=2)
+    before = _cases(counted)
+    real = report_months.count
+    written: list[bool] = []
+
+    def count(*args: object, **kwargs: object) -> object:
+        if not written:
+            written.append(True)
+            with transaction(counted) as writer:
+                writer.execute(
+                    update(Case)
+                    .where(Case.id == case.id)  # type: ignore[arg-type]
+                    .values(
+                        status="completed",
+                        acknowledged_at=case.acknowledged_at or moment,
+                        first_response_at=case.first_response_at or moment,
+                        completed_at=moment,
+                    )
+                )
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report_months, "count", count)
+    with Session(counted) as session:
+        got = build_report(session, CALENDAR, start, end, today=today).current
+    assert written
+    # SQLite's reader keeps its snapshot (the case as it was); PostgreSQL's sees the write.
+    assert got in (
+        reference(before, start, end, today),
+        reference(_cases(counted), start, end, today),
+    )
