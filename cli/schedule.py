@@ -115,7 +115,6 @@ def run_due(
         moment = _now(now, services)
         report = run.run_due(services, moment)
         tally.fold(engine)  # as the service's tick does (store/tally.py)
-        report_months.refresh(engine, services.calendar, services.calendar.local_date(moment))
         totals = CourierTotals()
         if not no_deliver and report.done:
             claimer = claimer_for(cfg)
@@ -133,6 +132,9 @@ def run_due(
                 claimer.release()
         if not no_deliver and report.overdue:
             webhooks.deliver_due(engine, cfg)  # type: ignore[arg-type]
+        # Last: only ahead-of-time counting (the report counts live without it), so its
+        # time or a failure never holds back the mail queued above.
+        report_months.refresh(engine, services.calendar, services.calendar.local_date(moment))
     for key, outcome in report.done:
         console.print(f"{outcome:<16}{key}", highlight=False, soft_wrap=True)
     outcomes = [o for _, o in report.done]

@@ -371,6 +371,33 @@ def test_cli_run_due_delivers_the_reminder_once(tmp_path: Path, migrated_db_url:
         engine.dispose()
 
 
+def test_cli_run_due_delivers_before_counting_the_reports_months(
+    tmp_path: Path, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's months are only counted ahead of time (console/report_months.py): a
+    failure there (a lock held too long, a bug) must not keep back the mail just queued,
+    which a later run-due, with nothing newly due, would not deliver."""
+    from mailbridge.console import report_months
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("report months failed")
+
+    monkeypatch.setattr(report_months, "refresh", broken)
+    engine = ensure_database(migrated_db_url)
+    try:
+        council = assigned_council(tmp_path, engine)
+        config = write_council_config(tmp_path, migrated_db_url)
+        result = runner.invoke(
+            app,
+            ["schedule", "run-due", "--config", str(config), "--now", "2026-12-04T09:05"],
+            env={"COLUMNS": "300"},
+        )
+        assert result.exit_code != 0  # the failure is still said
+        assert len(council.new_mail()) == 2  # the reminder and the digest, sent first
+    finally:
+        engine.dispose()
+
+
 def test_cli_counts_missed_stages_and_lists_them_only_when_asked(
     tmp_path: Path, migrated_db_url: str
 ) -> None:
