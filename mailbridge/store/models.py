@@ -722,8 +722,21 @@ def _report_triggers(dialect: str) -> tuple[str, ...]:
 REPORT_TRIGGERS = {dialect: _report_triggers(dialect) for dialect in ("sqlite", "postgresql")}
 
 
+# SQLite has no roles to refuse UPDATE and DELETE on the audit to (PostgreSQL's grants are
+# in docs/data-protection.md): the file refuses them itself. Made by migration 0007.
+AUDIT_TRIGGERS = {
+    "sqlite": tuple(
+        f"CREATE TRIGGER IF NOT EXISTS audit_append_only_{verb.lower()} BEFORE {verb} ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit is append-only'); END"
+        for verb in ("UPDATE", "DELETE")
+    )
+}
+
+
 @event.listens_for(SQLModel.metadata, "after_create")
-def _tally_triggers(target: Any, connection: Any, **_: Any) -> None:
+def _triggers(target: Any, connection: Any, **_: Any) -> None:
+    """The triggers the migrations make, for a schema made from the models (the tests')."""
     dialect = connection.dialect.name
-    for statement in (*TALLY_TRIGGERS.get(dialect, ()), *REPORT_TRIGGERS.get(dialect, ())):
-        connection.exec_driver_sql(statement)
+    for made in (TALLY_TRIGGERS, REPORT_TRIGGERS, AUDIT_TRIGGERS):
+        for statement in made.get(dialect, ()):
+            connection.exec_driver_sql(statement)

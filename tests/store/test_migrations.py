@@ -8,6 +8,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 import mailbridge.store.models  # noqa: F401 - registers the tables
@@ -34,6 +35,37 @@ def test_upgrade_from_empty_matches_the_models(db_url: str) -> None:
         assert upgrade(engine)[0] == upgrade(engine)[1]  # a second upgrade changes nothing
     finally:
         engine.dispose()
+
+
+def _triggers(engine: Engine) -> set[tuple[str, str]]:
+    """Each trigger's name and definition, as the database keeps them."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            rows = conn.exec_driver_sql(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal"
+            )
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            )
+        return {(name, " ".join(sql.split())) for name, sql in rows}
+
+
+def test_the_migrations_make_the_triggers_the_models_make(
+    request: pytest.FixtureRequest, tmp_path: Path, engine: Engine
+) -> None:
+    """Triggers are not in the models' metadata: a migration that lost one (a SQLite table
+    rebuilt by batch_alter_table drops them) would pass the comparison above."""
+    if engine.dialect.name == "postgresql":
+        migrated = make_engine(request.getfixturevalue("pg_migrated_url"))
+    else:
+        migrated = ensure_database(f"sqlite:///{tmp_path / 'migrated.db'}")
+    try:
+        made = _triggers(engine)
+        assert {name for name, _ in made} >= {"case_tally_update", "report_change_case_update"}
+        assert _triggers(migrated) == made
+    finally:
+        migrated.dispose()
 
 
 def test_schema_head_names_the_newest_migration(tmp_path: Path) -> None:
