@@ -38,6 +38,12 @@ ARTIFACTS_ENV = "MAILBRIDGE_TEST_ARTIFACTS"
 AXE_VERSION = "4.14.1"
 AXE_SCRIPT = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 WCAG_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa")
+# A browser test proves the pages (markup, forms, axe-core, the narrow screen) and the journey
+# through them; what each route does to the database (the form with its files, assigning,
+# replies, requests for updates, completing) is proven on SQLite and on PostgreSQL by the
+# route tests (tests/web/test_enquiry_form.py, test_case_actions.py, test_officer_pages.py,
+# test_councillor_pages.py, ...). So a browser test runs on SQLite only.
+ON_SQLITE = pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
 FLAGS = (
     "--headless=new",
     "--no-sandbox",  # the tests may run as root, where Chromium's sandbox will not start

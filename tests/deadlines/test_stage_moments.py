@@ -87,8 +87,19 @@ def enquiry(n: int, at: datetime) -> bytes:
     return raw.replace("Tue, 24 Nov 2026 09:14:55 +0000", date).encode()
 
 
-def change(rng: random.Random, services: Services, ref: str, now: datetime) -> None:
-    """One random change to one case, through the functions the doors call."""
+# Every kind of change a history makes (restart: new SLA rules); each seed's history makes
+# all of them, which the test checks.
+KINDS = {
+    "assign", "reassign", "reassign with reset", "pause", "resume", "extend", "fields",
+    "complete", "reopen", "restart",
+}  # fmt: skip
+# Four histories per database, each making every kind of change (seeds 1, 3, 5 and 6 never
+# reopen a case).
+SEEDS = (0, 2, 4, 7)
+
+
+def change(rng: random.Random, services: Services, ref: str, now: datetime) -> str:
+    """One random change to one case, through the functions the doors call; its kind."""
     what = rng.choices(
         ("assign", "pause", "resume", "extend", "fields", "status"), (6, 1, 3, 2, 2, 1)
     )[0]
@@ -97,10 +108,14 @@ def change(rng: random.Random, services: Services, ref: str, now: datetime) -> N
         also = rng.sample([o for o in (PRIYA, SAM, ANN) if o != lead], rng.randint(0, 1))
         with Session(services.engine) as session:
             has_lead = session.exec(select(Case.lead_officer_id).where(Case.reference == ref)).one()
+        reset = has_lead is not None and rng.random() < 0.3
         assignment.assign(
             services, ref, lead, also, actor=ACTOR, reassign=has_lead is not None,
-            reset_deadline=has_lead is not None and rng.random() < 0.3, now=now,
+            reset_deadline=reset, now=now,
         )  # fmt: skip
+        if has_lead is None:
+            return "assign"
+        return "reassign with reset" if reset else "reassign"
     elif what == "pause":
         coordinator.pause(services, ref, "awaiting information", actor=ACTOR, now=now)
     elif what == "resume":
@@ -115,17 +130,21 @@ def change(rng: random.Random, services: Services, ref: str, now: datetime) -> N
         )  # fmt: skip
     elif rng.random() < 0.5:
         coordinator.set_status(services, ref, "completed", actor=ACTOR)
+        return "complete"
     else:
         coordinator.reopen(services, ref, actor=ACTOR)
+        return "reopen"
+    return what
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", SEEDS)
 def test_every_tick_does_what_the_planner_over_every_case_would(
     tmp_path: Path, engine: Engine, seed: int
 ) -> None:
     rng = random.Random(seed)
     council = build_council(tmp_path, engine, schedule=NO_DIGESTS, sla=SLAS[0])
     refs: list[str] = []
+    made: set[str] = set()  # the kinds of change that took effect
     now, ticks, mailed = START, 0, 0
     for step in range(STEPS):
         now += gap(rng)
@@ -137,10 +156,11 @@ def test_every_tick_does_what_the_planner_over_every_case_would(
                 council.services = make_services(
                     tmp_path, engine, schedule=NO_DIGESTS, sla=SLAS[step % 2]
                 )
+                made.add("restart")
             else:
                 # A refusal (pausing a completed case, say) changes nothing.
                 with contextlib.suppress(UserError):
-                    change(rng, council.services, rng.choice(refs), now)
+                    made.add(change(rng, council.services, rng.choice(refs), now))
             if rng.random() < 0.3:
                 continue  # several changes between two ticks
             expected = planner_over_every_case(council.services, now)
@@ -151,6 +171,7 @@ def test_every_tick_does_what_the_planner_over_every_case_would(
         ticks += 1
         mailed += report.queued
     assert ticks > 20 and mailed > 0, "the history reached its deadlines"
+    assert made == KINDS, f"seed {seed} never made: {sorted(KINDS - made)}"
 
 
 # --- each change, one by one -------------------------------------------------------------

@@ -10,6 +10,11 @@ are three kinds, and a test gets the one whose meaning it needs:
 - "migrated": brought to the newest revision by Alembic, as `ensure_database` leaves it
   (`migrated_db_url`, `pg_migrated_url`: for tests that open the database as mailbridge does).
 
+A PostgreSQL copy still takes the server a few tenths of a second (it copies and syncs the
+template's files), so the next copy of each kind is made in a background thread while the
+test that took the last one runs; each test still gets a fresh copy of its own, dropped after
+it. (Dropping in the background too was tried: it made the copies wait, slower overall.)
+
 PostgreSQL names carry the pid of the pytest process that made them, so parallel or
 repeated runs against one server never collide; the templates are dropped at the end of the
 session, and a later session drops what a killed one left behind.
@@ -22,6 +27,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -76,6 +82,9 @@ class PgTemplates:
         self.admin = admin
         self.prefix = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.made: dict[str, str] = {}
+        # The next copy of each kind, being made while a test runs.
+        self._maker = ThreadPoolExecutor(1, thread_name_prefix="pg-clone")
+        self._next: dict[str, Future[str]] = {}
 
     def _execute(self, sql: str) -> None:
         with self.admin.connect() as conn:
@@ -95,18 +104,34 @@ class PgTemplates:
             self._execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         return self.made[kind]
 
-    def clone(self, kind: str) -> str:
-        """A new database of `kind` for one test (or module); its URL."""
-        template = self.template(kind)
+    def _create(self, template: str | None) -> str:
         name = f"mb_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self._execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return pg_database_url(name)
+
+    def clone(self, kind: str) -> str:
+        """A new database of `kind` for one test (or module), nobody else's; its URL. The
+        one made ahead if it is there, and the next one is started."""
+        template = self.template(kind)
+        ahead = self._next.pop(kind, None)
+        if ahead is not None and ahead.exception() is None:
+            url = ahead.result()
+        else:  # (a failure ahead is met again here, in the test that needs the copy)
+            url = self._create(template)
+        self._next[kind] = self._maker.submit(self._create, template)
+        return url
 
     def drop(self, url: str) -> None:
         name = make_url(url).database
         self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_templates(self) -> None:
+        """At the end of the session: the copies made ahead, then the templates."""
+        for ahead in self._next.values():
+            if ahead.exception() is None:  # (one that failed left nothing to drop)
+                self.drop(ahead.result())
+        self._next.clear()
+        self._maker.shutdown()
         for name in self.made.values():
             _drop_template(self.admin, name)
         self.made.clear()

@@ -327,7 +327,10 @@ def test_a_lost_database_connection_is_a_lost_lease_and_fetching_stops(
     assert "Traceback" not in fleet.logs()
 
 
-BACKLOG = 2000
+# Big enough that the kill lands mid-run with hundreds still waiting for the standby (the
+# test checks that it did); the 2,000-message figures in the README come from
+# bench/survive.py, which runs the same scenario at the issue's size.
+BACKLOG = 800
 
 
 @pytest.mark.slow
@@ -341,10 +344,12 @@ def test_a_backlog_is_finished_by_the_standby_when_the_active_daemon_is_killed(
     database: str,
     daemons: int,
 ) -> None:
-    """The issue's run: 2,000 emails waiting, two or three daemons on one mailbox, the active
-    one killed (its whole process group) mid-batch. Every message becomes exactly one case,
-    every acknowledgement is accepted, a repeat only where the kill fell between the SMTP
-    server's acceptance and its commit (with the same Message-ID)."""
+    """The issue's run, at 800 emails: a backlog waiting, two or three daemons on one
+    mailbox, the active one killed (its whole process group) mid-batch, once a quarter of the
+    backlog is cases. The standby takes over within 15 s with mail still in the inbox, and
+    finishes it: every message becomes exactly one case, every acknowledgement is accepted, a
+    repeat only where the kill fell between the SMTP server's acceptance and its commit (with
+    the same Message-ID), no traceback in any log."""
     if database == "postgres":
         db_url = request.getfixturevalue("pg_migrated_url")
     else:
@@ -372,6 +377,7 @@ def test_a_backlog_is_finished_by_the_standby_when_the_active_daemon_is_killed(
         wait_until(lambda: count(db_url, 'SELECT count(*) FROM "case"') >= BACKLOG // 4, fleet, 120)
         taker, seconds = fleet.takeover(active)
         assert seconds < TAKEOVER_SECONDS, f"took {seconds:.1f} s to take over"
+        assert imap.uids("INBOX"), "the backlog was done before the kill: nothing was taken over"
         wait_until(lambda: not imap.uids("INBOX"), fleet, 300)
         wait_until(
             lambda: count(db_url, "SELECT count(*) FROM outbox WHERE status = 'sent'") == BACKLOG,

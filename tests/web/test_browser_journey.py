@@ -16,7 +16,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from mailbridge.store.db import make_engine
-from tests.browser import checked, chromium, follow, overflow, press
+from tests.browser import ON_SQLITE, checked, chromium, follow, overflow, press
 from tests.web.conftest import Web, free_port, make_web, serving
 from tests.web.test_signin import COORDINATOR, _link
 
@@ -46,6 +46,7 @@ def _checked(driver, name: str) -> Path:
     return shot
 
 
+@ON_SQLITE
 def test_a_coordinator_signs_in_filters_opens_a_case_and_assigns_it(
     live: tuple[Web, str],
 ) -> None:

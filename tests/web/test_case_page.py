@@ -211,6 +211,9 @@ def test_a_refused_attachment_is_listed_but_not_downloadable(
 
 
 @pytest.mark.slow
+# SQLite only, as every browser test (tests/browser.py, ON_SQLITE): the route tests above
+# run on both databases.
+@pytest.mark.parametrize("migrated_db_url", ["sqlite"], indirect=True)
 def test_the_page_passes_axe_core_and_fits_a_320_px_screen(web: Web) -> None:
     """In a real Chromium, every action's section open: no WCAG 2.x A/AA violation, and
     nothing wider than the screen (wide tables scroll in their own region)."""

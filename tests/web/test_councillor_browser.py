@@ -8,7 +8,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import checked, chromium, overflow, press
+from tests.browser import ON_SQLITE, checked, chromium, overflow, press
 from tests.helpers.council import JANE, REF
 from tests.web.conftest import Web
 from tests.web.test_browser_journey import live  # noqa: F401 - the served console
@@ -17,6 +17,7 @@ from tests.web.test_signin import _link
 pytestmark = pytest.mark.slow
 
 
+@ON_SQLITE
 def test_a_councillor_follows_and_chases_an_enquiry_in_a_browser(
     live: tuple[Web, str],  # noqa: F811
 ) -> None:

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from mailbridge.store.db import make_engine
 from mailbridge.store.models import Attachment, Case
-from tests.browser import checked, chromium, overflow, press
+from tests.browser import ON_SQLITE, checked, chromium, overflow, press
 from tests.web.conftest import Web, free_port, make_web, serving
 
 pytestmark = pytest.mark.slow
@@ -39,6 +39,7 @@ def _checked(driver, name: str) -> None:  # type: ignore[no-untyped-def]
     assert wider <= 0, f"{name} is {wider} px wider than the screen"
 
 
+@ON_SQLITE
 def test_a_councillor_raises_an_enquiry_with_two_files_on_a_phone(
     live: tuple[Web, str], tmp_path: Path
 ) -> None:

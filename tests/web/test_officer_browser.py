@@ -12,7 +12,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from mailbridge.store.models import CaseStatus
-from tests.browser import checked, chromium, follow, overflow, press
+from tests.browser import ON_SQLITE, checked, chromium, follow, overflow, press
 from tests.helpers.council import PRIYA
 from tests.web.conftest import Web, free_port, make_web, serving
 
@@ -44,6 +44,7 @@ def _signed_in(driver, site: Web, base: str) -> None:
         driver.add_cookie({"name": name, "value": value})
 
 
+@ON_SQLITE
 def test_an_officer_answers_their_case_in_the_browser(live: tuple[Web, str]) -> None:
     site, base = live
     reference = site.pothole()

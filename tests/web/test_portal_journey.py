@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import Select
 from sqlmodel import Session, select
 
 from mailbridge.store.models import Attachment, Case, CaseStatus
-from tests.browser import checked, chromium, follow, overflow, press, viewport
+from tests.browser import ON_SQLITE, checked, chromium, follow, overflow, press, viewport
 from tests.helpers.council import JANE, PRIYA, SUPPORT
 from tests.web.conftest import Web
 from tests.web.test_enquiry_form_browser import live  # noqa: F401 - the served console
@@ -94,6 +94,7 @@ def _text(message: EmailMessage) -> str:
     return str(message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
 
 
+@ON_SQLITE
 def test_an_enquiry_raised_on_the_form_is_assigned_answered_chased_and_completed(
     live: tuple[Web, str],  # noqa: F811
     tmp_path: Path,
