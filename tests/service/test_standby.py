@@ -327,10 +327,7 @@ def test_a_lost_database_connection_is_a_lost_lease_and_fetching_stops(
     assert "Traceback" not in fleet.logs()
 
 
-# Big enough that the kill lands mid-run with hundreds still waiting for the standby (the
-# test checks that it did); the 2,000-message figures in the README come from
-# bench/survive.py, which runs the same scenario at the issue's size.
-BACKLOG = 800
+BACKLOG = 2000  # issue #15's backlog
 
 
 @pytest.mark.slow
@@ -344,7 +341,7 @@ def test_a_backlog_is_finished_by_the_standby_when_the_active_daemon_is_killed(
     database: str,
     daemons: int,
 ) -> None:
-    """The issue's run, at 800 emails: a backlog waiting, two or three daemons on one
+    """The issue's run, at 2,000 emails: a backlog waiting, two or three daemons on one
     mailbox, the active one killed (its whole process group) mid-batch, once a quarter of the
     backlog is cases. The standby takes over within 15 s with mail still in the inbox, and
     finishes it: every message becomes exactly one case, every acknowledgement is accepted, a
