@@ -12,8 +12,8 @@ and id; then times, warm, the median of several runs of:
 * `cases list` with three filters (service area + status + overdue), page and total;
 * `cases list` unfiltered, first page, and a `--search` over subjects and enquiry text;
 * the scrutiny report over a year: live, as just after the upgrade to schema 0014, then
-  on the past months counted ahead (and how long counting them takes), then with last
-  month changed since;
+  on the past months counted ahead (and how long counting them takes), first in a new
+  process and then asked again, then with last month changed since;
 * the clock: the first tick after the upgrade to schema 0013 (every running case due at
   once: the whole backlog planned, mailed and recorded) and the service's tick in the
   steady state, the one it runs every `tick_seconds`.
@@ -408,7 +408,17 @@ def year_report(
             f"{len(months)} months",
         )
     )
-    out.append(("report over a year", timed(report, runs), "the past months counted ahead"))
+    report_months.forget()
+    started = time.perf_counter()
+    report()
+    out.append(
+        (
+            "report over a year, the first in a process",
+            (time.perf_counter() - started) * 1000,
+            "the past months counted ahead; read and added up",
+        )
+    )
+    out.append(("report over a year", timed(report, runs), "asked again (as the console is)"))
     last_month = report_months.month_start(today) - timedelta(days=1)
     lo = datetime.combine(last_month.replace(day=10), datetime.min.time(), tzinfo=UTC)
     c = Case.__table__.c  # type: ignore[attr-defined]

@@ -710,10 +710,15 @@ def _report_triggers(dialect: str) -> tuple[str, ...]:
             END IF;
             RETURN NULL;
         END $$""",
-        """CREATE OR REPLACE TRIGGER report_change_event_insert_delete
-        AFTER INSERT OR DELETE ON event FOR EACH ROW EXECUTE FUNCTION report_change_event()""",
-        """CREATE OR REPLACE TRIGGER report_change_event_update AFTER UPDATE OF kind, case_id
-        ON event FOR EACH ROW EXECUTE FUNCTION report_change_event()""",
+        # The kinds in WHEN: most events are of others, and a trigger's WHEN costs far less
+        # than calling its function for each (a backlog's tick inserts 200,000 events).
+        f"""CREATE OR REPLACE TRIGGER report_change_event_insert AFTER INSERT ON event
+        FOR EACH ROW WHEN (NEW.kind IN ({kinds})) EXECUTE FUNCTION report_change_event()""",
+        f"""CREATE OR REPLACE TRIGGER report_change_event_delete AFTER DELETE ON event
+        FOR EACH ROW WHEN (OLD.kind IN ({kinds})) EXECUTE FUNCTION report_change_event()""",
+        f"""CREATE OR REPLACE TRIGGER report_change_event_update AFTER UPDATE OF kind, case_id
+        ON event FOR EACH ROW WHEN (OLD.kind IN ({kinds}) OR NEW.kind IN ({kinds}))
+        EXECUTE FUNCTION report_change_event()""",
     )
 
 

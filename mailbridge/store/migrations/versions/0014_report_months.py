@@ -56,7 +56,8 @@ def downgrade() -> None:
         for trigger, table in (
             ("report_change_case_insert_delete", '"case"'),
             ("report_change_case_update", '"case"'),
-            ("report_change_event_insert_delete", "event"),
+            ("report_change_event_insert", "event"),
+            ("report_change_event_delete", "event"),
             ("report_change_event_update", "event"),
         ):
             op.execute(f"DROP TRIGGER {trigger} ON {table}")
