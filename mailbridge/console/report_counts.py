@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -282,12 +283,21 @@ def count(
 
 def _fold(groups: dict[tuple[Any, Any, Any], list[Any]], timeline: _Timeline, days: _Days) -> Tally:
     """The groups and timeline _tally kept, by (directorate, area, member), as a Tally."""
-    tally = Tally()
+    by_area: dict[Any, list[Any]] = {}
+    by_member: dict[Any, list[Any]] = {}
     for (directorate, area, member), group in groups.items():
-        counts = group[:COUNTS]
-        first, done = Counter(group[COUNTS]), Counter(group[COUNTS + 1])
-        _add_group(tally.areas, (directorate, area), counts, first, done, 1)
-        _add_group(tally.members, member, counts, first, done, 1)
+        for into, key in ((by_area, (directorate, area)), (by_member, member)):
+            found = into.get(key)
+            if found is None:
+                into[key] = [group[:COUNTS], list(group[COUNTS]), list(group[COUNTS + 1])]
+            else:
+                found[0] = list(map(add, found[0], group[:COUNTS]))
+                found[1] += group[COUNTS]
+                found[2] += group[COUNTS + 1]
+    tally = Tally(
+        areas={k: (c, Counter(f), Counter(d)) for k, (c, f, d) in by_area.items()},
+        members={k: (c, Counter(f), Counter(d)) for k, (c, f, d) in by_member.items()},
+    )
     origin = days.first.toordinal()
 
     def day(number: int) -> Day:
