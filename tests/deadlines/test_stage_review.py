@@ -10,34 +10,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text, update
-from sqlmodel import Session, select
 
 from mailbridge.cases import assignment, coordinator
 from mailbridge.cases.records import find_case
 from mailbridge.deadlines import clock, run, stages
 from mailbridge.store.db import make_engine, transaction
-from mailbridge.store.models import Case, Setting, as_utc
+from mailbridge.store.models import Case, Setting
+from tests.deadlines.test_stage_moments import moment, nine
 from tests.factories import make_services
 from tests.helpers.clock import FIXED_NOW
-from tests.helpers.council import REF, SAM, Council, build_council
+from tests.helpers.council import REF, SAM, build_council
 
 NO_DIGESTS = {"coordinator_digest_at": "", "member_digest_at": "", "management_summary_at": ""}
 ACTOR = "coordinator (test)"
-
-
-def nine(day: int) -> datetime:
-    return datetime(2026, 12, day, 9, 0, tzinfo=UTC)
-
-
-def moment(council: Council) -> datetime | None:
-    with Session(council.engine) as session:
-        at = session.exec(select(Case.next_stage_at).where(Case.reference == REF)).one()
-    return None if at is None else as_utc(at)
 
 
 @pytest.fixture
