@@ -11,7 +11,7 @@ and id; then times, warm, the median of several runs of:
 * the dashboard's data (counts by status, overdue, due within 2 working days, newest 15);
 * `cases list` with three filters (service area + status + overdue), page and total;
 * `cases list` unfiltered, first page, and a `--search` over subjects and enquiry text;
-* the scrutiny report over a year: live, as just after the upgrade to schema 0014, then
+* the scrutiny report over a year: live, as just after the upgrade to schema 0015, then
   on the past months counted ahead (and how long counting them takes), first in a new
   process and then asked again, then with last month changed since;
 * the clock: the first tick after the upgrade to schema 0013 (every running case due at
@@ -384,7 +384,7 @@ def year_report(
     engine: Any, session: Session, cal: WorkingCalendar, today: date, runs: int
 ) -> list[tuple[str, float | None, str]]:
     """The scrutiny report over the year to today: first as it stands after the upgrade to
-    schema 0014 (no month counted yet: every case counted live), then once the service's
+    schema 0015 (no month counted yet: every case counted live), then once the service's
     ticks have counted the past months (console/report_months.py; timed here all at once,
     as the first ticks after the upgrade do it a couple of seconds at a time), then with a
     case of last month changed since (that month counted live until the next tick)."""

@@ -7,9 +7,10 @@ received per directorate and those assessed and within target for responses. Tal
 and subtract, so a period's figures are the months counted ahead of time
 (console/report_months.py) plus what `count` reads live.
 
-`count` reads, for each case received between two local dates (all of them, only the
-unsettled or only the settled ones), only its group keys, moments, deadlines, status and
-tallies, never whole rows; a second query counts its holding replies and extensions. Dates
+`count` reads, for each case received between two local dates (all of them, or only those
+live or only those settled on a given day: see LIVE_UNTIL in store/models.py), only its
+group keys, moments, deadlines, status and tallies, never whole rows; a second query counts
+its holding replies and extensions (from an index of events by kind and case). Dates
 travel as day numbers: PostgreSQL converts moments to local dates with the zone itself and
 sends days since the stretch's eve; SQLite sends its stored text, whose local date is looked
 up by the UTC hour in a table built from the zone's UTC offsets (see _Days). Working days are
@@ -38,28 +39,22 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
-    text,
     type_coerce,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailbridge.deadlines.calendar import WorkingCalendar
-from mailbridge.store.models import (
-    REPORT_EVENTS,
-    UNSETTLED,
-    UNSETTLED_AT,
-    Case,
-    CaseStatus,
-    Event,
-)
+from mailbridge.store.models import LIVE_UNTIL, REPORT_EVENTS, Case, CaseStatus, Event
 
 OPEN_STATUSES = (CaseStatus.NEW.value, CaseStatus.IN_PROGRESS.value)
 HOLDING_REPLY, DEADLINE_EXTENDED = REPORT_EVENTS
 
 # Which of a stretch's cases `count` reads: every one, or only those whose figures can still
-# change (open, or completed without an acknowledgement or a first response), or the others.
-ALL, UNSETTLED_CASES, SETTLED = "all", "unsettled", "settled"
+# change by the passing of days after a given day (open, or completed without an
+# acknowledgement or a first response, with a deadline on or after it), or the others.
+ALL, LIVE, SETTLED = "all", "live", "settled"
 
 
 @dataclass
@@ -203,19 +198,19 @@ def count(
     last: date,
     today: date,
     which: str = ALL,
+    day: date | None = None,
 ) -> Tally:
     """The Tally of the cases received from `first` to `last` (local dates, both included),
-    `which` of them (ALL, UNSETTLED_CASES or SETTLED)."""
+    `which` of them (ALL, or LIVE or SETTLED on `day`)."""
     lo = local_midnight(calendar.zone, first)
     hi = local_midnight(calendar.zone, last + timedelta(days=1))
     c = Case.__table__.c  # type: ignore[attr-defined]
-    if which == UNSETTLED_CASES:  # the index of unsettled moments alone finds them
-        unsettled_at = literal_column(UNSETTLED_AT, c.received_at.type)
-        chosen = and_(unsettled_at >= lo, unsettled_at < hi)
+    chosen = and_(c.received_at >= lo, c.received_at < hi)
+    live_until = literal_column(LIVE_UNTIL, Date())
+    if which == LIVE:  # the few whose last deadline is still ahead: its index finds them
+        chosen = and_(live_until >= day, chosen)
     elif which == SETTLED:  # by receipt: most of them are
-        chosen = and_(c.received_at >= lo, c.received_at < hi, text(f"NOT ({UNSETTLED})"))
-    else:
-        chosen = and_(c.received_at >= lo, c.received_at < hi)
+        chosen = and_(chosen, or_(live_until.is_(None), live_until < day))
     keys = (c.directorate, c.service_area, c.member_id)
     days = _Days(
         calendar,

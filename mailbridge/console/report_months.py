@@ -1,14 +1,17 @@
 """The scrutiny report's figures for settled cases, counted a month at a time ahead of time.
 
-A case is *settled* when nothing the report says of it can change by the passing of days:
-closed, or completed with its acknowledgement and first response given (UNSETTLED_AT in
-store/models.py says the opposite). Most of a year's cases are settled, so a period's
-report is each whole month's settled figures, kept here in `report_month`, plus a live
-count of the period's unsettled cases and of whatever no kept month covers; a month that
-the period only partly covers is used too when that is cheaper, less a live count of its
-settled cases outside the period (Tallies add and subtract: console/report_counts.py).
+A case is *settled* on a day when nothing the report says of it can change by the passing
+of days from then on: closed, or completed with its acknowledgement and first response
+given, or with every deadline it has before that day (LIVE_UNTIL in store/models.py is the
+last day it is *live*). Most of a year's cases are settled, so a period's report is each
+whole month's figures for its cases settled on the day the month was counted, kept here in
+`report_month`, plus a live count of the month's cases live on that day and of whatever no
+kept month covers; a month that the period only partly covers is used too when that is
+cheaper, less a live count of its settled cases outside the period (Tallies add and
+subtract: console/report_counts.py).
 
-A kept month is trusted only while
+A kept month is trusted only from the day it was counted (a report of an earlier day
+counts it live) and only while
 
 * no `report_change` row falls inside it: the database's own triggers write one for every
   change to what the report reads (a case's moments, deadlines, status, tallies, groups; a
@@ -21,7 +24,9 @@ kept ones being up to date. A process remembers the kept months it added up, and
 cases of their days outside a period, by the months' names (month, counted at): a report
 asked again reads only the live part. The service's tick counts the months that need it (`refresh`),
 each in a transaction that removes the month's change rows it can see and counts what
-they changed: a change not yet committed keeps its row, so the month is counted again.
+they changed: a change not yet committed keeps its row, so the month is counted again. It
+also counts again a month whose live cases have all settled since (after `live_until`), so
+the live part stays the few cases whose deadlines are still ahead.
 """
 
 from __future__ import annotations
@@ -31,26 +36,39 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+)
 
 from mailbridge.console.report_counts import (
     ALL,
+    LIVE,
     SETTLED,
-    UNSETTLED_CASES,
     Tally,
     count,
     local_midnight,
 )
 from mailbridge.deadlines.calendar import WorkingCalendar
 from mailbridge.store.db import transaction
-from mailbridge.store.models import Case, ReportChange, ReportMonth, utcnow
+from mailbridge.store.models import LIVE_UNTIL, Case, ReportChange, ReportMonth, utcnow
 
-FORMAT = 1  # raise it when what a month's figures hold changes
+FORMAT = 2  # raise it when what a month's figures hold changes
 
 
 def basis(calendar: WorkingCalendar) -> str:
@@ -69,28 +87,43 @@ def next_month(first: date) -> date:
 
 @dataclass(frozen=True)
 class Pass:
-    """A live count: the `which` cases received from `first` to `last`, added or taken off."""
+    """A live count: the `which` cases received from `first` to `last` (live or settled on
+    `day`), added or taken off."""
 
     first: date
     last: date
     which: str
     sign: int = 1
+    day: date | None = None
+
+
+class Kept(NamedTuple):
+    """A kept month still to be trusted: when it was counted (which names its figures: a
+    month counted again is counted at a later moment), on which local day, and the last
+    day one of its cases live on that day is live (None: none is)."""
+
+    counted_at: datetime
+    day: date
+    live_until: date | None
 
 
 def kept(
-    conn: Connection, calendar: WorkingCalendar, first: date, last: date
-) -> dict[date, datetime]:
-    """The kept months from `first` to `last` still to be trusted, with when each was
-    counted (which names its figures: a month counted again is counted at a later moment)."""
+    conn: Connection, calendar: WorkingCalendar, first: date, last: date, today: date
+) -> dict[date, Kept]:
+    """The kept months from `first` to `last` to be trusted on `today`."""
     m = ReportMonth.__table__.c  # type: ignore[attr-defined]
     r = ReportChange.__table__.c  # type: ignore[attr-defined]
     changed = exists().where(and_(r.received_at >= m.lo, r.received_at < m.hi))
     rows = conn.execute(
-        select(m.month, m.counted_at).where(
-            m.month >= first, m.month <= last, m.basis == basis(calendar), ~changed
+        select(m.month, m.counted_at, m.day, m.live_until).where(
+            m.month >= first,
+            m.month <= last,
+            m.basis == basis(calendar),
+            m.day <= today,
+            ~changed,
         )
     )
-    return {month: counted_at for month, counted_at in rows}
+    return {month: Kept(*facts) for month, *facts in rows}
 
 
 class _Memo:
@@ -128,8 +161,9 @@ def forget() -> None:
             memo.found.clear()
 
 
-def plan(months: set[date], start: date, end: date) -> tuple[list[date], list[Pass]]:
-    """Which kept months a period from `start` to `end` uses, and what it counts live."""
+def plan(months: Mapping[date, date], start: date, end: date) -> tuple[list[date], list[Pass]]:
+    """Which kept months (each with the day it was counted on) a period from `start` to
+    `end` uses, and what it counts live."""
     used: list[date] = []
     passes: list[Pass] = []
     month = month_start(start)
@@ -141,26 +175,28 @@ def plan(months: set[date], start: date, end: date) -> tuple[list[date], list[Pa
             passes.append(Pass(first, last, ALL))
         else:
             used.append(month)
-            passes.append(Pass(first, last, UNSETTLED_CASES))
+            day = months[month]
+            passes.append(Pass(first, last, LIVE, day=day))
             if month < first:
-                passes.append(Pass(month, first - timedelta(days=1), SETTLED, -1))
+                passes.append(Pass(month, first - timedelta(days=1), SETTLED, -1, day))
             if last < last_day:
-                passes.append(Pass(last + timedelta(days=1), last_day, SETTLED, -1))
+                passes.append(Pass(last + timedelta(days=1), last_day, SETTLED, -1, day))
         month = next_month(month)
     return used, _joined(passes)
 
 
 def _joined(passes: list[Pass]) -> list[Pass]:
-    """Neighbouring passes of the same kind as one."""
+    """Neighbouring passes of the same kind (and day) as one."""
     out: list[Pass] = []
     for p in sorted(passes, key=lambda p: (p.which, p.sign, p.first)):
         last = out[-1] if out else None
-        if last and (last.which, last.sign, last.last + timedelta(days=1)) == (
+        if last and (last.which, last.sign, last.day, last.last + timedelta(days=1)) == (
             p.which,
             p.sign,
+            p.day,
             p.first,
         ):
-            out[-1] = Pass(last.first, p.last, p.which, p.sign)
+            out[-1] = Pass(last.first, p.last, p.which, p.sign, p.day)
             continue
         out.append(p)
     return out
@@ -179,9 +215,9 @@ def tally(
     first, last = month_start(start), month_start(end)
     facts = (str(conn.engine.url), basis(calendar))  # which database, on which days
     for _ in range(2):
-        found = kept(conn, calendar, first, last)
-        used, passes = plan(set(found), start, end)
-        counted = {month: found[month] for month in used}
+        found = kept(conn, calendar, first, last, today)
+        used, passes = plan({m: k.day for m, k in found.items()}, start, end)
+        counted = {month: found[month].counted_at for month in used}
         try:
             total = Tally()
             total.add(_SUMS.get((facts, *counted.items()), partial(_added, conn, counted)))
@@ -190,15 +226,16 @@ def tally(
         for p in passes:
             if p.which == SETTLED:  # inside a kept month: fixed while it is kept
                 month = month_start(p.first)
-                edge = (facts, month, found[month], p.first, p.last)
+                edge = (facts, month, found[month].counted_at, p.first, p.last)
                 part = _EDGES.get(
-                    edge, partial(count, conn, calendar, p.first, p.last, today, SETTLED)
+                    edge,
+                    partial(count, conn, calendar, p.first, p.last, today, SETTLED, p.day),
                 )
             else:
-                part = count(conn, calendar, p.first, p.last, today, p.which)
+                part = count(conn, calendar, p.first, p.last, today, p.which, p.day)
             total.add(part, p.sign)
         if used:
-            again = kept(conn, calendar, first, last)
+            again = kept(conn, calendar, first, last, today)
             if any(again.get(month) != found[month] for month in used):
                 continue
         total.trim(start, end)
@@ -231,9 +268,10 @@ def _added(conn: Connection, counted: dict[date, datetime]) -> Tally:
 def refresh(
     engine: Engine, calendar: WorkingCalendar, today: date, *, seconds: float = 2.0
 ) -> list[date]:
-    """Counts the past months not kept or changed since (oldest first), at least one and
-    then until `seconds` have gone; returns the months counted. The service's tick calls
-    it, so a change to an old case is counted again within a tick or two."""
+    """Counts the past months not kept, changed since or with live cases all settled since
+    (oldest first), at least one and then until `seconds` have gone; returns the months
+    counted. The service's tick calls it, so a change to an old case is counted again
+    within a tick or two."""
     last = month_start(today) - timedelta(days=1)
     with engine.connect() as conn:
         c = Case.__table__.c  # type: ignore[attr-defined]
@@ -246,22 +284,23 @@ def refresh(
         if not moments:
             return []
         month = month_start(calendar.local_date(min(moments)))
-        good = set(kept(conn, calendar, month, last))
+        found = kept(conn, calendar, month, last, today)
+    good = {m for m, k in found.items() if k.live_until is None or k.live_until >= today}
     counted: list[date] = []
     started = time.monotonic()
     while month <= last:
         if month not in good:
             if counted and time.monotonic() - started > seconds:
                 break
-            count_month(engine, calendar, month)
+            count_month(engine, calendar, month, today)
             counted.append(month)
         month = next_month(month)
     return counted
 
 
-def count_month(engine: Engine, calendar: WorkingCalendar, month: date) -> None:
-    """Counts one month's settled cases and keeps the figures, in one transaction that first
-    removes the month's change rows it can see (see the module docstring)."""
+def count_month(engine: Engine, calendar: WorkingCalendar, month: date, day: date) -> None:
+    """Counts one month's cases settled on `day` and keeps the figures, in one transaction
+    that first removes the month's change rows it can see (see the module docstring)."""
     lo = local_midnight(calendar.zone, month)
     hi = local_midnight(calendar.zone, next_month(month))
     with transaction(engine) as session:
@@ -271,7 +310,14 @@ def count_month(engine: Engine, calendar: WorkingCalendar, month: date) -> None:
         r = ReportChange.__table__.c  # type: ignore[attr-defined]
         conn.execute(delete(ReportChange).where(r.received_at >= lo, r.received_at < hi))
         last = next_month(month) - timedelta(days=1)
-        figures = count(conn, calendar, month, last, month, SETTLED)
+        figures = count(conn, calendar, month, last, day, SETTLED, day)
+        c = Case.__table__.c  # type: ignore[attr-defined]
+        live_until = literal_column(LIVE_UNTIL, Date())
+        latest = conn.execute(
+            select(func.max(live_until)).where(
+                live_until >= day, c.received_at >= lo, c.received_at < hi
+            )
+        ).scalar()
         conn.execute(delete(ReportMonth).where(ReportMonth.month == month))  # type: ignore[arg-type]
         conn.execute(
             insert(ReportMonth).values(
@@ -281,6 +327,8 @@ def count_month(engine: Engine, calendar: WorkingCalendar, month: date) -> None:
                 basis=basis(calendar),
                 figures=figures.to_json(),
                 counted_at=utcnow(),
+                day=day,
+                live_until=latest,
             )
         )
 

@@ -99,15 +99,25 @@ class ReferenceCounter(SQLModel, table=True):
     last: int = 0
 
 
-# When a case's figures in the scrutiny report can still change (console/report_months.py):
-# while it is open, or completed without an acknowledgement or a first response. An index of
-# UNSETTLED_AT (its moment of receipt then, else NULL) finds the few among a month's cases;
-# laid out as PostgreSQL prints it back, so the schema test compares it with the database's.
-UNSETTLED = (
+# The last day on which a case's figures in the scrutiny report can change by the passing of
+# days alone (console/report_months.py): while it is open, or completed without an
+# acknowledgement or a first response, the latest of its deadlines (every figure that waits
+# on the date compares one of them with today); NULL once it is closed, or completed with
+# both given. After that day only a change to the case changes its figures. Indexed, so the
+# report's live pass finds the few cases still live on a day; laid out as PostgreSQL prints
+# it back, so the schema test compares it with the database's.
+_UNSETTLED = (
     "status = 'new' OR status = 'in_progress' OR status = 'completed' AND "
     "(acknowledged_at IS NULL OR first_response_at IS NULL)"
 )
-UNSETTLED_AT = f"(\nCASE\n    WHEN {UNSETTLED} THEN received_at\n    ELSE NULL\nEND)"
+_LATEST = "COALESCE(extended_due, response_due)"
+LIVE_UNTIL = (
+    f"(\nCASE\n    WHEN {_UNSETTLED} THEN\n    CASE\n"
+    f"        WHEN acknowledge_due >= response_due AND acknowledge_due >= {_LATEST}"
+    " THEN acknowledge_due\n"
+    f"        WHEN response_due >= {_LATEST} THEN response_due\n"
+    "        ELSE extended_due\n    END\n    ELSE NULL\nEND)"
+)
 
 
 class Case(SQLModel, table=True):
@@ -134,8 +144,8 @@ class Case(SQLModel, table=True):
         Index("ix_case_submitter_received", "submitter_id", "received_at"),
         # The clock's work: the cases whose next reminder or escalation moment has come.
         Index("ix_case_next_stage", "next_stage_at"),
-        # The report's live pass: the cases whose figures can still change, by receipt.
-        Index("ix_case_unsettled", text(UNSETTLED_AT)),
+        # The report's live pass: the cases whose figures can still change on a day.
+        Index("ix_case_live_until", text(LIVE_UNTIL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -311,10 +321,14 @@ class Attachment(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """Every change to a case (invariant 3): the audit trail and the timeline."""
 
+    # Events of a kind, and their cases: the report counts holding replies and extensions
+    # per case from this index alone.
+    __table_args__ = (Index("ix_event_kind_case", "kind", "case_id"),)
+
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
     at: datetime = Field(default_factory=utcnow, index=True)
-    kind: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=64)
     actor_id: int | None = Field(default=None, foreign_key="person.id")
     actor: str = Field(default="system", max_length=254)
     message_id: int | None = Field(default=None, foreign_key="message.id")
@@ -606,9 +620,9 @@ TALLY_TRIGGERS = {"sqlite": _SQLITE_TALLY, "postgresql": _POSTGRESQL_TALLY}
 
 
 class ReportMonth(SQLModel, table=True):
-    """The scrutiny report's figures for one local month's settled cases, counted ahead of
-    time (console/report_months.py): used only while no `report_change` row falls inside
-    [lo, hi) and the basis (zone, working days) is today's."""
+    """The scrutiny report's figures for one local month's cases settled on `day`, counted
+    ahead of time (console/report_months.py): used only from `day` on, while no
+    `report_change` row falls inside [lo, hi) and the basis (zone, working days) is today's."""
 
     __tablename__ = "report_month"
 
@@ -618,6 +632,8 @@ class ReportMonth(SQLModel, table=True):
     basis: str = Field(max_length=64)
     figures: str = Field(sa_column=Column(Text, nullable=False))
     counted_at: datetime = Field(default_factory=utcnow)
+    day: date  # the local day counted on: the cases live on it are left to the live pass
+    live_until: date | None = None  # the last day one of those is live (NULL: none is)
 
 
 class ReportChange(SQLModel, table=True):

@@ -1,6 +1,7 @@
 """The report's months counted ahead of time (console/report_months.py): a report that uses
-them says exactly what its definition says, and a change to any case or event it reads,
-through any door, sets the month aside until it is counted again.
+them says exactly what its definition says, on the day they were counted and any day after;
+a change to any case or event it reads, through any door, sets the month aside until it is
+counted again; and a month is counted again once its cases live then have all settled.
 
 The cases are test_report_reference.py's (every status, extensions, holding replies,
 reopenings, bank holidays, closure days, the clock changes, both edges of the periods), and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -19,6 +21,7 @@ from sqlalchemy import Engine, delete, insert, text, update
 from sqlmodel import Session, select
 
 from mailbridge.console import report_months
+from mailbridge.console.report_counts import Tally
 from mailbridge.console.report_months import Pass, kept, plan, refresh
 from mailbridge.console.reports import build_report
 from mailbridge.deadlines.calendar import WorkingCalendar
@@ -33,20 +36,27 @@ from tests.console.test_report_reference import (
     seed,
 )
 
-COUNTED_ON = date(2026, 12, 6)  # the past months: February to November 2026
-MONTHS = [date(2026, m, 1) for m in range(2, 12)]
+COUNTED_ON = date(2026, 11, 20)  # the past months: February to October 2026
+MONTHS = [date(2026, m, 1) for m in range(2, 11)]
 PERIODS = [  # (start, end, today)
-    (date(2026, 3, 1), date(2026, 10, 31), date(2026, 11, 20)),  # whole months only
-    (date(2026, 3, 4), date(2026, 9, 27), date(2026, 11, 20)),  # less each edge's few days
-    (date(2026, 3, 23), date(2026, 4, 12), date(2026, 11, 20)),  # edges counted live
-    (date(2026, 10, 19), date(2026, 11, 8), date(2026, 10, 30)),  # a past "today"
-    (date(2026, 2, 1), date(2026, 12, 6), COUNTED_ON),  # the month not yet over
+    (date(2026, 3, 1), date(2026, 10, 31), COUNTED_ON),  # whole months only
+    (date(2026, 3, 4), date(2026, 9, 27), COUNTED_ON),  # less each edge's few days
+    (date(2026, 3, 23), date(2026, 4, 12), COUNTED_ON),  # edges counted live
+    (date(2026, 10, 19), date(2026, 11, 8), date(2026, 10, 30)),  # before the count: live
+    (date(2026, 2, 1), date(2026, 12, 6), date(2026, 12, 6)),  # days on: November live
 ]
 
 
-def _kept(engine: Engine, calendar: WorkingCalendar = CALENDAR) -> set[date]:
+def _kept(
+    engine: Engine, calendar: WorkingCalendar = CALENDAR, today: date = COUNTED_ON
+) -> set[date]:
     with engine.connect() as conn:
-        return set(kept(conn, calendar, date(2000, 1, 1), date(2100, 1, 1)))
+        return set(kept(conn, calendar, date(2000, 1, 1), date(2100, 1, 1), today))
+
+
+def _months(engine: Engine) -> dict[date, ReportMonth]:
+    with Session(engine) as session:
+        return {m.month: m for m in session.exec(select(ReportMonth)).all()}
 
 
 def _check(engine: Engine, periods: list[tuple[date, date, date]] = PERIODS) -> None:
@@ -67,20 +77,73 @@ def test_a_report_on_counted_months_is_its_definition(counted: Engine) -> None:
 
 
 def test_a_period_uses_whole_months_less_or_plus_its_edges() -> None:
-    months = set(MONTHS)
+    day, later = COUNTED_ON, COUNTED_ON + timedelta(days=9)
+    months = dict.fromkeys(MONTHS, day) | {date(2026, 8, 1): later}
     used, passes = plan(months, date(2026, 3, 4), date(2026, 9, 27))
     assert used == [date(2026, m, 1) for m in range(3, 10)]
-    assert passes == [
-        Pass(date(2026, 3, 1), date(2026, 3, 3), "settled", -1),
-        Pass(date(2026, 9, 28), date(2026, 9, 30), "settled", -1),
-        Pass(date(2026, 3, 4), date(2026, 9, 27), "unsettled", 1),
+    assert passes == [  # one live pass for the months counted on the same day
+        Pass(date(2026, 3, 4), date(2026, 7, 31), "live", 1, day),
+        Pass(date(2026, 8, 1), date(2026, 8, 31), "live", 1, later),
+        Pass(date(2026, 9, 1), date(2026, 9, 27), "live", 1, day),
+        Pass(date(2026, 3, 1), date(2026, 3, 3), "settled", -1, day),
+        Pass(date(2026, 9, 28), date(2026, 9, 30), "settled", -1, day),
     ]
-    used, passes = plan(months - {date(2026, 5, 1)}, date(2026, 4, 20), date(2026, 6, 30))
+    del months[date(2026, 5, 1)]
+    used, passes = plan(months, date(2026, 4, 20), date(2026, 6, 30))
     assert used == [date(2026, 6, 1)]  # April: 11 days of 30, cheaper counted live
     assert passes == [
         Pass(date(2026, 4, 20), date(2026, 5, 31), "all", 1),
-        Pass(date(2026, 6, 1), date(2026, 6, 30), "unsettled", 1),
+        Pass(date(2026, 6, 1), date(2026, 6, 30), "live", 1, day),
     ]
+
+
+def test_a_month_holds_its_cases_settled_on_the_day_it_was_counted(counted: Engine) -> None:
+    """Closed; completed with an acknowledgement and a first response; or still running
+    with every deadline before that day (an open case long overdue: counted ahead)."""
+    cases, _, _ = _cases(counted)
+    months = _months(counted)
+    held: Counter[date] = Counter()
+    overdue = 0
+    for case in cases:
+        month = CALENDAR.local_date(case.received_at).replace(day=1)
+        running = case.status in ("new", "in_progress") or (
+            case.status == "completed"
+            and (case.acknowledged_at is None or case.first_response_at is None)
+        )
+        deadlines = [case.acknowledge_due, case.response_due, case.extended_due]
+        last = max(d for d in deadlines if d is not None)
+        if month in months and (not running or last < months[month].day):
+            held[month] += 1
+            overdue += running
+    assert overdue > 20  # the open cases past their deadlines are not read live
+    for month, row in months.items():
+        assert row.day == COUNTED_ON
+        figures = Tally.from_json(row.figures)
+        assert sum(counts[0] for counts, _, _ in figures.areas.values()) == held[month], month
+
+
+def test_a_month_counted_later_than_a_report_s_today_is_not_used(counted: Engine) -> None:
+    assert _kept(counted, today=COUNTED_ON - timedelta(days=1)) == set()
+    _check(counted, [(date(2026, 3, 1), date(2026, 10, 31), date(2026, 11, 19))])
+
+
+def test_a_month_is_counted_again_once_its_live_cases_have_settled(counted: Engine) -> None:
+    """Until then the report reads its cases live on the day it was counted, settled or not
+    since; after it, none."""
+    later = date(2027, 1, 11)
+    _check(counted, [(date(2026, 3, 1), date(2026, 10, 31), later)])
+    before = _months(counted)
+    due = [m for m in MONTHS if before[m].live_until and before[m].live_until < later]
+    assert due and len(due) < len(MONTHS)  # some months had live cases, some none
+    assert refresh(counted, CALENDAR, later, seconds=60) == [
+        *due,
+        date(2026, 11, 1),
+        date(2026, 12, 1),
+    ]
+    after = _months(counted)
+    assert {after[m].day for m in due} == {later}
+    assert all(after[m].live_until is None for m in due)
+    _check(counted, [(date(2026, 3, 1), date(2026, 10, 31), later)])
 
 
 def _first_case(session: Session, month: date) -> Case:
@@ -226,11 +289,10 @@ def test_other_working_days_set_every_month_aside(counted: Engine) -> None:
 
 def test_refresh_counts_past_months_oldest_first_a_few_at_a_time(engine: Engine) -> None:
     seed(engine, random.Random(2026))
-    assert refresh(engine, CALENDAR, COUNTED_ON, seconds=0) == [date(2026, 2, 1)]
-    assert refresh(engine, CALENDAR, COUNTED_ON, seconds=0) == [date(2026, 3, 1)]
+    assert refresh(engine, CALENDAR, date(2026, 5, 25), seconds=0) == [date(2026, 2, 1)]
+    assert refresh(engine, CALENDAR, date(2026, 5, 25), seconds=0) == [date(2026, 3, 1)]
     assert refresh(engine, CALENDAR, date(2026, 5, 31), seconds=60) == [date(2026, 4, 1)]
-    with Session(engine) as session:  # never the month not yet over
-        assert max(session.exec(select(ReportMonth.month)).all()) == date(2026, 4, 1)
+    assert max(_months(engine)) == date(2026, 4, 1)  # never the month not yet over
 
 
 @pytest.mark.postgres
@@ -246,7 +308,8 @@ def test_a_change_committed_while_its_month_is_counted_is_not_lost(
         case.satisfaction = 1
         writer.flush()  # the trigger's row written, not committed
         counting = threading.Thread(
-            target=report_months.count_month, args=(engine, CALENDAR, date(2026, 6, 1))
+            target=report_months.count_month,
+            args=(engine, CALENDAR, date(2026, 6, 1), COUNTED_ON),
         )
         counting.start()
         counting.join(timeout=30)

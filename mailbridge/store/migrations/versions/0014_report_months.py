@@ -17,12 +17,19 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-from mailbridge.store.models import REPORT_TRIGGERS, UNSETTLED_AT
+from mailbridge.store.models import REPORT_TRIGGERS
 
 revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# A case's moment of receipt while its figures can change, else NULL (0015 replaces it).
+UNSETTLED_AT = (
+    "(\nCASE\n    WHEN status = 'new' OR status = 'in_progress' OR status = 'completed' AND "
+    "(acknowledged_at IS NULL OR first_response_at IS NULL) THEN received_at\n"
+    "    ELSE NULL\nEND)"
+)
 
 AutoString = sqlmodel.sql.sqltypes.AutoString
 UTCDateTime = sqlmodel.sql.sqltypes.UTCDateTime
