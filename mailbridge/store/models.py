@@ -321,14 +321,14 @@ class Attachment(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """Every change to a case (invariant 3): the audit trail and the timeline."""
 
-    # Events of a kind, and their cases: the report counts holding replies and extensions
-    # per case from this index alone.
-    __table_args__ = (Index("ix_event_kind_case", "kind", "case_id"),)
+    # A case's events, and of which kinds: the report counts a case's holding replies and
+    # extensions from this index alone.
+    __table_args__ = (Index("ix_event_case_kind", "case_id", "kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int | None = Field(default=None, foreign_key="case.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="case.id")
     at: datetime = Field(default_factory=utcnow, index=True)
-    kind: str = Field(max_length=64)
+    kind: str = Field(max_length=64, index=True)
     actor_id: int | None = Field(default=None, foreign_key="person.id")
     actor: str = Field(default="system", max_length=254)
     message_id: int | None = Field(default=None, foreign_key="message.id")

@@ -13,8 +13,8 @@ still ahead of that day, found by an index of each running case's last deadline
 of a month's live cases is live: the tick counts the month again after it. The kept months
 are emptied (their figures meant something else): the next ticks count them again.
 
-Events are indexed by kind and case together (in place of kind alone), so the report counts
-a stretch's holding replies and extensions from the index, not from a table of millions.
+Events are indexed by case and kind together (in place of case alone), so the report counts
+each case's holding replies and extensions from the index, not from a table of millions.
 """
 
 from collections.abc import Sequence
@@ -38,14 +38,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("live_until", sa.Date(), nullable=True))
     op.drop_index("ix_case_unsettled", table_name="case")
     op.create_index("ix_case_live_until", "case", [sa.text(LIVE_UNTIL)])
-    op.drop_index("ix_event_kind", table_name="event")
-    op.create_index("ix_event_kind_case", "event", ["kind", "case_id"])
+    op.drop_index("ix_event_case_id", table_name="event")
+    op.create_index("ix_event_case_kind", "event", ["case_id", "kind"])
 
 
 def downgrade() -> None:
     before = import_module("mailbridge.store.migrations.versions.0014_report_months")
-    op.drop_index("ix_event_kind_case", table_name="event")
-    op.create_index("ix_event_kind", "event", ["kind"])
+    op.drop_index("ix_event_case_kind", table_name="event")
+    op.create_index("ix_event_case_id", "event", ["case_id"])
     op.drop_index("ix_case_live_until", table_name="case")
     op.create_index("ix_case_unsettled", "case", [sa.text(before.UNSETTLED_AT)])
     op.execute("DELETE FROM report_month")
