@@ -297,9 +297,11 @@ def generate(url: str, n: int) -> None:
         flush()
         carry_numbering_on(conn)
     tally.fold(engine)  # as the service's tick does: the cases' tally in a row per status
-    if url.startswith("postgresql"):
+    if url.startswith("postgresql"):  # as a database that has stood a while: autovacuum
+        # has been by and the load's pages are written out, not flushed during the timings
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
+            conn.exec_driver_sql("CHECKPOINT")
     else:  # the statistics the service gathers each day (store/db.py)
         refresh_statistics(engine)
     engine.dispose()
