@@ -205,6 +205,8 @@ def count(
 ) -> Tally:
     """The Tally of the cases received from `first` to `last` (local dates, both included),
     `which` of them (ALL, or LIVE or SETTLED on `day`)."""
+    if which != ALL and day is None:
+        raise ValueError(f"counting the {which} cases needs the day they are {which} on")
     lo = local_midnight(calendar.zone, first)
     hi = local_midnight(calendar.zone, last + timedelta(days=1))
     c = Case.__table__.c  # type: ignore[attr-defined]

@@ -33,7 +33,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute("DELETE FROM report_month")
-    with op.batch_alter_table("report_month") as batch_op:
+    # Made anew, empty: a NOT NULL column without a default is added so on any SQLite.
+    with op.batch_alter_table("report_month", recreate="always") as batch_op:
         batch_op.add_column(sa.Column("day", sa.Date(), nullable=False))
         batch_op.add_column(sa.Column("live_until", sa.Date(), nullable=True))
     op.drop_index("ix_case_unsettled", table_name="case")
