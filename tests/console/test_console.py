@@ -31,7 +31,7 @@ from mailbridge.store.migrate import ensure_database
 from mailbridge.store.models import Case, CaseMember, CaseOfficer, Person, PersonAddress
 from tests.helpers.cli import CONFIG, invoke, ok, one_line_error, rows
 from tests.helpers.clock import FIXED_NOW
-from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
+from tests.servers.database import DATABASES, migrated_copy
 
 CAL = WorkingCalendar()  # the config's council: Europe/London, England's bank holidays
 # The commands read the clock themselves ("today" in the lists and the dashboard): every test
@@ -250,20 +250,13 @@ def console(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
     root = tmp_path_factory.mktemp(f"console-{request.param}")
-    pg_templates: PgTemplates | None = None
-    if request.param == "sqlite":
-        sqlite_templates: SqliteTemplates = request.getfixturevalue("sqlite_templates")
-        url = sqlite_templates.copy_to("migrated", root / "mailbridge.db")
-    else:
-        pg_templates = request.getfixturevalue("pg_templates")
-        url = pg_templates.clone("migrated")
-    seed_database(url)
-    (root / "config.toml").write_text(
-        CONFIG.replace('url = "sqlite:///./mailbridge.db"', f'url = "{url}"'), encoding="utf-8"
-    )
-    yield Console(root)
-    if pg_templates is not None:
-        pg_templates.drop(url)
+    with migrated_copy(request, root) as url:
+        seed_database(url)
+        (root / "config.toml").write_text(
+            CONFIG.replace('url = "sqlite:///./mailbridge.db"', f'url = "{url}"'),
+            encoding="utf-8",
+        )
+        yield Console(root)
 
 
 def newest_first(selected: list[Seed]) -> list[str]:

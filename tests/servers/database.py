@@ -28,6 +28,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,22 @@ def _db_url(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str:
     return request.getfixturevalue(
         {"empty": "pg_url", "schema": "pg_schema_url", "migrated": "pg_migrated_url"}[kind]
     )
+
+
+@contextmanager
+def migrated_copy(request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """A database at the newest revision for a whole module, on `request.param`'s database:
+    a SQLite file in `folder`, or a PostgreSQL copy dropped when the module is done."""
+    if request.param == "sqlite":
+        templates: SqliteTemplates = request.getfixturevalue("sqlite_templates")
+        yield templates.copy_to("migrated", folder / "mailbridge.db")
+        return
+    pg: PgTemplates = request.getfixturevalue("pg_templates")
+    url = pg.clone("migrated")
+    try:
+        yield url
+    finally:
+        pg.drop(url)
 
 
 @pytest.fixture(params=DATABASES)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +34,7 @@ from mailbridge.store.models import Case, QuarantineItem
 from mailbridge.web.routing import ROLE_KEY
 from tests.factories import add_person, fixture_bytes
 from tests.helpers.council import ANN, JANE, PRIYA, RAJ, REF, SAM, new_email
-from tests.servers.database import DATABASES, PgTemplates, SqliteTemplates
+from tests.servers.database import DATABASES, migrated_copy
 from tests.web.case_helpers import SURVEY_PAGE, SURVEY_PDF, attachments_of, with_survey
 from tests.web.conftest import ROLES, Web, make_web
 
@@ -378,13 +379,12 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     root = tmp_path_factory.mktemp("case-roles")
-    pg: PgTemplates | None = None
-    if request.param == "sqlite":
-        sqlite: SqliteTemplates = request.getfixturevalue("sqlite_templates")
-        url = sqlite.copy_to("migrated", root / "mailbridge.db")
-    else:
-        pg = request.getfixturevalue("pg_templates")
-        url = pg.clone("migrated")
+    with migrated_copy(request, root) as url:
+        yield from _world(root, url)
+
+
+def _world(root: Path, url: str) -> Iterator[World]:
+    """The two cases, their people, attachments and tokens the table is tried on."""
     engine = make_engine(url)
     web = make_web(root, engine)
     council = web.council
@@ -439,8 +439,6 @@ def world(
     for client in web.clients:
         client.close()
     engine.dispose()
-    if pg is not None:
-        pg.drop(url)
 
 
 def _client(world: World, who: str) -> tuple[TestClient, str]:
